@@ -1,0 +1,159 @@
+import { mkdir } from 'node:fs/promises';
+import { Level } from 'level';
+import type { RawRecord } from '../../commands/ports.js';
+import { CorruptRecordError, InvalidArgumentError, LedgerLockedError } from '../../domain/errors.js';
+import { decodeEvent, type LedgerEvent } from '../../domain/events.js';
+import { BaseEventLog, type EventLogOptions } from './base-event-log.js';
+
+/*
+ * Key layout (one LevelDB, utf8 keys and values). Each read the service needs is one
+ * range scan:
+ *
+ *   e!<seq, 16 digits>                    -> envelope JSON     the whole log, in seq order
+ *   s!<stream>\x00<version, 10 digits>    -> envelope JSON     one stream, in version order
+ *   c!<name>                              -> seq               durable cursors (the relay's outbox)
+ *   m!layout                              -> "1"               the key layout's version
+ *
+ * The envelope is stored under both keys in one synced batch, so they never disagree.
+ */
+const LOG = 'e!';
+const STREAM = 's!';
+const CURSOR = 'c!';
+const LAYOUT_KEY = 'm!layout';
+const LAYOUT_VERSION = '1';
+const SEQ_DIGITS = 16;
+const VERSION_DIGITS = 10;
+/** Records fetched per iterator round trip while scanning. */
+export const DEFAULT_SCAN_CHUNK_RECORDS = 1_000;
+
+const seqKey = (seq: number): string => LOG + String(seq).padStart(SEQ_DIGITS, '0');
+const streamPrefix = (stream: string): string => `${STREAM}${stream}\x00`;
+const streamKey = (stream: string, version: number): string =>
+  streamPrefix(stream) + String(version).padStart(VERSION_DIGITS, '0');
+
+export interface LevelDbEventLogOptions extends EventLogOptions {
+  dir: string;
+}
+
+/** The EventLog on an embedded LevelDB directory, held by one process at a time. */
+export class LevelDbEventLog extends BaseEventLog {
+  private constructor(
+    private readonly db: Level<string, string>,
+    options: LevelDbEventLogOptions,
+  ) {
+    super(options);
+  }
+
+  /**
+   * Opens (creating if needed) the log in `options.dir`. Fails fast with
+   * LedgerLockedError when another process, or another handle in this one, holds it.
+   */
+  static async open(options: LevelDbEventLogOptions): Promise<LevelDbEventLog> {
+    await mkdir(options.dir, { recursive: true });
+    const db = new Level<string, string>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    try {
+      await db.open();
+    } catch (error) {
+      if (isLockError(error)) throw new LedgerLockedError(options.dir, { cause: error });
+      throw error;
+    }
+    try {
+      const layout = await db.get(LAYOUT_KEY);
+      if (layout === undefined) await db.put(LAYOUT_KEY, LAYOUT_VERSION, { sync: true });
+      else if (layout !== LAYOUT_VERSION) {
+        throw new CorruptRecordError(undefined, `key layout ${layout} in ${options.dir}; this build reads layout ${LAYOUT_VERSION}`);
+      }
+      const log = new LevelDbEventLog(db, options);
+      const last = await lastEntry(db, LOG, seqKey(Number.MAX_SAFE_INTEGER));
+      if (last) {
+        const seq = Number(last[0].slice(LOG.length));
+        const event = decodeEvent(last[1], seq);
+        log.setHead(seq, Date.parse(event.at));
+      }
+      return log;
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
+  }
+
+  protected async loadStreamVersion(stream: string): Promise<number> {
+    const prefix = streamPrefix(stream);
+    const last = await lastEntry(this.db, prefix, prefix + '\xff');
+    return last ? Number(last[0].slice(prefix.length)) : 0;
+  }
+
+  protected async writeBatch(events: readonly LedgerEvent[], records: readonly string[]): Promise<void> {
+    const batch = this.db.batch();
+    events.forEach((e, i) => {
+      const json = records[i]!;
+      batch.put(seqKey(e.seq), json);
+      batch.put(streamKey(e.stream, e.version), json);
+    });
+    await batch.write({ sync: true });
+  }
+
+  protected async readStreamRecords(stream: string): Promise<RawRecord[]> {
+    const prefix = streamPrefix(stream);
+    const out: RawRecord[] = [];
+    for await (const [, json] of this.db.iterator({ gt: prefix, lt: prefix + '\xff' })) {
+      out.push({ seq: seqOf(json), json });
+    }
+    return out;
+  }
+
+  async *readRecords(options: { fromSeq?: number; toSeq?: number } = {}): AsyncIterable<RawRecord> {
+    const from = Math.max(1, options.fromSeq ?? 1);
+    const to = Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    if (from > to) return;
+    const iterator = this.db.iterator({ gte: seqKey(from), lte: seqKey(to) });
+    let expected = from;
+    try {
+      for (;;) {
+        const entries = await iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS);
+        if (entries.length === 0) return;
+        for (const [key, json] of entries) {
+          const seq = Number(key.slice(LOG.length));
+          // A hole in the seq range means a lost record: say where, never skip it.
+          if (seq !== expected) throw new CorruptRecordError(expected, `record missing (next stored seq is ${seq})`);
+          expected = seq + 1;
+          yield { seq, json };
+        }
+      }
+    } finally {
+      await iterator.close();
+    }
+  }
+
+  async readCursor(name: string): Promise<number> {
+    const value = await this.db.get(CURSOR + name);
+    return value === undefined ? 0 : Number(value);
+  }
+
+  /** Not synced: a cursor lost in a machine crash only re-publishes what dedupe drops. */
+  async writeCursor(name: string, seq: number): Promise<void> {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidArgumentError('seq', `bad cursor position ${seq}`);
+    await this.db.put(CURSOR + name, String(seq));
+  }
+
+  protected async closeStore(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+async function lastEntry(db: Level<string, string>, gte: string, lt: string): Promise<[string, string] | undefined> {
+  const entries = await db.iterator({ gte, lt, reverse: true, limit: 1 }).all();
+  return entries[0];
+}
+
+/** Reads `"seq":N` from an envelope without parsing the whole record. */
+function seqOf(json: string): number {
+  const match = /"seq":(\d+)/.exec(json);
+  if (!match) throw new CorruptRecordError(undefined, `stream record without a seq: ${json.slice(0, 80)}`);
+  return Number(match[1]);
+}
+
+function isLockError(error: unknown): boolean {
+  const e = error as { code?: string; cause?: { code?: string } } | undefined;
+  return e?.code === 'LEVEL_LOCKED' || e?.cause?.code === 'LEVEL_LOCKED';
+}

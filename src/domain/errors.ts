@@ -1,0 +1,99 @@
+/**
+ * Domain errors. Each sets `name`, carries an optional `cause`, and is mapped to a gRPC
+ * status in exactly one place (src/adapters/cri/status.ts once the CRI server exists;
+ * the ledger API maps them in src/adapters/ledger-api).
+ */
+export class CriLedgerError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A request or config value is malformed; `field` names it. */
+export class InvalidArgumentError extends CriLedgerError {
+  constructor(
+    readonly field: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${field}: ${detail}`, options);
+  }
+}
+
+/** An append expected a stream version that is not the stream's current one. */
+export class ConcurrencyError extends CriLedgerError {
+  constructor(
+    readonly stream: string,
+    readonly expectedVersion: number,
+    readonly actualVersion: number,
+  ) {
+    super(`stream ${stream} is at version ${actualVersion}, the append expected ${expectedVersion}`);
+  }
+}
+
+/** An event in the log has a type or schema version this build does not know. */
+export class UnknownEventError extends CriLedgerError {
+  constructor(
+    readonly type: string,
+    readonly v: number,
+    readonly seq?: number,
+  ) {
+    super(
+      `unknown event ${type} v${v}${seq === undefined ? '' : ` at seq ${seq}`}: ` +
+        'this cri-ledger build cannot read it (is the log from a newer version?)',
+    );
+  }
+}
+
+/** A stored record cannot be decoded or fails its schema. Startup stops on it. */
+export class CorruptRecordError extends CriLedgerError {
+  constructor(
+    readonly seq: number | undefined,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`corrupt event record${seq === undefined ? '' : ` at seq ${seq}`}: ${detail}`, options);
+  }
+}
+
+/** The log directory is held by another process (LevelDB LOCK). */
+export class LedgerLockedError extends CriLedgerError {
+  constructor(
+    readonly dir: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `the ledger at ${dir} is held by another cri-ledger process; ` +
+        'stop it, or read through its socket (the default) instead of --db',
+      options,
+    );
+  }
+}
+
+/** An id prefix matches more than one id. */
+export class AmbiguousIdError extends CriLedgerError {
+  constructor(
+    readonly prefix: string,
+    readonly matches: string[],
+  ) {
+    super(`id prefix "${prefix}" matches ${matches.length} ids: ${matches.slice(0, 5).join(', ')}`);
+  }
+}
+
+/** Nothing is known by that id or name. */
+export class NotFoundError extends CriLedgerError {
+  constructor(
+    readonly what: string,
+    readonly key: string,
+  ) {
+    super(`${what} "${key}" not found`);
+  }
+}
+
+/** The log was closed while an operation was pending. */
+export class LedgerClosedError extends CriLedgerError {
+  constructor() {
+    super('the ledger is closed');
+  }
+}

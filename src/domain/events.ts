@@ -1,0 +1,274 @@
+import { z } from 'zod';
+import { CorruptRecordError, InvalidArgumentError, UnknownEventError } from './errors.js';
+import { EVENT_ID, RESOURCE_ID } from './ids.js';
+
+/*
+ * Every state change of cri-ledger is one of these events. The log stores the envelope
+ * as JSON, exactly as NATS consumers receive it. Each type has a schema per version `v`;
+ * a record whose type or version is not listed here is refused with UnknownEventError,
+ * never skipped. To change a payload, add version 2 beside version 1 and an upcaster.
+ */
+
+const TIME = z.iso.datetime({ offset: true });
+const LABELS = z.record(z.string(), z.string());
+
+/** The container's name was reserved for a freshly generated id; CreateContainer began. */
+export const NameReservedV1 = z.object({
+  containerId: RESOURCE_ID,
+  sandboxId: RESOURCE_ID,
+  /** The full CRI name, `<name>_<pod>_<namespace>_<uid>_<attempt>`, the key of the name index. */
+  name: z.string().min(1),
+  metadata: z.object({ name: z.string().min(1), attempt: z.number().int().nonnegative() }),
+  /** sha256 of the canonical request: a retry with the same digest is the same request. */
+  requestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  image: z.string(),
+});
+
+/** The OCI spec was built; it is carried whole so an incident can see exactly what ran. */
+export const SpecGeneratedV1 = z.object({
+  spec: z.record(z.string(), z.unknown()),
+  specDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  runtimeHandler: z.string(),
+  imageRef: z.string(),
+});
+
+/** The rootfs snapshot exists under the key fixed by the container id. */
+export const SnapshotPreparedV1 = z.object({
+  snapshotter: z.string().min(1),
+  key: z.string().min(1),
+  parent: z.string(),
+});
+
+/** containerd holds the container; it is now visible to ListContainers. */
+export const ContainerCreatedV1 = z.object({
+  createdAt: TIME,
+  imageRef: z.string(),
+  logPath: z.string(),
+  labels: LABELS,
+  annotations: LABELS,
+});
+
+/** One undo done while compensating, and how it went. */
+export const UndoResult = z.object({
+  step: z.string().min(1),
+  ok: z.boolean(),
+  error: z.string().optional(),
+  durationMs: z.number().nonnegative().optional(),
+});
+
+/** A step failed: which step, the error, and each undo done (newest first). Terminal. */
+export const CompensatedV1 = z.object({
+  operation: z.string().min(1),
+  failedStep: z.string().min(1),
+  error: z.object({ message: z.string(), code: z.string().optional() }),
+  undone: z.array(UndoResult),
+  /** The name that compensation released, if one had been reserved. */
+  name: z.string().optional(),
+});
+
+/** The sandbox name `<name>_<namespace>_<uid>_<attempt>` was reserved; RunPodSandbox began. */
+export const SandboxReservedV1 = z.object({
+  sandboxId: RESOURCE_ID,
+  name: z.string().min(1),
+  metadata: z.object({
+    name: z.string().min(1),
+    uid: z.string().min(1),
+    namespace: z.string().min(1),
+    attempt: z.number().int().nonnegative(),
+  }),
+  requestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  runtimeHandler: z.string(),
+  hostNetwork: z.boolean(),
+  labels: LABELS,
+  annotations: LABELS,
+});
+
+/** The pause task runs and the network is set up. Terminal for RunPodSandbox. */
+export const SandboxReadyV1 = z.object({
+  createdAt: TIME,
+  pid: z.number().int().nonnegative(),
+  ip: z.string(),
+  additionalIps: z.array(z.string()),
+  netnsPath: z.string(),
+});
+
+/** The pause task is stopped and the network torn down. */
+export const SandboxStoppedV1 = z.object({ stoppedAt: TIME });
+
+/** The sandbox and its name are gone. */
+export const SandboxRemovedV1 = z.object({ name: z.string().min(1), removedAt: TIME });
+
+/** The container's task started. */
+export const ContainerStartedV1 = z.object({ pid: z.number().int().nonnegative(), startedAt: TIME });
+
+/** The container's task exited (from containerd's task events). */
+export const ContainerExitedV1 = z.object({
+  exitCode: z.number().int(),
+  finishedAt: TIME,
+  /** `Completed`, `Error`, `OOMKilled`, or why the start failed. */
+  reason: z.string(),
+  message: z.string(),
+});
+
+/** StopContainer ran: the signal sent and whether the timeout forced a SIGKILL. */
+export const ContainerStoppedV1 = z.object({
+  signal: z.string(),
+  timeoutMs: z.number().int().nonnegative(),
+  killed: z.boolean(),
+  stoppedAt: TIME,
+});
+
+/** The container and its side effects are gone; its name is released. */
+export const ContainerRemovedV1 = z.object({ name: z.string().min(1), removedAt: TIME });
+
+/** Each event type, its schemas by version. The last entry is the one written. */
+export const EVENT_SCHEMAS = {
+  NameReserved: { 1: NameReservedV1 },
+  SpecGenerated: { 1: SpecGeneratedV1 },
+  SnapshotPrepared: { 1: SnapshotPreparedV1 },
+  ContainerCreated: { 1: ContainerCreatedV1 },
+  Compensated: { 1: CompensatedV1 },
+  SandboxReserved: { 1: SandboxReservedV1 },
+  SandboxReady: { 1: SandboxReadyV1 },
+  SandboxStopped: { 1: SandboxStoppedV1 },
+  SandboxRemoved: { 1: SandboxRemovedV1 },
+  ContainerStarted: { 1: ContainerStartedV1 },
+  ContainerExited: { 1: ContainerExitedV1 },
+  ContainerStopped: { 1: ContainerStoppedV1 },
+  ContainerRemoved: { 1: ContainerRemovedV1 },
+} as const satisfies Record<string, Record<number, z.ZodType>>;
+
+export type EventType = keyof typeof EVENT_SCHEMAS;
+export const EVENT_TYPES = Object.keys(EVENT_SCHEMAS) as EventType[];
+
+/** The schema version written for each type. */
+export const CURRENT_VERSION: Record<EventType, number> = {
+  NameReserved: 1,
+  SpecGenerated: 1,
+  SnapshotPrepared: 1,
+  ContainerCreated: 1,
+  Compensated: 1,
+  SandboxReserved: 1,
+  SandboxReady: 1,
+  SandboxStopped: 1,
+  SandboxRemoved: 1,
+  ContainerStarted: 1,
+  ContainerExited: 1,
+  ContainerStopped: 1,
+  ContainerRemoved: 1,
+};
+
+export type EventData = {
+  [T in EventType]: z.infer<(typeof EVENT_SCHEMAS)[T][1]>;
+};
+
+/** Fields every stored event has; the log assigns id, seq, version, at and node. */
+export interface EnvelopeFields {
+  /** ULID, unique and time-sortable. */
+  id: string;
+  /** Global position in the log: 1, 2, 3, ... without gaps. */
+  seq: number;
+  /** `container-<id>`, `sandbox-<id>` or `image-<name>`. */
+  stream: string;
+  /** Position within the stream: 1, 2, 3, ... */
+  version: number;
+  /** Schema version of `data`. */
+  v: number;
+  /** When the log recorded the event (ISO 8601, UTC); never decreases along seq. */
+  at: string;
+  node: string;
+  /** One per CRI request; every event a request caused shares it. */
+  correlationId: string;
+  /** The event or request that caused this one, if any. */
+  causationId: string | null;
+}
+
+/** A stored event, discriminated by `type`. */
+export type LedgerEvent<T extends EventType = EventType> = {
+  [K in T]: EnvelopeFields & { type: K; data: EventData[K] };
+}[T];
+
+/** An event a command proposes; the log stamps the remaining envelope fields. */
+export type NewEvent<T extends EventType = EventType> = {
+  [K in T]: { type: K; data: EventData[K]; correlationId: string; causationId?: string | null };
+}[T];
+
+const ENVELOPE = z.object({
+  id: EVENT_ID,
+  seq: z.number().int().positive(),
+  stream: z.string().min(1),
+  version: z.number().int().positive(),
+  type: z.string().min(1),
+  v: z.number().int().positive(),
+  at: TIME,
+  node: z.string().min(1),
+  correlationId: z.string().min(1),
+  causationId: z.string().nullable(),
+  data: z.unknown(),
+});
+
+function schemaFor(type: string, v: number, seq?: number): z.ZodType {
+  const versions = (EVENT_SCHEMAS as Record<string, Record<number, z.ZodType>>)[type];
+  const schema = versions?.[v];
+  if (!schema) throw new UnknownEventError(type, v, seq);
+  return schema;
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+}
+
+/**
+ * Checks a proposed event against the schema it will be written with and returns it with
+ * the parsed data. Throws InvalidArgumentError naming the field, so a command bug never
+ * reaches the log.
+ */
+export function parseNewEvent<E extends NewEvent>(event: E): E {
+  const result = schemaFor(event.type, CURRENT_VERSION[event.type]).safeParse(event.data);
+  if (!result.success) throw new InvalidArgumentError(`${event.type}.data`, describeIssues(result.error));
+  if (typeof event.correlationId !== 'string' || event.correlationId.length === 0) {
+    throw new InvalidArgumentError(`${event.type}.correlationId`, 'must not be empty');
+  }
+  return { ...event, data: result.data };
+}
+
+/**
+ * Decodes one stored record (the envelope JSON). `expectedSeq`, when given, is the seq
+ * the record's key says it has. Unknown types or versions throw UnknownEventError; any
+ * other defect throws CorruptRecordError with the seq.
+ */
+export function decodeEvent(json: string, expectedSeq?: number): LedgerEvent {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (cause) {
+    throw new CorruptRecordError(expectedSeq, 'not valid JSON', { cause });
+  }
+  const envelope = ENVELOPE.safeParse(raw);
+  if (!envelope.success) {
+    throw new CorruptRecordError(expectedSeq, `bad envelope: ${describeIssues(envelope.error)}`);
+  }
+  const e = envelope.data;
+  if (expectedSeq !== undefined && e.seq !== expectedSeq) {
+    throw new CorruptRecordError(expectedSeq, `record says seq ${e.seq}`);
+  }
+  const data = schemaFor(e.type, e.v, e.seq).safeParse(e.data);
+  if (!data.success) {
+    throw new CorruptRecordError(e.seq, `${e.type} v${e.v} data: ${describeIssues(data.error)}`);
+  }
+  return { ...e, data: data.data } as LedgerEvent;
+}
+
+/** The JSON a stored event is written as (and published to NATS as). */
+export function encodeEvent(event: LedgerEvent): string {
+  return JSON.stringify(event);
+}
+
+/** Compile-time exhaustiveness for switches over event types. */
+export function assertNever(value: never): never {
+  throw new Error(`unhandled case: ${JSON.stringify(value)}`);
+}
+
+/** The events that begin a saga, and those that end one, by stream kind. */
+export const SAGA_BEGIN: ReadonlySet<EventType> = new Set(['NameReserved', 'SandboxReserved']);
+export const SAGA_END: ReadonlySet<EventType> = new Set(['ContainerCreated', 'SandboxReady', 'Compensated']);
