@@ -1,0 +1,131 @@
+import { assertNever, type LedgerEvent } from '../domain/events.js';
+import { parseStream } from '../domain/ids.js';
+import type { Projection } from './read-model.js';
+
+/*
+ * Container store: container id -> metadata and status, as ListContainers and
+ * ContainerStatus will show it.
+ *
+ *   NameReserved ──> CREATING ──ContainerCreated──> CREATED ──ContainerStarted──> RUNNING
+ *                      │                              │                             │
+ *                      │ Compensated                  │ ContainerExited             │ ContainerExited
+ *                      v                              v   (start failed)            v
+ *                   (gone)                          EXITED <────ContainerStopped─────┘
+ *
+ *   ContainerRemoved from any state -> (gone). SpecGenerated and SnapshotPrepared fill in
+ *   CREATING; a container in CREATING is not shown to kubelet yet.
+ */
+
+export type ContainerState = 'CREATING' | 'CREATED' | 'RUNNING' | 'EXITED';
+
+export interface ContainerRecord {
+  id: string;
+  sandboxId: string;
+  name: string;
+  metadata: { name: string; attempt: number };
+  image: string;
+  imageRef: string;
+  requestDigest: string;
+  state: ContainerState;
+  /** When NameReserved was recorded. */
+  reservedAt: string;
+  createdAt?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  pid?: number;
+  exitCode?: number;
+  reason?: string;
+  message?: string;
+  logPath?: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  runtimeHandler?: string;
+  specDigest?: string;
+  snapshot?: { snapshotter: string; key: string; parent: string };
+  stopSignal?: string;
+  /** The stream version of the last event applied. */
+  version: number;
+  /** The last event applied, for "what happened last" questions. */
+  lastEvent: { type: string; at: string; seq: number };
+}
+
+function touch(doc: ContainerRecord, event: LedgerEvent, patch: Partial<ContainerRecord>): ContainerRecord {
+  return { ...doc, ...patch, version: event.version, lastEvent: { type: event.type, at: event.at, seq: event.seq } };
+}
+
+export const containerStore: Projection<ContainerRecord> = {
+  name: 'containers',
+
+  keysOf(event) {
+    return event.stream.startsWith('container-') ? [parseStream(event.stream).id] : [];
+  },
+
+  evolve(doc, event) {
+    if (event.type === 'NameReserved') {
+      if (doc) return doc;
+      const d = event.data;
+      return {
+        id: d.containerId,
+        sandboxId: d.sandboxId,
+        name: d.name,
+        metadata: d.metadata,
+        image: d.image,
+        imageRef: '',
+        requestDigest: d.requestDigest,
+        state: 'CREATING',
+        reservedAt: event.at,
+        labels: {},
+        annotations: {},
+        version: event.version,
+        lastEvent: { type: event.type, at: event.at, seq: event.seq },
+      };
+    }
+    // Anything else needs the record, and applies once per stream version.
+    if (!doc || event.version <= doc.version) return doc;
+    switch (event.type) {
+      case 'SpecGenerated':
+        return touch(doc, event, {
+          runtimeHandler: event.data.runtimeHandler,
+          specDigest: event.data.specDigest,
+          imageRef: event.data.imageRef,
+        });
+      case 'SnapshotPrepared':
+        return touch(doc, event, { snapshot: event.data });
+      case 'ContainerCreated':
+        return touch(doc, event, {
+          state: 'CREATED',
+          createdAt: event.data.createdAt,
+          imageRef: event.data.imageRef,
+          logPath: event.data.logPath,
+          labels: event.data.labels,
+          annotations: event.data.annotations,
+        });
+      case 'ContainerStarted':
+        return touch(doc, event, { state: 'RUNNING', pid: event.data.pid, startedAt: event.data.startedAt });
+      case 'ContainerExited':
+        return touch(doc, event, {
+          state: 'EXITED',
+          exitCode: event.data.exitCode,
+          finishedAt: event.data.finishedAt,
+          reason: event.data.reason,
+          message: event.data.message,
+        });
+      case 'ContainerStopped':
+        return touch(doc, event, {
+          state: 'EXITED',
+          stopSignal: event.data.signal,
+          finishedAt: doc.finishedAt ?? event.data.stoppedAt,
+        });
+      case 'Compensated':
+      case 'ContainerRemoved':
+        return undefined;
+      case 'SandboxReserved':
+      case 'SandboxReady':
+      case 'SandboxStopped':
+      case 'SandboxRemoved':
+        return doc;
+      default:
+        return assertNever(event);
+    }
+  },
+};

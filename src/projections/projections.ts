@@ -1,0 +1,78 @@
+import type { LedgerEvent } from '../domain/events.js';
+import { NotFoundError } from '../domain/errors.js';
+import { resolveIdPrefix } from '../domain/ids.js';
+import { containerStore, type ContainerRecord } from './container-store.js';
+import { containerNameIndex, type NameHold } from './name-index.js';
+import { operationsInFlight, type OperationInFlight } from './operations.js';
+import { ReadModel } from './read-model.js';
+import { sandboxNameIndex } from './sandbox-name-index.js';
+import { sandboxStore, type SandboxRecord } from './sandbox-store.js';
+
+export interface ProjectionsSnapshot {
+  position: number;
+  containers: Record<string, ContainerRecord>;
+  containerNames: Record<string, NameHold>;
+  sandboxes: Record<string, SandboxRecord>;
+  sandboxNames: Record<string, NameHold>;
+  operations: Record<string, OperationInFlight>;
+}
+
+/**
+ * Every read model the service keeps, fed the same events in seq order: rebuilt from
+ * the log at startup, then updated from each committed batch before its append resolves.
+ */
+export class Projections {
+  readonly containers = new ReadModel(containerStore);
+  readonly containerNames = new ReadModel(containerNameIndex);
+  readonly sandboxes = new ReadModel(sandboxStore);
+  readonly sandboxNames = new ReadModel(sandboxNameIndex);
+  readonly operations = new ReadModel(operationsInFlight);
+  private readonly all = [this.containers, this.containerNames, this.sandboxes, this.sandboxNames, this.operations] as const;
+
+  apply(event: LedgerEvent): void {
+    for (const model of this.all) model.apply(event);
+  }
+
+  applyAll(events: Iterable<LedgerEvent>): void {
+    for (const event of events) this.apply(event);
+  }
+
+  position(): number {
+    return this.containers.position();
+  }
+
+  /** A container by full id, unique id prefix, or full CRI name. */
+  findContainer(ref: string): ContainerRecord | undefined {
+    const byName = this.containerNames.get(ref);
+    if (byName) return this.containers.get(byName.holderId);
+    if (!/^[0-9a-f]+$/.test(ref)) return undefined;
+    const id = resolveIdPrefix(ref, this.containers.keys());
+    return id === undefined ? undefined : this.containers.get(id);
+  }
+
+  /** A sandbox by full id, unique id prefix, or full sandbox name. */
+  findSandbox(ref: string): SandboxRecord | undefined {
+    const byName = this.sandboxNames.get(ref);
+    if (byName) return this.sandboxes.get(byName.holderId);
+    if (!/^[0-9a-f]+$/.test(ref)) return undefined;
+    const id = resolveIdPrefix(ref, this.sandboxes.keys());
+    return id === undefined ? undefined : this.sandboxes.get(id);
+  }
+
+  getContainer(ref: string): ContainerRecord {
+    const found = this.findContainer(ref);
+    if (!found) throw new NotFoundError('container', ref);
+    return found;
+  }
+
+  snapshot(): ProjectionsSnapshot {
+    return {
+      position: this.position(),
+      containers: this.containers.snapshot(),
+      containerNames: this.containerNames.snapshot(),
+      sandboxes: this.sandboxes.snapshot(),
+      sandboxNames: this.sandboxNames.snapshot(),
+      operations: this.operations.snapshot(),
+    };
+  }
+}

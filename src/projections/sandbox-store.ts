@@ -1,0 +1,94 @@
+import { assertNever, type LedgerEvent } from '../domain/events.js';
+import { parseStream } from '../domain/ids.js';
+import type { Projection } from './read-model.js';
+
+/*
+ * Sandbox store: sandbox id -> metadata and state, as ListPodSandbox will show it.
+ *
+ *   SandboxReserved ──> CREATING ──SandboxReady──> READY ──SandboxStopped──> NOTREADY
+ *                          │ Compensated                                      │
+ *                          v                                 SandboxRemoved   v
+ *                       (gone) <──────────────────────────────────────────  (gone)
+ */
+
+export type SandboxState = 'CREATING' | 'READY' | 'NOTREADY';
+
+export interface SandboxRecord {
+  id: string;
+  name: string;
+  metadata: { name: string; uid: string; namespace: string; attempt: number };
+  state: SandboxState;
+  runtimeHandler: string;
+  hostNetwork: boolean;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  reservedAt: string;
+  createdAt?: string;
+  stoppedAt?: string;
+  pid?: number;
+  ip?: string;
+  additionalIps?: string[];
+  netnsPath?: string;
+  version: number;
+  lastEvent: { type: string; at: string; seq: number };
+}
+
+function touch(doc: SandboxRecord, event: LedgerEvent, patch: Partial<SandboxRecord>): SandboxRecord {
+  return { ...doc, ...patch, version: event.version, lastEvent: { type: event.type, at: event.at, seq: event.seq } };
+}
+
+export const sandboxStore: Projection<SandboxRecord> = {
+  name: 'sandboxes',
+
+  keysOf(event) {
+    return event.stream.startsWith('sandbox-') ? [parseStream(event.stream).id] : [];
+  },
+
+  evolve(doc, event) {
+    if (event.type === 'SandboxReserved') {
+      if (doc) return doc;
+      const d = event.data;
+      return {
+        id: d.sandboxId,
+        name: d.name,
+        metadata: d.metadata,
+        state: 'CREATING',
+        runtimeHandler: d.runtimeHandler,
+        hostNetwork: d.hostNetwork,
+        labels: d.labels,
+        annotations: d.annotations,
+        reservedAt: event.at,
+        version: event.version,
+        lastEvent: { type: event.type, at: event.at, seq: event.seq },
+      };
+    }
+    if (!doc || event.version <= doc.version) return doc;
+    switch (event.type) {
+      case 'SandboxReady':
+        return touch(doc, event, {
+          state: 'READY',
+          createdAt: event.data.createdAt,
+          pid: event.data.pid,
+          ip: event.data.ip,
+          additionalIps: event.data.additionalIps,
+          netnsPath: event.data.netnsPath,
+        });
+      case 'SandboxStopped':
+        return touch(doc, event, { state: 'NOTREADY', stoppedAt: event.data.stoppedAt });
+      case 'SandboxRemoved':
+      case 'Compensated':
+        return undefined;
+      case 'NameReserved':
+      case 'SpecGenerated':
+      case 'SnapshotPrepared':
+      case 'ContainerCreated':
+      case 'ContainerStarted':
+      case 'ContainerExited':
+      case 'ContainerStopped':
+      case 'ContainerRemoved':
+        return doc;
+      default:
+        return assertNever(event);
+    }
+  },
+};

@@ -1,0 +1,91 @@
+import type { NewEvent } from '../../src/domain/events.js';
+import { container, ev, sandbox, streams } from './fixtures.js';
+
+/** One append of a generated history: stream, expected version, events. */
+export interface ScenarioAppend {
+  stream: string;
+  expected: number;
+  events: NewEvent[];
+}
+
+/** A small deterministic PRNG (mulberry32), so a failing scenario replays exactly. */
+export function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A node's history: `pods` sandboxes, each with a few containers that are created
+ * (some compensated mid-saga), started, exited, stopped and removed; some pods are torn
+ * down; a few sagas are left in flight. Streams interleave as they would on a node.
+ */
+export function generateScenario(options: { pods: number; seed?: number; containersPerPod?: number }): ScenarioAppend[] {
+  const rnd = random(options.seed ?? 1);
+  const perPod = options.containersPerPod ?? 3;
+  const versions = new Map<string, number>();
+  const lanes: ScenarioAppend[][] = [];
+  const push = (lane: ScenarioAppend[], stream: string, events: NewEvent[]) => {
+    const expected = versions.get(stream) ?? 0;
+    versions.set(stream, expected + events.length);
+    lane.push({ stream, expected, events });
+  };
+  for (let p = 0; p < options.pods; p++) {
+    const lane: ScenarioAppend[] = [];
+    const pod = sandbox(`pod${p}`, `pod${p % 50}_ns_uid-${p}_0`);
+    const podStream = streams.sandbox(pod);
+    push(lane, podStream, [ev.sandboxReserved(pod, `req-pod-${p}`)]);
+    if (rnd() < 0.05) {
+      push(lane, podStream, [ev.compensated(pod.name, 'SandboxReady', `req-pod-${p}`)]);
+      lanes.push(lane);
+      continue;
+    }
+    push(lane, podStream, [ev.sandboxReady()]);
+    const torndown = rnd() < 0.5;
+    for (let k = 0; k < perPod; k++) {
+      const label = `c${p}-${k}`;
+      const c = { ...container(label, `pod${p}`, `app${k}_${pod.name}`), sandboxId: pod.id };
+      const stream = streams.container(c);
+      const corr = `req-${label}`;
+      push(lane, stream, [ev.nameReserved(c, corr)]);
+      const roll = rnd();
+      const last = p === options.pods - 1 && k === perPod - 1;
+      if (last || (roll < 0.02 && p > options.pods - 20)) continue; // left in flight
+      push(lane, stream, [ev.specGenerated(corr)]);
+      if (roll < 0.1) {
+        push(lane, stream, [ev.compensated(c.name, 'SnapshotPrepared', corr)]);
+        continue;
+      }
+      push(lane, stream, [ev.snapshotPrepared(c, corr)]);
+      push(lane, stream, [ev.containerCreated(1, corr)]);
+      push(lane, stream, [ev.containerStarted()]);
+      if (rnd() < 0.7 || torndown) push(lane, stream, [ev.containerExited(rnd() < 0.8 ? 0 : 1)]);
+      if (torndown) {
+        push(lane, stream, [ev.containerStopped()]);
+        push(lane, stream, [ev.containerRemoved(c)]);
+      }
+    }
+    if (torndown) {
+      push(lane, podStream, [ev.sandboxStopped()]);
+      push(lane, podStream, [ev.sandboxRemoved(pod)]);
+    }
+    lanes.push(lane);
+  }
+  // Interleave a few lanes at a time, as concurrent pods would.
+  const out: ScenarioAppend[] = [];
+  const width = 4;
+  for (let start = 0; start < lanes.length; start += width) {
+    const group = lanes.slice(start, start + width).map((l) => [...l]);
+    while (group.some((l) => l.length > 0)) {
+      const live = group.filter((l) => l.length > 0);
+      out.push(live[Math.floor(rnd() * live.length)]!.shift()!);
+    }
+  }
+  return out;
+}
+
