@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CorruptRecordError, InvalidArgumentError, UnknownEventError } from './errors.js';
-import { EVENT_ID, RESOURCE_ID } from './ids.js';
+import { RESOURCE_ID } from './ids.js';
 
 /*
  * Every state change of cri-ledger is one of these events. The log stores the envelope
@@ -193,19 +193,32 @@ export type NewEvent<T extends EventType = EventType> = {
   [K in T]: { type: K; data: EventData[K]; correlationId: string; causationId?: string | null };
 }[T];
 
-const ENVELOPE = z.object({
-  id: EVENT_ID,
-  seq: z.number().int().positive(),
-  stream: z.string().min(1),
-  version: z.number().int().positive(),
-  type: z.string().min(1),
-  v: z.number().int().positive(),
-  at: TIME,
-  node: z.string().min(1),
-  correlationId: z.string().min(1),
-  causationId: z.string().nullable(),
-  data: z.unknown(),
-});
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+const isText = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+/**
+ * Checks the envelope fields of a parsed record and returns the first defect, if any.
+ * Hand-written rather than a zod object: it runs once per event on every rebuild, and
+ * the envelope never changes shape (payloads, which do, are zod schemas per version).
+ */
+function envelopeDefect(raw: unknown): string | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'not an object';
+  const e = raw as Record<string, unknown>;
+  if (typeof e.id !== 'string' || !ULID.test(e.id)) return 'id: must be a ULID';
+  if (!isPositiveInt(e.seq)) return 'seq: must be a positive integer';
+  if (!isText(e.stream)) return 'stream: must be a non-empty string';
+  if (!isPositiveInt(e.version)) return 'version: must be a positive integer';
+  if (!isText(e.type)) return 'type: must be a non-empty string';
+  if (!isPositiveInt(e.v)) return 'v: must be a positive integer';
+  if (typeof e.at !== 'string' || !ISO_UTC.test(e.at) || Number.isNaN(Date.parse(e.at))) return 'at: must be an ISO 8601 time';
+  if (!isText(e.node)) return 'node: must be a non-empty string';
+  if (!isText(e.correlationId)) return 'correlationId: must be a non-empty string';
+  if (e.causationId !== null && typeof e.causationId !== 'string') return 'causationId: must be a string or null';
+  if (!('data' in e)) return 'data: missing';
+  return undefined;
+}
 
 function schemaFor(type: string, v: number, seq?: number): z.ZodType {
   const versions = (EVENT_SCHEMAS as Record<string, Record<number, z.ZodType>>)[type];
@@ -244,11 +257,9 @@ export function decodeEvent(json: string, expectedSeq?: number): LedgerEvent {
   } catch (cause) {
     throw new CorruptRecordError(expectedSeq, 'not valid JSON', { cause });
   }
-  const envelope = ENVELOPE.safeParse(raw);
-  if (!envelope.success) {
-    throw new CorruptRecordError(expectedSeq, `bad envelope: ${describeIssues(envelope.error)}`);
-  }
-  const e = envelope.data;
+  const defect = envelopeDefect(raw);
+  if (defect !== undefined) throw new CorruptRecordError(expectedSeq, `bad envelope: ${defect}`);
+  const e = raw as EnvelopeFields & { type: string; data: unknown };
   if (expectedSeq !== undefined && e.seq !== expectedSeq) {
     throw new CorruptRecordError(expectedSeq, `record says seq ${e.seq}`);
   }
@@ -256,7 +267,10 @@ export function decodeEvent(json: string, expectedSeq?: number): LedgerEvent {
   if (!data.success) {
     throw new CorruptRecordError(e.seq, `${e.type} v${e.v} data: ${describeIssues(data.error)}`);
   }
-  return { ...e, data: data.data } as LedgerEvent;
+  // The parsed object is ours alone (fresh from JSON.parse), so the checked data can
+  // replace the raw one in place; key order, and so the re-encoded bytes, stay the same.
+  e.data = data.data;
+  return e as LedgerEvent;
 }
 
 /** The JSON a stored event is written as (and published to NATS as). */

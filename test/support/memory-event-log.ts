@@ -43,12 +43,8 @@ export class MemoryEventLog extends BaseEventLog {
     return [...(this.streams.get(stream) ?? [])];
   }
 
-  async *readRecords(options: { fromSeq?: number; toSeq?: number } = {}): AsyncIterable<RawRecord> {
-    const from = Math.max(1, options.fromSeq ?? 1);
-    const to = options.toSeq ?? Number.MAX_SAFE_INTEGER;
-    for (let seq = from; seq <= to && seq <= this.records.length; seq++) {
-      yield this.records[seq - 1]!;
-    }
+  protected async *readRecordChunks(range: { fromSeq: number; toSeq: number }): AsyncIterable<RawRecord[]> {
+    yield this.records.slice(range.fromSeq - 1, Math.min(range.toSeq, this.records.length));
   }
 
   async readCursor(name: string): Promise<number> {

@@ -41,6 +41,8 @@ export abstract class BaseEventLog implements EventLog {
   protected headSeq = 0;
   private lastAtMs = 0;
   private readonly versions = new Map<string, number>();
+  /** True once `versions` holds every stream in the log: a stream not in it has version 0. */
+  private versionsComplete = false;
   private queue: PendingAppend[] = [];
   private writing = false;
   private closed = false;
@@ -58,7 +60,8 @@ export abstract class BaseEventLog implements EventLog {
   protected abstract writeBatch(events: readonly LedgerEvent[], records: readonly string[]): Promise<void>;
   protected abstract readStreamRecords(stream: string): Promise<RawRecord[]>;
   protected abstract closeStore(): Promise<void>;
-  abstract readRecords(options?: { fromSeq?: number; toSeq?: number }): AsyncIterable<RawRecord>;
+  /** The stored records of a seq range, in order, a chunk at a time (bounded memory). */
+  protected abstract readRecordChunks(range: { fromSeq: number; toSeq: number }): AsyncIterable<RawRecord[]>;
   abstract readCursor(name: string): Promise<number>;
   abstract writeCursor(name: string, seq: number): Promise<void>;
 
@@ -66,6 +69,7 @@ export abstract class BaseEventLog implements EventLog {
   protected setHead(seq: number, lastAtMs: number): void {
     this.headSeq = seq;
     this.lastAtMs = lastAtMs;
+    this.versionsComplete = seq === 0;
   }
 
   head(): number {
@@ -75,6 +79,7 @@ export abstract class BaseEventLog implements EventLog {
   async streamVersion(stream: string): Promise<number> {
     const cached = this.versions.get(stream);
     if (cached !== undefined) return cached;
+    if (this.versionsComplete) return 0;
     const loaded = await this.loadStreamVersion(stream);
     // A batch may have moved the stream while we were reading the store.
     const now = this.versions.get(stream);
@@ -168,6 +173,10 @@ export abstract class BaseEventLog implements EventLog {
     return records.map((r) => decodeEvent(r.json, r.seq));
   }
 
+  async *readRecords(options: { fromSeq?: number; toSeq?: number } = {}): AsyncIterable<RawRecord> {
+    for await (const chunk of this.readRecordChunks(seqRange(options))) yield* chunk;
+  }
+
   async *readAll(options: ReadAllOptions = {}): AsyncIterable<LedgerEvent> {
     const types = options.types && options.types.length > 0 ? new Set(options.types) : undefined;
     const streams = options.streams && options.streams.length > 0 ? new Set(options.streams) : undefined;
@@ -175,16 +184,24 @@ export abstract class BaseEventLog implements EventLog {
     if (until !== undefined && Number.isNaN(until)) {
       throw new InvalidArgumentError('untilTime', `"${options.untilTime}" is not a time`);
     }
-    const range: { fromSeq?: number; toSeq?: number } = {};
-    if (options.fromSeq !== undefined) range.fromSeq = options.fromSeq;
-    if (options.toSeq !== undefined) range.toSeq = options.toSeq;
-    for await (const record of this.readRecords(range)) {
-      const event = decodeEvent(record.json, record.seq);
-      if (until !== undefined && Date.parse(event.at) > until) return;
-      if (types && !types.has(event.type)) continue;
-      if (streams && !streams.has(event.stream)) continue;
-      yield event;
+    const range = seqRange(options);
+    // A scan from seq 1 (the rebuild at startup) also learns every stream's version, so
+    // later appends to new streams need no disk seek to find that they are at 0.
+    const learn = !this.versionsComplete && range.fromSeq === 1;
+    const headAtStart = this.headSeq;
+    let last = 0;
+    for await (const chunk of this.readRecordChunks(range)) {
+      for (const record of chunk) {
+        const event = decodeEvent(record.json, record.seq);
+        last = event.seq;
+        if (learn && (this.versions.get(event.stream) ?? 0) < event.version) this.versions.set(event.stream, event.version);
+        if (until !== undefined && Date.parse(event.at) > until) return;
+        if (types && !types.has(event.type)) continue;
+        if (streams && !streams.has(event.stream)) continue;
+        yield event;
+      }
     }
+    if (learn && last >= headAtStart) this.versionsComplete = true;
   }
 
   /**
@@ -255,6 +272,10 @@ export abstract class BaseEventLog implements EventLog {
 }
 
 /** Builds the stored envelope with keys in the schema's order, so decode(encode(e)) re-encodes identically. */
+function seqRange(options: { fromSeq?: number; toSeq?: number }): { fromSeq: number; toSeq: number } {
+  return { fromSeq: Math.max(1, options.fromSeq ?? 1), toSeq: Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) };
+}
+
 function stamp(
   e: NewEvent,
   f: { id: string; seq: number; stream: string; version: number; at: string; node: string },

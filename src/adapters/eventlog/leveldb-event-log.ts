@@ -102,25 +102,33 @@ export class LevelDbEventLog extends BaseEventLog {
     return out;
   }
 
-  async *readRecords(options: { fromSeq?: number; toSeq?: number } = {}): AsyncIterable<RawRecord> {
-    const from = Math.max(1, options.fromSeq ?? 1);
-    const to = Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    if (from > to) return;
-    const iterator = this.db.iterator({ gte: seqKey(from), lte: seqKey(to) });
-    let expected = from;
+  protected async *readRecordChunks(range: { fromSeq: number; toSeq: number }): AsyncIterable<RawRecord[]> {
+    if (range.fromSeq > range.toSeq) return;
+    const iterator = this.db.iterator({ gte: seqKey(range.fromSeq), lte: seqKey(range.toSeq) });
+    let expected = range.fromSeq;
+    // Read ahead: the next chunk is fetched on LevelDB's thread while this one is decoded.
+    let next: Promise<Array<[string, string]>> | undefined = iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS);
     try {
       for (;;) {
-        const entries = await iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS);
+        const entries = await next;
+        next = undefined;
         if (entries.length === 0) return;
+        next = iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS);
+        const chunk: RawRecord[] = [];
         for (const [key, json] of entries) {
           const seq = Number(key.slice(LOG.length));
           // A hole in the seq range means a lost record: say where, never skip it.
-          if (seq !== expected) throw new CorruptRecordError(expected, `record missing (next stored seq is ${seq})`);
+          if (seq !== expected) {
+            yield chunk;
+            throw new CorruptRecordError(expected, `record missing (next stored seq is ${seq})`);
+          }
           expected = seq + 1;
-          yield { seq, json };
+          chunk.push({ seq, json });
         }
+        yield chunk;
       }
     } finally {
+      await next?.catch(() => undefined);
       await iterator.close();
     }
   }

@@ -1,0 +1,14 @@
+import { runLedgerBench } from './ledger.js';
+
+/** `npm run bench -- <suite>`: each suite prints a table and writes bench/results/<suite>.json. */
+const SUITES: Record<string, (args: string[]) => Promise<void>> = {
+  ledger: runLedgerBench,
+};
+
+const [suite, ...args] = process.argv.slice(2);
+const run = suite === undefined ? undefined : SUITES[suite];
+if (!run) {
+  console.error(`usage: npm run bench -- <suite> [options]\nsuites: ${Object.keys(SUITES).join(', ')}`);
+  process.exit(2);
+}
+await run(args);

@@ -1,0 +1,42 @@
+# Shared by scripts/start.sh and scripts/test.sh: install what is missing, then build.
+# Safe to run again: each step checks before it acts.
+
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+apt_updated=0
+# ensure_debian_packages PKG... installs the Debian packages that are not installed yet.
+ensure_debian_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]} (run as root, or install them)"; return 1
+  fi
+  if [ $apt_updated -eq 0 ]; then
+    log "apt-get update"; DEBIAN_FRONTEND=noninteractive apt-get update -qq; apt_updated=1
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_node_modules runs `npm ci` when node_modules is missing or older than the lock file.
+ensure_node_modules() {
+  cd "$ROOT_DIR"
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    log "npm ci"; npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+build() {
+  cd "$ROOT_DIR"
+  log "building (tsc)"
+  rm -rf dist
+  npx tsc -p tsconfig.json
+}
+
+# The Debian packages the service and its tests use.
+DEBIAN_PACKAGES=(nats-server)

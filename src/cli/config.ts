@@ -1,0 +1,211 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { InvalidArgumentError } from '../domain/errors.js';
+
+export const DEFAULT_ROOT = '/var/lib/cri-ledger';
+export const DEFAULT_STATE_DIR = '/run/cri-ledger';
+export const DEFAULT_SOCKET = '/run/cri-ledger/cri-ledger.sock';
+export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
+export const DEFAULT_CONTAINERD_NAMESPACE = 'cri-ledger';
+export const DEFAULT_SANDBOX_IMAGE = 'registry.k8s.io/pause:3.6';
+export const DEFAULT_CNI_BIN_DIR = '/usr/lib/cni';
+export const DEFAULT_CNI_CONF_DIR = '/etc/cni/net.d';
+export const DEFAULT_REGISTRY_CONFIG_PATH = '/etc/cri-ledger/certs.d';
+export const DEFAULT_NATS_STREAM = 'CRI_LEDGER';
+export const DEFAULT_NATS_REPLICAS = 1;
+/** Longer than kubelet's 2-minute CreateContainer retry horizon, so re-sent events dedupe. */
+export const DEFAULT_NATS_DUPLICATE_WINDOW_MS = 10 * 60_000;
+/** 0: keep events until the stream's other limits say otherwise. */
+export const DEFAULT_NATS_MAX_AGE_MS = 0;
+export const DEFAULT_LOG_LEVEL = 'info';
+
+type Kind = 'string' | 'int' | 'bool' | 'duration';
+
+/** Every configuration key: its path, environment variable, flag and value kind. */
+export const CONFIG_KEYS = [
+  { key: 'root', env: 'CRI_LEDGER_ROOT', flag: 'root', kind: 'string', help: 'ledger, container and sandbox dirs' },
+  { key: 'stateDir', env: 'CRI_LEDGER_STATE_DIR', flag: 'state-dir', kind: 'string', help: 'FIFOs, netns' },
+  { key: 'socket', env: 'CRI_LEDGER_SOCKET', flag: 'socket', kind: 'string', help: 'CRI and ledger gRPC socket' },
+  { key: 'containerd.address', env: 'CRI_LEDGER_CONTAINERD_ADDRESS', flag: 'containerd-address', kind: 'string', help: "containerd's socket" },
+  { key: 'containerd.namespace', env: 'CRI_LEDGER_CONTAINERD_NAMESPACE', flag: 'containerd-namespace', kind: 'string', help: 'containerd namespace' },
+  { key: 'sandboxImage', env: 'CRI_LEDGER_SANDBOX_IMAGE', flag: 'sandbox-image', kind: 'string', help: 'pause image' },
+  { key: 'cni.binDir', env: 'CRI_LEDGER_CNI_BIN_DIR', flag: 'cni-bin-dir', kind: 'string', help: 'CNI plugins' },
+  { key: 'cni.confDir', env: 'CRI_LEDGER_CNI_CONF_DIR', flag: 'cni-conf-dir', kind: 'string', help: 'CNI configs' },
+  { key: 'registry.configPath', env: 'CRI_LEDGER_REGISTRY_CONFIG_PATH', flag: 'registry-config-path', kind: 'string', help: 'hosts.toml dirs' },
+  { key: 'restrictOomScoreAdj', env: 'CRI_LEDGER_RESTRICT_OOM_SCORE_ADJ', flag: 'restrict-oom-score-adj', kind: 'bool', help: 'clamp oom_score_adj' },
+  { key: 'nats.url', env: 'CRI_LEDGER_NATS_URL', flag: 'nats-url', kind: 'string', help: 'NATS server(s); unset turns the relay off' },
+  { key: 'nats.stream', env: 'CRI_LEDGER_NATS_STREAM', flag: 'nats-stream', kind: 'string', help: 'JetStream stream name' },
+  { key: 'nats.replicas', env: 'CRI_LEDGER_NATS_REPLICAS', flag: 'nats-replicas', kind: 'int', help: 'stream replicas (1-5)' },
+  { key: 'nats.duplicateWindow', env: 'CRI_LEDGER_NATS_DUPLICATE_WINDOW', flag: 'nats-duplicate-window', kind: 'duration', help: 'dedupe window, e.g. 10m' },
+  { key: 'nats.maxAge', env: 'CRI_LEDGER_NATS_MAX_AGE', flag: 'nats-max-age', kind: 'duration', help: 'stream max age, 0 = unlimited' },
+  { key: 'node', env: 'CRI_LEDGER_NODE', flag: 'node', kind: 'string', help: 'node name (default: hostname)' },
+  { key: 'logLevel', env: 'CRI_LEDGER_LOG_LEVEL', flag: 'log-level', kind: 'string', help: 'trace|debug|info|warn|error|fatal' },
+] as const satisfies ReadonlyArray<{ key: string; env: string; flag: string; kind: Kind; help: string }>;
+
+const DURATION = z.number().int().nonnegative();
+
+export const ConfigSchema = z
+  .object({
+    root: z.string().min(1).default(DEFAULT_ROOT),
+    stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
+    socket: z.string().min(1).default(DEFAULT_SOCKET),
+    containerd: z
+      .object({
+        address: z.string().min(1).default(DEFAULT_CONTAINERD_ADDRESS),
+        namespace: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a containerd namespace name').default(DEFAULT_CONTAINERD_NAMESPACE),
+      })
+      .strict()
+      .default({ address: DEFAULT_CONTAINERD_ADDRESS, namespace: DEFAULT_CONTAINERD_NAMESPACE }),
+    sandboxImage: z.string().min(1).default(DEFAULT_SANDBOX_IMAGE),
+    cni: z
+      .object({ binDir: z.string().min(1).default(DEFAULT_CNI_BIN_DIR), confDir: z.string().min(1).default(DEFAULT_CNI_CONF_DIR) })
+      .strict()
+      .default({ binDir: DEFAULT_CNI_BIN_DIR, confDir: DEFAULT_CNI_CONF_DIR }),
+    registry: z.object({ configPath: z.string().min(1).default(DEFAULT_REGISTRY_CONFIG_PATH) }).strict().default({ configPath: DEFAULT_REGISTRY_CONFIG_PATH }),
+    restrictOomScoreAdj: z.boolean().default(false),
+    nats: z
+      .object({
+        url: z.string().min(1).optional(),
+        stream: z.string().regex(/^[A-Za-z0-9_-]+$/, 'must be a JetStream stream name (letters, digits, _ and -)').default(DEFAULT_NATS_STREAM),
+        replicas: z.number().int().min(1).max(5).default(DEFAULT_NATS_REPLICAS),
+        duplicateWindow: DURATION.min(1000, 'must be at least 1s').default(DEFAULT_NATS_DUPLICATE_WINDOW_MS),
+        maxAge: DURATION.default(DEFAULT_NATS_MAX_AGE_MS),
+      })
+      .strict()
+      .default({ stream: DEFAULT_NATS_STREAM, replicas: DEFAULT_NATS_REPLICAS, duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS, maxAge: DEFAULT_NATS_MAX_AGE_MS }),
+    node: z.string().regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)').default(() => nodeName()),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(DEFAULT_LOG_LEVEL),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** The hostname up to its first dot: a subject token, as kubelet's node name usually is. */
+function nodeName(): string {
+  return hostname().split('.')[0] || 'localhost';
+}
+
+/** "10m", "90s", "1h30m", "250ms", or a number of milliseconds. */
+export function parseDuration(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  let total = 0;
+  let rest = text;
+  while (rest.length > 0) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)/.exec(rest);
+    if (!m) throw new Error(`"${value}" is not a duration (e.g. 500ms, 90s, 10m, 1h30m)`);
+    total += Number(m[1]) * units[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  return Math.round(total);
+}
+
+function convert(kind: Kind, raw: string): unknown {
+  switch (kind) {
+    case 'string':
+      return raw;
+    case 'int':
+      if (!/^-?\d+$/.test(raw.trim())) throw new Error(`"${raw}" is not a whole number`);
+      return Number(raw);
+    case 'bool':
+      if (/^(true|1|yes)$/i.test(raw)) return true;
+      if (/^(false|0|no)$/i.test(raw)) return false;
+      throw new Error(`"${raw}" is not true or false`);
+    case 'duration':
+      return parseDuration(raw);
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    node = (typeof next === 'object' && next !== null ? next : (node[part] = {})) as Record<string, unknown>;
+  }
+  node[parts.at(-1)!] = value;
+}
+
+function readFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new InvalidArgumentError('--config', `cannot read ${path}: ${(cause as Error).message}`, { cause });
+  }
+  let parsed: unknown;
+  try {
+    parsed = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (cause) {
+    throw new InvalidArgumentError('--config', `${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(cause as Error).message}`, { cause });
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidArgumentError('--config', `${path} must hold an object`);
+  // Durations may be written as "10m" in a file too.
+  const obj = parsed as Record<string, unknown>;
+  const nats = obj.nats as Record<string, unknown> | undefined;
+  for (const k of ['duplicateWindow', 'maxAge']) {
+    if (nats && typeof nats[k] === 'string') {
+      try {
+        nats[k] = parseDuration(nats[k] as string);
+      } catch (cause) {
+        throw new InvalidArgumentError(`nats.${k}`, `in ${path}: ${(cause as Error).message}`);
+      }
+    }
+  }
+  return obj;
+}
+
+export interface ConfigSources {
+  /** Path given with --config. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Flag values by flag name (`nats-url`), as strings. */
+  flags?: Record<string, string | boolean | undefined>;
+}
+
+/**
+ * Builds the configuration: the file, then environment variables, then flags, each
+ * overriding the one before. Throws InvalidArgumentError naming the key and where its
+ * bad value came from.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const merged: Record<string, unknown> = sources.file ? readFile(sources.file) : {};
+  const origin = new Map<string, string>();
+  for (const def of CONFIG_KEYS) origin.set(def.key, sources.file ? `in ${sources.file}` : 'default');
+  const layers: Array<[string, (d: (typeof CONFIG_KEYS)[number]) => string | boolean | undefined]> = [
+    ['env', (d) => sources.env?.[d.env]],
+    ['flag', (d) => sources.flags?.[d.flag]],
+  ];
+  for (const [layer, valueOf] of layers) {
+    for (const def of CONFIG_KEYS) {
+      const raw = valueOf(def);
+      if (raw === undefined || raw === '') continue;
+      const where = layer === 'env' ? `from ${def.env}` : `from --${def.flag}`;
+      try {
+        setPath(merged, def.key, typeof raw === 'boolean' ? raw : convert(def.kind, raw));
+      } catch (cause) {
+        throw new InvalidArgumentError(def.key, `${(cause as Error).message} (${where})`);
+      }
+      origin.set(def.key, where);
+    }
+  }
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const key = issue.path.join('.') || '(root)';
+    const unknown = issue.code === 'unrecognized_keys' ? ` ${issue.keys.join(', ')}` : '';
+    const where = origin.get(key);
+    throw new InvalidArgumentError(key, `${issue.message}${unknown}${where ? ` (${where})` : ''}`);
+  }
+  return result.data;
+}
+
+/** Where the service's own files live, derived from the configured dirs. */
+export function ledgerDir(config: Config): string {
+  return `${config.root}/ledger`;
+}

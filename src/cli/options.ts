@@ -1,0 +1,29 @@
+import { Option, type Command } from 'commander';
+import { CONFIG_KEYS, loadConfig, type Config } from './config.js';
+
+/** Adds --config and one flag per configuration key to a command. */
+export function withConfigOptions(command: Command): Command {
+  command.option('--config <file>', 'configuration file (JSON or YAML)');
+  for (const def of CONFIG_KEYS) {
+    const option = def.kind === 'bool' ? new Option(`--${def.flag} [bool]`, def.help) : new Option(`--${def.flag} <value>`, def.help);
+    command.addOption(option.env(def.env).hideHelp(false));
+  }
+  return command;
+}
+
+/** The configuration for a command: file, then environment, then its flags. */
+export function configFrom(command: Command): Config {
+  const opts = command.opts<Record<string, string | boolean | undefined>>();
+  const flags: Record<string, string | boolean | undefined> = {};
+  for (const def of CONFIG_KEYS) {
+    // commander fills options from the environment itself; only count real flags here
+    // so the file < env < flag order is decided in one place (loadConfig).
+    if (command.getOptionValueSource(camel(def.flag)) === 'cli') flags[def.flag] = opts[camel(def.flag)];
+  }
+  const file = opts.config as string | undefined;
+  return loadConfig({ ...(file ? { file } : {}), env: process.env, flags });
+}
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { DEFAULT_NATS_DUPLICATE_WINDOW_MS, loadConfig, parseDuration } from '../../src/cli/config.js';
+import { InvalidArgumentError } from '../../src/domain/errors.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cri-ledger-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('configuration', () => {
+  it('has the documented defaults, with the relay off', () => {
+    const config = loadConfig({ env: {} });
+    assert.equal(config.root, '/var/lib/cri-ledger');
+    assert.equal(config.stateDir, '/run/cri-ledger');
+    assert.equal(config.socket, '/run/cri-ledger/cri-ledger.sock');
+    assert.equal(config.containerd.namespace, 'cri-ledger');
+    assert.equal(config.nats.url, undefined);
+    assert.equal(config.nats.stream, 'CRI_LEDGER');
+    assert.ok(config.nats.duplicateWindow > 2 * 60_000, 'dedupe window must outlast kubelet retries');
+    assert.equal(config.logLevel, 'info');
+    assert.ok(config.node.length > 0 && !config.node.includes('.'));
+  });
+
+  it('lets flags override the environment, which overrides the file', () => {
+    const yaml = file('c.yaml', 'root: /from/file\nstateDir: /state/file\nnats:\n  url: nats://file:4222\n  maxAge: 7d\nlogLevel: debug\n');
+    const config = loadConfig({
+      file: yaml,
+      env: { CRI_LEDGER_ROOT: '/from/env', CRI_LEDGER_NATS_URL: 'nats://env:4222', CRI_LEDGER_NATS_DUPLICATE_WINDOW: '15m' },
+      flags: { root: '/from/flag' },
+    });
+    assert.equal(config.root, '/from/flag');
+    assert.equal(config.stateDir, '/state/file');
+    assert.equal(config.nats.url, 'nats://env:4222');
+    assert.equal(config.nats.duplicateWindow, 15 * 60_000);
+    assert.equal(config.nats.maxAge, 7 * 86_400_000);
+    assert.equal(config.logLevel, 'debug');
+  });
+
+  it('reads JSON files', () => {
+    const json = file('c.json', JSON.stringify({ containerd: { namespace: 'ns1' }, nats: { replicas: 3 } }));
+    const config = loadConfig({ file: json, env: {} });
+    assert.equal(config.containerd.namespace, 'ns1');
+    assert.equal(config.containerd.address, '/run/containerd/containerd.sock');
+    assert.equal(config.nats.replicas, 3);
+    assert.equal(config.nats.duplicateWindow, DEFAULT_NATS_DUPLICATE_WINDOW_MS);
+  });
+
+  const rejects = (sources: Parameters<typeof loadConfig>[0], field: string, pattern: RegExp) => {
+    assert.throws(() => loadConfig(sources), (error: unknown) => {
+      assert.ok(error instanceof InvalidArgumentError, String(error));
+      assert.equal(error.field, field);
+      assert.match(error.message, pattern);
+      return true;
+    });
+  };
+
+  it('names the key and its source when a value is bad', () => {
+    rejects({ env: { CRI_LEDGER_NATS_REPLICAS: '9' } }, 'nats.replicas', /CRI_LEDGER_NATS_REPLICAS/);
+    rejects({ env: { CRI_LEDGER_NATS_REPLICAS: 'three' } }, 'nats.replicas', /not a whole number/);
+    rejects({ env: {}, flags: { 'log-level': 'loud' } }, 'logLevel', /--log-level/);
+    rejects({ env: {}, flags: { 'nats-duplicate-window': 'soon' } }, 'nats.duplicateWindow', /not a duration/);
+    rejects({ env: { CRI_LEDGER_NODE: 'node.example.com' } }, 'node', /subject token/);
+    rejects({ env: { CRI_LEDGER_RESTRICT_OOM_SCORE_ADJ: 'maybe' } }, 'restrictOomScoreAdj', /true or false/);
+  });
+
+  it('refuses unknown keys and unreadable files, naming them', () => {
+    rejects({ file: file('typo.yaml', 'nats:\n  ur1: nats://x\n'), env: {} }, 'nats', /ur1/);
+    rejects({ file: file('bad.json', '{ nope'), env: {} }, '--config', /not valid JSON/);
+    rejects({ file: join(dir, 'missing.yaml'), env: {} }, '--config', /cannot read/);
+  });
+
+  it('parses durations in the forms operators write', () => {
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('1h30m'), 5_400_000);
+    assert.equal(parseDuration('90'), 90);
+    assert.throws(() => parseDuration('ten minutes'), /not a duration/);
+  });
+});
