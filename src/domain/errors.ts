@@ -57,6 +57,16 @@ export class CorruptRecordError extends CriLedgerError {
   }
 }
 
+/** A seq has no record: the log has a hole from `seq` up to `nextSeq` (exclusive). */
+export class MissingRecordError extends CorruptRecordError {
+  constructor(
+    seq: number,
+    readonly nextSeq: number,
+  ) {
+    super(seq, `record missing (next stored seq is ${nextSeq})`);
+  }
+}
+
 /** The log directory is held by another process (LevelDB LOCK). */
 export class LedgerLockedError extends CriLedgerError {
   constructor(

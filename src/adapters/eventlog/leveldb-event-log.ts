@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import type { RawRecord } from '../../commands/ports.js';
-import { CorruptRecordError, InvalidArgumentError, LedgerLockedError } from '../../domain/errors.js';
+import { CorruptRecordError, InvalidArgumentError, LedgerLockedError, MissingRecordError } from '../../domain/errors.js';
 import { decodeEvent, type LedgerEvent } from '../../domain/events.js';
 import { BaseEventLog, type EventLogOptions } from './base-event-log.js';
 
@@ -120,7 +120,7 @@ export class LevelDbEventLog extends BaseEventLog {
           // A hole in the seq range means a lost record: say where, never skip it.
           if (seq !== expected) {
             yield chunk;
-            throw new CorruptRecordError(expected, `record missing (next stored seq is ${seq})`);
+            throw new MissingRecordError(expected, seq);
           }
           expected = seq + 1;
           chunk.push({ seq, json });

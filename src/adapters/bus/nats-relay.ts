@@ -1,0 +1,259 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, Events, type JetStreamClient, type NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import { encodeEvent, type LedgerEvent } from '../../domain/events.js';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_RETRY_BACKOFF_MAX_MS,
+  resolveRelayOptions,
+  type NatsRelayOptions,
+  type RelayStatus,
+  type ResolvedRelayOptions,
+} from './nats-relay-options.js';
+import { ensureStream, StreamConfigMismatchError } from './nats-stream-config.js';
+import { nodeSubjects, subjectFor } from './nats-subject.js';
+import { OutboxCursor } from './outbox-cursor.js';
+
+export * from './nats-relay-options.js';
+
+const UTF8 = new TextEncoder();
+
+/**
+ * The transactional outbox: follows the event log from the durable cursor and publishes
+ * each event to JetStream in seq order, at most `window` awaiting their ack. Any publish
+ * failure, disconnect or restart resumes from the cursor; JetStream's dedupe window (keyed
+ * on Nats-Msg-Id = event id) drops what had already arrived. NATS is never in the way of
+ * the log: while it is unreachable the relay only retries and reports its lag.
+ */
+export class NatsRelay {
+  private readonly logger: Logger;
+  private nc: NatsConnection | undefined;
+  private js: JetStreamClient | undefined;
+  private connected = false;
+  private needsEnsure = true;
+  private inflight = 0;
+  private stopping = false;
+  private lastError: string | undefined;
+  private lastPublishAt: string | undefined;
+  private round: AbortController | undefined;
+  private readonly stopSignal = new AbortController();
+  private waiters: Array<() => void> = [];
+  private loop: Promise<void> = Promise.resolve();
+  private lagTimer: NodeJS.Timeout | undefined;
+  private cursor!: OutboxCursor;
+
+  private constructor(private readonly o: ResolvedRelayOptions) {
+    this.logger = o.logger.child({ component: 'nats-relay', stream: o.stream.name, node: o.node });
+  }
+
+  /**
+   * Starts relaying. Resolves even when NATS is unreachable (it keeps retrying in the
+   * background; status() says connected:false with lastError). Rejects with
+   * StreamConfigMismatchError when the server is reachable and the existing stream's
+   * settings differ from the config, and with InvalidArgumentError for bad options.
+   */
+  static async start(o: NatsRelayOptions): Promise<NatsRelay> {
+    const relay = new NatsRelay(resolveRelayOptions(o));
+    relay.cursor = await OutboxCursor.load(o.log, (e) => relay.noteError(e, 'cannot persist the relay cursor'));
+    try {
+      await relay.connect();
+      await relay.ensure();
+    } catch (error) {
+      if (error instanceof StreamConfigMismatchError) {
+        await relay.closeConnection();
+        throw error;
+      }
+      relay.noteError(error, 'NATS not ready; the log keeps the backlog, retrying in the background');
+    }
+    relay.loop = relay.run();
+    relay.lagTimer = setInterval(() => {
+      const s = relay.status();
+      if (s.lag > 0) relay.logger.warn(s, 'relay lagging');
+    }, relay.o.lagLogIntervalMs).unref();
+    return relay;
+  }
+
+  status(): RelayStatus {
+    const head = this.o.log.head();
+    const cursor = this.cursor.value;
+    const s: RelayStatus = { enabled: true, connected: this.connected, cursor, head, lag: Math.max(0, head - cursor) };
+    if (this.lastError !== undefined) s.lastError = this.lastError;
+    if (this.lastPublishAt !== undefined) s.lastPublishAt = this.lastPublishAt;
+    return s;
+  }
+
+  /** Stops following, waits (bounded) for in-flight acks, persists the cursor, closes. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.lagTimer);
+    this.stopSignal.abort();
+    this.round?.abort();
+    this.notify();
+    // One deadline for the loop (it may be inside a stream check that waits for a reply
+    // lost to a disconnect) and the in-flight acks; what is unacked is re-sent next start.
+    const timer = new AbortController();
+    let expired = false;
+    const deadline = sleep(this.o.stopTimeoutMs, undefined, { signal: timer.signal }).then(() => (expired = true), () => undefined);
+    await Promise.race([this.loop, deadline]);
+    while (this.inflight > 0 && !expired) await Promise.race([this.changed(), deadline]);
+    timer.abort();
+    await this.cursor.flush();
+    await this.closeConnection();
+    this.logger.info(this.status(), 'relay stopped');
+  }
+
+  private async run(): Promise<void> {
+    let backoffMs = this.o.reconnectWaitMs;
+    while (!this.stopping) {
+      try {
+        if (this.nc === undefined) await this.connect();
+        await this.whenConnected();
+        if (this.stopping) return;
+        await this.ensure();
+        await this.publishRound();
+        backoffMs = this.o.reconnectWaitMs;
+      } catch (error) {
+        if (this.stopping) return;
+        if (error instanceof StreamConfigMismatchError) return this.halt(error);
+        this.noteError(error, 'relay interrupted; resuming from the cursor after a pause');
+        this.needsEnsure = true;
+        await sleep(backoffMs, undefined, { signal: this.stopSignal.signal }).catch(() => undefined);
+        backoffMs = Math.min(backoffMs * 2, DEFAULT_RETRY_BACKOFF_MAX_MS);
+      }
+    }
+  }
+
+  /** Publishes from the cursor until the round is aborted (disconnect, stop) or a publish fails. */
+  private async publishRound(): Promise<void> {
+    const js = this.js;
+    if (js === undefined) throw new Error('NATS connection closed');
+    const round = new AbortController();
+    this.round = round;
+    // stop() or a disconnect may have come while the stream was being checked.
+    if (this.stopping || !this.connected) round.abort();
+    let failure: unknown;
+    // A failure ends the round; one from an earlier round (it timed out after a
+    // disconnect) changes nothing, the current round re-sends that event anyway.
+    const fail = (error: unknown): void => {
+      if (this.round === round) failure ??= error;
+      round.abort();
+    };
+    round.signal.addEventListener('abort', () => this.notify());
+    try {
+      for await (const event of this.o.log.follow(this.cursor.value + 1, { signal: round.signal })) {
+        while (this.inflight >= this.o.window && !round.signal.aborted) await this.changed();
+        if (round.signal.aborted) break;
+        this.publish(js, event).catch(fail);
+      }
+    } finally {
+      if (this.round === round) this.round = undefined;
+    }
+    if (failure !== undefined) throw failure;
+    if (!round.signal.aborted) throw new Error('the event log stopped following (was it closed?)');
+  }
+
+  private async publish(js: JetStreamClient, event: LedgerEvent): Promise<void> {
+    this.inflight++;
+    try {
+      await js.publish(subjectFor(event, this.o.node), UTF8.encode(encodeEvent(event)), {
+        msgID: event.id,
+        timeout: this.o.publishTimeoutMs,
+      });
+      this.lastPublishAt = new Date().toISOString();
+      this.cursor.ack(event.seq);
+    } finally {
+      this.inflight--;
+      this.notify();
+    }
+  }
+
+  private async connect(): Promise<void> {
+    const nc = await connect({
+      servers: this.o.serverList,
+      name: `cri-ledger-relay-${this.o.node}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: this.o.reconnectWaitMs,
+      timeout: DEFAULT_CONNECT_TIMEOUT_MS,
+    });
+    this.nc = nc;
+    this.js = nc.jetstream();
+    this.connected = true;
+    this.needsEnsure = true;
+    this.logger.info({ server: nc.getServer(), ...this.status() }, 'NATS connected');
+    void this.watch(nc);
+  }
+
+  private async ensure(): Promise<void> {
+    if (!this.needsEnsure || this.nc === undefined) return;
+    const done = await ensureStream(await this.nc.jetstreamManager(), this.o.stream);
+    if (done !== 'unchanged') this.logger.info({ subjects: nodeSubjects(this.o.node) }, `stream ${done}`);
+    this.needsEnsure = false;
+  }
+
+  /** Tracks the connection: a disconnect ends the round; a reconnect re-checks the stream. */
+  private async watch(nc: NatsConnection): Promise<void> {
+    void nc.closed().then((error) => {
+      if (this.nc !== nc) return;
+      // nats.js gave up (e.g. repeated auth failures): start over with a fresh connection.
+      this.nc = undefined;
+      this.js = undefined;
+      this.connected = false;
+      if (!this.stopping) this.noteError(error ?? new Error('NATS connection closed'), 'NATS connection closed');
+      this.round?.abort();
+      this.notify();
+    });
+    for await (const s of nc.status()) {
+      if (s.type === Events.Disconnect) {
+        this.connected = false;
+        this.round?.abort();
+        this.logger.warn(this.status(), 'NATS disconnected; the log keeps the backlog');
+      } else if (s.type === Events.Reconnect) {
+        this.connected = true;
+        this.needsEnsure = true;
+        this.logger.info({ server: s.data, ...this.status() }, 'NATS reconnected');
+      } else if (s.type === Events.Error) {
+        this.noteError(new Error(String(s.data)), 'NATS reported an error');
+      }
+      this.notify();
+    }
+  }
+
+  private async whenConnected(): Promise<void> {
+    while (!this.connected && this.nc !== undefined && !this.stopping) await this.changed();
+    if (this.nc === undefined && !this.stopping) throw new Error('NATS connection closed');
+  }
+
+  private halt(error: StreamConfigMismatchError): void {
+    this.lastError = error.message;
+    this.logger.error({ err: error }, 'relay halted: the stream does not match the config');
+    void this.closeConnection();
+    this.o.onFatal(error);
+  }
+
+  private async closeConnection(): Promise<void> {
+    const nc = this.nc;
+    this.nc = undefined;
+    this.js = undefined;
+    this.connected = false;
+    // Everything worth flushing has been acked or given up on; close, don't drain.
+    if (nc !== undefined && !nc.isClosed()) await nc.close().catch(() => undefined);
+  }
+
+  private noteError(error: unknown, message: string): void {
+    const text = error instanceof Error ? error.message : String(error);
+    // Repeating the same failure each retry would flood the log; the lag timer reports on.
+    if (text !== this.lastError) this.logger.warn({ err: error, ...this.status() }, message);
+    this.lastError = text;
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}

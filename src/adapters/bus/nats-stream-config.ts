@@ -1,0 +1,156 @@
+import { millis, nanos, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from 'nats';
+import { CriLedgerError, InvalidArgumentError } from '../../domain/errors.js';
+import { nodeSubjects, subjectCovers } from './nats-subject.js';
+
+/** The JetStream stream the relay publishes to when the config names none. */
+export const DEFAULT_STREAM_NAME = 'CRI_LEDGER';
+/**
+ * How long JetStream remembers a Nats-Msg-Id. Longer than kubelet's 2-minute retry
+ * horizon, so a relay that restarts and re-sends the tail it had not yet recorded as
+ * acked is deduplicated by the server, not only by consumers.
+ */
+export const DEFAULT_DUPLICATE_WINDOW_MS = 10 * 60_000;
+/** 0 keeps messages forever: the stream is an audit trail, pruning is an operator's call. */
+export const DEFAULT_MAX_AGE_MS = 0;
+export const DEFAULT_REPLICAS = 1;
+/** JetStream's own limit on stream replicas. */
+export const MAX_REPLICAS = 5;
+
+// JetStream API error codes (nats-server's errors.json).
+const STREAM_NOT_FOUND = 10059;
+const UPDATE_ATTEMPTS = 5;
+
+/** The stream settings the relay needs; everything else is left at JetStream's defaults. */
+export interface StreamSettings {
+  name: string;
+  node: string;
+  replicas: number;
+  duplicateWindowMs: number;
+  maxAgeMs: number;
+}
+
+/** One stream setting that differs from the config. */
+export interface StreamConfigMismatch {
+  key: 'storage' | 'retention' | 'num_replicas' | 'duplicate_window' | 'max_age';
+  actual: string;
+  wanted: string;
+}
+
+/**
+ * The existing stream was set up differently from what the config asks for. The relay
+ * does not change storage, retention, replicas or windows of a stream other nodes (and
+ * consumers) depend on: an operator reconciles the config or the stream.
+ */
+export class StreamConfigMismatchError extends CriLedgerError {
+  constructor(
+    readonly stream: string,
+    readonly mismatches: readonly StreamConfigMismatch[],
+  ) {
+    super(`stream ${stream}: ${mismatches.map((m) => `${m.key} is ${m.actual}, config wants ${m.wanted}`).join('; ')}`);
+  }
+}
+
+/** Throws InvalidArgumentError for settings JetStream would refuse, before any connection. */
+export function validateStreamSettings(s: StreamSettings): void {
+  if (!/^[^\s.*>/\\]+$/.test(s.name)) throw new InvalidArgumentError('nats.stream', `"${s.name}" is not a valid stream name`);
+  if (!Number.isInteger(s.replicas) || s.replicas < 1 || s.replicas > MAX_REPLICAS) {
+    throw new InvalidArgumentError('nats.replicas', `must be an integer from 1 to ${MAX_REPLICAS}, got ${s.replicas}`);
+  }
+  if (!(s.duplicateWindowMs > 0)) throw new InvalidArgumentError('nats.duplicateWindowMs', 'must be positive');
+  if (!(s.maxAgeMs >= 0)) throw new InvalidArgumentError('nats.maxAgeMs', 'must be 0 (unlimited) or positive');
+  if (s.maxAgeMs > 0 && s.duplicateWindowMs > s.maxAgeMs) {
+    // JetStream refuses a dedupe window longer than the messages live.
+    throw new InvalidArgumentError('nats.duplicateWindowMs', `${formatDurationMs(s.duplicateWindowMs)} exceeds max age ${formatDurationMs(s.maxAgeMs)}`);
+  }
+}
+
+/** `600000` -> `10m`, `5400000` -> `1h30m`, `0` -> `0`: the way the nats CLI shows durations. */
+export function formatDurationMs(ms: number): string {
+  if (ms === 0) return '0';
+  const units: Array<[string, number]> = [['h', 3_600_000], ['m', 60_000], ['s', 1_000]];
+  let rest = ms;
+  let out = '';
+  for (const [unit, size] of units) {
+    const n = Math.floor(rest / size);
+    if (n > 0) out += `${n}${unit}`;
+    rest -= n * size;
+  }
+  if (rest > 0) out += `${Number(rest.toFixed(3))}ms`;
+  return out;
+}
+
+const maxAge = (ms: number): string => (ms === 0 ? '0 (unlimited)' : formatDurationMs(ms));
+
+/** The settings of `existing` that differ from `wanted`, in a fixed order. */
+export function compareStreamConfig(existing: StreamConfig, wanted: StreamSettings): StreamConfigMismatch[] {
+  const out: StreamConfigMismatch[] = [];
+  if (existing.storage !== StorageType.File) out.push({ key: 'storage', actual: existing.storage, wanted: StorageType.File });
+  // Interest or work-queue retention would delete events once someone read them.
+  if (existing.retention !== RetentionPolicy.Limits) {
+    out.push({ key: 'retention', actual: existing.retention, wanted: RetentionPolicy.Limits });
+  }
+  if (existing.num_replicas !== wanted.replicas) {
+    out.push({ key: 'num_replicas', actual: String(existing.num_replicas), wanted: String(wanted.replicas) });
+  }
+  if (existing.duplicate_window !== nanos(wanted.duplicateWindowMs)) {
+    out.push({ key: 'duplicate_window', actual: formatDurationMs(millis(existing.duplicate_window)), wanted: formatDurationMs(wanted.duplicateWindowMs) });
+  }
+  if ((existing.max_age ?? 0) !== nanos(wanted.maxAgeMs)) {
+    out.push({ key: 'max_age', actual: maxAge(millis(existing.max_age ?? 0)), wanted: maxAge(wanted.maxAgeMs) });
+  }
+  return out;
+}
+
+function isStreamNotFound(error: unknown): boolean {
+  const api = (error as { api_error?: { err_code?: number } } | undefined)?.api_error;
+  return api?.err_code === STREAM_NOT_FOUND;
+}
+
+async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
+  try {
+    return await jsm.streams.info(name);
+  } catch (error) {
+    if (isStreamNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Makes sure the stream exists, captures `cri-ledger.<node>.>`, and has the configured
+ * settings. Creates it when missing; adds this node's subjects to an existing one (many
+ * nodes aggregate into one stream); throws StreamConfigMismatchError listing every key
+ * that differs. Returns what it did.
+ */
+export async function ensureStream(jsm: JetStreamManager, s: StreamSettings): Promise<'created' | 'updated' | 'unchanged'> {
+  const ours = nodeSubjects(s.node);
+  let updated = false;
+  // A stream update replaces the whole subject list, so two nodes extending it at the same
+  // time can drop each other's subject: re-read after each update until ours is there.
+  for (let attempt = 1; attempt <= UPDATE_ATTEMPTS; attempt++) {
+    const info = await streamInfo(jsm, s.name);
+    if (info === undefined) {
+      try {
+        await jsm.streams.add({
+          name: s.name,
+          subjects: [ours],
+          storage: StorageType.File,
+          retention: RetentionPolicy.Limits,
+          num_replicas: s.replicas,
+          duplicate_window: nanos(s.duplicateWindowMs),
+          max_age: nanos(s.maxAgeMs),
+        });
+        return 'created';
+      } catch (error) {
+        // Another node may have created it in the meantime; the next round reads it.
+        if (attempt === UPDATE_ATTEMPTS) throw error;
+        continue;
+      }
+    }
+    const mismatches = compareStreamConfig(info.config, s);
+    if (mismatches.length > 0) throw new StreamConfigMismatchError(s.name, mismatches);
+    if (info.config.subjects.some((pattern) => subjectCovers(pattern, ours))) return updated ? 'updated' : 'unchanged';
+    await jsm.streams.update(s.name, { ...info.config, subjects: [...info.config.subjects, ours] });
+    updated = true;
+  }
+  throw new CriLedgerError(`stream ${s.name}: could not add ${ours} to its subjects after ${UPDATE_ATTEMPTS} attempts`);
+}

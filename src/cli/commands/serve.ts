@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import type { NatsRelay } from '../../adapters/bus/nats-relay.js';
+import type { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
+import type { SocketServer } from '../../adapters/grpc/socket-server.js';
+import { createLogger, type Logger } from '../../adapters/logging/logger.js';
+import { CriLedgerError, LedgerLockedError } from '../../domain/errors.js';
+import { ledgerDir, type Config } from '../config.js';
+import { configFrom, withConfigOptions } from '../options.js';
+
+/** How long in-flight calls may run on after SIGTERM before they are cut off. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
+/** After a clean shutdown, exit even if a library still holds a handle open. */
+const EXIT_AFTER_SHUTDOWN_MS = 2_000;
+
+export function registerServe(program: Command): void {
+  const command = program.command('serve').description('run the cri-ledger service on its unix socket (until SIGTERM or SIGINT)');
+  withConfigOptions(command).action((_options: unknown, cmd: Command) => serve(configFrom(cmd)));
+}
+
+interface StopRequest {
+  reason: string;
+  code: number;
+}
+
+/**
+ * The service's composition root. Order matters:
+ *  1. open the log: its LOCK is what makes this the only instance for the root, so a
+ *     second instance fails here, before it could touch the first one's socket;
+ *  2. rebuild the projections (a record that does not decode stops startup, with its seq);
+ *  3. start the relay when a NATS URL is configured (a stream that does not match the
+ *     config is fatal: the operator reconciles it);
+ *  4. bind the socket, last, so a client never reaches a half-started service.
+ * SIGTERM/SIGINT undo it in reverse: stop calls, stop the relay (it persists its cursor),
+ * close the log, exit 0.
+ */
+export async function serve(config: Config): Promise<void> {
+  // Loaded here, not at the top: every other command shares this module graph, and
+  // none of them needs the relay or the gRPC server.
+  const [{ NatsRelay }, { StreamConfigMismatchError }, { startSocketServer }, { createLedgerService }, { Ledger }] = await Promise.all([
+    import('../../adapters/bus/nats-relay.js'),
+    import('../../adapters/bus/nats-stream-config.js'),
+    import('../../adapters/grpc/socket-server.js'),
+    import('../../adapters/ledger-api/ledger-service.js'),
+    import('../../commands/ledger.js'),
+  ]);
+  const logger = createLogger(config.logLevel, { node: config.node });
+  const dir = ledgerDir(config);
+  const log = await openLog(dir, config.node);
+
+  let requestStop!: (request: StopRequest) => void;
+  const stopRequested = new Promise<StopRequest>((resolve) => (requestStop = resolve));
+  let relay: NatsRelay | undefined;
+  let server: SocketServer | undefined;
+  try {
+    logger.info({ dir, head: log.head() }, 'loading projections');
+    const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
+    if (config.nats.url) {
+      relay = await NatsRelay.start({
+        log,
+        servers: config.nats.url,
+        stream: config.nats.stream,
+        node: config.node,
+        replicas: config.nats.replicas,
+        duplicateWindowMs: config.nats.duplicateWindow,
+        maxAgeMs: config.nats.maxAge,
+        logger,
+        // The stream changed under a running relay: same verdict as at startup.
+        onFatal: (error) => {
+          logger.fatal({ err: error }, 'the NATS stream no longer matches the configuration; stopping');
+          requestStop({ reason: 'relay', code: 1 });
+        },
+      });
+    }
+    const service = createLedgerService({ ledger, node: config.node, ...(relay ? { relay } : {}), natsStream: config.nats.stream });
+    server = await startSocketServer({ socketPath: config.socket, services: [service], logger });
+  } catch (error) {
+    await relay?.stop().catch(() => undefined);
+    await log.close();
+    if (error instanceof StreamConfigMismatchError) {
+      logger.fatal({ err: error }, 'the NATS stream does not match the configuration; fix one of them');
+      process.exitCode = 1;
+      return;
+    }
+    throw error;
+  }
+
+  // `node` is on every line already (the logger's base).
+  logger.info({ socket: server.socketPath, head: log.head(), relay: relay ? 'on' : 'off' }, 'ready');
+  const onSignal = (signal: NodeJS.Signals): void => requestStop({ reason: signal, code: 0 });
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  const { reason, code } = await stopRequested;
+  // A second signal while shutting down means "now".
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  const force = (): never => {
+    logger.warn('second signal during shutdown; exiting at once');
+    process.exit(1);
+  };
+  process.once('SIGTERM', force);
+  process.once('SIGINT', force);
+
+  process.exitCode = await shutdown({ reason, code, server, relay, log, logger });
+  setTimeout(() => process.exit(), EXIT_AFTER_SHUTDOWN_MS).unref();
+}
+
+/** Opens the log; a held lock means another service runs on this root. */
+async function openLog(dir: string, node: string): Promise<LevelDbEventLog> {
+  const { LevelDbEventLog } = await import('../../adapters/eventlog/leveldb-event-log.js');
+  try {
+    return await LevelDbEventLog.open({ dir, node });
+  } catch (error) {
+    if (!(error instanceof LedgerLockedError)) throw error;
+    throw new CriLedgerError(`the ledger at ${dir} is held by another cri-ledger process: a service is already running on this root`, { cause: error });
+  }
+}
+
+async function shutdown(o: StopRequest & { server: SocketServer; relay: NatsRelay | undefined; log: LevelDbEventLog; logger: Logger }): Promise<number> {
+  o.logger.info({ reason: o.reason }, 'shutting down');
+  let code = o.code;
+  const step = async (what: string, action: () => Promise<void>): Promise<void> => {
+    try {
+      await action();
+    } catch (error) {
+      o.logger.error({ err: error }, `shutdown: ${what} failed`);
+      code = 1;
+    }
+  };
+  await step('closing the socket', () => o.server.close(DEFAULT_SHUTDOWN_GRACE_MS));
+  await step('stopping the relay', async () => o.relay?.stop());
+  await step('closing the log', () => o.log.close());
+  o.logger.info({ code }, 'stopped');
+  return code;
+}

@@ -1,0 +1,58 @@
+import { assertNever, type LedgerEvent } from '../../../domain/events.js';
+import { isResourceId } from '../../../domain/ids.js';
+
+/** How many characters of a 64-hex id people are shown (crictl shows 13; 12 reads as 3 x 4). */
+export const SHORT_ID_LENGTH = 12;
+
+export function shortId(id: string): string {
+  return isResourceId(id) ? id.slice(0, SHORT_ID_LENGTH) : id;
+}
+
+/** `container-3f2a1b4c5d6e` for `container-<64 hex>`; image streams are kept whole. */
+export function shortStream(stream: string): string {
+  const dash = stream.indexOf('-');
+  return dash < 0 ? stream : `${stream.slice(0, dash + 1)}${shortId(stream.slice(dash + 1))}`;
+}
+
+function quote(text: string): string {
+  return /[\s"]/.test(text) ? JSON.stringify(text) : text;
+}
+
+/** A one-line, per-type summary of what an event says, for tables. */
+export function summarize(event: LedgerEvent): string {
+  switch (event.type) {
+    case 'NameReserved':
+      return `name=${event.data.name} image=${event.data.image} sandbox=${shortId(event.data.sandboxId)}`;
+    case 'SpecGenerated':
+      return `handler=${event.data.runtimeHandler || '(default)'} image=${event.data.imageRef.slice(0, 19)}`;
+    case 'SnapshotPrepared':
+      return `snapshotter=${event.data.snapshotter} key=${shortId(event.data.key)}`;
+    case 'ContainerCreated':
+      return `image=${event.data.imageRef.slice(0, 19)} log=${event.data.logPath}`;
+    case 'Compensated': {
+      const failed = event.data.undone.filter((u) => !u.ok).length;
+      return (
+        `${event.data.operation} failed at ${event.data.failedStep}: ${quote(event.data.error.message)}; ` +
+        `undid ${event.data.undone.length}${failed > 0 ? ` (${failed} failed)` : ''}`
+      );
+    }
+    case 'SandboxReserved':
+      return `name=${event.data.name}${event.data.runtimeHandler ? ` handler=${event.data.runtimeHandler}` : ''}${event.data.hostNetwork ? ' hostNetwork' : ''}`;
+    case 'SandboxReady':
+      return `ip=${event.data.ip || '-'} pid=${event.data.pid}`;
+    case 'SandboxStopped':
+      return `stopped=${event.data.stoppedAt}`;
+    case 'SandboxRemoved':
+      return `name=${event.data.name}`;
+    case 'ContainerStarted':
+      return `pid=${event.data.pid}`;
+    case 'ContainerExited':
+      return `exit=${event.data.exitCode} reason=${event.data.reason}${event.data.message ? ` ${quote(event.data.message)}` : ''}`;
+    case 'ContainerStopped':
+      return `signal=${event.data.signal} timeout=${event.data.timeoutMs}ms${event.data.killed ? ' killed' : ''}`;
+    case 'ContainerRemoved':
+      return `name=${event.data.name}`;
+    default:
+      return assertNever(event);
+  }
+}

@@ -1,0 +1,101 @@
+import type { Command } from 'commander';
+import { NotFoundError } from '../../domain/errors.js';
+import { SAGA_BEGIN, SAGA_END } from '../../domain/events.js';
+import { parseStream, resolveIdPrefix } from '../../domain/ids.js';
+import { withConfigOptions } from '../options.js';
+import type { EventSource, SourcedEvent } from '../sources/event-source.js';
+import { withSource, withSourceOptions } from '../sources/open-source.js';
+import { note, print } from './support/output.js';
+import { shortId, summarize } from './support/summary.js';
+import { formatTable } from './support/table.js';
+import { formatDuration } from './support/time.js';
+
+/** A container or sandbox the log has ever known, from its reservation event. */
+interface Known {
+  kind: 'container' | 'sandbox';
+  id: string;
+  stream: string;
+  name: string;
+  seq: number;
+}
+
+export function registerTimeline(program: Command): void {
+  const command = program
+    .command('timeline')
+    .description('every event of one container or sandbox, with the time each step took')
+    .argument('<ref>', 'full id, unique id prefix, or full CRI name (also of removed or compensated ones)')
+    .option('--json', 'print the events as their stored JSON, one per line');
+  withSourceOptions(withConfigOptions(command)).action((ref: string, options: { json?: boolean }, cmd: Command) => runTimeline(ref, options, cmd));
+}
+
+async function runTimeline(ref: string, options: { json?: boolean }, cmd: Command): Promise<void> {
+  await withSource(cmd, async (source) => {
+    const target = await resolve(source, ref);
+    const events: SourcedEvent[] = [];
+    for await (const e of source.readEvents({ streams: [target.stream] })) events.push(e);
+    if (options.json) {
+      for (const e of events) print(e.json);
+      return;
+    }
+    printTimeline(target, events);
+  });
+}
+
+/**
+ * Finds what `ref` names by scanning the reservations in the log, not the projections,
+ * so a container that was removed or compensated long ago still has a timeline. A name
+ * reused by a later attempt resolves to the newest holder; the others are mentioned.
+ */
+async function resolve(source: EventSource, ref: string): Promise<Known> {
+  const known: Known[] = [];
+  for await (const { event } of source.readEvents({ types: [...SAGA_BEGIN] })) {
+    if (event.type !== 'NameReserved' && event.type !== 'SandboxReserved') continue;
+    const { kind, id } = parseStream(event.stream);
+    if (kind === 'image') continue;
+    known.push({ kind, id, stream: event.stream, name: event.data.name, seq: event.seq });
+  }
+  const byName = known.filter((k) => k.name === ref);
+  if (byName.length > 0) {
+    const newest = byName[byName.length - 1]!;
+    if (byName.length > 1) {
+      const others = byName.slice(0, -1).map((k) => shortId(k.id)).join(', ');
+      note(`note: ${ref} was also held by ${others}; showing the newest, ${shortId(newest.id)} (pass an id to see another)`);
+    }
+    return newest;
+  }
+  if (/^[0-9a-f]+$/.test(ref)) {
+    const id = resolveIdPrefix(ref, new Set(known.map((k) => k.id)), 'ref');
+    const found = id === undefined ? undefined : known.find((k) => k.id === id);
+    if (found) return found;
+  }
+  throw new NotFoundError('container or sandbox', ref);
+}
+
+function printTimeline(target: Known, events: SourcedEvent[]): void {
+  print(`${target.kind} ${target.id}`);
+  print(`name      ${target.name}`);
+  print('');
+  let previous: number | undefined;
+  const rows = events.map(({ seq, event }) => {
+    const at = Date.parse(event.at);
+    const step = previous === undefined ? 0 : at - previous;
+    previous = at;
+    return [String(seq), event.at, `+${formatDuration(step)}`, event.type, event.correlationId, summarize(event)];
+  });
+  const columns = [
+    { header: 'SEQ', align: 'right' as const },
+    { header: 'TIME' },
+    { header: 'STEP', align: 'right' as const },
+    { header: 'TYPE' },
+    { header: 'CORRELATION' },
+    { header: 'SUMMARY' },
+  ];
+  for (const line of formatTable(columns, rows)) print(line);
+  const first = events[0];
+  const last = events[events.length - 1];
+  if (!first || !last) return;
+  const total = Date.parse(last.event.at) - Date.parse(first.event.at);
+  const open = SAGA_BEGIN.has(first.event.type) && !events.some((e) => SAGA_END.has(e.event.type) || e.event.type.endsWith('Removed'));
+  print('');
+  print(`total ${formatDuration(total)} over ${events.length} events (seq ${first.seq}..${last.seq}); last: ${last.event.type}${open ? ' (still in flight)' : ''}`);
+}

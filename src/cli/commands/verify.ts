@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import { withConfigOptions } from '../options.js';
+import { withSource, withSourceOptions } from '../sources/open-source.js';
+import { CHECKS, LogVerifier, type Check, type VerifyReport } from './support/log-verifier.js';
+import { formatInFlight } from './support/in-flight.js';
+import { print } from './support/output.js';
+import { startProgress } from './support/progress.js';
+import { formatTable } from './support/table.js';
+
+/** The exit code when the log breaks an invariant (1 is "could not run", 2 is usage). */
+export const VIOLATION_EXIT_CODE = 3;
+
+const CHECK_TITLES: Record<Check, string> = {
+  decode: 'every record decodes',
+  seq: 'seqs contiguous',
+  version: 'stream versions contiguous',
+  time: 'times never go back',
+  names: 'one live holder per name',
+  sagas: 'sagas end once',
+};
+
+export function registerVerify(program: Command): void {
+  const command = program
+    .command('verify')
+    .description(`check the log's invariants; exits ${VIOLATION_EXIT_CODE} when one is broken`)
+    .option('--json', 'print the report as JSON');
+  withSourceOptions(withConfigOptions(command)).action((options: { json?: boolean }, cmd: Command) => runVerify(options, cmd));
+}
+
+async function runVerify(options: { json?: boolean }, cmd: Command): Promise<void> {
+  const report = await withSource(cmd, async (source) => {
+    const verifier = new LogVerifier();
+    const progress = startProgress('verifying', await source.size());
+    let n = 0;
+    try {
+      for await (const record of source.readRecords()) {
+        verifier.add(record);
+        progress.update(++n);
+      }
+    } finally {
+      progress.stop();
+    }
+    const out = verifier.report();
+    return { source: source.description, ...out };
+  });
+  if (options.json) print(JSON.stringify(report, null, 2));
+  else printReport(report);
+  if (report.violations.length > 0) process.exitCode = VIOLATION_EXIT_CODE;
+}
+
+function printReport(report: VerifyReport & { source: string }): void {
+  const range = report.firstSeq === undefined ? 'an empty log' : `seq ${report.firstSeq}..${report.lastSeq}`;
+  print(`verified ${report.records} records (${range}), ${report.streams} streams, from ${report.source}`);
+  print('');
+  const rows = CHECKS.map((check) => {
+    const found = report.violations.filter((v) => v.check === check);
+    return [CHECK_TITLES[check], found.length === 0 ? 'ok' : `FAILED (${found.length})`];
+  });
+  rows.push(['sagas in flight', String(report.inFlight.length)]);
+  for (const line of formatTable([{ header: 'CHECK' }, { header: 'RESULT' }], rows)) print(line);
+
+  if (report.inFlight.length > 0) {
+    print('');
+    print(`IN FLIGHT (${report.inFlight.length})`);
+    for (const line of formatInFlight(report.inFlight)) print(line);
+  }
+  if (report.violations.length > 0) {
+    print('');
+    print(`VIOLATIONS (${report.violations.length})`);
+    const rows = report.violations.map((v) => [v.seq === undefined ? '-' : String(v.seq), v.check, v.detail]);
+    for (const line of formatTable([{ header: 'SEQ', align: 'right' }, { header: 'CHECK' }, { header: 'DETAIL' }], rows)) print(line);
+  }
+  print('');
+  print(report.violations.length === 0 ? 'result: ok' : `result: ${report.violations.length} violation${report.violations.length === 1 ? '' : 's'}`);
+}
