@@ -63,15 +63,19 @@ async function appendConcurrent(writers: number, perAppend: number, rounds: numb
   });
 }
 
-/** Writes a generated node history of at least `target` events into `dir`. */
-async function generateLog(dir: string, target: number): Promise<number> {
+/**
+ * Writes a generated node history of at least `target` events into `dir`. A real node
+ * churns: kubelet removes pods and their containers, so few of a long history's pods
+ * are still live. `teardownRate` is the share of pods that are gone by the end.
+ */
+async function generateLog(dir: string, target: number, teardownRate: number): Promise<number> {
   const log = await LevelDbEventLog.open({ dir, node: 'bench' });
   try {
     let seed = 1;
     while (log.head() < target) {
       // Fire a chunk of appends without waiting: they queue in order, so expected
       // versions hold, and group commit writes them as a few large synced batches.
-      const appends = generateScenario({ pods: 400, seed: seed++ }).map((a) => {
+      const appends = generateScenario({ pods: 400, seed: seed++, teardownRate }).map((a) => {
         const stream = `${a.stream}-${seed}`;
         return log.append(stream, a.expected, a.events);
       });
@@ -80,6 +84,19 @@ async function generateLog(dir: string, target: number): Promise<number> {
     return log.head();
   } finally {
     await log.close();
+  }
+}
+
+async function rebuild(events: number, teardownRate: number): Promise<{ events: number; ms: number; maxRssMb: number; containers: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-rebuild-'));
+  try {
+    const generated = await generateLog(dir, events, teardownRate);
+    const { stdout } = await run(process.execPath, [join(HERE, 'rebuild-child.js'), dir], { maxBuffer: 1 << 20 });
+    const result = JSON.parse(stdout) as { events: number; ms: number; maxRssMb: number; containers: number };
+    if (result.events !== generated) throw new Error(`rebuild saw ${result.events} events, the log holds ${generated}`);
+    return result;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -96,17 +113,12 @@ export async function runLedgerBench(args: string[]): Promise<void> {
   rows.push({ metric: 'append_sync_concurrent_events_per_s', value: concurrent.eventsPerS, unit: 'events/s', target: '>= 20,000' });
   rows.push({ metric: 'append_sync_concurrent_events_per_batch', value: (64 * 5 * 100) / concurrent.batches, unit: 'events' });
 
-  const dir = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-rebuild-'));
-  try {
-    const generated = await generateLog(dir, rebuildEvents);
-    const { stdout } = await run(process.execPath, [join(HERE, 'rebuild-child.js'), dir], { maxBuffer: 1 << 20 });
-    const result = JSON.parse(stdout) as { events: number; ms: number; maxRssMb: number };
-    if (result.events !== generated) throw new Error(`rebuild saw ${result.events} events, the log holds ${generated}`);
-    rows.push({ metric: 'rebuild_events', value: result.events, unit: 'events' });
-    rows.push({ metric: 'rebuild_events_per_s', value: result.events / (result.ms / 1000), unit: 'events/s', target: '>= 100,000' });
-    rows.push({ metric: 'rebuild_peak_rss_mb', value: result.maxRssMb, unit: 'MB', target: '< 300' });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  for (const [suffix, teardownRate] of [['', 0.99], ['_half_live', 0.5]] as const) {
+    const result = await rebuild(rebuildEvents, teardownRate);
+    rows.push({ metric: `rebuild${suffix}_events`, value: result.events, unit: 'events' });
+    rows.push({ metric: `rebuild${suffix}_live_containers`, value: result.containers, unit: 'containers' });
+    rows.push({ metric: `rebuild${suffix}_events_per_s`, value: result.events / (result.ms / 1000), unit: 'events/s', target: '>= 100,000' });
+    rows.push({ metric: `rebuild${suffix}_peak_rss_mb`, value: result.maxRssMb, unit: 'MB', target: '< 300' });
   }
 
   if (!args.includes('--skip-relay')) {

@@ -41,6 +41,8 @@ export interface EventLog {
   readRecords(options?: { fromSeq?: number; toSeq?: number }): AsyncIterable<RawRecord>;
   /** Catch up from `fromSeq`, then stay live: no gap and no duplicate at the switch. */
   follow(fromSeq: number, options?: FollowOptions): AsyncIterable<LedgerEvent>;
+  /** `follow`, a stored chunk or a committed batch at a time, for consumers that batch (the relay). */
+  followBatches(fromSeq: number, options?: FollowOptions): AsyncIterable<readonly LedgerEvent[]>;
   /** The seq of the last committed event (0 when the log is empty). */
   head(): number;
   /** The version of `stream` (0 when it has no events). */

@@ -155,6 +155,25 @@ export function describeEventLog(adapter: string, make: () => Promise<LogUnderTe
       assert.deepEqual(seen.map((e) => e.seq), Array.from({ length: 58 }, (_, i) => i + 3));
     }));
 
+    it('follows in batches: stored chunks, then each committed batch whole', withLog(async (log) => {
+      const a = lifecycle('a');
+      await log.append(a.stream, 0, a.events);
+      const controller = new AbortController();
+      const batches: number[][] = [];
+      const done = (async () => {
+        for await (const batch of log.followBatches(2, { signal: controller.signal })) {
+          batches.push(batch.map((e) => e.seq));
+          if (batches.flat().length === 3 + 4) controller.abort();
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 5));
+      const b = lifecycle('b');
+      await log.append(b.stream, 0, b.events);
+      await done;
+      assert.deepEqual(batches.flat(), [2, 3, 4, 5, 6, 7, 8]);
+      assert.deepEqual(batches.at(-1), [5, 6, 7, 8], 'a committed batch arrives as one');
+    }));
+
     it('ends a follow when its signal aborts while waiting', withLog(async (log) => {
       const controller = new AbortController();
       const done = (async () => {

@@ -22,10 +22,10 @@ export function random(seed: number): () => number {
 
 /**
  * A node's history: `pods` sandboxes, each with a few containers that are created
- * (some compensated mid-saga), started, exited, stopped and removed; some pods are torn
- * down; a few sagas are left in flight. Streams interleave as they would on a node.
+ * (some compensated mid-saga), started, exited, stopped and removed; `teardownRate` of
+ * the pods (default half) are torn down; a few sagas are left in flight. Streams interleave as they would on a node.
  */
-export function generateScenario(options: { pods: number; seed?: number; containersPerPod?: number }): ScenarioAppend[] {
+export function generateScenario(options: { pods: number; seed?: number; containersPerPod?: number; teardownRate?: number }): ScenarioAppend[] {
   const rnd = random(options.seed ?? 1);
   const perPod = options.containersPerPod ?? 3;
   const versions = new Map<string, number>();
@@ -46,7 +46,7 @@ export function generateScenario(options: { pods: number; seed?: number; contain
       continue;
     }
     push(lane, podStream, [ev.sandboxReady()]);
-    const torndown = rnd() < 0.5;
+    const torndown = rnd() < (options.teardownRate ?? 0.5);
     for (let k = 0; k < perPod; k++) {
       const label = `c${p}-${k}`;
       const c = { ...container(label, `pod${p}`, `app${k}_${pod.name}`), sandboxId: pod.id };

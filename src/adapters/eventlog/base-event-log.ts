@@ -204,28 +204,36 @@ export abstract class BaseEventLog implements EventLog {
     if (learn && last >= headAtStart) this.versionsComplete = true;
   }
 
-  /**
-   * Catch-up reads the store up to the head; once past it, the follower takes committed
-   * batches from the commit listener. The switch has no await between checking the head
-   * and going live, and listeners run in the same tick that moves the head, so nothing
-   * falls between the two. A follower that lags by more than the buffer goes back to
-   * reading the store, so a slow consumer costs disk reads, not memory.
-   */
   async *follow(fromSeq: number, options: FollowOptions = {}): AsyncIterable<LedgerEvent> {
+    for await (const batch of this.followBatches(fromSeq, options)) yield* batch;
+  }
+
+  /**
+   * Catch-up reads the store up to the head, a chunk at a time; once past it, the
+   * follower takes committed batches from the commit listener. The switch has no await
+   * between checking the head and going live, and listeners run in the same tick that
+   * moves the head, so nothing falls between the two. A follower that lags by more than
+   * DEFAULT_FOLLOW_BUFFER_EVENTS goes back to reading the store, so a slow consumer
+   * costs disk reads, not memory.
+   */
+  async *followBatches(fromSeq: number, options: FollowOptions = {}): AsyncIterable<readonly LedgerEvent[]> {
     let next = Math.max(1, fromSeq);
     let live = false;
-    let buffer: LedgerEvent[] = [];
+    let buffer: (readonly LedgerEvent[])[] = [];
+    let buffered = 0;
     let wake: (() => void) | undefined;
     const signal = options.signal;
     const onAbort = (): void => wake?.();
     signal?.addEventListener('abort', onAbort);
     const unsubscribe = this.onCommit((events) => {
       if (!live) return;
-      if (buffer.length + events.length > DEFAULT_FOLLOW_BUFFER_EVENTS) {
+      if (buffered + events.length > DEFAULT_FOLLOW_BUFFER_EVENTS) {
         live = false;
         buffer = [];
-      } else {
-        for (const e of events) buffer.push(e);
+        buffered = 0;
+      } else if (events.length > 0) {
+        buffer.push(events);
+        buffered += events.length;
       }
       wake?.();
     });
@@ -233,25 +241,28 @@ export abstract class BaseEventLog implements EventLog {
       while (!signal?.aborted && !this.closed) {
         if (!live) {
           if (next <= this.headSeq) {
-            for await (const event of this.readAll({ fromSeq: next, toSeq: this.headSeq })) {
-              yield event;
-              next = event.seq + 1;
+            for await (const chunk of this.readRecordChunks({ fromSeq: next, toSeq: this.headSeq })) {
+              if (chunk.length === 0) continue;
+              yield chunk.map((r) => decodeEvent(r.json, r.seq));
+              next = chunk[chunk.length - 1]!.seq + 1;
               if (signal?.aborted) return;
             }
             continue;
           }
           live = true;
         }
-        const event = buffer.shift();
-        if (event === undefined) {
+        const batch = buffer.shift();
+        if (batch === undefined) {
           await new Promise<void>((resolve) => (wake = resolve));
           wake = undefined;
           continue;
         }
-        if (event.seq < next) continue;
-        if (event.seq > next) throw new CorruptRecordError(next, `follow expected seq ${next}, got ${event.seq}`);
-        yield event;
-        next = event.seq + 1;
+        buffered -= batch.length;
+        const fresh = batch[0]!.seq >= next ? batch : batch.filter((e) => e.seq >= next);
+        if (fresh.length === 0) continue;
+        if (fresh[0]!.seq !== next) throw new CorruptRecordError(next, `follow expected seq ${next}, got ${fresh[0]!.seq}`);
+        yield fresh;
+        next = fresh[fresh.length - 1]!.seq + 1;
       }
     } finally {
       unsubscribe();

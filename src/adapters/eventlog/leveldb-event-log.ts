@@ -23,6 +23,12 @@ const LAYOUT_KEY = 'm!layout';
 const LAYOUT_VERSION = '1';
 const SEQ_DIGITS = 16;
 const VERSION_DIGITS = 10;
+/**
+ * Table files LevelDB keeps open. Open tables stay memory-mapped, so with LevelDB's
+ * default (1,000) a full scan of a large log leaves every table it read mapped: a
+ * million-event rebuild held ~240 MB of file pages in RSS. 64 bounds that to ~100 MB.
+ */
+export const DEFAULT_MAX_OPEN_FILES = 64;
 /** Records fetched per iterator round trip while scanning. */
 export const DEFAULT_SCAN_CHUNK_RECORDS = 1_000;
 
@@ -50,7 +56,7 @@ export class LevelDbEventLog extends BaseEventLog {
    */
   static async open(options: LevelDbEventLogOptions): Promise<LevelDbEventLog> {
     await mkdir(options.dir, { recursive: true });
-    const db = new Level<string, string>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    const db = new Level<string, string>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', maxOpenFiles: DEFAULT_MAX_OPEN_FILES });
     try {
       await db.open();
     } catch (error) {
@@ -69,6 +75,8 @@ export class LevelDbEventLog extends BaseEventLog {
         const seq = Number(last[0].slice(LOG.length));
         const event = decodeEvent(last[1], seq);
         log.setHead(seq, Date.parse(event.at));
+      } else {
+        log.setHead(0, 0);
       }
       return log;
     } catch (error) {
