@@ -220,6 +220,8 @@ function envelopeDefect(raw: unknown): string | undefined {
   return undefined;
 }
 
+const TYPE_NAMES = new Map<string, string>(Object.keys(EVENT_SCHEMAS).map((t) => [t, t]));
+
 function schemaFor(type: string, v: number, seq?: number): z.ZodType {
   const versions = (EVENT_SCHEMAS as Record<string, Record<number, z.ZodType>>)[type];
   const schema = versions?.[v];
@@ -270,6 +272,9 @@ export function decodeEvent(json: string, expectedSeq?: number): LedgerEvent {
   // The parsed object is ours alone (fresh from JSON.parse), so the checked data can
   // replace the raw one in place; key order, and so the re-encoded bytes, stay the same.
   e.data = data.data;
+  // Share one string per type name: read models keep the last event's type, and a copy
+  // per decoded record adds up over a long log.
+  e.type = TYPE_NAMES.get(e.type) ?? e.type;
   return e as LedgerEvent;
 }
 

@@ -90,7 +90,8 @@ export const containerStore: Projection<ContainerRecord> = {
           imageRef: event.data.imageRef,
         });
       case 'SnapshotPrepared':
-        return touch(doc, event, { snapshot: event.data });
+        // The key is the container id by design; keep one copy of that string, not two.
+        return touch(doc, event, { snapshot: { ...event.data, key: event.data.key === doc.id ? doc.id : event.data.key } });
       case 'ContainerCreated':
         return touch(doc, event, {
           state: 'CREATED',
