@@ -3,10 +3,10 @@ import { parseStream } from '../domain/ids.js';
 import type { Projection } from './read-model.js';
 
 /**
- * Container name index: full CRI name -> the container holding it. A name is held from
- * NameReserved until ContainerRemoved, or until Compensated releases it. A release
- * only frees the name if it comes from the holder's own stream, so a late or repeated
- * release can never free a name that another container has since reserved.
+ * Name indexes: a full CRI name -> the container (or sandbox) holding it. A name is
+ * held from its reservation until the holder is removed, or until Compensated releases
+ * it. A release only frees the name if it comes from the holder's own stream, so a late
+ * or repeated release can never free a name that another holder has since reserved.
  */
 export interface NameHold {
   name: string;
@@ -19,55 +19,50 @@ export interface NameHold {
   requestDigest: string;
 }
 
-function holderOf(event: LedgerEvent): string {
-  return parseStream(event.stream).id;
+/** What an event does to a name. */
+export type NameClaim = { kind: 'reserve'; name: string; requestDigest: string } | { kind: 'release'; name: string } | undefined;
+
+/** Builds a name index over the streams starting with `streamPrefix`. */
+export function nameIndex(name: string, streamPrefix: string, claimOf: (event: LedgerEvent) => NameClaim): Projection<NameHold> {
+  return {
+    name,
+    keysOf(event) {
+      if (!event.stream.startsWith(streamPrefix)) return [];
+      const claim = claimOf(event);
+      return claim ? [claim.name] : [];
+    },
+    evolve(doc, event) {
+      const claim = claimOf(event);
+      if (claim === undefined) return doc;
+      const holderId = parseStream(event.stream).id;
+      if (claim.kind === 'release') return doc && doc.holderId === holderId ? undefined : doc;
+      if (doc) return doc;
+      return { name: claim.name, holderId, reservedAt: event.at, reservedSeq: event.seq, correlationId: event.correlationId, requestDigest: claim.requestDigest };
+    },
+  };
 }
 
-export function reserve(doc: NameHold | undefined, event: LedgerEvent, name: string, requestDigest: string): NameHold {
-  if (doc) return doc;
-  return { name, holderId: holderOf(event), reservedAt: event.at, reservedSeq: event.seq, correlationId: event.correlationId, requestDigest };
-}
-
-export function release(doc: NameHold | undefined, event: LedgerEvent): NameHold | undefined {
-  return doc && doc.holderId === holderOf(event) ? undefined : doc;
-}
-
-export const containerNameIndex: Projection<NameHold> = {
-  name: 'container-names',
-
-  keysOf(event) {
-    if (!event.stream.startsWith('container-')) return [];
-    switch (event.type) {
-      case 'NameReserved':
-      case 'ContainerRemoved':
-        return [event.data.name];
-      case 'Compensated':
-        return event.data.name === undefined ? [] : [event.data.name];
-      default:
-        return [];
-    }
-  },
-
-  evolve(doc, event) {
-    switch (event.type) {
-      case 'NameReserved':
-        return reserve(doc, event, event.data.name, event.data.requestDigest);
-      case 'ContainerRemoved':
-      case 'Compensated':
-        return release(doc, event);
-      case 'SpecGenerated':
-      case 'SnapshotPrepared':
-      case 'ContainerCreated':
-      case 'ContainerStarted':
-      case 'ContainerExited':
-      case 'ContainerStopped':
-      case 'SandboxReserved':
-      case 'SandboxReady':
-      case 'SandboxStopped':
-      case 'SandboxRemoved':
-        return doc;
-      default:
-        return assertNever(event);
-    }
-  },
-};
+/** Container names, `<name>_<pod>_<namespace>_<uid>_<attempt>`. */
+export const containerNameIndex = nameIndex('container-names', 'container-', (event) => {
+  switch (event.type) {
+    case 'NameReserved':
+      return { kind: 'reserve', name: event.data.name, requestDigest: event.data.requestDigest };
+    case 'ContainerRemoved':
+      return { kind: 'release', name: event.data.name };
+    case 'Compensated':
+      return event.data.name === undefined ? undefined : { kind: 'release', name: event.data.name };
+    case 'SpecGenerated':
+    case 'SnapshotPrepared':
+    case 'ContainerCreated':
+    case 'ContainerStarted':
+    case 'ContainerExited':
+    case 'ContainerStopped':
+    case 'SandboxReserved':
+    case 'SandboxReady':
+    case 'SandboxStopped':
+    case 'SandboxRemoved':
+      return undefined;
+    default:
+      return assertNever(event);
+  }
+});

@@ -17,6 +17,14 @@ export interface ProjectionsSnapshot {
   operations: Record<string, OperationInFlight>;
 }
 
+export interface ProjectionCounts {
+  containers: number;
+  sandboxes: number;
+  containerNames: number;
+  sandboxNames: number;
+  operationsInFlight: number;
+}
+
 /**
  * Every read model the service keeps, fed the same events in seq order: rebuilt from
  * the log at startup, then updated from each committed batch before its append resolves.
@@ -63,6 +71,24 @@ export class Projections {
     const found = this.findContainer(ref);
     if (!found) throw new NotFoundError('container', ref);
     return found;
+  }
+
+  /** How many documents each read model holds. */
+  counts(): ProjectionCounts {
+    return {
+      containers: this.containers.size,
+      sandboxes: this.sandboxes.size,
+      containerNames: this.containerNames.size,
+      sandboxNames: this.sandboxNames.size,
+      operationsInFlight: this.operations.size,
+    };
+  }
+
+  /** Sagas in flight, oldest first, with their age at `nowMs`. */
+  operationsWithAge(nowMs: number): Array<OperationInFlight & { ageMs: number }> {
+    return [...this.operations.values()]
+      .sort((a, b) => a.startedSeq - b.startedSeq)
+      .map((op) => ({ ...op, ageMs: Math.max(0, nowMs - Date.parse(op.startedAt)) }));
   }
 
   snapshot(): ProjectionsSnapshot {

@@ -134,10 +134,7 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
     const head = log.head();
     const relay = options.relay ? options.relay.status() : await disabledRelayStatus(log);
     const p = ledger.projections;
-    const at = now();
-    const operations = [...p.operations.values()]
-      .sort((a, b) => a.startedSeq - b.startedSeq)
-      .map((op) => ({ ...op, ageMs: Math.max(0, at - Date.parse(op.startedAt)) }));
+    const operations = p.operationsWithAge(now());
     return {
       node: options.node,
       head,
@@ -151,13 +148,7 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
         lastPublishAt: relay.lastPublishAt ?? '',
         stream: options.relay ? (options.natsStream ?? '') : '',
       },
-      counts: {
-        containers: p.containers.size,
-        sandboxes: p.sandboxes.size,
-        containerNames: p.containerNames.size,
-        sandboxNames: p.sandboxNames.size,
-        operationsInFlight: p.operations.size,
-      },
+      counts: p.counts(),
       operations,
       startedAt,
     };

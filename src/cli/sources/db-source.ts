@@ -92,23 +92,14 @@ export class DbSource implements EventSource {
       headAt = event.at;
       node = event.node;
     }
-    const now = Date.now();
     const out: LedgerStatus = {
       kind: 'ledger',
       source: this.description,
       node,
       head,
       relay: { running: false, cursor, lag: Math.max(0, head - cursor) },
-      counts: {
-        containers: p.containers.size,
-        sandboxes: p.sandboxes.size,
-        containerNames: p.containerNames.size,
-        sandboxNames: p.sandboxNames.size,
-        operationsInFlight: p.operations.size,
-      },
-      operations: [...p.operations.values()]
-        .sort((a, b) => a.startedSeq - b.startedSeq)
-        .map((op) => ({ ...op, ageMs: Math.max(0, now - Date.parse(op.startedAt)) })),
+      counts: p.counts(),
+      operations: p.operationsWithAge(Date.now()),
     };
     if (headAt) out.headAt = headAt;
     return out;
