@@ -136,6 +136,23 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
     assert.equal((await client.status()).head, events.length);
   });
 
+  it('refuses a bad config before it opens the log or binds the socket, naming the key and its source', async () => {
+    const fresh = await tempRoot('cri-ledger-badconfig-');
+    try {
+      const badSocket = join(fresh.dir, 'run', 's.sock');
+      const result = await runCli(['serve', '--root', fresh.dir, '--socket', badSocket], {
+        timeoutMs: 10_000,
+        env: { ...process.env, CRI_LEDGER_NATS_REPLICAS: '9' },
+      });
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /nats\.replicas: .*CRI_LEDGER_NATS_REPLICAS/);
+      await assert.rejects(stat(badSocket), { code: 'ENOENT' });
+      await assert.rejects(stat(join(fresh.dir, 'ledger')), { code: 'ENOENT' });
+    } finally {
+      await fresh.cleanup();
+    }
+  });
+
   it('exits 0 on SIGTERM, ending live follows with UNAVAILABLE and removing its socket', async () => {
     const stop = new AbortController();
     const following = outcome(client.follow({ fromSeq: events.length }, stop.signal));
