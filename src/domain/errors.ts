@@ -101,6 +101,13 @@ export class NotFoundError extends CriLedgerError {
   }
 }
 
+/** An RPC this build does not implement yet; `rpc` is its full method name. */
+export class NotImplementedError extends CriLedgerError {
+  constructor(readonly rpc: string) {
+    super(`${rpc} is not implemented by cri-ledger yet`);
+  }
+}
+
 /** The log was closed while an operation was pending. */
 export class LedgerClosedError extends CriLedgerError {
   constructor() {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { credentials, Metadata, status as Status } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { runtimeServiceV1, runtimeServiceV1alpha2 } from '../../src/adapters/cri/cri-definition.js';
 import { pino } from 'pino';
 import { startSocketServer, type SocketServer } from '../../src/adapters/grpc/socket-server.js';
 import { grpcCodeFor, RemoteCallError } from '../../src/adapters/grpc/status.js';
@@ -134,6 +135,22 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
     assert.equal(second.stderr.trim().split('\n').length, 1, 'one line, no stack');
     assert.ok((await stat(socket)).isSocket());
     assert.equal((await client.status()).head, events.length);
+  });
+
+  it('serves the CRI services beside the ledger, answering UNIMPLEMENTED naming the RPC until handlers land', async () => {
+    for (const [definition, rpc] of [[runtimeServiceV1, 'runtime.v1.RuntimeService/Version'], [runtimeServiceV1alpha2, 'runtime.v1alpha2.RuntimeService/Version']] as const) {
+      const Client = makeGenericClientConstructor(definition, 'RuntimeService');
+      const cri = new Client(`unix://${socket}`, credentials.createInsecure());
+      try {
+        const error = await new Promise<ServiceError>((resolve, reject) =>
+          (cri as unknown as { version: (r: object, cb: (e: ServiceError | null) => void) => void }).version({ version: 'v1' }, (e) => (e ? resolve(e) : reject(new Error('Version answered')))),
+        );
+        assert.equal(error.code, Status.UNIMPLEMENTED);
+        assert.match(error.details, new RegExp(`${rpc.replace(/\./g, '\\.')} is not implemented`));
+      } finally {
+        cri.close();
+      }
+    }
   });
 
   it('refuses a bad config before it opens the log or binds the socket, naming the key and its source', async () => {

@@ -1,6 +1,4 @@
 import {
-  Metadata,
-  status as Status,
   type sendUnaryData,
   type ServerWritableStream,
   type ServiceDefinition,
@@ -9,7 +7,9 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
+import { NotImplementedError } from '../../domain/errors.js';
 import { PROTO_DIR } from '../grpc/proto.js';
+import { toServiceError } from '../grpc/status.js';
 import type { ImageServiceDefinition as ImageServiceV1Definition } from './generated/runtime/v1/ImageService.js';
 import type { RuntimeServiceDefinition as RuntimeServiceV1Definition } from './generated/runtime/v1/RuntimeService.js';
 import type { ImageServiceDefinition as ImageServiceV1alpha2Definition } from './generated/runtime/v1alpha2/ImageService.js';
@@ -86,8 +86,7 @@ export function unimplementedHandlers(definition: ServiceDefinition): UntypedSer
 }
 
 function unimplementedError(rpc: string): ServiceError {
-  const details = `${rpc} is not implemented by cri-ledger yet`;
-  return Object.assign(new Error(details), { code: Status.UNIMPLEMENTED, details, metadata: new Metadata() });
+  return toServiceError(new NotImplementedError(rpc));
 }
 
 // The messages the first CRI handlers need. Everything else is in ./generated/runtime/v1.

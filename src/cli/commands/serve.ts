@@ -36,12 +36,20 @@ interface StopRequest {
 export async function serve(config: Config): Promise<void> {
   // Loaded here, not at the top: every other command shares this module graph, and
   // none of them needs the relay or the gRPC server.
-  const [{ NatsRelay }, { StreamConfigMismatchError }, { startSocketServer }, { createLedgerService }, { Ledger }] = await Promise.all([
+  const [
+    { NatsRelay },
+    { StreamConfigMismatchError },
+    { startSocketServer },
+    { createLedgerService },
+    { Ledger },
+    { runtimeServiceV1, imageServiceV1, runtimeServiceV1alpha2, imageServiceV1alpha2, unimplementedHandlers },
+  ] = await Promise.all([
     import('../../adapters/bus/nats-relay.js'),
     import('../../adapters/bus/nats-stream-config.js'),
     import('../../adapters/grpc/socket-server.js'),
     import('../../adapters/ledger-api/ledger-service.js'),
     import('../../commands/ledger.js'),
+    import('../../adapters/cri/cri-definition.js'),
   ]);
   const logger = createLogger(config.logLevel, { node: config.node });
   const dir = ledgerDir(config);
@@ -72,7 +80,13 @@ export async function serve(config: Config): Promise<void> {
       });
     }
     const service = createLedgerService({ ledger, node: config.node, ...(relay ? { relay } : {}), natsStream: config.nats.stream });
-    server = await startSocketServer({ socketPath: config.socket, services: [service], logger });
+    // CRI services are registered now so kubelet and crictl get UNIMPLEMENTED naming
+    // the RPC, not "unknown service"; handlers replace these placeholders as they land.
+    const cri = [runtimeServiceV1, imageServiceV1, runtimeServiceV1alpha2, imageServiceV1alpha2].map((definition) => ({
+      definition,
+      implementation: unimplementedHandlers(definition),
+    }));
+    server = await startSocketServer({ socketPath: config.socket, services: [service, ...cri], logger });
   } catch (error) {
     await relay?.stop().catch(() => undefined);
     await log.close();
