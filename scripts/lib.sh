@@ -39,4 +39,4 @@ build() {
 }
 
 # The Debian packages the service and its tests use.
-DEBIAN_PACKAGES=(nats-server)
+DEBIAN_PACKAGES=(nats-server containerd runc busybox-static)

@@ -1,0 +1,113 @@
+import { Metadata, status as Status, type ClientReadableStream, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import { CriLedgerError } from '../../domain/errors.js';
+import type { ContainerdClient } from './containerd-api.js';
+
+/** How long a containerd call may take unless the caller says otherwise. */
+export const DEFAULT_CONTAINERD_CALL_TIMEOUT_MS = 10_000;
+
+/**
+ * The header that puts what a call creates (snapshots, content, ingests) under a lease.
+ * Without one, containerd's garbage collector may remove a fresh snapshot before any
+ * container record references it.
+ */
+export const LEASE_HEADER = 'containerd-lease';
+
+export interface ContainerdCallOptions {
+  /** Deadline from now; Infinity for none (tasks.Wait, events.Subscribe). */
+  timeoutMs?: number;
+  /** Cancels the call; it then fails with CANCELLED. */
+  signal?: AbortSignal;
+  /** A lease id (leases.Create) to hold what the call creates. */
+  lease?: string;
+}
+
+/** A containerd call that ended with a non-OK status; `code` is the gRPC status code. */
+export class ContainerdCallError extends CriLedgerError {
+  constructor(
+    /** `Service.Method`, e.g. `Containers.Create`. */
+    readonly method: string,
+    readonly code: Status,
+    readonly details: string,
+    options: { cause: unknown },
+  ) {
+    super(`containerd ${method}: ${Status[code] ?? code}: ${details}`, options);
+  }
+}
+
+/** True when `error` is a containerd (or any gRPC) error with status `code`. */
+export function hasStatus(error: unknown, code: Status): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
+}
+
+function callError(client: ContainerdClient, name: string, error: ServiceError): ContainerdCallError {
+  const service = (client.constructor as ServiceClientConstructor).serviceName;
+  return new ContainerdCallError(`${service}.${name}`, error.code ?? Status.UNKNOWN, error.details ?? error.message, { cause: error });
+}
+
+function callOptions(options: ContainerdCallOptions): { deadline?: number } {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_CONTAINERD_CALL_TIMEOUT_MS;
+  return Number.isFinite(timeoutMs) ? { deadline: Date.now() + timeoutMs } : {};
+}
+
+function metadata(options: ContainerdCallOptions): Metadata {
+  const md = new Metadata();
+  if (options.lease) md.set(LEASE_HEADER, options.lease);
+  return md;
+}
+
+function method(client: ContainerdClient, name: string): Function {
+  const fn = client[name];
+  if (typeof fn !== 'function') throw new TypeError(`containerd client has no method ${name}`);
+  return fn;
+}
+
+/**
+ * One unary call, e.g. `unaryCall(api.containers, 'Get', { id })`. Resolves with the
+ * response as proto-loader decodes it; rejects with a ContainerdCallError.
+ */
+export function unaryCall<Response = Record<string, unknown>>(
+  client: ContainerdClient,
+  name: string,
+  request: object,
+  options: ContainerdCallOptions = {},
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(options.signal.reason);
+    let call: { cancel(): void } | undefined;
+    const cancel = (): void => call?.cancel();
+    call = method(client, name).call(client, request, metadata(options), callOptions(options), (error: ServiceError | null, response: Response) => {
+      options.signal?.removeEventListener('abort', cancel);
+      if (error) reject(callError(client, name, error));
+      else resolve(response);
+    }) as { cancel(): void };
+    options.signal?.addEventListener('abort', cancel, { once: true });
+  });
+}
+
+/**
+ * A server-streaming call read to its end, e.g. `collectStream(api.snapshots, 'List',
+ * { snapshotter })`. Meant for listings; the deadline covers the whole stream.
+ */
+export function collectStream<Message = Record<string, unknown>>(
+  client: ContainerdClient,
+  name: string,
+  request: object,
+  options: ContainerdCallOptions = {},
+): Promise<Message[]> {
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(options.signal.reason);
+    const stream = method(client, name).call(client, request, metadata(options), callOptions(options)) as ClientReadableStream<Message>;
+    const cancel = (): void => stream.cancel();
+    options.signal?.addEventListener('abort', cancel, { once: true });
+    const messages: Message[] = [];
+    stream.on('data', (message: Message) => messages.push(message));
+    stream.on('error', (error: ServiceError) => {
+      options.signal?.removeEventListener('abort', cancel);
+      reject(callError(client, name, error));
+    });
+    stream.on('end', () => {
+      options.signal?.removeEventListener('abort', cancel);
+      resolve(messages);
+    });
+  });
+}
