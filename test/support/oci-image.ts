@@ -146,3 +146,12 @@ export async function buildTestImage(spec: TestImageSpec, outDir: string): Promi
     await rm(work, { recursive: true, force: true });
   }
 }
+
+/**
+ * Imports a built image into a containerd namespace and unpacks it for the overlayfs
+ * snapshotter. Uses `ctr` (shipped with Debian's containerd) until cri-ledger's own
+ * image import lands.
+ */
+export async function importTestImage(address: string, namespace: string, image: BuiltImage): Promise<void> {
+  await run('ctr', ['--address', address, '--namespace', namespace, 'images', 'import', '--snapshotter', 'overlayfs', image.file], { timeout: 60_000 });
+}
