@@ -40,3 +40,11 @@ build() {
 
 # The Debian packages the service and its tests use.
 DEBIAN_PACKAGES=(nats-server containerd runc busybox-static)
+
+# prepare installs what is missing and builds: what every entry point does first.
+prepare() {
+  cd "$ROOT_DIR"
+  ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
+  ensure_node_modules
+  build
+}

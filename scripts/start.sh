@@ -3,8 +3,5 @@
 # Installs what it needs first.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-cd "$ROOT_DIR"
-ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
-ensure_node_modules
-build
+prepare
 exec node dist/src/cli/main.js serve "$@"
