@@ -1,0 +1,126 @@
+import type { NewEvent } from '../domain/events.js';
+import type { Ledger } from './ledger.js';
+
+/*
+ * The saga runner behind CreateContainer and RunPodSandbox. A saga is a list of steps;
+ * each step does one side effect, keyed by the id fixed by the saga's first event, and
+ * may record events. When step k fails, the runner undoes steps k..1 newest first (the
+ * failed step too: its side effect may have happened before it failed, and every undo
+ * is idempotent), then records one `Compensated` with the failed step, the error and
+ * each undo's result, and rethrows the step's error.
+ *
+ * Compensation runs on its own deadline, not the caller's: a cancelled request must
+ * still leave nothing behind.
+ */
+
+/** How long all undos of one compensation may take together. */
+export const DEFAULT_COMPENSATION_TIMEOUT_MS = 60_000;
+
+export interface SagaStep<Ctx> {
+  /** The step's name, as failpoints and `Compensated.failedStep` name it. */
+  name: string;
+  /** Does the side effect; returns the events that record it (appended before the next step). */
+  run(ctx: Ctx): Promise<readonly NewEvent[] | void>;
+  /** Undoes the side effect; must succeed when it never happened or was undone already. */
+  undo?(ctx: Ctx): Promise<void>;
+}
+
+/** Injected faults for tests: `<Operation>.<Step>` may error, delay, or end the process. */
+export interface Failpoints {
+  /** Called after a step's side effect and before its events are recorded. */
+  hit(point: string): Promise<void>;
+}
+
+export const NO_FAILPOINTS: Failpoints = { hit: async () => undefined };
+
+export interface SagaOptions<Ctx> {
+  operation: string;
+  ledger: Ledger;
+  stream: string;
+  /** The stream's version after the saga's first event. */
+  version: number;
+  correlationId: string;
+  steps: readonly SagaStep<Ctx>[];
+  ctx: Ctx;
+  /** The name the saga reserved; `Compensated` releases it. */
+  name?: string;
+  failpoints?: Failpoints;
+  compensationTimeoutMs?: number;
+  /** Milliseconds since an arbitrary origin; injectable for tests. */
+  clock?: () => number;
+}
+
+/** Runs the steps in order; on failure compensates and rethrows the step's own error. Returns the stream version. */
+export async function runSaga<Ctx>(o: SagaOptions<Ctx>): Promise<number> {
+  const failpoints = o.failpoints ?? NO_FAILPOINTS;
+  let version = o.version;
+  for (let k = 0; k < o.steps.length; k++) {
+    const step = o.steps[k]!;
+    try {
+      const events = (await step.run(o.ctx)) ?? [];
+      await failpoints.hit(`${o.operation}.${step.name}`);
+      if (events.length > 0) {
+        const written = await o.ledger.append(o.stream, version, events);
+        version = written[written.length - 1]!.version;
+      }
+    } catch (error) {
+      await compensate(o, k, error, version).catch(() => undefined);
+      throw error;
+    }
+  }
+  return version;
+}
+
+async function compensate<Ctx>(o: SagaOptions<Ctx>, failedIndex: number, error: unknown, version: number): Promise<void> {
+  const clock = o.clock ?? (() => performance.now());
+  const deadline = clock() + (o.compensationTimeoutMs ?? DEFAULT_COMPENSATION_TIMEOUT_MS);
+  const undone: Array<{ step: string; ok: boolean; error?: string; durationMs: number }> = [];
+  for (let k = failedIndex; k >= 0; k--) {
+    const step = o.steps[k]!;
+    if (!step.undo) continue;
+    const started = clock();
+    if (started > deadline) {
+      undone.push({ step: step.name, ok: false, error: 'compensation deadline passed before this undo ran', durationMs: 0 });
+      continue;
+    }
+    try {
+      await withTimeout(step.undo(o.ctx), deadline - started, step.name);
+      undone.push({ step: step.name, ok: true, durationMs: round(clock() - started) });
+    } catch (undoError) {
+      undone.push({ step: step.name, ok: false, error: messageOf(undoError), durationMs: round(clock() - started) });
+    }
+  }
+  const failedStep = o.steps[failedIndex]!.name;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  // If this append fails too (the log closed under us), the caller still gets the
+  // step's error; the stream stays in flight and startup recovery compensates it again.
+  await o.ledger.append(o.stream, version, [
+    {
+      type: 'Compensated',
+      correlationId: o.correlationId,
+      data: {
+        operation: o.operation,
+        failedStep,
+        error: { message: messageOf(error), ...(typeof code === 'string' ? { code } : {}) },
+        undone,
+        ...(o.name === undefined ? {} : { name: o.name }),
+      },
+    },
+  ]);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`undo of ${what} timed out after ${Math.round(ms)}ms`)), Math.max(0, ms));
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
