@@ -39,7 +39,7 @@ build() {
 }
 
 # The Debian packages the service and its tests use.
-DEBIAN_PACKAGES=(nats-server containerd runc busybox-static)
+DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables)
 
 # prepare installs what is missing and builds: what every entry point does first.
 prepare() {

@@ -101,6 +101,13 @@ export class NotFoundError extends CriLedgerError {
   }
 }
 
+/** The container runtime (containerd) cannot be reached; calls that need it fail until it is back. */
+export class RuntimeUnavailableError extends CriLedgerError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(`containerd is unavailable: ${detail}`, options);
+  }
+}
+
 /** An RPC this build does not implement yet; `rpc` is its full method name. */
 export class NotImplementedError extends CriLedgerError {
   constructor(readonly rpc: string) {

@@ -42,7 +42,7 @@ const TEST_PATH = `${process.env['PATH'] ?? ''}:${SBIN_PATH}`;
  * Cleanup must happen even when the test process dies without running any handler. A
  * watchdog shell in its own process group reads a pipe from this process; when the pipe
  * closes (stop() or this process gone) it kills containerd, every process whose command
- * line names this containerd's socket (its shims) and their children (the containers),
+ * line gives this containerd's socket as `-address` (its shims) and their children,
  * removes those shims' sockets, lazily unmounts whatever is left under the temp dir, deepest first, and removes the dir.
  */
 const WATCHDOG = [
@@ -50,7 +50,8 @@ const WATCHDOG = [
   '[ -f "$1/containerd.pid" ] && kill -9 "$(cat "$1/containerd.pid")" 2>/dev/null',
   'for p in /proc/[0-9]*; do',
   '  args=$(tr "\\0" "\\n" < "$p/cmdline" 2>/dev/null)',
-  '  printf "%s\\n" "$args" | grep -qxF -- "$1/containerd.sock" || continue',
+  // Only shims: they name the socket right after `-address` (a client may name it too).
+  '  [ "$(printf "%s\\n" "$args" | grep -A1 -x -- -address | tail -n 1)" = "$1/containerd.sock" ] || continue',
   // The shim's children (the containers' init processes) first, then the shim.
   '  kill -9 $(cat "$p"/task/*/children 2>/dev/null) "${p#/proc/}" 2>/dev/null',
   '  ns=$(printf "%s\\n" "$args" | grep -A1 -x -- -namespace | tail -n 1)',
@@ -134,8 +135,10 @@ function shimsOf(address: string): Shim[] {
     } catch {
       continue; // The process ended while we looked.
     }
-    if (!args.includes(address)) continue;
-    const flag = (name: string): string | undefined => args[args.indexOf(name) + 1];
+    const flag = (name: string): string | undefined => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+    // A client of this containerd (cri-ledger under test) names the socket too; shims
+    // name it right after `-address`.
+    if (flag('-address') !== address) continue;
     const [namespace, id] = [flag('-namespace'), flag('-id')];
     // The shim names its socket after sha256(<containerd address>/<namespace>/<id>).
     const hash = namespace && id ? createHash('sha256').update(join(address, namespace, id)).digest('hex') : undefined;

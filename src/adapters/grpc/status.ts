@@ -8,6 +8,7 @@ import {
   LedgerClosedError,
   NotFoundError,
   NotImplementedError,
+  RuntimeUnavailableError,
   UnknownEventError,
 } from '../../domain/errors.js';
 
@@ -32,6 +33,7 @@ export function grpcCodeFor(error: unknown): Status {
   if (error instanceof NotImplementedError) return Status.UNIMPLEMENTED;
   if (error instanceof ConcurrencyError) return Status.ABORTED;
   if (error instanceof LedgerClosedError || error instanceof ServiceShuttingDownError) return Status.UNAVAILABLE;
+  if (error instanceof RuntimeUnavailableError) return Status.UNAVAILABLE;
   // A record this build cannot read: the data is there but unusable, not a server bug.
   if (error instanceof CorruptRecordError || error instanceof UnknownEventError) return Status.DATA_LOSS;
   return Status.INTERNAL;

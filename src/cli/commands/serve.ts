@@ -42,14 +42,14 @@ export async function serve(config: Config): Promise<void> {
     { startSocketServer },
     { createLedgerService },
     { Ledger },
-    { runtimeServiceV1, imageServiceV1, runtimeServiceV1alpha2, imageServiceV1alpha2, unimplementedHandlers },
+    { createCriServices },
   ] = await Promise.all([
     import('../../adapters/bus/nats-relay.js'),
     import('../../adapters/bus/nats-stream-config.js'),
     import('../../adapters/grpc/socket-server.js'),
     import('../../adapters/ledger-api/ledger-service.js'),
     import('../../commands/ledger.js'),
-    import('../../adapters/cri/cri-definition.js'),
+    import('../cri-services.js'),
   ]);
   const logger = createLogger(config.logLevel, { node: config.node });
   const dir = ledgerDir(config);
@@ -59,6 +59,7 @@ export async function serve(config: Config): Promise<void> {
   const stopRequested = new Promise<StopRequest>((resolve) => (requestStop = resolve));
   let relay: NatsRelay | undefined;
   let server: SocketServer | undefined;
+  let cri: { close: () => void } | undefined;
   try {
     logger.info({ dir, head: log.head() }, 'loading projections');
     const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
@@ -80,14 +81,13 @@ export async function serve(config: Config): Promise<void> {
       });
     }
     const service = createLedgerService({ ledger, node: config.node, ...(relay ? { relay } : {}), natsStream: config.nats.stream });
-    // CRI services are registered now so kubelet and crictl get UNIMPLEMENTED naming
-    // the RPC, not "unknown service"; handlers replace these placeholders as they land.
-    const cri = [runtimeServiceV1, imageServiceV1, runtimeServiceV1alpha2, imageServiceV1alpha2].map((definition) => ({
-      definition,
-      implementation: unimplementedHandlers(definition),
-    }));
-    server = await startSocketServer({ socketPath: config.socket, services: [service, ...cri], logger });
+    // Every CRI RPC is registered: the ones not implemented yet answer UNIMPLEMENTED
+    // naming the RPC, so kubelet and crictl never see "unknown service".
+    const criServices = createCriServices(config, logger);
+    cri = criServices;
+    server = await startSocketServer({ socketPath: config.socket, services: [service, ...criServices.services], logger });
   } catch (error) {
+    cri?.close();
     await relay?.stop().catch(() => undefined);
     await log.close();
     if (error instanceof StreamConfigMismatchError) {
@@ -116,6 +116,7 @@ export async function serve(config: Config): Promise<void> {
   process.once('SIGINT', force);
 
   process.exitCode = await shutdown({ reason, code, server, relay, log, logger });
+  cri?.close();
   setTimeout(() => process.exit(), EXIT_AFTER_SHUTDOWN_MS).unref();
 }
 
