@@ -57,3 +57,76 @@ export interface EventLog {
 
 /** The event types a filter may name; used to reject typos before reading. */
 export type KnownEventType = EventType;
+
+/** The parts of an image's config that CreateContainer uses (OCI image config `config`). */
+export interface ImageConfig {
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: string[];
+  workingDir?: string;
+  user?: string;
+  stopSignal?: string;
+  /** Container paths the image declares as volumes. */
+  volumes?: string[];
+  labels?: Record<string, string>;
+}
+
+/** An image found locally, as CreateContainer needs it. */
+export interface ResolvedImage {
+  /** The image id: its config digest, `sha256:<hex>`. */
+  id: string;
+  /** The image record's name in containerd (a tag or digest reference). */
+  name: string;
+  repoTags: string[];
+  repoDigests: string[];
+  /** The chain id of its layers: the parent of a container's rootfs snapshot. */
+  chainId: string;
+  snapshotter: string;
+  config: ImageConfig;
+  /** Unpacked size in bytes, as a decimal string (may exceed 2^53). */
+  size: string;
+}
+
+/** Images in the runtime's store. Creating a container never pulls. */
+export interface ImageStore {
+  /** By reference (normalized as kubelet does), digest, or id or a unique id prefix; undefined when absent. */
+  resolve(ref: string): Promise<ResolvedImage | undefined>;
+  /** The image's /etc/passwd and /etc/group, read from a read-only view, never by writing to the image. */
+  readUserFiles(image: ResolvedImage): Promise<{ passwd?: string; group?: string }>;
+}
+
+/** A container's rootfs snapshot: keyed by the container id. */
+export interface SnapshotRef {
+  snapshotter: string;
+  key: string;
+  parent: string;
+}
+
+/** What containerd keeps for a container (the containers service record). */
+export interface RuntimeContainer {
+  id: string;
+  /** The OCI runtime spec, as JSON. */
+  spec: Record<string, unknown>;
+  image: ResolvedImage;
+  snapshot: SnapshotRef;
+  /** `io.containerd.runc.v2`, or the sandbox's runtime handler's. */
+  runtime: string;
+  labels: Record<string, string>;
+  /** cri-ledger's metadata extension (JSON), stored beside the spec. */
+  extension: Record<string, unknown>;
+}
+
+/**
+ * The container runtime (containerd). Every method is keyed by the container id, and
+ * every removal succeeds when there is nothing to remove, so compensation can run
+ * again after a crash without knowing what happened.
+ */
+export interface ContainerRuntime {
+  /** Prepares the rootfs snapshot `key = containerId` on the image's chain, with `labels`. */
+  prepareSnapshot(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<SnapshotRef>;
+  removeSnapshot(containerId: string, snapshotter: string): Promise<void>;
+  createContainer(container: RuntimeContainer): Promise<void>;
+  deleteContainer(containerId: string): Promise<void>;
+  /** Whether containerd holds a container record with this id. */
+  hasContainer(containerId: string): Promise<boolean>;
+}
