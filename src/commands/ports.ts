@@ -130,3 +130,53 @@ export interface ContainerRuntime {
   /** Whether containerd holds a container record with this id. */
   hasContainer(containerId: string): Promise<boolean>;
 }
+
+/** A container's directories: `root` (persistent, holds image volumes) and `volatile` (FIFOs). */
+export interface ContainerDirs {
+  root: string;
+  volatile: string;
+}
+
+/** The container IO endpoints (FIFO paths) in the volatile dir. */
+export interface ContainerIo {
+  stdin?: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+/** The container's files on the host, keyed by its id; removals are idempotent. */
+export interface ContainerFiles {
+  /** Where the container's dirs are (or will be): a pure function of the id. */
+  dirsFor(containerId: string): ContainerDirs;
+  createDirs(containerId: string): Promise<ContainerDirs>;
+  /** Creates each image-volume host dir (all under the container's root dir). */
+  createVolumeDirs(containerId: string, hostPaths: readonly string[]): Promise<void>;
+  createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo>;
+  removeDirs(containerId: string): Promise<void>;
+}
+
+/** What the spec factory needs to build a container's OCI spec. */
+export interface ContainerSpecInput {
+  containerId: string;
+  /** The CRI ContainerConfig and PodSandboxConfig of the request, as the CRI server decoded them. */
+  config: unknown;
+  sandboxConfig: unknown;
+  sandbox: { id: string; pid: number; netnsPath: string; hostNetwork: boolean; name: string };
+  image: ResolvedImage;
+  userFiles: { passwd?: string; group?: string };
+  dirs: ContainerDirs;
+}
+
+/** Builds OCI runtime specs; throws InvalidArgumentError naming the CRI field it refuses. */
+export interface SpecFactory {
+  containerSpec(input: ContainerSpecInput): Promise<{
+    spec: Record<string, unknown>;
+    /** Image volumes to create on the host (already checked to stay under the root dir). */
+    volumeHostPaths: string[];
+    /** The container's log file on the host, or '' when the request has none. */
+    logPath: string;
+    /** What the host could not honour (no AppArmor, no SELinux), for the log. */
+    notes: string[];
+  }>;
+}

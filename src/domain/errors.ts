@@ -101,6 +101,16 @@ export class NotFoundError extends CriLedgerError {
   }
 }
 
+/** A name is held by another container or sandbox; `holderId` says which. */
+export class NameConflictError extends CriLedgerError {
+  constructor(
+    readonly heldName: string,
+    readonly holderId: string,
+  ) {
+    super(`the name "${heldName}" is reserved for ${holderId}`);
+  }
+}
+
 /** The container runtime (containerd) cannot be reached; calls that need it fail until it is back. */
 export class RuntimeUnavailableError extends CriLedgerError {
   constructor(detail: string, options?: { cause?: unknown }) {

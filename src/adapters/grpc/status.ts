@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   LedgerClosedError,
   NotFoundError,
+  NameConflictError,
   NotImplementedError,
   RuntimeUnavailableError,
   UnknownEventError,
@@ -30,6 +31,7 @@ export function grpcCodeFor(error: unknown): Status {
   if (error instanceof InvalidArgumentError) return Status.INVALID_ARGUMENT;
   if (error instanceof AmbiguousIdError) return Status.INVALID_ARGUMENT;
   if (error instanceof NotFoundError) return Status.NOT_FOUND;
+  if (error instanceof NameConflictError) return Status.ALREADY_EXISTS;
   if (error instanceof NotImplementedError) return Status.UNIMPLEMENTED;
   if (error instanceof ConcurrencyError) return Status.ABORTED;
   if (error instanceof LedgerClosedError || error instanceof ServiceShuttingDownError) return Status.UNAVAILABLE;

@@ -1,0 +1,123 @@
+import type {
+  ContainerDirs,
+  ContainerFiles,
+  ContainerIo,
+  ContainerRuntime,
+  ContainerSpecInput,
+  ImageStore,
+  ResolvedImage,
+  RuntimeContainer,
+  SnapshotRef,
+  SpecFactory,
+} from '../../src/commands/ports.js';
+import { InvalidArgumentError } from '../../src/domain/errors.js';
+import { digest } from './fixtures.js';
+
+/*
+ * In-memory stand-ins for the CreateContainer ports, for unit tests of the command's
+ * logic. Each keeps what exists in a set, so a test can assert nothing is left behind,
+ * and can fail a named method once (`failOn`).
+ */
+
+export const TEST_IMAGE: ResolvedImage = {
+  id: digest('busybox-config'),
+  name: 'docker.io/library/busybox:latest',
+  repoTags: ['docker.io/library/busybox:latest'],
+  repoDigests: [],
+  chainId: digest('busybox-chain'),
+  snapshotter: 'overlayfs',
+  config: { cmd: ['sh'], env: ['PATH=/bin'] },
+  size: '1024',
+};
+
+class Failures {
+  private readonly armed = new Map<string, Error>();
+  failOn(method: string, error = new Error(`${method} failed (injected)`)): void {
+    this.armed.set(method, error);
+  }
+  check(method: string): void {
+    const error = this.armed.get(method);
+    if (error) {
+      this.armed.delete(method);
+      throw error;
+    }
+  }
+}
+
+export class FakeImages extends Failures implements ImageStore {
+  readonly images = new Map<string, ResolvedImage>([['busybox', TEST_IMAGE], [TEST_IMAGE.name, TEST_IMAGE], [TEST_IMAGE.id, TEST_IMAGE]]);
+  async resolve(ref: string): Promise<ResolvedImage | undefined> {
+    this.check('resolve');
+    return this.images.get(ref);
+  }
+  async readUserFiles(): Promise<{ passwd?: string; group?: string }> {
+    this.check('readUserFiles');
+    return { passwd: 'root:x:0:0::/root:/bin/sh\n', group: 'root:x:0:\n' };
+  }
+}
+
+export class FakeRuntime extends Failures implements ContainerRuntime {
+  readonly snapshots = new Map<string, SnapshotRef>();
+  readonly containers = new Map<string, RuntimeContainer>();
+  async prepareSnapshot(containerId: string, image: ResolvedImage): Promise<SnapshotRef> {
+    // The side effect happens, then the failure: compensation must still clean it up.
+    const ref = { snapshotter: image.snapshotter, key: containerId, parent: image.chainId };
+    this.snapshots.set(containerId, ref);
+    this.check('prepareSnapshot');
+    return ref;
+  }
+  async removeSnapshot(containerId: string): Promise<void> {
+    this.check('removeSnapshot');
+    this.snapshots.delete(containerId);
+  }
+  async createContainer(container: RuntimeContainer): Promise<void> {
+    this.check('createContainer');
+    this.containers.set(container.id, container);
+  }
+  async deleteContainer(containerId: string): Promise<void> {
+    this.check('deleteContainer');
+    this.containers.delete(containerId);
+  }
+  async hasContainer(containerId: string): Promise<boolean> {
+    return this.containers.has(containerId);
+  }
+}
+
+export class FakeFiles extends Failures implements ContainerFiles {
+  readonly dirs = new Set<string>();
+  readonly fifos = new Map<string, ContainerIo>();
+  dirsFor(containerId: string): ContainerDirs {
+    return { root: `/root/${containerId}`, volatile: `/state/${containerId}` };
+  }
+  async createDirs(containerId: string): Promise<ContainerDirs> {
+    this.dirs.add(containerId);
+    this.check('createDirs');
+    return this.dirsFor(containerId);
+  }
+  async createVolumeDirs(): Promise<void> {
+    this.check('createVolumeDirs');
+  }
+  async createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo> {
+    this.check('createIo');
+    const io = { stdout: `/state/${containerId}/stdout`, stderr: `/state/${containerId}/stderr`, terminal: options.tty, ...(options.stdin ? { stdin: `/state/${containerId}/stdin` } : {}) };
+    this.fifos.set(containerId, io);
+    return io;
+  }
+  async removeDirs(containerId: string): Promise<void> {
+    this.check('removeDirs');
+    this.dirs.delete(containerId);
+    this.fifos.delete(containerId);
+  }
+}
+
+export class FakeSpecs extends Failures implements SpecFactory {
+  readonly inputs: ContainerSpecInput[] = [];
+  async containerSpec(input: ContainerSpecInput) {
+    this.check('containerSpec');
+    const config = input.config as { linux?: { securityContext?: { runAsGroup?: unknown; runAsUser?: unknown } } } | null;
+    const sc = config?.linux?.securityContext;
+    if (sc?.runAsGroup && !sc.runAsUser) throw new InvalidArgumentError('config.linux.security_context.run_as_group', 'set without run_as_user');
+    this.inputs.push(input);
+    return { spec: { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } }, volumeHostPaths: [], logPath: '', notes: [] };
+  }
+}

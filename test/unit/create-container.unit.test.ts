@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createContainer, type CreateContainerCommand, type CreateContainerDeps } from '../../src/commands/create-container.js';
+import { Ledger } from '../../src/commands/ledger.js';
+import { NameReservations } from '../../src/commands/name-reservations.js';
+import type { Failpoints } from '../../src/commands/saga.js';
+import { InvalidArgumentError, NameConflictError, NotFoundError } from '../../src/domain/errors.js';
+import type { LedgerEvent } from '../../src/domain/events.js';
+import { containerStream } from '../../src/domain/ids.js';
+import { FakeFiles, FakeImages, FakeRuntime, FakeSpecs } from '../support/fake-runtime.js';
+import { digest, ev, hexId, sandbox, streams } from '../support/fixtures.js';
+import { MemoryEventLog } from '../support/memory-event-log.js';
+
+const pod = sandbox('pod1', 'web_default_uid-1_0');
+const STEPS = ['NameReserved', 'Directories', 'SpecGenerated', 'SnapshotPrepared', 'IoPrepared', 'ContainerCreated'];
+
+async function world(failpoints?: Failpoints) {
+  const log = new MemoryEventLog();
+  const ledger = await Ledger.load(log);
+  await ledger.append(streams.sandbox(pod), 0, [ev.sandboxReserved(pod), ev.sandboxReady()]);
+  const deps = {
+    ledger,
+    names: new NameReservations(ledger.projections.containerNames),
+    images: new FakeImages(),
+    runtime: new FakeRuntime(),
+    files: new FakeFiles(),
+    specs: new FakeSpecs(),
+    ...(failpoints ? { failpoints } : {}),
+  } satisfies CreateContainerDeps;
+  const leftovers = () => ({ snapshots: deps.runtime.snapshots.size, containers: deps.runtime.containers.size, dirs: deps.files.dirs.size });
+  return { log, ledger, deps, leftovers };
+}
+
+let counter = 0;
+function command(overrides: Partial<CreateContainerCommand['request']> = {}, configPatch: Record<string, unknown> = {}): CreateContainerCommand {
+  return {
+    containerId: hexId(`container-${counter++}`),
+    requestDigest: digest('request'),
+    correlationId: `req-${counter}`,
+    now: '2026-11-28T10:00:00.000Z',
+    request: {
+      podSandboxId: pod.id,
+      config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, labels: { tier: 'web' }, annotations: {}, ...configPatch },
+      sandboxConfig: {},
+      ...overrides,
+    },
+  };
+}
+
+const types = (events: LedgerEvent[]) => events.map((e) => e.type);
+
+describe('CreateContainer', () => {
+  it('records each step and leaves a CREATED container with its name held', async () => {
+    const { log, ledger, deps } = await world();
+    const cmd = command();
+    const id = await createContainer(deps, cmd);
+    assert.equal(id, cmd.containerId);
+    assert.deepEqual(types(await log.readStream(containerStream(id))), ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
+    const record = ledger.projections.containers.get(id)!;
+    assert.equal(record.state, 'CREATED');
+    assert.equal(record.name, 'app_web_default_uid-1_0');
+    assert.equal(ledger.projections.containerNames.get('app_web_default_uid-1_0')?.holderId, id);
+    assert.deepEqual(deps.runtime.snapshots.get(id), { snapshotter: 'overlayfs', key: id, parent: digest('busybox-chain') });
+    assert.equal(deps.runtime.containers.get(id)?.runtime, 'io.containerd.runc.v2');
+    assert.equal(deps.files.fifos.get(id)?.terminal, false);
+  });
+
+  for (const step of STEPS) {
+    it(`compensates a failure at ${step}: nothing left behind, the name free, and a retry succeeds`, async () => {
+      let armed = true;
+      const { log, ledger, deps, leftovers } = await world({
+        hit: async (point) => {
+          if (armed && point === `CreateContainer.${step}`) {
+            armed = false;
+            throw new Error(`injected at ${step}`);
+          }
+        },
+      });
+      const cmd = command();
+      await assert.rejects(createContainer(deps, cmd), new RegExp(`injected at ${step}`));
+      const events = await log.readStream(containerStream(cmd.containerId));
+      assert.equal(events.at(-1)?.type, 'Compensated');
+      assert.equal((events.at(-1) as LedgerEvent<'Compensated'>).data.failedStep, step);
+      assert.deepEqual(leftovers(), { snapshots: 0, containers: 0, dirs: 0 });
+      assert.equal(ledger.projections.containerNames.size, 0);
+      assert.equal(ledger.projections.containers.size, 0);
+      assert.equal(ledger.projections.operations.size, 0);
+      const retry = await createContainer(deps, command());
+      assert.equal(ledger.projections.containers.get(retry)?.state, 'CREATED');
+    });
+  }
+
+  it('removes a snapshot whose preparation failed after it was made', async () => {
+    const { deps, leftovers } = await world();
+    deps.runtime.failOn('prepareSnapshot');
+    await assert.rejects(createContainer(deps, command()), /prepareSnapshot failed/);
+    assert.deepEqual(leftovers(), { snapshots: 0, containers: 0, dirs: 0 });
+  });
+
+  it('refuses bad input before any event is written', async () => {
+    const cases: Array<[CreateContainerCommand, RegExp, new (...args: never[]) => Error]> = [
+      [command({ config: null }), /^config: must be set/, InvalidArgumentError],
+      [command({}, { metadata: null }), /config\.metadata\.name/, InvalidArgumentError],
+      [command({}, { image: { image: '  ' } }), /config\.image\.image/, InvalidArgumentError],
+      [command({ podSandboxId: '' }), /pod_sandbox_id/, InvalidArgumentError],
+      [command({ podSandboxId: hexId('nope') }), /sandbox/, NotFoundError],
+      [command({}, { image: { image: 'nginx' } }), /image "nginx" not found/, NotFoundError],
+      [command({}, { linux: { securityContext: { runAsGroup: { value: '5' }, runAsUser: null } } }), /run_as_group/, InvalidArgumentError],
+    ];
+    for (const [cmd, message, type] of cases) {
+      const { log, deps, leftovers } = await world();
+      await assert.rejects(createContainer(deps, cmd), (e: unknown) => e instanceof type && message.test((e as Error).message));
+      assert.equal(log.head(), 2, `${message}: no event beyond the sandbox's`);
+      assert.deepEqual(leftovers(), { snapshots: 0, containers: 0, dirs: 0 });
+    }
+  });
+
+  it('refuses a name that another container holds, naming the holder', async () => {
+    const { deps } = await world();
+    const first = await createContainer(deps, command());
+    await assert.rejects(createContainer(deps, command()), (e: unknown) => e instanceof NameConflictError && e.holderId === first && /reserved for/.test(e.message));
+  });
+
+  it('lets exactly one of 16 concurrent calls with one name create the container', async () => {
+    const { ledger, deps } = await world();
+    const results = await Promise.allSettled(Array.from({ length: 16 }, () => createContainer(deps, command())));
+    const created = results.filter((r) => r.status === 'fulfilled');
+    assert.equal(created.length, 1);
+    for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof NameConflictError, String(r.reason));
+    assert.equal(ledger.projections.containers.size, 1);
+    assert.equal(deps.runtime.snapshots.size, 1);
+  });
+});
