@@ -1,0 +1,62 @@
+import { execFile } from 'node:child_process';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import { promisify } from 'node:util';
+import type { ContainerDirs, ContainerFiles, ContainerIo } from '../../commands/ports.js';
+import { InvalidArgumentError } from '../../domain/errors.js';
+import { RESOURCE_ID } from '../../domain/ids.js';
+
+const run = promisify(execFile);
+
+/**
+ * Container directories on the host, keyed by the container id:
+ *   <root>/containers/<id>       persistent: image volumes live here
+ *   <stateDir>/containers/<id>   volatile (tmpfs /run): the IO FIFOs
+ * Removal succeeds when nothing is there, so compensation can repeat it after a crash.
+ */
+export class HostContainerFiles implements ContainerFiles {
+  constructor(private readonly o: { root: string; stateDir: string }) {}
+
+  dirsFor(containerId: string): ContainerDirs {
+    if (!RESOURCE_ID.safeParse(containerId).success) throw new InvalidArgumentError('containerId', 'must be 64 hex characters');
+    return { root: join(this.o.root, 'containers', containerId), volatile: join(this.o.stateDir, 'containers', containerId) };
+  }
+
+  async createDirs(containerId: string): Promise<ContainerDirs> {
+    const dirs = this.dirsFor(containerId);
+    await mkdir(dirs.root, { recursive: true, mode: 0o700 });
+    await mkdir(dirs.volatile, { recursive: true, mode: 0o700 });
+    return dirs;
+  }
+
+  async createVolumeDirs(containerId: string, hostPaths: readonly string[]): Promise<void> {
+    const { root } = this.dirsFor(containerId);
+    for (const path of hostPaths) {
+      // The spec factory checked these already; a path outside the root would be a bug, not input.
+      const rel = relative(root, resolve(path));
+      if (rel.startsWith('..') || rel.startsWith(sep)) throw new InvalidArgumentError('volume', `${path} is outside ${root}`);
+      await mkdir(path, { recursive: true, mode: 0o755 });
+    }
+  }
+
+  async createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo> {
+    const { volatile } = this.dirsFor(containerId);
+    const fifo = async (name: string): Promise<string> => {
+      const path = join(volatile, name);
+      const existing = await stat(path).catch(() => undefined);
+      if (!existing) await run('mkfifo', ['-m', '0600', path]);
+      else if (!existing.isFIFO()) throw new InvalidArgumentError('io', `${path} exists and is not a FIFO`);
+      return path;
+    };
+    const stdout = await fifo('stdout');
+    // With a TTY, stdout and stderr are one stream.
+    const stderr = options.tty ? stdout : await fifo('stderr');
+    return { stdout, stderr, terminal: options.tty, ...(options.stdin ? { stdin: await fifo('stdin') } : {}) };
+  }
+
+  async removeDirs(containerId: string): Promise<void> {
+    const dirs = this.dirsFor(containerId);
+    await rm(dirs.volatile, { recursive: true, force: true });
+    await rm(dirs.root, { recursive: true, force: true });
+  }
+}
