@@ -1,0 +1,102 @@
+import { posix } from 'node:path';
+import { InvalidArgumentError } from '../../domain/errors.js';
+import type { LinuxContainerResources__Output } from '../cri/generated/runtime/v1/LinuxContainerResources.js';
+import type { OciResources } from './oci-spec.js';
+import { int64Field } from './values.js';
+
+/** The pause container's oom_score_adj (containerd's): the last thing in the pod the kernel kills. */
+export const DEFAULT_SANDBOX_OOM_SCORE_ADJ = -998;
+/** The pause container's CPU shares: it only sleeps, so the minimum weight cgroup v1 accepts. */
+export const DEFAULT_SANDBOX_CPU_SHARES = 2;
+/** The systemd scope prefix in `slice:prefix:name` cgroup paths. */
+export const SYSTEMD_CGROUP_PREFIX = 'cri-ledger';
+
+const OOM_MIN = -1000;
+const OOM_MAX = 1000;
+
+/**
+ * The oom_score_adj to put in the spec. Lowering one's own oom_score_adj needs
+ * CAP_SYS_RESOURCE, which these machines lack, so runc would fail on a value below the
+ * current one; with `restrict`, clamp to max(requested, current) as containerd's
+ * restrict_oom_score_adj does.
+ */
+export function oomScoreAdj(requested: number, restrict: boolean, current: number, field: string): number {
+  if (!Number.isInteger(requested) || requested < OOM_MIN || requested > OOM_MAX) {
+    throw new InvalidArgumentError(field, `${requested} is outside ${OOM_MIN}..${OOM_MAX}`);
+  }
+  return restrict ? Math.max(requested, current) : requested;
+}
+
+export interface ResourceHost {
+  cgroupVersion: 1 | 2;
+  swapControllerAvailable: boolean;
+  hugetlbControllerAvailable: boolean;
+}
+
+/**
+ * CPU, memory, hugepages and unified settings from the request (containerd's
+ * WithResources): a zero means "not set". The swap limit equals the memory limit unless
+ * one is given, so a container cannot use swap to go past its memory limit; it is set only
+ * where the kernel has the swap controller (runc fails on a swap limit it cannot write).
+ */
+export function containerResources(
+  r: LinuxContainerResources__Output | null,
+  host: ResourceHost,
+  base: OciResources,
+  notes: string[],
+): OciResources {
+  if (r === null) return base;
+  const f = (name: string): string => `config.linux.resources.${name}`;
+  const out: OciResources = { ...base };
+  const cpu: NonNullable<OciResources['cpu']> = {};
+  const period = int64Field(r.cpuPeriod, f('cpu_period'));
+  const quota = int64Field(r.cpuQuota, f('cpu_quota'));
+  const shares = int64Field(r.cpuShares, f('cpu_shares'));
+  if (period < 0) throw new InvalidArgumentError(f('cpu_period'), 'must not be negative');
+  if (shares < 0) throw new InvalidArgumentError(f('cpu_shares'), 'must not be negative');
+  if (period !== 0) cpu.period = period;
+  if (quota !== 0) cpu.quota = quota;
+  if (shares !== 0) cpu.shares = shares;
+  if (r.cpusetCpus !== '') cpu.cpus = r.cpusetCpus;
+  if (r.cpusetMems !== '') cpu.mems = r.cpusetMems;
+  if (Object.keys(cpu).length > 0) out.cpu = cpu;
+
+  const limit = int64Field(r.memoryLimitInBytes, f('memory_limit_in_bytes'));
+  if (limit !== 0) {
+    const swap = int64Field(r.memorySwapLimitInBytes, f('memory_swap_limit_in_bytes'));
+    out.memory = { limit };
+    if (host.swapControllerAvailable) out.memory.swap = swap !== 0 ? swap : limit;
+    else notes.push('resources: no swap controller on this host; memory swap limit not set');
+  }
+
+  if (r.hugepageLimits.length > 0) {
+    if (host.hugetlbControllerAvailable) {
+      out.hugepageLimits = r.hugepageLimits.map((h, i) => ({
+        pageSize: h.pageSize,
+        limit: int64Field(h.limit, f(`hugepage_limits[${i}].limit`)),
+      }));
+    } else {
+      // containerd tolerates a missing hugetlb controller by default, and so do we.
+      notes.push('resources: no hugetlb controller on this host; hugepage limits not set');
+    }
+  }
+
+  const unified = Object.entries(r.unified);
+  if (unified.length > 0) {
+    if (host.cgroupVersion === 2) out.unified = Object.fromEntries(unified);
+    else notes.push(`resources: cgroup v1 host; unified settings ${unified.map(([k]) => k).join(', ')} not applied`);
+  }
+  return out;
+}
+
+/**
+ * The cgroup path under the pod's cgroup parent. A parent ending in `.slice` is a systemd
+ * one, and runc's systemd driver wants `slice:prefix:name`; otherwise (cgroupfs) it is
+ * `<parent>/<id>`. With no parent, containerd's default `/<namespace>/<id>`.
+ */
+export function cgroupsPath(cgroupParent: string, id: string, containerdNamespace: string): string {
+  if (cgroupParent === '') return posix.join('/', containerdNamespace, id);
+  const base = posix.basename(cgroupParent);
+  if (base.endsWith('.slice')) return `${base}:${SYSTEMD_CGROUP_PREFIX}:${id}`;
+  return posix.join(cgroupParent, id);
+}
