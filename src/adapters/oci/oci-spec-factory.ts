@@ -1,0 +1,67 @@
+import { readFileSync, realpathSync } from 'node:fs';
+import type { ContainerSpecInput as PortInput, SpecFactory } from '../../commands/ports.js';
+import { InvalidArgumentError } from '../../domain/errors.js';
+import type { ContainerConfig__Output } from '../cri/generated/runtime/v1/ContainerConfig.js';
+import type { PodSandboxConfig__Output } from '../cri/generated/runtime/v1/PodSandboxConfig.js';
+import { buildContainerSpec } from './container-spec.js';
+import { deviceInfo, hostPropagation } from './host-facts.js';
+import { imageVolumeDirs } from './image-volumes.js';
+import { containerLogPath } from './log-path.js';
+import type { HostFacts, SandboxFiles, SpecOptions } from './spec-input.js';
+
+export interface OciSpecFactoryOptions {
+  host: HostFacts;
+  options: SpecOptions;
+  /** Where RunPodSandbox wrote the pod's hostname, hosts, resolv.conf and /dev/shm. */
+  sandboxFiles: (sandboxId: string) => SandboxFiles;
+  /** Skip image VOLUMEs entirely (containerd's ignore_image_defined_volumes). */
+  ignoreImageDefinedVolumes?: boolean;
+}
+
+/**
+ * The CreateContainer command's SpecFactory: reads what the pure spec builder needs
+ * from the host (mount propagation, device nodes, localhost seccomp profiles, resolved
+ * host paths) and hands the rest through.
+ */
+export class OciSpecFactory implements SpecFactory {
+  constructor(private readonly o: OciSpecFactoryOptions) {}
+
+  async containerSpec(input: PortInput) {
+    const config = input.config as ContainerConfig__Output;
+    const sandboxConfig = input.sandboxConfig as PodSandboxConfig__Output | null;
+    if (sandboxConfig === null || sandboxConfig === undefined) throw new InvalidArgumentError('sandbox_config', 'must be set');
+    const volumes = imageVolumeDirs(input.image.config.volumes, config.mounts ?? [], input.dirs.root, this.o.ignoreImageDefinedVolumes ?? false);
+    const logPath = containerLogPath(sandboxConfig.logDirectory ?? '', config.logPath ?? '');
+    const result = buildContainerSpec({
+      containerId: input.containerId,
+      sandboxId: input.sandbox.id,
+      config,
+      sandboxConfig,
+      image: { name: input.image.name, config: input.image.config, ...input.userFiles },
+      sandbox: { pid: input.sandbox.pid, netnsPath: input.sandbox.hostNetwork ? '' : input.sandbox.netnsPath, files: this.o.sandboxFiles(input.sandbox.id) },
+      imageVolumes: volumes,
+      resolveHostPath: resolveHostPath,
+      hostPropagation,
+      deviceInfo,
+      loadLocalhostProfile: (path) => {
+        try {
+          return readFileSync(path, 'utf8');
+        } catch (cause) {
+          throw new InvalidArgumentError('config.linux.security_context.seccomp', `cannot read localhost profile ${path}: ${(cause as Error).message}`, { cause });
+        }
+      },
+      host: this.o.host,
+      options: this.o.options,
+    });
+    return { spec: result.spec as unknown as Record<string, unknown>, volumeHostPaths: volumes.map((v) => v.hostPath), logPath, notes: result.notes };
+  }
+}
+
+/** A CRI mount's host path with symlinks resolved; a missing path stays as given (it is created as a directory). */
+function resolveHostPath(hostPath: string): string {
+  try {
+    return realpathSync(hostPath);
+  } catch {
+    return hostPath;
+  }
+}
