@@ -7,6 +7,7 @@ import type { Ledger } from './ledger.js';
 import type { NameReservations } from './name-reservations.js';
 import type { ContainerFiles, ContainerRuntime, ImageStore, SnapshotRef, SpecFactory } from './ports.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
+import { specDigest } from './spec-digest.js';
 
 /*
  * CreateContainer, after containerd's CRI plugin, step by step (docs/create-container.md):
@@ -118,7 +119,7 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
     userFiles,
     dirs: deps.files.dirsFor(id),
   });
-  const specDigest = await digestOf(built.spec);
+  const digest = await specDigest(built.spec);
 
   // Claim the name before touching containerd: two concurrent calls with one name
   // must not both prepare a snapshot.
@@ -146,7 +147,7 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
     {
       name: 'SpecGenerated',
       run: async (): Promise<NewEvent[]> => [
-        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest, runtimeHandler: runtimeOf(sandbox), imageRef: image.id } },
+        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: digest, runtimeHandler: runtimeOf(sandbox), imageRef: image.id } },
       ],
     },
     {
@@ -211,11 +212,4 @@ function runtimeOf(sandbox: SandboxRecord): string {
 /** Labels a snapshot inherits from the container config: containerd keeps only its own `containerd.io/snapshot/` ones. */
 function imageLabels(labels: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).filter(([k]) => k.startsWith('containerd.io/snapshot/')));
-}
-
-/** sha256 of the spec's JSON, with Web Crypto (a global: the core imports no node modules). */
-async function digestOf(spec: Record<string, unknown>): Promise<string> {
-  const bytes = new TextEncoder().encode(JSON.stringify(spec));
-  const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  return `sha256:${[...hash].map((b) => b.toString(16).padStart(2, '0')).join('')}`;
 }

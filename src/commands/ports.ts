@@ -180,3 +180,52 @@ export interface SpecFactory {
     notes: string[];
   }>;
 }
+
+/** A port a pod publishes on the host (CRI PortMapping). */
+export interface PortMapping {
+  protocol: 'tcp' | 'udp' | 'sctp';
+  containerPort: number;
+  hostPort: number;
+  hostIp: string;
+}
+
+/** The pod's network: its namespace file and CNI, keyed by the sandbox id; teardown is idempotent. */
+export interface SandboxNetwork {
+  /** Where the sandbox's netns file is (or will be): a pure function of the id. */
+  netnsPathFor(sandboxId: string): string;
+  createNetns(sandboxId: string): Promise<string>;
+  removeNetns(sandboxId: string): Promise<void>;
+  setUp(request: PodNetworkRequest): Promise<{ ip: string; additionalIps: string[] }>;
+  tearDown(request: PodNetworkRequest): Promise<void>;
+}
+
+export interface PodNetworkRequest {
+  sandboxId: string;
+  netnsPath: string;
+  podName: string;
+  podNamespace: string;
+  podUid: string;
+  portMappings: PortMapping[];
+}
+
+/** The files a pod's containers share: hostname, hosts, resolv.conf, and /dev/shm. */
+export interface PodFiles {
+  /** Writes them under the sandbox's dirs (and mounts /dev/shm unless IPC is the host's). */
+  create(sandboxId: string, o: { hostname: string; dns: { servers: string[]; searches: string[]; options: string[] } | null; hostIpc: boolean }): Promise<void>;
+  /** Unmounts /dev/shm and removes the sandbox's dirs; succeeds when nothing is there. */
+  remove(sandboxId: string): Promise<void>;
+}
+
+/** Runs and stops a container's task (the pause process, for a sandbox). */
+export interface TaskRuntime {
+  start(containerId: string, io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean }): Promise<{ pid: number }>;
+  /** Signals, waits up to `timeoutMs`, then kills; succeeds when there is no task. */
+  stop(containerId: string, signal: number, timeoutMs: number): Promise<void>;
+  /** Deletes the task; succeeds when there is none. */
+  delete(containerId: string): Promise<void>;
+}
+
+/** Builds the pause container's spec (see SpecFactory for containers). */
+export interface SandboxSpecFactory {
+  sandboxSpec(input: { sandboxId: string; config: unknown; image: ResolvedImage; netnsPath: string }): Promise<{ spec: Record<string, unknown>; notes: string[] }>;
+}

@@ -1,4 +1,9 @@
 import type {
+  PodFiles,
+  PodNetworkRequest,
+  SandboxNetwork,
+  SandboxSpecFactory,
+  TaskRuntime,
   ContainerDirs,
   ContainerFiles,
   ContainerIo,
@@ -119,5 +124,69 @@ export class FakeSpecs extends Failures implements SpecFactory {
     if (sc?.runAsGroup && !sc.runAsUser) throw new InvalidArgumentError('config.linux.security_context.run_as_group', 'set without run_as_user');
     this.inputs.push(input);
     return { spec: { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } }, volumeHostPaths: [], logPath: '', notes: [] };
+  }
+}
+
+export class FakeNetwork extends Failures implements SandboxNetwork {
+  readonly netns = new Set<string>();
+  readonly attached = new Map<string, PodNetworkRequest>();
+  netnsPathFor(sandboxId: string): string {
+    return `/run/cri-ledger/netns/${sandboxId}`;
+  }
+  async createNetns(sandboxId: string): Promise<string> {
+    this.netns.add(sandboxId);
+    this.check('createNetns');
+    return this.netnsPathFor(sandboxId);
+  }
+  async removeNetns(sandboxId: string): Promise<void> {
+    this.check('removeNetns');
+    this.netns.delete(sandboxId);
+  }
+  async setUp(request: PodNetworkRequest) {
+    this.attached.set(request.sandboxId, request);
+    this.check('setUp');
+    return { ip: '10.88.0.7', additionalIps: [] };
+  }
+  async tearDown(request: PodNetworkRequest): Promise<void> {
+    this.check('tearDown');
+    this.attached.delete(request.sandboxId);
+  }
+}
+
+export class FakePodFiles extends Failures implements PodFiles {
+  readonly pods = new Map<string, { hostname: string; hostIpc: boolean }>();
+  async create(sandboxId: string, o: { hostname: string; hostIpc: boolean }): Promise<void> {
+    this.pods.set(sandboxId, { hostname: o.hostname, hostIpc: o.hostIpc });
+    this.check('create');
+  }
+  async remove(sandboxId: string): Promise<void> {
+    this.check('remove');
+    this.pods.delete(sandboxId);
+  }
+}
+
+export class FakeTasks extends Failures implements TaskRuntime {
+  readonly running = new Map<string, number>();
+  private nextPid = 1000;
+  async start(containerId: string): Promise<{ pid: number }> {
+    const pid = this.nextPid++;
+    this.running.set(containerId, pid);
+    this.check('start');
+    return { pid };
+  }
+  async stop(containerId: string): Promise<void> {
+    this.check('stop');
+    this.running.delete(containerId);
+  }
+  async delete(containerId: string): Promise<void> {
+    this.check('delete');
+    this.running.delete(containerId);
+  }
+}
+
+export class FakeSandboxSpecs extends Failures implements SandboxSpecFactory {
+  async sandboxSpec(input: { sandboxId: string; netnsPath: string }) {
+    this.check('sandboxSpec');
+    return { spec: { ociVersion: '1.0.2', process: { args: ['/pause'] }, linux: { namespaces: [{ type: 'network', path: input.netnsPath }] } }, notes: [] };
   }
 }

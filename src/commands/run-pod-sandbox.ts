@@ -1,0 +1,210 @@
+import { z } from 'zod';
+import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
+import type { NewEvent } from '../domain/events.js';
+import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
+import type { Ledger } from './ledger.js';
+import type { NameReservations } from './name-reservations.js';
+import type { ContainerRuntime, ImageStore, PodFiles, PortMapping, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
+import { runSaga, type Failpoints, type SagaStep } from './saga.js';
+import { specDigest } from './spec-digest.js';
+
+/*
+ * RunPodSandbox, after containerd's (1.6):
+ *
+ *   validate -> pause image lookup -> pause spec -> SandboxReserved -> PodFiles
+ *   -> NetworkNamespace -> NetworkSetUp (CNI ADD) -> SpecGenerated -> SnapshotPrepared
+ *   -> PauseCreated -> SandboxReady (pause task started)
+ *
+ * A host-network pod skips the namespace and CNI steps. As in CreateContainer, all
+ * refusals come before the name is reserved, and every side effect from there on is
+ * keyed by the sandbox id and undone newest first on failure.
+ */
+
+export const OPERATION = 'RunPodSandbox';
+export const DEFAULT_PAUSE_STOP_TIMEOUT_MS = 2_000;
+const SIGKILL = 9;
+
+const RECORD = z.record(z.string(), z.string());
+const NAMESPACE_MODE = z.enum(['POD', 'CONTAINER', 'NODE', 'TARGET']).or(z.number());
+
+export const RunPodSandboxRequest = z.object({
+  config: z
+    .object({
+      metadata: z.object({ name: z.string(), uid: z.string(), namespace: z.string(), attempt: z.number().int().nonnegative() }).nullable(),
+      hostname: z.string().default(''),
+      dnsConfig: z.object({ servers: z.array(z.string()), searches: z.array(z.string()), options: z.array(z.string()) }).nullable().default(null),
+      portMappings: z
+        .array(z.object({ protocol: z.union([z.string(), z.number()]), containerPort: z.number().int(), hostPort: z.number().int(), hostIp: z.string().default('') }))
+        .default([]),
+      labels: RECORD.default({}),
+      annotations: RECORD.default({}),
+      linux: z
+        .object({
+          securityContext: z
+            .object({ namespaceOptions: z.object({ network: NAMESPACE_MODE, ipc: NAMESPACE_MODE }).passthrough().nullable() })
+            .passthrough()
+            .nullable(),
+        })
+        .passthrough()
+        .nullable()
+        .default(null),
+    })
+    .passthrough()
+    .nullable(),
+  runtimeHandler: z.string().default(''),
+});
+export type RunPodSandboxRequest = z.input<typeof RunPodSandboxRequest>;
+
+export interface RunPodSandboxCommand {
+  request: RunPodSandboxRequest;
+  sandboxId: string;
+  requestDigest: string;
+  correlationId: string;
+  now: string;
+}
+
+export interface RunPodSandboxDeps {
+  ledger: Ledger;
+  names: NameReservations;
+  images: ImageStore;
+  runtime: ContainerRuntime;
+  tasks: TaskRuntime;
+  network: SandboxNetwork;
+  files: PodFiles;
+  specs: SandboxSpecFactory;
+  /** The pause image reference (config `sandboxImage`). */
+  sandboxImage: string;
+  failpoints?: Failpoints;
+}
+
+/** `<name>_<namespace>_<uid>_<attempt>`, as kubelet names sandboxes. */
+export function sandboxName(m: { name: string; uid: string; namespace: string; attempt: number }): string {
+  return [m.name, m.namespace, m.uid, m.attempt].join('_');
+}
+
+function mode(value: unknown): string {
+  return typeof value === 'number' ? (['POD', 'CONTAINER', 'NODE', 'TARGET'][value] ?? 'POD') : String(value);
+}
+
+export function validateRunPodSandbox(command: RunPodSandboxCommand) {
+  const parsed = RunPodSandboxRequest.safeParse(command.request);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InvalidArgumentError(issue.path.join('.') || 'request', issue.message);
+  }
+  if (!RESOURCE_ID.safeParse(command.sandboxId).success) throw new InvalidArgumentError('sandboxId', 'must be 64 hex characters');
+  const config = parsed.data.config;
+  if (config === null) throw new InvalidArgumentError('config', 'must be set');
+  const m = config.metadata;
+  if (m === null) throw new InvalidArgumentError('config.metadata', 'must be set');
+  for (const field of ['name', 'uid', 'namespace'] as const) {
+    if (m[field].length === 0) throw new InvalidArgumentError(`config.metadata.${field}`, 'must be set');
+  }
+  const ns = config.linux?.securityContext?.namespaceOptions ?? null;
+  const portMappings: PortMapping[] = config.portMappings.map((p, i) => {
+    const protocol = String(typeof p.protocol === 'number' ? ['TCP', 'UDP', 'SCTP'][p.protocol] : p.protocol).toLowerCase();
+    if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') throw new InvalidArgumentError(`config.port_mappings[${i}].protocol`, `unknown protocol ${String(p.protocol)}`);
+    return { protocol, containerPort: p.containerPort, hostPort: p.hostPort, hostIp: p.hostIp };
+  });
+  return {
+    config,
+    metadata: m,
+    hostNetwork: ns !== null && mode(ns.network) === 'NODE',
+    hostIpc: ns !== null && mode(ns.ipc) === 'NODE',
+    portMappings,
+    runtimeHandler: parsed.data.runtimeHandler,
+  };
+}
+
+/** Runs RunPodSandbox; resolves with the sandbox id once SandboxReady is recorded. */
+export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSandboxCommand): Promise<string> {
+  const v = validateRunPodSandbox(command);
+  const image = await deps.images.resolve(deps.sandboxImage);
+  if (!image) throw new NotFoundError('sandbox image', deps.sandboxImage);
+  const id = command.sandboxId;
+  const name = sandboxName(v.metadata);
+  const c = command.correlationId;
+  const netnsPath = v.hostNetwork ? '' : deps.network.netnsPathFor(id);
+  const built = await deps.specs.sandboxSpec({ sandboxId: id, config: command.request.config, image, netnsPath });
+  const network = { sandboxId: id, netnsPath, podName: v.metadata.name, podNamespace: v.metadata.namespace, podUid: v.metadata.uid, portMappings: v.portMappings };
+  let ips = { ip: '', additionalIps: [] as string[] };
+
+  deps.names.claim(name, id);
+  const steps: SagaStep<undefined>[] = [
+    {
+      name: 'SandboxReserved',
+      run: async (): Promise<NewEvent[]> => [
+        {
+          type: 'SandboxReserved',
+          correlationId: c,
+          data: {
+            sandboxId: id,
+            name,
+            metadata: v.metadata,
+            requestDigest: command.requestDigest,
+            runtimeHandler: v.runtimeHandler,
+            hostNetwork: v.hostNetwork,
+            labels: v.config.labels,
+            annotations: v.config.annotations,
+          },
+        },
+      ],
+    },
+    {
+      name: 'PodFiles',
+      run: () => deps.files.create(id, { hostname: v.config.hostname || v.metadata.name, dns: v.config.dnsConfig, hostIpc: v.hostIpc }),
+      undo: () => deps.files.remove(id),
+    },
+  ];
+  if (!v.hostNetwork) {
+    steps.push(
+      { name: 'NetworkNamespace', run: async () => void (await deps.network.createNetns(id)), undo: () => deps.network.removeNetns(id) },
+      {
+        name: 'NetworkSetUp',
+        run: async () => {
+          ips = await deps.network.setUp(network);
+        },
+        undo: () => deps.network.tearDown(network),
+      },
+    );
+  }
+  steps.push(
+    {
+      name: 'SpecGenerated',
+      run: async (): Promise<NewEvent[]> => [
+        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: await specDigest(built.spec), runtimeHandler: v.runtimeHandler, imageRef: image.id } },
+      ],
+    },
+    {
+      name: 'SnapshotPrepared',
+      run: async (): Promise<NewEvent[]> => [{ type: 'SnapshotPrepared', correlationId: c, data: await deps.runtime.prepareSnapshot(id, image, {}) }],
+      undo: () => deps.runtime.removeSnapshot(id, image.snapshotter),
+    },
+    {
+      name: 'PauseCreated',
+      run: async () => {
+        const snapshot = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
+        const runtime = v.runtimeHandler.length > 0 ? v.runtimeHandler : 'io.containerd.runc.v2';
+        await deps.runtime.createContainer({ id, spec: built.spec, image, snapshot, runtime, labels: { 'io.cri-ledger.kind': 'sandbox' }, extension: { name, metadata: v.metadata } });
+      },
+      undo: () => deps.runtime.deleteContainer(id),
+    },
+    {
+      name: 'SandboxReady',
+      run: async (): Promise<NewEvent[]> => {
+        const { pid } = await deps.tasks.start(id, { terminal: false });
+        return [{ type: 'SandboxReady', correlationId: c, data: { createdAt: command.now, pid, ip: ips.ip, additionalIps: ips.additionalIps, netnsPath } }];
+      },
+      undo: async () => {
+        await deps.tasks.stop(id, SIGKILL, DEFAULT_PAUSE_STOP_TIMEOUT_MS);
+        await deps.tasks.delete(id);
+      },
+    },
+  );
+  try {
+    await runSaga({ operation: OPERATION, ledger: deps.ledger, stream: sandboxStream(id), version: 0, correlationId: c, steps, ctx: undefined, name, ...(deps.failpoints ? { failpoints: deps.failpoints } : {}) });
+  } finally {
+    deps.names.settle(name, id);
+  }
+  return id;
+}
