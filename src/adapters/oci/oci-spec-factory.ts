@@ -1,9 +1,10 @@
 import { readFileSync, realpathSync } from 'node:fs';
-import type { ContainerSpecInput as PortInput, SpecFactory } from '../../commands/ports.js';
+import type { ContainerSpecInput as PortInput, ResolvedImage, SandboxSpecFactory, SpecFactory } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import type { ContainerConfig__Output } from '../cri/generated/runtime/v1/ContainerConfig.js';
 import type { PodSandboxConfig__Output } from '../cri/generated/runtime/v1/PodSandboxConfig.js';
 import { buildContainerSpec } from './container-spec.js';
+import { buildSandboxSpec } from './sandbox-spec.js';
 import { deviceInfo, hostPropagation } from './host-facts.js';
 import { imageVolumeDirs } from './image-volumes.js';
 import { containerLogPath } from './log-path.js';
@@ -13,7 +14,7 @@ export interface OciSpecFactoryOptions {
   host: HostFacts;
   options: SpecOptions;
   /** Where RunPodSandbox wrote the pod's hostname, hosts, resolv.conf and /dev/shm. */
-  sandboxFiles: (sandboxId: string) => SandboxFiles;
+  sandboxFiles: (sandboxId: string, hostIpc?: boolean) => SandboxFiles;
   /** Skip image VOLUMEs entirely (containerd's ignore_image_defined_volumes). */
   ignoreImageDefinedVolumes?: boolean;
 }
@@ -23,7 +24,7 @@ export interface OciSpecFactoryOptions {
  * from the host (mount propagation, device nodes, localhost seccomp profiles, resolved
  * host paths) and hands the rest through.
  */
-export class OciSpecFactory implements SpecFactory {
+export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
   constructor(private readonly o: OciSpecFactoryOptions) {}
 
   async containerSpec(input: PortInput) {
@@ -38,22 +39,40 @@ export class OciSpecFactory implements SpecFactory {
       config,
       sandboxConfig,
       image: { name: input.image.name, config: input.image.config, ...input.userFiles },
-      sandbox: { pid: input.sandbox.pid, netnsPath: input.sandbox.hostNetwork ? '' : input.sandbox.netnsPath, files: this.o.sandboxFiles(input.sandbox.id) },
+      sandbox: { pid: input.sandbox.pid, netnsPath: input.sandbox.hostNetwork ? '' : input.sandbox.netnsPath, files: this.o.sandboxFiles(input.sandbox.id, sandboxConfig.linux?.securityContext?.namespaceOptions?.ipc === 'NODE') },
       imageVolumes: volumes,
       resolveHostPath: resolveHostPath,
       hostPropagation,
       deviceInfo,
-      loadLocalhostProfile: (path) => {
-        try {
-          return readFileSync(path, 'utf8');
-        } catch (cause) {
-          throw new InvalidArgumentError('config.linux.security_context.seccomp', `cannot read localhost profile ${path}: ${(cause as Error).message}`, { cause });
-        }
-      },
+      loadLocalhostProfile,
       host: this.o.host,
       options: this.o.options,
     });
     return { spec: result.spec as unknown as Record<string, unknown>, volumeHostPaths: volumes.map((v) => v.hostPath), logPath, notes: result.notes };
+  }
+
+  async sandboxSpec(input: { sandboxId: string; config: unknown; image: ResolvedImage; netnsPath: string }) {
+    const config = input.config as PodSandboxConfig__Output;
+    const hostIpc = config.linux?.securityContext?.namespaceOptions?.ipc === 'NODE';
+    const result = buildSandboxSpec({
+      sandboxId: input.sandboxId,
+      config,
+      image: { name: input.image.name, config: input.image.config },
+      netnsPath: input.netnsPath,
+      files: this.o.sandboxFiles(input.sandboxId, hostIpc),
+      loadLocalhostProfile,
+      host: this.o.host,
+      options: this.o.options,
+    });
+    return { spec: result.spec as unknown as Record<string, unknown>, notes: result.notes };
+  }
+}
+
+function loadLocalhostProfile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new InvalidArgumentError('linux.security_context.seccomp', `cannot read localhost profile ${path}: ${(cause as Error).message}`, { cause });
   }
 }
 

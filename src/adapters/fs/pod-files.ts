@@ -1,0 +1,72 @@
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { PodFiles } from '../../commands/ports.js';
+import { InvalidArgumentError } from '../../domain/errors.js';
+import { RESOURCE_ID } from '../../domain/ids.js';
+import type { SandboxFiles } from '../oci/spec-input.js';
+
+const run = promisify(execFile);
+
+/** The pod's /dev/shm: 64 MiB, as Docker and containerd give it. */
+export const DEFAULT_SHM_SIZE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The files a pod's containers share, keyed by the sandbox id:
+ *   <root>/sandboxes/<id>/{hostname,hosts,resolv.conf}
+ *   <stateDir>/sandboxes/<id>/shm      a tmpfs, unless the pod uses the host's IPC
+ * Removal unmounts and deletes, and succeeds when nothing is there.
+ */
+export class HostPodFiles implements PodFiles {
+  constructor(private readonly o: { root: string; stateDir: string; hostEtc?: string }) {}
+
+  private dirs(sandboxId: string): { root: string; volatile: string } {
+    if (!RESOURCE_ID.safeParse(sandboxId).success) throw new InvalidArgumentError('sandboxId', 'must be 64 hex characters');
+    return { root: join(this.o.root, 'sandboxes', sandboxId), volatile: join(this.o.stateDir, 'sandboxes', sandboxId) };
+  }
+
+  /** Where a sandbox's files are, for the containers' specs; `devShm` is the host's with host IPC. */
+  filesFor(sandboxId: string, hostIpc = false): SandboxFiles {
+    const { root, volatile } = this.dirs(sandboxId);
+    return { hostname: join(root, 'hostname'), hosts: join(root, 'hosts'), resolvConf: join(root, 'resolv.conf'), devShm: hostIpc ? '/dev/shm' : join(volatile, 'shm') };
+  }
+
+  async create(sandboxId: string, o: { hostname: string; dns: { servers: string[]; searches: string[]; options: string[] } | null; hostIpc: boolean }): Promise<void> {
+    const { root } = this.dirs(sandboxId);
+    const files = this.filesFor(sandboxId, o.hostIpc);
+    const etc = this.o.hostEtc ?? '/etc';
+    await mkdir(root, { recursive: true, mode: 0o755 });
+    await writeFile(files.hostname, `${o.hostname}\n`, { mode: 0o644 });
+    await copyFile(join(etc, 'hosts'), files.hosts);
+    if (o.dns && (o.dns.servers.length > 0 || o.dns.searches.length > 0 || o.dns.options.length > 0)) await writeFile(files.resolvConf, resolvConf(o.dns), { mode: 0o644 });
+    else await copyFile(join(etc, 'resolv.conf'), files.resolvConf);
+    if (!o.hostIpc) {
+      await mkdir(files.devShm, { recursive: true, mode: 0o700 });
+      if (!(await isMountPoint(files.devShm))) {
+        await run('mount', ['-t', 'tmpfs', '-o', `nosuid,nodev,noexec,mode=1777,size=${DEFAULT_SHM_SIZE_BYTES}`, 'shm', files.devShm]);
+      }
+    }
+  }
+
+  async remove(sandboxId: string): Promise<void> {
+    const { root, volatile } = this.dirs(sandboxId);
+    const shm = join(volatile, 'shm');
+    if (await isMountPoint(shm)) await run('umount', [shm]).catch(() => run('umount', ['-l', shm]));
+    await rm(volatile, { recursive: true, force: true });
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+/** resolv.conf from a CRI DNSConfig. */
+export function resolvConf(dns: { servers: string[]; searches: string[]; options: string[] }): string {
+  const lines = [...dns.servers.map((s) => `nameserver ${s}`)];
+  if (dns.searches.length > 0) lines.push(`search ${dns.searches.join(' ')}`);
+  if (dns.options.length > 0) lines.push(`options ${dns.options.join(' ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function isMountPoint(path: string): Promise<boolean> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  return mountinfo.split('\n').some((line) => line.split(' ')[4] === path);
+}
