@@ -1,12 +1,25 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { networkReady } from '../adapters/cni/cni-network.js';
+import { CniPodNetwork } from '../adapters/cni/pod-network.js';
 import { connectContainerd } from '../adapters/containerd/containerd-api.js';
 import { ContainerdHealth } from '../adapters/containerd/containerd-health.js';
+import { ContainerdImageStore } from '../adapters/containerd/containerd-images.js';
+import { ContainerdRuntime } from '../adapters/containerd/containerd-runtime.js';
+import { ContainerdTasks } from '../adapters/containerd/containerd-tasks.js';
 import { imageServiceV1, imageServiceV1alpha2, runtimeServiceV1, runtimeServiceV1alpha2 } from '../adapters/cri/cri-definition.js';
+import { runtimeHandlers } from '../adapters/cri/runtime-handlers.js';
 import { criService, runtimeInfoHandlers, type RuntimeInfoDeps } from '../adapters/cri/runtime-info.js';
+import { envFailpoints } from '../adapters/failpoints/env-failpoints.js';
+import { HostContainerFiles } from '../adapters/fs/container-files.js';
+import { HostPodFiles } from '../adapters/fs/pod-files.js';
 import type { SocketService } from '../adapters/grpc/socket-server.js';
+import { readHostFacts } from '../adapters/oci/host-facts.js';
+import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
+import type { Ledger } from '../commands/ledger.js';
+import { NameReservations } from '../commands/name-reservations.js';
 import type { Config } from './config.js';
 
 /** The version in package.json (this file is compiled to dist/src/cli/). */
@@ -16,20 +29,51 @@ export function packageVersion(): string {
 }
 
 /**
- * The CRI services, v1 and v1alpha2, over one containerd connection. containerd need
- * not be up: the channel connects lazily, and Status reports RuntimeReady=false with
- * the reason until it answers.
+ * The CRI services, v1 and v1alpha2, over one containerd connection, and the adapters
+ * the commands run on. containerd need not be up: the channel connects lazily, and
+ * Status reports RuntimeReady=false with the reason until it answers.
  */
-export function createCriServices(config: Config, logger: Logger): { services: SocketService[]; close: () => void } {
+export function createCriServices(config: Config, ledger: Ledger, logger: Logger): { services: SocketService[]; close: () => void } {
   const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
   const health = new ContainerdHealth(api);
   const runtimeVersion = packageVersion();
-  const deps = (apiVersion: RuntimeInfoDeps['apiVersion']): RuntimeInfoDeps => ({
+  const info = (apiVersion: RuntimeInfoDeps['apiVersion']): RuntimeInfoDeps => ({
     apiVersion,
     runtimeVersion,
     runtimeReady: () => health.check(),
     networkReady: () => networkReady(config.cni.confDir, config.cni.binDir),
     effectiveConfig: () => config,
+  });
+  const images = new ContainerdImageStore({ api });
+  const runtime = new ContainerdRuntime({ api });
+  const podFiles = new HostPodFiles({ root: config.root, stateDir: config.stateDir });
+  const specs = new OciSpecFactory({
+    host: readHostFacts(),
+    options: { restrictOomScoreAdj: config.restrictOomScoreAdj, containerdNamespace: config.containerd.namespace },
+    sandboxFiles: (id, hostIpc) => podFiles.filesFor(id, hostIpc),
+  });
+  const failpoints = envFailpoints();
+  const handlers = runtimeHandlers({
+    ledger,
+    sandboxes: {
+      names: new NameReservations(ledger.projections.sandboxNames),
+      images,
+      runtime,
+      tasks: new ContainerdTasks({ api, runcRoot: join(config.stateDir, 'runc') }),
+      network: new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir }),
+      files: podFiles,
+      specs,
+      sandboxImage: config.sandboxImage,
+      failpoints,
+    },
+    containers: {
+      names: new NameReservations(ledger.projections.containerNames),
+      images,
+      runtime,
+      files: new HostContainerFiles({ root: config.root, stateDir: config.stateDir }),
+      specs,
+      failpoints,
+    },
   });
   void health.check().then((h) => {
     if (h.ready) logger.info({ containerd: config.containerd.address, version: h.version, namespace: config.containerd.namespace }, 'containerd answers');
@@ -37,9 +81,9 @@ export function createCriServices(config: Config, logger: Logger): { services: S
   });
   return {
     services: [
-      criService(runtimeServiceV1, runtimeInfoHandlers(deps('v1'))),
+      criService(runtimeServiceV1, { ...runtimeInfoHandlers(info('v1')), ...handlers }),
       criService(imageServiceV1, {}),
-      criService(runtimeServiceV1alpha2, runtimeInfoHandlers(deps('v1alpha2'))),
+      criService(runtimeServiceV1alpha2, { ...runtimeInfoHandlers(info('v1alpha2')), ...handlers }),
       criService(imageServiceV1alpha2, {}),
     ],
     close: () => api.close(),

@@ -220,9 +220,9 @@ export interface PodFiles {
 export interface TaskRuntime {
   start(containerId: string, io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean }): Promise<{ pid: number }>;
   /** Signals, waits up to `timeoutMs`, then kills; succeeds when there is no task. */
-  stop(containerId: string, signal: number, timeoutMs: number): Promise<void>;
+  stop(containerId: string, signal: number, timeoutMs: number): Promise<unknown>;
   /** Deletes the task; succeeds when there is none. */
-  delete(containerId: string): Promise<void>;
+  delete(containerId: string): Promise<unknown>;
 }
 
 /** Builds the pause container's spec (see SpecFactory for containers). */

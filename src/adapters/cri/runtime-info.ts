@@ -30,9 +30,9 @@ export interface RuntimeInfoDeps {
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
 
 /** Wraps an async handler: a thrown error becomes its status through the one mapping place. */
-export function unary<Req, Res>(handler: (request: Req) => Promise<Res>): Unary<Req, Res> {
+export function unary<Req, Res>(handler: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): Unary<Req, Res> {
   return (call, callback) => {
-    handler(call.request).then(
+    handler(call.request, call).then(
       (response) => callback(null, response),
       (error: unknown) => callback(toServiceError(error)),
     );

@@ -83,7 +83,7 @@ export async function serve(config: Config): Promise<void> {
     const service = createLedgerService({ ledger, node: config.node, ...(relay ? { relay } : {}), natsStream: config.nats.stream });
     // Every CRI RPC is registered: the ones not implemented yet answer UNIMPLEMENTED
     // naming the RPC, so kubelet and crictl never see "unknown service".
-    const criServices = createCriServices(config, logger);
+    const criServices = createCriServices(config, ledger, logger);
     cri = criServices;
     server = await startSocketServer({ socketPath: config.socket, services: [service, ...criServices.services], logger });
   } catch (error) {

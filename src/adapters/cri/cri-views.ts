@@ -1,0 +1,116 @@
+import type { ContainerRecord } from '../../projections/container-store.js';
+import type { SandboxRecord } from '../../projections/sandbox-store.js';
+import type { Container } from './generated/runtime/v1/Container.js';
+import type { ContainerFilter__Output } from './generated/runtime/v1/ContainerFilter.js';
+import type { ContainerStatus } from './generated/runtime/v1/ContainerStatus.js';
+import type { PodSandbox } from './generated/runtime/v1/PodSandbox.js';
+import type { PodSandboxFilter__Output } from './generated/runtime/v1/PodSandboxFilter.js';
+import type { PodSandboxStatus } from './generated/runtime/v1/PodSandboxStatus.js';
+
+/*
+ * The projections as CRI messages. CRI times are int64 nanoseconds, sent as decimal
+ * strings (they exceed 2^53); an unset time is '0'.
+ */
+
+/** ISO 8601 -> nanoseconds since the epoch, as a decimal string; '0' when unset. */
+export function nanos(iso: string | undefined): string {
+  if (!iso) return '0';
+  const ms = Date.parse(iso);
+  if (Number.isNaN(ms)) return '0';
+  const fraction = /\.(\d+)/.exec(iso)?.[1] ?? '';
+  // Keep sub-millisecond digits when the time has them.
+  const subMs = fraction.length > 3 ? BigInt(fraction.slice(3, 9).padEnd(6, '0')) : 0n;
+  return (BigInt(ms) * 1_000_000n + subMs).toString();
+}
+
+const CONTAINER_STATE = { CREATING: 'CONTAINER_UNKNOWN', CREATED: 'CONTAINER_CREATED', RUNNING: 'CONTAINER_RUNNING', EXITED: 'CONTAINER_EXITED' } as const;
+
+/** kubelet sees a container once ContainerCreated is recorded; one still CREATING is not listed. */
+export function visibleContainers(records: Iterable<ContainerRecord>): ContainerRecord[] {
+  return [...records].filter((r) => r.state !== 'CREATING');
+}
+
+function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
+  return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+export function filterContainers(records: ContainerRecord[], filter: ContainerFilter__Output | null): ContainerRecord[] {
+  if (!filter) return records;
+  return records.filter(
+    (r) =>
+      (filter.id === '' || r.id.startsWith(filter.id)) &&
+      (filter.podSandboxId === '' || r.sandboxId.startsWith(filter.podSandboxId)) &&
+      (filter.state === null || CONTAINER_STATE[r.state] === filter.state.state) &&
+      matchesLabels(r.labels, filter.labelSelector),
+  );
+}
+
+export function containerMessage(r: ContainerRecord): Container {
+  return {
+    id: r.id,
+    podSandboxId: r.sandboxId,
+    metadata: r.metadata,
+    image: { image: r.image },
+    imageRef: r.imageRef,
+    imageId: r.imageRef,
+    state: CONTAINER_STATE[r.state],
+    createdAt: nanos(r.createdAt),
+    labels: r.labels,
+    annotations: r.annotations,
+  };
+}
+
+export function containerStatusMessage(r: ContainerRecord): ContainerStatus {
+  return {
+    id: r.id,
+    metadata: r.metadata,
+    state: CONTAINER_STATE[r.state],
+    createdAt: nanos(r.createdAt),
+    startedAt: nanos(r.startedAt),
+    finishedAt: nanos(r.finishedAt),
+    exitCode: r.exitCode ?? 0,
+    image: { image: r.image },
+    imageRef: r.imageRef,
+    imageId: r.imageRef,
+    reason: r.reason ?? '',
+    message: r.message ?? '',
+    labels: r.labels,
+    annotations: r.annotations,
+    mounts: [],
+    logPath: r.logPath ?? '',
+  };
+}
+
+const SANDBOX_STATE = { CREATING: 'SANDBOX_NOTREADY', READY: 'SANDBOX_READY', NOTREADY: 'SANDBOX_NOTREADY' } as const;
+
+export function visibleSandboxes(records: Iterable<SandboxRecord>): SandboxRecord[] {
+  return [...records].filter((r) => r.state !== 'CREATING');
+}
+
+export function filterSandboxes(records: SandboxRecord[], filter: PodSandboxFilter__Output | null): SandboxRecord[] {
+  if (!filter) return records;
+  return records.filter(
+    (r) =>
+      (filter.id === '' || r.id.startsWith(filter.id)) &&
+      (filter.state === null || SANDBOX_STATE[r.state] === filter.state.state) &&
+      matchesLabels(r.labels, filter.labelSelector),
+  );
+}
+
+export function sandboxMessage(r: SandboxRecord): PodSandbox {
+  return { id: r.id, metadata: r.metadata, state: SANDBOX_STATE[r.state], createdAt: nanos(r.createdAt), labels: r.labels, annotations: r.annotations, runtimeHandler: r.runtimeHandler };
+}
+
+export function sandboxStatusMessage(r: SandboxRecord): PodSandboxStatus {
+  return {
+    id: r.id,
+    metadata: r.metadata,
+    state: SANDBOX_STATE[r.state],
+    createdAt: nanos(r.createdAt),
+    network: { ip: r.ip ?? '', additionalIps: (r.additionalIps ?? []).map((ip) => ({ ip })) },
+    linux: { namespaces: { options: { network: r.hostNetwork ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD', targetId: '' } } },
+    labels: r.labels,
+    annotations: r.annotations,
+    runtimeHandler: r.runtimeHandler,
+  };
+}

@@ -1,0 +1,100 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { unary } from './runtime-info.js';
+import { createContainer, type CreateContainerCommand, type CreateContainerDeps } from '../../commands/create-container.js';
+import type { Ledger } from '../../commands/ledger.js';
+import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from '../../commands/run-pod-sandbox.js';
+import { NotFoundError } from '../../domain/errors.js';
+import { newEventId } from '../ids/event-id.js';
+import { CORRELATION_METADATA_KEYS } from '../grpc/rpc-logging.js';
+import {
+  containerMessage,
+  containerStatusMessage,
+  filterContainers,
+  filterSandboxes,
+  sandboxMessage,
+  sandboxStatusMessage,
+  visibleContainers,
+  visibleSandboxes,
+} from './cri-views.js';
+import type { ContainerStatusRequest__Output } from './generated/runtime/v1/ContainerStatusRequest.js';
+import type { CreateContainerRequest__Output } from './generated/runtime/v1/CreateContainerRequest.js';
+import type { ListContainersRequest__Output } from './generated/runtime/v1/ListContainersRequest.js';
+import type { ListPodSandboxRequest__Output } from './generated/runtime/v1/ListPodSandboxRequest.js';
+import type { PodSandboxStatusRequest__Output } from './generated/runtime/v1/PodSandboxStatusRequest.js';
+import type { RunPodSandboxRequest__Output } from './generated/runtime/v1/RunPodSandboxRequest.js';
+
+/*
+ * The CRI RPCs that create pods and containers and read them back: proto <-> command.
+ * Ids and request digests are made here (the core imports no crypto); errors become
+ * statuses in src/adapters/grpc/status.ts.
+ */
+
+export interface RuntimeHandlerDeps {
+  ledger: Ledger;
+  sandboxes: Omit<RunPodSandboxDeps, 'ledger'>;
+  containers: Omit<CreateContainerDeps, 'ledger'>;
+}
+
+/** A fresh 64-hex container or sandbox id. */
+export function newResourceId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/** sha256 of the request's canonical JSON (keys sorted): a retry of the same request has the same digest. */
+export function requestDigest(request: unknown): string {
+  return `sha256:${createHash('sha256').update(canonicalJson(request)).digest('hex')}`;
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+function correlationIdOf(call: ServerUnaryCall<unknown, unknown>): string {
+  for (const key of CORRELATION_METADATA_KEYS) {
+    const value = call.metadata.get(key)[0];
+    if (value !== undefined && String(value).length > 0) return String(value);
+  }
+  return newEventId();
+}
+
+export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImplementation {
+  const projections = deps.ledger.projections;
+  return {
+    RunPodSandbox: unary<RunPodSandboxRequest__Output, { podSandboxId: string }>(async (request, call) => {
+      const podSandboxId = await runPodSandbox(
+        { ledger: deps.ledger, ...deps.sandboxes },
+        { request: request as unknown as RunPodSandboxCommand['request'], sandboxId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call as ServerUnaryCall<unknown, unknown>), now: new Date().toISOString() },
+      );
+      return { podSandboxId };
+    }),
+    CreateContainer: unary<CreateContainerRequest__Output, { containerId: string }>(async (request, call) => {
+      const containerId = await createContainer(
+        { ledger: deps.ledger, ...deps.containers },
+        { request: request as unknown as CreateContainerCommand['request'], containerId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call as ServerUnaryCall<unknown, unknown>), now: new Date().toISOString() },
+      );
+      return { containerId };
+    }),
+    ListContainers: unary<ListContainersRequest__Output, object>(async (request) => ({
+      containers: filterContainers(visibleContainers(projections.containers.values()), request.filter).map(containerMessage),
+    })),
+    ContainerStatus: unary<ContainerStatusRequest__Output, object>(async (request) => {
+      const record = projections.findContainer(request.containerId);
+      if (!record || record.state === 'CREATING') throw new NotFoundError('container', request.containerId);
+      return { status: containerStatusMessage(record), info: {} };
+    }),
+    ListPodSandbox: unary<ListPodSandboxRequest__Output, object>(async (request) => ({
+      items: filterSandboxes(visibleSandboxes(projections.sandboxes.values()), request.filter).map(sandboxMessage),
+    })),
+    PodSandboxStatus: unary<PodSandboxStatusRequest__Output, object>(async (request) => {
+      const record = projections.findSandbox(request.podSandboxId);
+      if (!record || record.state === 'CREATING') throw new NotFoundError('sandbox', request.podSandboxId);
+      return { status: sandboxStatusMessage(record), info: {}, containersStatuses: [] };
+    }),
+  };
+}

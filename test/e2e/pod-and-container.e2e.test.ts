@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
+import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
+import { unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
+import { runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
+import { runCli, startServe, tempRoot, type ServeProcess } from '../support/cli.js';
+import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
+import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../support/oci-image.js';
+
+/*
+ * A pod and a container, end to end: gRPC client -> the service's socket -> a private
+ * containerd -> runc. The pod uses the host network here (CNI is covered by
+ * test/int/cni.int.test.ts); its pause task really runs.
+ */
+
+type Call = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
+const NAMESPACE = 'cri-ledger';
+
+describe('RunPodSandbox and CreateContainer over the CRI socket, on a private containerd', () => {
+  let root: Awaited<ReturnType<typeof tempRoot>>;
+  let containerd: PrivateContainerd;
+  let serve: ServeProcess;
+  let cri: Client & Record<string, Call>;
+  let api: ContainerdApi;
+  const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> =>
+    new Promise((resolve, reject) => cri[method]!.call(cri, request, (error, response) => (error ? reject(error) : resolve(response as T))));
+
+  before(async () => {
+    root = await tempRoot('cri-ledger-e2e-pod-');
+    containerd = await startContainerd();
+    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) await importTestImage(containerd.address, NAMESPACE, await buildTestImage(spec, join(root.dir, 'images')));
+    await mkdir(join(root.dir, 'cni'));
+    serve = await startServe({
+      root: root.dir,
+      socket: join(root.dir, 'cri.sock'),
+      args: ['--containerd-address', containerd.address, '--cni-conf-dir', join(root.dir, 'cni'), '--restrict-oom-score-adj', 'true'],
+    });
+    const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
+    cri = new Constructor(`unix://${serve.socket}`, credentials.createInsecure()) as Client & Record<string, Call>;
+    api = connectContainerd({ address: containerd.address, namespace: NAMESPACE });
+  });
+
+  after(async () => {
+    cri?.close();
+    api?.close();
+    await serve?.stop('SIGKILL');
+    await containerd?.stop();
+    // The pod's /dev/shm is a tmpfs under the service's state dir.
+    for (const mount of root ? mountsUnder(root.dir) : []) execFileSync('umount', ['-l', mount]);
+    await root?.cleanup();
+  });
+
+  const podConfig = {
+    metadata: { name: 'web', uid: 'uid-web', namespace: 'default', attempt: 0 },
+    hostname: 'web-0',
+    logDirectory: '/var/log/pods/default_web_uid-web',
+    labels: { app: 'web' },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
+  };
+  let podId = '';
+  let containerId = '';
+
+  it('runs a host-network pod: the pause task runs and the pod is READY', async () => {
+    podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: podConfig })).podSandboxId;
+    assert.match(podId, /^[0-9a-f]{64}$/);
+    const status = await call<{ status: { state: string; metadata: { name: string } } }>('podSandboxStatus', { podSandboxId: podId });
+    assert.equal(status.status.state, 'SANDBOX_READY');
+    assert.equal(status.status.metadata.name, 'web');
+    const task = await unaryCall<{ process: { status: string; pid: number } }>(api.tasks, 'Get', { container_id: podId });
+    assert.equal(task.process.status, 'RUNNING');
+    const list = await call<{ items: Array<{ id: string }> }>('listPodSandbox', { filter: { labelSelector: { app: 'web' } } });
+    assert.deepEqual(list.items.map((i) => i.id), [podId]);
+  });
+
+  it('creates a container in the pod: containerd holds it with the spec cri-ledger built', async () => {
+    containerId = (
+      await call<{ containerId: string }>('createContainer', {
+        podSandboxId: podId,
+        sandboxConfig: podConfig,
+        config: {
+          metadata: { name: 'app', attempt: 0 },
+          image: { image: 'busybox' },
+          command: ['sh', '-c'],
+          args: ['echo hello'],
+          envs: [{ key: 'MODE', value: 'e2e' }],
+          logPath: 'app/0.log',
+          labels: { tier: 'front' },
+          linux: { securityContext: { runAsUser: { value: '1000' }, capabilities: { dropCapabilities: ['NET_RAW'] } } },
+        },
+      })
+    ).containerId;
+    const record = await unaryCall<{ container: { spec: { value: Buffer }; snapshot_key: string; runtime: { name: string }; labels: Record<string, string> } }>(api.containers, 'Get', { id: containerId });
+    const spec = JSON.parse(Buffer.from(record.container.spec.value).toString('utf8'));
+    assert.deepEqual(spec.process.args, ['sh', '-c', 'echo hello']);
+    assert.ok(spec.process.env.includes('MODE=e2e'));
+    assert.equal(spec.process.user.uid, 1000);
+    assert.ok(!spec.process.capabilities.bounding.includes('CAP_NET_RAW'));
+    assert.ok(spec.mounts.some((m: { destination: string }) => m.destination === '/etc/resolv.conf'));
+    assert.equal(record.container.snapshot_key, containerId);
+    assert.equal(record.container.runtime.name, 'io.containerd.runc.v2');
+    assert.equal(record.container.labels.tier, 'front');
+  });
+
+  it('lists the container as CREATED and reports its status', async () => {
+    const list = await call<{ containers: Array<{ id: string; state: string }> }>('listContainers', { filter: { podSandboxId: podId } });
+    assert.deepEqual(list.containers.map((c) => [c.id, c.state]), [[containerId, 'CONTAINER_CREATED']]);
+    const status = await call<{ status: { state: string; logPath: string; metadata: { name: string } } }>('containerStatus', { containerId: containerId.slice(0, 12) });
+    assert.equal(status.status.state, 'CONTAINER_CREATED');
+    assert.equal(status.status.logPath, '/var/log/pods/default_web_uid-web/app/0.log');
+  });
+
+  it('records each step, and timeline shows them', async () => {
+    const result = await runCli(['timeline', `app_web_default_uid-web_0`, '--socket', serve.socket]);
+    assert.equal(result.code, 0, result.stderr);
+    for (const type of ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']) assert.match(result.stdout, new RegExp(type));
+  });
+
+  it('refuses a second container with the same name, naming the holder', async () => {
+    const error = await call('createContainer', { podSandboxId: podId, sandboxConfig: podConfig, config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' } } }).catch((e: ServiceError) => e);
+    assert.equal((error as ServiceError).code, 6 /* ALREADY_EXISTS */);
+    assert.match((error as ServiceError).details, new RegExp(containerId));
+  });
+});
