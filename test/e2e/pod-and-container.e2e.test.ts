@@ -124,4 +124,24 @@ describe('RunPodSandbox and CreateContainer over the CRI socket, on a private co
     assert.equal((error as ServiceError).code, 6 /* ALREADY_EXISTS */);
     assert.match((error as ServiceError).details, new RegExp(containerId));
   });
+
+  it('stops the pod: the pause task is gone and the pod is NOTREADY; stopping again is fine', async () => {
+    await call('stopPodSandbox', { podSandboxId: podId });
+    await call('stopPodSandbox', { podSandboxId: podId });
+    const status = await call<{ status: { state: string } }>('podSandboxStatus', { podSandboxId: podId });
+    assert.equal(status.status.state, 'SANDBOX_NOTREADY');
+    await assert.rejects(unaryCall(api.tasks, 'Get', { container_id: podId }), /NOT_FOUND/);
+  });
+
+  it('removes the pod with its container: containerd holds neither, and their names are free', async () => {
+    await call('removePodSandbox', { podSandboxId: podId });
+    await call('removePodSandbox', { podSandboxId: podId });
+    assert.deepEqual((await call<{ containers: unknown[] }>('listContainers', {})).containers, []);
+    assert.deepEqual((await call<{ items: unknown[] }>('listPodSandbox', {})).items, []);
+    const records = await unaryCall<{ containers: Array<{ id: string }> }>(api.containers, 'List', {});
+    assert.deepEqual(records.containers.map((c) => c.id), []);
+    const again = await call<{ podSandboxId: string }>('runPodSandbox', { config: podConfig });
+    assert.notEqual(again.podSandboxId, podId, 'the pod name is free for a new sandbox');
+    await call('removePodSandbox', { podSandboxId: again.podSandboxId });
+  });
 });

@@ -4,7 +4,10 @@ import { unary } from './runtime-info.js';
 import { createContainer, type CreateContainerCommand, type CreateContainerDeps } from '../../commands/create-container.js';
 import type { Ledger } from '../../commands/ledger.js';
 import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from '../../commands/run-pod-sandbox.js';
+import { removePodSandbox } from '../../commands/remove-pod-sandbox.js';
+import { stopPodSandbox } from '../../commands/stop-pod-sandbox.js';
 import { NotFoundError } from '../../domain/errors.js';
+import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
 import { newEventId } from '../ids/event-id.js';
 import { CORRELATION_METADATA_KEYS } from '../grpc/rpc-logging.js';
 import {
@@ -34,6 +37,10 @@ export interface RuntimeHandlerDeps {
   ledger: Ledger;
   sandboxes: Omit<RunPodSandboxDeps, 'ledger'>;
   containers: Omit<CreateContainerDeps, 'ledger'>;
+}
+
+function operation(call: ServerUnaryCall<unknown, unknown>, sandboxId: string) {
+  return { sandboxId, correlationId: correlationIdOf(call), now: new Date().toISOString() };
 }
 
 /** A fresh 64-hex container or sandbox id. */
@@ -79,6 +86,18 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
         { request: request as unknown as CreateContainerCommand['request'], containerId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call as ServerUnaryCall<unknown, unknown>), now: new Date().toISOString() },
       );
       return { containerId };
+    }),
+    StopPodSandbox: unary<{ podSandboxId: string }, object>(async (request, call) => {
+      await stopPodSandbox({ ledger: deps.ledger, ...deps.sandboxes }, operation(call as ServerUnaryCall<unknown, unknown>, request.podSandboxId));
+      return {};
+    }),
+    RemovePodSandbox: unary<{ podSandboxId: string }, object>(async (request, call) => {
+      const s = deps.sandboxes;
+      await removePodSandbox(
+        { ledger: deps.ledger, tasks: s.tasks, network: s.network, runtime: s.runtime, podFiles: s.files, containerFiles: deps.containers.files, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER },
+        operation(call as ServerUnaryCall<unknown, unknown>, request.podSandboxId),
+      );
+      return {};
     }),
     ListContainers: unary<ListContainersRequest__Output, object>(async (request) => ({
       containers: filterContainers(visibleContainers(projections.containers.values()), request.filter).map(containerMessage),
