@@ -126,4 +126,16 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
     assert.equal(await head(), before, 'no event was written');
     assert.deepEqual(await leftovers(), { containers: [], snapshots: [], dirs: [] });
   });
+
+  it('lets exactly one of 16 concurrent CreateContainer calls with one name win; the rest get ALREADY_EXISTS', async () => {
+    const results = await Promise.allSettled(Array.from({ length: 16 }, () => create({ metadata: { name: 'race', attempt: 0 } })));
+    const won = results.filter((r): r is PromiseFulfilledResult<{ containerId: string }> => r.status === 'fulfilled');
+    assert.equal(won.length, 1);
+    for (const r of results) {
+      if (r.status === 'rejected') assert.equal((r.reason as ServiceError).code, Status.ALREADY_EXISTS, (r.reason as ServiceError).details);
+    }
+    const ids = (await unaryCall<{ containers: Array<{ id: string }> }>(api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId);
+    assert.deepEqual(ids, [won[0]!.value.containerId]);
+  });
 });
+
