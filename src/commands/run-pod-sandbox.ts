@@ -41,7 +41,7 @@ export const RunPodSandboxRequest = z.object({
       linux: z
         .object({
           securityContext: z
-            .object({ namespaceOptions: z.object({ network: NAMESPACE_MODE, ipc: NAMESPACE_MODE }).passthrough().nullable() })
+            .object({ namespaceOptions: z.object({ network: NAMESPACE_MODE.default('POD'), pid: NAMESPACE_MODE.default('CONTAINER'), ipc: NAMESPACE_MODE.default('POD') }).passthrough().nullable() })
             .passthrough()
             .nullable(),
         })
@@ -109,6 +109,7 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
   return {
     config,
     metadata: m,
+    namespaceOptions: { network: ns ? mode(ns.network) : 'POD', pid: ns ? mode(ns.pid) : 'CONTAINER', ipc: ns ? mode(ns.ipc) : 'POD' },
     hostNetwork: ns !== null && mode(ns.network) === 'NODE',
     hostIpc: ns !== null && mode(ns.ipc) === 'NODE',
     portMappings,
@@ -144,6 +145,7 @@ export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSand
             requestDigest: command.requestDigest,
             runtimeHandler: v.runtimeHandler,
             hostNetwork: v.hostNetwork,
+            namespaceOptions: v.namespaceOptions,
             labels: v.config.labels,
             annotations: v.config.annotations,
           },

@@ -79,6 +79,8 @@ export const SandboxReservedV1 = z.object({
   requestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   runtimeHandler: z.string(),
   hostNetwork: z.boolean(),
+  /** POD, CONTAINER, NODE or TARGET for each of network, pid and ipc, as the request gave them. */
+  namespaceOptions: z.object({ network: z.string(), pid: z.string(), ipc: z.string() }).optional(),
   labels: LABELS,
   annotations: LABELS,
 });

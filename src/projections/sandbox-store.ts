@@ -20,6 +20,7 @@ export interface SandboxRecord {
   state: SandboxState;
   runtimeHandler: string;
   hostNetwork: boolean;
+  namespaceOptions: { network: string; pid: string; ipc: string };
   labels: Record<string, string>;
   annotations: Record<string, string>;
   reservedAt: string;
@@ -55,6 +56,7 @@ export const sandboxStore: Projection<SandboxRecord> = {
         state: 'CREATING',
         runtimeHandler: d.runtimeHandler,
         hostNetwork: d.hostNetwork,
+        namespaceOptions: d.namespaceOptions ?? { network: d.hostNetwork ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD' },
         labels: d.labels,
         annotations: d.annotations,
         reservedAt: event.at,

@@ -67,8 +67,9 @@ describe('RunPodSandbox and CreateContainer over the CRI socket, on a private co
   it('runs a host-network pod: the pause task runs and the pod is READY', async () => {
     podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: podConfig })).podSandboxId;
     assert.match(podId, /^[0-9a-f]{64}$/);
-    const status = await call<{ status: { state: string; metadata: { name: string } } }>('podSandboxStatus', { podSandboxId: podId });
+    const status = await call<{ status: { state: string; metadata: { name: string }; linux: { namespaces: { options: Record<string, string> } } } }>('podSandboxStatus', { podSandboxId: podId });
     assert.equal(status.status.state, 'SANDBOX_READY');
+    assert.deepEqual(status.status.linux.namespaces.options, { network: 'NODE', pid: 'CONTAINER', ipc: 'POD', targetId: '', usernsOptions: null });
     assert.equal(status.status.metadata.name, 'web');
     const task = await unaryCall<{ process: { status: string; pid: number } }>(api.tasks, 'Get', { container_id: podId });
     assert.equal(task.process.status, 'RUNNING');

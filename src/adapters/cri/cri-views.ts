@@ -5,6 +5,7 @@ import type { ContainerFilter__Output } from './generated/runtime/v1/ContainerFi
 import type { ContainerStatus } from './generated/runtime/v1/ContainerStatus.js';
 import type { PodSandbox } from './generated/runtime/v1/PodSandbox.js';
 import type { PodSandboxFilter__Output } from './generated/runtime/v1/PodSandboxFilter.js';
+import type { NamespaceMode } from './generated/runtime/v1/NamespaceMode.js';
 import type { PodSandboxStatus } from './generated/runtime/v1/PodSandboxStatus.js';
 
 /*
@@ -108,7 +109,7 @@ export function sandboxStatusMessage(r: SandboxRecord): PodSandboxStatus {
     state: SANDBOX_STATE[r.state],
     createdAt: nanos(r.createdAt),
     network: { ip: r.ip ?? '', additionalIps: (r.additionalIps ?? []).map((ip) => ({ ip })) },
-    linux: { namespaces: { options: { network: r.hostNetwork ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD', targetId: '' } } },
+    linux: { namespaces: { options: { ...(r.namespaceOptions as unknown as Record<string, NamespaceMode>), targetId: '' } } },
     labels: r.labels,
     annotations: r.annotations,
     runtimeHandler: r.runtimeHandler,
