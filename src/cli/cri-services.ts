@@ -20,6 +20,7 @@ import { readHostFacts } from '../adapters/oci/host-facts.js';
 import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
 import type { Ledger } from '../commands/ledger.js';
 import { NameReservations } from '../commands/name-reservations.js';
+import { nodeStream } from '../domain/ids.js';
 import type { Config } from './config.js';
 
 /** The version in package.json (this file is compiled to dist/src/cli/). */
@@ -43,6 +44,11 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     runtimeReady: () => health.check(),
     networkReady: () => networkReady(config.cni.confDir, config.cni.binDir),
     effectiveConfig: () => config,
+    podCidr: async () => {
+      const events = await ledger.log.readStream(nodeStream(config.node));
+      const last = events.filter((e) => e.type === 'PodCidrUpdated').at(-1);
+      return last?.type === 'PodCidrUpdated' ? last.data.podCidr : '';
+    },
   });
   const images = new ContainerdImageStore({ api });
   const runtime = new ContainerdRuntime({ api });
@@ -55,6 +61,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   const failpoints = envFailpoints();
   const handlers = runtimeHandlers({
     ledger,
+    node: config.node,
     sandboxes: {
       names: new NameReservations(ledger.projections.sandboxNames),
       images,

@@ -120,6 +120,9 @@ export const ContainerStoppedV1 = z.object({
   stoppedAt: TIME,
 });
 
+/** kubelet told the runtime its pod CIDR (UpdateRuntimeConfig); stream `node-<node>`. */
+export const PodCidrUpdatedV1 = z.object({ podCidr: z.string() });
+
 /** The container and its side effects are gone; its name is released. */
 export const ContainerRemovedV1 = z.object({ name: z.string().min(1), removedAt: TIME });
 
@@ -138,6 +141,7 @@ export const EVENT_SCHEMAS = {
   ContainerExited: { 1: ContainerExitedV1 },
   ContainerStopped: { 1: ContainerStoppedV1 },
   ContainerRemoved: { 1: ContainerRemovedV1 },
+  PodCidrUpdated: { 1: PodCidrUpdatedV1 },
 } as const satisfies Record<string, Record<number, z.ZodType>>;
 
 export type EventType = keyof typeof EVENT_SCHEMAS;
@@ -158,6 +162,7 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   ContainerExited: 1,
   ContainerStopped: 1,
   ContainerRemoved: 1,
+  PodCidrUpdated: 1,
 };
 
 export type EventData = {

@@ -32,10 +32,10 @@ export function resolveIdPrefix(prefix: string, known: Iterable<string>, field =
   return matches[0];
 }
 
-/** Stream names: `container-<id>`, `sandbox-<id>`, `image-<name>`. */
-export type StreamKind = 'container' | 'sandbox' | 'image';
+/** Stream names: `container-<id>`, `sandbox-<id>`, `image-<name>`, `node-<node>` (the runtime's own settings). */
+export type StreamKind = 'container' | 'sandbox' | 'image' | 'node';
 
-export const STREAM_KINDS: readonly StreamKind[] = ['container', 'sandbox', 'image'];
+export const STREAM_KINDS: readonly StreamKind[] = ['container', 'sandbox', 'image', 'node'];
 
 export function containerStream(id: string): string {
   return `container-${id}`;
@@ -47,6 +47,10 @@ export function sandboxStream(id: string): string {
 
 export function imageStream(name: string): string {
   return `image-${name}`;
+}
+
+export function nodeStream(node: string): string {
+  return `node-${node}`;
 }
 
 /** Splits a stream name into its kind and the id (or image name) it is about. */

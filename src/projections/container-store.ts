@@ -124,6 +124,7 @@ export const containerStore: Projection<ContainerRecord> = {
       case 'SandboxReady':
       case 'SandboxStopped':
       case 'SandboxRemoved':
+      case 'PodCidrUpdated':
         return doc;
       default:
         return assertNever(event);

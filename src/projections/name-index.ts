@@ -61,6 +61,7 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'SandboxReady':
     case 'SandboxStopped':
     case 'SandboxRemoved':
+    case 'PodCidrUpdated':
       return undefined;
     default:
       return assertNever(event);

@@ -64,6 +64,7 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'ContainerExited':
       case 'ContainerStopped':
       case 'SandboxStopped':
+      case 'PodCidrUpdated':
         return doc;
       default:
         return assertNever(event);

@@ -20,6 +20,7 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'ContainerRemoved':
     case 'SandboxReady':
     case 'SandboxStopped':
+    case 'PodCidrUpdated':
       return undefined;
     default:
       return assertNever(event);

@@ -88,6 +88,7 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'ContainerExited':
       case 'ContainerStopped':
       case 'ContainerRemoved':
+      case 'PodCidrUpdated':
         return doc;
       default:
         return assertNever(event);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { credentials, makeGenericClientConstructor, type Client, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import { runtimeServiceV1, runtimeServiceV1alpha2 } from '../../src/adapters/cri/cri-definition.js';
-import { startServe, tempRoot, type ServeProcess } from '../support/cli.js';
+import { runCli, startServe, tempRoot, type ServeProcess } from '../support/cli.js';
 import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
 
 type Call = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
@@ -78,6 +78,17 @@ describe('runtime info over the CRI socket, with a private containerd', () => {
     const config = JSON.parse(response.info.config!);
     assert.equal(config.containerd.address, containerd.address);
     assert.equal(config.containerd.namespace, 'cri-ledger');
+  });
+
+  it('records the pod CIDR from UpdateRuntimeConfig as an event and shows it in verbose Status', async () => {
+    await call(v1, 'updateRuntimeConfig', { runtimeConfig: { networkConfig: { podCidr: '10.244.3.0/24' } } });
+    const response = await call<{ info: Record<string, string> }>(v1, 'status', { verbose: true });
+    assert.equal(response.info.podCidr, '10.244.3.0/24');
+    const events = await runCli(['events', '--type', 'PodCidrUpdated', '--json', '--socket', serve.socket]);
+    assert.equal(events.code, 0, events.stderr);
+    const [event] = events.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(event.stream, 'node-test-node');
+    assert.deepEqual(event.data, { podCidr: '10.244.3.0/24' });
   });
 
   it('reports the cgroupfs driver', async () => {

@@ -7,6 +7,7 @@ import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from
 import { removePodSandbox } from '../../commands/remove-pod-sandbox.js';
 import { stopPodSandbox } from '../../commands/stop-pod-sandbox.js';
 import { NotFoundError } from '../../domain/errors.js';
+import { nodeStream } from '../../domain/ids.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
 import { newEventId } from '../ids/event-id.js';
 import { CORRELATION_METADATA_KEYS } from '../grpc/rpc-logging.js';
@@ -35,6 +36,8 @@ import type { RunPodSandboxRequest__Output } from './generated/runtime/v1/RunPod
 
 export interface RuntimeHandlerDeps {
   ledger: Ledger;
+  /** This node's name: UpdateRuntimeConfig records into stream `node-<node>`. */
+  node: string;
   sandboxes: Omit<RunPodSandboxDeps, 'ledger'>;
   containers: Omit<CreateContainerDeps, 'ledger'>;
 }
@@ -97,6 +100,11 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
         { ledger: deps.ledger, tasks: s.tasks, network: s.network, runtime: s.runtime, podFiles: s.files, containerFiles: deps.containers.files, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER },
         operation(call as ServerUnaryCall<unknown, unknown>, request.podSandboxId),
       );
+      return {};
+    }),
+    UpdateRuntimeConfig: unary<{ runtimeConfig: { networkConfig: { podCidr: string } | null } | null }, object>(async (request, call) => {
+      const podCidr = request.runtimeConfig?.networkConfig?.podCidr ?? '';
+      await deps.ledger.append(nodeStream(deps.node), 'any', [{ type: 'PodCidrUpdated', correlationId: correlationIdOf(call as ServerUnaryCall<unknown, unknown>), data: { podCidr } }]);
       return {};
     }),
     ListContainers: unary<ListContainersRequest__Output, object>(async (request) => ({

@@ -25,6 +25,8 @@ export interface RuntimeInfoDeps {
   networkReady: () => Promise<ConditionProbe>;
   /** The effective configuration, shown by `Status` with verbose set (as containerd's `config`). */
   effectiveConfig: () => unknown;
+  /** The pod CIDR kubelet last gave with UpdateRuntimeConfig ('' if never). */
+  podCidr: () => Promise<string>;
 }
 
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
@@ -50,7 +52,7 @@ export function runtimeInfoHandlers(deps: RuntimeInfoDeps): UntypedServiceImplem
     })),
     Status: unary<StatusRequest__Output, StatusResponse>(async (request) => {
       const [runtime, network] = await Promise.all([deps.runtimeReady(), deps.networkReady()]);
-      const info: Record<string, string> = request.verbose ? { config: JSON.stringify(deps.effectiveConfig()) } : {};
+      const info: Record<string, string> = request.verbose ? { config: JSON.stringify(deps.effectiveConfig()), podCidr: await deps.podCidr() } : {};
       return {
         status: {
           conditions: [

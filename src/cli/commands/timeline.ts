@@ -51,7 +51,7 @@ async function resolve(source: EventSource, ref: string): Promise<Known> {
   for await (const { event } of source.readEvents({ types: [...SAGA_BEGIN] })) {
     if (event.type !== 'NameReserved' && event.type !== 'SandboxReserved') continue;
     const { kind, id } = parseStream(event.stream);
-    if (kind === 'image') continue;
+    if (kind !== 'container' && kind !== 'sandbox') continue;
     known.push({ kind, id, stream: event.stream, name: event.data.name, seq: event.seq });
   }
   const byName = known.filter((k) => k.name === ref);

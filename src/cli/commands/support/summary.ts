@@ -52,6 +52,8 @@ export function summarize(event: LedgerEvent): string {
       return `signal=${event.data.signal} timeout=${event.data.timeoutMs}ms${event.data.killed ? ' killed' : ''}`;
     case 'ContainerRemoved':
       return `name=${event.data.name}`;
+    case 'PodCidrUpdated':
+      return `podCidr=${event.data.podCidr || '-'}`;
     default:
       return assertNever(event);
   }
