@@ -1,0 +1,102 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
+import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
+import { runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
+import { startServe, tempRoot, type ServeProcess } from './cli.js';
+import { mountsUnder, startContainerd, type PrivateContainerd } from './containerd.js';
+import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from './oci-image.js';
+
+/*
+ * What an end-to-end CRI test needs: a private containerd with the test images, a
+ * `cri-ledger serve` on a temp root talking to it, a CRI client, and optionally a
+ * test-only CNI bridge on a random private /24. `restart()` starts the service again on
+ * the same root (with other failpoints, say); `cleanup()` removes everything.
+ */
+
+export const CRI_NAMESPACE = 'cri-ledger';
+export const CNI_BIN_DIR = '/usr/lib/cni';
+
+type Call = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
+
+export interface CriHarness {
+  root: string;
+  socket: string;
+  containerd: PrivateContainerd;
+  api: ContainerdApi;
+  /** The test bridge and its subnet prefix (`10.232.N`), when started with a network. */
+  bridge?: string;
+  subnet?: string;
+  /** host-local's lease directory for the test network. */
+  ipamDir: string;
+  serve(): ServeProcess;
+  call<T = Record<string, unknown>>(method: string, request: object): Promise<T>;
+  restart(failpoints?: string): Promise<void>;
+  /** Interfaces attached to the test bridge (empty when no pod is on it). */
+  bridgePorts(): string;
+  cleanup(): Promise<void>;
+}
+
+export async function startCriHarness(o: { network?: boolean; prefix?: string } = {}): Promise<CriHarness> {
+  const temp = await tempRoot(o.prefix ?? 'cri-ledger-e2e-');
+  const root = temp.dir;
+  const confDir = join(root, 'cni');
+  await mkdir(confDir);
+  const bridge = o.network ? `crle${randomBytes(3).toString('hex')}` : undefined;
+  const subnet = o.network ? `10.232.${randomInt(1, 255)}` : undefined;
+  if (bridge && subnet) {
+    const ipam = { type: 'host-local', ranges: [[{ subnet: `${subnet}.0/24` }]], dataDir: join(root, 'ipam') };
+    const list = { cniVersion: '1.0.0', name: 'crl-e2e', plugins: [{ type: 'loopback' }, { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam }] };
+    await writeFile(join(confDir, '10-e2e.conflist'), JSON.stringify(list));
+  }
+  const containerd = await startContainerd();
+  let serve: ServeProcess | undefined;
+  let client: (Client & Record<string, Call>) | undefined;
+  const socket = join(root, 'cri.sock');
+  const api = connectContainerd({ address: containerd.address, namespace: CRI_NAMESPACE });
+  const harness: CriHarness = {
+    root,
+    socket,
+    containerd,
+    api,
+    ...(bridge ? { bridge } : {}),
+    ...(subnet ? { subnet } : {}),
+    ipamDir: join(root, 'ipam', 'crl-e2e'),
+    serve: () => serve!,
+    call: (method, request) =>
+      new Promise((resolve, reject) => client![method]!.call(client, request, (error, response) => (error ? reject(error) : resolve(response as never)))),
+    async restart(failpoints) {
+      client?.close();
+      await serve?.stop();
+      serve = await startServe({
+        root,
+        socket,
+        args: ['--containerd-address', containerd.address, '--cni-conf-dir', confDir, '--cni-bin-dir', CNI_BIN_DIR, '--restrict-oom-score-adj', 'true'],
+        env: { ...process.env, ...(failpoints ? { CRI_LEDGER_FAILPOINTS: failpoints } : {}) },
+      });
+      const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
+      client = new Constructor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, Call>;
+    },
+    bridgePorts: () => (bridge ? spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).stdout : ''),
+    async cleanup() {
+      client?.close();
+      api.close();
+      await serve?.stop('SIGKILL');
+      await containerd.stop();
+      // Pod /dev/shm tmpfs and netns files live under the service's state dir.
+      for (const mount of mountsUnder(root)) execFileSync('umount', ['-l', mount]);
+      if (bridge) spawnSync('ip', ['link', 'del', bridge]);
+      await temp.cleanup();
+    },
+  };
+  try {
+    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) await importTestImage(containerd.address, CRI_NAMESPACE, await buildTestImage(spec, join(root, 'images')));
+    await harness.restart();
+  } catch (error) {
+    await harness.cleanup();
+    throw error;
+  }
+  return harness;
+}
