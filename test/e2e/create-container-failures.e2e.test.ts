@@ -1,16 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdir, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { credentials, makeGenericClientConstructor, status as Status, type Client, type ServiceError } from '@grpc/grpc-js';
-import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
+import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
-import { startServe, tempRoot, type ServeProcess } from '../support/cli.js';
-import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
-import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../support/oci-image.js';
+import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
 
 /*
  * CreateContainer failing at each step on real containerd (CRI_LEDGER_FAILPOINTS), and
@@ -18,35 +13,15 @@ import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../
  * snapshot of it, no directory is left, and the name is free for a retry.
  */
 
-type Call = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
-const NAMESPACE = 'cri-ledger';
 const STEPS = ['NameReserved', 'Directories', 'SpecGenerated', 'SnapshotPrepared', 'IoPrepared', 'ContainerCreated'];
 
 describe('CreateContainer failures on real containerd leave nothing behind', () => {
-  let root: Awaited<ReturnType<typeof tempRoot>>;
-  let containerd: PrivateContainerd;
-  let api: ContainerdApi;
-  let serve: ServeProcess | undefined;
-  let cri: (Client & Record<string, Call>) | undefined;
+  let h: CriHarness;
   let podId = '';
-  const socket = () => join(root.dir, 'cri.sock');
-
-  const start = async (failpoints?: string) => {
-    cri?.close();
-    await serve?.stop();
-    serve = await startServe({
-      root: root.dir,
-      socket: socket(),
-      args: ['--containerd-address', containerd.address, '--cni-conf-dir', join(root.dir, 'cni'), '--restrict-oom-score-adj', 'true'],
-      env: { ...process.env, ...(failpoints ? { CRI_LEDGER_FAILPOINTS: failpoints } : {}) },
-    });
-    const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
-    cri = new Constructor(`unix://${socket()}`, credentials.createInsecure()) as Client & Record<string, Call>;
-  };
-  const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> =>
-    new Promise((resolve, reject) => cri![method]!.call(cri, request, (error, response) => (error ? reject(error) : resolve(response as T))));
+  const start = (failpoints?: string) => h.restart(failpoints);
+  const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.call<T>(method, request);
   const head = async () => {
-    const client = LedgerClient.connect(socket());
+    const client = LedgerClient.connect(h.socket);
     try {
       return (await client.status()).head;
     } finally {
@@ -60,33 +35,20 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
 
   /** What of a container could be left: containerd records and active snapshots besides the pod's, and dirs. */
   const leftovers = async () => {
-    const containers = (await unaryCall<{ containers: Array<{ id: string }> }>(api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId);
-    const snapshots = (await collectStream<{ info: Array<{ name: string; kind: string }> }>(api.snapshots, 'List', { snapshotter: 'overlayfs' }))
+    const containers = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId);
+    const snapshots = (await collectStream<{ info: Array<{ name: string; kind: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' }))
       .flatMap((m) => m.info)
       .filter((i) => i.kind === 'ACTIVE' && i.name !== podId)
       .map((i) => i.name);
-    const dirs = await readdir(join(root.dir, 'containers')).catch(() => []);
+    const dirs = await readdir(join(h.root, 'containers')).catch(() => []);
     return { containers, snapshots, dirs };
   };
 
   before(async () => {
-    root = await tempRoot('cri-ledger-e2e-fail-');
-    await mkdir(join(root.dir, 'cni'));
-    containerd = await startContainerd();
-    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) await importTestImage(containerd.address, NAMESPACE, await buildTestImage(spec, join(root.dir, 'images')));
-    api = connectContainerd({ address: containerd.address, namespace: NAMESPACE });
-    await start();
+    h = await startCriHarness({ prefix: 'cri-ledger-e2e-fail-' });
     podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: podConfig })).podSandboxId;
   });
-
-  after(async () => {
-    cri?.close();
-    api?.close();
-    await serve?.stop('SIGKILL');
-    await containerd?.stop();
-    for (const mount of root ? mountsUnder(root.dir) : []) execFileSync('umount', ['-l', mount]);
-    await root?.cleanup();
-  });
+  after(() => h?.cleanup());
 
   for (const step of STEPS) {
     it(`compensates a failure at ${step}`, async () => {
@@ -134,7 +96,7 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
     for (const r of results) {
       if (r.status === 'rejected') assert.equal((r.reason as ServiceError).code, Status.ALREADY_EXISTS, (r.reason as ServiceError).details);
     }
-    const ids = (await unaryCall<{ containers: Array<{ id: string }> }>(api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId);
+    const ids = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId);
     assert.deepEqual(ids, [won[0]!.value.containerId]);
   });
 });

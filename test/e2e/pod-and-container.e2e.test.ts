@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
-import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
+import type { ServiceError } from '@grpc/grpc-js';
+import type { ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
-import { runCli, startServe, tempRoot, type ServeProcess } from '../support/cli.js';
-import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
-import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../support/oci-image.js';
+import { runCli } from '../support/cli.js';
+import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
 
 /*
  * A pod and a container, end to end: gRPC client -> the service's socket -> a private
@@ -17,42 +12,16 @@ import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../
  * test/int/cni.int.test.ts); its pause task really runs.
  */
 
-type Call = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
-const NAMESPACE = 'cri-ledger';
-
 describe('RunPodSandbox and CreateContainer over the CRI socket, on a private containerd', () => {
-  let root: Awaited<ReturnType<typeof tempRoot>>;
-  let containerd: PrivateContainerd;
-  let serve: ServeProcess;
-  let cri: Client & Record<string, Call>;
+  let h: CriHarness;
   let api: ContainerdApi;
-  const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> =>
-    new Promise((resolve, reject) => cri[method]!.call(cri, request, (error, response) => (error ? reject(error) : resolve(response as T))));
+  const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.call<T>(method, request);
 
   before(async () => {
-    root = await tempRoot('cri-ledger-e2e-pod-');
-    containerd = await startContainerd();
-    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) await importTestImage(containerd.address, NAMESPACE, await buildTestImage(spec, join(root.dir, 'images')));
-    await mkdir(join(root.dir, 'cni'));
-    serve = await startServe({
-      root: root.dir,
-      socket: join(root.dir, 'cri.sock'),
-      args: ['--containerd-address', containerd.address, '--cni-conf-dir', join(root.dir, 'cni'), '--restrict-oom-score-adj', 'true'],
-    });
-    const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
-    cri = new Constructor(`unix://${serve.socket}`, credentials.createInsecure()) as Client & Record<string, Call>;
-    api = connectContainerd({ address: containerd.address, namespace: NAMESPACE });
+    h = await startCriHarness({ prefix: 'cri-ledger-e2e-pod-' });
+    api = h.api;
   });
-
-  after(async () => {
-    cri?.close();
-    api?.close();
-    await serve?.stop('SIGKILL');
-    await containerd?.stop();
-    // The pod's /dev/shm is a tmpfs under the service's state dir.
-    for (const mount of root ? mountsUnder(root.dir) : []) execFileSync('umount', ['-l', mount]);
-    await root?.cleanup();
-  });
+  after(() => h?.cleanup());
 
   const podConfig = {
     metadata: { name: 'web', uid: 'uid-web', namespace: 'default', attempt: 0 },
@@ -115,7 +84,7 @@ describe('RunPodSandbox and CreateContainer over the CRI socket, on a private co
   });
 
   it('records each step, and timeline shows them', async () => {
-    const result = await runCli(['timeline', `app_web_default_uid-web_0`, '--socket', serve.socket]);
+    const result = await runCli(['timeline', `app_web_default_uid-web_0`, '--socket', h.socket]);
     assert.equal(result.code, 0, result.stderr);
     for (const type of ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']) assert.match(result.stdout, new RegExp(type));
   });
