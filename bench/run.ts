@@ -1,8 +1,10 @@
+import { runCriBench } from './cri.js';
 import { runLedgerBench } from './ledger.js';
 
 /** `npm run bench -- <suite>`: each suite prints a table and writes bench/results/<suite>.json. */
 const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   ledger: runLedgerBench,
+  cri: runCriBench,
 };
 
 const [suite, ...args] = process.argv.slice(2);
