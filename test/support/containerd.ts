@@ -203,8 +203,18 @@ async function waitForVersion(address: string, proc: ChildProcess, logFile: stri
   }
 }
 
+/** How a caller may vary the private containerd (the CRI benchmark enables the CRI plugin). */
+export interface ContainerdVariant {
+  /** The config.toml for a temp dir; defaults to containerdConfig (CRI plugin disabled). */
+  config?: (dir: string) => string;
+  /** Creates what the config points at inside the temp dir, before containerd starts. */
+  prepare?: (dir: string) => void;
+  /** Checks containerd's log once it answers Version; throws to fail the start. */
+  verify?: (log: string) => void;
+}
+
 /** Starts a private containerd and resolves once it answers Version. */
-export async function startContainerd(): Promise<PrivateContainerd> {
+export async function startContainerd(variant: ContainerdVariant = {}): Promise<PrivateContainerd> {
   const binary = ensureContainerdInstalled();
   const dir = mkdtempSync(join(tmpdir(), 'cri-ledger-containerd-'));
   const address = join(dir, 'containerd.sock');
@@ -220,7 +230,8 @@ export async function startContainerd(): Promise<PrivateContainerd> {
 
   mkdirSync(root);
   mkdirSync(state);
-  writeFileSync(join(dir, 'config.toml'), containerdConfig(dir));
+  variant.prepare?.(dir);
+  writeFileSync(join(dir, 'config.toml'), (variant.config ?? containerdConfig)(dir));
   const log = openSync(logFile, 'a');
   const proc = spawn(binary, ['--config', join(dir, 'config.toml')], { stdio: ['ignore', log, log], env: { ...process.env, PATH: TEST_PATH } });
   closeSync(log);
@@ -253,6 +264,7 @@ export async function startContainerd(): Promise<PrivateContainerd> {
 
   try {
     await waitForVersion(address, proc, logFile);
+    variant.verify?.(readFileSync(logFile, 'utf8'));
   } catch (error) {
     await stop().catch(() => undefined);
     throw error;
