@@ -53,6 +53,8 @@ export class ContainerdImageStore implements ImageStore {
   private readonly snapshotter: string;
   private readonly platform: Platform;
   private readonly targets = new Map<string, TargetInfo>();
+  /** /etc/passwd and /etc/group by chain id: a chain id names the layers' content, so they cannot change. */
+  private readonly userFiles = new Map<string, { passwd?: string; group?: string }>();
 
   constructor(options: ContainerdImageStoreOptions) {
     this.api = options.api;
@@ -65,12 +67,17 @@ export class ContainerdImageStore implements ImageStore {
   }
 
   async readUserFiles(image: ResolvedImage): Promise<{ passwd?: string; group?: string }> {
+    const key = `${image.snapshotter}/${image.chainId}`;
+    const cached = this.userFiles.get(key);
+    if (cached) return cached;
     const files = await unavailableAsRuntimeError(readFromImageView(this.api, image.snapshotter, image.chainId, ['/etc/passwd', '/etc/group']));
     const result: { passwd?: string; group?: string } = {};
     const passwd = files.get('/etc/passwd');
     const group = files.get('/etc/group');
     if (passwd !== undefined) result.passwd = passwd;
     if (group !== undefined) result.group = group;
+    if (this.userFiles.size >= DEFAULT_IMAGE_CACHE_ENTRIES) this.userFiles.delete(this.userFiles.keys().next().value!);
+    this.userFiles.set(key, result);
     return result;
   }
 
