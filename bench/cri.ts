@@ -215,6 +215,22 @@ function latencyRows(key: string, phase: 'seq' | 'concurrent', latencies: Latenc
   return rows;
 }
 
+/**
+ * The issue's headline figures: cri-ledger's CreateContainer p50 and p99 (sequential),
+ * and its ratios to containerd's CRI (latency: lower is better; throughput: higher is).
+ */
+function headlineRows(rows: Row[], ledgerSeq: Latencies): Row[] {
+  const v = (metric: string): number => rows.find((r) => r.metric === metric)?.value ?? NaN;
+  const create = [...ledgerSeq.create_container].sort((a, b) => a - b);
+  return [
+    { metric: 'create_container_p50_ms', value: percentile(create, 50), unit: 'ms' },
+    { metric: 'create_container_p99_ms', value: percentile(create, 99), unit: 'ms' },
+    { metric: 'create_container_p50_ratio_vs_containerd', value: v('cri_ledger_create_container_seq_p50_ms') / v('containerd_cri_create_container_seq_p50_ms'), unit: 'x', target: '<= 1.0' },
+    { metric: 'run_pod_sandbox_p50_ratio_vs_containerd', value: v('cri_ledger_run_pod_sandbox_seq_p50_ms') / v('containerd_cri_run_pod_sandbox_seq_p50_ms'), unit: 'x', target: '<= 1.1' },
+    { metric: 'create_container_concurrent_per_s_ratio_vs_containerd', value: v('cri_ledger_concurrent_pods_per_s') / v('containerd_cri_concurrent_pods_per_s'), unit: 'x' },
+  ];
+}
+
 /** A side-by-side table: one line per runtime and RPC. */
 function printComparison(rows: Row[], runtimes: Runtime[]): void {
   const value = (metric: string): string => {
@@ -314,6 +330,7 @@ export async function runCriBench(args: string[]): Promise<void> {
       rows.push(...latencyRows(runtime.key, 'concurrent', c.latencies, false));
       rows.push({ metric: `${runtime.key}_errors`, value: runtime.errors.length, unit: 'errors' });
     }
+    rows.push(...headlineRows(rows, seq.get('cri_ledger')!));
     report('cri', rows, {
       measured_at: new Date().toISOString(),
       node: process.version,
