@@ -59,7 +59,10 @@ describe('RunPodSandbox and CreateContainer over the CRI socket, on a private co
           envs: [{ key: 'MODE', value: 'e2e' }],
           logPath: 'app/0.log',
           labels: { tier: 'front' },
-          linux: { securityContext: { runAsUser: { value: '1000' }, capabilities: { dropCapabilities: ['NET_RAW'] } } },
+          linux: {
+            securityContext: { runAsUser: { value: '1000' }, capabilities: { dropCapabilities: ['NET_RAW'] }, seccomp: { profileType: 'RuntimeDefault' } },
+            resources: { cpuShares: '512', cpuQuota: '50000', cpuPeriod: '100000', memoryLimitInBytes: '67108864', oomScoreAdj: '-500' },
+          },
         },
       })
     ).containerId;
@@ -69,6 +72,16 @@ describe('RunPodSandbox and CreateContainer over the CRI socket, on a private co
     assert.ok(spec.process.env.includes('MODE=e2e'));
     assert.equal(spec.process.user.uid, 1000);
     assert.ok(!spec.process.capabilities.bounding.includes('CAP_NET_RAW'));
+    // The image's /etc/group puts `app` (uid 1000, gid 1000) in `extra` (2000) too.
+    assert.equal(spec.process.user.gid, 1000);
+    assert.ok(spec.process.user.additionalGids.includes(2000), JSON.stringify(spec.process.user));
+    assert.equal(spec.linux.seccomp.defaultAction, 'SCMP_ACT_ERRNO');
+    assert.equal(spec.linux.resources.cpu.shares, 512);
+    assert.equal(spec.linux.resources.cpu.quota, 50000);
+    assert.equal(spec.linux.resources.memory.limit, 67108864);
+    // -500 cannot be set without CAP_SYS_RESOURCE: clamped to the service's own value.
+    assert.ok(spec.process.oomScoreAdj >= 0, `oomScoreAdj ${spec.process.oomScoreAdj}`);
+    assert.ok(spec.linux.namespaces.some((n: { type: string; path?: string }) => n.type === 'ipc' && n.path?.includes('/ns/ipc')));
     assert.ok(spec.mounts.some((m: { destination: string }) => m.destination === '/etc/resolv.conf'));
     assert.equal(record.container.snapshot_key, containerId);
     assert.equal(record.container.runtime.name, 'io.containerd.runc.v2');
