@@ -6,6 +6,7 @@ import type { SandboxRecord } from '../projections/sandbox-store.js';
 import type { Ledger } from './ledger.js';
 import type { NameReservations } from './name-reservations.js';
 import type { ContainerFiles, ContainerRuntime, ImageStore, SnapshotRef, SpecFactory } from './ports.js';
+import { KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
 import { specDigest } from './spec-digest.js';
 
@@ -24,10 +25,6 @@ import { specDigest } from './spec-digest.js';
  */
 
 export const OPERATION = 'CreateContainer';
-/** Kubelet's runtime handler name for the default runtime. */
-export const DEFAULT_RUNTIME = 'io.containerd.runc.v2';
-/** Labels on the containerd objects that say cri-ledger made them. */
-export const CONTAINER_KIND_LABEL = 'io.cri-ledger.kind';
 
 const RECORD = z.record(z.string(), z.string());
 
@@ -147,13 +144,13 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
     {
       name: 'SpecGenerated',
       run: async (): Promise<NewEvent[]> => [
-        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: digest, runtimeHandler: runtimeOf(sandbox), imageRef: image.id } },
+        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: digest, runtimeHandler: runtimeFor(sandbox.runtimeHandler), imageRef: image.id } },
       ],
     },
     {
       name: 'SnapshotPrepared',
       run: async (): Promise<NewEvent[]> => {
-        snapshot = await deps.runtime.prepareSnapshot(id, image, { ...imageLabels(config.labels), [CONTAINER_KIND_LABEL]: 'container' });
+        snapshot = await deps.runtime.prepareSnapshot(id, image, { ...imageLabels(config.labels), [KIND_LABEL]: 'container' });
         return [{ type: 'SnapshotPrepared', correlationId: c, data: snapshot }];
       },
       undo: () => deps.runtime.removeSnapshot(id, image.snapshotter),
@@ -172,8 +169,8 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
           spec: built.spec,
           image,
           snapshot: snapshot!,
-          runtime: runtimeOf(sandbox),
-          labels: { ...config.labels, [CONTAINER_KIND_LABEL]: 'container' },
+          runtime: runtimeFor(sandbox.runtimeHandler),
+          labels: { ...config.labels, [KIND_LABEL]: 'container' },
           extension: { sandboxId: sandbox.id, name, metadata: config.metadata, logPath: built.logPath, requestDigest: command.requestDigest },
         });
         return [
@@ -203,10 +200,6 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
     deps.names.settle(name, id);
   }
   return id;
-}
-
-function runtimeOf(sandbox: SandboxRecord): string {
-  return sandbox.runtimeHandler.length > 0 ? sandbox.runtimeHandler : DEFAULT_RUNTIME;
 }
 
 /** Labels a snapshot inherits from the container config: containerd keeps only its own `containerd.io/snapshot/` ones. */

@@ -1,6 +1,7 @@
 import { containerStream, sandboxStream } from '../domain/ids.js';
 import type { Ledger } from './ledger.js';
 import type { ContainerFiles, ContainerRuntime, PodFiles, SandboxNetwork, TaskRuntime } from './ports.js';
+import { SIGKILL } from './pod-runtime.js';
 import { stopPodSandbox } from './stop-pod-sandbox.js';
 
 /*
@@ -27,7 +28,7 @@ export async function removePodSandbox(deps: RemovePodSandboxDeps, o: { sandboxI
   if (!sandbox) return;
   await stopPodSandbox(deps, o);
   for (const container of [...deps.ledger.projections.containers.values()].filter((c) => c.sandboxId === sandbox.id)) {
-    await deps.tasks.stop(container.id, 9, 0);
+    await deps.tasks.stop(container.id, SIGKILL, 0);
     await deps.tasks.delete(container.id);
     await deps.runtime.deleteContainer(container.id);
     await deps.runtime.removeSnapshot(container.id, container.snapshot?.snapshotter ?? deps.snapshotter);

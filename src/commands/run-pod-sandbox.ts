@@ -5,6 +5,7 @@ import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
 import type { Ledger } from './ledger.js';
 import type { NameReservations } from './name-reservations.js';
 import type { ContainerRuntime, ImageStore, PodFiles, PortMapping, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
+import { endPauseTask, KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
 import { specDigest } from './spec-digest.js';
 
@@ -21,8 +22,6 @@ import { specDigest } from './spec-digest.js';
  */
 
 export const OPERATION = 'RunPodSandbox';
-export const DEFAULT_PAUSE_STOP_TIMEOUT_MS = 2_000;
-const SIGKILL = 9;
 
 const RECORD = z.record(z.string(), z.string());
 const NAMESPACE_MODE = z.enum(['POD', 'CONTAINER', 'NODE', 'TARGET']).or(z.number());
@@ -186,8 +185,7 @@ export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSand
       name: 'PauseCreated',
       run: async () => {
         const snapshot = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
-        const runtime = v.runtimeHandler.length > 0 ? v.runtimeHandler : 'io.containerd.runc.v2';
-        await deps.runtime.createContainer({ id, spec: built.spec, image, snapshot, runtime, labels: { 'io.cri-ledger.kind': 'sandbox' }, extension: { name, metadata: v.metadata } });
+        await deps.runtime.createContainer({ id, spec: built.spec, image, snapshot, runtime: runtimeFor(v.runtimeHandler), labels: { [KIND_LABEL]: 'sandbox' }, extension: { name, metadata: v.metadata } });
       },
       undo: () => deps.runtime.deleteContainer(id),
     },
@@ -197,10 +195,7 @@ export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSand
         const { pid } = await deps.tasks.start(id, { terminal: false });
         return [{ type: 'SandboxReady', correlationId: c, data: { createdAt: command.now, pid, ip: ips.ip, additionalIps: ips.additionalIps, netnsPath } }];
       },
-      undo: async () => {
-        await deps.tasks.stop(id, SIGKILL, DEFAULT_PAUSE_STOP_TIMEOUT_MS);
-        await deps.tasks.delete(id);
-      },
+      undo: () => endPauseTask(deps.tasks, id),
     },
   );
   try {

@@ -1,6 +1,7 @@
 import type { Ledger } from './ledger.js';
 import type { SandboxNetwork, TaskRuntime } from './ports.js';
 import { sandboxStream } from '../domain/ids.js';
+import { endPauseTask } from './pod-runtime.js';
 
 /*
  * StopPodSandbox: stop the pause task, tear the pod network down (CNI DEL), release the
@@ -8,9 +9,6 @@ import { sandboxStream } from '../domain/ids.js';
  * that is already stopped, or unknown (removed), is fine. Every undo-style step here
  * succeeds when there is nothing to undo, so a stop interrupted by a crash can run again.
  */
-
-export const PAUSE_STOP_TIMEOUT_MS = 2_000;
-const SIGKILL = 9;
 
 export interface StopPodSandboxDeps {
   ledger: Ledger;
@@ -21,9 +19,7 @@ export interface StopPodSandboxDeps {
 export async function stopPodSandbox(deps: StopPodSandboxDeps, o: { sandboxId: string; correlationId: string; now: string }): Promise<void> {
   const sandbox = deps.ledger.projections.findSandbox(o.sandboxId);
   if (!sandbox || sandbox.state === 'NOTREADY') return;
-  // The pause process holds nothing worth a graceful stop; containerd kills it too.
-  await deps.tasks.stop(sandbox.id, SIGKILL, PAUSE_STOP_TIMEOUT_MS);
-  await deps.tasks.delete(sandbox.id);
+  await endPauseTask(deps.tasks, sandbox.id);
   if (!sandbox.hostNetwork) {
     const m = sandbox.metadata;
     await deps.network.tearDown({ sandboxId: sandbox.id, netnsPath: sandbox.netnsPath ?? '', podName: m.name, podNamespace: m.namespace, podUid: m.uid, portMappings: [] });

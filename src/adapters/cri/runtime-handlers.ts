@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { unary } from './runtime-info.js';
 import { createContainer, type CreateContainerCommand, type CreateContainerDeps } from '../../commands/create-container.js';
 import type { Ledger } from '../../commands/ledger.js';
@@ -10,7 +10,7 @@ import { NotFoundError } from '../../domain/errors.js';
 import { nodeStream } from '../../domain/ids.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
 import { newEventId } from '../ids/event-id.js';
-import { CORRELATION_METADATA_KEYS } from '../grpc/rpc-logging.js';
+import { correlationIdFrom } from '../grpc/rpc-logging.js';
 import {
   containerMessage,
   containerStatusMessage,
@@ -42,7 +42,7 @@ export interface RuntimeHandlerDeps {
   containers: Omit<CreateContainerDeps, 'ledger'>;
 }
 
-function operation(call: ServerUnaryCall<unknown, unknown>, sandboxId: string) {
+function operation(call: { metadata: Metadata }, sandboxId: string) {
   return { sandboxId, correlationId: correlationIdOf(call), now: new Date().toISOString() };
 }
 
@@ -65,12 +65,9 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-function correlationIdOf(call: ServerUnaryCall<unknown, unknown>): string {
-  for (const key of CORRELATION_METADATA_KEYS) {
-    const value = call.metadata.get(key)[0];
-    if (value !== undefined && String(value).length > 0) return String(value);
-  }
-  return newEventId();
+/** The call's correlation id; served through the socket, the RPC interceptor has set one. */
+function correlationIdOf(call: { metadata: Metadata }): string {
+  return correlationIdFrom(call.metadata) ?? newEventId();
 }
 
 export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImplementation {
@@ -79,32 +76,32 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     RunPodSandbox: unary<RunPodSandboxRequest__Output, { podSandboxId: string }>(async (request, call) => {
       const podSandboxId = await runPodSandbox(
         { ledger: deps.ledger, ...deps.sandboxes },
-        { request: request as unknown as RunPodSandboxCommand['request'], sandboxId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call as ServerUnaryCall<unknown, unknown>), now: new Date().toISOString() },
+        { request: request as unknown as RunPodSandboxCommand['request'], sandboxId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call), now: new Date().toISOString() },
       );
       return { podSandboxId };
     }),
     CreateContainer: unary<CreateContainerRequest__Output, { containerId: string }>(async (request, call) => {
       const containerId = await createContainer(
         { ledger: deps.ledger, ...deps.containers },
-        { request: request as unknown as CreateContainerCommand['request'], containerId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call as ServerUnaryCall<unknown, unknown>), now: new Date().toISOString() },
+        { request: request as unknown as CreateContainerCommand['request'], containerId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call), now: new Date().toISOString() },
       );
       return { containerId };
     }),
     StopPodSandbox: unary<{ podSandboxId: string }, object>(async (request, call) => {
-      await stopPodSandbox({ ledger: deps.ledger, ...deps.sandboxes }, operation(call as ServerUnaryCall<unknown, unknown>, request.podSandboxId));
+      await stopPodSandbox({ ledger: deps.ledger, ...deps.sandboxes }, operation(call, request.podSandboxId));
       return {};
     }),
     RemovePodSandbox: unary<{ podSandboxId: string }, object>(async (request, call) => {
       const s = deps.sandboxes;
       await removePodSandbox(
         { ledger: deps.ledger, tasks: s.tasks, network: s.network, runtime: s.runtime, podFiles: s.files, containerFiles: deps.containers.files, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER },
-        operation(call as ServerUnaryCall<unknown, unknown>, request.podSandboxId),
+        operation(call, request.podSandboxId),
       );
       return {};
     }),
     UpdateRuntimeConfig: unary<{ runtimeConfig: { networkConfig: { podCidr: string } | null } | null }, object>(async (request, call) => {
       const podCidr = request.runtimeConfig?.networkConfig?.podCidr ?? '';
-      await deps.ledger.append(nodeStream(deps.node), 'any', [{ type: 'PodCidrUpdated', correlationId: correlationIdOf(call as ServerUnaryCall<unknown, unknown>), data: { podCidr } }]);
+      await deps.ledger.append(nodeStream(deps.node), 'any', [{ type: 'PodCidrUpdated', correlationId: correlationIdOf(call), data: { podCidr } }]);
       return {};
     }),
     ListContainers: unary<ListContainersRequest__Output, object>(async (request) => ({

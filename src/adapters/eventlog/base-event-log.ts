@@ -44,7 +44,8 @@ export abstract class BaseEventLog implements EventLog {
   /** True once `versions` holds every stream in the log: a stream not in it has version 0. */
   private versionsComplete = false;
   private queue: PendingAppend[] = [];
-  private writing = false;
+  /** The group-commit loop while it runs: close() waits for it instead of polling. */
+  private writing: Promise<void> | undefined;
   private closed = false;
   private readonly listeners = new Set<CommitListener>();
   private readonly now: () => number;
@@ -100,12 +101,11 @@ export abstract class BaseEventLog implements EventLog {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ stream, expected, events: checked, resolve, reject });
-      if (!this.writing) void this.flush();
+      this.writing ??= this.flush();
     });
   }
 
   private async flush(): Promise<void> {
-    this.writing = true;
     try {
       while (this.queue.length > 0) {
         const pending = this.queue;
@@ -113,7 +113,7 @@ export abstract class BaseEventLog implements EventLog {
         await this.commitBatch(pending);
       }
     } finally {
-      this.writing = false;
+      this.writing = undefined;
     }
   }
 
@@ -273,7 +273,7 @@ export abstract class BaseEventLog implements EventLog {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    while (this.writing) await new Promise((r) => setTimeout(r, 1));
+    await this.writing;
     const rejected = this.queue;
     this.queue = [];
     for (const p of rejected) p.reject(new LedgerClosedError());

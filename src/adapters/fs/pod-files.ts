@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import type { PodFiles } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { RESOURCE_ID } from '../../domain/ids.js';
+import { parseMountInfo } from '../netns/netns.js';
 import type { SandboxFiles } from '../oci/spec-input.js';
 
 const run = promisify(execFile);
@@ -67,6 +68,5 @@ export function resolvConf(dns: { servers: string[]; searches: string[]; options
 }
 
 async function isMountPoint(path: string): Promise<boolean> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  return mountinfo.split('\n').some((line) => line.split(' ')[4] === path);
+  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint === path);
 }

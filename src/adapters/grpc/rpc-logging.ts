@@ -1,8 +1,18 @@
-import { ServerInterceptingCall, status as Status, type ServerInterceptor } from '@grpc/grpc-js';
+import { ServerInterceptingCall, status as Status, type Metadata, type ServerInterceptor } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { newEventId } from '../ids/event-id.js';
 
 /** Metadata keys a caller may set to tie its calls to its own request id. */
 export const CORRELATION_METADATA_KEYS = ['x-correlation-id', 'correlation-id'] as const;
+
+/** The correlation id a call carries, if any (the interceptor gives every call one). */
+export function correlationIdFrom(metadata: Metadata): string | undefined {
+  for (const key of CORRELATION_METADATA_KEYS) {
+    const value = metadata.get(key)[0];
+    if (value !== undefined && String(value).length > 0) return String(value);
+  }
+  return undefined;
+}
 
 /**
  * Codes that mean the caller asked for something wrong, or the service is going away:
@@ -48,12 +58,12 @@ export function rpcLoggingInterceptor(logger: Logger): ServerInterceptor {
       start(next) {
         next({
           onReceiveMetadata(metadata, nextMetadata) {
-            for (const key of CORRELATION_METADATA_KEYS) {
-              const value = metadata.get(key)[0];
-              if (value !== undefined) {
-                correlationId = String(value);
-                break;
-              }
+            // A call without one gets one here, so the log line and the events it
+            // causes carry the same id.
+            correlationId = correlationIdFrom(metadata);
+            if (correlationId === undefined) {
+              correlationId = newEventId();
+              metadata.set(CORRELATION_METADATA_KEYS[0], correlationId);
             }
             nextMetadata(metadata);
           },
