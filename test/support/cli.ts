@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,7 +68,7 @@ export interface ServeProcess {
 
 /**
  * Starts `cri-ledger serve --root <root> --socket <socket> ...` and resolves once the
- * socket exists (the service binds it last, after loading). Rejects if it exits first.
+ * socket accepts connections (the service binds it last, after loading). Rejects if it exits first.
  */
 export async function startServe(options: { root: string; socket: string; args?: readonly string[]; env?: NodeJS.ProcessEnv }): Promise<ServeProcess> {
   const args = ['serve', '--root', options.root, '--state-dir', join(options.root, 'state'), '--socket', options.socket, '--log-level', 'warn', '--node', 'test-node', ...(options.args ?? [])];
@@ -85,7 +85,9 @@ export async function startServe(options: { root: string; socket: string; args?:
   let done: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   void exited.then((r) => (done = r));
   const deadline = Date.now() + DEFAULT_SERVE_READY_TIMEOUT_MS;
-  while (!existsSync(options.socket)) {
+  // A socket file alone is not enough: one left by a killed run exists before this
+  // service takes it over, so wait until a connection is accepted.
+  while (!(await accepts(options.socket))) {
     if (done) throw new Error(`serve exited (${done.code ?? done.signal}) before binding its socket:\n${stderr}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -107,6 +109,18 @@ export async function startServe(options: { root: string; socket: string; args?:
       }
     },
   };
+}
+
+/** Whether something listens on the unix socket at `path`. */
+function accepts(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 /** A temp directory removed by the returned cleanup. */

@@ -57,6 +57,12 @@ export async function serve(config: Config): Promise<void> {
 
   let requestStop!: (request: StopRequest) => void;
   const stopRequested = new Promise<StopRequest>((resolve) => (requestStop = resolve));
+  // Listen for signals from here on: a SIGTERM that lands while the projections load is
+  // honoured once startup is done, through the same clean shutdown (socket unlinked, log
+  // closed), instead of Node's default of dying with a stale socket file left behind.
+  const onSignal = (signal: NodeJS.Signals): void => requestStop({ reason: signal, code: 0 });
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   let relay: NatsRelay | undefined;
   let server: SocketServer | undefined;
   let cri: { close: () => void } | undefined;
@@ -87,6 +93,8 @@ export async function serve(config: Config): Promise<void> {
     cri = criServices;
     server = await startSocketServer({ socketPath: config.socket, services: [service, ...criServices.services], logger });
   } catch (error) {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
     cri?.close();
     await relay?.stop().catch(() => undefined);
     await log.close();
@@ -100,9 +108,6 @@ export async function serve(config: Config): Promise<void> {
 
   // `node` is on every line already (the logger's base).
   logger.info({ socket: server.socketPath, head: log.head(), relay: relay ? 'on' : 'off' }, 'ready');
-  const onSignal = (signal: NodeJS.Signals): void => requestStop({ reason: signal, code: 0 });
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
 
   const { reason, code } = await stopRequested;
   // A second signal while shutting down means "now".
