@@ -36,10 +36,13 @@ build() {
   log "building (tsc)"
   rm -rf dist
   npx tsc -p tsconfig.json
+  log "building the native module (cc)"
+  bash "$ROOT_DIR/scripts/build-native.sh"
 }
 
-# The Debian packages the service and its tests use.
-DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables)
+# The Debian packages the service and its tests use; gcc and libc6-dev compile the
+# native module (native/syscalls.c).
+DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables gcc libc6-dev)
 
 # prepare installs what is missing and builds: what every entry point does first.
 prepare() {

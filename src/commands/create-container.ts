@@ -14,8 +14,8 @@ import { specDigest } from './spec-digest.js';
  * CreateContainer, after containerd's CRI plugin, step by step (docs/create-container.md):
  *
  *   validate -> sandbox lookup -> image lookup (never pulls) -> build the OCI spec
- *   -> NameReserved -> Directories -> SpecGenerated -> SnapshotPrepared -> IoPrepared
- *   -> ContainerCreated
+ *   -> NameReserved + SpecGenerated (one synced write) -> Directories -> IoPrepared
+ *   (FIFOs) -> ContainerRecord -> SnapshotPrepared + ContainerCreated (one synced write)
  *
  * Everything that can refuse a request (the lookups, and the spec, which checks the
  * user, seccomp, mounts and log path) runs before the name is reserved: none of it has
@@ -121,16 +121,24 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
   // Claim the name before touching containerd: two concurrent calls with one name
   // must not both prepare a snapshot.
   deps.names.claim(name, id);
-  let snapshot: SnapshotRef | undefined;
+  const snapshotRef: SnapshotRef = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
   const steps: SagaStep<undefined>[] = [
     {
       name: 'NameReserved',
+      pure: true,
       run: async (): Promise<NewEvent[]> => [
         {
           type: 'NameReserved',
           correlationId: c,
           data: { containerId: id, sandboxId: sandbox.id, name, metadata: config.metadata, requestDigest: command.requestDigest, image: config.image.image },
         },
+      ],
+    },
+    {
+      name: 'SpecGenerated',
+      pure: true,
+      run: async (): Promise<NewEvent[]> => [
+        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: digest, runtimeHandler: runtimeFor(sandbox.runtimeHandler), imageRef: image.id } },
       ],
     },
     {
@@ -142,46 +150,44 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
       undo: () => deps.files.removeDirs(id),
     },
     {
-      name: 'SpecGenerated',
-      run: async (): Promise<NewEvent[]> => [
-        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: digest, runtimeHandler: runtimeFor(sandbox.runtimeHandler), imageRef: image.id } },
-      ],
+      // In the volatile dir: removing the dirs removes them.
+      name: 'IoPrepared',
+      run: async () => void (await deps.files.createIo(id, { stdin: config.stdin, tty: config.tty })),
+    },
+    {
+      // The containerd record comes before the snapshot: it names the snapshot, which
+      // keeps containerd's GC off it without a lease (see ContainerdRuntime).
+      name: 'ContainerRecord',
+      run: () =>
+        deps.runtime.createContainer({
+          id,
+          spec: built.spec,
+          image,
+          snapshot: snapshotRef,
+          runtime: runtimeFor(sandbox.runtimeHandler),
+          labels: { ...config.labels, [KIND_LABEL]: 'container' },
+          extension: { sandboxId: sandbox.id, name, metadata: config.metadata, logPath: built.logPath, requestDigest: command.requestDigest },
+        }),
+      undo: () => deps.runtime.deleteContainer(id),
     },
     {
       name: 'SnapshotPrepared',
       run: async (): Promise<NewEvent[]> => {
-        snapshot = await deps.runtime.prepareSnapshot(id, image, { ...imageLabels(config.labels), [KIND_LABEL]: 'container' });
-        return [{ type: 'SnapshotPrepared', correlationId: c, data: snapshot }];
+        await deps.runtime.prepareSnapshot(id, image, { ...imageLabels(config.labels), [KIND_LABEL]: 'container' });
+        return [{ type: 'SnapshotPrepared', correlationId: c, data: snapshotRef }];
       },
       undo: () => deps.runtime.removeSnapshot(id, image.snapshotter),
     },
     {
-      name: 'IoPrepared',
-      run: async () => {
-        await deps.files.createIo(id, { stdin: config.stdin, tty: config.tty });
-      },
-    },
-    {
       name: 'ContainerCreated',
-      run: async (): Promise<NewEvent[]> => {
-        await deps.runtime.createContainer({
-          id,
-          spec: built.spec,
-          image,
-          snapshot: snapshot!,
-          runtime: runtimeFor(sandbox.runtimeHandler),
-          labels: { ...config.labels, [KIND_LABEL]: 'container' },
-          extension: { sandboxId: sandbox.id, name, metadata: config.metadata, logPath: built.logPath, requestDigest: command.requestDigest },
-        });
-        return [
-          {
-            type: 'ContainerCreated',
-            correlationId: c,
-            data: { createdAt: command.now, imageRef: image.id, logPath: built.logPath, labels: config.labels, annotations: config.annotations },
-          },
-        ];
-      },
-      undo: () => deps.runtime.deleteContainer(id),
+      pure: true,
+      run: async (): Promise<NewEvent[]> => [
+        {
+          type: 'ContainerCreated',
+          correlationId: c,
+          data: { createdAt: command.now, imageRef: image.id, logPath: built.logPath, labels: config.labels, annotations: config.annotations },
+        },
+      ],
     },
   ];
   try {

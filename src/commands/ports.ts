@@ -102,6 +102,19 @@ export interface SnapshotRef {
   parent: string;
 }
 
+/** One mount of a snapshot's rootfs, as containerd describes it. */
+export interface RootfsMount {
+  type: string;
+  source: string;
+  target?: string;
+  options: string[];
+}
+
+/** A prepared snapshot and the mounts that make it a rootfs (what a task is created with). */
+export interface PreparedSnapshot extends SnapshotRef {
+  mounts: RootfsMount[];
+}
+
 /** What containerd keeps for a container (the containers service record). */
 export interface RuntimeContainer {
   id: string;
@@ -122,8 +135,12 @@ export interface RuntimeContainer {
  * again after a crash without knowing what happened.
  */
 export interface ContainerRuntime {
-  /** Prepares the rootfs snapshot `key = containerId` on the image's chain, with `labels`. */
-  prepareSnapshot(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<SnapshotRef>;
+  /**
+   * Prepares the rootfs snapshot `key = containerId` on the image's chain, with `labels`.
+   * Call it after createContainer: the container record, which names the snapshot, is
+   * what keeps containerd's garbage collector off it.
+   */
+  prepareSnapshot(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<PreparedSnapshot>;
   removeSnapshot(containerId: string, snapshotter: string): Promise<void>;
   createContainer(container: RuntimeContainer): Promise<void>;
   deleteContainer(containerId: string): Promise<void>;
@@ -218,7 +235,8 @@ export interface PodFiles {
 
 /** Runs and stops a container's task (the pause process, for a sandbox). */
 export interface TaskRuntime {
-  start(containerId: string, io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean }): Promise<{ pid: number }>;
+  /** Creates and starts the task; `rootfs` (from prepareSnapshot) saves asking containerd for the mounts. */
+  start(containerId: string, io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean }, rootfs?: readonly RootfsMount[]): Promise<{ pid: number }>;
   /** Signals, waits up to `timeoutMs`, then kills; succeeds when there is no task. */
   stop(containerId: string, signal: number, timeoutMs: number): Promise<unknown>;
   /** Deletes the task; succeeds when there is none. */

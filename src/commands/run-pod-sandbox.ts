@@ -4,7 +4,7 @@ import type { NewEvent } from '../domain/events.js';
 import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
 import type { Ledger } from './ledger.js';
 import type { NameReservations } from './name-reservations.js';
-import type { ContainerRuntime, ImageStore, PodFiles, PortMapping, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
+import type { ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
 import { endPauseTask, KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
 import { specDigest } from './spec-digest.js';
@@ -12,9 +12,10 @@ import { specDigest } from './spec-digest.js';
 /*
  * RunPodSandbox, after containerd's (1.6):
  *
- *   validate -> pause image lookup -> pause spec -> SandboxReserved -> PodFiles
- *   -> NetworkNamespace -> NetworkSetUp (CNI ADD) -> SpecGenerated -> SnapshotPrepared
- *   -> PauseCreated -> SandboxReady (pause task started)
+ *   validate -> pause image lookup -> pause spec -> SandboxReserved + SpecGenerated (one
+ *   synced write) -> PodFiles -> NetworkNamespace -> NetworkSetUp (CNI ADD)
+ *   -> PauseCreated (the containerd record) -> SnapshotPrepared -> SandboxReady (pause
+ *   task started with the snapshot's mounts from Prepare)
  *
  * A host-network pod skips the namespace and CNI steps. As in CreateContainer, all
  * refusals come before the name is reserved, and every side effect from there on is
@@ -128,11 +129,14 @@ export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSand
   const built = await deps.specs.sandboxSpec({ sandboxId: id, config: command.request.config, image, netnsPath });
   const network = { sandboxId: id, netnsPath, podName: v.metadata.name, podNamespace: v.metadata.namespace, podUid: v.metadata.uid, portMappings: v.portMappings };
   let ips = { ip: '', additionalIps: [] as string[] };
+  const snapshotRef = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
+  let rootfs: RootfsMount[] | undefined;
 
   deps.names.claim(name, id);
   const steps: SagaStep<undefined>[] = [
     {
       name: 'SandboxReserved',
+      pure: true,
       run: async (): Promise<NewEvent[]> => [
         {
           type: 'SandboxReserved',
@@ -149,6 +153,13 @@ export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSand
             annotations: v.config.annotations,
           },
         },
+      ],
+    },
+    {
+      name: 'SpecGenerated',
+      pure: true,
+      run: async (): Promise<NewEvent[]> => [
+        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: await specDigest(built.spec), runtimeHandler: v.runtimeHandler, imageRef: image.id } },
       ],
     },
     {
@@ -171,28 +182,24 @@ export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSand
   }
   steps.push(
     {
-      name: 'SpecGenerated',
-      run: async (): Promise<NewEvent[]> => [
-        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: await specDigest(built.spec), runtimeHandler: v.runtimeHandler, imageRef: image.id } },
-      ],
+      // The record first: it names the snapshot, which keeps containerd's GC off it.
+      name: 'PauseCreated',
+      run: () =>
+        deps.runtime.createContainer({ id, spec: built.spec, image, snapshot: snapshotRef, runtime: runtimeFor(v.runtimeHandler), labels: { [KIND_LABEL]: 'sandbox' }, extension: { name, metadata: v.metadata } }),
+      undo: () => deps.runtime.deleteContainer(id),
     },
     {
       name: 'SnapshotPrepared',
-      run: async (): Promise<NewEvent[]> => [{ type: 'SnapshotPrepared', correlationId: c, data: await deps.runtime.prepareSnapshot(id, image, {}) }],
-      undo: () => deps.runtime.removeSnapshot(id, image.snapshotter),
-    },
-    {
-      name: 'PauseCreated',
-      run: async () => {
-        const snapshot = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
-        await deps.runtime.createContainer({ id, spec: built.spec, image, snapshot, runtime: runtimeFor(v.runtimeHandler), labels: { [KIND_LABEL]: 'sandbox' }, extension: { name, metadata: v.metadata } });
+      run: async (): Promise<NewEvent[]> => {
+        rootfs = (await deps.runtime.prepareSnapshot(id, image, {})).mounts;
+        return [{ type: 'SnapshotPrepared', correlationId: c, data: snapshotRef }];
       },
-      undo: () => deps.runtime.deleteContainer(id),
+      undo: () => deps.runtime.removeSnapshot(id, image.snapshotter),
     },
     {
       name: 'SandboxReady',
       run: async (): Promise<NewEvent[]> => {
-        const { pid } = await deps.tasks.start(id, { terminal: false });
+        const { pid } = await deps.tasks.start(id, { terminal: false }, rootfs);
         return [{ type: 'SandboxReady', correlationId: c, data: { createdAt: command.now, pid, ip: ips.ip, additionalIps: ips.additionalIps, netnsPath } }];
       },
       undo: () => endPauseTask(deps.tasks, id),

@@ -11,6 +11,13 @@ import type { Ledger } from './ledger.js';
  *
  * Compensation runs on its own deadline, not the caller's: a cancelled request must
  * still leave nothing behind.
+ *
+ * When events are written: every event is durable before the next side effect starts,
+ * and no sooner. A `pure` step (one that only records a decision, like NameReserved or
+ * SpecGenerated) adds its events to the pending batch; a step with a side effect first
+ * appends whatever is pending, then runs. So NameReserved and SpecGenerated share one
+ * synced write, as do SnapshotPrepared and ContainerCreated, and crash recovery still
+ * finds a record of the saga before anything it did exists.
  */
 
 /** How long all undos of one compensation may take together. */
@@ -19,8 +26,10 @@ export const DEFAULT_COMPENSATION_TIMEOUT_MS = 60_000;
 export interface SagaStep<Ctx> {
   /** The step's name, as failpoints and `Compensated.failedStep` name it. */
   name: string;
-  /** Does the side effect; returns the events that record it (appended before the next step). */
+  /** Does the side effect; returns the events that record it (appended before the next side effect). */
   run(ctx: Ctx): Promise<readonly NewEvent[] | void>;
+  /** True when the step has no side effect: its events wait to share the next append. */
+  pure?: boolean;
   /** Undoes the side effect; must succeed when it never happened or was undone already. */
   undo?(ctx: Ctx): Promise<void>;
 }
@@ -54,16 +63,27 @@ export interface SagaOptions<Ctx> {
 export async function runSaga<Ctx>(o: SagaOptions<Ctx>): Promise<number> {
   const failpoints = o.failpoints ?? NO_FAILPOINTS;
   let version = o.version;
+  let pending: NewEvent[] = [];
+  const flush = async (): Promise<void> => {
+    if (pending.length === 0) return;
+    const batch = pending;
+    pending = [];
+    const written = await o.ledger.append(o.stream, version, batch);
+    version = written[written.length - 1]!.version;
+  };
   for (let k = 0; k < o.steps.length; k++) {
     const step = o.steps[k]!;
+    const last = k === o.steps.length - 1;
     try {
+      if (!step.pure) await flush();
       const events = (await step.run(o.ctx)) ?? [];
       await failpoints.hit(`${o.operation}.${step.name}`);
-      if (events.length > 0) {
-        const written = await o.ledger.append(o.stream, version, events);
-        version = written[written.length - 1]!.version;
-      }
+      pending.push(...events);
+      if (last) await flush();
     } catch (error) {
+      // What earlier steps recorded is written before Compensated (it is what happened);
+      // the failed step's own events are not.
+      await flush().catch(() => undefined);
       await compensate(o, k, error, version).catch(() => undefined);
       throw error;
     }

@@ -13,7 +13,7 @@ import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
  * snapshot of it, no directory is left, and the name is free for a retry.
  */
 
-const STEPS = ['NameReserved', 'Directories', 'SpecGenerated', 'SnapshotPrepared', 'IoPrepared', 'ContainerCreated'];
+const STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
 
 describe('CreateContainer failures on real containerd leave nothing behind', () => {
   let h: CriHarness;

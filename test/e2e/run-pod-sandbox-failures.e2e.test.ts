@@ -13,7 +13,7 @@ import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
  * is left, and the pod name is free for a retry.
  */
 
-const STEPS = ['SandboxReserved', 'PodFiles', 'NetworkNamespace', 'NetworkSetUp', 'SpecGenerated', 'SnapshotPrepared', 'PauseCreated', 'SandboxReady'];
+const STEPS = ['SandboxReserved', 'SpecGenerated', 'PodFiles', 'NetworkNamespace', 'NetworkSetUp', 'PauseCreated', 'SnapshotPrepared', 'SandboxReady'];
 
 describe('RunPodSandbox failures on real containerd and CNI leave nothing behind', () => {
   let h: CriHarness;

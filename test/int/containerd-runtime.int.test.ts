@@ -10,7 +10,7 @@ import { connectContainerd, type ContainerdApi } from '../../src/adapters/contai
 import { collectStream, ContainerdCallError, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
 import { readFromImageView, VIEW_PREFIX } from '../../src/adapters/containerd/containerd-image-view.js';
-import { ContainerdRuntime, createLeaseId, METADATA_EXTENSION, METADATA_TYPE_URL } from '../../src/adapters/containerd/containerd-runtime.js';
+import { ContainerdRuntime, METADATA_EXTENSION, METADATA_TYPE_URL } from '../../src/adapters/containerd/containerd-runtime.js';
 import { parseJsonAny, type WireAny } from '../../src/adapters/containerd/containerd-wire.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
@@ -206,22 +206,22 @@ describe('ContainerdImageStore.readUserFiles', () => {
 });
 
 describe('ContainerdRuntime', () => {
-  it('prepares a snapshot, creates the container, and leaves nothing after delete and remove', async () => {
+  it('creates the container record, prepares its snapshot, and leaves nothing after delete and remove', async () => {
     const image = await images.resolve('busybox');
     assert.ok(image);
     const id = 'c-lifecycle';
-    const ref = await runtime.prepareSnapshot(id, image, { 'io.cri-ledger/container': id });
-    assert.deepEqual(ref, { snapshotter: SNAPSHOTTER, key: id, parent: image.chainId });
-    const prepared = (await snapshots()).find((s) => s.name === id);
-    assert.equal(prepared?.parent, image.chainId);
-    assert.equal(prepared?.kind, 'ACTIVE');
-    assert.equal(prepared?.labels['io.cri-ledger/container'], id);
-    assert.ok((await leaseIds()).includes(createLeaseId(id)), 'the snapshot is held by its create lease');
     assert.equal(await runtime.hasContainer(id), false);
-
     await runtime.createContainer(container(id, image));
     assert.equal(await runtime.hasContainer(id), true);
-    assert.equal((await leaseIds()).includes(createLeaseId(id)), false, 'the create lease is gone once the record references the snapshot');
+    const prepared = await runtime.prepareSnapshot(id, image, { 'io.cri-ledger/container': id });
+    assert.deepEqual({ ...prepared, mounts: undefined }, { snapshotter: SNAPSHOTTER, key: id, parent: image.chainId, mounts: undefined });
+    assert.equal(prepared.mounts.length, 1);
+    assert.equal(prepared.mounts[0]!.type, 'overlay');
+    const stat = (await snapshots()).find((s) => s.name === id);
+    assert.equal(stat?.parent, image.chainId);
+    assert.equal(stat?.kind, 'ACTIVE');
+    assert.equal(stat?.labels['io.cri-ledger/container'], id);
+    assert.deepEqual((await leaseIds()).filter((l) => l.startsWith('cri-ledger-')), [], 'no lease: the record holds the snapshot');
     const { container: stored } = await unaryCall<{ container: { image: string; runtime: { name: string }; snapshot_key: string; spec: WireAny; extensions: Record<string, WireAny> } }>(api.containers, 'Get', { id });
     assert.equal(stored.image, image.name);
     assert.equal(stored.runtime.name, 'io.containerd.runc.v2');
@@ -246,9 +246,9 @@ describe('ContainerdRuntime', () => {
     const image = await images.resolve('busybox');
     assert.ok(image);
     const id = 'c-retry';
+    await runtime.createContainer(container(id, image));
     const first = await runtime.prepareSnapshot(id, image, {});
     assert.deepEqual(await runtime.prepareSnapshot(id, image, {}), first);
-    await runtime.createContainer(container(id, image));
     // The same spec with its keys in another order (as it comes back from the log).
     await runtime.createContainer(container(id, image, { root: { path: 'rootfs' }, process: { cwd: '/', args: ['sh'] }, ociVersion: '1.1.0' }));
     await assert.rejects(runtime.createContainer(container(id, image, { ociVersion: '1.1.0', process: { args: ['other'] } })), (error: unknown) => {
@@ -279,17 +279,19 @@ describe('ContainerdRuntime', () => {
     }
   });
 
-  it('keeps a prepared, unreferenced snapshot through a GC cycle while its lease exists', async () => {
+  it('keeps a snapshot prepared after its container record through a GC cycle, without a lease', async () => {
     const image = await images.resolve('busybox');
     assert.ok(image);
     const id = 'c-gc';
+    await runtime.createContainer(container(id, image));
     await runtime.prepareSnapshot(id, image, {});
-    // The control: the same Prepare without a lease is collected, so the GC really ran.
-    await unaryCall(api.snapshots, 'Prepare', { snapshotter: SNAPSHOTTER, key: 'unleased', parent: image.chainId, labels: {} });
+    // The control: the same Prepare with no record naming it is collected, so the GC really ran.
+    await unaryCall(api.snapshots, 'Prepare', { snapshotter: SNAPSHOTTER, key: 'unreferenced', parent: image.chainId, labels: {} });
     await collectGarbage();
     const names = (await snapshots()).map((s) => s.name);
-    assert.equal(names.includes('unleased'), false, 'the GC did not run');
-    assert.ok(names.includes(id), 'the leased snapshot was collected');
+    assert.equal(names.includes('unreferenced'), false, 'the GC did not run');
+    assert.ok(names.includes(id), 'the snapshot named by the record was collected');
+    await runtime.deleteContainer(id);
     await runtime.removeSnapshot(id, SNAPSHOTTER);
     await collectGarbage();
     assert.equal((await snapshots()).some((s) => s.name === id), false);

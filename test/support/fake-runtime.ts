@@ -10,6 +10,7 @@ import type {
   ContainerRuntime,
   ContainerSpecInput,
   ImageStore,
+  PreparedSnapshot,
   ResolvedImage,
   RuntimeContainer,
   SnapshotRef,
@@ -64,12 +65,12 @@ export class FakeImages extends Failures implements ImageStore {
 export class FakeRuntime extends Failures implements ContainerRuntime {
   readonly snapshots = new Map<string, SnapshotRef>();
   readonly containers = new Map<string, RuntimeContainer>();
-  async prepareSnapshot(containerId: string, image: ResolvedImage): Promise<SnapshotRef> {
+  async prepareSnapshot(containerId: string, image: ResolvedImage): Promise<PreparedSnapshot> {
     // The side effect happens, then the failure: compensation must still clean it up.
     const ref = { snapshotter: image.snapshotter, key: containerId, parent: image.chainId };
     this.snapshots.set(containerId, ref);
     this.check('prepareSnapshot');
-    return ref;
+    return { ...ref, mounts: [{ type: 'overlay', source: 'overlay', options: [`lowerdir=/fake/${image.chainId}`] }] };
   }
   async removeSnapshot(containerId: string): Promise<void> {
     this.check('removeSnapshot');

@@ -12,7 +12,7 @@ import { digest, ev, hexId, sandbox, streams } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
 const pod = sandbox('pod1', 'web_default_uid-1_0');
-const STEPS = ['NameReserved', 'Directories', 'SpecGenerated', 'SnapshotPrepared', 'IoPrepared', 'ContainerCreated'];
+const STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
 
 async function world(failpoints?: Failpoints) {
   const log = new MemoryEventLog();

@@ -11,7 +11,7 @@ import { FakeImages, FakeNetwork, FakePodFiles, FakeRuntime, FakeSandboxSpecs, F
 import { digest, hexId } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
-const STEPS = ['SandboxReserved', 'PodFiles', 'NetworkNamespace', 'NetworkSetUp', 'SpecGenerated', 'SnapshotPrepared', 'PauseCreated', 'SandboxReady'];
+const STEPS = ['SandboxReserved', 'SpecGenerated', 'PodFiles', 'NetworkNamespace', 'NetworkSetUp', 'PauseCreated', 'SnapshotPrepared', 'SandboxReady'];
 
 async function world(failpoints?: Failpoints) {
   const log = new MemoryEventLog();

@@ -51,6 +51,46 @@ describe('saga runner', () => {
     assert.deepEqual([...effects], ['SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
   });
 
+  it('appends the events of pure steps with the next batch, always before the next side effect starts', async () => {
+    const { ledger, log } = await started();
+    const appends: string[][] = [];
+    const append = ledger.append.bind(ledger);
+    ledger.append = async (s, v, events) => {
+      appends.push(events.map((e) => e.type));
+      return append(s, v, events);
+    };
+    // What each side effect found durable when it started.
+    const seenAtEffect: Record<string, string[]> = {};
+    const effect = (name: string, event?: () => NewEvent): SagaStep<unknown> => ({
+      name,
+      run: async () => {
+        seenAtEffect[name] = (await log.readStream(stream)).map((e) => e.type);
+        return event ? [event()] : [];
+      },
+    });
+    const pure = (name: string, event: () => NewEvent): SagaStep<unknown> => ({ name, pure: true, run: async () => [event()] });
+    await runSaga({
+      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name,
+      steps: [pure('SpecGenerated', () => ev.specGenerated()), effect('Directories'), effect('SnapshotPrepared', () => ev.snapshotPrepared(c)), pure('ContainerCreated', () => ev.containerCreated())],
+    });
+    assert.deepEqual(appends, [['SpecGenerated'], ['SnapshotPrepared', 'ContainerCreated']]);
+    assert.deepEqual(seenAtEffect, { Directories: ['NameReserved', 'SpecGenerated'], SnapshotPrepared: ['NameReserved', 'SpecGenerated'] });
+  });
+
+  it('writes what earlier pure steps recorded before Compensated when a later step fails', async () => {
+    const { ledger, log } = await started();
+    const pure = (name: string, event: () => NewEvent): SagaStep<unknown> => ({ name, pure: true, run: async () => [event()] });
+    await assert.rejects(
+      runSaga({
+        operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name,
+        steps: [pure('SpecGenerated', () => ev.specGenerated()), pure('ContainerCreated', () => ev.containerCreated())],
+        failpoints: failAt('CreateContainer.ContainerCreated'),
+      }),
+      /failpoint/,
+    );
+    assert.deepEqual((await log.readStream(stream)).map((e) => e.type), ['NameReserved', 'SpecGenerated', 'Compensated']);
+  });
+
   it('undoes the failed step and every earlier one newest first, records Compensated, releases the name and rethrows', async () => {
     const { ledger, log } = await started();
     const { effects, step } = world();

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import type { ContainerRuntime, ResolvedImage, RuntimeContainer, SnapshotRef } from '../../commands/ports.js';
+import type { ContainerRuntime, PreparedSnapshot, ResolvedImage, RootfsMount, RuntimeContainer } from '../../commands/ports.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { hasStatus, unaryCall } from './containerd-calls.js';
 import { ignoreNotFound, unavailableAsRuntimeError } from './containerd-errors.js';
@@ -10,15 +10,6 @@ import { jsonAny, OCI_SPEC_TYPE_URL, type WireAny } from './containerd-wire.js';
 export const METADATA_EXTENSION = 'io.cri-ledger.metadata';
 /** The Any type URL of that extension's JSON value. */
 export const METADATA_TYPE_URL = 'cri-ledger.io/metadata/v1';
-
-/**
- * The lease that holds a container's snapshot from Prepare until the container record
- * references it. Keyed by the container id, so any later step (createContainer, a
- * retry, compensation after a crash) can find and delete it without having kept state.
- */
-export function createLeaseId(containerId: string): string {
-  return `cri-ledger-create-${containerId}`;
-}
 
 /** JSON with object keys sorted: the same spec digests the same after a round trip through the log. */
 function canonicalJson(value: unknown): string {
@@ -43,15 +34,18 @@ interface WireContainer {
 }
 
 /**
- * ContainerRuntime on containerd's snapshots, leases and containers services.
+ * ContainerRuntime on containerd's snapshots and containers services.
  *
- * The snapshot lease protocol: prepareSnapshot creates the lease `createLeaseId(id)`
- * (no expiry: the event log, not a timer, decides when an unfinished creation is
- * abandoned) and prepares under it; createContainer deletes it once the container record
- * references the snapshot; removeSnapshot deletes it too, so compensation leaves nothing.
+ * No lease: the container record is created first and names its snapshot (snapshotter
+ * and key = the container id), and containerd's garbage collector never collects a
+ * snapshot a container references, even one prepared after the record. That is two
+ * round trips (Create, Prepare) where containerd's own client makes four (lease create,
+ * Prepare, Create, lease delete). containerd accepts a record whose snapshot does not
+ * exist yet; a crash between the two leaves a record that compensation, keyed by the id,
+ * deletes.
  *
- * The container's runtime options are left unset (containerd's runc defaults); the
- * task-starting code is where runc's root and similar options belong.
+ * Both calls are retry-safe: the same record or the same snapshot already there is
+ * success, so a saga can redo a step after a crash without knowing whether it happened.
  */
 export class ContainerdRuntime implements ContainerRuntime {
   private readonly api: ContainerdApi;
@@ -60,17 +54,12 @@ export class ContainerdRuntime implements ContainerRuntime {
     this.api = options.api;
   }
 
-  prepareSnapshot(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<SnapshotRef> {
+  prepareSnapshot(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<PreparedSnapshot> {
     return unavailableAsRuntimeError(this.prepare(containerId, image, labels));
   }
 
   removeSnapshot(containerId: string, snapshotter: string): Promise<void> {
-    return unavailableAsRuntimeError(
-      (async () => {
-        await ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter, key: containerId }));
-        await ignoreNotFound(unaryCall(this.api.leases, 'Delete', { id: createLeaseId(containerId) }));
-      })(),
-    );
+    return unavailableAsRuntimeError(ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter, key: containerId })));
   }
 
   createContainer(container: RuntimeContainer): Promise<void> {
@@ -93,25 +82,18 @@ export class ContainerdRuntime implements ContainerRuntime {
     );
   }
 
-  private async prepare(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<SnapshotRef> {
-    const lease = createLeaseId(containerId);
-    const ref: SnapshotRef = { snapshotter: image.snapshotter, key: containerId, parent: image.chainId };
+  private async prepare(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<PreparedSnapshot> {
+    const ref = { snapshotter: image.snapshotter, key: containerId, parent: image.chainId };
     try {
-      await unaryCall(this.api.leases, 'Create', { id: lease, labels: { 'io.cri-ledger/container-id': containerId } });
-    } catch (error) {
-      if (!hasStatus(error, Status.ALREADY_EXISTS)) throw error;
-    }
-    try {
-      await unaryCall(this.api.snapshots, 'Prepare', { snapshotter: ref.snapshotter, key: ref.key, parent: ref.parent, labels }, { lease });
-      return ref;
+      const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Prepare', { snapshotter: ref.snapshotter, key: ref.key, parent: ref.parent, labels });
+      return { ...ref, mounts };
     } catch (error) {
       if (!hasStatus(error, Status.ALREADY_EXISTS)) throw error;
       // A retry (after a crash, or a caller that timed out): the same snapshot is success.
       const { info } = await unaryCall<{ info: WireSnapshotInfo }>(this.api.snapshots, 'Stat', { snapshotter: ref.snapshotter, key: ref.key });
       if (info.parent !== ref.parent || info.kind !== 'ACTIVE') throw error;
-      // It may predate the lease (made before a crash by another lease or none): hold it now.
-      await unaryCall(this.api.leases, 'AddResource', { id: lease, resource: { id: ref.key, type: `snapshots/${ref.snapshotter}` } });
-      return ref;
+      const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Mounts', { snapshotter: ref.snapshotter, key: ref.key });
+      return { ...ref, mounts };
     }
   }
 
@@ -134,8 +116,6 @@ export class ContainerdRuntime implements ContainerRuntime {
       const existing = await unaryCall<{ container: WireContainer }>(this.api.containers, 'Get', { id: c.id });
       if (!this.sameSpec(existing.container.spec, c.spec)) throw error;
     }
-    // The record references the snapshot now: the lease has done its job.
-    await ignoreNotFound(unaryCall(this.api.leases, 'Delete', { id: createLeaseId(c.id) }));
   }
 
   private sameSpec(stored: WireAny | null, spec: Record<string, unknown>): boolean {

@@ -1,5 +1,6 @@
 import { constants as osConstants } from 'node:os';
 import { status as Status } from '@grpc/grpc-js';
+import type { RootfsMount } from '../../commands/ports.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { hasStatus, unaryCall } from './containerd-calls.js';
 import { ignoreNotFound, unavailableAsRuntimeError } from './containerd-errors.js';
@@ -99,9 +100,13 @@ export class ContainerdTasks {
     this.runcRoot = o.runcRoot;
   }
 
-  /** Creates the task (rootfs from the container's snapshot, the given stdio) and starts it. */
-  start(containerId: string, io: TaskIo): Promise<{ pid: number }> {
-    return unavailableAsRuntimeError(this.createAndStart(containerId, io));
+  /**
+   * Creates the task (rootfs from the container's snapshot, the given stdio) and starts
+   * it. `rootfs`, when the caller has the snapshot's mounts already (Prepare returns
+   * them), saves two round trips: reading the container record and asking for them.
+   */
+  start(containerId: string, io: TaskIo, rootfs?: readonly RootfsMount[]): Promise<{ pid: number }> {
+    return unavailableAsRuntimeError(this.createAndStart(containerId, io, rootfs));
   }
 
   /** Signals the init process (`all`: every process of the task); no task or no process is fine. */
@@ -159,10 +164,9 @@ export class ContainerdTasks {
     return unavailableAsRuntimeError(call);
   }
 
-  private async createAndStart(containerId: string, io: TaskIo): Promise<{ pid: number }> {
-    const { container } = await unaryCall<{ container: WireContainer }>(this.api.containers, 'Get', { id: containerId });
+  private async createAndStart(containerId: string, io: TaskIo, rootfs: readonly RootfsMount[] | undefined): Promise<{ pid: number }> {
     // containerd's own client does the same: the task's rootfs is the snapshot's mounts.
-    const { mounts } = await unaryCall<{ mounts: unknown[] }>(this.api.snapshots, 'Mounts', { snapshotter: container.snapshotter, key: container.snapshot_key });
+    const mounts = rootfs ?? (await this.snapshotMounts(containerId));
     const request = {
       container_id: containerId,
       rootfs: mounts,
@@ -190,6 +194,12 @@ export class ContainerdTasks {
       await this.delete(containerId).catch(() => undefined);
       throw error;
     }
+  }
+
+  private async snapshotMounts(containerId: string): Promise<RootfsMount[]> {
+    const { container } = await unaryCall<{ container: WireContainer }>(this.api.containers, 'Get', { id: containerId });
+    const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Mounts', { snapshotter: container.snapshotter, key: container.snapshot_key });
+    return mounts;
   }
 
   private async stopTask(containerId: string, signal: number, timeoutMs: number): Promise<TaskStopResult | undefined> {

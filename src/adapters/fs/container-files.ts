@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, rm } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import { promisify } from 'node:util';
 import type { ContainerDirs, ContainerFiles, ContainerIo } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { RESOURCE_ID } from '../../domain/ids.js';
-
-const run = promisify(execFile);
+import { mkfifo } from '../native/syscalls.js';
 
 /**
  * Container directories on the host, keyed by the container id:
@@ -44,14 +41,15 @@ export class HostContainerFiles implements ContainerFiles {
     const path = (name: string): string => join(volatile, name);
     // With a TTY, stdout and stderr are one stream.
     const names = ['stdout', ...(options.tty ? [] : ['stderr']), ...(options.stdin ? ['stdin'] : [])];
-    const missing: string[] = [];
     for (const name of names) {
-      const existing = await stat(path(name)).catch(() => undefined);
-      if (!existing) missing.push(path(name));
-      else if (!existing.isFIFO()) throw new InvalidArgumentError('io', `${path(name)} exists and is not a FIFO`);
+      try {
+        mkfifo(path(name), 0o600);
+      } catch (error) {
+        // Made by an earlier try of this step (a retry after a crash): a FIFO is fine.
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        if (!(await lstat(path(name))).isFIFO()) throw new InvalidArgumentError('io', `${path(name)} exists and is not a FIFO`);
+      }
     }
-    // One child process for all of them: Node has no mkfifo, and each spawn costs ~10 ms.
-    if (missing.length > 0) await run('mkfifo', ['-m', '0600', ...missing]);
     const stdout = path('stdout');
     return { stdout, stderr: options.tty ? stdout : path('stderr'), terminal: options.tty, ...(options.stdin ? { stdin: path('stdin') } : {}) };
   }

@@ -1,14 +1,11 @@
-import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { PodFiles } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { RESOURCE_ID } from '../../domain/ids.js';
+import { mount, mountFlags, umount } from '../native/syscalls.js';
 import { parseMountInfo } from '../netns/netns.js';
 import type { SandboxFiles } from '../oci/spec-input.js';
-
-const run = promisify(execFile);
 
 /** The pod's /dev/shm: 64 MiB, as Docker and containerd give it. */
 export const DEFAULT_SHM_SIZE_BYTES = 64 * 1024 * 1024;
@@ -45,7 +42,8 @@ export class HostPodFiles implements PodFiles {
     if (!o.hostIpc) {
       await mkdir(files.devShm, { recursive: true, mode: 0o700 });
       if (!(await isMountPoint(files.devShm))) {
-        await run('mount', ['-t', 'tmpfs', '-o', `nosuid,nodev,noexec,mode=1777,size=${DEFAULT_SHM_SIZE_BYTES}`, 'shm', files.devShm]);
+        const { MS_NOSUID, MS_NODEV, MS_NOEXEC } = mountFlags();
+        await mount('shm', files.devShm, 'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, `mode=1777,size=${DEFAULT_SHM_SIZE_BYTES}`);
       }
     }
   }
@@ -53,7 +51,8 @@ export class HostPodFiles implements PodFiles {
   async remove(sandboxId: string): Promise<void> {
     const { root, volatile } = this.dirs(sandboxId);
     const shm = join(volatile, 'shm');
-    if (await isMountPoint(shm)) await run('umount', [shm]).catch(() => run('umount', ['-l', shm]));
+    // Busy (a reader we do not know of): detach it now, the kernel finishes later.
+    if (await isMountPoint(shm)) await umount(shm).catch(() => umount(shm, { detach: true }));
     await rm(volatile, { recursive: true, force: true });
     await rm(root, { recursive: true, force: true });
   }

@@ -1,7 +1,8 @@
 /**
  * Persistent network namespaces for pod sandboxes, one file per sandbox under
  * `<stateDir>/netns/<sandboxId>`, held open by an nsfs bind mount (what `ip netns add`
- * does for /run/netns, with `unshare --net=<file>` doing the unshare + bind).
+ * does for /run/netns). The unshare and the bind are system calls made by the native
+ * module on a thread of its own (src/adapters/native/syscalls.ts), not child processes.
  *
  * The netns directory is made a bind mount of itself with shared propagation, as
  * iproute2 does: a mount namespace copied from the host afterwards (a container's, a
@@ -12,16 +13,10 @@
  * netns returns it, and `removeNetns` on a missing one succeeds, so a saga can redo or
  * undo either after a crash without knowing what happened.
  */
-import { execFile } from 'node:child_process';
 import { mkdir, open, readFile, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { CriLedgerError } from '../../domain/errors.js';
-
-const run = promisify(execFile);
-
-/** How long one mount/unshare helper may take. */
-export const DEFAULT_NETNS_COMMAND_TIMEOUT_MS = 10_000;
+import { bindNewNetns, mount, mountFlags, umount } from '../native/syscalls.js';
 
 /** Creating or removing a network namespace failed. */
 export class NetnsError extends CriLedgerError {
@@ -68,12 +63,12 @@ async function mounts(): Promise<MountInfo[]> {
   return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
 }
 
-async function sh(path: string, file: string, args: string[]): Promise<void> {
+/** Runs one system call, naming the netns path and the call when it fails. */
+async function sys(path: string, what: string, call: () => Promise<void>): Promise<void> {
   try {
-    await run(file, args, { timeout: DEFAULT_NETNS_COMMAND_TIMEOUT_MS });
+    await call();
   } catch (error) {
-    const stderr = (error as { stderr?: string }).stderr?.trim();
-    throw new NetnsError(path, `${file} ${args.join(' ')} failed: ${stderr || String(error)}`, { cause: error });
+    throw new NetnsError(path, `${what} failed: ${(error as Error).message}`, { cause: error });
   }
 }
 
@@ -92,8 +87,8 @@ async function ensureSharedMountPoint(dir: string): Promise<void> {
   const own = (await mounts()).filter((m) => m.mountPoint === dir);
   const top = own.at(-1);
   if (top && /\bshared:/.test(top.optional)) return;
-  if (!top) await sh(dir, 'mount', ['--bind', dir, dir]);
-  await sh(dir, 'mount', ['--make-shared', dir]);
+  if (!top) await sys(dir, 'bind-mounting the directory onto itself', () => mount(dir, dir, null, mountFlags().MS_BIND));
+  await sys(dir, 'making the mount shared', () => mount(null, dir, null, mountFlags().MS_SHARED));
 }
 
 /**
@@ -113,7 +108,7 @@ export function createNetns(stateDir: string, id: string): Promise<string> {
     // An empty file left by a crash between create and mount is reused as the target.
     await (await open(path, 'a', 0o444)).close();
     try {
-      await sh(path, 'unshare', [`--net=${path}`, 'true']);
+      await sys(path, 'creating the namespace', () => bindNewNetns(path));
     } catch (error) {
       await rm(path, { force: true });
       throw error;
@@ -133,7 +128,7 @@ export async function removeNetns(path: string): Promise<void> {
   }
   // A path mounted twice (two creations racing across processes) needs two unmounts.
   while ((await mounts()).some((m) => m.mountPoint === real)) {
-    await sh(real, 'umount', [real]);
+    await sys(real, 'unmounting', () => umount(real));
   }
   await rm(real, { force: true });
 }
@@ -154,6 +149,6 @@ export async function removeNetnsDir(stateDir: string): Promise<void> {
   for (const m of (await mounts()).reverse()) {
     if (m.mountPoint.startsWith(`${dir}/`)) await removeNetns(m.mountPoint);
   }
-  while ((await mounts()).some((m) => m.mountPoint === dir)) await sh(dir, 'umount', [dir]);
+  while ((await mounts()).some((m) => m.mountPoint === dir)) await sys(dir, 'unmounting', () => umount(dir));
   await rm(dir, { recursive: true, force: true });
 }
