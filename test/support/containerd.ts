@@ -17,6 +17,13 @@ export interface PrivateContainerd {
   logFile: string;
   /** Stops containerd, kills shims it left, unmounts, removes the temp dir. Safe to call twice. */
   stop(): Promise<void>;
+  /**
+   * Stops containerd the way stop() does (SIGTERM, then SIGKILL after the grace period)
+   * but leaves its shims, containers, mounts and files alone, runs `whileDown`, and starts
+   * containerd again on the same config, root, state and socket. Resolves once it answers
+   * Version; containerd reconnects to the shims that are still running.
+   */
+  restart(whileDown?: () => Promise<void> | void): Promise<void>;
 }
 
 export const DEFAULT_CONTAINERD_START_TIMEOUT_MS = 20_000;
@@ -232,20 +239,31 @@ export async function startContainerd(variant: ContainerdVariant = {}): Promise<
   mkdirSync(state);
   variant.prepare?.(dir);
   writeFileSync(join(dir, 'config.toml'), (variant.config ?? containerdConfig)(dir));
-  const log = openSync(logFile, 'a');
-  const proc = spawn(binary, ['--config', join(dir, 'config.toml')], { stdio: ['ignore', log, log], env: { ...process.env, PATH: TEST_PATH } });
-  closeSync(log);
-  if (proc.pid !== undefined) writeFileSync(pidFile, String(proc.pid));
+  function spawnContainerd(): ChildProcess {
+    // Appends, so a restarted containerd's log follows the first one's.
+    const log = openSync(logFile, 'a');
+    const child = spawn(binary, ['--config', join(dir, 'config.toml')], { stdio: ['ignore', log, log], env: { ...process.env, PATH: TEST_PATH } });
+    closeSync(log);
+    if (child.pid !== undefined) writeFileSync(pidFile, String(child.pid));
+    return child;
+  }
+  let proc = spawnContainerd();
 
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => (stopped ??= shutdown());
-  async function shutdown(): Promise<void> {
+  async function stopContainerd(): Promise<void> {
     proc.kill('SIGTERM');
     const escalate = setTimeout(() => proc.kill('SIGKILL'), DEFAULT_CONTAINERD_STOP_GRACE_MS);
     await exited(proc);
     clearTimeout(escalate);
     // The watchdog must never kill a pid the system has since given to someone else.
     rmSync(pidFile, { force: true });
+  }
+
+  let stopped: Promise<void> | undefined;
+  let restarting: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopped ??= shutdown());
+  async function shutdown(): Promise<void> {
+    await restarting?.catch(() => undefined);
+    await stopContainerd();
     // Shims outlive containerd; their children are the containers' init processes.
     for (const shim of shimsOf(address)) {
       for (const child of childrenOf(shim.pid)) kill(child);
@@ -262,6 +280,23 @@ export async function startContainerd(variant: ContainerdVariant = {}): Promise<
     rmSync(dir, { recursive: true, force: true });
   }
 
+  async function restart(whileDown?: () => Promise<void> | void): Promise<void> {
+    if (stopped) throw new Error('restart: this containerd has been stopped');
+    if (restarting) throw new Error('restart: a restart is already under way');
+    const run = async (): Promise<void> => {
+      await stopContainerd();
+      await whileDown?.();
+      proc = spawnContainerd();
+      await waitForVersion(address, proc, logFile);
+    };
+    restarting = run();
+    try {
+      await restarting;
+    } finally {
+      restarting = undefined;
+    }
+  }
+
   try {
     await waitForVersion(address, proc, logFile);
     variant.verify?.(readFileSync(logFile, 'utf8'));
@@ -269,5 +304,5 @@ export async function startContainerd(variant: ContainerdVariant = {}): Promise<
     await stop().catch(() => undefined);
     throw error;
   }
-  return { address, root, state, logFile, stop };
+  return { address, root, state, logFile, stop, restart };
 }
