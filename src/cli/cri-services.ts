@@ -6,9 +6,14 @@ import { networkReady } from '../adapters/cni/cni-network.js';
 import { CniPodNetwork } from '../adapters/cni/pod-network.js';
 import { connectContainerd } from '../adapters/containerd/containerd-api.js';
 import { ContainerdHealth } from '../adapters/containerd/containerd-health.js';
-import { ContainerdImageStore } from '../adapters/containerd/containerd-images.js';
+import { ContainerdImageStore, DEFAULT_IMAGE_SNAPSHOTTER } from '../adapters/containerd/containerd-images.js';
 import { ContainerdRuntime } from '../adapters/containerd/containerd-runtime.js';
+import { ContainerdExec } from '../adapters/containerd/containerd-exec.js';
+import { ContainerdStats } from '../adapters/containerd/containerd-stats.js';
+import { ContainerdTaskEvents } from '../adapters/containerd/containerd-task-events.js';
 import { ContainerdTasks } from '../adapters/containerd/containerd-tasks.js';
+import { ExitMonitor } from '../adapters/cri/exit-monitor.js';
+import { HostContainerLogs } from '../adapters/logs/host-container-logs.js';
 import { imageServiceV1, imageServiceV1alpha2, runtimeServiceV1, runtimeServiceV1alpha2 } from '../adapters/cri/cri-definition.js';
 import { runtimeHandlers } from '../adapters/cri/runtime-handlers.js';
 import { criService, runtimeInfoHandlers, type RuntimeInfoDeps } from '../adapters/cri/runtime-info.js';
@@ -18,6 +23,8 @@ import { HostPodFiles } from '../adapters/fs/pod-files.js';
 import type { SocketService } from '../adapters/grpc/socket-server.js';
 import { readHostFacts } from '../adapters/oci/host-facts.js';
 import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
+import type { LifecycleDeps } from '../commands/container-lifecycle.js';
+import { KeyedLock } from '../commands/keyed-lock.js';
 import type { Ledger } from '../commands/ledger.js';
 import { NameReservations } from '../commands/name-reservations.js';
 import { nodeStream } from '../domain/ids.js';
@@ -34,7 +41,16 @@ export function packageVersion(): string {
  * the commands run on. containerd need not be up: the channel connects lazily, and
  * Status reports RuntimeReady=false with the reason until it answers.
  */
-export function createCriServices(config: Config, ledger: Ledger, logger: Logger): { services: SocketService[]; close: () => void } {
+export interface CriServices {
+  services: SocketService[];
+  /** Starts following containerd's task events (after the socket is bound). */
+  start(): void;
+  /** Stops following task events and copying container output (before the log closes). */
+  stop(): Promise<void>;
+  close(): void;
+}
+
+export function createCriServices(config: Config, ledger: Ledger, logger: Logger): CriServices {
   const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
   const health = new ContainerdHealth(api);
   const runtimeVersion = packageVersion();
@@ -59,14 +75,22 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     sandboxFiles: (id, hostIpc) => podFiles.filesFor(id, hostIpc),
   });
   const failpoints = envFailpoints();
+  const tasks = new ContainerdTasks({ api, runcRoot: join(config.stateDir, 'runc') });
+  const containerFiles = new HostContainerFiles({ root: config.root, stateDir: config.stateDir });
+  const logs = new HostContainerLogs({ logger });
+  const lifecycle: LifecycleDeps = { ledger, locks: new KeyedLock(), tasks, logs, files: containerFiles, runtime, oomed: new Set(), snapshotter: DEFAULT_IMAGE_SNAPSHOTTER };
+  const exits = new ExitMonitor({ events: new ContainerdTaskEvents({ api, logger }), lifecycle, logger });
   const handlers = runtimeHandlers({
     ledger,
     node: config.node,
+    lifecycle,
+    exec: new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') }),
+    stats: new ContainerdStats({ api }),
     sandboxes: {
       names: new NameReservations(ledger.projections.sandboxNames),
       images,
       runtime,
-      tasks: new ContainerdTasks({ api, runcRoot: join(config.stateDir, 'runc') }),
+      tasks,
       network: new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir }),
       files: podFiles,
       specs,
@@ -77,7 +101,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       names: new NameReservations(ledger.projections.containerNames),
       images,
       runtime,
-      files: new HostContainerFiles({ root: config.root, stateDir: config.stateDir }),
+      files: containerFiles,
       specs,
       failpoints,
     },
@@ -93,6 +117,11 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       criService(runtimeServiceV1alpha2, { ...runtimeInfoHandlers(info('v1alpha2')), ...handlers }),
       criService(imageServiceV1alpha2, {}),
     ],
+    start: () => exits.start(),
+    async stop() {
+      await exits.stop();
+      await logs.closeAll();
+    },
     close: () => api.close(),
   };
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
-import type { NewEvent } from '../domain/events.js';
+import type { EventData, NewEvent } from '../domain/events.js';
 import { containerStream, RESOURCE_ID } from '../domain/ids.js';
 import type { SandboxRecord } from '../projections/sandbox-store.js';
 import type { Ledger } from './ledger.js';
@@ -185,7 +185,18 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
         {
           type: 'ContainerCreated',
           correlationId: c,
-          data: { createdAt: command.now, imageRef: image.id, logPath: built.logPath, labels: config.labels, annotations: config.annotations },
+          data: {
+            createdAt: command.now,
+            imageRef: image.id,
+            logPath: built.logPath,
+            labels: config.labels,
+            annotations: config.annotations,
+            stdin: config.stdin,
+            tty: config.tty,
+            stopSignal: image.config.stopSignal || 'SIGTERM',
+            mounts: criMounts(config),
+            resources: criResources(built.spec),
+          },
         },
       ],
     },
@@ -211,4 +222,34 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
 /** Labels a snapshot inherits from the container config: containerd keeps only its own `containerd.io/snapshot/` ones. */
 function imageLabels(labels: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).filter(([k]) => k.startsWith('containerd.io/snapshot/')));
+}
+
+/** The request's CRI mounts, as ContainerStatus reports them. */
+function criMounts(config: Record<string, unknown>): EventData['ContainerCreated']['mounts'] {
+  const mounts = Array.isArray(config.mounts) ? (config.mounts as Array<Record<string, unknown>>) : [];
+  return mounts.map((m) => ({
+    containerPath: String(m.containerPath ?? ''),
+    hostPath: String(m.hostPath ?? ''),
+    readonly: m.readonly === true,
+    selinuxRelabel: m.selinuxRelabel === true,
+    propagation: typeof m.propagation === 'string' ? m.propagation : 'PROPAGATION_PRIVATE',
+  }));
+}
+
+/** The spec's Linux resources in the CRI's terms (int64s as decimal strings). */
+export function criResources(spec: Record<string, unknown>): NonNullable<EventData['ContainerCreated']['resources']> {
+  const linux = (spec.linux ?? {}) as { resources?: { cpu?: Record<string, unknown>; memory?: Record<string, unknown> } };
+  const cpu = linux.resources?.cpu ?? {};
+  const memory = linux.resources?.memory ?? {};
+  const process = (spec.process ?? {}) as { oomScoreAdj?: number };
+  const num = (v: unknown): string => (typeof v === 'number' || typeof v === 'string' ? String(v) : '0');
+  return {
+    cpuPeriod: num(cpu.period),
+    cpuQuota: num(cpu.quota),
+    cpuShares: num(cpu.shares),
+    memoryLimitInBytes: num(memory.limit),
+    oomScoreAdj: num(process.oomScoreAdj),
+    cpusetCpus: typeof cpu.cpus === 'string' ? cpu.cpus : '',
+    cpusetMems: typeof cpu.mems === 'string' ? cpu.mems : '',
+  };
 }

@@ -166,6 +166,8 @@ export interface ContainerIo {
 export interface ContainerFiles {
   /** Where the container's dirs are (or will be): a pure function of the id. */
   dirsFor(containerId: string): ContainerDirs;
+  /** The FIFO paths createIo makes for these options: a pure function of the id. */
+  ioFor(containerId: string, options: { stdin: boolean; tty: boolean }): ContainerIo;
   createDirs(containerId: string): Promise<ContainerDirs>;
   /** Creates each image-volume host dir (all under the container's root dir). */
   createVolumeDirs(containerId: string, hostPaths: readonly string[]): Promise<void>;
@@ -235,12 +237,46 @@ export interface PodFiles {
 
 /** Runs and stops a container's task (the pause process, for a sandbox). */
 export interface TaskRuntime {
-  /** Creates and starts the task; `rootfs` (from prepareSnapshot) saves asking containerd for the mounts. */
-  start(containerId: string, io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean }, rootfs?: readonly RootfsMount[]): Promise<{ pid: number }>;
-  /** Signals, waits up to `timeoutMs`, then kills; succeeds when there is no task. */
-  stop(containerId: string, signal: number, timeoutMs: number): Promise<unknown>;
+  /**
+   * Creates and starts the task; `rootfs` (from prepareSnapshot) saves asking containerd
+   * for the mounts; `created` runs between the task's creation and its start.
+   */
+  start(
+    containerId: string,
+    io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean },
+    rootfs?: readonly RootfsMount[],
+    created?: () => Promise<void>,
+  ): Promise<{ pid: number }>;
+  /**
+   * Signals, waits up to `timeoutMs`, then kills; undefined when there is no task. The
+   * exit is what the process reported (`exitedAt` RFC 3339), `killed` when SIGKILL was needed.
+   */
+  stop(containerId: string, signal: number, timeoutMs: number): Promise<{ exitCode: number; exitedAt: string; killed: boolean } | undefined>;
   /** Deletes the task; succeeds when there is none. */
   delete(containerId: string): Promise<unknown>;
+  /** The init process's state; undefined when there is no task. */
+  state(containerId: string): Promise<{ status: string; pid: number; exitCode?: number; exitedAt?: string } | undefined>;
+}
+
+/**
+ * Copies a container's stdout and stderr FIFOs into its CRI-format log file, in the
+ * service's memory for as long as the container runs.
+ */
+export interface ContainerLogs {
+  /**
+   * Starts reading the FIFOs (once the task is created and before it starts, so nothing
+   * written is lost) into
+   * `logPath` (empty: read and discard, so the container never blocks on a full pipe).
+   */
+  attach(containerId: string, o: { logPath: string; io: ContainerIo }): Promise<void>;
+  /** The task never started: stop waiting for a writer and close. */
+  abandon(containerId: string): Promise<void>;
+  /** ReopenContainerLog: close the file and open it again at the same path. */
+  reopen(containerId: string): Promise<void>;
+  /** Whether the container's output is being copied now. */
+  attached(containerId: string): boolean;
+  /** Waits (up to a bound) for the output to drain, then closes; fine when not attached. */
+  detach(containerId: string): Promise<void>;
 }
 
 /** Builds the pause container's spec (see SpecFactory for containers). */

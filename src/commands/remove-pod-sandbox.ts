@@ -1,7 +1,7 @@
-import { containerStream, sandboxStream } from '../domain/ids.js';
+import { sandboxStream } from '../domain/ids.js';
+import { removeContainer, type LifecycleDeps } from './container-lifecycle.js';
 import type { Ledger } from './ledger.js';
-import type { ContainerFiles, ContainerRuntime, PodFiles, SandboxNetwork, TaskRuntime } from './ports.js';
-import { SIGKILL } from './pod-runtime.js';
+import type { ContainerRuntime, PodFiles, SandboxNetwork, TaskRuntime } from './ports.js';
 import { stopPodSandbox } from './stop-pod-sandbox.js';
 
 /*
@@ -17,8 +17,8 @@ export interface RemovePodSandboxDeps {
   tasks: TaskRuntime;
   network: SandboxNetwork;
   runtime: ContainerRuntime;
-  containerFiles: ContainerFiles;
   podFiles: PodFiles;
+  lifecycle: LifecycleDeps;
   /** The snapshotter the pause and container snapshots are in. */
   snapshotter: string;
 }
@@ -28,14 +28,7 @@ export async function removePodSandbox(deps: RemovePodSandboxDeps, o: { sandboxI
   if (!sandbox) return;
   await stopPodSandbox(deps, o);
   for (const container of [...deps.ledger.projections.containers.values()].filter((c) => c.sandboxId === sandbox.id)) {
-    await deps.tasks.stop(container.id, SIGKILL, 0);
-    await deps.tasks.delete(container.id);
-    await deps.runtime.deleteContainer(container.id);
-    await deps.runtime.removeSnapshot(container.id, container.snapshot?.snapshotter ?? deps.snapshotter);
-    await deps.containerFiles.removeDirs(container.id);
-    await deps.ledger.append(containerStream(container.id), container.version, [
-      { type: 'ContainerRemoved', correlationId: o.correlationId, data: { name: container.name, removedAt: o.now } },
-    ]);
+    await removeContainer(deps.lifecycle, { containerId: container.id, correlationId: o.correlationId, now: o.now });
   }
   await deps.runtime.deleteContainer(sandbox.id);
   await deps.runtime.removeSnapshot(sandbox.id, deps.snapshotter);

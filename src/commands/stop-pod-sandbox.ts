@@ -1,10 +1,12 @@
 import type { Ledger } from './ledger.js';
 import type { SandboxNetwork, TaskRuntime } from './ports.js';
 import { sandboxStream } from '../domain/ids.js';
+import { stopContainer, type LifecycleDeps } from './container-lifecycle.js';
 import { endPauseTask } from './pod-runtime.js';
 
 /*
- * StopPodSandbox: stop the pause task, tear the pod network down (CNI DEL), release the
+ * StopPodSandbox: stop the pod's running containers (SIGKILL, as containerd does: kubelet
+ * has stopped them gracefully already when it gets here), stop the pause task, tear the pod network down (CNI DEL), release the
  * network namespace, record SandboxStopped. Idempotent, as kubelet expects: a sandbox
  * that is already stopped, or unknown (removed), is fine. Every undo-style step here
  * succeeds when there is nothing to undo, so a stop interrupted by a crash can run again.
@@ -14,11 +16,16 @@ export interface StopPodSandboxDeps {
   ledger: Ledger;
   tasks: TaskRuntime;
   network: SandboxNetwork;
+  lifecycle: LifecycleDeps;
 }
 
 export async function stopPodSandbox(deps: StopPodSandboxDeps, o: { sandboxId: string; correlationId: string; now: string }): Promise<void> {
   const sandbox = deps.ledger.projections.findSandbox(o.sandboxId);
-  if (!sandbox || sandbox.state === 'NOTREADY') return;
+  if (!sandbox) return;
+  for (const c of deps.ledger.projections.containers.values()) {
+    if (c.sandboxId === sandbox.id && c.state === 'RUNNING') await stopContainer(deps.lifecycle, { containerId: c.id, correlationId: o.correlationId, now: o.now, timeoutMs: 0 });
+  }
+  if (sandbox.state === 'NOTREADY') return;
   await endPauseTask(deps.tasks, sandbox.id);
   if (!sandbox.hostNetwork) {
     const m = sandbox.metadata;

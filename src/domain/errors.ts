@@ -10,6 +10,12 @@ export class CriLedgerError extends Error {
   }
 }
 
+/** The request is well-formed but the object is in the wrong state for it (gRPC FAILED_PRECONDITION). */
+export class FailedPreconditionError extends CriLedgerError {}
+
+/** An operation ran past its own timeout (ExecSync's): DEADLINE_EXCEEDED, which kubelet reads as a probe timeout. */
+export class OperationTimeoutError extends CriLedgerError {}
+
 /** A request or config value is malformed; `field` names it. */
 export class InvalidArgumentError extends CriLedgerError {
   constructor(

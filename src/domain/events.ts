@@ -40,12 +40,39 @@ export const SnapshotPreparedV1 = z.object({
 });
 
 /** containerd holds the container; it is now visible to ListContainers. */
+/** A CRI mount as ContainerStatus reports it. */
+export const CriMount = z.object({
+  containerPath: z.string(),
+  hostPath: z.string(),
+  readonly: z.boolean(),
+  selinuxRelabel: z.boolean(),
+  propagation: z.string(),
+});
+
+/** The container's Linux resources, as the CRI names them (ContainerStatus, UpdateContainerResources). */
+export const CriResources = z.object({
+  cpuPeriod: z.string(),
+  cpuQuota: z.string(),
+  cpuShares: z.string(),
+  memoryLimitInBytes: z.string(),
+  oomScoreAdj: z.string(),
+  cpusetCpus: z.string(),
+  cpusetMems: z.string(),
+});
+
 export const ContainerCreatedV1 = z.object({
   createdAt: TIME,
   imageRef: z.string(),
   logPath: z.string(),
   labels: LABELS,
   annotations: LABELS,
+  /** Later fields are optional: records written before them stay valid. */
+  stdin: z.boolean().optional(),
+  tty: z.boolean().optional(),
+  /** The signal StopContainer sends first: the image's StopSignal, else SIGTERM. */
+  stopSignal: z.string().optional(),
+  mounts: z.array(CriMount).optional(),
+  resources: CriResources.optional(),
 });
 
 /** One undo done while compensating, and how it went. */
@@ -120,6 +147,22 @@ export const ContainerStoppedV1 = z.object({
   stoppedAt: TIME,
 });
 
+/** ExecSync ran a command in the container: the audit record other runtimes do not keep. */
+export const ExecRanV1 = z.object({
+  execId: z.string().min(1),
+  cmd: z.array(z.string()),
+  /** -1 when it timed out and was killed. */
+  exitCode: z.number().int(),
+  timedOut: z.boolean(),
+  durationMs: z.number().nonnegative(),
+  stdoutBytes: z.number().int().nonnegative(),
+  stderrBytes: z.number().int().nonnegative(),
+  truncated: z.boolean(),
+});
+
+/** UpdateContainerResources applied new limits to the running task. */
+export const ContainerResourcesUpdatedV1 = z.object({ resources: CriResources });
+
 /** kubelet told the runtime its pod CIDR (UpdateRuntimeConfig); stream `node-<node>`. */
 export const PodCidrUpdatedV1 = z.object({ podCidr: z.string() });
 
@@ -141,6 +184,8 @@ export const EVENT_SCHEMAS = {
   ContainerExited: { 1: ContainerExitedV1 },
   ContainerStopped: { 1: ContainerStoppedV1 },
   ContainerRemoved: { 1: ContainerRemovedV1 },
+  ExecRan: { 1: ExecRanV1 },
+  ContainerResourcesUpdated: { 1: ContainerResourcesUpdatedV1 },
   PodCidrUpdated: { 1: PodCidrUpdatedV1 },
 } as const satisfies Record<string, Record<number, z.ZodType>>;
 
@@ -162,6 +207,8 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   ContainerExited: 1,
   ContainerStopped: 1,
   ContainerRemoved: 1,
+  ExecRan: 1,
+  ContainerResourcesUpdated: 1,
   PodCidrUpdated: 1,
 };
 

@@ -42,7 +42,13 @@ export interface ContainerRecord {
   runtimeHandler?: string;
   specDigest?: string;
   snapshot?: { snapshotter: string; key: string; parent: string };
+  /** The signal StopContainer sends first (ContainerCreated); `stoppedWith` is the one it sent. */
   stopSignal?: string;
+  stoppedWith?: string;
+  stdin?: boolean;
+  tty?: boolean;
+  mounts?: Array<{ containerPath: string; hostPath: string; readonly: boolean; selinuxRelabel: boolean; propagation: string }>;
+  resources?: Record<'cpuPeriod' | 'cpuQuota' | 'cpuShares' | 'memoryLimitInBytes' | 'oomScoreAdj' | 'cpusetCpus' | 'cpusetMems', string>;
   /** The stream version of the last event applied. */
   version: number;
   /** The last event applied, for "what happened last" questions. */
@@ -100,6 +106,11 @@ export const containerStore: Projection<ContainerRecord> = {
           logPath: event.data.logPath,
           labels: event.data.labels,
           annotations: event.data.annotations,
+          ...(event.data.stdin === undefined ? {} : { stdin: event.data.stdin }),
+          ...(event.data.tty === undefined ? {} : { tty: event.data.tty }),
+          ...(event.data.stopSignal === undefined ? {} : { stopSignal: event.data.stopSignal }),
+          ...(event.data.mounts === undefined ? {} : { mounts: event.data.mounts }),
+          ...(event.data.resources === undefined ? {} : { resources: event.data.resources }),
         });
       case 'ContainerStarted':
         return touch(doc, event, { state: 'RUNNING', pid: event.data.pid, startedAt: event.data.startedAt });
@@ -114,9 +125,13 @@ export const containerStore: Projection<ContainerRecord> = {
       case 'ContainerStopped':
         return touch(doc, event, {
           state: 'EXITED',
-          stopSignal: event.data.signal,
+          stoppedWith: event.data.signal,
           finishedAt: doc.finishedAt ?? event.data.stoppedAt,
         });
+      case 'ExecRan':
+        return touch(doc, event, {});
+      case 'ContainerResourcesUpdated':
+        return touch(doc, event, { resources: event.data.resources });
       case 'Compensated':
       case 'ContainerRemoved':
         return undefined;

@@ -57,6 +57,8 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'ContainerStarted':
     case 'ContainerExited':
     case 'ContainerStopped':
+    case 'ExecRan':
+    case 'ContainerResourcesUpdated':
     case 'SandboxReserved':
     case 'SandboxReady':
     case 'SandboxStopped':

@@ -63,6 +63,8 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'ContainerStarted':
       case 'ContainerExited':
       case 'ContainerStopped':
+      case 'ExecRan':
+      case 'ContainerResourcesUpdated':
       case 'SandboxStopped':
       case 'PodCidrUpdated':
         return doc;

@@ -17,6 +17,8 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'ContainerStarted':
     case 'ContainerExited':
     case 'ContainerStopped':
+    case 'ExecRan':
+    case 'ContainerResourcesUpdated':
     case 'ContainerRemoved':
     case 'SandboxReady':
     case 'SandboxStopped':

@@ -87,6 +87,8 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'ContainerStarted':
       case 'ContainerExited':
       case 'ContainerStopped':
+      case 'ExecRan':
+      case 'ContainerResourcesUpdated':
       case 'ContainerRemoved':
       case 'PodCidrUpdated':
         return doc;

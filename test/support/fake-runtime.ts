@@ -7,6 +7,7 @@ import type {
   ContainerDirs,
   ContainerFiles,
   ContainerIo,
+  ContainerLogs,
   ContainerRuntime,
   ContainerSpecInput,
   ImageStore,
@@ -103,9 +104,12 @@ export class FakeFiles extends Failures implements ContainerFiles {
   async createVolumeDirs(): Promise<void> {
     this.check('createVolumeDirs');
   }
+  ioFor(containerId: string, options: { stdin: boolean; tty: boolean }): ContainerIo {
+    return { stdout: `/state/${containerId}/stdout`, stderr: `/state/${containerId}/stderr`, terminal: options.tty, ...(options.stdin ? { stdin: `/state/${containerId}/stdin` } : {}) };
+  }
   async createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo> {
     this.check('createIo');
-    const io = { stdout: `/state/${containerId}/stdout`, stderr: `/state/${containerId}/stderr`, terminal: options.tty, ...(options.stdin ? { stdin: `/state/${containerId}/stdin` } : {}) };
+    const io = this.ioFor(containerId, options);
     this.fifos.set(containerId, io);
     return io;
   }
@@ -118,13 +122,16 @@ export class FakeFiles extends Failures implements ContainerFiles {
 
 export class FakeSpecs extends Failures implements SpecFactory {
   readonly inputs: ContainerSpecInput[] = [];
+  constructor(private readonly o: { logPath?: string } = {}) {
+    super();
+  }
   async containerSpec(input: ContainerSpecInput) {
     this.check('containerSpec');
     const config = input.config as { linux?: { securityContext?: { runAsGroup?: unknown; runAsUser?: unknown } } } | null;
     const sc = config?.linux?.securityContext;
     if (sc?.runAsGroup && !sc.runAsUser) throw new InvalidArgumentError('config.linux.security_context.run_as_group', 'set without run_as_user');
     this.inputs.push(input);
-    return { spec: { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } }, volumeHostPaths: [], logPath: '', notes: [] };
+    return { spec: { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } }, volumeHostPaths: [], logPath: this.o.logPath ?? '', notes: [] };
   }
 }
 
@@ -169,19 +176,54 @@ export class FakePodFiles extends Failures implements PodFiles {
 export class FakeTasks extends Failures implements TaskRuntime {
   readonly running = new Map<string, number>();
   private nextPid = 1000;
-  async start(containerId: string): Promise<{ pid: number }> {
+  async start(containerId: string, _io?: unknown, _rootfs?: unknown, created?: () => Promise<void>): Promise<{ pid: number }> {
+    await created?.();
+    // A task that cannot start is deleted again (ContainerdTasks does), so nothing runs.
+    this.check('start');
     const pid = this.nextPid++;
     this.running.set(containerId, pid);
-    this.check('start');
     return { pid };
   }
-  async stop(containerId: string): Promise<void> {
+  /** Exits that stop() reports, as a real task would (137 after a kill). */
+  readonly exits = new Map<string, { exitCode: number; exitedAt: string; killed: boolean }>();
+  async stop(containerId: string, signal: number): Promise<{ exitCode: number; exitedAt: string; killed: boolean } | undefined> {
     this.check('stop');
-    this.running.delete(containerId);
+    if (!this.running.delete(containerId)) return this.exits.get(containerId);
+    const exit = { exitCode: 128 + signal, exitedAt: '2026-11-28T10:00:05.000000000Z', killed: signal === 9 };
+    this.exits.set(containerId, exit);
+    return exit;
   }
   async delete(containerId: string): Promise<void> {
     this.check('delete');
     this.running.delete(containerId);
+  }
+  async state(containerId: string): Promise<{ status: string; pid: number; exitCode?: number; exitedAt?: string } | undefined> {
+    const pid = this.running.get(containerId);
+    if (pid !== undefined) return { status: 'RUNNING', pid };
+    const exit = this.exits.get(containerId);
+    return exit && { status: 'STOPPED', pid: 0, exitCode: exit.exitCode, exitedAt: exit.exitedAt };
+  }
+}
+
+/** Logs attached in memory: which containers have their output copied. */
+export class FakeLogs extends Failures implements ContainerLogs {
+  readonly attachedTo = new Map<string, string>();
+  readonly reopened: string[] = [];
+  async attach(containerId: string, o: { logPath: string }): Promise<void> {
+    this.check('attach');
+    this.attachedTo.set(containerId, o.logPath);
+  }
+  async abandon(containerId: string): Promise<void> {
+    this.attachedTo.delete(containerId);
+  }
+  async reopen(containerId: string): Promise<void> {
+    this.reopened.push(containerId);
+  }
+  attached(containerId: string): boolean {
+    return this.attachedTo.has(containerId);
+  }
+  async detach(containerId: string): Promise<void> {
+    this.attachedTo.delete(containerId);
   }
 }
 

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createContainer } from '../../src/commands/create-container.js';
+import { KeyedLock } from '../../src/commands/keyed-lock.js';
 import { Ledger } from '../../src/commands/ledger.js';
 import { NameReservations } from '../../src/commands/name-reservations.js';
 import { removePodSandbox } from '../../src/commands/remove-pod-sandbox.js';
 import { runPodSandbox } from '../../src/commands/run-pod-sandbox.js';
 import { stopPodSandbox } from '../../src/commands/stop-pod-sandbox.js';
 import { sandboxStream } from '../../src/domain/ids.js';
-import { FakeFiles, FakeImages, FakeNetwork, FakePodFiles, FakeRuntime, FakeSandboxSpecs, FakeSpecs, FakeTasks } from '../support/fake-runtime.js';
+import { FakeFiles, FakeImages, FakeLogs, FakeNetwork, FakePodFiles, FakeRuntime, FakeSandboxSpecs, FakeSpecs, FakeTasks } from '../support/fake-runtime.js';
 import { digest, hexId } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
@@ -30,7 +31,8 @@ async function podWithContainer() {
     { ledger, names: new NameReservations(ledger.projections.containerNames), images, runtime, files: containerFiles, specs: new FakeSpecs() },
     { ...common, containerId: hexId('ctr'), request: { podSandboxId: sandboxId, config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' } }, sandboxConfig: podConfig } },
   );
-  const deps = { ledger, tasks, network, runtime, containerFiles, podFiles, snapshotter: 'overlayfs' };
+  const lifecycle = { ledger, locks: new KeyedLock(), tasks, logs: new FakeLogs(), files: containerFiles, runtime, oomed: new Set<string>(), snapshotter: 'overlayfs' };
+  const deps = { ledger, tasks, network, runtime, containerFiles, podFiles, snapshotter: 'overlayfs', lifecycle };
   return { log, ledger, deps, sandboxId, containerId, runtime, tasks, network, podFiles, containerFiles };
 }
 

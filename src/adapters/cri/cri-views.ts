@@ -77,8 +77,44 @@ export function containerStatusMessage(r: ContainerRecord): ContainerStatus {
     message: r.message ?? '',
     labels: r.labels,
     annotations: r.annotations,
-    mounts: [],
+    mounts: (r.mounts ?? []).map((m) => ({ ...m, propagation: m.propagation as never })),
     logPath: r.logPath ?? '',
+    ...(r.resources ? { resources: { linux: { ...r.resources, hugepageLimits: [], unified: {} } } } : {}),
+  };
+}
+
+/** One container's sample from containerd (ContainerdStats); absent when it has no running task. */
+export interface StatsSample {
+  timestampNs: string;
+  cpu: { usageCoreNanoSeconds: string };
+  memory: { workingSetBytes: string; usageBytes: string; rssBytes: string; pageFaults: string; majorPageFaults: string };
+  writableLayer?: { usedBytes: string; inodesUsed: string };
+}
+
+/** Where ContainerStats and ListContainerStats get samples: one containerd call for many ids. */
+export interface StatsSource {
+  containerStats(containerIds: string[]): Promise<Map<string, StatsSample>>;
+}
+
+/** A CRI ContainerStats: attributes always; cpu, memory and the writable layer when there is a sample. */
+export function containerStatsMessage(r: ContainerRecord, sample: StatsSample | undefined) {
+  const attributes = { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations };
+  if (!sample) return { attributes };
+  const t = sample.timestampNs;
+  return {
+    attributes,
+    cpu: { timestamp: t, usageCoreNanoSeconds: { value: sample.cpu.usageCoreNanoSeconds } },
+    memory: {
+      timestamp: t,
+      workingSetBytes: { value: sample.memory.workingSetBytes },
+      usageBytes: { value: sample.memory.usageBytes },
+      rssBytes: { value: sample.memory.rssBytes },
+      pageFaults: { value: sample.memory.pageFaults },
+      majorPageFaults: { value: sample.memory.majorPageFaults },
+    },
+    ...(sample.writableLayer
+      ? { writableLayer: { timestamp: t, fsId: { mountpoint: '' }, usedBytes: { value: sample.writableLayer.usedBytes }, inodesUsed: { value: sample.writableLayer.inodesUsed } } }
+      : {}),
   };
 }
 

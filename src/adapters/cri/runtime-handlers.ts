@@ -6,13 +6,18 @@ import type { Ledger } from '../../commands/ledger.js';
 import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from '../../commands/run-pod-sandbox.js';
 import { removePodSandbox } from '../../commands/remove-pod-sandbox.js';
 import { stopPodSandbox } from '../../commands/stop-pod-sandbox.js';
-import { NotFoundError } from '../../domain/errors.js';
-import { nodeStream } from '../../domain/ids.js';
+import { appendContainerEvents, removeContainer, startContainer, stopContainer, type LifecycleDeps } from '../../commands/container-lifecycle.js';
+import { runtimeFor } from '../../commands/pod-runtime.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, OperationTimeoutError } from '../../domain/errors.js';
+import type { EventData } from '../../domain/events.js';
+import { containerStream, nodeStream, sandboxStream } from '../../domain/ids.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
 import { newEventId } from '../ids/event-id.js';
 import { correlationIdFrom } from '../grpc/rpc-logging.js';
 import {
   containerMessage,
+  containerStatsMessage,
+  type StatsSource,
   containerStatusMessage,
   filterContainers,
   filterSandboxes,
@@ -34,16 +39,32 @@ import type { RunPodSandboxRequest__Output } from './generated/runtime/v1/RunPod
  * statuses in src/adapters/grpc/status.ts.
  */
 
+/** ExecSync's runner (ContainerdExec). */
+export interface ExecRunner {
+  execSync(
+    containerId: string,
+    o: { cmd: string[]; timeoutMs: number },
+  ): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number; stdoutTruncated: boolean; stderrTruncated: boolean; durationMs: number; execId: string }>;
+}
+
 export interface RuntimeHandlerDeps {
   ledger: Ledger;
   /** This node's name: UpdateRuntimeConfig records into stream `node-<node>`. */
   node: string;
   sandboxes: Omit<RunPodSandboxDeps, 'ledger'>;
   containers: Omit<CreateContainerDeps, 'ledger'>;
+  lifecycle: LifecycleDeps;
+  exec: ExecRunner;
+  stats: StatsSource;
 }
 
 function operation(call: { metadata: Metadata }, sandboxId: string) {
   return { sandboxId, correlationId: correlationIdOf(call), now: new Date().toISOString() };
+}
+
+function containerOperation(call: { metadata: Metadata }, containerId: string) {
+  if (containerId.length === 0) throw new InvalidArgumentError('container_id', 'must be set');
+  return { containerId, correlationId: correlationIdOf(call), now: new Date().toISOString() };
 }
 
 /** A fresh 64-hex container or sandbox id. */
@@ -88,16 +109,76 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       return { containerId };
     }),
     StopPodSandbox: unary<{ podSandboxId: string }, object>(async (request, call) => {
-      await stopPodSandbox({ ledger: deps.ledger, ...deps.sandboxes }, operation(call, request.podSandboxId));
+      await stopPodSandbox({ ledger: deps.ledger, ...deps.sandboxes, lifecycle: deps.lifecycle }, operation(call, request.podSandboxId));
       return {};
     }),
     RemovePodSandbox: unary<{ podSandboxId: string }, object>(async (request, call) => {
       const s = deps.sandboxes;
       await removePodSandbox(
-        { ledger: deps.ledger, tasks: s.tasks, network: s.network, runtime: s.runtime, podFiles: s.files, containerFiles: deps.containers.files, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER },
+        { ledger: deps.ledger, tasks: s.tasks, network: s.network, runtime: s.runtime, podFiles: s.files, lifecycle: deps.lifecycle, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER },
         operation(call, request.podSandboxId),
       );
       return {};
+    }),
+    StartContainer: unary<{ containerId: string }, object>(async (request, call) => {
+      await startContainer(deps.lifecycle, containerOperation(call, request.containerId));
+      return {};
+    }),
+    StopContainer: unary<{ containerId: string; timeout: string }, object>(async (request, call) => {
+      await stopContainer(deps.lifecycle, { ...containerOperation(call, request.containerId), timeoutMs: Number(request.timeout) * 1000 });
+      return {};
+    }),
+    RemoveContainer: unary<{ containerId: string }, object>(async (request, call) => {
+      await removeContainer(deps.lifecycle, containerOperation(call, request.containerId));
+      return {};
+    }),
+    ReopenContainerLog: unary<{ containerId: string }, object>(async (request) => {
+      const record = projections.findContainer(request.containerId);
+      if (!record || record.state === 'CREATING') throw new NotFoundError('container', request.containerId);
+      if (record.state !== 'RUNNING') throw new FailedPreconditionError(`container ${record.id} is ${record.state}, not RUNNING: its log is not open`);
+      await deps.lifecycle.logs.reopen(record.id);
+      return {};
+    }),
+    ExecSync: unary<{ containerId: string; cmd: string[]; timeout: string }, object>(async (request, call) => {
+      const op = containerOperation(call, request.containerId);
+      const record = projections.findContainer(op.containerId);
+      if (!record || record.state === 'CREATING') throw new NotFoundError('container', op.containerId);
+      if (record.state !== 'RUNNING') throw new FailedPreconditionError(`container ${record.id} is ${record.state}, not RUNNING`);
+      if (request.cmd.length === 0) throw new InvalidArgumentError('cmd', 'must name a command');
+      const timeoutMs = Number(request.timeout) * 1000;
+      const started = performance.now();
+      const recordExec = (data: EventData['ExecRan']) =>
+        appendContainerEvents(deps.lifecycle, record.id, () => [{ type: 'ExecRan', correlationId: op.correlationId, data }]).catch(() => undefined);
+      try {
+        const r = await deps.exec.execSync(record.id, { cmd: request.cmd, timeoutMs });
+        await recordExec({
+          execId: r.execId, cmd: request.cmd, exitCode: r.exitCode, timedOut: false, durationMs: Math.round(r.durationMs * 1000) / 1000,
+          stdoutBytes: r.stdout.length, stderrBytes: r.stderr.length, truncated: r.stdoutTruncated || r.stderrTruncated,
+        });
+        return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
+      } catch (error) {
+        if (!(error instanceof Error && error.name === 'ExecTimeoutError')) throw error;
+        const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+        await recordExec({ execId: (error as { execId?: string }).execId ?? 'unknown', cmd: request.cmd, exitCode: -1, timedOut: true, durationMs, stdoutBytes: 0, stderrBytes: 0, truncated: false });
+        throw new OperationTimeoutError(`command ${JSON.stringify(request.cmd)} in container ${record.id} timed out after ${request.timeout}s; it was killed`, { cause: error });
+      }
+    }),
+    ContainerStats: unary<{ containerId: string }, object>(async (request) => {
+      const record = projections.findContainer(request.containerId);
+      if (!record || record.state === 'CREATING') throw new NotFoundError('container', request.containerId);
+      const samples = await deps.stats.containerStats([record.id]);
+      return { stats: containerStatsMessage(record, samples.get(record.id)) };
+    }),
+    ListContainerStats: unary<{ filter: { id: string; podSandboxId: string; labelSelector: Record<string, string> } | null }, object>(async (request) => {
+      const records = visibleContainers(projections.containers.values()).filter(
+        (r) =>
+          !request.filter ||
+          ((request.filter.id === '' || r.id.startsWith(request.filter.id)) &&
+            (request.filter.podSandboxId === '' || r.sandboxId.startsWith(request.filter.podSandboxId)) &&
+            Object.entries(request.filter.labelSelector ?? {}).every(([k, v]) => r.labels[k] === v)),
+      );
+      const samples = await deps.stats.containerStats(records.filter((r) => r.state === 'RUNNING').map((r) => r.id));
+      return { stats: records.map((r) => containerStatsMessage(r, samples.get(r.id))) };
     }),
     UpdateRuntimeConfig: unary<{ runtimeConfig: { networkConfig: { podCidr: string } | null } | null }, object>(async (request, call) => {
       const podCidr = request.runtimeConfig?.networkConfig?.podCidr ?? '';
@@ -110,7 +191,21 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     ContainerStatus: unary<ContainerStatusRequest__Output, object>(async (request) => {
       const record = projections.findContainer(request.containerId);
       if (!record || record.state === 'CREATING') throw new NotFoundError('container', request.containerId);
-      return { status: containerStatusMessage(record), info: {} };
+      const info: Record<string, string> = {};
+      if (request.verbose) {
+        const events = await deps.ledger.log.readStream(containerStream(record.id));
+        const spec = events.find((e) => e.type === 'SpecGenerated');
+        info.info = JSON.stringify({
+          spec: spec?.type === 'SpecGenerated' ? spec.data.spec : null,
+          pid: record.pid ?? 0,
+          runtimeHandler: record.runtimeHandler ?? '',
+          runtime: spec?.type === 'SpecGenerated' ? runtimeFor(spec.data.runtimeHandler) : '',
+          snapshotKey: record.snapshot?.key ?? '',
+          streamVersion: record.version,
+          lastEvent: record.lastEvent,
+        });
+      }
+      return { status: containerStatusMessage(record), info };
     }),
     ListPodSandbox: unary<ListPodSandboxRequest__Output, object>(async (request) => ({
       items: filterSandboxes(visibleSandboxes(projections.sandboxes.values()), request.filter).map(sandboxMessage),
@@ -118,7 +213,21 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     PodSandboxStatus: unary<PodSandboxStatusRequest__Output, object>(async (request) => {
       const record = projections.findSandbox(request.podSandboxId);
       if (!record || record.state === 'CREATING') throw new NotFoundError('sandbox', request.podSandboxId);
-      return { status: sandboxStatusMessage(record), info: {}, containersStatuses: [] };
+      const info: Record<string, string> = {};
+      if (request.verbose) {
+        const events = await deps.ledger.log.readStream(sandboxStream(record.id));
+        const spec = events.find((e) => e.type === 'SpecGenerated');
+        info.info = JSON.stringify({
+          pid: record.pid ?? 0,
+          netnsPath: record.netnsPath ?? '',
+          hostNetwork: record.hostNetwork,
+          runtimeHandler: record.runtimeHandler,
+          spec: spec?.type === 'SpecGenerated' ? spec.data.spec : null,
+          streamVersion: record.version,
+          lastEvent: record.lastEvent,
+        });
+      }
+      return { status: sandboxStatusMessage(record), info, containersStatuses: [] };
     }),
   };
 }

@@ -36,22 +36,25 @@ export class HostContainerFiles implements ContainerFiles {
     }
   }
 
-  async createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo> {
+  ioFor(containerId: string, options: { stdin: boolean; tty: boolean }): ContainerIo {
     const { volatile } = this.dirsFor(containerId);
-    const path = (name: string): string => join(volatile, name);
+    const stdout = join(volatile, 'stdout');
     // With a TTY, stdout and stderr are one stream.
-    const names = ['stdout', ...(options.tty ? [] : ['stderr']), ...(options.stdin ? ['stdin'] : [])];
-    for (const name of names) {
+    return { stdout, stderr: options.tty ? stdout : join(volatile, 'stderr'), terminal: options.tty, ...(options.stdin ? { stdin: join(volatile, 'stdin') } : {}) };
+  }
+
+  async createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo> {
+    const io = this.ioFor(containerId, options);
+    for (const path of new Set([io.stdout, io.stderr, ...(io.stdin ? [io.stdin] : [])])) {
       try {
-        mkfifo(path(name), 0o600);
+        mkfifo(path, 0o600);
       } catch (error) {
         // Made by an earlier try of this step (a retry after a crash): a FIFO is fine.
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        if (!(await lstat(path(name))).isFIFO()) throw new InvalidArgumentError('io', `${path(name)} exists and is not a FIFO`);
+        if (!(await lstat(path)).isFIFO()) throw new InvalidArgumentError('io', `${path} exists and is not a FIFO`);
       }
     }
-    const stdout = path('stdout');
-    return { stdout, stderr: options.tty ? stdout : path('stderr'), terminal: options.tty, ...(options.stdin ? { stdin: path('stdin') } : {}) };
+    return io;
   }
 
   async removeDirs(containerId: string): Promise<void> {

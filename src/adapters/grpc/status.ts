@@ -4,11 +4,13 @@ import {
   ConcurrencyError,
   CorruptRecordError,
   CriLedgerError,
+  FailedPreconditionError,
   InvalidArgumentError,
   LedgerClosedError,
   NotFoundError,
   NameConflictError,
   NotImplementedError,
+  OperationTimeoutError,
   RuntimeUnavailableError,
   UnknownEventError,
 } from '../../domain/errors.js';
@@ -31,6 +33,8 @@ export function grpcCodeFor(error: unknown): Status {
   if (error instanceof InvalidArgumentError) return Status.INVALID_ARGUMENT;
   if (error instanceof AmbiguousIdError) return Status.INVALID_ARGUMENT;
   if (error instanceof NotFoundError) return Status.NOT_FOUND;
+  if (error instanceof FailedPreconditionError) return Status.FAILED_PRECONDITION;
+  if (error instanceof OperationTimeoutError) return Status.DEADLINE_EXCEEDED;
   if (error instanceof NameConflictError) return Status.ALREADY_EXISTS;
   if (error instanceof NotImplementedError) return Status.UNIMPLEMENTED;
   if (error instanceof ConcurrencyError) return Status.ABORTED;

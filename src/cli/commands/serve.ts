@@ -5,6 +5,7 @@ import type { SocketServer } from '../../adapters/grpc/socket-server.js';
 import { createLogger, type Logger } from '../../adapters/logging/logger.js';
 import { CriLedgerError, LedgerLockedError } from '../../domain/errors.js';
 import { ledgerDir, type Config } from '../config.js';
+import type { CriServices } from '../cri-services.js';
 import { configFrom, withConfigOptions } from '../options.js';
 
 /** How long in-flight calls may run on after SIGTERM before they are cut off. */
@@ -65,7 +66,7 @@ export async function serve(config: Config): Promise<void> {
   process.on('SIGINT', onSignal);
   let relay: NatsRelay | undefined;
   let server: SocketServer | undefined;
-  let cri: { close: () => void } | undefined;
+  let cri: CriServices | undefined;
   try {
     logger.info({ dir, head: log.head() }, 'loading projections');
     const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
@@ -92,6 +93,7 @@ export async function serve(config: Config): Promise<void> {
     const criServices = createCriServices(config, ledger, logger);
     cri = criServices;
     server = await startSocketServer({ socketPath: config.socket, services: [service, ...criServices.services], logger });
+    criServices.start();
   } catch (error) {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
@@ -120,7 +122,7 @@ export async function serve(config: Config): Promise<void> {
   process.once('SIGTERM', force);
   process.once('SIGINT', force);
 
-  process.exitCode = await shutdown({ reason, code, server, relay, log, logger });
+  process.exitCode = await shutdown({ reason, code, server, relay, log, logger, ...(cri ? { cri } : {}) });
   cri?.close();
   setTimeout(() => process.exit(), EXIT_AFTER_SHUTDOWN_MS).unref();
 }
@@ -136,7 +138,7 @@ async function openLog(dir: string, node: string): Promise<LevelDbEventLog> {
   }
 }
 
-async function shutdown(o: StopRequest & { server: SocketServer; relay: NatsRelay | undefined; log: LevelDbEventLog; logger: Logger }): Promise<number> {
+async function shutdown(o: StopRequest & { server: SocketServer; relay: NatsRelay | undefined; log: LevelDbEventLog; logger: Logger; cri?: CriServices }): Promise<number> {
   o.logger.info({ reason: o.reason }, 'shutting down');
   let code = o.code;
   const step = async (what: string, action: () => Promise<void>): Promise<void> => {
@@ -148,6 +150,8 @@ async function shutdown(o: StopRequest & { server: SocketServer; relay: NatsRela
     }
   };
   await step('closing the socket', () => o.server.close(DEFAULT_SHUTDOWN_GRACE_MS));
+  // Calls in flight have finished or compensated; task events stop before the log closes.
+  await step('stopping task events and container output', async () => o.cri?.stop());
   await step('stopping the relay', async () => o.relay?.stop());
   await step('closing the log', () => o.log.close());
   o.logger.info({ code }, 'stopped');

@@ -52,6 +52,10 @@ export function summarize(event: LedgerEvent): string {
       return `signal=${event.data.signal} timeout=${event.data.timeoutMs}ms${event.data.killed ? ' killed' : ''}`;
     case 'ContainerRemoved':
       return `name=${event.data.name}`;
+    case 'ExecRan':
+      return `cmd=${quote(event.data.cmd.join(' '))} ${event.data.timedOut ? 'timed out' : `exit=${event.data.exitCode}`} ${event.data.durationMs}ms`;
+    case 'ContainerResourcesUpdated':
+      return `memory=${event.data.resources.memoryLimitInBytes} cpu_quota=${event.data.resources.cpuQuota} cpu_shares=${event.data.resources.cpuShares}`;
     case 'PodCidrUpdated':
       return `podCidr=${event.data.podCidr || '-'}`;
     default:

@@ -1,0 +1,88 @@
+import type { Logger } from 'pino';
+import { recordExit, UNKNOWN_EXIT_CODE, type LifecycleDeps } from '../../commands/container-lifecycle.js';
+import type { ContainerdTaskEvents } from '../containerd/containerd-task-events.js';
+import { newEventId } from '../ids/event-id.js';
+
+/**
+ * Turns containerd's task events into ContainerExited records, and catches what a
+ * subscription cannot see:
+ *
+ * - an exit of a container's init process (exec id empty) is recorded with its code and
+ *   time; an OOM event before it makes the reason `OOMKilled`;
+ * - whenever the subscription is (re)established, every container the log says is
+ *   RUNNING is checked against containerd: a task that stopped meanwhile has its real
+ *   exit recorded, a task that is gone gets exit code 255 (nobody saw the exit, as
+ *   containerd records it); a running one has its output reattached to its log file,
+ *   since this process may be new.
+ *
+ * Exits of pause tasks and of exec processes are not container exits; they are ignored.
+ */
+export class ExitMonitor {
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly o: {
+      events: ContainerdTaskEvents;
+      lifecycle: LifecycleDeps;
+      logger: Logger;
+    },
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.o.events.start();
+    this.running = this.consume();
+  }
+
+  async stop(): Promise<void> {
+    await this.o.events.stop();
+    await this.running;
+  }
+
+  private async consume(): Promise<void> {
+    const { lifecycle, logger } = this.o;
+    for await (const event of this.o.events) {
+      try {
+        switch (event.kind) {
+          case 'oom':
+            if (lifecycle.ledger.projections.containers.get(event.containerId)) lifecycle.oomed.add(event.containerId);
+            break;
+          case 'exit':
+            if (event.execId !== '' && event.execId !== event.containerId) break;
+            if (!lifecycle.ledger.projections.containers.get(event.containerId)) break;
+            await recordExit(lifecycle, { containerId: event.containerId, exitCode: event.exitCode, exitedAt: event.exitedAt, correlationId: newEventId() });
+            break;
+          case 'subscribed':
+          case 'resubscribed':
+            await this.reconcile();
+            break;
+        }
+      } catch (error) {
+        logger.error({ err: error, event }, 'recording a task event failed');
+      }
+    }
+  }
+
+  /** Checks every RUNNING container against containerd (see the class comment). */
+  async reconcile(): Promise<void> {
+    const { lifecycle, logger } = this.o;
+    const running = [...lifecycle.ledger.projections.containers.values()].filter((c) => c.state === 'RUNNING');
+    for (const c of running) {
+      try {
+        const state = await lifecycle.tasks.state(c.id);
+        if (state?.status === 'RUNNING' || state?.status === 'PAUSED' || state?.status === 'CREATED') {
+          if (!lifecycle.logs.attached(c.id)) {
+            await lifecycle.logs.attach(c.id, { logPath: c.logPath ?? '', io: lifecycle.files.ioFor(c.id, { stdin: c.stdin ?? false, tty: c.tty ?? false }) });
+          }
+          continue;
+        }
+        const exit = state?.status === 'STOPPED' && state.exitCode !== undefined ? { exitCode: state.exitCode, exitedAt: state.exitedAt ?? new Date().toISOString() } : { exitCode: UNKNOWN_EXIT_CODE, exitedAt: new Date().toISOString() };
+        if (await recordExit(lifecycle, { containerId: c.id, ...exit, correlationId: newEventId() })) {
+          logger.info({ containerId: c.id, exitCode: exit.exitCode, task: state?.status ?? 'gone' }, 'recorded an exit missed while not subscribed');
+        }
+      } catch (error) {
+        logger.error({ err: error, containerId: c.id }, 'checking a running container against containerd failed');
+      }
+    }
+  }
+}

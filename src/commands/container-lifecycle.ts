@@ -1,0 +1,175 @@
+import { FailedPreconditionError, NotFoundError } from '../domain/errors.js';
+import type { NewEvent } from '../domain/events.js';
+import { containerStream } from '../domain/ids.js';
+import type { ContainerRecord } from '../projections/container-store.js';
+import type { KeyedLock } from './keyed-lock.js';
+import type { Ledger } from './ledger.js';
+import { SIGKILL } from './pod-runtime.js';
+import type { ContainerFiles, ContainerLogs, ContainerRuntime, TaskRuntime } from './ports.js';
+
+/*
+ * A container's life after CreateContainer, the way kubelet drives it and containerd's
+ * CRI plugin answers (docs/container-lifecycle.md):
+ *
+ *   StartContainer   CREATED -> RUNNING (ContainerStarted), or EXITED with StartError
+ *   (task exit)      RUNNING -> EXITED (ContainerExited: Completed, Error or OOMKilled)
+ *   StopContainer    RUNNING -> EXITED (ContainerStopped + ContainerExited); else a no-op
+ *   RemoveContainer  any -> gone (ContainerRemoved); an unknown id is fine
+ *
+ * Each runs under the container's lock, reads the record, does its side effects (keyed
+ * by the id, each safe to repeat), then appends at the version it read.
+ */
+
+export interface LifecycleDeps {
+  ledger: Ledger;
+  locks: KeyedLock;
+  tasks: TaskRuntime;
+  logs: ContainerLogs;
+  files: ContainerFiles;
+  runtime: ContainerRuntime;
+  /** Containers containerd reported an OOM for; their next exit is `OOMKilled`. */
+  oomed: Set<string>;
+  /** The snapshotter, for records that predate SnapshotPrepared. */
+  snapshotter: string;
+}
+
+export interface LifecycleCommand {
+  containerId: string;
+  correlationId: string;
+  /** Now, ISO 8601. */
+  now: string;
+}
+
+/** The exit code containerd's CRI gives a container whose task could not start. */
+export const START_ERROR_EXIT_CODE = 128;
+/** The exit code for an exit nobody saw (the task was gone when asked), as containerd records it. */
+export const UNKNOWN_EXIT_CODE = 255;
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGTERM: 15, SIGSTOP: 19, SIGPWR: 30, SIGWINCH: 28 };
+
+/** A signal from the image's StopSignal (`SIGTERM`, `TERM` or `15`); SIGTERM when unknown. */
+export function stopSignalNumber(signal: string | undefined): { name: string; number: number } {
+  const s = (signal ?? '').trim().toUpperCase();
+  if (/^\d+$/.test(s)) return { name: s, number: Number(s) };
+  const name = s.startsWith('SIG') ? s : `SIG${s}`;
+  const number = SIGNALS[name];
+  return number === undefined ? { name: 'SIGTERM', number: 15 } : { name, number };
+}
+
+/** Completed, Error or OOMKilled, as kubelet and containerd name them. */
+export function exitReason(exitCode: number, oom: boolean): string {
+  if (oom) return 'OOMKilled';
+  return exitCode === 0 ? 'Completed' : 'Error';
+}
+
+function find(deps: LifecycleDeps, ref: string): ContainerRecord | undefined {
+  return deps.ledger.projections.findContainer(ref);
+}
+
+function mustFind(deps: LifecycleDeps, ref: string): ContainerRecord {
+  const c = find(deps, ref);
+  if (!c || c.state === 'CREATING') throw new NotFoundError('container', ref);
+  return c;
+}
+
+async function appendTo(deps: LifecycleDeps, c: ContainerRecord, events: NewEvent[]): Promise<void> {
+  await deps.ledger.append(containerStream(c.id), c.version, events);
+}
+
+function exitedEvent(deps: LifecycleDeps, o: { correlationId: string }, c: ContainerRecord, exit: { exitCode: number; exitedAt: string }): NewEvent {
+  const oom = deps.oomed.delete(c.id);
+  return { type: 'ContainerExited', correlationId: o.correlationId, data: { exitCode: exit.exitCode, finishedAt: exit.exitedAt, reason: exitReason(exit.exitCode, oom), message: '' } };
+}
+
+/** StartContainer: CREATED only; a start that fails leaves the container EXITED with the reason, as containerd does. */
+export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): Promise<void> {
+  const id = mustFind(deps, o.containerId).id;
+  await deps.locks.run(id, async () => {
+    const c = mustFind(deps, id);
+    if (c.state !== 'CREATED') throw new FailedPreconditionError(`container ${c.id} is ${c.state}, not CREATED: only a created container can be started`);
+    const sandbox = deps.ledger.projections.sandboxes.get(c.sandboxId);
+    if (!sandbox || sandbox.state !== 'READY') throw new FailedPreconditionError(`sandbox ${c.sandboxId} of container ${c.id} is not ready`);
+    const io = deps.files.ioFor(c.id, { stdin: c.stdin ?? false, tty: c.tty ?? false });
+    let pid: number;
+    try {
+      ({ pid } = await deps.tasks.start(c.id, io, undefined, () => deps.logs.attach(c.id, { logPath: c.logPath ?? '', io })));
+    } catch (error) {
+      await deps.logs.abandon(c.id);
+      const message = `failed to start: ${error instanceof Error ? error.message : String(error)}`;
+      await appendTo(deps, c, [{ type: 'ContainerExited', correlationId: o.correlationId, data: { exitCode: START_ERROR_EXIT_CODE, finishedAt: o.now, reason: 'StartError', message } }]);
+      throw error;
+    }
+    await appendTo(deps, c, [{ type: 'ContainerStarted', correlationId: o.correlationId, data: { pid, startedAt: o.now } }]);
+  });
+}
+
+/**
+ * StopContainer(timeout): the stop signal (the image's, else SIGTERM), up to `timeoutMs`,
+ * then SIGKILL; a timeout of 0 sends SIGKILL at once. Stopping a container that is not
+ * running is a no-op, as kubelet expects.
+ */
+export async function stopContainer(deps: LifecycleDeps, o: LifecycleCommand & { timeoutMs: number }): Promise<void> {
+  const id = mustFind(deps, o.containerId).id;
+  await deps.locks.run(id, () => stopLocked(deps, o, id));
+}
+
+async function stopLocked(deps: LifecycleDeps, o: LifecycleCommand & { timeoutMs: number }, id: string): Promise<void> {
+  const c = find(deps, id);
+  if (!c || c.state !== 'RUNNING') return;
+  const signal = o.timeoutMs > 0 ? stopSignalNumber(c.stopSignal) : { name: 'SIGKILL', number: SIGKILL };
+  const exit = await deps.tasks.stop(c.id, signal.number, Math.max(0, o.timeoutMs));
+  const current = find(deps, id);
+  if (!current || current.state !== 'RUNNING') return; // the exit was recorded meanwhile
+  const stopped: NewEvent = { type: 'ContainerStopped', correlationId: o.correlationId, data: { signal: signal.name, timeoutMs: Math.max(0, Math.round(o.timeoutMs)), killed: exit?.killed ?? false, stoppedAt: o.now } };
+  const finished = exit ?? { exitCode: UNKNOWN_EXIT_CODE, exitedAt: o.now };
+  await appendTo(deps, current, [stopped, exitedEvent(deps, o, current, finished)]);
+}
+
+/**
+ * RemoveContainer: stops it if it runs (SIGKILL), then deletes its task, the containerd
+ * container, its snapshot, its directories and FIFOs, and records ContainerRemoved,
+ * which frees the name. An unknown id succeeds, as kubelet expects.
+ */
+export async function removeContainer(deps: LifecycleDeps, o: LifecycleCommand): Promise<void> {
+  const first = find(deps, o.containerId);
+  if (!first) return;
+  await deps.locks.run(first.id, async () => {
+    const c = find(deps, first.id);
+    if (!c) return;
+    if (c.state === 'CREATING') throw new FailedPreconditionError(`container ${c.id} is still being created`);
+    await stopLocked(deps, { ...o, containerId: c.id, timeoutMs: 0 }, c.id);
+    await deps.tasks.delete(c.id);
+    await deps.logs.detach(c.id);
+    await deps.runtime.deleteContainer(c.id);
+    await deps.runtime.removeSnapshot(c.id, c.snapshot?.snapshotter ?? deps.snapshotter);
+    await deps.files.removeDirs(c.id);
+    deps.oomed.delete(c.id);
+    const current = find(deps, c.id);
+    if (current) await appendTo(deps, current, [{ type: 'ContainerRemoved', correlationId: o.correlationId, data: { name: current.name, removedAt: o.now } }]);
+  });
+}
+
+/**
+ * Records an exit containerd reported (or that the task's state shows after a missed
+ * event). Only a RUNNING container changes; anything else was recorded already. Returns
+ * whether an event was written.
+ */
+export async function recordExit(deps: LifecycleDeps, o: { containerId: string; exitCode: number; exitedAt: string; correlationId: string }): Promise<boolean> {
+  const c = find(deps, o.containerId);
+  if (!c) return false;
+  return deps.locks.run(c.id, async () => {
+    const current = find(deps, c.id);
+    if (!current || current.state !== 'RUNNING') return false;
+    await appendTo(deps, current, [exitedEvent(deps, o, current, o)]);
+    return true;
+  });
+}
+
+/** Appends events to a container's stream under its lock, at the version current then (ExecRan, resource updates). */
+export async function appendContainerEvents(deps: Pick<LifecycleDeps, 'ledger' | 'locks'>, containerId: string, events: (c: ContainerRecord) => NewEvent[]): Promise<void> {
+  await deps.locks.run(containerId, async () => {
+    const c = deps.ledger.projections.containers.get(containerId);
+    if (!c) throw new NotFoundError('container', containerId);
+    await deps.ledger.append(containerStream(c.id), c.version, events(c));
+  });
+}
