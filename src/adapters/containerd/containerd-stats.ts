@@ -1,0 +1,125 @@
+import { status as Status } from '@grpc/grpc-js';
+import { pino, type Logger } from 'pino';
+import type { ContainerdApi } from './containerd-api.js';
+import { hasStatus, unaryCall, type ContainerdCallOptions } from './containerd-calls.js';
+import { unavailableAsRuntimeError } from './containerd-errors.js';
+import { timestampToNanos, type WireAny, type WireTimestamp } from './containerd-wire.js';
+import { decodeCgroupMetrics, type CpuUsage, type MemoryUsage } from './cgroup-metrics.js';
+
+export type { CpuUsage, MemoryUsage } from './cgroup-metrics.js';
+
+/** Where a container's writable layer lives: its rootfs snapshot. */
+export interface SnapshotRef {
+  snapshotter: string;
+  key: string;
+}
+
+/** What the snapshotter counts in a writable layer, as decimal strings (int64). */
+export interface WritableLayerUsage {
+  /** Bytes the layer's own files take on disk (overlayfs: blocks of the upper dir). */
+  usedBytes: string;
+  inodesUsed: string;
+}
+
+/**
+ * One container's stats at one moment. Counts are decimal strings, as every 64-bit value
+ * in the containerd adapters and the generated CRI types (`longs: String`), so they go
+ * into a CRI response as they are; a number would round above 2^53.
+ */
+export interface ContainerStatsSample {
+  containerId: string;
+  /** When containerd read the cgroup, nanoseconds since the epoch. */
+  timestampNs: string;
+  cpu?: CpuUsage;
+  memory?: MemoryUsage;
+  /** Only when the caller named the container's snapshot and it exists. */
+  writableLayer?: WritableLayerUsage;
+}
+
+export interface ContainerStatsOptions {
+  /** Snapshots whose usage to add, by container id; others get no writableLayer. */
+  snapshots?: ReadonlyMap<string, SnapshotRef>;
+}
+
+interface WireMetric {
+  timestamp: WireTimestamp | null;
+  id: string;
+  data: WireAny | null;
+}
+
+/**
+ * The filters for Tasks.Metrics: one per id, which containerd ORs. Values are
+ * double-quoted: containerd's filter syntax reads a bare `/` or `|` as the start of a
+ * quoted value, and ids are not ours to restrict.
+ */
+export function metricsFilters(containerIds: readonly string[]): string[] {
+  return containerIds.map((id) => `id==${JSON.stringify(id)}`);
+}
+
+/**
+ * Container stats from containerd: cgroup CPU and memory through Tasks.Metrics, the
+ * writable layer through Snapshots.Usage. Read-only; nothing here changes containerd.
+ *
+ * A container is in the result only when containerd has a task for it whose cgroup it
+ * could read; every other id is left out, not an error, as containerd's CRI does.
+ * UNAVAILABLE becomes RuntimeUnavailableError; every other failure stays a
+ * ContainerdCallError. A payload that cannot be decoded is logged and its container left
+ * out, so one odd task does not cost the node its stats.
+ */
+export class ContainerdStats {
+  private readonly api: ContainerdApi;
+  private readonly logger: Logger;
+
+  constructor(options: { api: ContainerdApi; logger?: Logger }) {
+    this.api = options.api;
+    this.logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'containerd-stats' });
+  }
+
+  /** Stats of every id with a task, from one Tasks.Metrics call (plus one Usage per snapshot). */
+  containerStats(containerIds: readonly string[], options: ContainerStatsOptions = {}, call: ContainerdCallOptions = {}): Promise<Map<string, ContainerStatsSample>> {
+    return unavailableAsRuntimeError(this.collect([...new Set(containerIds)], options.snapshots, call));
+  }
+
+  /** The snapshot's usage; undefined when it does not exist. Cost grows with the layer's files. */
+  writableLayer(snapshotter: string, key: string, call: ContainerdCallOptions = {}): Promise<WritableLayerUsage | undefined> {
+    return unavailableAsRuntimeError(this.usage({ snapshotter, key }, call));
+  }
+
+  private async collect(ids: string[], snapshots: ReadonlyMap<string, SnapshotRef> | undefined, call: ContainerdCallOptions): Promise<Map<string, ContainerStatsSample>> {
+    const samples = new Map<string, ContainerStatsSample>();
+    // No filters would mean every task in the namespace.
+    if (ids.length === 0) return samples;
+    const wanted = new Set(ids);
+    const { metrics } = await unaryCall<{ metrics: WireMetric[] }>(this.api.tasks, 'Metrics', { filters: metricsFilters(ids) }, call);
+    for (const metric of metrics) {
+      if (!wanted.has(metric.id) || !metric.data) continue;
+      try {
+        const usage = decodeCgroupMetrics(metric.data.type_url, metric.data.value);
+        const timestampNs = metric.timestamp ? String(timestampToNanos(metric.timestamp)) : '0';
+        samples.set(metric.id, { containerId: metric.id, timestampNs, ...usage });
+      } catch (err) {
+        this.logger.error({ err, containerId: metric.id, typeUrl: metric.data.type_url, payload: Buffer.from(metric.data.value).toString('base64') }, 'cannot decode task metrics');
+      }
+    }
+    if (snapshots) {
+      await Promise.all(
+        [...samples.values()].map(async (sample) => {
+          const ref = snapshots.get(sample.containerId);
+          const layer = ref && (await this.usage(ref, call));
+          if (layer) sample.writableLayer = layer;
+        }),
+      );
+    }
+    return samples;
+  }
+
+  private async usage(ref: SnapshotRef, call: ContainerdCallOptions): Promise<WritableLayerUsage | undefined> {
+    try {
+      const { size, inodes } = await unaryCall<{ size: string; inodes: string }>(this.api.snapshots, 'Usage', { snapshotter: ref.snapshotter, key: ref.key }, call);
+      return { usedBytes: size, inodesUsed: inodes };
+    } catch (error) {
+      if (hasStatus(error, Status.NOT_FOUND)) return undefined;
+      throw error;
+    }
+  }
+}
