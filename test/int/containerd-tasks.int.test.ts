@@ -84,8 +84,10 @@ async function createContainer(name: string, args: string[]): Promise<string> {
   const image = await new ContainerdImageStore({ api }).resolve('busybox');
   assert.ok(image);
   created.push(id);
-  const snapshot = await runtime.prepareSnapshot(id, image, {});
+  // The record first: it names the snapshot, which keeps containerd's GC off it.
+  const snapshot = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
   await runtime.createContainer({ id, spec: spec(id, args), image, snapshot, runtime: 'io.containerd.runc.v2', labels: {}, extension: {} });
+  await runtime.prepareSnapshot(id, image, {});
   return id;
 }
 

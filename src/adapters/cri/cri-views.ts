@@ -1,3 +1,4 @@
+import type { ContainerStatsSample } from '../containerd/containerd-stats.js';
 import type { ContainerRecord } from '../../projections/container-store.js';
 import type { SandboxRecord } from '../../projections/sandbox-store.js';
 import type { Container } from './generated/runtime/v1/Container.js';
@@ -83,35 +84,33 @@ export function containerStatusMessage(r: ContainerRecord): ContainerStatus {
   };
 }
 
-/** One container's sample from containerd (ContainerdStats); absent when it has no running task. */
-export interface StatsSample {
-  timestampNs: string;
-  cpu: { usageCoreNanoSeconds: string };
-  memory: { workingSetBytes: string; usageBytes: string; rssBytes: string; pageFaults: string; majorPageFaults: string };
-  writableLayer?: { usedBytes: string; inodesUsed: string };
-}
-
-/** Where ContainerStats and ListContainerStats get samples: one containerd call for many ids. */
+/** Where ContainerStats and ListContainerStats get samples: one containerd call for many ids (ContainerdStats). */
 export interface StatsSource {
-  containerStats(containerIds: string[]): Promise<Map<string, StatsSample>>;
+  containerStats(containerIds: readonly string[], options?: { snapshots?: ReadonlyMap<string, { snapshotter: string; key: string }> }): Promise<Map<string, ContainerStatsSample>>;
 }
 
 /** A CRI ContainerStats: attributes always; cpu, memory and the writable layer when there is a sample. */
-export function containerStatsMessage(r: ContainerRecord, sample: StatsSample | undefined) {
+export function containerStatsMessage(r: ContainerRecord, sample: ContainerStatsSample | undefined) {
   const attributes = { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations };
   if (!sample) return { attributes };
   const t = sample.timestampNs;
+  const m = sample.memory;
   return {
     attributes,
-    cpu: { timestamp: t, usageCoreNanoSeconds: { value: sample.cpu.usageCoreNanoSeconds } },
-    memory: {
-      timestamp: t,
-      workingSetBytes: { value: sample.memory.workingSetBytes },
-      usageBytes: { value: sample.memory.usageBytes },
-      rssBytes: { value: sample.memory.rssBytes },
-      pageFaults: { value: sample.memory.pageFaults },
-      majorPageFaults: { value: sample.memory.majorPageFaults },
-    },
+    ...(sample.cpu ? { cpu: { timestamp: t, usageCoreNanoSeconds: { value: sample.cpu.usageCoreNanoSeconds } } } : {}),
+    ...(m
+      ? {
+          memory: {
+            timestamp: t,
+            workingSetBytes: { value: m.workingSetBytes },
+            availableBytes: { value: m.availableBytes },
+            usageBytes: { value: m.usageBytes },
+            rssBytes: { value: m.rssBytes },
+            pageFaults: { value: m.pageFaults },
+            majorPageFaults: { value: m.majorPageFaults },
+          },
+        }
+      : {}),
     ...(sample.writableLayer
       ? { writableLayer: { timestamp: t, fsId: { mountpoint: '' }, usedBytes: { value: sample.writableLayer.usedBytes }, inodesUsed: { value: sample.writableLayer.inodesUsed } } }
       : {}),

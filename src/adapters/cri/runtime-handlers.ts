@@ -11,6 +11,7 @@ import { runtimeFor } from '../../commands/pod-runtime.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, OperationTimeoutError } from '../../domain/errors.js';
 import type { EventData } from '../../domain/events.js';
 import { containerStream, nodeStream, sandboxStream } from '../../domain/ids.js';
+import type { ContainerRecord } from '../../projections/container-store.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
 import { newEventId } from '../ids/event-id.js';
 import { correlationIdFrom } from '../grpc/rpc-logging.js';
@@ -91,6 +92,11 @@ function correlationIdOf(call: { metadata: Metadata }): string {
   return correlationIdFrom(call.metadata) ?? newEventId();
 }
 
+/** Each container's rootfs snapshot, for the writable layer's usage. */
+function snapshotsOf(records: ContainerRecord[]): Map<string, { snapshotter: string; key: string }> {
+  return new Map(records.map((r) => [r.id, { snapshotter: r.snapshot?.snapshotter ?? DEFAULT_IMAGE_SNAPSHOTTER, key: r.snapshot?.key ?? r.id }]));
+}
+
 export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImplementation {
   const projections = deps.ledger.projections;
   return {
@@ -166,7 +172,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     ContainerStats: unary<{ containerId: string }, object>(async (request) => {
       const record = projections.findContainer(request.containerId);
       if (!record || record.state === 'CREATING') throw new NotFoundError('container', request.containerId);
-      const samples = await deps.stats.containerStats([record.id]);
+      const samples = record.state === 'RUNNING' ? await deps.stats.containerStats([record.id], { snapshots: snapshotsOf([record]) }) : new Map();
       return { stats: containerStatsMessage(record, samples.get(record.id)) };
     }),
     ListContainerStats: unary<{ filter: { id: string; podSandboxId: string; labelSelector: Record<string, string> } | null }, object>(async (request) => {
@@ -177,7 +183,8 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
             (request.filter.podSandboxId === '' || r.sandboxId.startsWith(request.filter.podSandboxId)) &&
             Object.entries(request.filter.labelSelector ?? {}).every(([k, v]) => r.labels[k] === v)),
       );
-      const samples = await deps.stats.containerStats(records.filter((r) => r.state === 'RUNNING').map((r) => r.id));
+      const running = records.filter((r) => r.state === 'RUNNING');
+      const samples = await deps.stats.containerStats(running.map((r) => r.id), { snapshots: snapshotsOf(running) });
       return { stats: records.map((r) => containerStatsMessage(r, samples.get(r.id))) };
     }),
     UpdateRuntimeConfig: unary<{ runtimeConfig: { networkConfig: { podCidr: string } | null } | null }, object>(async (request, call) => {
