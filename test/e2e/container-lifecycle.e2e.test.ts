@@ -28,7 +28,7 @@ async function until<T>(what: string, check: () => Promise<T | undefined>, timeo
 
 const CRI_LINE = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) (stdout|stderr) (P|F) (.*)$/;
 
-interface Status {
+interface StatusReply {
   status: { state: string; exitCode: number; reason: string; finishedAt: string; startedAt: string; logPath: string; resources: { linux: { memoryLimitInBytes: string } } | null };
   info: Record<string, string>;
 }
@@ -43,7 +43,7 @@ describe('the container lifecycle over the CRI socket, on a private containerd',
     linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
   };
   const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.call<T>(method, request);
-  const status = (containerId: string, verbose = false) => call<Status>('containerStatus', { containerId, verbose });
+  const status = (containerId: string, verbose = false) => call<StatusReply>('containerStatus', { containerId, verbose });
   const create = async (name: string, args: string[], extra: Record<string, unknown> = {}) =>
     (
       await call<{ containerId: string }>('createContainer', {
@@ -181,7 +181,7 @@ describe('the container lifecycle over the CRI socket, on a private containerd',
     const done = await create('r-done', ['exit 2']);
     for (const id of [running, dies, done]) await call('startContainer', { containerId: id });
     await exited(done);
-    const before = new Map<string, Status['status']>();
+    const before = new Map<string, StatusReply['status']>();
     for (const id of [created, running, done]) before.set(id, (await status(id)).status);
     await h.serve().stop();
     // While the service is down, one container exits.
@@ -230,8 +230,8 @@ describe('the container lifecycle over the CRI socket, on a private containerd',
     const snapshots = (await collectStream<{ info: Array<{ name: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' })).flatMap((m) => m.info).map((i) => i.name);
     for (const id of [containerId, againContainer]) {
       assert.equal(snapshots.includes(id), false);
-      assert.equal((await readdir(join(h.root, 'containers')).catch(() => [])).includes(id), false);
-      assert.equal((await readdir(join(h.root, 'state', 'containers')).catch(() => [])).includes(id), false);
+      assert.equal((await readdir(join(h.root, 'containers')).catch((): string[] => [])).includes(id), false);
+      assert.equal((await readdir(join(h.root, 'state', 'containers')).catch((): string[] => [])).includes(id), false);
     }
   });
 });

@@ -12,6 +12,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError, Operation
 import type { EventData } from '../../domain/events.js';
 import { containerStream, nodeStream, sandboxStream } from '../../domain/ids.js';
 import type { ContainerRecord } from '../../projections/container-store.js';
+import { ExecTimeoutError } from '../containerd/containerd-exec.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
 import { newEventId } from '../ids/event-id.js';
 import { correlationIdFrom } from '../grpc/rpc-logging.js';
@@ -163,9 +164,9 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
         });
         return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
       } catch (error) {
-        if (!(error instanceof Error && error.name === 'ExecTimeoutError')) throw error;
+        if (!(error instanceof ExecTimeoutError)) throw error;
         const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-        await recordExec({ execId: (error as { execId?: string }).execId ?? 'unknown', cmd: request.cmd, exitCode: -1, timedOut: true, durationMs, stdoutBytes: 0, stderrBytes: 0, truncated: false });
+        await recordExec({ execId: error.execId, cmd: request.cmd, exitCode: -1, timedOut: true, durationMs, stdoutBytes: 0, stderrBytes: 0, truncated: false });
         throw new OperationTimeoutError(`command ${JSON.stringify(request.cmd)} in container ${record.id} timed out after ${request.timeout}s; it was killed`, { cause: error });
       }
     }),

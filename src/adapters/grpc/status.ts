@@ -14,6 +14,7 @@ import {
   RuntimeUnavailableError,
   UnknownEventError,
 } from '../../domain/errors.js';
+import { ContainerNotRunningError, ExecTimeoutError } from '../containerd/containerd-exec.js';
 
 /*
  * The one place a domain error becomes a gRPC status (and, for clients of our own
@@ -34,7 +35,8 @@ export function grpcCodeFor(error: unknown): Status {
   if (error instanceof AmbiguousIdError) return Status.INVALID_ARGUMENT;
   if (error instanceof NotFoundError) return Status.NOT_FOUND;
   if (error instanceof FailedPreconditionError) return Status.FAILED_PRECONDITION;
-  if (error instanceof OperationTimeoutError) return Status.DEADLINE_EXCEEDED;
+  if (error instanceof OperationTimeoutError || error instanceof ExecTimeoutError) return Status.DEADLINE_EXCEEDED;
+  if (error instanceof ContainerNotRunningError) return Status.FAILED_PRECONDITION;
   if (error instanceof NameConflictError) return Status.ALREADY_EXISTS;
   if (error instanceof NotImplementedError) return Status.UNIMPLEMENTED;
   if (error instanceof ConcurrencyError) return Status.ABORTED;
