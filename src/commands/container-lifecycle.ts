@@ -90,9 +90,11 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
     const sandbox = deps.ledger.projections.sandboxes.get(c.sandboxId);
     if (!sandbox || sandbox.state !== 'READY') throw new FailedPreconditionError(`sandbox ${c.sandboxId} of container ${c.id} is not ready`);
     const io = deps.files.ioFor(c.id, { stdin: c.stdin ?? false, tty: c.tty ?? false });
+    // The read ends first: the shim's open of the write ends waits for a reader.
+    await deps.logs.attach(c.id, { logPath: c.logPath ?? '', io });
     let pid: number;
     try {
-      ({ pid } = await deps.tasks.start(c.id, io, undefined, () => deps.logs.attach(c.id, { logPath: c.logPath ?? '', io })));
+      ({ pid } = await deps.tasks.start(c.id, io));
     } catch (error) {
       await deps.logs.abandon(c.id);
       const message = `failed to start: ${error instanceof Error ? error.message : String(error)}`;

@@ -239,14 +239,9 @@ export interface PodFiles {
 export interface TaskRuntime {
   /**
    * Creates and starts the task; `rootfs` (from prepareSnapshot) saves asking containerd
-   * for the mounts; `created` runs between the task's creation and its start.
+   * for the mounts. The shim's open of FIFO write ends waits for their readers.
    */
-  start(
-    containerId: string,
-    io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean },
-    rootfs?: readonly RootfsMount[],
-    created?: () => Promise<void>,
-  ): Promise<{ pid: number }>;
+  start(containerId: string, io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean }, rootfs?: readonly RootfsMount[]): Promise<{ pid: number }>;
   /**
    * Signals, waits up to `timeoutMs`, then kills; undefined when there is no task. The
    * exit is what the process reported (`exitedAt` RFC 3339), `killed` when SIGKILL was needed.
@@ -264,8 +259,8 @@ export interface TaskRuntime {
  */
 export interface ContainerLogs {
   /**
-   * Starts reading the FIFOs (once the task is created and before it starts, so nothing
-   * written is lost) into
+   * Starts reading the FIFOs (before the task is created: the shim waits for a reader,
+   * and nothing written is lost) into
    * `logPath` (empty: read and discard, so the container never blocks on a full pipe).
    */
   attach(containerId: string, o: { logPath: string; io: ContainerIo }): Promise<void>;

@@ -176,8 +176,7 @@ export class FakePodFiles extends Failures implements PodFiles {
 export class FakeTasks extends Failures implements TaskRuntime {
   readonly running = new Map<string, number>();
   private nextPid = 1000;
-  async start(containerId: string, _io?: unknown, _rootfs?: unknown, created?: () => Promise<void>): Promise<{ pid: number }> {
-    await created?.();
+  async start(containerId: string): Promise<{ pid: number }> {
     // A task that cannot start is deleted again (ContainerdTasks does), so nothing runs.
     this.check('start');
     const pid = this.nextPid++;

@@ -105,8 +105,8 @@ export class ContainerdTasks {
    * it. `rootfs`, when the caller has the snapshot's mounts already (Prepare returns
    * them), saves two round trips: reading the container record and asking for them.
    */
-  start(containerId: string, io: TaskIo, rootfs?: readonly RootfsMount[], created?: () => Promise<void>): Promise<{ pid: number }> {
-    return unavailableAsRuntimeError(this.createAndStart(containerId, io, rootfs, created));
+  start(containerId: string, io: TaskIo, rootfs?: readonly RootfsMount[]): Promise<{ pid: number }> {
+    return unavailableAsRuntimeError(this.createAndStart(containerId, io, rootfs));
   }
 
   /** Signals the init process (`all`: every process of the task); no task or no process is fine. */
@@ -164,7 +164,7 @@ export class ContainerdTasks {
     return unavailableAsRuntimeError(call);
   }
 
-  private async createAndStart(containerId: string, io: TaskIo, rootfs: readonly RootfsMount[] | undefined, created: (() => Promise<void>) | undefined): Promise<{ pid: number }> {
+  private async createAndStart(containerId: string, io: TaskIo, rootfs: readonly RootfsMount[] | undefined): Promise<{ pid: number }> {
     // containerd's own client does the same: the task's rootfs is the snapshot's mounts.
     const mounts = rootfs ?? (await this.snapshotMounts(containerId));
     const request = {
@@ -186,9 +186,6 @@ export class ContainerdTasks {
       if (existing?.status !== 'CREATED') throw error;
     }
     try {
-      // The shim holds the FIFOs' write ends now and the process has not run yet: the
-      // caller's moment to open the read ends.
-      await created?.();
       const { pid } = await unaryCall<{ pid: number }>(this.api.tasks, 'Start', { container_id: containerId, exec_id: '' });
       return { pid };
     } catch (error) {

@@ -18,11 +18,13 @@ interface Attached {
  * through libuv pipe handles (epoll; never a thread-pool thread blocked on a read) and
  * copied into its log file by a CriLogWriter.
  *
- * A FIFO is opened O_RDONLY|O_NONBLOCK only once containerd's shim holds its write end
- * (after the task is created, or, for a running task, after a restart). Opened earlier,
- * a non-blocking read end with no writer reads end-of-file at once. The shim keeps the
- * write end until the process has exited and its output is copied, so end-of-file on
- * both FIFOs is the end of the container's output, and the writer closes by itself.
+ * A FIFO is opened O_RDONLY|O_NONBLOCK before the task is created: the shim's open of
+ * the write end waits for a reader, and epoll reports no hang-up on a FIFO that has not
+ * had a writer yet, so the pipe handle waits for the shim rather than reading an early
+ * end-of-file. The shim keeps the write end until the process has exited and its
+ * output is copied, so end-of-file on both FIFOs is the end of the container's output,
+ * and the writer closes by itself. After a restart the FIFOs of running tasks are
+ * opened again the same way.
  * With no log path the output is read and dropped, so a container never blocks on a
  * full pipe, as containerd does.
  */
