@@ -8,11 +8,11 @@ import { status as Status } from '@grpc/grpc-js';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { ContainerdCallError, hasStatus, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { ContainerdExec, ContainerNotRunningError, ExecTimeoutError, type ExecSyncResult } from '../../src/adapters/containerd/containerd-exec.js';
-import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
 import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
 import { ContainerdTasks } from '../../src/adapters/containerd/containerd-tasks.js';
 import { NotFoundError, RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
+import { createTestContainer, SYSFS_MOUNT } from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 
 const NAMESPACE = 'cri-ledger-exec-test';
@@ -64,39 +64,18 @@ after(async () => {
 
 const newId = (name: string): string => `execsync-${process.pid}-${name}`;
 
-function spec(id: string, args: string[]): Record<string, unknown> {
-  return {
-    ociVersion: '1.0.2',
-    process: {
-      terminal: false,
-      user: { uid: 1000, gid: 1000 },
-      args,
-      env: [...(BUSYBOX_IMAGE.env ?? []), 'FOO=from the container spec'],
-      cwd: '/etc',
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 777, soft: 777 }],
-      noNewPrivileges: true,
-    },
-    root: { path: 'rootfs', readonly: false },
-    hostname: 'exec-test',
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    ],
-    linux: {
-      cgroupsPath: `/cri-ledger-test-${id}`,
-      namespaces: ['pid', 'ipc', 'uts', 'mount', 'network'].map((type) => ({ type })),
-    },
-  };
-}
+/** An unprivileged user, a cwd, an env var and an rlimit the exec must inherit. */
+const EXEC_PROCESS = {
+  user: { uid: 1000, gid: 1000 },
+  env: [...(BUSYBOX_IMAGE.env ?? []), 'FOO=from the container spec'],
+  cwd: '/etc',
+  rlimits: [{ type: 'RLIMIT_NOFILE', hard: 777, soft: 777 }],
+};
 
 async function createContainer(name: string, args: string[]): Promise<string> {
   const id = newId(name);
-  const image = await new ContainerdImageStore({ api }).resolve('busybox');
-  assert.ok(image);
   created.push(id);
-  const snapshot = await runtime.prepareSnapshot(id, image, {});
-  await runtime.createContainer({ id, spec: spec(id, args), image, snapshot, runtime: 'io.containerd.runc.v2', labels: {}, extension: {} });
+  await createTestContainer(api, runtime, id, args, { hostname: 'exec-test', process: EXEC_PROCESS, mounts: [SYSFS_MOUNT] });
   return id;
 }
 

@@ -266,6 +266,8 @@ describe('ContainerdRuntime', () => {
     const image = await images.resolve('busybox');
     assert.ok(image);
     const id = 'c-parent';
+    // A record names the snapshot, so the GC (run by other tests' deletions) leaves it.
+    await runtime.createContainer(container(id, image));
     // The test images share their one layer, so the other parent is none at all.
     await runtime.prepareSnapshot(id, { ...image, chainId: '' }, {});
     try {
@@ -275,6 +277,7 @@ describe('ContainerdRuntime', () => {
         return true;
       });
     } finally {
+      await runtime.deleteContainer(id);
       await runtime.removeSnapshot(id, SNAPSHOTTER);
     }
   });

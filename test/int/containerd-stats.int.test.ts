@@ -6,12 +6,12 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
 import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
 import { ContainerdStats, type ContainerStatsSample, type SnapshotRef } from '../../src/adapters/containerd/containerd-stats.js';
 import { ContainerdTasks } from '../../src/adapters/containerd/containerd-tasks.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
+import { createTestContainer } from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 
 const NAMESPACE = 'cri-ledger-stats-test';
@@ -197,34 +197,11 @@ const newId = (name: string): string => `stats-${process.pid}-${name}`;
 /** Where the shim mounts a running task's rootfs, so the test can drop a file in or look for one. */
 const rootfs = (id: string): string => join(containerd.state, 'io.containerd.runtime.v2.task', NAMESPACE, id, 'rootfs');
 
-function spec(id: string, args: string[], memoryLimit?: number): Record<string, unknown> {
-  return {
-    ociVersion: '1.0.2',
-    process: { terminal: false, user: { uid: 0, gid: 0 }, args, env: BUSYBOX_IMAGE.env, cwd: '/', noNewPrivileges: true },
-    root: { path: 'rootfs', readonly: false },
-    hostname: 'stats-test',
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-    ],
-    linux: {
-      cgroupsPath: `/cri-ledger-test-${id}`,
-      namespaces: ['pid', 'ipc', 'uts', 'mount', 'network'].map((type) => ({ type })),
-      ...(memoryLimit ? { resources: { memory: { limit: memoryLimit } } } : {}),
-    },
-  };
-}
-
-/** The record first, then the snapshot: the order that keeps containerd's GC off the snapshot. */
 async function createContainer(name: string, args: string[], memoryLimit?: number): Promise<{ id: string; snapshot: SnapshotRef }> {
   const id = newId(name);
-  const image = await new ContainerdImageStore({ api }).resolve('busybox');
-  assert.ok(image);
   created.push(id);
-  const snapshot = { snapshotter: image.snapshotter, key: id, parent: image.chainId, mounts: [] };
-  await runtime.createContainer({ id, spec: spec(id, args, memoryLimit), image, snapshot, runtime: 'io.containerd.runc.v2', labels: {}, extension: {} });
-  await runtime.prepareSnapshot(id, image, {});
-  return { id, snapshot: { snapshotter: snapshot.snapshotter, key: snapshot.key } };
+  const snapshot = await createTestContainer(api, runtime, id, args, { hostname: 'stats-test', ...(memoryLimit ? { memoryLimit } : {}) });
+  return { id, snapshot };
 }
 
 async function startContainer(name: string, script: string, memoryLimit?: number): Promise<{ id: string; snapshot: SnapshotRef }> {

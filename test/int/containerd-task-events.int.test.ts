@@ -7,7 +7,6 @@ import { after, before, describe, it } from 'node:test';
 import { pino, type Logger } from 'pino';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
 import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
 import {
   ContainerdTaskEvents,
@@ -20,6 +19,7 @@ import {
 import { ContainerdTasks } from '../../src/adapters/containerd/containerd-tasks.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
+import { createTestContainer } from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 
 const NAMESPACE = 'cri-ledger-task-events-test';
@@ -272,33 +272,10 @@ function record(source: ContainerdTaskEvents): Recorder {
 /** Unique per run: cgroup paths are machine-wide. */
 const newId = (name: string): string => `events-${process.pid}-${name}`;
 
-function spec(id: string, args: string[], memoryLimit?: number): Record<string, unknown> {
-  return {
-    ociVersion: '1.0.2',
-    process: { terminal: false, user: { uid: 0, gid: 0 }, args, env: BUSYBOX_IMAGE.env, cwd: '/', noNewPrivileges: true },
-    root: { path: 'rootfs', readonly: false },
-    hostname: 'task-events-test',
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-    ],
-    linux: {
-      cgroupsPath: `/cri-ledger-test-${id}`,
-      namespaces: ['pid', 'ipc', 'uts', 'mount', 'network'].map((type) => ({ type })),
-      ...(memoryLimit ? { resources: { memory: { limit: memoryLimit } } } : {}),
-    },
-  };
-}
-
 async function createContainer(name: string, args: string[], memoryLimit?: number): Promise<string> {
   const id = newId(name);
-  const image = await new ContainerdImageStore({ api }).resolve('busybox');
-  assert.ok(image);
   created.push(id);
-  // The record first: it names the snapshot, which keeps containerd's GC off it.
-  const snapshot = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
-  await runtime.createContainer({ id, spec: spec(id, args, memoryLimit), image, snapshot, runtime: 'io.containerd.runc.v2', labels: {}, extension: {} });
-  await runtime.prepareSnapshot(id, image, {});
+  await createTestContainer(api, runtime, id, args, { hostname: 'task-events-test', ...(memoryLimit ? { memoryLimit } : {}) });
   return id;
 }
 

@@ -7,11 +7,11 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
 import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
 import { ContainerdTasks, signalNumber } from '../../src/adapters/containerd/containerd-tasks.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
+import { createTestContainer, DEVPTS_MOUNT, SYSFS_MOUNT, testCgroupPath } from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 
 const NAMESPACE = 'cri-ledger-tasks-test';
@@ -57,37 +57,12 @@ after(async () => {
 
 /** Unique per run: cgroup paths are machine-wide, and another test file may run beside this one. */
 const newId = (name: string): string => `tasks-${process.pid}-${name}`;
-const cgroupPath = (id: string): string => `/cri-ledger-test-${id}`;
-
-/** The minimal runc spec the task needs; no oomScoreAdj (runc cannot lower the shim's). */
-function spec(id: string, args: string[]): Record<string, unknown> {
-  return {
-    ociVersion: '1.0.2',
-    process: { terminal: false, user: { uid: 0, gid: 0 }, args, env: BUSYBOX_IMAGE.env, cwd: '/', noNewPrivileges: true },
-    root: { path: 'rootfs', readonly: false },
-    hostname: 'tasks-test',
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    ],
-    linux: {
-      cgroupsPath: cgroupPath(id),
-      namespaces: ['pid', 'ipc', 'uts', 'mount', 'network'].map((type) => ({ type })),
-    },
-  };
-}
+const cgroupPath = testCgroupPath;
 
 async function createContainer(name: string, args: string[]): Promise<string> {
   const id = newId(name);
-  const image = await new ContainerdImageStore({ api }).resolve('busybox');
-  assert.ok(image);
   created.push(id);
-  // The record first: it names the snapshot, which keeps containerd's GC off it.
-  const snapshot = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
-  await runtime.createContainer({ id, spec: spec(id, args), image, snapshot, runtime: 'io.containerd.runc.v2', labels: {}, extension: {} });
-  await runtime.prepareSnapshot(id, image, {});
+  await createTestContainer(api, runtime, id, args, { hostname: 'tasks-test', mounts: [DEVPTS_MOUNT, SYSFS_MOUNT] });
   return id;
 }
 
