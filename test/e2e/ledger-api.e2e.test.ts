@@ -138,12 +138,12 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
   });
 
   it('serves the CRI services beside the ledger, answering UNIMPLEMENTED naming the RPC until handlers land', async () => {
-    for (const [definition, rpc] of [[runtimeServiceV1, 'runtime.v1.RuntimeService/CheckpointContainer'], [runtimeServiceV1alpha2, 'runtime.v1alpha2.RuntimeService/CheckpointContainer']] as const) {
+    for (const [definition, rpc] of [[runtimeServiceV1, 'runtime.v1.RuntimeService/CheckpointContainer'], [runtimeServiceV1alpha2, 'runtime.v1alpha2.RuntimeService/Attach']] as const) {
       const Client = makeGenericClientConstructor(definition, 'RuntimeService');
       const cri = new Client(`unix://${socket}`, credentials.createInsecure());
       try {
         const error = await new Promise<ServiceError>((resolve, reject) =>
-          (cri as unknown as Record<string, (r: object, cb: (e: ServiceError | null) => void) => void>)['checkpointContainer']!({ containerId: 'x' }, (e) => (e ? resolve(e) : reject(new Error(`${rpc} answered`)))),
+          (cri as unknown as Record<string, (r: object, cb: (e: ServiceError | null) => void) => void>)[rpc.endsWith('CheckpointContainer') ? 'checkpointContainer' : 'attach']!({ containerId: 'x' }, (e) => (e ? resolve(e) : reject(new Error(`${rpc} answered`)))),
         );
         assert.equal(error.code, Status.UNIMPLEMENTED);
         assert.match(error.details, new RegExp(`${rpc.replace(/\./g, '\\.')} is not implemented`));
