@@ -175,3 +175,43 @@ export async function appendContainerEvents(deps: Pick<LifecycleDeps, 'ledger' |
     await deps.ledger.append(containerStream(c.id), c.version, events(c));
   });
 }
+
+/** The CRI's LinuxContainerResources, int64s as decimal strings (as the CRI server decodes them). */
+export interface CriLinuxResources {
+  cpuPeriod: string;
+  cpuQuota: string;
+  cpuShares: string;
+  memoryLimitInBytes: string;
+  oomScoreAdj: string;
+  cpusetCpus: string;
+  cpusetMems: string;
+}
+
+/** The OCI LinuxResources a task update carries: only what is set (zero means unset, as in containerd). */
+export function ociLinuxResources(r: CriLinuxResources): Record<string, unknown> {
+  const n = (v: string): number => Number(v || '0');
+  const cpu = {
+    ...(n(r.cpuShares) > 0 ? { shares: n(r.cpuShares) } : {}),
+    ...(n(r.cpuQuota) !== 0 ? { quota: n(r.cpuQuota) } : {}),
+    ...(n(r.cpuPeriod) > 0 ? { period: n(r.cpuPeriod) } : {}),
+    ...(r.cpusetCpus ? { cpus: r.cpusetCpus } : {}),
+    ...(r.cpusetMems ? { mems: r.cpusetMems } : {}),
+  };
+  return { cpu, ...(n(r.memoryLimitInBytes) > 0 ? { memory: { limit: n(r.memoryLimitInBytes) } } : {}) };
+}
+
+/**
+ * UpdateContainerResources: the running container's task gets the new limits, and
+ * ContainerResourcesUpdated records them (ContainerStatus shows them from then on).
+ * Only a running container can be updated (FAILED_PRECONDITION otherwise): the limits
+ * live in its cgroup, and the spec containerd holds is the one recorded at create.
+ */
+export async function updateContainerResources(deps: LifecycleDeps, o: LifecycleCommand & { resources: CriLinuxResources }): Promise<void> {
+  const id = mustFind(deps, o.containerId).id;
+  await deps.locks.run(id, async () => {
+    const c = mustFind(deps, id);
+    if (c.state !== 'RUNNING') throw new FailedPreconditionError(`container ${c.id} is ${c.state}, not RUNNING: only a running container's resources can be updated`);
+    await deps.tasks.update(c.id, ociLinuxResources(o.resources));
+    await appendTo(deps, c, [{ type: 'ContainerResourcesUpdated', correlationId: o.correlationId, data: { resources: o.resources } }]);
+  });
+}

@@ -251,6 +251,8 @@ export interface TaskRuntime {
   delete(containerId: string): Promise<unknown>;
   /** The init process's state; undefined when there is no task. */
   state(containerId: string): Promise<{ status: string; pid: number; exitCode?: number; exitedAt?: string } | undefined>;
+  /** Applies new OCI LinuxResources to the running task's cgroup. */
+  update(containerId: string, resources: Record<string, unknown>): Promise<void>;
 }
 
 /**

@@ -154,7 +154,7 @@ describe('the container lifecycle over the CRI socket, on a private containerd',
     assert.equal((refused as ServiceError).code, Status.FAILED_PRECONDITION);
   });
 
-  it('reports stats: memory above zero, CPU that does not go down, and the writable layer', async () => {
+  it('reports container and pod stats (memory above zero, CPU that does not go down, the writable layer) and updates resources', async () => {
     const id = await create('busy', ['x=$(head -c 4000000 /dev/zero | tr "\\0" a); i=0; while true; do i=$((i+1)); done']);
     await call('startContainer', { containerId: id });
     type Stats = { stats: { cpu: { usageCoreNanoSeconds: { value: string } }; memory: { workingSetBytes: { value: string } }; writableLayer: { usedBytes: { value: string } } } };
@@ -171,7 +171,23 @@ describe('the container lifecycle over the CRI socket, on a private containerd',
     assert.ok(second);
     const list = await call<{ stats: Array<{ attributes: { id: string } }> }>('listContainerStats', { filter: { id: id.slice(0, 12), podSandboxId: '', labelSelector: {} } });
     assert.deepEqual(list.stats.map((s) => s.attributes.id), [id]);
+    type PodStats = { stats: { attributes: { id: string }; linux: { cpu: { usageCoreNanoSeconds: { value: string } }; containers: Array<{ attributes: { id: string } }> } } };
+    const pod = await call<PodStats>('podSandboxStats', { podSandboxId: podId });
+    assert.equal(pod.stats.attributes.id, podId);
+    assert.ok(BigInt(pod.stats.linux.cpu.usageCoreNanoSeconds.value) >= BigInt(second.stats.cpu.usageCoreNanoSeconds.value), 'the pod uses at least what its busy container does');
+    assert.ok(pod.stats.linux.containers.some((c) => c.attributes.id === id));
+    const pods = await call<{ stats: Array<{ attributes: { id: string } }> }>('listPodSandboxStats', { filter: { id: podId.slice(0, 10), labelSelector: {} } });
+    assert.deepEqual(pods.stats.map((p) => p.attributes.id), [podId]);
+
+    // UpdateContainerResources: the running task's cgroup gets the new memory limit, and status shows it.
+    const limit = String(256 * 1024 * 1024);
+    await call('updateContainerResources', { containerId: id, linux: { memoryLimitInBytes: limit, cpuShares: '512' } });
+    const cgroup = await call<{ stdout: Buffer }>('execSync', { containerId: id, cmd: ['cat', '/sys/fs/cgroup/memory/memory.limit_in_bytes'], timeout: 5 });
+    assert.equal(cgroup.stdout.toString().trim(), limit);
+    assert.equal((await status(id)).status.resources?.linux.memoryLimitInBytes, limit);
     await call('stopContainer', { containerId: id, timeout: 0 });
+    const refused = await call('updateContainerResources', { containerId: id, linux: { memoryLimitInBytes: limit } }).catch((e: ServiceError) => e);
+    assert.equal((refused as ServiceError).code, Status.FAILED_PRECONDITION);
   });
 
   it('keeps every status across a restart of cri-ledger, and records an exit that happened while it was down', async () => {

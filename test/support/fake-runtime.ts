@@ -196,6 +196,11 @@ export class FakeTasks extends Failures implements TaskRuntime {
     this.check('delete');
     this.running.delete(containerId);
   }
+  readonly updates = new Map<string, Record<string, unknown>>();
+  async update(containerId: string, resources: Record<string, unknown>): Promise<void> {
+    this.check('update');
+    this.updates.set(containerId, resources);
+  }
   async state(containerId: string): Promise<{ status: string; pid: number; exitCode?: number; exitedAt?: string } | undefined> {
     const pid = this.running.get(containerId);
     if (pid !== undefined) return { status: 'RUNNING', pid };

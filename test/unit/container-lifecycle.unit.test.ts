@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { recordExit, removeContainer, startContainer, stopContainer, stopSignalNumber, type LifecycleDeps } from '../../src/commands/container-lifecycle.js';
+import { ociLinuxResources, recordExit, removeContainer, startContainer, stopContainer, stopSignalNumber, updateContainerResources, type LifecycleDeps } from '../../src/commands/container-lifecycle.js';
 import { createContainer } from '../../src/commands/create-container.js';
 import { KeyedLock } from '../../src/commands/keyed-lock.js';
 import { Ledger } from '../../src/commands/ledger.js';
@@ -144,6 +144,23 @@ describe('container lifecycle', () => {
     assert.deepEqual((await w.types(id)).slice(-3), ['ContainerStopped', 'ContainerExited', 'ContainerRemoved']);
     await removeContainer(w.deps, op(id));
     await removeContainer(w.deps, op(hexId('never-there')));
+  });
+
+  it('updates a running container\'s resources and records them; any other state is refused', async () => {
+    const w = await world();
+    const id = await w.create();
+    const resources = { cpuPeriod: '100000', cpuQuota: '50000', cpuShares: '512', memoryLimitInBytes: '268435456', oomScoreAdj: '0', cpusetCpus: '0', cpusetMems: '' };
+    await assert.rejects(updateContainerResources(w.deps, { ...op(id), resources }), FailedPreconditionError);
+    await startContainer(w.deps, op(id));
+    await updateContainerResources(w.deps, { ...op(id), resources });
+    assert.deepEqual(w.tasks.updates.get(id), { cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, memory: { limit: 268435456 } });
+    assert.deepEqual(w.ledger.projections.containers.get(id)!.resources, resources);
+    assert.deepEqual((await w.types(id)).slice(-1), ['ContainerResourcesUpdated']);
+  });
+
+  it('leaves unset (zero) CRI resources out of the OCI update', () => {
+    assert.deepEqual(ociLinuxResources({ cpuPeriod: '0', cpuQuota: '0', cpuShares: '0', memoryLimitInBytes: '0', oomScoreAdj: '0', cpusetCpus: '', cpusetMems: '' }), { cpu: {} });
+    assert.deepEqual(ociLinuxResources({ cpuPeriod: '', cpuQuota: '-1', cpuShares: '2', memoryLimitInBytes: '', oomScoreAdj: '', cpusetCpus: '', cpusetMems: '0-1' }), { cpu: { quota: -1, shares: 2, mems: '0-1' } });
   });
 
   it('reads stop signals as images write them', () => {

@@ -4,7 +4,10 @@ import type { RootfsMount } from '../../commands/ports.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { hasStatus, unaryCall } from './containerd-calls.js';
 import { ignoreNotFound, unavailableAsRuntimeError } from './containerd-errors.js';
-import { timestampToNanos, type WireTimestamp } from './containerd-wire.js';
+import { jsonAny, timestampToNanos, type WireTimestamp } from './containerd-wire.js';
+
+/** The Any type URL containerd registers for an OCI LinuxResources. */
+export const LINUX_RESOURCES_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
 import { runcOptionsAny } from './runc-options.js';
 
 /**
@@ -146,6 +149,12 @@ export class ContainerdTasks {
       },
     );
     return unavailableAsRuntimeError(call);
+  }
+
+  /** Applies new OCI LinuxResources (JSON in an Any, as containerd's client sends them) to the task's cgroup. */
+  update(containerId: string, resources: Record<string, unknown>): Promise<void> {
+    const request = { container_id: containerId, resources: jsonAny(LINUX_RESOURCES_TYPE_URL, resources), annotations: {} };
+    return unavailableAsRuntimeError(unaryCall(this.api.tasks, 'Update', request).then(() => undefined));
   }
 
   /** The init process's state; undefined when the container has no task. */

@@ -117,6 +117,38 @@ export function containerStatsMessage(r: ContainerRecord, sample: ContainerStats
   };
 }
 
+/** Sums decimal-string counters (they may pass 2^53). */
+function sum(values: Array<string | undefined>): string {
+  return values.reduce((total, v) => total + BigInt(v ?? '0'), 0n).toString();
+}
+
+/**
+ * A CRI PodSandboxStats: the pod's CPU and memory are its pause task's plus its running
+ * containers' (the pod cgroup's total, from the tasks containerd reports), and each
+ * container's own stats.
+ */
+export function podSandboxStatsMessage(r: SandboxRecord, pause: ContainerStatsSample | undefined, containers: object[], running: Array<ContainerStatsSample | undefined>) {
+  const attributes = { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations };
+  const all = [pause, ...running].filter((s): s is ContainerStatsSample => s !== undefined);
+  if (all.length === 0) return { attributes, linux: { containers } };
+  const t = all.map((s) => BigInt(s.timestampNs)).reduce((a, b) => (a > b ? a : b)).toString();
+  return {
+    attributes,
+    linux: {
+      cpu: { timestamp: t, usageCoreNanoSeconds: { value: sum(all.map((s) => s.cpu?.usageCoreNanoSeconds)) } },
+      memory: {
+        timestamp: t,
+        workingSetBytes: { value: sum(all.map((s) => s.memory?.workingSetBytes)) },
+        usageBytes: { value: sum(all.map((s) => s.memory?.usageBytes)) },
+        rssBytes: { value: sum(all.map((s) => s.memory?.rssBytes)) },
+        pageFaults: { value: sum(all.map((s) => s.memory?.pageFaults)) },
+        majorPageFaults: { value: sum(all.map((s) => s.memory?.majorPageFaults)) },
+      },
+      containers,
+    },
+  };
+}
+
 const SANDBOX_STATE = { CREATING: 'SANDBOX_NOTREADY', READY: 'SANDBOX_READY', NOTREADY: 'SANDBOX_NOTREADY' } as const;
 
 export function visibleSandboxes(records: Iterable<SandboxRecord>): SandboxRecord[] {

@@ -6,12 +6,21 @@ import type { Ledger } from '../../commands/ledger.js';
 import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from '../../commands/run-pod-sandbox.js';
 import { removePodSandbox } from '../../commands/remove-pod-sandbox.js';
 import { stopPodSandbox } from '../../commands/stop-pod-sandbox.js';
-import { appendContainerEvents, removeContainer, startContainer, stopContainer, type LifecycleDeps } from '../../commands/container-lifecycle.js';
+import {
+  appendContainerEvents,
+  removeContainer,
+  startContainer,
+  stopContainer,
+  updateContainerResources,
+  type CriLinuxResources,
+  type LifecycleDeps,
+} from '../../commands/container-lifecycle.js';
 import { runtimeFor } from '../../commands/pod-runtime.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, OperationTimeoutError } from '../../domain/errors.js';
 import type { EventData } from '../../domain/events.js';
 import { containerStream, nodeStream, sandboxStream } from '../../domain/ids.js';
 import type { ContainerRecord } from '../../projections/container-store.js';
+import type { SandboxRecord } from '../../projections/sandbox-store.js';
 import { ExecTimeoutError } from '../containerd/containerd-exec.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
 import { newEventId } from '../ids/event-id.js';
@@ -19,6 +28,7 @@ import { correlationIdFrom } from '../grpc/rpc-logging.js';
 import {
   containerMessage,
   containerStatsMessage,
+  podSandboxStatsMessage,
   type StatsSource,
   containerStatusMessage,
   filterContainers,
@@ -100,6 +110,14 @@ function snapshotsOf(records: ContainerRecord[]): Map<string, { snapshotter: str
 
 export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImplementation {
   const projections = deps.ledger.projections;
+  /** Pod stats: the pause task's and its running containers' samples, in one containerd call. */
+  const podStats = async (sandboxes: SandboxRecord[]) => {
+    const ids = new Set(sandboxes.map((s) => s.id));
+    const containers = visibleContainers(projections.containers.values()).filter((c) => ids.has(c.sandboxId));
+    const running = containers.filter((c) => c.state === 'RUNNING');
+    const samples = await deps.stats.containerStats([...sandboxes.filter((s) => s.state === 'READY').map((s) => s.id), ...running.map((c) => c.id)], { snapshots: snapshotsOf(running) });
+    return sandboxes.map((s) => podSandboxStatsMessage(s, samples.get(s.id), containers.filter((c) => c.sandboxId === s.id).map((c) => containerStatsMessage(c, samples.get(c.id))), running.filter((c) => c.sandboxId === s.id).map((c) => samples.get(c.id))));
+  };
   return {
     RunPodSandbox: unary<RunPodSandboxRequest__Output, { podSandboxId: string }>(async (request, call) => {
       const podSandboxId = await runPodSandbox(
@@ -169,6 +187,32 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
         await recordExec({ execId: error.execId, cmd: request.cmd, exitCode: -1, timedOut: true, durationMs, stdoutBytes: 0, stderrBytes: 0, truncated: false });
         throw new OperationTimeoutError(`command ${JSON.stringify(request.cmd)} in container ${record.id} timed out after ${request.timeout}s; it was killed`, { cause: error });
       }
+    }),
+    UpdateContainerResources: unary<{ containerId: string; linux: Partial<CriLinuxResources> | null }, object>(async (request, call) => {
+      if (!request.linux) throw new InvalidArgumentError('linux', 'must be set (only Linux resources are supported)');
+      const l = request.linux;
+      const resources: CriLinuxResources = {
+        cpuPeriod: String(l.cpuPeriod ?? '0'),
+        cpuQuota: String(l.cpuQuota ?? '0'),
+        cpuShares: String(l.cpuShares ?? '0'),
+        memoryLimitInBytes: String(l.memoryLimitInBytes ?? '0'),
+        oomScoreAdj: String(l.oomScoreAdj ?? '0'),
+        cpusetCpus: l.cpusetCpus ?? '',
+        cpusetMems: l.cpusetMems ?? '',
+      };
+      await updateContainerResources(deps.lifecycle, { ...containerOperation(call, request.containerId), resources });
+      return {};
+    }),
+    PodSandboxStats: unary<{ podSandboxId: string }, object>(async (request) => {
+      const sandbox = projections.findSandbox(request.podSandboxId);
+      if (!sandbox || sandbox.state === 'CREATING') throw new NotFoundError('sandbox', request.podSandboxId);
+      return { stats: (await podStats([sandbox]))[0] };
+    }),
+    ListPodSandboxStats: unary<{ filter: { id: string; labelSelector: Record<string, string> } | null }, object>(async (request) => {
+      const sandboxes = visibleSandboxes(projections.sandboxes.values()).filter(
+        (s) => !request.filter || ((request.filter.id === '' || s.id.startsWith(request.filter.id)) && Object.entries(request.filter.labelSelector ?? {}).every(([k, v]) => s.labels[k] === v)),
+      );
+      return { stats: await podStats(sandboxes) };
     }),
     ContainerStats: unary<{ containerId: string }, object>(async (request) => {
       const record = projections.findContainer(request.containerId);
