@@ -248,17 +248,24 @@ static napi_value queue_work(napi_env env, struct work *w) {
   return promise;
 }
 
-/* mount(source, target, fstype, flags, data) -> Promise<void>; source, fstype, data may be null. */
-static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+/* A zeroed work item for `op`; NULL with a JavaScript error thrown when out of memory. */
+static struct work *new_work(napi_env env, enum op op) {
   struct work *w = calloc(1, sizeof *w);
   if (!w) {
     napi_throw_error(env, NULL, "cri-ledger native: out of memory");
     return NULL;
   }
-  w->op = OP_MOUNT;
+  w->op = op;
+  return w;
+}
+
+/* mount(source, target, fstype, flags, data) -> Promise<void>; source, fstype, data may be null. */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct work *w = new_work(env, OP_MOUNT);
+  if (!w) return NULL;
   double flags;
   if (!string_arg(env, argv, argc, 0, 1, &w->source) || !string_arg(env, argv, argc, 1, 0, &w->target) ||
       !string_arg(env, argv, argc, 2, 1, &w->fstype) || !number_arg(env, argv, argc, 3, &flags) ||
@@ -275,12 +282,8 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  struct work *w = calloc(1, sizeof *w);
-  if (!w) {
-    napi_throw_error(env, NULL, "cri-ledger native: out of memory");
-    return NULL;
-  }
-  w->op = OP_UMOUNT;
+  struct work *w = new_work(env, OP_UMOUNT);
+  if (!w) return NULL;
   double flags;
   if (!string_arg(env, argv, argc, 0, 0, &w->target) || !number_arg(env, argv, argc, 1, &flags)) {
     free_work(w);
@@ -295,12 +298,8 @@ static napi_value js_bind_new_netns(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  struct work *w = calloc(1, sizeof *w);
-  if (!w) {
-    napi_throw_error(env, NULL, "cri-ledger native: out of memory");
-    return NULL;
-  }
-  w->op = OP_NETNS;
+  struct work *w = new_work(env, OP_NETNS);
+  if (!w) return NULL;
   if (!string_arg(env, argv, argc, 0, 0, &w->target)) {
     free_work(w);
     return NULL;

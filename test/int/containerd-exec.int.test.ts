@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,8 +11,8 @@ import { ContainerdExec, ContainerNotRunningError, ExecTimeoutError, type ExecSy
 import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
 import { ContainerdTasks } from '../../src/adapters/containerd/containerd-tasks.js';
 import { NotFoundError, RuntimeUnavailableError } from '../../src/domain/errors.js';
-import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
-import { createTestContainer, SYSFS_MOUNT } from '../support/runc-containers.js';
+import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
+import { createTestContainer, tearDownRuncTests, SYSFS_MOUNT } from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 
 const NAMESPACE = 'cri-ledger-exec-test';
@@ -46,20 +46,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const id of created) {
-    await tasks?.kill(id, 'SIGKILL', { all: true }).catch(() => undefined);
-    await tasks?.wait(id).catch(() => undefined);
-    await tasks?.delete(id).catch(() => undefined);
-    await runtime?.deleteContainer(id).catch(() => undefined);
-    await runtime?.removeSnapshot(id, 'overlayfs').catch(() => undefined);
-  }
-  api?.close();
-  await rm(workDir, { recursive: true, force: true });
-  if (!containerd) return;
-  const dir = dirname(containerd.address);
-  await containerd.stop();
-  assert.equal(existsSync(dir), false, `${dir} is left behind`);
-  assert.deepEqual(mountsUnder(dir), []);
+  await tearDownRuncTests({ created, tasks, runtime, api, workDir, containerd });
 });
 
 const newId = (name: string): string => `execsync-${process.pid}-${name}`;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { closeSync, createReadStream, existsSync, openSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,8 +10,8 @@ import { collectStream, unaryCall } from '../../src/adapters/containerd/containe
 import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
 import { ContainerdTasks, signalNumber } from '../../src/adapters/containerd/containerd-tasks.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
-import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
-import { createTestContainer, DEVPTS_MOUNT, SYSFS_MOUNT, testCgroupPath } from '../support/runc-containers.js';
+import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
+import { createTestContainer, tearDownRuncTests, DEVPTS_MOUNT, SYSFS_MOUNT, testCgroupPath } from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 
 const NAMESPACE = 'cri-ledger-tasks-test';
@@ -38,21 +38,7 @@ before(async () => {
 });
 
 after(async () => {
-  // Whatever a failed test left: its task, container and snapshot.
-  for (const id of created) {
-    await tasks?.kill(id, 'SIGKILL').catch(() => undefined);
-    await tasks?.wait(id).catch(() => undefined);
-    await tasks?.delete(id).catch(() => undefined);
-    await runtime?.deleteContainer(id).catch(() => undefined);
-    await runtime?.removeSnapshot(id, 'overlayfs').catch(() => undefined);
-  }
-  api?.close();
-  await rm(workDir, { recursive: true, force: true });
-  if (!containerd) return;
-  const dir = dirname(containerd.address);
-  await containerd.stop();
-  assert.equal(existsSync(dir), false, `${dir} is left behind`);
-  assert.deepEqual(mountsUnder(dir), []);
+  await tearDownRuncTests({ created, tasks, runtime, api, workDir, containerd });
 });
 
 /** Unique per run: cgroup paths are machine-wide, and another test file may run beside this one. */

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
 import type { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
+import type { ContainerdTasks } from '../../src/adapters/containerd/containerd-tasks.js';
+import { mountsUnder, type PrivateContainerd } from './containerd.js';
 import { BUSYBOX_IMAGE } from './oci-image.js';
 
 /*
@@ -63,4 +68,33 @@ export async function createTestContainer(
   await runtime.createContainer({ id, spec: runcTestSpec(id, args, o), image, snapshot, runtime: 'io.containerd.runc.v2', labels: {}, extension: {} });
   await runtime.prepareSnapshot(id, image, {});
   return { snapshotter: snapshot.snapshotter, key: snapshot.key };
+}
+
+/**
+ * The end of such a test file: whatever a failed test left (task, container, snapshot),
+ * the client, the work dir, and the private containerd, which must leave neither its
+ * dir nor a mount behind.
+ */
+export async function tearDownRuncTests(o: {
+  created: readonly string[];
+  tasks: ContainerdTasks | undefined;
+  runtime: ContainerdRuntime | undefined;
+  api: ContainerdApi | undefined;
+  workDir: string | undefined;
+  containerd: PrivateContainerd | undefined;
+}): Promise<void> {
+  for (const id of o.created) {
+    await o.tasks?.kill(id, 'SIGKILL', { all: true }).catch(() => undefined);
+    await o.tasks?.wait(id).catch(() => undefined);
+    await o.tasks?.delete(id).catch(() => undefined);
+    await o.runtime?.deleteContainer(id).catch(() => undefined);
+    await o.runtime?.removeSnapshot(id, 'overlayfs').catch(() => undefined);
+  }
+  o.api?.close();
+  if (o.workDir) await rm(o.workDir, { recursive: true, force: true });
+  if (!o.containerd) return;
+  const dir = dirname(o.containerd.address);
+  await o.containerd.stop();
+  assert.equal(existsSync(dir), false, `${dir} is left behind`);
+  assert.deepEqual(mountsUnder(dir), []);
 }
