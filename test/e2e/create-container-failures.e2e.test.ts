@@ -15,6 +15,15 @@ import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
 
 const STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
 
+/** Polls until `check` holds (the containerd record exists, say); fails after 20 s. */
+async function until(check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe('CreateContainer failures on real containerd leave nothing behind', () => {
   let h: CriHarness;
   let podId = '';
@@ -66,6 +75,20 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
     await call('removePodSandbox', { podSandboxId: podId });
     assert.deepEqual(await leftovers(), { containers: [], snapshots: [], dirs: [] });
     podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: podConfig })).podSandboxId;
+  });
+
+  it('lets a CreateContainer in flight finish when the service gets SIGTERM, then exits cleanly', async () => {
+    // The snapshot step is held for 1.5 s; SIGTERM arrives while it waits.
+    await start('CreateContainer.SnapshotPrepared=delay(1500)');
+    const pending = create({ metadata: { name: 'inflight', attempt: 0 } });
+    await until(async () => (await leftovers()).containers.length > 0);
+    const exit = h.serve().stop('SIGTERM');
+    const { containerId } = await pending;
+    assert.deepEqual(await exit, { code: 0, signal: null });
+    await start();
+    const status = await call<{ status: { state: string } }>('containerStatus', { containerId });
+    assert.equal(status.status.state, 'CONTAINER_CREATED');
+    await call('removeContainer', { containerId });
   });
 
   it('refuses bad input before any event is written', async () => {
