@@ -33,6 +33,10 @@ describe('pod files on the host', () => {
     assert.equal(await readFile(f.resolvConf, 'utf8'), 'nameserver 10.96.0.10\nsearch default.svc.cluster.local\noptions ndots:5\n');
     assert.ok(await mounted(f.devShm), 'shm is a mount point');
     assert.equal((await stat(f.devShm)).mode & 0o7777, 0o1777);
+    // A retry of the step (after a crash, say) finds the mount and adds no second one.
+    await files.create(id, { hostname: 'web-0', dns: null, hostIpc: false });
+    const count = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.split(' ')[4] === f.devShm).length;
+    assert.equal(count, 1);
   });
 
   it('copies the host resolv.conf when the pod gives no DNS config, and uses the host /dev/shm with host IPC', async () => {

@@ -1,10 +1,9 @@
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { PodFiles } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { RESOURCE_ID } from '../../domain/ids.js';
 import { mount, mountFlags, umount } from '../native/syscalls.js';
-import { parseMountInfo } from '../netns/netns.js';
 import type { SandboxFiles } from '../oci/spec-input.js';
 
 /** The pod's /dev/shm: 64 MiB, as Docker and containerd give it. */
@@ -66,6 +65,12 @@ export function resolvConf(dns: { servers: string[]; searches: string[]; options
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Whether `path` is a mount point: its device differs from its parent's (each tmpfs
+ * mount has a device of its own). Two stats instead of reading and parsing
+ * /proc/self/mountinfo, which grows with every pod on the node. A missing path is not.
+ */
 async function isMountPoint(path: string): Promise<boolean> {
-  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8')).some((m) => m.mountPoint === path);
+  const [own, parent] = await Promise.all([stat(path).catch(() => undefined), stat(dirname(path)).catch(() => undefined)]);
+  return own !== undefined && parent !== undefined && own.dev !== parent.dev;
 }
