@@ -79,6 +79,8 @@ export interface ResolvedImage {
   name: string;
   repoTags: string[];
   repoDigests: string[];
+  /** Every image record (name) in the store that is this image: what removing it deletes. */
+  names: string[];
   /** The chain id of its layers: the parent of a container's rootfs snapshot. */
   chainId: string;
   snapshotter: string;
@@ -93,6 +95,48 @@ export interface ImageStore {
   resolve(ref: string): Promise<ResolvedImage | undefined>;
   /** The image's /etc/passwd and /etc/group, read from a read-only view, never by writing to the image. */
   readUserFiles(image: ResolvedImage): Promise<{ passwd?: string; group?: string }>;
+}
+
+/** What the image service needs beyond lookups: every image, and deleting records. */
+export interface ImageCatalog extends ImageStore {
+  /** Every image, one entry per image id, with all its names. */
+  list(): Promise<ResolvedImage[]>;
+  /** Deletes the image record `name`; `collect` runs containerd's GC before returning. Absent is fine. */
+  deleteRecord(name: string, o: { collect: boolean }): Promise<void>;
+}
+
+/** One layer's bytes fetched so far, as a pull reports it. */
+export interface PullProgress {
+  layer: string;
+  done: number;
+  total: number;
+}
+
+/** What a finished pull or import wrote. */
+export interface PullResult {
+  /** The record name: the normalized reference. */
+  name: string;
+  /** Where the content came from (the registry URL used, or the archive). */
+  origin: string;
+  imageId: string;
+  targetDigest: string;
+  size: number;
+  layers: Array<{ digest: string; size: number; ms: number; skipped: boolean }>;
+}
+
+/** The CRI AuthConfig, as the CRI server decodes it. */
+export interface RegistryAuth {
+  username?: string;
+  password?: string;
+  auth?: string;
+  serverAddress?: string;
+  identityToken?: string;
+  registryToken?: string;
+}
+
+/** Fetches an image into the runtime's store (content, snapshots, the record). */
+export interface ImagePuller {
+  pull(reference: string, o: { auth?: RegistryAuth; onProgress: (p: PullProgress) => void }): Promise<PullResult>;
 }
 
 /** A container's rootfs snapshot: keyed by the container id. */

@@ -163,6 +163,33 @@ export const ExecRanV1 = z.object({
 /** UpdateContainerResources applied new limits to the running task. */
 export const ContainerResourcesUpdatedV1 = z.object({ resources: CriResources });
 
+/** One layer of a pull: how big, how long it took, and whether it was there already. */
+export const PulledLayer = z.object({ digest: z.string(), size: z.number().int().nonnegative(), ms: z.number().nonnegative(), skipped: z.boolean() });
+
+/** A pull began (stream `image-<name>`, the normalized reference). */
+export const ImagePullStartedV1 = z.object({ reference: z.string().min(1), origin: z.string() });
+
+/** Bytes of one layer fetched so far; written at a bounded rate while a pull runs. */
+export const ImagePullProgressV1 = z.object({ layer: z.string(), done: z.number().int().nonnegative(), total: z.number().int().nonnegative() });
+
+/** A pull (or an import) finished: the image id is its config digest. */
+export const ImagePulledV1 = z.object({
+  reference: z.string().min(1),
+  origin: z.string(),
+  imageId: z.string(),
+  /** What the image record points at (an index, a manifest list or a manifest). */
+  targetDigest: z.string(),
+  size: z.number().int().nonnegative(),
+  durationMs: z.number().nonnegative(),
+  layers: z.array(PulledLayer),
+});
+
+/** A pull failed; nothing of it is left (its lease is gone). */
+export const ImagePullFailedV1 = z.object({ reference: z.string().min(1), reason: z.string(), code: z.string().optional(), durationMs: z.number().nonnegative() });
+
+/** The image record named `reference` was deleted. */
+export const ImageRemovedV1 = z.object({ reference: z.string().min(1), imageId: z.string() });
+
 /** kubelet told the runtime its pod CIDR (UpdateRuntimeConfig); stream `node-<node>`. */
 export const PodCidrUpdatedV1 = z.object({ podCidr: z.string() });
 
@@ -186,6 +213,11 @@ export const EVENT_SCHEMAS = {
   ContainerRemoved: { 1: ContainerRemovedV1 },
   ExecRan: { 1: ExecRanV1 },
   ContainerResourcesUpdated: { 1: ContainerResourcesUpdatedV1 },
+  ImagePullStarted: { 1: ImagePullStartedV1 },
+  ImagePullProgress: { 1: ImagePullProgressV1 },
+  ImagePulled: { 1: ImagePulledV1 },
+  ImagePullFailed: { 1: ImagePullFailedV1 },
+  ImageRemoved: { 1: ImageRemovedV1 },
   PodCidrUpdated: { 1: PodCidrUpdatedV1 },
 } as const satisfies Record<string, Record<number, z.ZodType>>;
 
@@ -209,6 +241,11 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   ContainerRemoved: 1,
   ExecRan: 1,
   ContainerResourcesUpdated: 1,
+  ImagePullStarted: 1,
+  ImagePullProgress: 1,
+  ImagePulled: 1,
+  ImagePullFailed: 1,
+  ImageRemoved: 1,
   PodCidrUpdated: 1,
 };
 

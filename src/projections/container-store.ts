@@ -135,6 +135,11 @@ export const containerStore: Projection<ContainerRecord> = {
       case 'Compensated':
       case 'ContainerRemoved':
         return undefined;
+      case 'ImagePullStarted':
+      case 'ImagePullProgress':
+      case 'ImagePulled':
+      case 'ImagePullFailed':
+      case 'ImageRemoved':
       case 'SandboxReserved':
       case 'SandboxReady':
       case 'SandboxStopped':

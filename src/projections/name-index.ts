@@ -57,6 +57,11 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'ContainerStarted':
     case 'ContainerExited':
     case 'ContainerStopped':
+    case 'ImagePullStarted':
+    case 'ImagePullProgress':
+    case 'ImagePulled':
+    case 'ImagePullFailed':
+    case 'ImageRemoved':
     case 'ExecRan':
     case 'ContainerResourcesUpdated':
     case 'SandboxReserved':

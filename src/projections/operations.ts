@@ -63,6 +63,11 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'ContainerStarted':
       case 'ContainerExited':
       case 'ContainerStopped':
+      case 'ImagePullStarted':
+      case 'ImagePullProgress':
+      case 'ImagePulled':
+      case 'ImagePullFailed':
+      case 'ImageRemoved':
       case 'ExecRan':
       case 'ContainerResourcesUpdated':
       case 'SandboxStopped':

@@ -2,6 +2,7 @@ import type { LedgerEvent } from '../domain/events.js';
 import { NotFoundError } from '../domain/errors.js';
 import { resolveIdPrefix } from '../domain/ids.js';
 import { containerStore, type ContainerRecord } from './container-store.js';
+import { imageStore, type ImageRecord } from './image-store.js';
 import { containerNameIndex, type NameHold } from './name-index.js';
 import { operationsInFlight, type OperationInFlight } from './operations.js';
 import { ReadModel } from './read-model.js';
@@ -15,6 +16,7 @@ export interface ProjectionsSnapshot {
   sandboxes: Record<string, SandboxRecord>;
   sandboxNames: Record<string, NameHold>;
   operations: Record<string, OperationInFlight>;
+  images: Record<string, ImageRecord>;
 }
 
 export interface ProjectionCounts {
@@ -35,7 +37,8 @@ export class Projections {
   readonly sandboxes = new ReadModel(sandboxStore);
   readonly sandboxNames = new ReadModel(sandboxNameIndex);
   readonly operations = new ReadModel(operationsInFlight);
-  private readonly all = [this.containers, this.containerNames, this.sandboxes, this.sandboxNames, this.operations] as const;
+  readonly images = new ReadModel(imageStore);
+  private readonly all = [this.containers, this.containerNames, this.sandboxes, this.sandboxNames, this.operations, this.images] as const;
 
   apply(event: LedgerEvent): void {
     for (const model of this.all) model.apply(event);
@@ -99,6 +102,7 @@ export class Projections {
       sandboxes: this.sandboxes.snapshot(),
       sandboxNames: this.sandboxNames.snapshot(),
       operations: this.operations.snapshot(),
+      images: this.images.snapshot(),
     };
   }
 }

@@ -17,6 +17,11 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'ContainerStarted':
     case 'ContainerExited':
     case 'ContainerStopped':
+    case 'ImagePullStarted':
+    case 'ImagePullProgress':
+    case 'ImagePulled':
+    case 'ImagePullFailed':
+    case 'ImageRemoved':
     case 'ExecRan':
     case 'ContainerResourcesUpdated':
     case 'ContainerRemoved':

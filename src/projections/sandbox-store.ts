@@ -87,6 +87,11 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'ContainerStarted':
       case 'ContainerExited':
       case 'ContainerStopped':
+      case 'ImagePullStarted':
+      case 'ImagePullProgress':
+      case 'ImagePulled':
+      case 'ImagePullFailed':
+      case 'ImageRemoved':
       case 'ExecRan':
       case 'ContainerResourcesUpdated':
       case 'ContainerRemoved':

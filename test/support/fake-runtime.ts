@@ -31,6 +31,7 @@ export const TEST_IMAGE: ResolvedImage = {
   name: 'docker.io/library/busybox:latest',
   repoTags: ['docker.io/library/busybox:latest'],
   repoDigests: [],
+  names: ['docker.io/library/busybox:latest'],
   chainId: digest('busybox-chain'),
   snapshotter: 'overlayfs',
   config: { cmd: ['sh'], env: ['PATH=/bin'] },

@@ -1,5 +1,5 @@
 import { status as Status } from '@grpc/grpc-js';
-import type { ImageStore, ResolvedImage } from '../../commands/ports.js';
+import type { ImageCatalog, ResolvedImage } from '../../commands/ports.js';
 import { AmbiguousIdError } from '../../domain/errors.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { collectStream, hasStatus, unaryCall } from './containerd-calls.js';
@@ -48,7 +48,7 @@ export interface ContainerdImageStoreOptions {
  * removed is seen at once. What a target digest leads to (config, chain id, size) is
  * content-addressed and cannot change, so that alone is kept, in a bounded map.
  */
-export class ContainerdImageStore implements ImageStore {
+export class ContainerdImageStore implements ImageCatalog {
   private readonly api: ContainerdApi;
   private readonly snapshotter: string;
   private readonly platform: Platform;
@@ -64,6 +64,34 @@ export class ContainerdImageStore implements ImageStore {
 
   resolve(ref: string): Promise<ResolvedImage | undefined> {
     return unavailableAsRuntimeError(this.resolveImage(ref));
+  }
+
+  list(): Promise<ResolvedImage[]> {
+    return unavailableAsRuntimeError(
+      (async () => {
+        const { images } = await unaryCall<{ images: WireImage[] }>(this.api.images, 'List', { filters: [] });
+        const byId = new Map<string, ResolvedImage>();
+        for (const record of images) {
+          if (!record.target || record.target.digest === '') continue;
+          const id = await this.idOf(record as WireImage & { target: WireDescriptor });
+          if (id === undefined || byId.has(id)) continue;
+          const image = await this.resolveImage(record.name);
+          if (image) byId.set(id, image);
+        }
+        return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+      })(),
+    );
+  }
+
+  deleteRecord(name: string, o: { collect: boolean }): Promise<void> {
+    return unavailableAsRuntimeError(
+      unaryCall(this.api.images, 'Delete', { name, sync: o.collect }).then(
+        () => undefined,
+        (error: unknown) => {
+          if (!hasStatus(error, Status.NOT_FOUND)) throw error;
+        },
+      ),
+    );
   }
 
   async readUserFiles(image: ResolvedImage): Promise<{ passwd?: string; group?: string }> {
@@ -104,6 +132,7 @@ export class ContainerdImageStore implements ImageStore {
       name: hit.name,
       repoTags: [...repoTags].sort(),
       repoDigests: [...repoDigests].sort(),
+      names: group.map((r) => r.name).sort(),
       chainId: info.chainId,
       snapshotter: this.snapshotter,
       config: structuredClone(info.config),

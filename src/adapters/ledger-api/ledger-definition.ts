@@ -9,3 +9,12 @@ export function ledgerServiceClass(): ServiceClientConstructor {
   const v1 = (loadProto(LEDGER_PROTO).cri_ledger as GrpcObject).v1 as GrpcObject;
   return v1.Ledger as ServiceClientConstructor;
 }
+
+/** The proto file of the image administration API, relative to proto/. */
+export const IMAGES_PROTO = 'cri_ledger/v1/images.proto';
+
+/** The generated client class of `cri_ledger.v1.Images`. */
+export function imagesServiceClass(): ServiceClientConstructor {
+  const v1 = (loadProto(IMAGES_PROTO).cri_ledger as GrpcObject).v1 as GrpcObject;
+  return v1.Images as ServiceClientConstructor;
+}

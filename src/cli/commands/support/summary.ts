@@ -52,6 +52,16 @@ export function summarize(event: LedgerEvent): string {
       return `signal=${event.data.signal} timeout=${event.data.timeoutMs}ms${event.data.killed ? ' killed' : ''}`;
     case 'ContainerRemoved':
       return `name=${event.data.name}`;
+    case 'ImagePullStarted':
+      return `reference=${event.data.reference} from ${event.data.origin}`;
+    case 'ImagePullProgress':
+      return `layer=${event.data.layer.slice(0, 19)} ${event.data.done}/${event.data.total} bytes`;
+    case 'ImagePulled':
+      return `id=${event.data.imageId.slice(0, 19)} size=${event.data.size} ${event.data.durationMs}ms layers=${event.data.layers.length} (${event.data.layers.filter((l) => l.skipped).length} present)`;
+    case 'ImagePullFailed':
+      return `reason=${quote(event.data.reason)}`;
+    case 'ImageRemoved':
+      return `reference=${event.data.reference} id=${event.data.imageId.slice(0, 19)}`;
     case 'ExecRan':
       return `cmd=${quote(event.data.cmd.join(' '))} ${event.data.timedOut ? 'timed out' : `exit=${event.data.exitCode}`} ${event.data.durationMs}ms`;
     case 'ContainerResourcesUpdated':
