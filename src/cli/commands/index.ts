@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerEvents } from './events.js';
+import { registerImages } from './images.js';
 import { registerReplay } from './replay.js';
 import { registerServe } from './serve.js';
 import { registerStatus } from './status.js';
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerTimeline(program);
   registerReplay(program);
   registerVerify(program);
+  registerImages(program);
 }
