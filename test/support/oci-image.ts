@@ -5,11 +5,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { connectContainerd } from '../../src/adapters/containerd/containerd-api.js';
+import { chainId } from '../../src/adapters/containerd/image-manifest.js';
+import { importArchive } from '../../src/adapters/images/archive-source.js';
 
 /*
  * Test images, built here from Debian's busybox-static: nothing is pulled. Each image
  * is one layer (the static busybox, a symlink per applet, and a few /etc files) written
- * as an OCI image layout and packed into a tar archive that containerd can import.
+ * as an OCI image layout and packed into a tar archive that importArchive reads.
  * Builds are reproducible (fixed mtimes, owners and order), so digests are stable.
  */
 
@@ -149,9 +152,116 @@ export async function buildTestImage(spec: TestImageSpec, outDir: string): Promi
 
 /**
  * Imports a built image into a containerd namespace and unpacks it for the overlayfs
- * snapshotter. Uses `ctr` (shipped with Debian's containerd) until cri-ledger's own
- * image import lands.
+ * snapshotter, with cri-ledger's own archive import.
  */
 export async function importTestImage(address: string, namespace: string, image: BuiltImage): Promise<void> {
-  await run('ctr', ['--address', address, '--namespace', namespace, 'images', 'import', '--snapshotter', 'overlayfs', image.file], { timeout: 60_000 });
+  const api = connectContainerd({ address, namespace });
+  try {
+    await importArchive(api, image.file, { snapshotter: 'overlayfs' });
+  } finally {
+    api.close();
+  }
+}
+
+/** One layer of a layered test image: busybox (as in buildTestImage) and/or some files. */
+export interface TestLayer {
+  busybox?: boolean;
+  /** Path in the image -> content. */
+  files: Record<string, string>;
+  gzip: boolean;
+}
+
+export interface BuiltLayeredImage {
+  ref: string;
+  /** The OCI image layout archive, its index entry named `ref`. */
+  ociFile: string;
+  /** A `docker save` archive of the same config and layer blobs, tagged `dockerTag`. */
+  dockerFile: string;
+  dockerTag: string;
+  manifestDigest: string;
+  configDigest: string;
+  layers: Array<{ mediaType: string; digest: string; size: number; diffId: string }>;
+  chainIds: string[];
+}
+
+/**
+ * A multi-layer image as an OCI archive and as a docker save archive, from the same
+ * config and layer blobs (a gzip layer stays gzip in the docker archive too).
+ */
+export async function buildLayeredTestImage(ref: string, dockerTag: string, layers: TestLayer[], outDir: string): Promise<BuiltLayeredImage> {
+  const work = await mkdtemp(join(tmpdir(), 'cri-ledger-layered-'));
+  try {
+    const blobs: Array<{ mediaType: string; digest: string; size: number; diffId: string; data: Buffer }> = [];
+    for (const [i, layer] of layers.entries()) {
+      const rootfs = join(work, `rootfs${i}`);
+      if (layer.busybox) await stageRootfs(rootfs, { ref });
+      for (const [path, content] of Object.entries(layer.files)) {
+        await mkdir(dirname(join(rootfs, path)), { recursive: true });
+        await writeFile(join(rootfs, path), content);
+      }
+      await reproducibleTar(rootfs, join(work, `layer${i}.tar`));
+      const tar = await readFile(join(work, `layer${i}.tar`));
+      const data = layer.gzip ? gzipSync(tar, { level: 6 }) : tar;
+      const mediaType = `application/vnd.oci.image.layer.v1.tar${layer.gzip ? '+gzip' : ''}`;
+      blobs.push({ mediaType, digest: sha256(data), size: data.length, diffId: sha256(tar), data });
+    }
+    const diffIds = blobs.map((b) => b.diffId);
+    const architecture = process.arch === 'x64' ? 'amd64' : process.arch;
+    const config = JSON.stringify({
+      created: EPOCH,
+      architecture,
+      os: 'linux',
+      config: { Cmd: ['sh'], Env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'] },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history: blobs.map(() => ({ created: EPOCH, created_by: 'cri-ledger test support: layered' })),
+    });
+    const configDesc = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: Buffer.byteLength(config) };
+    const layerDescs = blobs.map(({ mediaType, digest, size }) => ({ mediaType, digest, size }));
+    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: layerDescs });
+    const manifestDesc = {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: sha256(manifest),
+      size: Buffer.byteLength(manifest),
+      annotations: { 'org.opencontainers.image.ref.name': ref },
+      platform: { architecture, os: 'linux' },
+    };
+
+    const layout = join(work, 'layout');
+    await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
+    const blob = (digest: string, data: Buffer | string) => writeFile(join(layout, 'blobs', 'sha256', digest.slice('sha256:'.length)), data);
+    for (const b of blobs) await blob(b.digest, b.data);
+    await blob(configDesc.digest, config);
+    await blob(manifestDesc.digest, manifest);
+    await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    await writeFile(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [manifestDesc] }));
+
+    const saved = join(work, 'docker');
+    await mkdir(saved, { recursive: true });
+    const configFile = `${configDesc.digest.slice('sha256:'.length)}.json`;
+    await writeFile(join(saved, configFile), config);
+    const layerFiles: string[] = [];
+    for (const [i, b] of blobs.entries()) {
+      await mkdir(join(saved, `layer${i}`));
+      await writeFile(join(saved, `layer${i}`, 'layer.tar'), b.data);
+      layerFiles.push(`layer${i}/layer.tar`);
+    }
+    await writeFile(join(saved, 'manifest.json'), JSON.stringify([{ Config: configFile, RepoTags: [dockerTag], Layers: layerFiles }]));
+
+    await mkdir(outDir, { recursive: true });
+    const base = join(outDir, ref.replace(/[^A-Za-z0-9._-]/g, '_'));
+    await reproducibleTar(layout, `${base}.oci.tar`);
+    await reproducibleTar(saved, `${base}.docker.tar`);
+    return {
+      ref,
+      ociFile: `${base}.oci.tar`,
+      dockerFile: `${base}.docker.tar`,
+      dockerTag,
+      manifestDigest: manifestDesc.digest,
+      configDigest: configDesc.digest,
+      layers: blobs.map(({ mediaType, digest, size, diffId }) => ({ mediaType, digest, size, diffId })),
+      chainIds: diffIds.map((_, i) => chainId(diffIds.slice(0, i + 1))),
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
