@@ -41,8 +41,9 @@ build() {
 }
 
 # The Debian packages the service and its tests use; gcc and libc6-dev compile the
-# native module (native/syscalls.c).
-DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables gcc libc6-dev)
+# native module (native/syscalls.c); docker-registry is the registry the registry
+# client's tests pull from, and openssl makes the certificate its token auth trusts.
+DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables gcc libc6-dev docker-registry openssl)
 
 # prepare installs what is missing and builds: what every entry point does first.
 prepare() {
