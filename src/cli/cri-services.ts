@@ -12,7 +12,14 @@ import { ContainerdExec } from '../adapters/containerd/containerd-exec.js';
 import { ContainerdStats } from '../adapters/containerd/containerd-stats.js';
 import { ContainerdTaskEvents } from '../adapters/containerd/containerd-task-events.js';
 import { ContainerdTasks } from '../adapters/containerd/containerd-tasks.js';
+import { ContainerdImageFs } from '../adapters/containerd/containerd-image-fs.js';
+import { ContainerdPuller } from '../adapters/containerd/containerd-pull.js';
+import { normalizeImageRef, pullTarget } from '../adapters/containerd/image-ref.js';
 import { ExitMonitor } from '../adapters/cri/exit-monitor.js';
+import { imageHandlers } from '../adapters/cri/image-handlers.js';
+import { imagesAdminHandlers, RuntimeImagePuller } from '../adapters/images/runtime-images.js';
+import { imagesServiceClass } from '../adapters/ledger-api/ledger-definition.js';
+import { registrySource } from '../adapters/registry/registry-source.js';
 import { HostContainerLogs } from '../adapters/logs/host-container-logs.js';
 import { imageServiceV1, imageServiceV1alpha2, runtimeServiceV1, runtimeServiceV1alpha2 } from '../adapters/cri/cri-definition.js';
 import { runtimeHandlers } from '../adapters/cri/runtime-handlers.js';
@@ -24,6 +31,7 @@ import type { SocketService } from '../adapters/grpc/socket-server.js';
 import { readHostFacts } from '../adapters/oci/host-facts.js';
 import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
 import type { LifecycleDeps } from '../commands/container-lifecycle.js';
+import { ImagePulls } from '../commands/image-service.js';
 import { KeyedLock } from '../commands/keyed-lock.js';
 import type { Ledger } from '../commands/ledger.js';
 import { NameReservations } from '../commands/name-reservations.js';
@@ -95,6 +103,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       files: podFiles,
       specs,
       sandboxImage: config.sandboxImage,
+      pullSandboxImage: (correlationId) => imagePulls.pull({ ...pullTarget(config.sandboxImage), correlationId }),
       failpoints,
     },
     containers: {
@@ -106,6 +115,20 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       failpoints,
     },
   });
+  const puller = new ContainerdPuller(api);
+  const imagePulls = new ImagePulls({
+    ledger,
+    images,
+    puller: new RuntimeImagePuller({ puller, sourceFor: (reference, auth) => registrySource(reference, { hostsDir: config.registry.configPath, ...(auth ? { auth } : {}) }) }),
+    clock: () => performance.now(),
+  });
+  const imageService = imageHandlers({
+    ledger,
+    images,
+    pulls: imagePulls,
+    imageFs: new ContainerdImageFs({ api, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER }),
+    sandboxImage: normalizeImageRef(config.sandboxImage),
+  });
   void health.check().then((h) => {
     if (h.ready) logger.info({ containerd: config.containerd.address, version: h.version, namespace: config.containerd.namespace }, 'containerd answers');
     else logger.warn({ containerd: config.containerd.address, reason: h.message }, 'containerd is not reachable yet; RuntimeReady=false until it is');
@@ -113,9 +136,10 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   return {
     services: [
       criService(runtimeServiceV1, { ...runtimeInfoHandlers(info('v1')), ...handlers }),
-      criService(imageServiceV1, {}),
+      criService(imageServiceV1, imageService),
       criService(runtimeServiceV1alpha2, { ...runtimeInfoHandlers(info('v1alpha2')), ...handlers }),
-      criService(imageServiceV1alpha2, {}),
+      criService(imageServiceV1alpha2, imageService),
+      { definition: imagesServiceClass().service, implementation: imagesAdminHandlers({ ledger, puller }) },
     ],
     start: () => exits.start(),
     async stop() {

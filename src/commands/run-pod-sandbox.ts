@@ -67,6 +67,8 @@ export interface RunPodSandboxDeps {
   ledger: Ledger;
   names: NameReservations;
   images: ImageStore;
+  /** Pulls the sandbox image (a PullImage with its events); absent: a missing pause image is NOT_FOUND. */
+  pullSandboxImage?: (correlationId: string) => Promise<unknown>;
   runtime: ContainerRuntime;
   tasks: TaskRuntime;
   network: SandboxNetwork;
@@ -120,7 +122,12 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
 /** Runs RunPodSandbox; resolves with the sandbox id once SandboxReady is recorded. */
 export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSandboxCommand): Promise<string> {
   const v = validateRunPodSandbox(command);
-  const image = await deps.images.resolve(deps.sandboxImage);
+  let image = await deps.images.resolve(deps.sandboxImage);
+  if (!image && deps.pullSandboxImage) {
+    // As containerd's CRI does: the pause image is pulled when it is missing.
+    await deps.pullSandboxImage(command.correlationId);
+    image = await deps.images.resolve(deps.sandboxImage);
+  }
   if (!image) throw new NotFoundError('sandbox image', deps.sandboxImage);
   const id = command.sandboxId;
   const name = sandboxName(v.metadata);

@@ -4,10 +4,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
-import { runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
-import { startServe, tempRoot, type ServeProcess } from './cli.js';
+import { imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
+import { runCli, startServe, tempRoot, type ServeProcess } from './cli.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from './containerd.js';
-import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from './oci-image.js';
+import { BUSYBOX_IMAGE, buildTestImage, PAUSE_IMAGE } from './oci-image.js';
 
 /*
  * What an end-to-end CRI test needs: a private containerd with the test images, a
@@ -31,8 +31,12 @@ export interface CriHarness {
   subnet?: string;
   /** host-local's lease directory for the test network. */
   ipamDir: string;
+  /** The service's registry hosts dir (containerd's certs.d format), empty at first. */
+  registryConfigDir: string;
   serve(): ServeProcess;
   call<T = Record<string, unknown>>(method: string, request: object): Promise<T>;
+  /** A call on the CRI ImageService. */
+  imageCall<T = Record<string, unknown>>(method: string, request: object): Promise<T>;
   restart(failpoints?: string): Promise<void>;
   /** Interfaces attached to the test bridge (empty when no pod is on it). */
   bridgePorts(): string;
@@ -44,6 +48,8 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string } 
   const root = temp.dir;
   const confDir = join(root, 'cni');
   await mkdir(confDir);
+  const registryConfigDir = join(root, 'certs.d');
+  await mkdir(registryConfigDir);
   const bridge = o.network ? `crle${randomBytes(3).toString('hex')}` : undefined;
   const subnet = o.network ? `10.232.${randomInt(1, 255)}` : undefined;
   if (bridge && subnet) {
@@ -54,6 +60,7 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string } 
   const containerd = await startContainerd();
   let serve: ServeProcess | undefined;
   let client: (Client & Record<string, Call>) | undefined;
+  let imageClient: (Client & Record<string, Call>) | undefined;
   const socket = join(root, 'cri.sock');
   const api = connectContainerd({ address: containerd.address, namespace: CRI_NAMESPACE });
   const harness: CriHarness = {
@@ -64,24 +71,31 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string } 
     ...(bridge ? { bridge } : {}),
     ...(subnet ? { subnet } : {}),
     ipamDir: join(root, 'ipam', 'crl-e2e'),
+    registryConfigDir,
     serve: () => serve!,
     call: (method, request) =>
       new Promise((resolve, reject) => client![method]!.call(client, request, (error, response) => (error ? reject(error) : resolve(response as never)))),
+    imageCall: (method, request) =>
+      new Promise((resolve, reject) => imageClient![method]!.call(imageClient, request, (error, response) => (error ? reject(error) : resolve(response as never)))),
     async restart(failpoints) {
       client?.close();
+      imageClient?.close();
       await serve?.stop();
       serve = await startServe({
         root,
         socket,
-        args: ['--containerd-address', containerd.address, '--cni-conf-dir', confDir, '--cni-bin-dir', CNI_BIN_DIR, '--restrict-oom-score-adj', 'true'],
+        args: ['--containerd-address', containerd.address, '--cni-conf-dir', confDir, '--cni-bin-dir', CNI_BIN_DIR, '--restrict-oom-score-adj', 'true', '--registry-config-path', registryConfigDir],
         env: { ...process.env, ...(failpoints ? { CRI_LEDGER_FAILPOINTS: failpoints } : {}) },
       });
       const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
       client = new Constructor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, Call>;
+      const ImageConstructor = makeGenericClientConstructor(imageServiceV1, 'ImageService');
+      imageClient = new ImageConstructor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, Call>;
     },
     bridgePorts: () => (bridge ? spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).stdout : ''),
     async cleanup() {
       client?.close();
+      imageClient?.close();
       api.close();
       await serve?.stop('SIGKILL');
       await containerd.stop();
@@ -92,8 +106,13 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string } 
     },
   };
   try {
-    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) await importTestImage(containerd.address, CRI_NAMESPACE, await buildTestImage(spec, join(root, 'images')));
     await harness.restart();
+    // Through the service, as an operator would: `cri-ledger images import`.
+    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) {
+      const image = await buildTestImage(spec, join(root, 'images'));
+      const result = await runCli(['images', 'import', image.file, '--socket', socket]);
+      if (result.code !== 0) throw new Error(`cri-ledger images import ${image.file} failed (${result.code}):\n${result.stderr}`);
+    }
   } catch (error) {
     await harness.cleanup();
     throw error;

@@ -94,3 +94,13 @@ export function tryParseImageRef(ref: string): ImageRef | undefined {
     throw error;
   }
 }
+
+/**
+ * What a pull of `ref` records and names: the normalized reference (`repo:tag`, or
+ * `repo@digest`, the tag dropped when both are given, as containerd's CRI does) and
+ * the registry it names.
+ */
+export function pullTarget(ref: string): { reference: string; registry: string } {
+  const parsed = parseImageRef(ref);
+  return { reference: parsed.digest !== undefined ? `${parsed.repository}@${parsed.digest}` : `${parsed.repository}:${parsed.tag}`, registry: parsed.domain };
+}

@@ -4,7 +4,7 @@ import type { Ledger } from '../../commands/ledger.js';
 import type { ImageCatalog, RegistryAuth, ResolvedImage } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import type { ContainerdImageFs } from '../containerd/containerd-image-fs.js';
-import { parseImageRef } from '../containerd/image-ref.js';
+import { pullTarget } from '../containerd/image-ref.js';
 import { correlationIdFrom } from '../grpc/rpc-logging.js';
 import { newEventId } from '../ids/event-id.js';
 import { unary } from './runtime-info.js';
@@ -57,14 +57,13 @@ export function imageHandlers(deps: ImageHandlerDeps): UntypedServiceImplementat
   return {
     PullImage: unary<{ image: ImageSpecMessage | null; auth: RegistryAuth | null }, object>(async (request, call) => {
       const ref = imageRefOf(request.image, 'image.image');
-      let parsed;
+      let target;
       try {
-        parsed = parseImageRef(ref);
+        target = pullTarget(ref);
       } catch (cause) {
         throw new InvalidArgumentError('image.image', `"${ref}" is not an image reference: ${(cause as Error).message}`, { cause });
       }
-      const reference = parsed.digest !== undefined ? `${parsed.repository}@${parsed.digest}` : `${parsed.repository}:${parsed.tag}`;
-      const result = await deps.pulls.pull({ reference, registry: parsed.domain, ...(request.auth ? { auth: request.auth } : {}), correlationId: correlationIdOf(call) });
+      const result = await deps.pulls.pull({ ...target, ...(request.auth ? { auth: request.auth } : {}), correlationId: correlationIdOf(call) });
       return { imageRef: result.imageId };
     }),
     ImageStatus: unary<{ image: ImageSpecMessage | null; verbose: boolean }, object>(async (request) => {

@@ -15,6 +15,17 @@ import {
   UnknownEventError,
 } from '../../domain/errors.js';
 import { ContainerNotRunningError, ExecTimeoutError } from '../containerd/containerd-exec.js';
+import { BlobMismatchError, LayerDiffIdMismatchError, NoMatchingManifestError } from '../containerd/containerd-pull.js';
+import { ImageArchiveError } from '../images/archive-source.js';
+import {
+  ContentVerificationError,
+  HostsConfigError,
+  PlatformNotFoundError,
+  RegistryNotFoundError,
+  RegistryPermissionDeniedError,
+  RegistryUnauthenticatedError,
+  RegistryUnavailableError,
+} from '../registry/registry-errors.js';
 
 /*
  * The one place a domain error becomes a gRPC status (and, for clients of our own
@@ -35,6 +46,13 @@ export function grpcCodeFor(error: unknown): Status {
   if (error instanceof AmbiguousIdError) return Status.INVALID_ARGUMENT;
   if (error instanceof NotFoundError) return Status.NOT_FOUND;
   if (error instanceof FailedPreconditionError) return Status.FAILED_PRECONDITION;
+  if (error instanceof RegistryNotFoundError || error instanceof PlatformNotFoundError || error instanceof NoMatchingManifestError) return Status.NOT_FOUND;
+  if (error instanceof RegistryUnauthenticatedError) return Status.UNAUTHENTICATED;
+  if (error instanceof RegistryPermissionDeniedError) return Status.PERMISSION_DENIED;
+  if (error instanceof RegistryUnavailableError) return Status.UNAVAILABLE;
+  if (error instanceof ContentVerificationError || error instanceof BlobMismatchError || error instanceof LayerDiffIdMismatchError) return Status.DATA_LOSS;
+  if (error instanceof HostsConfigError) return Status.FAILED_PRECONDITION;
+  if (error instanceof ImageArchiveError) return Status.INVALID_ARGUMENT;
   if (error instanceof OperationTimeoutError || error instanceof ExecTimeoutError) return Status.DEADLINE_EXCEEDED;
   if (error instanceof ContainerNotRunningError) return Status.FAILED_PRECONDITION;
   if (error instanceof NameConflictError) return Status.ALREADY_EXISTS;

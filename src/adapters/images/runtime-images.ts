@@ -25,12 +25,12 @@ export class RuntimeImagePuller implements ImagePuller {
   constructor(
     private readonly o: {
       puller: ContainerdPuller;
-      sourceFor: (reference: string, auth: RegistryAuth | undefined) => ImageSource;
+      sourceFor: (reference: string, auth: RegistryAuth | undefined) => Promise<ImageSource>;
     },
   ) {}
 
   async pull(reference: string, o: { auth?: RegistryAuth; onProgress: (p: PullProgress) => void }): Promise<PullResult> {
-    const source = this.o.sourceFor(reference, o.auth);
+    const source = await this.o.sourceFor(reference, o.auth);
     return pullResultOf(await this.o.puller.pull(source, { onProgress: o.onProgress }), source.origin);
   }
 }
