@@ -2,24 +2,26 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
-import { runtimeServiceV1 } from '../src/adapters/cri/cri-definition.js';
 import { startServe, type ServeProcess } from '../test/support/cli.js';
 import { mountsUnder, type PrivateContainerd } from '../test/support/containerd.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../test/support/oci-image.js';
+import { containerStatusPhase, cycleContainer, emptyLifecycleLatencies, LIFECYCLE_RPCS, lifecyclePhase, LIST_CONTAINERS_PER_POD, STOP_TIMEOUT_S, listContainersPhase, type LifecycleLatencies } from './cri-lifecycle.js';
 import { CONTAINERD_CRI_NAMESPACE, startContainerdWithCri } from './support/containerd-with-cri.js';
+import { call, catchInterrupts, connect, containerConfig, describeError, HEX_ID, makeContainerLogDir, podConfig, throwIfInterrupted, type Runtime } from './support/cri-runtime.js';
 import { percentile, report, type Row } from './table.js';
 
 /*
- * The same RunPodSandbox + CreateContainer workload against cri-ledger and against
- * containerd's built-in CRI, both on one private containerd (CRI plugin enabled, its
- * pods in `k8s.io`; cri-ledger's in `cri-ledger`). Host-network pods, so CNI is not
- * measured; the containers are created, not started (cri-ledger has no StartContainer yet).
+ * The same CRI workload against cri-ledger and against containerd's built-in CRI, both
+ * on one private containerd (CRI plugin enabled, its pods in `k8s.io`; cri-ledger's in
+ * `cri-ledger`). Host-network pods, so CNI is not measured.
  *
  * Order: after a warm-up, the sequential phase interleaves the runtimes call pair by call
  * pair (the first one alternates every iteration), so both see the same containerd load;
- * the concurrent phase runs one runtime at a time, cleaning up after each, in rounds that
- * alternate which runtime goes first (A B, B A, ...).
+ * the lifecycle phase (bench/cri-lifecycle.ts) then starts, stops and removes those
+ * containers the same way. The concurrent phase runs one runtime at a time, cleaning up
+ * after each, in rounds that alternate which runtime goes first (A B, B A, ...). Last,
+ * cri-ledger alone: ContainerStatus of a running container, and ListContainers over a
+ * store of many containers.
  */
 
 const LEDGER_NAMESPACE = 'cri-ledger';
@@ -28,27 +30,11 @@ const DEFAULT_CONCURRENT_PODS = 50;
 const DEFAULT_CONCURRENT_WORKERS = 8;
 const DEFAULT_CONCURRENT_ROUNDS = 2;
 const DEFAULT_WARMUP_ITERATIONS = 3;
-const DEFAULT_CALL_TIMEOUT_MS = 60_000;
-const HEX_ID = /^[0-9a-f]{64}$/;
-
-// Ctrl-C or SIGTERM stops the workload at the next pod, so the cleanup below still runs
-// (pods, cri-ledger's /dev/shm mounts and temp dirs; containerd has its own watchdog).
-let interrupted: NodeJS.Signals | undefined;
-const interrupt = (signal: NodeJS.Signals): void => {
-  interrupted = signal;
-};
+const DEFAULT_STATUS_CALLS = 1000;
+const DEFAULT_LIST_CONTAINERS = 1000;
+const DEFAULT_LIST_CALLS = 200;
 
 type Rpc = 'run_pod_sandbox' | 'create_container';
-type Callback = (error: ServiceError | null, response: Record<string, unknown>) => void;
-type Call = (request: object, options: { deadline: number }, callback: Callback) => void;
-
-/** One CRI endpoint under test, with what it measured and the pods it still holds. */
-interface Runtime {
-  key: 'cri_ledger' | 'containerd_cri';
-  client: Client & Record<string, Call>;
-  pods: Set<string>;
-  errors: string[];
-}
 
 interface Latencies {
   run_pod_sandbox: number[];
@@ -62,60 +48,12 @@ function flag(args: string[], name: string, fallback: number): number {
   return value;
 }
 
-function connect(key: Runtime['key'], socket: string): Runtime {
-  const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
-  const client = new Constructor(`unix://${socket}`, credentials.createInsecure(), {
-    'grpc.max_receive_message_length': 16 << 20,
-    'grpc.max_send_message_length': 16 << 20,
-  }) as Client & Record<string, Call>;
-  return { key, client, pods: new Set(), errors: [] };
-}
-
-function call<T = Record<string, unknown>>(runtime: Runtime, method: string, request: object): Promise<T> {
-  return new Promise((resolve, reject) =>
-    runtime.client[method]!.call(runtime.client, request, { deadline: Date.now() + DEFAULT_CALL_TIMEOUT_MS }, (error, response) =>
-      error ? reject(error) : resolve(response as T),
-    ),
-  );
-}
-
 /**
- * The pod both runtimes get: host network, pid per container, ipc per pod. No hostname,
- * as kubelet sends for host-network pods: a host-network pod shares the host's UTS
- * namespace, and runc refuses to set a hostname there (containerd's CRI passes it on).
+ * RunPodSandbox then CreateContainer; each call's latency goes to `into`, failures to
+ * runtime.errors. Returns the container's id, or undefined when a step failed.
  */
-function podConfig(name: string, logRoot: string): object {
-  return {
-    metadata: { name, uid: `uid-${name}`, namespace: 'bench', attempt: 0 },
-    logDirectory: join(logRoot, name),
-    labels: { bench: 'cri', pod: name },
-    annotations: { 'bench.cri-ledger.io/run': 'cri' },
-    linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
-  };
-}
-
-function containerConfig(pod: string): object {
-  return {
-    metadata: { name: 'app', attempt: 0 },
-    image: { image: 'busybox' },
-    command: ['sleep', '3600'],
-    envs: [
-      { key: 'MODE', value: 'bench' },
-      { key: 'POD', value: pod },
-    ],
-    labels: { tier: 'bench', pod },
-    logPath: 'app/0.log',
-  };
-}
-
-function describeError(error: unknown): string {
-  const e = error as Partial<ServiceError>;
-  return e.code !== undefined ? `code ${e.code}: ${e.details ?? e.message}` : String(error);
-}
-
-/** RunPodSandbox then CreateContainer; each call's latency goes to `into`, failures to runtime.errors. */
-async function podWithContainer(runtime: Runtime, name: string, logRoot: string, into: Latencies): Promise<boolean> {
-  if (interrupted) throw new Error(`interrupted by ${interrupted}: cleaning up`);
+async function podWithContainer(runtime: Runtime, name: string, logRoot: string, into: Latencies): Promise<string | undefined> {
+  throwIfInterrupted();
   const sandboxConfig = podConfig(name, logRoot);
   let podId: string;
   let started = performance.now();
@@ -124,26 +62,27 @@ async function podWithContainer(runtime: Runtime, name: string, logRoot: string,
     into.run_pod_sandbox.push(performance.now() - started);
   } catch (error) {
     runtime.errors.push(`RunPodSandbox ${name}: ${describeError(error)}`);
-    return false;
+    return undefined;
   }
   if (!HEX_ID.test(podId)) {
     runtime.errors.push(`RunPodSandbox ${name}: id ${JSON.stringify(podId)} is not 64 hex`);
-    return false;
+    return undefined;
   }
   runtime.pods.add(podId);
+  await makeContainerLogDir(logRoot, name);
   started = performance.now();
   try {
     const containerId = (await call<{ containerId: string }>(runtime, 'createContainer', { podSandboxId: podId, config: containerConfig(name), sandboxConfig })).containerId;
     into.create_container.push(performance.now() - started);
     if (!HEX_ID.test(containerId)) {
       runtime.errors.push(`CreateContainer ${name}: id ${JSON.stringify(containerId)} is not 64 hex`);
-      return false;
+      return undefined;
     }
+    return containerId;
   } catch (error) {
     runtime.errors.push(`CreateContainer ${name}: ${describeError(error)}`);
-    return false;
+    return undefined;
   }
-  return true;
 }
 
 /** Checks that the runtime lists `expected` created containers, one per pod it holds. */
@@ -204,10 +143,10 @@ async function concurrentRound(runtime: Runtime, round: number, pods: number, wo
   into.seconds += (performance.now() - started) / 1000;
 }
 
-function latencyRows(key: string, phase: 'seq' | 'concurrent', latencies: Latencies, withMax: boolean): Row[] {
+function latencyRows(key: string, phase: 'seq' | 'concurrent', latencies: Partial<Latencies & LifecycleLatencies>, withMax: boolean): Row[] {
   const rows: Row[] = [];
-  for (const rpc of ['run_pod_sandbox', 'create_container'] as const) {
-    const sorted = [...latencies[rpc]].sort((a, b) => a - b);
+  for (const [rpc, values] of Object.entries(latencies)) {
+    const sorted = [...values].sort((a, b) => a - b);
     rows.push({ metric: `${key}_${rpc}_${phase}_p50_ms`, value: percentile(sorted, 50), unit: 'ms' });
     rows.push({ metric: `${key}_${rpc}_${phase}_p95_ms`, value: percentile(sorted, 95), unit: 'ms' });
     if (withMax) rows.push({ metric: `${key}_${rpc}_${phase}_max_ms`, value: sorted.at(-1) ?? NaN, unit: 'ms' });
@@ -215,19 +154,26 @@ function latencyRows(key: string, phase: 'seq' | 'concurrent', latencies: Latenc
   return rows;
 }
 
+const p50 = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
+
 /**
- * The issue's headline figures: cri-ledger's CreateContainer p50 and p99 (sequential),
- * and its ratios to containerd's CRI (latency: lower is better; throughput: higher is).
+ * The issues' headline figures: cri-ledger's CreateContainer p50 and p99 (sequential),
+ * its ratios to containerd's CRI (latency: lower is better; throughput: higher is), and
+ * its ContainerStatus and ListContainers p50.
  */
-function headlineRows(rows: Row[], ledgerSeq: Latencies): Row[] {
+function headlineRows(rows: Row[], ledgerSeq: Latencies, status: number[], list: number[], listContainers: number): Row[] {
   const v = (metric: string): number => rows.find((r) => r.metric === metric)?.value ?? NaN;
   const create = [...ledgerSeq.create_container].sort((a, b) => a - b);
+  const ratio = (rpc: string): number => v(`cri_ledger_${rpc}_seq_p50_ms`) / v(`containerd_cri_${rpc}_seq_p50_ms`);
   return [
     { metric: 'create_container_p50_ms', value: percentile(create, 50), unit: 'ms' },
     { metric: 'create_container_p99_ms', value: percentile(create, 99), unit: 'ms' },
     { metric: 'create_container_p50_ratio_vs_containerd', value: v('cri_ledger_create_container_seq_p50_ms') / v('containerd_cri_create_container_seq_p50_ms'), unit: 'x', target: '<= 1.0' },
     { metric: 'run_pod_sandbox_p50_ratio_vs_containerd', value: v('cri_ledger_run_pod_sandbox_seq_p50_ms') / v('containerd_cri_run_pod_sandbox_seq_p50_ms'), unit: 'x', target: '<= 1.1' },
     { metric: 'create_container_concurrent_per_s_ratio_vs_containerd', value: v('cri_ledger_concurrent_pods_per_s') / v('containerd_cri_concurrent_pods_per_s'), unit: 'x' },
+    ...LIFECYCLE_RPCS.map((rpc): Row => ({ metric: `${rpc}_p50_ratio_vs_containerd`, value: ratio(rpc), unit: 'x', target: '<= 1.0' })),
+    { metric: 'container_status_p50_ms', value: p50(status), unit: 'ms', target: '<= 1' },
+    { metric: `list_containers_${listContainers}_p50_ms`, value: p50(list), unit: 'ms' },
   ];
 }
 
@@ -241,7 +187,7 @@ function printComparison(rows: Row[], runtimes: Runtime[]): void {
   const header = ['runtime', 'rpc', 'seq p50', 'seq p95', 'seq max', 'conc p50', 'conc p95', 'conc pods/s', 'errors'];
   const lines = [header];
   for (const { key } of runtimes) {
-    for (const rpc of ['run_pod_sandbox', 'create_container'] as Rpc[]) {
+    for (const rpc of ['run_pod_sandbox', 'create_container', ...LIFECYCLE_RPCS] as Array<Rpc | (typeof LIFECYCLE_RPCS)[number]>) {
       lines.push([
         key,
         rpc,
@@ -266,8 +212,11 @@ export async function runCriBench(args: string[]): Promise<void> {
   const workers = flag(args, 'workers', DEFAULT_CONCURRENT_WORKERS);
   const warmup = flag(args, 'warmup', DEFAULT_WARMUP_ITERATIONS);
   const rounds = flag(args, 'rounds', DEFAULT_CONCURRENT_ROUNDS);
+  const statusCalls = flag(args, 'status-calls', DEFAULT_STATUS_CALLS);
+  const listContainers = flag(args, 'list-containers', DEFAULT_LIST_CONTAINERS);
+  const listCalls = flag(args, 'list-calls', DEFAULT_LIST_CALLS);
 
-  process.on('SIGINT', interrupt).on('SIGTERM', interrupt);
+  const releaseInterrupts = catchInterrupts();
   const work = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-cri-'));
   const logRoot = join(work, 'pod-logs');
   let containerd: PrivateContainerd | undefined;
@@ -294,23 +243,25 @@ export async function runCriBench(args: string[]): Promise<void> {
 
     // Warm-up: first calls load code paths and caches on both sides; not measured.
     for (const runtime of runtimes) {
-      for (let i = 0; i < warmup; i++) await podWithContainer(runtime, `warm-${runtime.key.replace('_', '-')}-${i}`, logRoot, emptyLatencies());
+      for (let i = 0; i < warmup; i++) {
+        const containerId = await podWithContainer(runtime, `warm-${runtime.key.replace('_', '-')}-${i}`, logRoot, emptyLatencies());
+        if (containerId !== undefined) await cycleContainer(runtime, containerId, emptyLifecycleLatencies());
+      }
       await removeAll(runtime, true);
       if (runtime.errors.length > 0) throw new Error(`${runtime.key} failed the warm-up:\n${runtime.errors.join('\n')}`);
     }
 
     const seq = new Map(runtimes.map((r) => [r.key, emptyLatencies()]));
-    const seqOk = new Map(runtimes.map((r) => [r.key, 0]));
+    const seqContainers = new Map(runtimes.map((r) => [r.key, [] as Array<string | undefined>]));
     for (let i = 0; i < iterations; i++) {
       const order = i % 2 === 0 ? runtimes : [...runtimes].reverse();
       for (const runtime of order) {
-        if (await podWithContainer(runtime, `seq-${runtime.key.replace('_', '-')}-${i}`, logRoot, seq.get(runtime.key)!)) seqOk.set(runtime.key, seqOk.get(runtime.key)! + 1);
+        seqContainers.get(runtime.key)![i] = await podWithContainer(runtime, `seq-${runtime.key.replace('_', '-')}-${i}`, logRoot, seq.get(runtime.key)!);
       }
     }
-    for (const runtime of runtimes) {
-      await verifyListed(runtime, seqOk.get(runtime.key)!);
-      await removeAll(runtime, true);
-    }
+    for (const runtime of runtimes) await verifyListed(runtime, seqContainers.get(runtime.key)!.filter((id) => id !== undefined).length);
+    const lifecycle = await lifecyclePhase(runtimes, seqContainers, iterations);
+    for (const runtime of runtimes) await removeAll(runtime, true);
 
     // Rounds alternate which runtime goes first (containerd's CRI in round 0), and each
     // round starts from empty namespaces: the runtime that did not run is not holding pods.
@@ -322,15 +273,22 @@ export async function runCriBench(args: string[]): Promise<void> {
       }
     }
 
+    // cri-ledger's reads, each from a store holding only what the phase created.
+    const ledger = runtimes[0]!;
+    const status = await containerStatusPhase(ledger, logRoot, statusCalls);
+    await removeAll(ledger, true);
+    const list = await listContainersPhase(ledger, logRoot, listContainers, listCalls);
+    await removeAll(ledger, true);
+
     const rows: Row[] = [];
     for (const runtime of runtimes) {
-      rows.push(...latencyRows(runtime.key, 'seq', seq.get(runtime.key)!, true));
+      rows.push(...latencyRows(runtime.key, 'seq', { ...seq.get(runtime.key)!, ...lifecycle.get(runtime.key)! }, true));
       const c = conc.get(runtime.key)!;
       rows.push({ metric: `${runtime.key}_concurrent_pods_per_s`, value: c.completed / c.seconds, unit: 'pods/s' });
       rows.push(...latencyRows(runtime.key, 'concurrent', c.latencies, false));
       rows.push({ metric: `${runtime.key}_errors`, value: runtime.errors.length, unit: 'errors' });
     }
-    rows.push(...headlineRows(rows, seq.get('cri_ledger')!));
+    rows.push(...headlineRows(rows, seq.get('cri_ledger')!, status, list, listContainers));
     report('cri', rows, {
       measured_at: new Date().toISOString(),
       node: process.version,
@@ -339,7 +297,12 @@ export async function runCriBench(args: string[]): Promise<void> {
       concurrent_workers: workers,
       concurrent_rounds: rounds,
       warmup_iterations: warmup,
-      order: 'sequential: interleaved per iteration, first runtime alternating; concurrent: rounds alternate the first runtime (containerd_cri first in round 0)',
+      stop_container_timeout_s: STOP_TIMEOUT_S,
+      container_status_calls: statusCalls,
+      list_containers: listContainers,
+      list_containers_per_pod: LIST_CONTAINERS_PER_POD,
+      list_containers_calls: listCalls,
+      order: 'sequential and lifecycle: interleaved per iteration, first runtime alternating; concurrent: rounds alternate the first runtime (containerd_cri first in round 0)',
       errors: Object.fromEntries(runtimes.map((r) => [r.key, r.errors.slice(0, 20)])),
     });
     printComparison(rows, runtimes);
@@ -352,6 +315,6 @@ export async function runCriBench(args: string[]): Promise<void> {
     // cri-ledger's pods keep a /dev/shm tmpfs under its state dir.
     for (const mount of mountsUnder(work)) execFileSync('umount', ['-l', mount]);
     await rm(work, { recursive: true, force: true });
-    process.off('SIGINT', interrupt).off('SIGTERM', interrupt);
+    releaseInterrupts();
   }
 }
