@@ -14,6 +14,9 @@ import type { ContainerFiles, ContainerLogs, ContainerRuntime, TaskRuntime } fro
  *   StartContainer   CREATED -> RUNNING (ContainerStarted), or EXITED with StartError
  *   (task exit)      RUNNING -> EXITED (ContainerExited: Completed, Error or OOMKilled)
  *   StopContainer    RUNNING -> EXITED (ContainerStopped + ContainerExited); else a no-op
+ *
+ * Once an exit is recorded (by a stop or from containerd's events) the task is deleted,
+ * as containerd's CRI does: its shim goes, and RemoveContainer has nothing slow left.
  *   RemoveContainer  any -> gone (ContainerRemoved); an unknown id is fine
  *
  * Each runs under the container's lock, reads the record, does its side effects (keyed
@@ -125,6 +128,7 @@ async function stopLocked(deps: LifecycleDeps, o: LifecycleCommand & { timeoutMs
   const stopped: NewEvent = { type: 'ContainerStopped', correlationId: o.correlationId, data: { signal: signal.name, timeoutMs: Math.max(0, Math.round(o.timeoutMs)), killed: exit?.killed ?? false, stoppedAt: o.now } };
   const finished = exit ?? { exitCode: UNKNOWN_EXIT_CODE, exitedAt: o.now };
   await appendTo(deps, current, [stopped, exitedEvent(deps, o, current, finished)]);
+  await deps.tasks.delete(c.id);
 }
 
 /**
@@ -163,6 +167,9 @@ export async function recordExit(deps: LifecycleDeps, o: { containerId: string; 
     const current = find(deps, c.id);
     if (!current || current.state !== 'RUNNING') return false;
     await appendTo(deps, current, [exitedEvent(deps, o, current, o)]);
+    // The exit is in the log now: the task (and its shim) can go, as containerd's CRI
+    // deletes it on exit. RemoveContainer deletes it too, for exits recorded before.
+    await deps.tasks.delete(c.id);
     return true;
   });
 }
