@@ -144,11 +144,14 @@ export async function removeContainer(deps: LifecycleDeps, o: LifecycleCommand):
     if (!c) return;
     if (c.state === 'CREATING') throw new FailedPreconditionError(`container ${c.id} is still being created`);
     await stopLocked(deps, { ...o, containerId: c.id, timeoutMs: 0 }, c.id);
+    // containerd refuses to delete a container that has a task; the rest is independent.
     await deps.tasks.delete(c.id);
-    await deps.logs.detach(c.id);
-    await deps.runtime.deleteContainer(c.id);
-    await deps.runtime.removeSnapshot(c.id, c.snapshot?.snapshotter ?? deps.snapshotter);
-    await deps.files.removeDirs(c.id);
+    await Promise.all([
+      deps.logs.detach(c.id),
+      deps.runtime.deleteContainer(c.id),
+      deps.runtime.removeSnapshot(c.id, c.snapshot?.snapshotter ?? deps.snapshotter),
+      deps.files.removeDirs(c.id),
+    ]);
     deps.oomed.delete(c.id);
     const current = find(deps, c.id);
     if (current) await appendTo(deps, current, [{ type: 'ContainerRemoved', correlationId: o.correlationId, data: { name: current.name, removedAt: o.now } }]);
