@@ -33,6 +33,7 @@ import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
 import type { LifecycleDeps } from '../commands/container-lifecycle.js';
 import { ImagePulls } from '../commands/image-service.js';
 import { KeyedLock } from '../commands/keyed-lock.js';
+import { recoverInFlight, type RecoveryDeps } from '../commands/recover.js';
 import type { Ledger } from '../commands/ledger.js';
 import { NameReservations } from '../commands/name-reservations.js';
 import { nodeStream } from '../domain/ids.js';
@@ -87,7 +88,20 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   const containerFiles = new HostContainerFiles({ root: config.root, stateDir: config.stateDir });
   const logs = new HostContainerLogs({ logger });
   const lifecycle: LifecycleDeps = { ledger, locks: new KeyedLock(), tasks, logs, files: containerFiles, runtime, oomed: new Set(), snapshotter: DEFAULT_IMAGE_SNAPSHOTTER };
-  const exits = new ExitMonitor({ events: new ContainerdTaskEvents({ api, logger }), lifecycle, logger });
+  // The sagas a previous process left in flight: compensated once containerd answers.
+  let toRecover = [...ledger.projections.operations.values()];
+  const network = new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir });
+  const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now() };
+  const recover = async (): Promise<void> => {
+    if (toRecover.length === 0) return;
+    const outcomes = await recoverInFlight(recovery, toRecover);
+    for (const o of outcomes) {
+      if (o.compensated) logger.warn({ stream: o.stream, operation: o.operation }, 'compensated a saga the previous process left in flight');
+      else logger.error({ stream: o.stream, operation: o.operation, undone: o.undone }, 'could not undo a saga left in flight; will retry when containerd reconnects');
+    }
+    toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated));
+  };
+  const exits = new ExitMonitor({ events: new ContainerdTaskEvents({ api, logger }), lifecycle, logger, onConnected: recover });
   const handlers = runtimeHandlers({
     ledger,
     node: config.node,
@@ -99,7 +113,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       images,
       runtime,
       tasks,
-      network: new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir }),
+      network,
       files: podFiles,
       specs,
       sandboxImage: config.sandboxImage,

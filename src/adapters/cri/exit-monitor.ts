@@ -16,6 +16,8 @@ import { newEventId } from '../ids/event-id.js';
  *   since this process may be new.
  *
  * Exits of pause tasks and of exec processes are not container exits; they are ignored.
+ * `onConnected` runs before each of those checks: startup recovery, which needs
+ * containerd, waits for it the same way.
  */
 export class ExitMonitor {
   private running: Promise<void> | undefined;
@@ -25,6 +27,8 @@ export class ExitMonitor {
       events: ContainerdTaskEvents;
       lifecycle: LifecycleDeps;
       logger: Logger;
+      /** Runs first whenever containerd is reachable again (startup recovery of sagas cut short). */
+      onConnected?: () => Promise<void>;
     },
   ) {}
 
@@ -54,6 +58,7 @@ export class ExitMonitor {
             break;
           case 'subscribed':
           case 'resubscribed':
+            await this.o.onConnected?.();
             await this.reconcile();
             break;
         }

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { ServiceError } from '@grpc/grpc-js';
+import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
+import { runCli } from '../support/cli.js';
+import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+
+/*
+ * The crash sweep: for every step of CreateContainer and RunPodSandbox, the service is
+ * killed there (`<Operation>.<Step>=crash`, as SIGKILL would), then started again
+ * without the failpoint. Startup recovery must compensate the saga: nothing of it is
+ * left in containerd or on disk, the name is free (kubelet's retry of the same name
+ * succeeds at once), and `verify` finds the log clean.
+ */
+
+const CREATE_STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
+const POD_STEPS = ['SandboxReserved', 'SpecGenerated', 'PodFiles', 'PauseCreated', 'SnapshotPrepared', 'SandboxReady'];
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('crash recovery: a saga cut short by a crash is undone at the next start', () => {
+  let h: CriHarness;
+  let podId = '';
+  const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.call<T>(method, request);
+  const podConfig = (name: string) => ({ metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } });
+  const base = podConfig('crash-base');
+  const inFlight = async () => {
+    const r = await runCli(['status', '--socket', h.socket, '--json']);
+    return (JSON.parse(r.stdout) as { counts: { operationsInFlight: number } }).counts.operationsInFlight;
+  };
+  /** containerd records and active snapshots other than the base pod's, and container dirs. */
+  const leftovers = async () => ({
+    containers: (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId),
+    snapshots: (await collectStream<{ info: Array<{ name: string; kind: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' }))
+      .flatMap((m) => m.info)
+      .filter((i) => i.kind === 'ACTIVE' && i.name !== podId)
+      .map((i) => i.name),
+    containerDirs: await readdir(join(h.root, 'containers')).catch((): string[] => []),
+    podDirs: (await readdir(join(h.root, 'sandboxes')).catch((): string[] => [])).filter((d) => d !== podId),
+  });
+  const NOTHING = { containers: [], snapshots: [], containerDirs: [], podDirs: [] };
+
+  before(async () => {
+    h = await startCriHarness({ prefix: 'cri-ledger-e2e-crash-' });
+    podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: base })).podSandboxId;
+  });
+  after(() => h?.cleanup());
+
+  for (const step of CREATE_STEPS) {
+    it(`CreateContainer killed at ${step}: compensated at restart, and the same name can be created`, async () => {
+      await h.restart(`CreateContainer.${step}=crash`);
+      const request = { podSandboxId: podId, sandboxConfig: base, config: { metadata: { name: `c-${step.toLowerCase()}`, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] } };
+      const error = (await call('createContainer', request).catch((e: ServiceError) => e)) as ServiceError;
+      assert.ok(error instanceof Error, 'the call fails: the service died');
+      await h.restart();
+      await until('recovery to end every saga', async () => (await inFlight()) === 0);
+      assert.deepEqual(await leftovers(), NOTHING);
+      const { containerId } = await call<{ containerId: string }>('createContainer', request);
+      await call('removeContainer', { containerId });
+      assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0);
+    });
+  }
+
+  for (const step of POD_STEPS) {
+    it(`RunPodSandbox killed at ${step}: compensated at restart, and the same pod can be run`, async () => {
+      await h.restart(`RunPodSandbox.${step}=crash`);
+      const config = podConfig(`p-${step.toLowerCase()}`);
+      const error = (await call('runPodSandbox', { config }).catch((e: ServiceError) => e)) as ServiceError;
+      assert.ok(error instanceof Error, 'the call fails: the service died');
+      await h.restart();
+      await until('recovery to end every saga', async () => (await inFlight()) === 0);
+      assert.deepEqual(await leftovers(), NOTHING);
+      const { podSandboxId } = await call<{ podSandboxId: string }>('runPodSandbox', { config });
+      await call('removePodSandbox', { podSandboxId });
+      assert.deepEqual(await leftovers(), NOTHING);
+      assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0);
+    });
+  }
+});
