@@ -95,10 +95,36 @@ function findSandbox(deps: CreateContainerDeps, ref: string): SandboxRecord {
   return sandbox;
 }
 
-/** Runs CreateContainer; resolves with the container id once ContainerCreated is recorded. */
+/**
+ * Runs CreateContainer; resolves with the container id once ContainerCreated is recorded.
+ * A retry of the same request (same name, same request digest) gets the first one's id:
+ * it waits for it while it runs, or, once it created the container, is answered with
+ * its id and a RetryServed record, and nothing is created twice.
+ */
 export async function createContainer(deps: CreateContainerDeps, command: CreateContainerCommand): Promise<string> {
   const { podSandboxId, config } = validateCreateContainer(command);
   const sandbox = findSandbox(deps, podSandboxId);
+  const name = containerName(config.metadata, sandbox);
+  // Checked and tracked with no await in between: concurrent retries see the first one.
+  const retry = deps.names.retryOf(name, command.requestDigest);
+  if (retry && 'wait' in retry) return retry.wait;
+  const holder = retry && deps.ledger.projections.containers.get(retry.servedBy);
+  // A holder still CREATING but not running here is a saga startup recovery will undo.
+  if (holder && holder.state !== 'CREATING') {
+    await deps.ledger.append(containerStream(holder.id), holder.version, [
+      { type: 'RetryServed', correlationId: command.correlationId, data: { requestDigest: command.requestDigest, servedAt: command.now } },
+    ]);
+    return holder.id;
+  }
+  return deps.names.track(name, command.requestDigest, command.containerId, create(deps, command, sandbox, config));
+}
+
+async function create(
+  deps: CreateContainerDeps,
+  command: CreateContainerCommand,
+  sandbox: SandboxRecord,
+  config: ReturnType<typeof validateCreateContainer>['config'],
+): Promise<string> {
   const image = await deps.images.resolve(config.image.image);
   if (!image) throw new NotFoundError('image', config.image.image);
   const id = command.containerId;

@@ -122,6 +122,21 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
 /** Runs RunPodSandbox; resolves with the sandbox id once SandboxReady is recorded. */
 export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSandboxCommand): Promise<string> {
   const v = validateRunPodSandbox(command);
+  const name = sandboxName(v.metadata);
+  // A retry of the same request gets the first one's id, as CreateContainer's does.
+  const retry = deps.names.retryOf(name, command.requestDigest);
+  if (retry && 'wait' in retry) return retry.wait;
+  const holder = retry && deps.ledger.projections.sandboxes.get(retry.servedBy);
+  if (holder && holder.state !== 'CREATING') {
+    await deps.ledger.append(sandboxStream(holder.id), holder.version, [
+      { type: 'RetryServed', correlationId: command.correlationId, data: { requestDigest: command.requestDigest, servedAt: command.now } },
+    ]);
+    return holder.id;
+  }
+  return deps.names.track(name, command.requestDigest, command.sandboxId, run(deps, command, v));
+}
+
+async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: ReturnType<typeof validateRunPodSandbox>): Promise<string> {
   let image = await deps.images.resolve(deps.sandboxImage);
   if (!image && deps.pullSandboxImage) {
     // As containerd's CRI does: the pause image is pulled when it is missing.

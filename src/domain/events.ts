@@ -147,6 +147,12 @@ export const ContainerStoppedV1 = z.object({
   stoppedAt: TIME,
 });
 
+/**
+ * A retry of a request that already created this container or sandbox (same name, same
+ * request digest) was answered with its id: nothing else was done.
+ */
+export const RetryServedV1 = z.object({ requestDigest: z.string(), servedAt: TIME });
+
 /** ExecSync ran a command in the container: the audit record other runtimes do not keep. */
 export const ExecRanV1 = z.object({
   execId: z.string().min(1),
@@ -212,6 +218,7 @@ export const EVENT_SCHEMAS = {
   ContainerStopped: { 1: ContainerStoppedV1 },
   ContainerRemoved: { 1: ContainerRemovedV1 },
   ExecRan: { 1: ExecRanV1 },
+  RetryServed: { 1: RetryServedV1 },
   ContainerResourcesUpdated: { 1: ContainerResourcesUpdatedV1 },
   ImagePullStarted: { 1: ImagePullStartedV1 },
   ImagePullProgress: { 1: ImagePullProgressV1 },
@@ -240,6 +247,7 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   ContainerStopped: 1,
   ContainerRemoved: 1,
   ExecRan: 1,
+  RetryServed: 1,
   ContainerResourcesUpdated: 1,
   ImagePullStarted: 1,
   ImagePullProgress: 1,

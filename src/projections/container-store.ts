@@ -129,6 +129,7 @@ export const containerStore: Projection<ContainerRecord> = {
           finishedAt: doc.finishedAt ?? event.data.stoppedAt,
         });
       case 'ExecRan':
+      case 'RetryServed':
         return touch(doc, event, {});
       case 'ContainerResourcesUpdated':
         return touch(doc, event, { resources: event.data.resources });

@@ -64,6 +64,7 @@ export const imageStore: Projection<ImageRecord> = {
       case 'ContainerExited':
       case 'ContainerStopped':
       case 'ContainerRemoved':
+      case 'RetryServed':
       case 'ExecRan':
       case 'ContainerResourcesUpdated':
       case 'PodCidrUpdated':

@@ -62,6 +62,7 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'ImagePulled':
     case 'ImagePullFailed':
     case 'ImageRemoved':
+    case 'RetryServed':
     case 'ExecRan':
     case 'ContainerResourcesUpdated':
     case 'SandboxReserved':

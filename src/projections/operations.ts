@@ -68,6 +68,7 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'ImagePulled':
       case 'ImagePullFailed':
       case 'ImageRemoved':
+      case 'RetryServed':
       case 'ExecRan':
       case 'ContainerResourcesUpdated':
       case 'SandboxStopped':

@@ -22,6 +22,7 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'ImagePulled':
     case 'ImagePullFailed':
     case 'ImageRemoved':
+    case 'RetryServed':
     case 'ExecRan':
     case 'ContainerResourcesUpdated':
     case 'ContainerRemoved':

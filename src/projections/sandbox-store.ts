@@ -80,6 +80,8 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'SandboxRemoved':
       case 'Compensated':
         return undefined;
+      case 'RetryServed':
+        return touch(doc, event, {});
       case 'NameReserved':
       case 'SpecGenerated':
       case 'SnapshotPrepared':

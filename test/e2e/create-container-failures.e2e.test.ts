@@ -112,15 +112,22 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
     assert.deepEqual(await leftovers(), { containers: [], snapshots: [], dirs: [] });
   });
 
-  it('lets exactly one of 16 concurrent CreateContainer calls with one name win; the rest get ALREADY_EXISTS', async () => {
-    const results = await Promise.allSettled(Array.from({ length: 16 }, () => create({ metadata: { name: 'race', attempt: 0 } })));
+  it('creates one container for 16 concurrent calls with one name: the same request gets its id, another ALREADY_EXISTS', async () => {
+    // Even calls are one request (a kubelet retry sends the same one); odd ones differ in their labels.
+    const results = await Promise.allSettled(
+      Array.from({ length: 16 }, (_, i) => create({ metadata: { name: 'race', attempt: 0 }, ...(i % 2 === 1 ? { labels: { call: String(i) } } : {}) })),
+    );
     const won = results.filter((r): r is PromiseFulfilledResult<{ containerId: string }> => r.status === 'fulfilled');
-    assert.equal(won.length, 1);
+    assert.equal(new Set(won.map((r) => r.value.containerId)).size, 1);
     for (const r of results) {
       if (r.status === 'rejected') assert.equal((r.reason as ServiceError).code, Status.ALREADY_EXISTS, (r.reason as ServiceError).details);
     }
     const ids = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId);
     assert.deepEqual(ids, [won[0]!.value.containerId]);
+    // Once created, a retry of the winning request is answered with its id, and recorded.
+    const winner = results.findIndex((r) => r.status === 'fulfilled');
+    const again = await create({ metadata: { name: 'race', attempt: 0 }, ...(winner % 2 === 1 ? { labels: { call: String(winner) } } : {}) });
+    assert.equal(again.containerId, won[0]!.value.containerId);
   });
 });
 

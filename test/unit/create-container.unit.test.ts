@@ -115,17 +115,29 @@ describe('CreateContainer', () => {
     }
   });
 
-  it('refuses a name that another container holds, naming the holder', async () => {
+  it('refuses a name that another request holds, naming the holder', async () => {
     const { deps } = await world();
     const first = await createContainer(deps, command());
-    await assert.rejects(createContainer(deps, command()), (e: unknown) => e instanceof NameConflictError && e.holderId === first && /reserved for/.test(e.message));
+    const other = { ...command(), requestDigest: digest('another request') };
+    await assert.rejects(createContainer(deps, other), (e: unknown) => e instanceof NameConflictError && e.holderId === first && /reserved for/.test(e.message));
   });
 
-  it('lets exactly one of 16 concurrent calls with one name create the container', async () => {
+  it('answers a retry of the same request with the first id and a RetryServed record, creating nothing', async () => {
+    const { log, deps } = await world();
+    const first = await createContainer(deps, command());
+    const retry = command({}, {});
+    assert.equal(await createContainer(deps, retry), first);
+    assert.deepEqual(types(await log.readStream(containerStream(first))).slice(-1), ['RetryServed']);
+    assert.equal(deps.runtime.containers.size, 1);
+  });
+
+  it('lets one of 16 concurrent calls with one name create it: the same request waits for its id, another gets ALREADY_EXISTS', async () => {
     const { ledger, deps } = await world();
-    const results = await Promise.allSettled(Array.from({ length: 16 }, () => createContainer(deps, command())));
-    const created = results.filter((r) => r.status === 'fulfilled');
-    assert.equal(created.length, 1);
+    const calls = Array.from({ length: 16 }, (_, i) => createContainer(deps, i % 2 === 0 ? command() : { ...command(), requestDigest: digest(`other-${i}`) }));
+    const results = await Promise.allSettled(calls);
+    const ids = new Set(results.filter((r): r is PromiseFulfilledResult<string> => r.status === 'fulfilled').map((r) => r.value));
+    assert.equal(ids.size, 1);
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 8, `every call with the first request gets its id: ${results.map((r) => (r.status === 'fulfilled' ? 'ok' : String(r.reason))).join(' | ')}`);
     for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof NameConflictError, String(r.reason));
     assert.equal(ledger.projections.containers.size, 1);
     assert.equal(deps.runtime.snapshots.size, 1);

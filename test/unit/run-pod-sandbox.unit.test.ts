@@ -130,10 +130,12 @@ describe('RunPodSandbox', () => {
     assert.equal(log.head(), 0);
   });
 
-  it('lets exactly one of 8 concurrent calls with one name run the sandbox', async () => {
+  it('lets one of 8 concurrent calls with one name run the sandbox: the same request gets its id, another ALREADY_EXISTS', async () => {
     const { ledger, deps } = await world();
-    const results = await Promise.allSettled(Array.from({ length: 8 }, () => runPodSandbox(deps, command())));
-    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => runPodSandbox(deps, i % 2 === 0 ? command() : { ...command(), requestDigest: digest(`other-${i}`) })));
+    const ids = new Set(results.filter((r): r is PromiseFulfilledResult<string> => r.status === 'fulfilled').map((r) => r.value));
+    assert.equal(ids.size, 1);
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 4);
     for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof NameConflictError, String(r.reason));
     assert.equal(ledger.projections.sandboxes.size, 1);
     assert.equal(deps.tasks.running.size, 1);

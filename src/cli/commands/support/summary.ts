@@ -62,6 +62,8 @@ export function summarize(event: LedgerEvent): string {
       return `reason=${quote(event.data.reason)}`;
     case 'ImageRemoved':
       return `reference=${event.data.reference} id=${event.data.imageId.slice(0, 19)}`;
+    case 'RetryServed':
+      return `request=${event.data.requestDigest.slice(0, 19)} answered with this id`;
     case 'ExecRan':
       return `cmd=${quote(event.data.cmd.join(' '))} ${event.data.timedOut ? 'timed out' : `exit=${event.data.exitCode}`} ${event.data.durationMs}ms`;
     case 'ContainerResourcesUpdated':
