@@ -196,6 +196,16 @@ export const ImagePullFailedV1 = z.object({ reference: z.string().min(1), reason
 /** The image record named `reference` was deleted. */
 export const ImageRemovedV1 = z.object({ reference: z.string().min(1), imageId: z.string() });
 
+/**
+ * Startup reconciliation with containerd (stream `node-<node>`): the objects carrying
+ * cri-ledger's labels that the log did not know, removed, and the log's containers and
+ * sandboxes whose containerd record was gone.
+ */
+export const RuntimeReconciledV1 = z.object({
+  orphansRemoved: z.array(z.object({ kind: z.string(), id: z.string(), ok: z.boolean(), error: z.string().optional() })),
+  missing: z.array(z.object({ kind: z.string(), id: z.string(), state: z.string() })),
+});
+
 /** kubelet told the runtime its pod CIDR (UpdateRuntimeConfig); stream `node-<node>`. */
 export const PodCidrUpdatedV1 = z.object({ podCidr: z.string() });
 
@@ -226,6 +236,7 @@ export const EVENT_SCHEMAS = {
   ImagePullFailed: { 1: ImagePullFailedV1 },
   ImageRemoved: { 1: ImageRemovedV1 },
   PodCidrUpdated: { 1: PodCidrUpdatedV1 },
+  RuntimeReconciled: { 1: RuntimeReconciledV1 },
 } as const satisfies Record<string, Record<number, z.ZodType>>;
 
 export type EventType = keyof typeof EVENT_SCHEMAS;
@@ -255,6 +266,7 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   ImagePullFailed: 1,
   ImageRemoved: 1,
   PodCidrUpdated: 1,
+  RuntimeReconciled: 1,
 };
 
 export type EventData = {

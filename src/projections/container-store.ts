@@ -146,6 +146,7 @@ export const containerStore: Projection<ContainerRecord> = {
       case 'SandboxStopped':
       case 'SandboxRemoved':
       case 'PodCidrUpdated':
+      case 'RuntimeReconciled':
         return doc;
       default:
         return assertNever(event);

@@ -68,6 +68,7 @@ export const imageStore: Projection<ImageRecord> = {
       case 'ExecRan':
       case 'ContainerResourcesUpdated':
       case 'PodCidrUpdated':
+      case 'RuntimeReconciled':
         return doc;
       default:
         return assertNever(event);

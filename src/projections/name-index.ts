@@ -70,6 +70,7 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'SandboxStopped':
     case 'SandboxRemoved':
     case 'PodCidrUpdated':
+    case 'RuntimeReconciled':
       return undefined;
     default:
       return assertNever(event);

@@ -73,6 +73,7 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'ContainerResourcesUpdated':
       case 'SandboxStopped':
       case 'PodCidrUpdated':
+      case 'RuntimeReconciled':
         return doc;
       default:
         return assertNever(event);

@@ -29,6 +29,7 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'SandboxReady':
     case 'SandboxStopped':
     case 'PodCidrUpdated':
+    case 'RuntimeReconciled':
       return undefined;
     default:
       return assertNever(event);

@@ -98,6 +98,7 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'ContainerResourcesUpdated':
       case 'ContainerRemoved':
       case 'PodCidrUpdated':
+      case 'RuntimeReconciled':
         return doc;
       default:
         return assertNever(event);

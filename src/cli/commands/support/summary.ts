@@ -68,6 +68,8 @@ export function summarize(event: LedgerEvent): string {
       return `cmd=${quote(event.data.cmd.join(' '))} ${event.data.timedOut ? 'timed out' : `exit=${event.data.exitCode}`} ${event.data.durationMs}ms`;
     case 'ContainerResourcesUpdated':
       return `memory=${event.data.resources.memoryLimitInBytes} cpu_quota=${event.data.resources.cpuQuota} cpu_shares=${event.data.resources.cpuShares}`;
+    case 'RuntimeReconciled':
+      return `orphans removed=${event.data.orphansRemoved.length} missing=${event.data.missing.length}`;
     case 'PodCidrUpdated':
       return `podCidr=${event.data.podCidr || '-'}`;
     default:
