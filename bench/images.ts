@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { get } from 'node:http';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +27,8 @@ import { percentile, report, type Row } from './table.js';
  * containerd shares blob files across namespaces, so a blob left by one runtime would
  * make the other's pull instant). The runtimes alternate pull by pull, and which goes
  * first alternates every iteration. Then ImageStatus of a present image, many calls.
+ * Two figures say where cri-ledger's pull time goes: its own events (fetches, then what
+ * follows the last byte) and the floor of fetching the layers into a Node process.
  */
 
 const LEDGER_NAMESPACE = 'cri-ledger';
@@ -37,6 +41,8 @@ const DEFAULT_LAYER_MB = 25;
 const STATUS_WARMUP_CALLS = 20;
 const PULL_TIMEOUT_MS = 10 * 60_000;
 const LOAD_SAMPLE_MS = 10_000;
+/** cri-ledger's DEFAULT_PULL_CONCURRENCY: layers fetched at once. */
+const REGISTRY_GET_CONCURRENCY = 3;
 
 function flag(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
@@ -89,15 +95,77 @@ async function imageStatusPhase(runtime: Runtime, pushed: PushedImage, calls: nu
   return latencies;
 }
 
-/** cri-ledger's ImagePulled events, in log order: the service's own timing of each pull and its layers. */
-async function ledgerPullEvents(socket: string): Promise<Array<{ durationMs: number; layers_ms: number[] }>> {
-  const result = await runCli(['events', '--socket', socket, '--type', 'ImagePulled', '--json']);
+/** GETs one blob from the registry with node:http and hashes it as it arrives; resolves with its digest. */
+function getBlob(registry: TestRegistry, digest: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`${registry.url}/v2/${REPOSITORY}/blobs/${digest}`, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`GET ${digest}: ${res.statusCode}`));
+      const hash = createHash('sha256');
+      res.on('data', (chunk: Buffer) => hash.update(chunk));
+      res.on('end', () => resolve(`sha256:${hash.digest('hex')}`));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
+/**
+ * The floor under any pull through Node: the layers fetched and hashed in this process,
+ * as many at a time as cri-ledger fetches, nothing written. Seconds per round.
+ */
+async function registryGetPhase(registry: TestRegistry, pushed: PushedImage, rounds: number): Promise<number[]> {
+  const seconds: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    throwIfInterrupted();
+    const started = performance.now();
+    const queue = pushed.image.layers.map((l) => l.digest);
+    await Promise.all(
+      Array.from({ length: REGISTRY_GET_CONCURRENCY }, async () => {
+        for (let digest = queue.shift(); digest !== undefined; digest = queue.shift()) {
+          if ((await getBlob(registry, digest)) !== digest) throw new Error(`GET ${digest}: the bytes do not match`);
+        }
+      }),
+    );
+    seconds.push((performance.now() - started) / 1000);
+  }
+  return seconds;
+}
+
+/** One cri-ledger pull as its events tell it, times from the log's `at`. */
+interface LedgerPull {
+  /** ImagePulled's durationMs. */
+  durationMs: number;
+  /** ImagePullStarted to the last layer's final progress event (done = total): the fetches. */
+  fetchMs: number;
+  /** That last fetch to ImagePulled: unpacking what was not unpacked yet, then the documents and the record. */
+  afterFetchMs: number;
+  /** ImagePulled's per-layer times: fetch plus unpack of each layer. */
+  layersMs: number[];
+}
+
+interface StoredEvent {
+  type: string;
+  at: string;
+  data: { durationMs?: number; layers?: Array<{ ms: number }>; done?: number; total?: number };
+}
+
+/** cri-ledger's pulls in log order, from `cri-ledger events --json` over its socket. */
+async function ledgerPulls(socket: string): Promise<LedgerPull[]> {
+  const types = ['ImagePullStarted', 'ImagePullProgress', 'ImagePulled'].flatMap((t) => ['--type', t]);
+  const result = await runCli(['events', '--socket', socket, ...types, '--json']);
   if (result.code !== 0) throw new Error(`cri-ledger events failed (${result.code}): ${result.stderr}`);
-  return result.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => (JSON.parse(line) as { data: { durationMs: number; layers: Array<{ ms: number }> } }).data)
-    .map((d) => ({ durationMs: Math.round(d.durationMs), layers_ms: d.layers.map((l) => Math.round(l.ms)) }));
+  const pulls: LedgerPull[] = [];
+  let started = NaN;
+  let fetched = NaN;
+  for (const line of result.stdout.split('\n').filter(Boolean)) {
+    const event = JSON.parse(line) as StoredEvent;
+    const at = Date.parse(event.at);
+    if (event.type === 'ImagePullStarted') [started, fetched] = [at, at];
+    else if (event.type === 'ImagePullProgress' && event.data.done === event.data.total) fetched = Math.max(fetched, at);
+    else if (event.type === 'ImagePulled') {
+      pulls.push({ durationMs: Math.round(event.data.durationMs ?? NaN), fetchMs: fetched - started, afterFetchMs: at - fetched, layersMs: (event.data.layers ?? []).map((l) => Math.round(l.ms)) });
+    }
+  }
+  return pulls;
 }
 
 const sorted = (values: number[]): number[] => [...values].sort((a, b) => a - b);
@@ -182,7 +250,8 @@ export async function runImagesBench(args: string[]): Promise<void> {
       await call(runtime, 'pullImage', { image: { image: image.reference } }, PULL_TIMEOUT_MS);
       status.set(runtime.key, await imageStatusPhase(runtime, image, statusCalls));
     }
-    const pulledEvents = await ledgerPullEvents(serve.socket);
+    const ledgerPullTimes = await ledgerPulls(serve.socket);
+    const registryGets = sorted(await registryGetPhase(registry, image, iterations));
 
     const rows: Row[] = [];
     for (const runtime of runtimes) {
@@ -197,6 +266,7 @@ export async function runImagesBench(args: string[]): Promise<void> {
         { metric: `${runtime.key}_errors`, value: runtime.errors.length, unit: 'errors' },
       );
     }
+    rows.push({ metric: 'registry_get_layers_p50_s', value: percentile(registryGets, 50), unit: 's' });
     const v = (metric: string): number => rows.find((r) => r.metric === metric)?.value ?? NaN;
     rows.push(
       { metric: 'pull_100mb_s', value: v('cri_ledger_pull_p50_s'), unit: 's' },
@@ -214,15 +284,16 @@ export async function runImagesBench(args: string[]): Promise<void> {
       warmup_iterations: warmup,
       image_status_calls: statusCalls,
       order: 'interleaved pull by pull, the first runtime alternating every iteration (cri_ledger first in iteration 0); each pull cold (no blob of the image on disk, no snapshot in either namespace)',
+      registry_get_layers_seconds: registryGets.map((s) => Math.round(s * 1000) / 1000),
       pull_seconds: Object.fromEntries([...records].map(([key, r]) => [key, r.seconds.map((s) => Math.round(s * 1000) / 1000)])),
       removals_that_left_content: Object.fromEntries([...records].map(([key, r]) => [key, r.removalLeftovers])),
-      cri_ledger_image_pulled: { note: `in log order: ${warmup} warm-up, ${iterations} measured, 1 for ImageStatus`, events: pulledEvents },
+      cri_ledger_pulls_from_events: { note: `in log order: ${warmup} warm-up, ${iterations} measured, 1 for ImageStatus; ms from the events' times`, pulls: ledgerPullTimes },
       load_average_1m: { min: Math.min(...load), max: Math.max(...load), samples: load.length },
       errors: Object.fromEntries(runtimes.map((r) => [r.key, r.errors.slice(0, 20)])),
     });
     printComparison(rows, runtimes, image.layerBytes / 1e6);
-    console.log('\ncri-ledger ImagePulled (durationMs, per-layer ms):');
-    for (const [i, e] of pulledEvents.entries()) console.log(`  ${i + 1}: ${e.durationMs} ms; layers ${e.layers_ms.join(', ')}`);
+    console.log('\ncri-ledger pulls from its events (ms): total, fetches, after the last fetch; per layer fetch + unpack');
+    for (const [i, p] of ledgerPullTimes.entries()) console.log(`  ${i + 1}: ${p.durationMs}  fetch ${p.fetchMs}  after ${p.afterFetchMs}  layers ${p.layersMs.join(', ')}`);
     for (const runtime of runtimes) for (const e of runtime.errors.slice(0, 10)) console.error(`${runtime.key}: ${e}`);
   } finally {
     clearInterval(sampler);
