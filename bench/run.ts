@@ -1,10 +1,12 @@
 import { runCriBench } from './cri.js';
+import { runImagesBench } from './images.js';
 import { runLedgerBench } from './ledger.js';
 
 /** `npm run bench -- <suite>`: each suite prints a table and writes bench/results/<suite>.json. */
 const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   ledger: runLedgerBench,
   cri: runCriBench,
+  images: runImagesBench,
 };
 
 const [suite, ...args] = process.argv.slice(2);

@@ -18,12 +18,20 @@ export const CRI_PLUGIN = 'io.containerd.grpc.v1.cri';
 const SBIN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const BENCH_PATH = `${process.env['PATH'] ?? ''}:${SBIN_PATH}`;
 
+export interface CriPluginOptions {
+  /**
+   * The CRI plugin's `registry.config_path`: a certs.d dir of `<host:port>/hosts.toml`
+   * files, read at each pull. Unset, the plugin pulls over HTTPS from the standard hosts.
+   */
+  registryConfigPath?: string;
+}
+
 /**
  * The test harness's configuration with the CRI plugin taken off the disabled list and
  * configured to stay inside `dir`: an empty CNI conf dir (host-network pods only),
  * overlayfs, and `restrict_oom_score_adj` because this machine lacks CAP_SYS_RESOURCE.
  */
-export function containerdWithCriConfig(dir: string): string {
+export function containerdWithCriConfig(dir: string, options: CriPluginOptions = {}): string {
   const quote = (s: string): string => JSON.stringify(s);
   const base = containerdConfig(dir);
   const disabled = /^disabled_plugins = \[.*\]$/m;
@@ -44,14 +52,15 @@ export function containerdWithCriConfig(dir: string): string {
     `  conf_dir = ${quote(join(dir, 'cni', 'net.d'))}`,
     `[plugins.${quote(CRI_PLUGIN)}.containerd]`,
     '  snapshotter = "overlayfs"',
+    ...(options.registryConfigPath ? [`[plugins.${quote(CRI_PLUGIN)}.registry]`, `  config_path = ${quote(options.registryConfigPath)}`] : []),
     '',
   ].join('\n');
 }
 
 /** Starts a private containerd with its CRI plugin enabled; resolves once it answers Version. */
-export function startContainerdWithCri(): Promise<PrivateContainerd> {
+export function startContainerdWithCri(options: CriPluginOptions = {}): Promise<PrivateContainerd> {
   return startContainerd({
-    config: containerdWithCriConfig,
+    config: (dir) => containerdWithCriConfig(dir, options),
     prepare: (dir) => {
       for (const d of [join(dir, 'cni', 'bin'), join(dir, 'cni', 'net.d')]) mkdirSync(d, { recursive: true });
     },

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, type Client, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import { runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 
 /*
@@ -42,8 +42,9 @@ export function throwIfInterrupted(): void {
   if (interrupted) throw new Error(`interrupted by ${interrupted}: cleaning up`);
 }
 
-export function connect(key: Runtime['key'], socket: string): Runtime {
-  const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
+/** A client of `service` (the CRI RuntimeService unless told) on `socket`. */
+export function connect(key: Runtime['key'], socket: string, service: ServiceDefinition = runtimeServiceV1): Runtime {
+  const Constructor = makeGenericClientConstructor(service, 'CriService');
   const client = new Constructor(`unix://${socket}`, credentials.createInsecure(), {
     'grpc.max_receive_message_length': 16 << 20,
     'grpc.max_send_message_length': 16 << 20,
@@ -51,9 +52,9 @@ export function connect(key: Runtime['key'], socket: string): Runtime {
   return { key, client, pods: new Set(), errors: [] };
 }
 
-export function call<T = Record<string, unknown>>(runtime: Runtime, method: string, request: object): Promise<T> {
+export function call<T = Record<string, unknown>>(runtime: Runtime, method: string, request: object, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<T> {
   return new Promise((resolve, reject) =>
-    runtime.client[method]!.call(runtime.client, request, { deadline: Date.now() + DEFAULT_CALL_TIMEOUT_MS }, (error, response) =>
+    runtime.client[method]!.call(runtime.client, request, { deadline: Date.now() + timeoutMs }, (error, response) =>
       error ? reject(error) : resolve(response as T),
     ),
   );

@@ -98,8 +98,8 @@ export async function busyboxBase(): Promise<BaseImage> {
   }
 }
 
-/** A layer holding `files` (path -> content), built reproducibly. */
-export async function fileLayer(files: Record<string, string>): Promise<Layer> {
+/** A layer holding `files` (path -> text or bytes), built reproducibly. */
+export async function fileLayer(files: Record<string, string | Uint8Array>): Promise<Layer> {
   const work = await mkdtemp(join(tmpdir(), 'cri-ledger-layer-'));
   try {
     const root = join(work, 'root');
