@@ -13,6 +13,8 @@ import { ContainerdStats } from '../adapters/containerd/containerd-stats.js';
 import { ContainerdTaskEvents } from '../adapters/containerd/containerd-task-events.js';
 import { ContainerdTasks } from '../adapters/containerd/containerd-tasks.js';
 import { ContainerdImageFs } from '../adapters/containerd/containerd-image-fs.js';
+import { readInventory } from '../adapters/containerd/containerd-inventory.js';
+import { newEventId } from '../adapters/ids/event-id.js';
 import { ContainerdPuller } from '../adapters/containerd/containerd-pull.js';
 import { normalizeImageRef, pullTarget } from '../adapters/containerd/image-ref.js';
 import { ExitMonitor } from '../adapters/cri/exit-monitor.js';
@@ -33,7 +35,8 @@ import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
 import type { LifecycleDeps } from '../commands/container-lifecycle.js';
 import { ImagePulls } from '../commands/image-service.js';
 import { KeyedLock } from '../commands/keyed-lock.js';
-import { recoverInFlight, type RecoveryDeps } from '../commands/recover.js';
+import { reconcileWithRuntime, recoverInFlight, type RecoveryDeps } from '../commands/recover.js';
+import { diffAgainstRuntime, inSync } from '../projections/runtime-diff.js';
 import type { Ledger } from '../commands/ledger.js';
 import { NameReservations } from '../commands/name-reservations.js';
 import { nodeStream } from '../domain/ids.js';
@@ -92,14 +95,22 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   let toRecover = [...ledger.projections.operations.values()];
   const network = new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir });
   const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now() };
+  let reconciled = false;
   const recover = async (): Promise<void> => {
-    if (toRecover.length === 0) return;
-    const outcomes = await recoverInFlight(recovery, toRecover);
-    for (const o of outcomes) {
-      if (o.compensated) logger.warn({ stream: o.stream, operation: o.operation }, 'compensated a saga the previous process left in flight');
-      else logger.error({ stream: o.stream, operation: o.operation, undone: o.undone }, 'could not undo a saga left in flight; will retry when containerd reconnects');
+    if (toRecover.length > 0) {
+      const outcomes = await recoverInFlight(recovery, toRecover);
+      for (const o of outcomes) {
+        if (o.compensated) logger.warn({ stream: o.stream, operation: o.operation }, 'compensated a saga the previous process left in flight');
+        else logger.error({ stream: o.stream, operation: o.operation, undone: o.undone }, 'could not undo a saga left in flight; will retry when containerd reconnects');
+      }
+      toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated));
     }
-    toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated));
+    // Once per start, after recovery: sagas running now are known to the log already.
+    if (reconciled || toRecover.length > 0) return;
+    reconciled = true;
+    const diff = diffAgainstRuntime(ledger.projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER));
+    await reconcileWithRuntime({ ...recovery, nodeStream: nodeStream(config.node), correlationId: newEventId() }, diff);
+    if (!inSync(diff)) logger.warn({ orphanContainers: diff.orphanContainers, orphanSnapshots: diff.orphanSnapshots, missing: diff.missing }, 'reconciled the log with containerd');
   };
   const exits = new ExitMonitor({ events: new ContainerdTaskEvents({ api, logger }), lifecycle, logger, onConnected: recover });
   const handlers = runtimeHandlers({

@@ -1,4 +1,5 @@
 import type { OperationInFlight } from '../projections/operations.js';
+import { orphanLabel, type RuntimeDiff } from '../projections/runtime-diff.js';
 import type { Ledger } from './ledger.js';
 import { endPauseTask } from './pod-runtime.js';
 import type { ContainerFiles, ContainerRuntime, PodFiles, SandboxNetwork, TaskRuntime } from './ports.js';
@@ -107,4 +108,33 @@ export async function recoverInFlight(deps: RecoveryDeps, inFlight: readonly Ope
     outcomes.push({ stream: op.stream, operation: op.operation, id: op.id, compensated, undone });
   }
   return outcomes;
+}
+
+/**
+ * Removes what containerd holds with cri-ledger's labels that the log never heard of
+ * (left by a crash before a saga's first event, or made by hand), and records that and
+ * the log's objects containerd lacks in one RuntimeReconciled on the node's stream.
+ * Writes nothing when the two agree.
+ */
+export async function reconcileWithRuntime(
+  deps: RecoveryDeps & { nodeStream: string; correlationId: string },
+  diff: RuntimeDiff,
+): Promise<RuntimeDiff> {
+  const removed: Array<{ kind: string; id: string; ok: boolean; error?: string }> = [];
+  const attempt = async (kind: string, id: string, steps: Array<() => Promise<unknown>>): Promise<void> => {
+    try {
+      for (const step of steps) await step();
+      removed.push({ kind, id, ok: true });
+    } catch (error) {
+      removed.push({ kind, id, ok: false, error: error instanceof Error ? error.message : String(error) });
+    }
+  };
+  for (const c of diff.orphanContainers) {
+    await attempt(orphanLabel(c.kind), c.id, [() => endPauseTask(deps.tasks, c.id), () => deps.runtime.deleteContainer(c.id), () => deps.runtime.removeSnapshot(c.id, deps.snapshotter)]);
+  }
+  for (const key of diff.orphanSnapshots) await attempt('snapshot', key, [() => deps.runtime.removeSnapshot(key, deps.snapshotter)]);
+  if (removed.length > 0 || diff.missing.length > 0) {
+    await deps.ledger.append(deps.nodeStream, 'any', [{ type: 'RuntimeReconciled', correlationId: deps.correlationId, data: { orphansRemoved: removed, missing: diff.missing } }]);
+  }
+  return diff;
 }

@@ -45,3 +45,8 @@ export function diffAgainstRuntime(p: Projections, inventory: RuntimeInventory):
 export function inSync(diff: RuntimeDiff): boolean {
   return diff.orphanContainers.length === 0 && diff.orphanSnapshots.length === 0 && diff.missing.length === 0;
 }
+
+/** How an orphan container reads in reports and events: `container` or `pause container`. */
+export function orphanLabel(kind: string): string {
+  return kind === 'sandbox' ? 'pause container' : 'container';
+}

@@ -47,6 +47,7 @@ describe('crash recovery: a saga cut short by a crash is undone at the next star
     podDirs: (await readdir(join(h.root, 'sandboxes')).catch((): string[] => [])).filter((d) => d !== podId),
   });
   const NOTHING = { containers: [], snapshots: [], containerDirs: [], podDirs: [] };
+  const verifyAgainstContainerd = () => runCli(['verify', '--against-containerd', '--socket', h.socket, '--containerd-address', h.containerd.address]);
 
   before(async () => {
     h = await startCriHarness({ prefix: 'cri-ledger-e2e-crash-' });
@@ -66,6 +67,7 @@ describe('crash recovery: a saga cut short by a crash is undone at the next star
       const { containerId } = await call<{ containerId: string }>('createContainer', request);
       await call('removeContainer', { containerId });
       assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0);
+      assert.equal((await verifyAgainstContainerd()).code, 0);
     });
   }
 
@@ -82,6 +84,34 @@ describe('crash recovery: a saga cut short by a crash is undone at the next star
       await call('removePodSandbox', { podSandboxId });
       assert.deepEqual(await leftovers(), NOTHING);
       assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0);
+      assert.equal((await verifyAgainstContainerd()).code, 0);
     });
   }
+
+  it('removes at startup what containerd holds with its labels but the log never heard of, and records it', async () => {
+    const orphan = 'f'.repeat(64);
+    const image = await unaryCall<{ image: { name: string } }>(h.api.images, 'Get', { name: 'docker.io/library/busybox:latest' });
+    const spec = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from('{"ociVersion":"1.0.2"}') };
+    await unaryCall(h.api.containers, 'Create', { container: { id: orphan, labels: { 'io.cri-ledger.kind': 'container' }, image: image.image.name, runtime: { name: 'io.containerd.runc.v2' }, spec, snapshotter: 'overlayfs', snapshot_key: orphan } });
+    const before = await verifyAgainstContainerd();
+    assert.equal(before.code, 3, before.stdout);
+    assert.match(before.stdout, new RegExp(`in containerd only\\s+container\\s+${orphan}`));
+    await h.restart();
+    await until('the orphan to be removed', async () => (await leftovers()).containers.length === 0);
+    const events = await runCli(['events', '--socket', h.socket, '--type', 'RuntimeReconciled', '--json']);
+    const last = JSON.parse(events.stdout.trim().split('\n').at(-1)!) as { data: { orphansRemoved: Array<{ id: string; ok: boolean }> } };
+    assert.deepEqual(last.data.orphansRemoved, [{ kind: 'container', id: orphan, ok: true }]);
+    assert.equal((await verifyAgainstContainerd()).code, 0);
+  });
+
+  it('reports what the log has that containerd lacks', async () => {
+    const request = { podSandboxId: podId, sandboxConfig: base, config: { metadata: { name: 'vanishing', attempt: 0 }, image: { image: 'busybox' } } };
+    const { containerId } = await call<{ containerId: string }>('createContainer', request);
+    await unaryCall(h.api.containers, 'Delete', { id: containerId });
+    const r = await verifyAgainstContainerd();
+    assert.equal(r.code, 3);
+    assert.match(r.stdout, new RegExp(`in the log only\\s+container \\(CREATED\\)\\s+${containerId}`));
+    await call('removeContainer', { containerId });
+    assert.equal((await verifyAgainstContainerd()).code, 0);
+  });
 });

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { withConfigOptions } from '../options.js';
+import { Projections } from '../../projections/projections.js';
+import { diffAgainstRuntime, inSync, orphanLabel } from '../../projections/runtime-diff.js';
+import { configFrom, withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { CHECKS, LogVerifier, type Check, type VerifyReport } from './support/log-verifier.js';
 import { formatInFlight } from './support/in-flight.js';
@@ -23,11 +25,13 @@ export function registerVerify(program: Command): void {
   const command = program
     .command('verify')
     .description(`check the log's invariants; exits ${VIOLATION_EXIT_CODE} when one is broken`)
-    .option('--json', 'print the report as JSON');
-  withSourceOptions(withConfigOptions(command)).action((options: { json?: boolean }, cmd: Command) => runVerify(options, cmd));
+    .option('--json', 'print the report as JSON')
+    .option('--against-containerd', "also compare the log's containers and sandboxes with containerd's (the configured address and namespace)");
+  withSourceOptions(withConfigOptions(command)).action((options: { json?: boolean; againstContainerd?: boolean }, cmd: Command) => runVerify(options, cmd));
 }
 
-async function runVerify(options: { json?: boolean }, cmd: Command): Promise<void> {
+async function runVerify(options: { json?: boolean; againstContainerd?: boolean }, cmd: Command): Promise<void> {
+  if (options.againstContainerd) return runAgainstContainerd(options, cmd);
   const report = await withSource(cmd, async (source) => {
     const verifier = new LogVerifier();
     const progress = startProgress('verifying', await source.size());
@@ -72,4 +76,41 @@ function printReport(report: VerifyReport & { source: string }): void {
   }
   print('');
   print(report.violations.length === 0 ? 'result: ok' : `result: ${report.violations.length} violation${report.violations.length === 1 ? '' : 's'}`);
+}
+
+/**
+ * `verify --against-containerd`: the log's state, replayed, against what containerd
+ * holds in the service's namespace. Prints the differences; exits 3 when there are any.
+ */
+async function runAgainstContainerd(options: { json?: boolean }, cmd: Command): Promise<void> {
+  const [{ connectContainerd }, { readInventory }, { DEFAULT_IMAGE_SNAPSHOTTER }] = await Promise.all([
+    import('../../adapters/containerd/containerd-api.js'),
+    import('../../adapters/containerd/containerd-inventory.js'),
+    import('../../adapters/containerd/containerd-images.js'),
+  ]);
+  const config = configFrom(cmd);
+  const projections = await withSource(cmd, async (source) => {
+    const p = new Projections();
+    for await (const { event } of source.readEvents()) p.apply(event);
+    return p;
+  });
+  const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
+  let diff;
+  try {
+    diff = diffAgainstRuntime(projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER));
+  } finally {
+    api.close();
+  }
+  if (options.json) print(JSON.stringify(diff, null, 2));
+  else {
+    print(`compared the log with containerd at ${config.containerd.address}, namespace ${config.containerd.namespace}`);
+    const rows = [
+      ...diff.orphanContainers.map((c) => ['in containerd only', orphanLabel(c.kind), c.id]),
+      ...diff.orphanSnapshots.map((key) => ['in containerd only', 'snapshot', key]),
+      ...diff.missing.map((m) => ['in the log only', `${m.kind} (${m.state})`, m.id]),
+    ];
+    if (rows.length === 0) print('in sync: no differences');
+    else for (const line of formatTable([{ header: 'WHERE' }, { header: 'WHAT' }, { header: 'ID' }], rows)) print(line);
+  }
+  if (!inSync(diff)) process.exitCode = VIOLATION_EXIT_CODE;
 }
