@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,6 +17,14 @@ import { busyboxBase, composeImage, composeIndex, fileLayer, otherPlatform, push
  * for concurrent pulls, a corrupt blob, a dead registry, credentials, and the other
  * image RPCs. Each pull's events are checked in the image's stream.
  */
+
+async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
 
 interface CriImage {
   id: string;
@@ -89,6 +98,18 @@ describe('the image service over the CRI socket, pulling from a real registry', 
     assert.deepEqual(pulled.layers.map((l) => l.digest), multi.layers.map((l) => l.digest));
   });
 
+  it('pulls and lists from the command line: cri-ledger images pull and images ls', async () => {
+    const ref = `${registry.host}/test/user:v1`;
+    const pulled = await runCli(['images', 'pull', ref, '--socket', h.socket]);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.equal(pulled.stdout.trim(), user.config.digest);
+    const listed = await runCli(['images', 'ls', '--socket', h.socket]);
+    assert.match(listed.stdout, new RegExp(`^${ref.replace(/[.:/]/g, '\\$&')}\\s+${user.config.digest.slice(7, 19)}\\s`, 'm'));
+    const missing = await runCli(['images', 'pull', `${registry.host}/test/user:nope`, '--socket', h.socket]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /NOT_FOUND/);
+  });
+
   it('pulls by digest and by name:tag@digest, keeping the digest', async () => {
     const byDigest = `${registry.host}/test/multi@${multi.manifest.digest}`;
     assert.equal((await pull(byDigest)).imageRef, multi.config.digest);
@@ -158,6 +179,25 @@ describe('the image service over the CRI socket, pulling from a real registry', 
     assert.equal((await events(`image-${registry.host}/test/multi:v1`)).at(-1)?.type, 'ImageRemoved');
     await imageCall('removeImage', { image: { image: multi.config.digest } });
     await imageCall('removeImage', { image: { image: `${registry.host}/never/pulled:v1` } });
+  });
+
+  it('fails clearly when the registry dies mid-pull, leaves nothing, and a retry succeeds', async () => {
+    // Big enough that the pull is still reading when the registry goes.
+    const big = composeImage(await busyboxBase(), { extraLayers: [await fileLayer({ 'big.bin': randomBytes(48 * 1024 * 1024) })] });
+    await pushImage(registry, 'test/big', big, 'v1');
+    const ref = `${registry.host}/test/big:v1`;
+    const pending = failure(pull(ref));
+    await until(async () => (await events(`image-${ref}`, 'ImagePullProgress')).length > 0);
+    await registry.kill();
+    const e = await pending;
+    assert.ok([Status.UNAVAILABLE, Status.DATA_LOSS, Status.UNKNOWN].includes(e.code), `${Status[e.code]}: ${e.details}`);
+    assert.match(e.details, /test\/big|sha256:/);
+    assert.equal((await status(ref)).image, null);
+    assert.equal((await events(`image-${ref}`)).at(-1)?.type, 'ImagePullFailed');
+    await registry.restart();
+    assert.equal((await pull(ref)).imageRef, big.config.digest);
+    const leases = await unaryCall<{ leases: Array<{ id: string }> }>(h.api.leases, 'List', { filters: [] });
+    assert.deepEqual(leases.leases.map((l) => l.id).filter((id) => !id.startsWith('cri-ledger-fsinfo')), []);
   });
 
   it('answers UNAVAILABLE naming the hosts it tried when the registry is gone', async () => {

@@ -54,6 +54,8 @@ export interface TestRegistry {
   blobFile(digest: string): string;
   /** SIGKILL, keeping the storage: the registry is gone. */
   kill(): Promise<void>;
+  /** Starts it again after kill(), on the same port and storage. */
+  restart(): Promise<void>;
   /** Stops everything and removes the temp dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -206,6 +208,20 @@ export async function startRegistry(options: { auth?: RegistryAuthKind } = {}): 
     rmSync(dir, { recursive: true, force: true });
   };
 
+  const configFile = join(dir, 'config.yml');
+  /** Runs docker-registry on the written config, and waits until /v2/ answers. */
+  const launch = async (): Promise<void> => {
+    const p = spawn(binary, ['serve', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = p;
+    if (p.pid !== undefined) writeFileSync(pidFile, String(p.pid));
+    let output = '';
+    p.stderr!.setEncoding('utf8');
+    p.stderr!.on('data', (chunk: string) => {
+      if (output.length < 64 * 1024) output += chunk;
+    });
+    await waitReady(`http://127.0.0.1:${port}`, p, () => output);
+  };
+
   try {
     let authConfig: Record<string, unknown> | undefined;
     if (auth === 'basic') {
@@ -234,17 +250,8 @@ export async function startRegistry(options: { auth?: RegistryAuthKind } = {}): 
       http: { addr: `127.0.0.1:${port}`, secret: randomBytes(16).toString('hex') },
       ...(authConfig ? { auth: authConfig } : {}),
     };
-    const configFile = join(dir, 'config.yml');
     writeFileSync(configFile, JSON.stringify(config, null, 2));
-    const p = spawn(binary, ['serve', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-    proc = p;
-    if (p.pid !== undefined) writeFileSync(pidFile, String(p.pid));
-    let output = '';
-    p.stderr!.setEncoding('utf8');
-    p.stderr!.on('data', (chunk: string) => {
-      if (output.length < 64 * 1024) output += chunk;
-    });
-    await waitReady(`http://127.0.0.1:${port}`, p, () => output);
+    await launch();
   } catch (error) {
     await stop();
     throw error;
@@ -268,6 +275,10 @@ export async function startRegistry(options: { auth?: RegistryAuthKind } = {}): 
       await exited(p);
       proc = undefined;
       rmSync(pidFile, { force: true });
+    },
+    restart: async () => {
+      if (proc) return;
+      await launch();
     },
     stop,
   };

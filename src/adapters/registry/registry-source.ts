@@ -135,7 +135,12 @@ export class RegistrySource implements ImageSource {
     const isManifest = MANIFEST_TYPES.includes(descriptor.mediaType);
     const path = `${isManifest ? 'manifests' : 'blobs'}/${descriptor.digest}`;
     const res = await this.request(`${isManifest ? 'manifest' : 'blob'} ${descriptor.digest}`, path, isManifest ? ACCEPT_MANIFESTS : '*/*', 'pull');
-    // The verifier carries any error of the body (a reset connection) to the reader.
+    // A body cut short (the registry died, the connection reset) reaches the reader as
+    // the registry being unavailable, naming the blob and where it was read from.
+    const origin = this.origin;
+    res.body.once('error', (cause) =>
+      verifier.destroy(new RegistryUnavailableError(this.reference, this.ref.domain, [{ url: origin, outcome: `reading ${descriptor.digest} broke off: ${cause.message}` }], { cause })),
+    );
     pipeline(res.body, verifier, () => {});
     return verifier;
   }
