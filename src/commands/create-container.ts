@@ -4,7 +4,7 @@ import type { EventData, NewEvent } from '../domain/events.js';
 import { containerStream, RESOURCE_ID } from '../domain/ids.js';
 import type { SandboxRecord } from '../projections/sandbox-store.js';
 import type { Ledger } from './ledger.js';
-import type { NameReservations } from './name-reservations.js';
+import { retryServed, runOnce, type NameReservations } from './name-reservations.js';
 import type { ContainerFiles, ContainerRuntime, ImageStore, SnapshotRef, SpecFactory } from './ports.js';
 import { KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
@@ -104,19 +104,13 @@ function findSandbox(deps: CreateContainerDeps, ref: string): SandboxRecord {
 export async function createContainer(deps: CreateContainerDeps, command: CreateContainerCommand): Promise<string> {
   const { podSandboxId, config } = validateCreateContainer(command);
   const sandbox = findSandbox(deps, podSandboxId);
-  const name = containerName(config.metadata, sandbox);
-  // Checked and tracked with no await in between: concurrent retries see the first one.
-  const retry = deps.names.retryOf(name, command.requestDigest);
-  if (retry && 'wait' in retry) return retry.wait;
-  const holder = retry && deps.ledger.projections.containers.get(retry.servedBy);
-  // A holder still CREATING but not running here is a saga startup recovery will undo.
-  if (holder && holder.state !== 'CREATING') {
-    await deps.ledger.append(containerStream(holder.id), holder.version, [
-      { type: 'RetryServed', correlationId: command.correlationId, data: { requestDigest: command.requestDigest, servedAt: command.now } },
-    ]);
-    return holder.id;
-  }
-  return deps.names.track(name, command.requestDigest, command.containerId, create(deps, command, sandbox, config));
+  return runOnce(
+    deps.names,
+    { name: containerName(config.metadata, sandbox), requestDigest: command.requestDigest, id: command.containerId },
+    (id) => deps.ledger.projections.containers.get(id),
+    (id) => retryServed(deps.ledger, containerStream(id), command),
+    () => create(deps, command, sandbox, config),
+  );
 }
 
 async function create(

@@ -1,6 +1,7 @@
 import { NameConflictError } from '../domain/errors.js';
 import type { NameHold } from '../projections/name-index.js';
 import type { ReadModel } from '../projections/read-model.js';
+import type { Ledger } from './ledger.js';
 
 /**
  * Names being reserved right now. The name index only sees a name once NameReserved is
@@ -51,4 +52,30 @@ export class NameReservations {
   settle(name: string, id: string): void {
     if (this.pending.get(name) === id) this.pending.delete(name);
   }
+}
+
+/**
+ * The id a retry of the same request gets, or undefined when this is a new request
+ * (and it must run `saga`, tracked so later retries wait for it). `holder` reads the
+ * record that holds the name; `served` records RetryServed on it. Checked and tracked
+ * with no await in between, so concurrent retries see the first one.
+ */
+export function runOnce(
+  names: NameReservations,
+  o: { name: string; requestDigest: string; id: string },
+  holder: (id: string) => { id: string; state: string } | undefined,
+  served: (holderId: string) => Promise<unknown>,
+  saga: () => Promise<string>,
+): Promise<string> {
+  const retry = names.retryOf(o.name, o.requestDigest);
+  if (retry && 'wait' in retry) return retry.wait;
+  const held = retry && holder(retry.servedBy);
+  // A holder still CREATING but not running here is a saga startup recovery will undo.
+  if (held && held.state !== 'CREATING') return served(held.id).then(() => held.id);
+  return names.track(o.name, o.requestDigest, o.id, saga());
+}
+
+/** Records that a retry of `command` was answered with the id of the stream's container or sandbox. */
+export async function retryServed(ledger: Ledger, stream: string, command: { requestDigest: string; correlationId: string; now: string }): Promise<void> {
+  await ledger.append(stream, 'any', [{ type: 'RetryServed', correlationId: command.correlationId, data: { requestDigest: command.requestDigest, servedAt: command.now } }]);
 }

@@ -124,13 +124,16 @@ export interface PullResult {
   layers: Array<{ digest: string; size: number; ms: number; skipped: boolean }>;
 }
 
-/** The CRI AuthConfig, as the CRI server decodes it. */
+/** The CRI AuthConfig, as kubelet sends it with PullImage. */
 export interface RegistryAuth {
   username?: string;
   password?: string;
+  /** base64 of `username:password`, as in a docker config.json. */
   auth?: string;
   serverAddress?: string;
+  /** A refresh token for the registry's token service (OAuth2 refresh_token grant). */
   identityToken?: string;
+  /** A bearer token to send as is. */
   registryToken?: string;
 }
 

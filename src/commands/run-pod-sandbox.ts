@@ -3,7 +3,7 @@ import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
 import type { NewEvent } from '../domain/events.js';
 import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
 import type { Ledger } from './ledger.js';
-import type { NameReservations } from './name-reservations.js';
+import { retryServed, runOnce, type NameReservations } from './name-reservations.js';
 import type { ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
 import { endPauseTask, KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
@@ -124,16 +124,13 @@ export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSand
   const v = validateRunPodSandbox(command);
   const name = sandboxName(v.metadata);
   // A retry of the same request gets the first one's id, as CreateContainer's does.
-  const retry = deps.names.retryOf(name, command.requestDigest);
-  if (retry && 'wait' in retry) return retry.wait;
-  const holder = retry && deps.ledger.projections.sandboxes.get(retry.servedBy);
-  if (holder && holder.state !== 'CREATING') {
-    await deps.ledger.append(sandboxStream(holder.id), holder.version, [
-      { type: 'RetryServed', correlationId: command.correlationId, data: { requestDigest: command.requestDigest, servedAt: command.now } },
-    ]);
-    return holder.id;
-  }
-  return deps.names.track(name, command.requestDigest, command.sandboxId, run(deps, command, v));
+  return runOnce(
+    deps.names,
+    { name, requestDigest: command.requestDigest, id: command.sandboxId },
+    (id) => deps.ledger.projections.sandboxes.get(id),
+    (id) => retryServed(deps.ledger, sandboxStream(id), command),
+    () => run(deps, command, v),
+  );
 }
 
 async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: ReturnType<typeof validateRunPodSandbox>): Promise<string> {

@@ -1,3 +1,4 @@
+import type { RegistryAuth } from '../../commands/ports.js';
 import { AttemptFailure, readBody, readErrorBody, type HttpRequest, type HttpTransport } from './registry-http.js';
 
 /*
@@ -8,18 +9,8 @@ import { AttemptFailure, readBody, readErrorBody, type HttpRequest, type HttpTra
  * scope, so one token serves every blob of a pull until it expires.
  */
 
-/** CRI's AuthConfig, as kubelet sends it with PullImage. */
-export interface RegistryAuth {
-  username?: string;
-  password?: string;
-  /** base64 of `username:password`, as in a docker config.json. */
-  auth?: string;
-  serverAddress?: string;
-  /** A refresh token for the registry's token service (OAuth2 refresh_token grant). */
-  identityToken?: string;
-  /** A bearer token to send as is. */
-  registryToken?: string;
-}
+/** CRI's AuthConfig, as kubelet sends it with PullImage (the port's type). */
+export type { RegistryAuth } from '../../commands/ports.js';
 
 /** What the token service says when expires_in is missing (the spec's default). */
 export const DEFAULT_TOKEN_LIFETIME_S = 60;
