@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
 import type { EventData, NewEvent } from '../domain/events.js';
 import { containerStream, RESOURCE_ID } from '../domain/ids.js';
+import { envVar, plainText, textMap } from '../domain/text.js';
 import type { SandboxRecord } from '../projections/sandbox-store.js';
 import type { Ledger } from './ledger.js';
 import { retryServed, runOnce, type NameReservations } from './name-reservations.js';
@@ -39,6 +40,7 @@ export const CreateContainerRequest = z.object({
       annotations: RECORD.default({}),
       stdin: z.boolean().default(false),
       tty: z.boolean().default(false),
+      envs: z.array(z.object({ key: z.string(), value: z.string() }).passthrough()).default([]),
     })
     .passthrough()
     .nullable(),
@@ -80,6 +82,11 @@ export function validateCreateContainer(command: CreateContainerCommand) {
   if (config === null) throw new InvalidArgumentError('config', 'must be set');
   if (config.metadata === null || config.metadata.name.length === 0) throw new InvalidArgumentError('config.metadata.name', 'must be set');
   if (config.image === null || config.image.image.trim().length === 0) throw new InvalidArgumentError('config.image.image', 'must name an image');
+  plainText(config.metadata.name, 'config.metadata.name');
+  plainText(config.image.image, 'config.image.image');
+  textMap(config.labels, 'config.labels');
+  textMap(config.annotations, 'config.annotations');
+  config.envs.forEach((kv, i) => envVar(kv.key, kv.value, `config.envs[${i}]`));
   return { podSandboxId, config: { ...config, metadata: config.metadata, image: config.image } };
 }
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
 import type { NewEvent } from '../domain/events.js';
 import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
+import { plainText, sysctls, textMap } from '../domain/text.js';
 import type { Ledger } from './ledger.js';
 import { retryServed, runOnce, type NameReservations } from './name-reservations.js';
 import type { ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
@@ -44,6 +45,7 @@ export const RunPodSandboxRequest = z.object({
             .object({ namespaceOptions: z.object({ network: NAMESPACE_MODE.default('POD'), pid: NAMESPACE_MODE.default('CONTAINER'), ipc: NAMESPACE_MODE.default('POD') }).passthrough().nullable() })
             .passthrough()
             .nullable(),
+          sysctls: RECORD.default({}),
         })
         .passthrough()
         .nullable()
@@ -101,7 +103,12 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
   if (m === null) throw new InvalidArgumentError('config.metadata', 'must be set');
   for (const field of ['name', 'uid', 'namespace'] as const) {
     if (m[field].length === 0) throw new InvalidArgumentError(`config.metadata.${field}`, 'must be set');
+    plainText(m[field], `config.metadata.${field}`);
   }
+  textMap(config.labels, 'config.labels');
+  textMap(config.annotations, 'config.annotations');
+  plainText(config.hostname, 'config.hostname');
+  sysctls(config.linux?.sysctls ?? {}, 'config.linux.sysctls');
   const ns = config.linux?.securityContext?.namespaceOptions ?? null;
   const portMappings: PortMapping[] = config.portMappings.map((p, i) => {
     const protocol = String(typeof p.protocol === 'number' ? ['TCP', 'UDP', 'SCTP'][p.protocol] : p.protocol).toLowerCase();

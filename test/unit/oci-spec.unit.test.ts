@@ -597,9 +597,10 @@ describe('resources', () => {
   });
 
   it('honours an explicit swap limit, and sets none without a swap controller', () => {
-    assert.equal(given(containerConfig({}, {}, { memoryLimitInBytes: '100', memorySwapLimitInBytes: '300' })).spec().linux.resources.memory?.swap, 300);
-    const result = given(containerConfig({}, {}, { memoryLimitInBytes: '100' }), { host: { swapControllerAvailable: false } }).result();
-    assert.deepEqual(result.spec.linux.resources.memory, { limit: 100 });
+    const MiB = 1024 * 1024;
+    assert.equal(given(containerConfig({}, {}, { memoryLimitInBytes: String(100 * MiB), memorySwapLimitInBytes: String(300 * MiB) })).spec().linux.resources.memory?.swap, 300 * MiB);
+    const result = given(containerConfig({}, {}, { memoryLimitInBytes: String(100 * MiB) }), { host: { swapControllerAvailable: false } }).result();
+    assert.deepEqual(result.spec.linux.resources.memory, { limit: 100 * MiB });
     assert.ok(result.notes.some((n) => n.includes('swap')));
   });
 

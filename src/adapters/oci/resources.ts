@@ -39,6 +39,15 @@ export interface ResourceHost {
  * one is given, so a container cannot use swap to go past its memory limit; it is set only
  * where the kernel has the swap controller (runc fails on a swap limit it cannot write).
  */
+/** cgroup v1's cpu.cfs_period_us bounds (1 ms .. 1 s) and the smallest quota, in µs. */
+export const CPU_PERIOD_MIN = 1_000;
+export const CPU_PERIOD_MAX = 1_000_000;
+export const CPU_QUOTA_MIN = 1_000;
+/** cpu.shares' maximum. */
+export const CPU_SHARES_MAX = 262_144;
+/** The smallest memory limit runc accepts (6 MiB in runc 1.1 is the documented floor; 4 MiB is the kernel's practical one). */
+export const MEMORY_LIMIT_MIN = 4 * 1024 * 1024;
+
 export function containerResources(
   r: LinuxContainerResources__Output | null,
   host: ResourceHost,
@@ -54,6 +63,10 @@ export function containerResources(
   const shares = int64Field(r.cpuShares, f('cpu_shares'));
   if (period < 0) throw new InvalidArgumentError(f('cpu_period'), 'must not be negative');
   if (shares < 0) throw new InvalidArgumentError(f('cpu_shares'), 'must not be negative');
+  // The kernel's own bounds: absurd values are refused here, not by runc half-way through.
+  if (period !== 0 && (period < CPU_PERIOD_MIN || period > CPU_PERIOD_MAX)) throw new InvalidArgumentError(f('cpu_period'), `${period} is outside ${CPU_PERIOD_MIN}..${CPU_PERIOD_MAX} µs`);
+  if (quota < -1 || (quota > 0 && quota < CPU_QUOTA_MIN)) throw new InvalidArgumentError(f('cpu_quota'), `${quota} is not -1 (no limit), 0 (unset) or at least ${CPU_QUOTA_MIN} µs`);
+  if (shares > CPU_SHARES_MAX) throw new InvalidArgumentError(f('cpu_shares'), `${shares} is above ${CPU_SHARES_MAX}`);
   if (period !== 0) cpu.period = period;
   if (quota !== 0) cpu.quota = quota;
   if (shares !== 0) cpu.shares = shares;
@@ -62,6 +75,8 @@ export function containerResources(
   if (Object.keys(cpu).length > 0) out.cpu = cpu;
 
   const limit = int64Field(r.memoryLimitInBytes, f('memory_limit_in_bytes'));
+  if (limit < 0) throw new InvalidArgumentError(f('memory_limit_in_bytes'), `${limit} is negative`);
+  if (limit !== 0 && limit < MEMORY_LIMIT_MIN) throw new InvalidArgumentError(f('memory_limit_in_bytes'), `${limit} bytes is below the ${MEMORY_LIMIT_MIN}-byte minimum (runc and the kernel refuse less)`);
   if (limit !== 0) {
     const swap = int64Field(r.memorySwapLimitInBytes, f('memory_swap_limit_in_bytes'));
     out.memory = { limit };

@@ -22,4 +22,8 @@ export function idField(value: string | number, field: string): number {
   return n;
 }
 
-export const MAX_ID = 0xfffffffe;
+/**
+ * The largest uid or gid accepted: 2^31-1. Larger ones overflow a signed 32-bit int in
+ * parts of the stack and have run containers as root (CVE-2024-40635).
+ */
+export const MAX_ID = 0x7fffffff;

@@ -1,0 +1,61 @@
+import { InvalidArgumentError } from './errors.js';
+
+/*
+ * Strings from a request that end up in file names, containerd labels, process
+ * environments and our own log lines. Control bytes are refused where they could split
+ * one value into two (a newline in a name or a label key, CVE-2022-4318's HOME), and
+ * NUL everywhere: no kernel interface can carry it. The checks run before anything is
+ * written, and name the field.
+ */
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const NUL = /\u0000/;
+
+/** Names, keys and ids: no control bytes at all. */
+export function plainText(value: string, field: string): string {
+  if (CONTROL.test(value)) throw new InvalidArgumentError(field, `contains a control character (${describe(value)})`);
+  return value;
+}
+
+/** Free text (label, annotation and env values): anything but NUL. */
+export function freeText(value: string, field: string): string {
+  if (NUL.test(value)) throw new InvalidArgumentError(field, 'contains a NUL byte');
+  return value;
+}
+
+/** Each key plain, each value free text. */
+export function textMap(map: Record<string, string>, field: string): Record<string, string> {
+  for (const [key, value] of Object.entries(map)) {
+    plainText(key, `${field} key`);
+    freeText(value, `${field}[${JSON.stringify(key)}]`);
+  }
+  return map;
+}
+
+/** An environment variable: a non-empty key without `=` or control bytes; any value but NUL. */
+export function envVar(key: string, value: string, field: string): void {
+  if (key.length === 0) throw new InvalidArgumentError(`${field}.key`, 'is empty');
+  if (key.includes('=')) throw new InvalidArgumentError(`${field}.key`, `"${key}" contains "="`);
+  plainText(key, `${field}.key`);
+  freeText(value, `${field}.value`);
+}
+
+const SYSCTL_KEY = /^[a-z0-9]([a-z0-9_.\/-]*[a-z0-9_])?$/i;
+
+/**
+ * Sysctls: a key of the names the kernel uses, and a value that is one plain value.
+ * A value carrying a separator (`+`, `;`, `,`), a second assignment (`=`) or a control
+ * byte is refused: CRI-O's CVE-2022-0811 set kernel.core_pattern through one.
+ */
+export function sysctls(map: Record<string, string>, field: string): Record<string, string> {
+  for (const [key, value] of Object.entries(map)) {
+    if (!SYSCTL_KEY.test(key)) throw new InvalidArgumentError(`${field} key`, `"${key}" is not a sysctl name`);
+    if (/[+;,=\u0000-\u001f\u007f]/.test(value)) throw new InvalidArgumentError(`${field}[${JSON.stringify(key)}]`, `"${value}" is not one plain value (a separator, "=" or a control character)`);
+  }
+  return map;
+}
+
+function describe(value: string): string {
+  const c = CONTROL.exec(value)![0];
+  return `U+${c.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}`;
+}

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InvalidArgumentError } from '../../src/domain/errors.js';
+import { envVar, freeText, plainText, sysctls, textMap } from '../../src/domain/text.js';
+
+const refused = (fn: () => unknown, field: RegExp) => assert.throws(fn, (e: unknown) => e instanceof InvalidArgumentError && field.test(e.message));
+
+describe('request text that could split one value into two', () => {
+  it('refuses control bytes in names and keys, naming the field and the byte', () => {
+    refused(() => plainText('web\nroot', 'config.metadata.name'), /^config\.metadata\.name: contains a control character \(U\+000A\)/);
+    refused(() => plainText('web\r', 'x'), /U\+000D/);
+    refused(() => plainText('a\u0000b', 'x'), /U\+0000/);
+    assert.equal(plainText('web-0_ok.ñ', 'x'), 'web-0_ok.ñ');
+  });
+
+  it('takes any value but NUL in label, annotation and env values', () => {
+    assert.equal(freeText('line one\nline two\r\n', 'v'), 'line one\nline two\r\n');
+    refused(() => freeText('a\u0000b', 'config.labels["a"]'), /NUL/);
+    refused(() => textMap({ 'bad\nkey': 'v' }, 'config.labels'), /^config\.labels key/);
+    refused(() => textMap({ ok: 'v\u0000' }, 'config.annotations'), /^config\.annotations\["ok"\]/);
+  });
+
+  it('refuses env keys that are empty, hold "=" or control bytes; a newline in HOME is one value', () => {
+    envVar('HOME', '/root\nroot:x:0:0::/:/bin/sh', 'config.envs[0]');
+    refused(() => envVar('', 'v', 'config.envs[1]'), /^config\.envs\[1\]\.key: is empty/);
+    refused(() => envVar('A=B', 'v', 'config.envs[2]'), /contains "="/);
+    refused(() => envVar('A\nB', 'v', 'config.envs[3]'), /control character/);
+    refused(() => envVar('HOME', '/\u0000', 'config.envs[4]'), /^config\.envs\[4\]\.value: contains a NUL/);
+  });
+
+  it('refuses a sysctl value that carries a separator or a second assignment (CVE-2022-0811)', () => {
+    assert.deepEqual(sysctls({ 'net.ipv4.ip_forward': '1', 'kernel/shm_rmid_forced': '1' }, 's'), { 'net.ipv4.ip_forward': '1', 'kernel/shm_rmid_forced': '1' });
+    refused(() => sysctls({ 'kernel.shm_rmid_forced': '1+kernel.core_pattern=|/tmp/x' }, 'config.linux.sysctls'), /not one plain value/);
+    refused(() => sysctls({ 'net.ipv4.ip_forward': '1\nkernel.core_pattern=x' }, 's'), /not one plain value/);
+    refused(() => sysctls({ 'bad key': '1' }, 's'), /not a sysctl name/);
+  });
+});
