@@ -164,7 +164,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       criService(imageServiceV1, imageService),
       criService(runtimeServiceV1alpha2, { ...runtimeInfoHandlers(info('v1alpha2')), ...handlers }),
       criService(imageServiceV1alpha2, imageService),
-      { definition: imagesServiceClass().service, implementation: imagesAdminHandlers({ ledger, puller }) },
+      { definition: imagesServiceClass().service, implementation: imagesAdminHandlers({ ledger, puller, images }) },
     ],
     start: () => exits.start(),
     async stop() {

@@ -69,6 +69,7 @@ export class ImagePulls {
     try {
       result = await puller.pull(c.reference, { ...(c.auth ? { auth: c.auth } : {}), onProgress });
     } catch (error) {
+      this.deps.images.invalidate();
       await progress;
       const code = (error as { code?: unknown }).code;
       await ledger.append(stream, 'any', [
@@ -81,6 +82,7 @@ export class ImagePulls {
       throw error;
     }
     await progress;
+    this.deps.images.invalidate();
     await ledger.append(stream, 'any', [{ type: 'ImagePulled', correlationId: c.correlationId, data: pulledData(result, round(clock() - started)) }]);
     return result;
   }

@@ -101,6 +101,8 @@ export interface ImageStore {
 export interface ImageCatalog extends ImageStore {
   /** Every image, one entry per image id, with all its names. */
   list(): Promise<ResolvedImage[]>;
+  /** Forgets what it cached of the image records, after this service changed them. */
+  invalidate(): void;
   /** Deletes the image record `name`; `collect` runs containerd's GC before returning. Absent is fine. */
   deleteRecord(name: string, o: { collect: boolean }): Promise<void>;
 }

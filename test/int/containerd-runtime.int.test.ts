@@ -135,6 +135,8 @@ describe('ContainerdImageStore.resolve', () => {
     const alias = 'docker.io/library/busybox:alias';
     const { image } = await unaryCall<{ image: { target: unknown } }>(api.images, 'Get', { name: ref });
     await unaryCall(api.images, 'Create', { image: { name: alias, labels: {}, target: image.target } });
+    // Made behind the store's back (as ctr would): seen once the cached list is forgotten.
+    images.invalidate();
     try {
       const resolved = await images.resolve('busybox:alias');
       assert.ok(resolved);
@@ -145,7 +147,9 @@ describe('ContainerdImageStore.resolve', () => {
     } finally {
       await unaryCall(api.images, 'Delete', { name: alias, sync: false });
     }
-    // Nothing about records is cached: the removed tag is gone at once.
+    // A store that reuses nothing sees the removal at once; the cached one after invalidate().
+    assert.equal(await new ContainerdImageStore({ api, recordsTtlMs: 0 }).resolve('busybox:alias'), undefined);
+    images.invalidate();
     assert.equal(await images.resolve('busybox:alias'), undefined);
     assert.deepEqual((await images.resolve('busybox'))?.repoTags, [ref]);
   });

@@ -12,6 +12,11 @@ import { tryParseImageRef } from './image-ref.js';
 export const DEFAULT_IMAGE_SNAPSHOTTER = 'overlayfs';
 /** Manifests and configs are small; a larger blob is refused rather than buffered. */
 export const DEFAULT_MAX_IMAGE_DOCUMENT_BYTES = 4 * 1024 * 1024;
+/**
+ * How long the list of image records is reused. Pulls, imports and removals through this
+ * service invalidate it at once; a change made behind its back (ctr) is seen within this.
+ */
+export const DEFAULT_IMAGE_RECORDS_TTL_MS = 1_000;
 /** How many image targets' derived facts are kept (they never go stale: keyed by digest). */
 export const DEFAULT_IMAGE_CACHE_ENTRIES = 512;
 const MAX_INDEX_DEPTH = 4;
@@ -37,6 +42,8 @@ interface TargetInfo {
 
 export interface ContainerdImageStoreOptions {
   api: ContainerdApi;
+  /** How long a read of the image records is reused; 0 reads containerd on every lookup. */
+  recordsTtlMs?: number;
   snapshotter?: string;
   platform?: Platform;
 }
@@ -44,15 +51,19 @@ export interface ContainerdImageStoreOptions {
 /**
  * ImageStore on containerd's images and content services, in the api's namespace.
  *
- * Nothing about image records is cached: every resolve lists them, so a tag moved or
- * removed is seen at once. What a target digest leads to (config, chain id, size) is
- * content-addressed and cannot change, so that alone is kept, in a bounded map.
+ * The list of image records is read at most once a second (DEFAULT_IMAGE_RECORDS_TTL_MS)
+ * and forgotten whenever this service pulls, imports or removes an image: its own
+ * changes are seen at once, one made with ctr within a second. What a target digest
+ * leads to (config, chain id, size) is content-addressed and cannot change; it is kept
+ * in a bounded map.
  */
 export class ContainerdImageStore implements ImageCatalog {
   private readonly api: ContainerdApi;
   private readonly snapshotter: string;
   private readonly platform: Platform;
   private readonly targets = new Map<string, TargetInfo>();
+  private readonly recordsTtlMs: number;
+  private cached: { at: number; images: WireImage[] } | undefined;
   /** /etc/passwd and /etc/group by chain id: a chain id names the layers' content, so they cannot change. */
   private readonly userFiles = new Map<string, { passwd?: string; group?: string }>();
 
@@ -60,6 +71,7 @@ export class ContainerdImageStore implements ImageCatalog {
     this.api = options.api;
     this.snapshotter = options.snapshotter ?? DEFAULT_IMAGE_SNAPSHOTTER;
     this.platform = options.platform ?? hostPlatform();
+    this.recordsTtlMs = options.recordsTtlMs ?? DEFAULT_IMAGE_RECORDS_TTL_MS;
   }
 
   resolve(ref: string): Promise<ResolvedImage | undefined> {
@@ -69,7 +81,7 @@ export class ContainerdImageStore implements ImageCatalog {
   list(): Promise<ResolvedImage[]> {
     return unavailableAsRuntimeError(
       (async () => {
-        const { images } = await unaryCall<{ images: WireImage[] }>(this.api.images, 'List', { filters: [] });
+        const images = await this.records();
         const byId = new Map<string, ResolvedImage>();
         for (const record of images) {
           if (!record.target || record.target.digest === '') continue;
@@ -83,7 +95,25 @@ export class ContainerdImageStore implements ImageCatalog {
     );
   }
 
+  /**
+   * Forgets the cached image records: after this process changed them (a pull, an
+   * import, a removal), the next lookup reads containerd again.
+   */
+  invalidate(): void {
+    this.cached = undefined;
+  }
+
+  /** The image records, from containerd at most `recordsTtlMs` ago (see the class comment). */
+  private async records(): Promise<WireImage[]> {
+    const now = performance.now();
+    if (this.cached && now - this.cached.at < this.recordsTtlMs) return this.cached.images;
+    const { images } = await unaryCall<{ images: WireImage[] }>(this.api.images, 'List', { filters: [] });
+    this.cached = { at: now, images };
+    return images;
+  }
+
   deleteRecord(name: string, o: { collect: boolean }): Promise<void> {
+    this.invalidate();
     return unavailableAsRuntimeError(
       unaryCall(this.api.images, 'Delete', { name, sync: o.collect }).then(
         () => undefined,
@@ -110,7 +140,7 @@ export class ContainerdImageStore implements ImageCatalog {
   }
 
   private async resolveImage(ref: string): Promise<ResolvedImage | undefined> {
-    const { images } = await unaryCall<{ images: WireImage[] }>(this.api.images, 'List', { filters: [] });
+    const images = await this.records();
     const records = images.filter((r): r is WireImage & { target: WireDescriptor } => r.target !== null && r.target.digest !== '');
     const hit = this.findByReference(records, ref) ?? (await this.findById(records, ref));
     if (!hit) return undefined;

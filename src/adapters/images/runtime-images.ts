@@ -40,7 +40,7 @@ export class RuntimeImagePuller implements ImagePuller {
  * from the node's disk and records each image it writes as ImagePulled (origin
  * `oci-archive:<path>` or `docker-archive:<path>`), as if it had been pulled.
  */
-export function imagesAdminHandlers(deps: { ledger: Ledger; puller: ContainerdPuller }): UntypedServiceImplementation {
+export function imagesAdminHandlers(deps: { ledger: Ledger; puller: ContainerdPuller; images: { invalidate(): void } }): UntypedServiceImplementation {
   return {
     Import: unary<{ path: string }, object>(async (request, call) => {
       if (!isAbsolute(request.path)) throw new InvalidArgumentError('path', `"${request.path}" must be an absolute path on the node`);
@@ -49,7 +49,8 @@ export function imagesAdminHandlers(deps: { ledger: Ledger; puller: ContainerdPu
       const images = [];
       for (const source of archive.images) {
         const started = performance.now();
-        const result = pullResultOf(await deps.puller.pull(source, {}), source.origin);
+        const pulled = await deps.puller.pull(source, {}).finally(() => deps.images.invalidate());
+        const result = pullResultOf(pulled, source.origin);
         await deps.ledger.append(imageStream(result.name), 'any', [
           { type: 'ImagePulled', correlationId, data: pulledData(result, Math.round((performance.now() - started) * 1000) / 1000) },
         ]);
