@@ -18,9 +18,4 @@ export class KeyedLock {
     });
     return result;
   }
-
-  /** Keys with a section running or queued (for tests and shutdown). */
-  get size(): number {
-    return this.tails.size;
-  }
 }

@@ -10,12 +10,11 @@ import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runt
 import {
   ContainerdTaskEvents,
   taskEventFilters,
-  taskState,
   TASK_EXIT_TOPIC,
   TASK_OOM_TOPIC,
   type TaskEvent,
 } from '../../src/adapters/containerd/containerd-task-events.js';
-import { ContainerdTasks } from '../../src/adapters/containerd/containerd-tasks.js';
+import { ContainerdTasks, taskState } from '../../src/adapters/containerd/containerd-tasks.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
 import { createTestContainer, tearDownRuncTests } from '../support/runc-containers.js';

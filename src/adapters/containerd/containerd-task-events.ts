@@ -3,9 +3,8 @@ import { status as Status, type ClientReadableStream, type ServiceError } from '
 import { pino, type Logger } from 'pino';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import type { ContainerdApi } from './containerd-api.js';
-import { ContainerdCallError, hasStatus, unaryCall } from './containerd-calls.js';
-import { unavailableAsRuntimeError } from './containerd-errors.js';
-import { formatTimestamp, type TaskState, type TaskStatus } from './containerd-tasks.js';
+import { ContainerdCallError, unaryCall } from './containerd-calls.js';
+import { formatTimestamp } from './containerd-tasks.js';
 import type { WireAny, WireTimestamp } from './containerd-wire.js';
 
 /*
@@ -204,38 +203,11 @@ export class ContainerdTaskEvents implements AsyncIterable<TaskEvent> {
   }
 }
 
-/**
- * The task's init process as Tasks.Get reports it; undefined when the container has no
- * task. Meant for the exits a broken subscription may have missed.
- */
-export function taskState(api: ContainerdApi, containerId: string): Promise<TaskState | undefined> {
-  const call = unaryCall<{ process: WireProcess }>(api.tasks, 'Get', { container_id: containerId, exec_id: '' }).then(
-    ({ process }): TaskState => {
-      const status = (KNOWN_STATUSES.has(process.status) ? process.status : 'UNKNOWN') as TaskStatus;
-      if (status !== 'STOPPED') return { status, pid: process.pid };
-      return { status, pid: process.pid, exitCode: process.exit_status, exitedAt: process.exited_at ? formatTimestamp(process.exited_at) : '' };
-    },
-    (error: unknown) => {
-      if (hasStatus(error, Status.NOT_FOUND)) return undefined;
-      throw error;
-    },
-  );
-  return unavailableAsRuntimeError(call);
-}
-
-const KNOWN_STATUSES: ReadonlySet<string> = new Set(['CREATED', 'RUNNING', 'STOPPED', 'PAUSED']);
 
 interface WireEnvelope {
   namespace: string;
   topic: string;
   event: WireAny | null;
-}
-
-interface WireProcess {
-  pid: number;
-  status: string;
-  exit_status: number;
-  exited_at: WireTimestamp | null;
 }
 
 function positive(field: string, value: number): number {

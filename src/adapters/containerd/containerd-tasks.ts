@@ -82,6 +82,22 @@ function exitOf(response: { exit_status: number; exited_at: WireTimestamp | null
   return { exitCode: response.exit_status, exitedAt: response.exited_at ? formatTimestamp(response.exited_at) : '' };
 }
 
+/** A container's init process as containerd's Tasks.Get reports it; undefined when it has no task. */
+export function taskState(api: ContainerdApi, containerId: string): Promise<TaskState | undefined> {
+  const call = unaryCall<{ process: WireProcess }>(api.tasks, 'Get', { container_id: containerId, exec_id: '' }).then(
+    ({ process }): TaskState => {
+      const status = (TASK_STATUSES.has(process.status) ? process.status : 'UNKNOWN') as TaskStatus;
+      if (status !== 'STOPPED') return { status, pid: process.pid };
+      return { status, pid: process.pid, ...exitOf(process) };
+    },
+    (error: unknown) => {
+      if (hasStatus(error, Status.NOT_FOUND)) return undefined;
+      throw error;
+    },
+  );
+  return unavailableAsRuntimeError(call);
+}
+
 /**
  * Runs a container's init process through containerd's tasks service (runc via the
  * container's runtime, `io.containerd.runc.v2`).
@@ -159,18 +175,7 @@ export class ContainerdTasks {
 
   /** The init process's state; undefined when the container has no task. */
   state(containerId: string): Promise<TaskState | undefined> {
-    const call = unaryCall<{ process: WireProcess }>(this.api.tasks, 'Get', { container_id: containerId, exec_id: '' }).then(
-      ({ process }) => {
-        const status = (TASK_STATUSES.has(process.status) ? process.status : 'UNKNOWN') as TaskStatus;
-        if (status !== 'STOPPED') return { status, pid: process.pid };
-        return { status, pid: process.pid, ...exitOf(process) };
-      },
-      (error: unknown) => {
-        if (hasStatus(error, Status.NOT_FOUND)) return undefined;
-        throw error;
-      },
-    );
-    return unavailableAsRuntimeError(call);
+    return taskState(this.api, containerId);
   }
 
   private async createAndStart(containerId: string, io: TaskIo, rootfs: readonly RootfsMount[] | undefined): Promise<{ pid: number }> {

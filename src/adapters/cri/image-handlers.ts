@@ -1,12 +1,11 @@
-import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { removeImage, type ImagePulls } from '../../commands/image-service.js';
 import type { Ledger } from '../../commands/ledger.js';
 import type { ImageCatalog, RegistryAuth, ResolvedImage } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import type { ContainerdImageFs } from '../containerd/containerd-image-fs.js';
 import { pullTarget } from '../containerd/image-ref.js';
-import { correlationIdFrom } from '../grpc/rpc-logging.js';
-import { newEventId } from '../ids/event-id.js';
+import { correlationIdOf } from '../grpc/rpc-logging.js';
 import { unary } from './runtime-info.js';
 
 /*
@@ -26,10 +25,6 @@ export interface ImageHandlerDeps {
 
 interface ImageSpecMessage {
   image: string;
-}
-
-function correlationIdOf(call: { metadata: Metadata }): string {
-  return correlationIdFrom(call.metadata) ?? newEventId();
 }
 
 function imageRefOf(spec: ImageSpecMessage | null, field: string): string {

@@ -23,8 +23,7 @@ import type { ContainerRecord } from '../../projections/container-store.js';
 import type { SandboxRecord } from '../../projections/sandbox-store.js';
 import { ExecTimeoutError } from '../containerd/containerd-exec.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
-import { newEventId } from '../ids/event-id.js';
-import { correlationIdFrom } from '../grpc/rpc-logging.js';
+import { correlationIdOf } from '../grpc/rpc-logging.js';
 import {
   containerMessage,
   containerStatsMessage,
@@ -98,10 +97,6 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** The call's correlation id; served through the socket, the RPC interceptor has set one. */
-function correlationIdOf(call: { metadata: Metadata }): string {
-  return correlationIdFrom(call.metadata) ?? newEventId();
-}
 
 /** Each container's rootfs snapshot, for the writable layer's usage. */
 function snapshotsOf(records: ContainerRecord[]): Map<string, { snapshotter: string; key: string }> {
@@ -209,9 +204,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       return { stats: (await podStats([sandbox]))[0] };
     }),
     ListPodSandboxStats: unary<{ filter: { id: string; labelSelector: Record<string, string> } | null }, object>(async (request) => {
-      const sandboxes = visibleSandboxes(projections.sandboxes.values()).filter(
-        (s) => !request.filter || ((request.filter.id === '' || s.id.startsWith(request.filter.id)) && Object.entries(request.filter.labelSelector ?? {}).every(([k, v]) => s.labels[k] === v)),
-      );
+      const sandboxes = filterSandboxes(visibleSandboxes(projections.sandboxes.values()), request.filter && { ...request.filter, state: null });
       return { stats: await podStats(sandboxes) };
     }),
     ContainerStats: unary<{ containerId: string }, object>(async (request) => {
@@ -221,13 +214,8 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       return { stats: containerStatsMessage(record, samples.get(record.id)) };
     }),
     ListContainerStats: unary<{ filter: { id: string; podSandboxId: string; labelSelector: Record<string, string> } | null }, object>(async (request) => {
-      const records = visibleContainers(projections.containers.values()).filter(
-        (r) =>
-          !request.filter ||
-          ((request.filter.id === '' || r.id.startsWith(request.filter.id)) &&
-            (request.filter.podSandboxId === '' || r.sandboxId.startsWith(request.filter.podSandboxId)) &&
-            Object.entries(request.filter.labelSelector ?? {}).every(([k, v]) => r.labels[k] === v)),
-      );
+      // The stats filter is the list filter without a state: the same matching.
+      const records = filterContainers(visibleContainers(projections.containers.values()), request.filter && { ...request.filter, state: null });
       const running = records.filter((r) => r.state === 'RUNNING');
       const samples = await deps.stats.containerStats(running.map((r) => r.id), { snapshots: snapshotsOf(running) });
       return { stats: records.map((r) => containerStatsMessage(r, samples.get(r.id))) };

@@ -6,8 +6,7 @@ import type { ImagePuller, PullProgress, PullResult, RegistryAuth } from '../../
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { imageStream } from '../../domain/ids.js';
 import type { ContainerdPuller, PulledImage } from '../containerd/containerd-pull.js';
-import { correlationIdFrom } from '../grpc/rpc-logging.js';
-import { newEventId } from '../ids/event-id.js';
+import { correlationIdOf } from '../grpc/rpc-logging.js';
 import { unary } from '../cri/runtime-info.js';
 import { openImageArchive } from './archive-source.js';
 import type { ImageSource } from './image-source.js';
@@ -44,7 +43,7 @@ export function imagesAdminHandlers(deps: { ledger: Ledger; puller: ContainerdPu
   return {
     Import: unary<{ path: string }, object>(async (request, call) => {
       if (!isAbsolute(request.path)) throw new InvalidArgumentError('path', `"${request.path}" must be an absolute path on the node`);
-      const correlationId = correlationIdFrom((call as { metadata: Metadata }).metadata) ?? newEventId();
+      const correlationId = correlationIdOf(call as { metadata: Metadata });
       const archive = await openImageArchive(request.path);
       const images = [];
       for (const source of archive.images) {
