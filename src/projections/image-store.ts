@@ -69,6 +69,8 @@ export const imageStore: Projection<ImageRecord> = {
       case 'ContainerResourcesUpdated':
       case 'PodCidrUpdated':
       case 'RuntimeReconciled':
+      case 'ResultUndelivered':
+      case 'RecoveryDecided':
         return doc;
       default:
         return assertNever(event);

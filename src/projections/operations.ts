@@ -53,6 +53,7 @@ export const operationsInFlight: Projection<OperationInFlight> = {
         return doc ?? begin(event, 'RunPodSandbox', event.data.name);
       case 'SpecGenerated':
       case 'SnapshotPrepared':
+      case 'RecoveryDecided':
         return doc && { ...doc, lastStep: event.type, lastStepAt: event.at, version: event.version };
       case 'ContainerCreated':
       case 'SandboxReady':
@@ -74,6 +75,7 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'SandboxStopped':
       case 'PodCidrUpdated':
       case 'RuntimeReconciled':
+      case 'ResultUndelivered':
         return doc;
       default:
         return assertNever(event);

@@ -30,6 +30,8 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'SandboxStopped':
     case 'PodCidrUpdated':
     case 'RuntimeReconciled':
+    case 'ResultUndelivered':
+    case 'RecoveryDecided':
       return undefined;
     default:
       return assertNever(event);
