@@ -20,6 +20,12 @@ export const DEFAULT_NATS_DUPLICATE_WINDOW_MS = 10 * 60_000;
 /** 0: keep events until the stream's other limits say otherwise. */
 export const DEFAULT_NATS_MAX_AGE_MS = 0;
 export const DEFAULT_LOG_LEVEL = 'info';
+/**
+ * How long past its caller's deadline a created container or sandbox whose id reached
+ * no caller waits for a retry to claim it before it is removed: kubelet's 2-minute
+ * CreateContainer deadline again, so one full retry of kubelet's fits.
+ */
+export const DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS = 2 * 60_000;
 
 type Kind = 'string' | 'int' | 'bool' | 'duration';
 
@@ -42,6 +48,13 @@ export const CONFIG_KEYS = [
   { key: 'nats.maxAge', env: 'CRI_LEDGER_NATS_MAX_AGE', flag: 'nats-max-age', kind: 'duration', help: 'stream max age, 0 = unlimited' },
   { key: 'node', env: 'CRI_LEDGER_NODE', flag: 'node', kind: 'string', help: 'node name (default: hostname)' },
   { key: 'logLevel', env: 'CRI_LEDGER_LOG_LEVEL', flag: 'log-level', kind: 'string', help: 'trace|debug|info|warn|error|fatal' },
+  {
+    key: 'unclaimedResultTimeout',
+    env: 'CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT',
+    flag: 'unclaimed-result-timeout',
+    kind: 'duration',
+    help: 'how long past its caller deadline an undelivered container or sandbox waits for a retry, e.g. 2m',
+  },
 ] as const satisfies ReadonlyArray<{ key: string; env: string; flag: string; kind: Kind; help: string }>;
 
 const DURATION = z.number().int().nonnegative();
@@ -77,6 +90,7 @@ export const ConfigSchema = z
       .default({ stream: DEFAULT_NATS_STREAM, replicas: DEFAULT_NATS_REPLICAS, duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS, maxAge: DEFAULT_NATS_MAX_AGE_MS }),
     node: z.string().regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)').default(() => nodeName()),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(DEFAULT_LOG_LEVEL),
+    unclaimedResultTimeout: DURATION.min(100, 'must be at least 100ms').default(DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS),
   })
   .strict();
 
@@ -147,6 +161,13 @@ function readFile(path: string): Record<string, unknown> {
   if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidArgumentError('--config', `${path} must hold an object`);
   // Durations may be written as "10m" in a file too.
   const obj = parsed as Record<string, unknown>;
+  if (typeof obj.unclaimedResultTimeout === 'string') {
+    try {
+      obj.unclaimedResultTimeout = parseDuration(obj.unclaimedResultTimeout);
+    } catch (cause) {
+      throw new InvalidArgumentError('unclaimedResultTimeout', `in ${path}: ${(cause as Error).message}`);
+    }
+  }
   const nats = obj.nats as Record<string, unknown> | undefined;
   for (const k of ['duplicateWindow', 'maxAge']) {
     if (nats && typeof nats[k] === 'string') {

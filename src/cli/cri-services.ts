@@ -18,6 +18,7 @@ import { newEventId } from '../adapters/ids/event-id.js';
 import { ContainerdPuller } from '../adapters/containerd/containerd-pull.js';
 import { normalizeImageRef, pullTarget } from '../adapters/containerd/image-ref.js';
 import { ExitMonitor } from '../adapters/cri/exit-monitor.js';
+import { UnclaimedResultTimer } from '../adapters/cri/unclaimed-results.js';
 import { imageHandlers } from '../adapters/cri/image-handlers.js';
 import { imagesAdminHandlers, RuntimeImagePuller } from '../adapters/images/runtime-images.js';
 import { imagesServiceClass } from '../adapters/ledger-api/ledger-definition.js';
@@ -94,7 +95,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   // The sagas a previous process left in flight: compensated once containerd answers.
   let toRecover = [...ledger.projections.operations.values()];
   const network = new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir });
-  const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now() };
+  const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now(), now: () => new Date().toISOString() };
   let reconciled = false;
   const recover = async (): Promise<void> => {
     if (toRecover.length > 0) {
@@ -113,6 +114,19 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     if (!inSync(diff)) logger.warn({ orphanContainers: diff.orphanContainers, orphanSnapshots: diff.orphanSnapshots, missing: diff.missing }, 'reconciled the log with containerd');
   };
   const exits = new ExitMonitor({ events: new ContainerdTaskEvents({ api, logger }), lifecycle, logger, onConnected: recover });
+  const sandboxNames = new NameReservations(ledger.projections.sandboxNames);
+  const containerNames = new NameReservations(ledger.projections.containerNames);
+  // Results whose id reached no caller and that nobody claims are removed after the
+  // configured time; the timer is armed from the log at start (docs/recovery.md).
+  const unclaimed = new UnclaimedResultTimer({
+    ledger,
+    unclaimedTimeoutMs: config.unclaimedResultTimeout,
+    logger,
+    reap: {
+      containers: { ledger, names: containerNames, runtime, files: containerFiles, locks: lifecycle.locks },
+      sandboxes: { ledger, names: sandboxNames, runtime, tasks, network, files: podFiles },
+    },
+  });
   const handlers = runtimeHandlers({
     ledger,
     node: config.node,
@@ -120,7 +134,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     exec: new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') }),
     stats: new ContainerdStats({ api }),
     sandboxes: {
-      names: new NameReservations(ledger.projections.sandboxNames),
+      names: sandboxNames,
       images,
       runtime,
       tasks,
@@ -132,12 +146,13 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       failpoints,
     },
     containers: {
-      names: new NameReservations(ledger.projections.containerNames),
+      names: containerNames,
       images,
       runtime,
       files: containerFiles,
       specs,
       failpoints,
+      locks: lifecycle.locks,
     },
   });
   const puller = new ContainerdPuller(api);
@@ -166,8 +181,12 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       criService(imageServiceV1alpha2, imageService),
       { definition: imagesServiceClass().service, implementation: imagesAdminHandlers({ ledger, puller, images }) },
     ],
-    start: () => exits.start(),
+    start: () => {
+      exits.start();
+      unclaimed.start();
+    },
     async stop() {
+      await unclaimed.stop();
       await exits.stop();
       await logs.closeAll();
     },

@@ -7,7 +7,8 @@ import type { Projection } from './read-model.js';
  * no caller (ResultUndelivered), and that nobody has claimed since. Keyed by stream.
  *
  *   ResultUndelivered ──> undelivered ──RetryServed (a retry with the same digest got it)──> (gone)
- *                              │  ──ContainerStarted / a container created in the sandbox / SandboxStopped
+ *                              │  ──ContainerStarted or Exited (a start failed) / a container created
+ *                              │    in the sandbox / SandboxStopped
  *                              │      (someone used the id: delivered in fact)──> (gone)
  *                              └──ContainerRemoved / SandboxRemoved / Compensated──> (gone)
  *
@@ -57,6 +58,7 @@ export const undeliveredResults: Projection<UndeliveredResult> = {
       }
       case 'RetryServed':
       case 'ContainerStarted':
+      case 'ContainerExited':
       case 'NameReserved':
       case 'SandboxStopped':
       case 'ContainerRemoved':
@@ -68,7 +70,6 @@ export const undeliveredResults: Projection<UndeliveredResult> = {
       case 'ContainerCreated':
       case 'SandboxReserved':
       case 'SandboxReady':
-      case 'ContainerExited':
       case 'ContainerStopped':
       case 'ExecRan':
       case 'ContainerResourcesUpdated':

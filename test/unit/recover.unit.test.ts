@@ -19,6 +19,7 @@ async function world() {
     network: new FakeNetwork(),
     snapshotter: 'overlayfs',
     clock: () => 0,
+    now: () => '2026-11-28T10:05:00.000Z',
   };
   return { log, ledger, deps, runtime: deps.runtime as FakeRuntime, files: deps.containerFiles as FakeFiles };
 }
