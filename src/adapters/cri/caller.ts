@@ -1,5 +1,12 @@
-import type { ServerUnaryCall } from '@grpc/grpc-js';
+import type { Deadline } from '@grpc/grpc-js';
 import type { Caller } from '../../commands/ports.js';
+
+/** What this needs of a grpc-js ServerUnaryCall. */
+export interface CancellableCall {
+  readonly cancelled: boolean;
+  getDeadline(): Deadline;
+  on(event: 'cancelled', listener: () => void): unknown;
+}
 
 /*
  * Whether the caller of a CRI request still waits for its answer, as grpc-js sees it:
@@ -12,7 +19,7 @@ import type { Caller } from '../../commands/ports.js';
  * it then arrives late: the server cannot see when the client reads it. A retry with
  * the same request is still served the same id; see docs/decisions.md.
  */
-export function callerOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'cancelled' | 'getDeadline' | 'on'>, clock: () => number = Date.now): Caller {
+export function callerOf(call: CancellableCall, clock: () => number = Date.now): Caller {
   const raw = call.getDeadline();
   const deadlineMs = raw instanceof Date ? raw.getTime() : Number(raw);
   const hasDeadline = Number.isFinite(deadlineMs);
