@@ -101,10 +101,11 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     if (toRecover.length > 0) {
       const outcomes = await recoverInFlight(recovery, toRecover);
       for (const o of outcomes) {
-        if (o.compensated) logger.warn({ stream: o.stream, operation: o.operation }, 'compensated a saga the previous process left in flight');
+        if (o.rolledForward) logger.warn({ stream: o.stream, operation: o.operation }, 'rolled forward a saga the previous process left in flight; its result waits for a claim');
+        else if (o.compensated) logger.warn({ stream: o.stream, operation: o.operation }, 'compensated a saga the previous process left in flight');
         else logger.error({ stream: o.stream, operation: o.operation, undone: o.undone }, 'could not undo a saga left in flight; will retry when containerd reconnects');
       }
-      toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated));
+      toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated && !o.rolledForward));
     }
     // Once per start, after recovery: sagas running now are known to the log already.
     if (reconciled || toRecover.length > 0) return;

@@ -185,8 +185,14 @@ describe('retries whose first answer reached nobody', () => {
     const request = createRequest('rolled-forward');
     const error = (await h.call('createContainer', request).catch((e: ServiceError) => e)) as ServiceError;
     assert.ok(error instanceof Error, 'the call fails: the service died');
+    // An orphan beside it: reconciliation must still run at this start, after the roll forward.
+    const orphan = 'e'.repeat(64);
+    const image = await unaryCall<{ image: { name: string } }>(h.api.images, 'Get', { name: 'docker.io/library/busybox:latest' });
+    const spec = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from('{"ociVersion":"1.0.2"}') };
+    await unaryCall(h.api.containers, 'Create', { container: { id: orphan, labels: { 'io.cri-ledger.kind': 'container' }, image: image.image.name, runtime: { name: 'io.containerd.runc.v2' }, spec, snapshotter: 'overlayfs', snapshot_key: orphan } });
     await h.restart();
     await until('recovery to end the saga', async () => (await listed()).length === 1);
+    await until('the orphan to be reconciled away', async () => !(await held()).containers.includes(orphan));
     const [container] = await listed();
     assert.equal(container!.metadata.name, 'rolled-forward');
     const types = (await streamOf(container!.id)).map((e) => e.type);
