@@ -8,7 +8,7 @@ import type { Caller } from '../../src/commands/ports.js';
 import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from '../../src/commands/run-pod-sandbox.js';
 import { reapUnclaimed } from '../../src/commands/undelivered-results.js';
 import { NameConflictError } from '../../src/domain/errors.js';
-import type { LedgerEvent } from '../../src/domain/events.js';
+import type { LedgerEvent, NewEvent } from '../../src/domain/events.js';
 import { containerStream, sandboxStream } from '../../src/domain/ids.js';
 import { dueUnclaimed } from '../../src/projections/undelivered-results.js';
 import { FakeFiles, FakeImages, FakeNetwork, FakePodFiles, FakeRuntime, FakeSandboxSpecs, FakeSpecs, FakeTasks } from '../support/fake-runtime.js';
@@ -335,5 +335,46 @@ describe('RunPodSandbox: results no caller got', () => {
     await ledger.append(containerStream(c.id), 0, [ev.nameReserved(c)]);
     assert.equal(ledger.projections.undelivered.size, 0);
     await assert.rejects(runPodSandbox(deps, podCommand(digest('p2'), caller())), (e: unknown) => e instanceof NameConflictError && e.holderId === first);
+  });
+});
+
+describe('the undelivered-results projection', () => {
+  const c = { id: hexId('proj-c'), sandboxId: pod.id, name: NAME };
+  const undelivered = (correlationId = 'req-x'): NewEvent<'ResultUndelivered'> => ({
+    type: 'ResultUndelivered',
+    correlationId,
+    data: { name: NAME, requestDigest: digest(NAME), reason: 'deadline', gaveUpAt: iso(T0), callerDeadline: iso(T0) },
+  });
+  const served: NewEvent<'RetryServed'> = { type: 'RetryServed', correlationId: 'req-retry', data: { requestDigest: digest(NAME), servedAt: iso(T0 + 1_000) } };
+
+  it('holds a result from ResultUndelivered until a retry claims it, and again when that retry gave up too', async () => {
+    const ledger = await Ledger.load(new MemoryEventLog());
+    const stream = streams.container(c);
+    await ledger.append(stream, 0, [ev.nameReserved(c), ev.specGenerated(), ev.snapshotPrepared(c), ev.containerCreated()]);
+    assert.equal(ledger.projections.undelivered.size, 0, 'a created container is delivered unless told otherwise');
+    await ledger.append(stream, 4, [undelivered()]);
+    assert.deepEqual(ledger.projections.undelivered.get(stream), { stream, kind: 'container', id: c.id, name: NAME, requestDigest: digest(NAME), reason: 'deadline', gaveUpAt: iso(T0), callerDeadline: iso(T0), seq: 5 });
+    await ledger.append(stream, 5, [served]);
+    assert.equal(ledger.projections.undelivered.get(stream), undefined);
+    await ledger.append(stream, 6, [undelivered('req-retry')]);
+    assert.equal(ledger.projections.undelivered.get(stream)?.seq, 7);
+  });
+
+  it('forgets a result that was started, removed, or (for a sandbox) got a container', async () => {
+    const ledger = await Ledger.load(new MemoryEventLog());
+    const stream = streams.container(c);
+    await ledger.append(stream, 0, [ev.nameReserved(c), ev.specGenerated(), ev.snapshotPrepared(c), ev.containerCreated(), undelivered()]);
+    await ledger.append(stream, 5, [ev.containerStarted()]);
+    assert.equal(ledger.projections.undelivered.size, 0);
+    const p = sandbox('proj-pod', 'pp_default_uid-pp_0');
+    await ledger.append(streams.sandbox(p), 0, [ev.sandboxReserved(p), ev.sandboxReady(), { ...undelivered(), data: { ...undelivered().data, name: p.name } }]);
+    assert.equal(ledger.projections.undelivered.get(streams.sandbox(p))?.kind, 'sandbox');
+    const inPod = { id: hexId('proj-in-pod'), sandboxId: p.id, name: 'x_pp_default_uid-pp_0' };
+    await ledger.append(streams.container(inPod), 0, [ev.nameReserved(inPod)]);
+    assert.equal(ledger.projections.undelivered.size, 0);
+    const q = sandbox('proj-pod2', 'pq_default_uid-pq_0');
+    await ledger.append(streams.sandbox(q), 0, [ev.sandboxReserved(q), ev.sandboxReady(), { ...undelivered(), data: { ...undelivered().data, name: q.name } }]);
+    await ledger.append(streams.sandbox(q), 3, [ev.sandboxRemoved(q)]);
+    assert.equal(ledger.projections.undelivered.size, 0);
   });
 });
