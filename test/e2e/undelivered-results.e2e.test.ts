@@ -146,6 +146,8 @@ describe('retries whose first answer reached nobody', () => {
     assert.equal(error.code, Status.ALREADY_EXISTS);
     assert.match(error.details, new RegExp(`reserved for ${containerId}`));
     assert.deepEqual(await undeliveredNamed(fullName('delivered')), []);
+    // A caller that waited costs nothing more: the saga's two batches, and the refusal writes nothing.
+    assert.deepEqual((await streamOf(containerId)).map((e) => e.type), ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
     assert.deepEqual(await held(), only(containerId));
     await removeAll();
   });
