@@ -139,6 +139,20 @@ describe('retries whose first answer reached nobody', () => {
     await removeAll();
   });
 
+  it('(b) replaces it after a restart too, read from the log', async () => {
+    await h.restart(SLOW_CREATE);
+    await callPastDeadline('createContainer', createRequest('other-after-restart', 'v1'));
+    await until('the undelivered result', async () => (await undeliveredNamed(fullName('other-after-restart'))).length === 1);
+    const oldId = (await undeliveredNamed(fullName('other-after-restart')))[0]!.stream.slice('container-'.length);
+    await h.restart();
+    const { containerId } = await h.call<{ containerId: string }>('createContainer', createRequest('other-after-restart', 'v2'));
+    assert.notEqual(containerId, oldId);
+    assert.equal((await streamOf(oldId)).at(-1)?.data.discarded?.reason, 'superseded');
+    assert.deepEqual(await held(), only(containerId));
+    await verifyClean();
+    await removeAll();
+  });
+
   it('(c) refuses another digest with ALREADY_EXISTS naming the holder once the result was delivered', async () => {
     await h.restart();
     const { containerId } = await h.call<{ containerId: string }>('createContainer', createRequest('delivered', 'v1'));
