@@ -8,7 +8,7 @@ import { operationsInFlight, type OperationInFlight } from './operations.js';
 import { ReadModel } from './read-model.js';
 import { sandboxNameIndex } from './sandbox-name-index.js';
 import { sandboxStore, type SandboxRecord } from './sandbox-store.js';
-import { undeliveredResults } from './undelivered-results.js';
+import { undeliveredResults, type UndeliveredResult } from './undelivered-results.js';
 
 export interface ProjectionsSnapshot {
   position: number;
@@ -18,6 +18,7 @@ export interface ProjectionsSnapshot {
   sandboxNames: Record<string, NameHold>;
   operations: Record<string, OperationInFlight>;
   images: Record<string, ImageRecord>;
+  undelivered: Record<string, UndeliveredResult>;
 }
 
 export interface ProjectionCounts {
@@ -106,6 +107,7 @@ export class Projections {
       sandboxNames: this.sandboxNames.snapshot(),
       operations: this.operations.snapshot(),
       images: this.images.snapshot(),
+      undelivered: this.undelivered.snapshot(),
     };
   }
 }
