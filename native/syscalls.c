@@ -170,17 +170,22 @@ static napi_value js_mknod(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Arguments 0 and 1 as newly allocated strings: a path and an attribute name. */
+static int path_and_name_args(napi_env env, napi_value *argv, size_t argc, char **path, char **name) {
+  if (!string_arg(env, argv, argc, 0, 0, path)) return 0;
+  if (string_arg(env, argv, argc, 1, 0, name)) return 1;
+  free(*path);
+  *path = NULL;
+  return 0;
+}
+
 /* lsetxattr(path, name, value): synchronous; value is a Buffer; never follows a symlink. */
 static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char *path, *name;
-  if (!string_arg(env, argv, argc, 0, 0, &path)) return NULL;
-  if (!string_arg(env, argv, argc, 1, 0, &name)) {
-    free(path);
-    return NULL;
-  }
+  if (!path_and_name_args(env, argv, argc, &path, &name)) return NULL;
   bool is_buffer = false;
   if (argc >= 3) napi_is_buffer(env, argv[2], &is_buffer);
   if (!is_buffer) {
@@ -204,11 +209,7 @@ static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char *path, *name;
-  if (!string_arg(env, argv, argc, 0, 0, &path)) return NULL;
-  if (!string_arg(env, argv, argc, 1, 0, &name)) {
-    free(path);
-    return NULL;
-  }
+  if (!path_and_name_args(env, argv, argc, &path, &name)) return NULL;
   char value[65536];
   ssize_t length = lgetxattr(path, name, value, sizeof value);
   napi_value result = NULL;
