@@ -653,7 +653,7 @@ export class ContainerdPuller {
 
   constructor(
     private readonly api: ContainerdApi,
-    private readonly defaults: Pick<PullOptions, 'platform' | 'snapshotter' | 'progressIntervalMs' | 'concurrency'> = {},
+    private readonly defaults: Pick<PullOptions, 'platform' | 'snapshotter' | 'progressIntervalMs' | 'concurrency' | 'streamUnpack'> = {},
   ) {}
 
   pull(source: ImageSource, o: Pick<PullOptions, 'onProgress' | 'signal'> = {}): Promise<PulledImage> {
