@@ -164,7 +164,8 @@ export class LogVerifier {
     }
     const open = this.sagas.get(event.stream);
     if (open) {
-      open.lastStep = event.type;
+      // A stall record is not a step reached.
+      if (event.type !== 'OperationStalled') open.lastStep = event.type;
       if (SAGA_END.has(event.type) || event.type === 'ContainerRemoved' || event.type === 'SandboxRemoved') this.sagas.delete(event.stream);
       return;
     }
