@@ -74,7 +74,7 @@ function describeExplain(name: string, setup: () => { cli: (args: string[]) => P
       const out = ok(await cli(['explain', 'side']));
       assert.match(out, new RegExp(`^container ${hung.id}$`, 'm'));
       assert.match(out, /^in flight: CreateContainer \(request req-h\) began at .* the last step recorded is SpecGenerated at .*; age \S+\.$/m);
-      assert.match(out, /^stalled in ContainerRecord for \S+ past the caller's deadline .*, and it is still there;/m);
+      assert.match(out, /^stalled in ContainerRecord for \S+ past the caller's deadline .*, and it is still there\.$/m);
     });
 
     it('explains a compensated container by id prefix: the failed step, the error, what was undone', async () => {
@@ -156,5 +156,11 @@ describe('cri-ledger explain', () => {
         assert.deepEqual({ step: op?.stalled?.step, deadline: op?.stalled?.deadline }, { step: 'ContainerRecord', deadline: DEADLINE });
       });
     }
+
+    it('via verify --db: the saga in flight shows the step it stalled in, and the stall is no violation', async () => {
+      const out = ok(await runCli(['verify', '--db', join(dbRoot.dir, 'ledger')]));
+      assert.match(out, /result: ok$/m);
+      assert.match(out, new RegExp(`^container-${hung.id.slice(0, 12)}\\s+CreateContainer\\s+${hung.name}\\s+\\d+\\s+SpecGenerated\\s+\\S+\\s+req-h\\s+ContainerRecord$`, 'm'));
+    });
   });
 });

@@ -116,7 +116,7 @@ describe('explain', () => {
     const text = said(events, 'app', T0 + 62_000);
     assert.match(text, new RegExp(`(not created yet)`));
     assert.match(text, /^in flight: CreateContainer \(request req-R\) began at 2026-11-28T10:02:00.000Z and has not ended; the last step recorded is SpecGenerated at 2026-11-28T10:02:00.000Z; age 1m02s\.$/m);
-    assert.match(text, /^stalled in ContainerRecord for 1m00s past the caller's deadline .*, and it is still there;/m);
+    assert.match(text, /^stalled in ContainerRecord for 1m00s past the caller's deadline .*, and it is still there\.$/m);
   });
 
   it('explains a sandbox: ready, stopped, removed', () => {

@@ -178,8 +178,8 @@ function stallSentences(events: readonly LedgerEvent[], nowMs: number): string[]
     const next = events.slice(i + 1).find((n) => n.type !== 'OperationStalled');
     const end = next ? next.at : new Date(nowMs).toISOString();
     const into = d.elapsedMs > 0 ? `${formatDuration(d.elapsedMs)} into the step` : 'before the step began';
-    const how = next ? `until the next event, ${next.type}, at ${next.at}` : 'and it is still there';
-    out.push(`stalled in ${d.step} for ${since(d.deadline, end)} past the caller's deadline ${d.deadline} (which passed ${into}), ${how}; the work went on for the caller's retry.`);
+    const how = next ? `until the next event, ${next.type}, at ${next.at}; the work went on for the caller's retry` : 'and it is still there';
+    out.push(`stalled in ${d.step} for ${since(d.deadline, end)} past the caller's deadline ${d.deadline} (which passed ${into}), ${how}.`);
   });
   return out;
 }
