@@ -105,7 +105,7 @@ const execRan = (n: number): NewEvent<'ExecRan'> => ({
  * generator, every pod torn down), then the live pods, then exec probes on the live
  * containers until the log holds exactly `events` events.
  */
-async function buildLog(dir: string, o: { events: number; live: number; perPod: number }): Promise<{ live: number; inFlight: number; bytes: number }> {
+async function buildLog(dir: string, o: { events: number; live: number; perPod: number; fixtureSpecs?: boolean }): Promise<{ live: number; inFlight: number; bytes: number }> {
   const live = liveHistory(Math.ceil(o.live / o.perPod), o.perPod);
   const liveEvents = live.reduce((n, a) => n + a.events.length, 0);
   // About 23 events per churned pod; stay under the budget and fill up with probes.
@@ -118,7 +118,7 @@ async function buildLog(dir: string, o: { events: number; live: number; perPod: 
   let bytes = 0;
   const projections = new Projections();
   try {
-    const appends = [...churn, ...live].map(withRealSpecs);
+    const appends = o.fixtureSpecs ? [...churn, ...live] : [...churn, ...live].map(withRealSpecs);
     const liveContainers = live.filter((a) => a.stream.startsWith('container-') && a.expected === 4).map((a) => a.stream);
     for (let i = 0; i < probes; i++) {
       const stream = liveContainers[i % liveContainers.length]!;
@@ -223,10 +223,12 @@ export async function runRestartBench(args: string[]): Promise<void> {
   const events = flag(args, 'events', 100_000);
   const live = flag(args, 'containers', 1_000);
   const runs = flag(args, 'runs', 7);
+  // The fixtures' few-byte specs instead of full-size ones: shows what the spec bytes cost.
+  const fixtureSpecs = args.includes('--fixture-specs');
   const root = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-restart-'));
   try {
     const builtAt = performance.now();
-    const built = await buildLog(join(root, 'ledger'), { events, live, perPod: 4 });
+    const built = await buildLog(join(root, 'ledger'), { events, live, perPod: 4, fixtureSpecs });
     console.log(`wrote ${events} events (${(built.bytes / 1e6).toFixed(1)} MB of JSON, ${built.live} live containers, ${built.inFlight} sagas in flight) in ${((performance.now() - builtAt) / 1000).toFixed(1)}s`);
     const loadBefore = loadavg()[0]!;
     const socket: number[] = [];
@@ -259,7 +261,7 @@ export async function runRestartBench(args: string[]): Promise<void> {
       { metric: 'log_json_mb', value: built.bytes / 1e6, unit: 'MB' },
     ];
     const round2 = (n: number): number => Math.round(n * 100) / 100;
-    report('restart', rows, { runs, load_avg_1m_before: round2(loadBefore), load_avg_1m_after: round2(loadavg()[0]!), cores: availableParallelism() });
+    report(fixtureSpecs ? 'restart-fixture-specs' : 'restart', rows, { runs, spec: fixtureSpecs ? 'fixture (~200 bytes)' : 'full-size (~4 KB)', load_avg_1m_before: round2(loadBefore), load_avg_1m_after: round2(loadavg()[0]!), cores: availableParallelism() });
   } finally {
     await rm(root, { recursive: true, force: true });
   }
