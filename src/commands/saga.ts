@@ -100,6 +100,8 @@ export async function runSaga<Ctx>(o: SagaOptions<Ctx>): Promise<number> {
   let writes: Promise<void> = Promise.resolve();
   const write = (extra: readonly NewEvent[] = []): Promise<void> => {
     const next = writes.then(async () => {
+      // A stall record never begins a stream (the append before it may have failed).
+      if (extra.length > 0 && version === 0 && pending.length === 0) return;
       const batch = [...pending, ...extra];
       pending = [];
       if (batch.length === 0) return;
@@ -184,34 +186,38 @@ function stallWatchdog<Ctx>(o: SagaOptions<Ctx>, sink: { record(event: NewEvent<
   let stopped = false;
   let held: NewEvent[] = [];
   let cancel: (() => void) | undefined;
-  const fire = (): void => {
-    if (fired || stopped || current < 0) return;
-    const now = timer.now();
-    if (now < deadline) return arm();
+  const record = (k: number, startedAt: number): void => {
     fired = true;
+    cancel?.();
     const event: NewEvent<'OperationStalled'> = {
       type: 'OperationStalled',
       correlationId: o.correlationId,
-      data: {
-        operation: o.operation,
-        step: o.steps[current]!.name,
-        elapsedMs: round(Math.max(0, Math.min(now, deadline) - stepStartedAt)),
-        deadline: new Date(deadline).toISOString(),
-      },
+      data: { operation: o.operation, step: o.steps[k]!.name, elapsedMs: round(Math.max(0, deadline - startedAt)), deadline: new Date(deadline).toISOString() },
     };
     if (!sink.record(event)) held.push(event);
+  };
+  const fire = (): void => {
+    if (fired || stopped || current < 0) return;
+    if (timer.now() < deadline) return arm();
+    record(current, stepStartedAt);
   };
   const arm = (): void => {
     cancel = timer.after(Math.min(MAX_TIMER_MS, Math.max(0, deadline - timer.now())), fire);
   };
   return {
     enter(k) {
+      const now = timer.now();
+      if (!fired && !stopped && now >= deadline) {
+        // The deadline passed and its timer has not run yet: the step before this one
+        // was running then (it began before the deadline, or this would have fired at
+        // its start); with none before, the deadline passed before the saga began.
+        if (current >= 0 && stepStartedAt < deadline) record(current, stepStartedAt);
+        else record(k, now);
+      }
       current = k;
-      stepStartedAt = timer.now();
-      if (fired || stopped) return;
-      if (cancel === undefined) arm();
-      // The deadline passed before this step (before the saga, or while nothing ran).
-      if (stepStartedAt >= deadline) fire();
+      stepStartedAt = now;
+      if (fired || stopped || cancel !== undefined) return;
+      arm();
     },
     deferred() {
       const out = held;

@@ -20,7 +20,7 @@ const T0 = Date.parse('2026-11-28T10:00:00.000Z');
 function manualTimer(start = T0) {
   let now = start;
   let timers: Array<{ at: number; fn: () => void }> = [];
-  const timer: StallTimer & { advance(ms: number): void; armed(): number } = {
+  const timer: StallTimer & { advance(ms: number): void; jump(ms: number): void; armed(): number } = {
     now: () => now,
     after(ms, fn) {
       const t = { at: now + ms, fn };
@@ -37,6 +37,10 @@ function manualTimer(start = T0) {
         timers = timers.filter((t) => t !== due);
         due.fn();
       }
+    },
+    /** Moves the clock without running timers: an event loop too busy to run them in time. */
+    jump(ms) {
+      now += ms;
     },
     armed: () => timers.length,
   };
@@ -218,6 +222,25 @@ describe('stall watchdog', () => {
     assert.deepEqual(compensated.data.undone.map((u) => u.step), ['SnapshotPrepared', 'Directories']);
     assert.deepEqual([...broken.undone, ...first.undone], ['SnapshotPrepared', 'Directories']);
     assert.equal((events[2] as LedgerEvent<'OperationStalled'>).data.step, 'SnapshotPrepared');
+    assert.equal(timer.armed(), 0);
+  });
+
+  it('blames the step that was running at the deadline even when its timer runs only after that step ended', async () => {
+    const { ledger, log } = await begun();
+    const timer = manualTimer();
+    const slow = blocking('Directories');
+    const saga = runSaga({
+      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, deadline: T0 + 100, timer,
+      steps: [quick('SpecGenerated', () => ev.specGenerated(), true), slow.step, quick('SnapshotPrepared', () => ev.snapshotPrepared(c)), quick('ContainerCreated', () => ev.containerCreated(), true)],
+    });
+    await slow.running;
+    timer.advance(30);
+    timer.jump(200);
+    slow.release();
+    await saga;
+    const events = await log.readStream(stream);
+    assert.deepEqual(events.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'OperationStalled', 'SnapshotPrepared', 'ContainerCreated']);
+    assert.deepEqual((events[2] as LedgerEvent<'OperationStalled'>).data, { operation: 'CreateContainer', step: 'Directories', elapsedMs: 100, deadline: new Date(T0 + 100).toISOString() });
     assert.equal(timer.armed(), 0);
   });
 
