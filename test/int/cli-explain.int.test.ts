@@ -157,6 +157,12 @@ describe('cri-ledger explain', () => {
       });
     }
 
+    it('via replay --db: the operations table as of the head shows the stalled step', async () => {
+      const out = ok(await runCli(['replay', '--until', String(dbEvents.length), '--db', join(dbRoot.dir, 'ledger')]));
+      assert.match(out, /^STREAM\s+OPERATION\s+NAME\s+STARTED SEQ\s+LAST STEP\s+AGE\s+CORRELATION\s+STALLED IN$/m);
+      assert.match(out, new RegExp(`^container-${hung.id.slice(0, 12)}\\s+CreateContainer\\s+${hung.name}\\s+\\d+\\s+SpecGenerated\\s+\\S+\\s+req-h\\s+ContainerRecord$`, 'm'));
+    });
+
     it('via verify --db: the saga in flight shows the step it stalled in, and the stall is no violation', async () => {
       const out = ok(await runCli(['verify', '--db', join(dbRoot.dir, 'ledger')]));
       assert.match(out, /result: ok$/m);
