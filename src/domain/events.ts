@@ -209,6 +209,26 @@ export const RuntimeReconciledV1 = z.object({
 /** kubelet told the runtime its pod CIDR (UpdateRuntimeConfig); stream `node-<node>`. */
 export const PodCidrUpdatedV1 = z.object({ podCidr: z.string() });
 
+/*
+ * The stall watchdog (src/commands/saga.ts). Its own block: other issue-6 events go
+ * elsewhere in this file.
+ */
+
+/**
+ * A saga step was still running when its caller's deadline passed. The step keeps
+ * running (the result is kept for the caller's retry); this records, once per saga,
+ * which step overran and how long it had run by then. Not terminal.
+ */
+export const OperationStalledV1 = z.object({
+  operation: z.string().min(1),
+  /** The step that was running when the deadline passed, as failpoints name it. */
+  step: z.string().min(1),
+  /** How long that step had been running when the deadline passed (0: it began after it). */
+  elapsedMs: z.number().nonnegative(),
+  /** The caller's deadline. */
+  deadline: TIME,
+});
+
 /** The container and its side effects are gone; its name is released. */
 export const ContainerRemovedV1 = z.object({ name: z.string().min(1), removedAt: TIME });
 
@@ -237,6 +257,7 @@ export const EVENT_SCHEMAS = {
   ImageRemoved: { 1: ImageRemovedV1 },
   PodCidrUpdated: { 1: PodCidrUpdatedV1 },
   RuntimeReconciled: { 1: RuntimeReconciledV1 },
+  OperationStalled: { 1: OperationStalledV1 },
 } as const satisfies Record<string, Record<number, z.ZodType>>;
 
 export type EventType = keyof typeof EVENT_SCHEMAS;
@@ -267,6 +288,7 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   ImageRemoved: 1,
   PodCidrUpdated: 1,
   RuntimeReconciled: 1,
+  OperationStalled: 1,
 };
 
 export type EventData = {

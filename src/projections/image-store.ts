@@ -70,6 +70,8 @@ export const imageStore: Projection<ImageRecord> = {
       case 'PodCidrUpdated':
       case 'RuntimeReconciled':
         return doc;
+      case 'OperationStalled':
+        return doc;
       default:
         return assertNever(event);
     }

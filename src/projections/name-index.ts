@@ -72,6 +72,8 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'PodCidrUpdated':
     case 'RuntimeReconciled':
       return undefined;
+    case 'OperationStalled':
+      return undefined;
     default:
       return assertNever(event);
   }

@@ -31,6 +31,8 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'PodCidrUpdated':
     case 'RuntimeReconciled':
       return undefined;
+    case 'OperationStalled':
+      return undefined;
     default:
       return assertNever(event);
   }

@@ -82,6 +82,9 @@ export const sandboxStore: Projection<SandboxRecord> = {
         return undefined;
       case 'RetryServed':
         return touch(doc, event, {});
+      case 'OperationStalled':
+        // Still CREATING: the last event says where it is stuck.
+        return touch(doc, event, {});
       case 'NameReserved':
       case 'SpecGenerated':
       case 'SnapshotPrepared':
