@@ -40,6 +40,7 @@ export const CONFIG_KEYS = [
   { key: 'cni.binDir', env: 'CRI_LEDGER_CNI_BIN_DIR', flag: 'cni-bin-dir', kind: 'string', help: 'CNI plugins' },
   { key: 'cni.confDir', env: 'CRI_LEDGER_CNI_CONF_DIR', flag: 'cni-conf-dir', kind: 'string', help: 'CNI configs' },
   { key: 'registry.configPath', env: 'CRI_LEDGER_REGISTRY_CONFIG_PATH', flag: 'registry-config-path', kind: 'string', help: 'hosts.toml dirs' },
+  { key: 'images.keepLayerBlobs', env: 'CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS', flag: 'images-keep-layer-blobs', kind: 'bool', help: "keep pulled layers' blobs in containerd's content store" },
   { key: 'restrictOomScoreAdj', env: 'CRI_LEDGER_RESTRICT_OOM_SCORE_ADJ', flag: 'restrict-oom-score-adj', kind: 'bool', help: 'clamp oom_score_adj' },
   { key: 'nats.url', env: 'CRI_LEDGER_NATS_URL', flag: 'nats-url', kind: 'string', help: 'NATS server(s); unset turns the relay off' },
   { key: 'nats.stream', env: 'CRI_LEDGER_NATS_STREAM', flag: 'nats-stream', kind: 'string', help: 'JetStream stream name' },
@@ -77,6 +78,7 @@ export const ConfigSchema = z
       .strict()
       .default({ binDir: DEFAULT_CNI_BIN_DIR, confDir: DEFAULT_CNI_CONF_DIR }),
     registry: z.object({ configPath: z.string().min(1).default(DEFAULT_REGISTRY_CONFIG_PATH) }).strict().default({ configPath: DEFAULT_REGISTRY_CONFIG_PATH }),
+    images: z.object({ keepLayerBlobs: z.boolean().default(false) }).strict().default({ keepLayerBlobs: false }),
     restrictOomScoreAdj: z.boolean().default(false),
     nats: z
       .object({

@@ -156,7 +156,8 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       locks: lifecycle.locks,
     },
   });
-  const puller = new ContainerdPuller(api);
+  // Layers go straight into their snapshots unless their blobs are to be kept (docs/images.md).
+  const puller = new ContainerdPuller(api, { streamUnpack: !config.images.keepLayerBlobs });
   const imagePulls = new ImagePulls({
     ledger,
     images,

@@ -62,6 +62,8 @@ export interface CreateContainerCommand {
   correlationId: string;
   /** Now, as ISO 8601: the container's created time. */
   now: string;
+  /** The caller's deadline, ms since the epoch: a step still running then records OperationStalled. */
+  deadline?: number;
   /** Whether the request's caller still waits (the gRPC edge); absent: it always does. */
   caller?: Caller;
 }
@@ -259,6 +261,7 @@ async function create(
       ctx: undefined,
       name,
       ...(deps.failpoints ? { failpoints: deps.failpoints } : {}),
+      ...(command.deadline === undefined ? {} : { deadline: command.deadline }),
     });
   } finally {
     deps.names.settle(name, id);

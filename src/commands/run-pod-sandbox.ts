@@ -64,6 +64,8 @@ export interface RunPodSandboxCommand {
   requestDigest: string;
   correlationId: string;
   now: string;
+  /** The caller's deadline, ms since the epoch: a step still running then records OperationStalled. */
+  deadline?: number;
   /** Whether the request's caller still waits (the gRPC edge); absent: it always does. */
   caller?: Caller;
 }
@@ -248,7 +250,7 @@ async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: Re
     },
   );
   try {
-    await runSaga({ operation: OPERATION, ledger: deps.ledger, stream: sandboxStream(id), version: 0, correlationId: c, steps, ctx: undefined, name, ...(deps.failpoints ? { failpoints: deps.failpoints } : {}) });
+    await runSaga({ operation: OPERATION, ledger: deps.ledger, stream: sandboxStream(id), version: 0, correlationId: c, steps, ctx: undefined, name, ...(deps.failpoints ? { failpoints: deps.failpoints } : {}), ...(command.deadline === undefined ? {} : { deadline: command.deadline }) });
   } finally {
     deps.names.settle(name, id);
   }

@@ -224,6 +224,26 @@ export const RuntimeReconciledV1 = z.object({
 /** kubelet told the runtime its pod CIDR (UpdateRuntimeConfig); stream `node-<node>`. */
 export const PodCidrUpdatedV1 = z.object({ podCidr: z.string() });
 
+/*
+ * The stall watchdog (src/commands/saga.ts). Its own block: other issue-6 events go
+ * elsewhere in this file.
+ */
+
+/**
+ * A saga step was still running when its caller's deadline passed. The step keeps
+ * running (the result is kept for the caller's retry); this records, once per saga,
+ * which step overran and how long it had run by then. Not terminal.
+ */
+export const OperationStalledV1 = z.object({
+  operation: z.string().min(1),
+  /** The step that was running when the deadline passed, as failpoints name it. */
+  step: z.string().min(1),
+  /** How long that step had been running when the deadline passed (0: it began after it). */
+  elapsedMs: z.number().nonnegative(),
+  /** The caller's deadline. */
+  deadline: TIME,
+});
+
 /** The container and its side effects are gone; its name is released. */
 export const ContainerRemovedV1 = z.object({
   name: z.string().min(1),
@@ -292,6 +312,7 @@ export const EVENT_SCHEMAS = {
   ImageRemoved: { 1: ImageRemovedV1 },
   PodCidrUpdated: { 1: PodCidrUpdatedV1 },
   RuntimeReconciled: { 1: RuntimeReconciledV1 },
+  OperationStalled: { 1: OperationStalledV1 },
   // Retries and recovery (issue 6)
   ResultUndelivered: { 1: ResultUndeliveredV1 },
   RecoveryDecided: { 1: RecoveryDecidedV1 },
@@ -325,6 +346,7 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   ImageRemoved: 1,
   PodCidrUpdated: 1,
   RuntimeReconciled: 1,
+  OperationStalled: 1,
   // Retries and recovery (issue 6)
   ResultUndelivered: 1,
   RecoveryDecided: 1,

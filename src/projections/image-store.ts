@@ -72,6 +72,8 @@ export const imageStore: Projection<ImageRecord> = {
       case 'ResultUndelivered':
       case 'RecoveryDecided':
         return doc;
+      case 'OperationStalled':
+        return doc;
       default:
         return assertNever(event);
     }

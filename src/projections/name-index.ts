@@ -74,6 +74,8 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'ResultUndelivered':
     case 'RecoveryDecided':
       return undefined;
+    case 'OperationStalled':
+      return undefined;
     default:
       return assertNever(event);
   }

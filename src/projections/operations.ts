@@ -19,6 +19,8 @@ export interface OperationInFlight {
   /** The last step recorded, and when: where a stuck saga stopped. */
   lastStep: string;
   lastStepAt: string;
+  /** Set when the caller's deadline passed while a step ran (OperationStalled). */
+  stalled?: { step: string; at: string; deadline: string };
   version: number;
 }
 
@@ -77,6 +79,9 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'RuntimeReconciled':
       case 'ResultUndelivered':
         return doc;
+      case 'OperationStalled':
+        // Not a step reached: lastStep stays the last one recorded.
+        return doc && { ...doc, stalled: { step: event.data.step, at: event.at, deadline: event.data.deadline }, version: event.version };
       default:
         return assertNever(event);
     }

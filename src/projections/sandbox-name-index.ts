@@ -33,6 +33,8 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'ResultUndelivered':
     case 'RecoveryDecided':
       return undefined;
+    case 'OperationStalled':
+      return undefined;
     default:
       return assertNever(event);
   }

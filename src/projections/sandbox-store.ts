@@ -86,6 +86,9 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'ResultUndelivered':
       case 'RecoveryDecided':
         return touch(doc, event, {});
+      case 'OperationStalled':
+        // Still CREATING: the last event says where it is stuck.
+        return touch(doc, event, {});
       case 'SnapshotPrepared':
         return touch(doc, event, { snapshot: event.data });
       case 'NameReserved':

@@ -81,6 +81,7 @@ export const undeliveredResults: Projection<UndeliveredResult> = {
       case 'PodCidrUpdated':
       case 'RuntimeReconciled':
       case 'RecoveryDecided':
+      case 'OperationStalled':
         return doc;
       default:
         return assertNever(event);

@@ -60,7 +60,9 @@ describe('retries whose first answer reached nobody', () => {
     assert.equal(r.code, 0, r.stderr);
     return r.stdout.trim().split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as LoggedEvent);
   };
-  const streamOf = async (id: string) => (await events()).filter((e) => e.stream.endsWith(id));
+  /** The stream's events, without the stall watchdog's OperationStalled (its place depends on timing). */
+  const streamOf = async (id: string) => (await events()).filter((e) => e.stream.endsWith(id) && e.type !== 'OperationStalled');
+  const stallsOf = async (id: string) => (await events('OperationStalled')).filter((e) => e.stream.endsWith(id));
   const undeliveredNamed = async (name: string) => (await events('ResultUndelivered')).filter((e) => e.data.name === name);
   const listed = async () => (await h.call<{ containers: Array<{ id: string; metadata: { name: string } }> }>('listContainers', {})).containers;
   /** containerd records and active snapshots other than the base pod's, and container dirs. */
@@ -99,6 +101,8 @@ describe('retries whose first answer reached nobody', () => {
     const { containerId } = await h.call<{ containerId: string }>('createContainer', request);
     const types = (await streamOf(containerId)).map((e) => e.type);
     assert.deepEqual(types, ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated', 'ResultUndelivered', 'RetryServed']);
+    // The stall watchdog saw the same deadline pass in the held step.
+    assert.deepEqual((await stallsOf(containerId)).map((e) => e.data.step), ['SnapshotPrepared']);
     assert.deepEqual((await listed()).map((c) => c.id), [containerId]);
     assert.deepEqual(await held(), only(containerId));
     // Served from the log once more, without waiting: same id, one more RetryServed.

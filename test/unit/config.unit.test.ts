@@ -26,7 +26,14 @@ describe('configuration', () => {
     assert.equal(config.nats.stream, 'CRI_LEDGER');
     assert.ok(config.nats.duplicateWindow > 2 * 60_000, 'dedupe window must outlast kubelet retries');
     assert.equal(config.logLevel, 'info');
+    assert.equal(config.images.keepLayerBlobs, false);
     assert.ok(config.node.length > 0 && !config.node.includes('.'));
+  });
+
+  it('keeps layer blobs when asked by file, environment or flag', () => {
+    assert.equal(loadConfig({ file: file('k.yaml', 'images:\n  keepLayerBlobs: true\n'), env: {} }).images.keepLayerBlobs, true);
+    assert.equal(loadConfig({ env: { CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS: 'true' } }).images.keepLayerBlobs, true);
+    assert.equal(loadConfig({ env: { CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS: 'true' }, flags: { 'images-keep-layer-blobs': 'false' } }).images.keepLayerBlobs, false);
   });
 
   it('lets flags override the environment, which overrides the file', () => {

@@ -79,6 +79,16 @@ function containerOperation(call: { metadata: Metadata }, containerId: string) {
   return { containerId, correlationId: correlationIdOf(call), now: new Date().toISOString() };
 }
 
+/**
+ * The caller's deadline as ms since the epoch, for the stall watchdog; absent when the
+ * call has none (grpc-js says Infinity then).
+ */
+export function deadlineOf(call: { getDeadline(): Date | number }): { deadline?: number } {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? { deadline: ms } : {};
+}
+
 /** A fresh 64-hex container or sandbox id. */
 export function newResourceId(): string {
   return randomBytes(32).toString('hex');
@@ -125,6 +135,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
           correlationId: correlationIdOf(call),
           now: new Date().toISOString(),
           caller: callerOf(call),
+          ...deadlineOf(call),
         },
       );
       return { podSandboxId };
@@ -139,6 +150,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
           correlationId: correlationIdOf(call),
           now: new Date().toISOString(),
           caller: callerOf(call),
+          ...deadlineOf(call),
         },
       );
       return { containerId };
