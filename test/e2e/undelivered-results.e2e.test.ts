@@ -157,6 +157,27 @@ describe('retries whose first answer reached nobody', () => {
     await removeAll();
   });
 
+  it('(b) the same for RunPodSandbox: the undelivered pod is removed, the new one runs', async () => {
+    await h.restart('RunPodSandbox.SnapshotPrepared=delay(1500)');
+    const config = (version: string) => ({ ...podConfig('replaced-pod'), labels: { version } });
+    await callPastDeadline('runPodSandbox', { config: config('v1') });
+    const { podSandboxId } = await h.call<{ podSandboxId: string }>('runPodSandbox', { config: config('v2') });
+    const [undelivered] = await undeliveredNamed('replaced-pod_default_uid-replaced-pod_0');
+    const oldId = undelivered!.stream.slice('sandbox-'.length);
+    assert.notEqual(oldId, podSandboxId);
+    const removed = (await streamOf(oldId)).at(-1)!;
+    assert.equal(removed.type, 'SandboxRemoved');
+    assert.equal(removed.data.discarded?.reason, 'superseded');
+    const pods = (await h.call<{ items: Array<{ id: string }> }>('listPodSandbox', {})).items.map((p) => p.id);
+    assert.deepEqual(pods.sort(), [podId, podSandboxId].sort());
+    assert.deepEqual(await held(), { ...only(podSandboxId), containerDirs: [] }, 'only the new pause container and its snapshot');
+    assert.deepEqual((await readdir(join(h.root, 'sandboxes'))).filter((d) => d !== podId), [podSandboxId]);
+    await verifyClean();
+    await h.call('stopPodSandbox', { podSandboxId });
+    await h.call('removePodSandbox', { podSandboxId });
+    assert.deepEqual(await held(), only());
+  });
+
   it('(c) refuses another digest with ALREADY_EXISTS naming the holder once the result was delivered', async () => {
     await h.restart();
     const { containerId } = await h.call<{ containerId: string }>('createContainer', createRequest('delivered', 'v1'));

@@ -328,6 +328,27 @@ describe('RunPodSandbox: results no caller got', () => {
     assert.equal(ledger.projections.undelivered.size, 0);
   });
 
+  it('removes an undelivered sandbox nobody claims, as RemovePodSandbox would, once its time has passed', async () => {
+    const { log, ledger, deps, leftovers } = await podWorld();
+    const id = await runPodSandbox(deps, podCommand(digest('p1'), goneCaller(T0)));
+    const reap = (nowMs: number) =>
+      reapUnclaimed(
+        {
+          ledger,
+          containers: { ledger, names: new NameReservations(ledger.projections.containerNames), runtime: deps.runtime, files: new FakeFiles() },
+          sandboxes: deps,
+          unclaimedTimeoutMs: TIMEOUT_MS,
+        },
+        { nowMs, correlationId: 'reaper' },
+      );
+    assert.deepEqual((await reap(T0 + TIMEOUT_MS - 1)).outcomes, []);
+    assert.deepEqual((await reap(T0 + TIMEOUT_MS)).outcomes.map((o) => [o.stream, o.result]), [[sandboxStream(id), 'removed']]);
+    const removed = (await log.readStream(sandboxStream(id))).at(-1) as LedgerEvent<'SandboxRemoved'>;
+    assert.equal(removed.data.discarded?.reason, 'unclaimed');
+    assert.deepEqual(leftovers(), { netns: 0, cni: 0, files: 0, snapshots: 0, containers: 0, tasks: 0 });
+    assert.equal(ledger.projections.sandboxNames.size, 0);
+  });
+
   it('counts a container created in the sandbox as a claim: another digest then gets ALREADY_EXISTS', async () => {
     const { ledger, deps } = await podWorld();
     const first = await runPodSandbox(deps, podCommand(digest('p1'), goneCaller()));
