@@ -157,3 +157,42 @@ describe('explain: resolving the reference', () => {
     assert.throws(() => resolveReference(known, 'nobody'), NotFoundError);
   });
 });
+
+describe('explain, for results no caller got', () => {
+  it('says the result was never delivered, why, and that the service removed it when another request came', () => {
+    const events = log(
+      [sx, ev.nameReserved(x, 'req-R'), 0],
+      [sx, ev.specGenerated('req-R'), 0],
+      [sx, ev.snapshotPrepared(x, 'req-R'), 3_000],
+      [sx, ev.containerCreated(1, 'req-R'), 3_000],
+      [sx, { type: 'ResultUndelivered', correlationId: 'req-R', data: { name: x.name, requestDigest: `sha256:${'a'.repeat(64)}`, reason: 'deadline', gaveUpAt: at(2_000), callerDeadline: at(2_000) } }, 3_000],
+      [
+        sx,
+        {
+          type: 'ContainerRemoved',
+          correlationId: 'req-S',
+          data: { name: x.name, removedAt: at(9_000), discarded: { reason: 'superseded', message: 'replaced', supersededBy: `sha256:${'b'.repeat(64)}`, undone: [{ step: 'SnapshotPrepared', ok: true }, { step: 'ContainerRecord', ok: false, error: 'gone' }] } },
+        },
+        9_000,
+      ],
+    );
+    const text = said(events, x.id);
+    assert.match(text, new RegExp(`^the result never reached a caller \\(the caller's deadline ${at(2_000).replace(/\./g, '\\.')} passed, `, 'm'));
+    assert.match(text, /^removed by the service at .*, never delivered: a request with another digest \(sha256:b{64}\) came for the name; undone: SnapshotPrepared ok, ContainerRecord FAILED \(gone\); the name was released then\.$/m);
+  });
+
+  it('says what startup recovery decided and why', () => {
+    const events = log(
+      [sx, ev.nameReserved(x, 'req-R'), 0],
+      [sx, ev.specGenerated('req-R'), 0],
+      [sx, { type: 'RecoveryDecided', correlationId: 'recovery', data: { operation: 'CreateContainer', decision: 'rollForward', reason: 'containerd holds the recorded spec and the snapshot', lastStep: 'SpecGenerated' } }, 60_000],
+      [sx, ev.snapshotPrepared(x, 'recovery'), 60_000],
+      [sx, ev.containerCreated(1, 'recovery'), 60_000],
+      [sx, { type: 'ResultUndelivered', correlationId: 'recovery', data: { name: x.name, requestDigest: `sha256:${'a'.repeat(64)}`, reason: 'recovery', gaveUpAt: at(60_000) } }, 60_000],
+    );
+    const text = said(events, x.name);
+    assert.match(text, /^startup recovery at .* found CreateContainer stopped after SpecGenerated and decided to roll it forward: containerd holds the recorded spec and the snapshot\.$/m);
+    assert.match(text, /^the result never reached a caller \(it was rolled forward at startup, with no caller waiting, /m);
+    assert.doesNotMatch(text, /^removed/m);
+  });
+});

@@ -140,8 +140,9 @@ export function explain(input: ExplainInput): string[] {
         : `retried ${retries.length} times with the same request; served from the ledger each time (the last at ${last}), nothing created twice.`,
     );
   }
+  out.push(...deliverySentences(events));
   out.push(...lifecycleSentences(events));
-  if (removed) out.push(`removed at ${removed.at}; the name was released then.`);
+  if (removed) out.push(removalSentence(removed as LedgerEvent<'ContainerRemoved'> | LedgerEvent<'SandboxRemoved'>));
   out.push(`source: ${input.source}, ${events.length} events (seq ${events[0]?.seq ?? 0}..${events[events.length - 1]?.seq ?? 0}).`);
   return out;
 }
@@ -198,6 +199,30 @@ function compensationSentences(e: LedgerEvent<'Compensated'>): string[] {
     undone.length === 0 ? 'nothing needed undoing.' : `undone, newest first: ${undone.join(', ')}${failed > 0 ? `; ${failed} undo(s) failed and may have left something behind` : ''}.`,
     d.name ? `the name ${d.name} was released.` : 'no name had been reserved.',
   ];
+}
+
+/** What startup recovery decided, and whether the result ever reached a caller. */
+function deliverySentences(events: readonly LedgerEvent[]): string[] {
+  const out: string[] = [];
+  for (const e of events) {
+    if (e.type === 'RecoveryDecided') {
+      const d = e.data;
+      out.push(`startup recovery at ${e.at} found ${d.operation} stopped after ${d.lastStep} and decided to ${d.decision === 'rollForward' ? 'roll it forward' : 'compensate it'}: ${d.reason}.`);
+    } else if (e.type === 'ResultUndelivered') {
+      const d = e.data;
+      const why = d.reason === 'cancelled' ? 'the caller cancelled its call' : d.reason === 'deadline' ? `the caller's deadline${d.callerDeadline ? ` ${d.callerDeadline}` : ''} passed` : 'it was rolled forward at startup, with no caller waiting';
+      out.push(`the result never reached a caller (${why}, ${d.gaveUpAt}); a retry with the same request gets this id, one with another request replaces it, and nobody claiming it gets it removed.`);
+    }
+  }
+  return out;
+}
+
+function removalSentence(e: LedgerEvent<'ContainerRemoved'> | LedgerEvent<'SandboxRemoved'>): string {
+  const discarded = e.data.discarded;
+  if (!discarded) return `removed at ${e.at}; the name was released then.`;
+  const why = discarded.reason === 'superseded' ? `a request with another digest${discarded.supersededBy ? ` (${discarded.supersededBy})` : ''} came for the name` : 'nobody claimed the undelivered result in time';
+  const undone = discarded.undone.map((u) => `${u.step} ${u.ok ? 'ok' : `FAILED (${u.error ?? 'no reason given'})`}`);
+  return `removed by the service at ${e.at}, never delivered: ${why}${undone.length > 0 ? `; undone: ${undone.join(', ')}` : ''}; the name was released then.`;
 }
 
 function lifecycleSentences(events: readonly LedgerEvent[]): string[] {
