@@ -40,6 +40,18 @@ export function envVar(key: string, value: string, field: string): void {
   freeText(value, `${field}.value`);
 }
 
+/**
+ * A path on the host or in the container, from a request: absolute, with no `..`
+ * component and no control byte. `..` is refused rather than cleaned: a request that
+ * spells a way out of a directory is not trusted to mean something harmless by it.
+ */
+export function absolutePath(value: string, field: string): string {
+  plainText(value, field);
+  if (!value.startsWith('/')) throw new InvalidArgumentError(field, `"${value}" is not absolute`);
+  if (value.split('/').includes('..')) throw new InvalidArgumentError(field, `"${value}" contains a ".." component`);
+  return value;
+}
+
 const SYSCTL_KEY = /^[a-z0-9]([a-z0-9_.\/-]*[a-z0-9_])?$/i;
 
 /**

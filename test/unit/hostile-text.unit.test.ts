@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
-import { envVar, freeText, plainText, sysctls, textMap } from '../../src/domain/text.js';
+import { absolutePath, envVar, freeText, plainText, sysctls, textMap } from '../../src/domain/text.js';
 
 const refused = (fn: () => unknown, field: RegExp) => assert.throws(fn, (e: unknown) => e instanceof InvalidArgumentError && field.test(e.message));
 
@@ -18,6 +18,14 @@ describe('request text that could split one value into two', () => {
     refused(() => freeText('a\u0000b', 'config.labels["a"]'), /NUL/);
     refused(() => textMap({ 'bad\nkey': 'v' }, 'config.labels'), /^config\.labels key/);
     refused(() => textMap({ ok: 'v\u0000' }, 'config.annotations'), /^config\.annotations\["ok"\]/);
+  });
+
+  it('refuses a path that is relative, holds a ".." component or a control byte, naming the field', () => {
+    assert.equal(absolutePath('/var/lib/data..old/x', 'config.mounts[0].host_path'), '/var/lib/data..old/x');
+    refused(() => absolutePath('relative/x', 'config.mounts[0].container_path'), /^config\.mounts\[0\]\.container_path: "relative\/x" is not absolute/);
+    refused(() => absolutePath('/data/../../etc', 'config.mounts[1].container_path'), /^config\.mounts\[1\]\.container_path: .* contains a "\.\." component/);
+    refused(() => absolutePath('/data/..', 'f'), /"\.\." component/);
+    refused(() => absolutePath('/data\n/x', 'f'), /control character/);
   });
 
   it('refuses env keys that are empty, hold "=" or control bytes; a newline in HOME is one value', () => {

@@ -21,8 +21,9 @@ describe('container log path', () => {
     assert.equal(containerLogPath('/var/log/pods/p', ''), '');
   });
 
-  it('keeps an absolute log path inside the directory, as a join does', () => {
-    assert.equal(containerLogPath('/var/log/pods/p', '/web/0.log'), '/var/log/pods/p/web/0.log');
+  it('refuses an absolute log path: the CRI defines it as relative to the directory', () => {
+    assert.throws(() => containerLogPath('/var/log/pods/p', '/web/0.log'), naming('config.log_path'));
+    assert.throws(() => containerLogPath('/var/log/pods/p', '/etc/cron.d/x'), naming('config.log_path'));
   });
 
   it('refuses a path that escapes the log directory', () => {
