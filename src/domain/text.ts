@@ -67,6 +67,26 @@ export function sysctls(map: Record<string, string>, field: string): Record<stri
   return map;
 }
 
+const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+
+/**
+ * Sysctls the pod's own namespaces hold, as runc allows them: the IPC ones (and
+ * `fs.mqueue.*`) unless the pod shares the host's IPC namespace, `net.*` unless it
+ * shares the host's network. Anything else would change the host for every pod; runc
+ * refuses it only when the task starts, after the pod's name, files and containerd
+ * record exist. Refused here, it writes nothing.
+ */
+export function namespacedSysctls(map: Record<string, string>, field: string, host: { network: boolean; ipc: boolean }): void {
+  for (const key of Object.keys(map)) {
+    const name = key.replaceAll('/', '.');
+    const ipc = IPC_SYSCTLS.has(name) || name.startsWith('fs.mqueue.');
+    const net = name.startsWith('net.');
+    if (!ipc && !net) throw new InvalidArgumentError(`${field} key`, `"${key}" is not a namespaced sysctl: it would change the host`);
+    if (ipc && host.ipc) throw new InvalidArgumentError(`${field} key`, `"${key}" would change the host's IPC namespace (the pod uses host IPC)`);
+    if (net && host.network) throw new InvalidArgumentError(`${field} key`, `"${key}" would change the host's network namespace (the pod uses host networking)`);
+  }
+}
+
 function describe(value: string): string {
   const c = CONTROL.exec(value)![0];
   return `U+${c.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}`;

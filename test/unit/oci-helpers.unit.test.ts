@@ -147,6 +147,12 @@ describe('cgroups path and oom score', () => {
     assert.equal(cgroupsPath('', 'abc', 'cri-ledger'), '/cri-ledger/abc');
   });
 
+  it('refuses a cgroup parent with ".." or a control byte, naming the field', () => {
+    assert.equal(cgroupsPath('/kubepods/burstable/pod1', 'abc', 'cri-ledger'), '/kubepods/burstable/pod1/abc');
+    assert.throws(() => cgroupsPath('/kubepods/../../system.slice', 'abc', 'cri-ledger', 'config.linux.cgroup_parent'), naming('config.linux.cgroup_parent'));
+    assert.throws(() => cgroupsPath('/kubepods\n', 'abc', 'cri-ledger', 'config.linux.cgroup_parent'), naming('config.linux.cgroup_parent'));
+  });
+
   it('clamps only downward moves', () => {
     assert.equal(oomScoreAdj(-998, true, -500, 'f'), -500);
     assert.equal(oomScoreAdj(100, true, -500, 'f'), 100);
