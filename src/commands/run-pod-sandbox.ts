@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
 import type { NewEvent } from '../domain/events.js';
 import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
-import { namespacedSysctls, plainText, sysctls, textMap } from '../domain/text.js';
+import { namespacedSysctls, plainText, runtimeHandler, sysctls, textMap } from '../domain/text.js';
 import type { Ledger } from './ledger.js';
 import { retryServed, runOnce, type NameReservations } from './name-reservations.js';
 import type { ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
@@ -123,7 +123,7 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
     hostNetwork: ns !== null && mode(ns.network) === 'NODE',
     hostIpc: ns !== null && mode(ns.ipc) === 'NODE',
     portMappings,
-    runtimeHandler: parsed.data.runtimeHandler,
+    runtimeHandler: runtimeHandler(parsed.data.runtimeHandler, 'runtime_handler'),
   };
 }
 

@@ -67,6 +67,22 @@ export function sysctls(map: Record<string, string>, field: string): Record<stri
   return map;
 }
 
+const SHIM_RUNTIME = /^io\.containerd\.[a-z0-9_]+\.v[0-9]+$/;
+
+/**
+ * A runtime handler: empty (the default runtime) or a containerd shim name
+ * (`io.containerd.runc.v2`). containerd also takes an absolute path and runs that
+ * binary as the shim, as root: a RunPodSandbox must never choose a program to run that
+ * way. Other names would fail only at task creation, after the pod's name, files and
+ * containerd record exist.
+ */
+export function runtimeHandler(value: string, field: string): string {
+  if (value !== '' && !SHIM_RUNTIME.test(value)) {
+    throw new InvalidArgumentError(field, `"${value}" is not a runtime this service runs: leave it empty or name a containerd shim (io.containerd.<name>.v<N>)`);
+  }
+  return value;
+}
+
 const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
 
 /**

@@ -85,6 +85,26 @@ describe('hostile input over the CRI socket', () => {
     await refusedBeforeAnyEvent(() => create({ linux: { securityContext: { seccomp: { profileType: 'Localhost', localhostRef: '../etc/passwd' } } } }), Status.INVALID_ARGUMENT, /seccomp/);
   });
 
+  it('refuses a runtime handler that is a path: containerd would run that binary as the shim', async () => {
+    const config = { ...pod, metadata: { ...pod.metadata, name: 'handler' } };
+    await refusedBeforeAnyEvent(() => call('runPodSandbox', { config, runtimeHandler: '/bin/sh' }), Status.INVALID_ARGUMENT, /^runtime_handler: "\/bin\/sh" is not a runtime/);
+    await refusedBeforeAnyEvent(() => call('runPodSandbox', { config, runtimeHandler: 'a\nb' }), Status.INVALID_ARGUMENT, /^runtime_handler: /);
+  });
+
+  it('answers a refusal that quotes 64 KiB of newlines with a bounded message, and the connection keeps serving', async () => {
+    const within = <T>(p: Promise<T>, ms: number) =>
+      Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms))]);
+    const e = (await within(call('containerStatus', { containerId: '\n'.repeat(65540) }), 10_000).then(
+      () => assert.fail('the call succeeded'),
+      (error: ServiceError) => error,
+    )) as ServiceError;
+    assert.equal(e.code, Status.NOT_FOUND, `${Status[e.code]}: ${e.details}`);
+    assert.ok(e.details.length <= 1100, `the status message is bounded (${e.details.length} characters)`);
+    assert.match(e.details, /more characters\)$/);
+    const version = await within(call<{ runtimeName: string }>('version', {}), 2_000);
+    assert.equal(version.runtimeName, 'cri-ledger');
+  });
+
   it('refuses a 17 MiB message with RESOURCE_EXHAUSTED and keeps serving', async () => {
     await refusedBeforeAnyEvent(() => create({ annotations: { big: 'x'.repeat(17 * 1024 * 1024) } }), Status.RESOURCE_EXHAUSTED, /.*/);
     const version = await call<{ runtimeName: string }>('version', {});

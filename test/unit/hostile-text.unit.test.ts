@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
-import { absolutePath, envVar, namespacedSysctls, freeText, plainText, sysctls, textMap } from '../../src/domain/text.js';
+import { absolutePath, envVar, namespacedSysctls, runtimeHandler, freeText, plainText, sysctls, textMap } from '../../src/domain/text.js';
 
 const refused = (fn: () => unknown, field: RegExp) => assert.throws(fn, (e: unknown) => e instanceof InvalidArgumentError && field.test(e.message));
 
@@ -35,6 +35,14 @@ describe('request text that could split one value into two', () => {
     refused(() => namespacedSysctls({ 'vm.swappiness': '0' }, 'config.linux.sysctls', own), /not a namespaced sysctl/);
     refused(() => namespacedSysctls({ 'net.ipv4.ip_forward': '0' }, 'config.linux.sysctls', { network: true, ipc: false }), /host's network namespace/);
     refused(() => namespacedSysctls({ 'kernel.shmmax': '1' }, 'config.linux.sysctls', { network: false, ipc: true }), /host's IPC namespace/);
+  });
+
+  it('takes a runtime handler only as empty or a containerd shim name, never a path containerd would run', () => {
+    assert.equal(runtimeHandler('', 'runtime_handler'), '');
+    assert.equal(runtimeHandler('io.containerd.runc.v2', 'runtime_handler'), 'io.containerd.runc.v2');
+    refused(() => runtimeHandler('/tmp/evil-shim', 'runtime_handler'), /^runtime_handler: "\/tmp\/evil-shim" is not a runtime/);
+    refused(() => runtimeHandler('a\nb', 'runtime_handler'), /^runtime_handler: /);
+    refused(() => runtimeHandler('io.containerd.runc.v2/../../x', 'runtime_handler'), /^runtime_handler: /);
   });
 
   it('refuses env keys that are empty, hold "=" or control bytes; a newline in HOME is one value', () => {
