@@ -172,7 +172,7 @@ describe('raw garbage on the CRI socket', () => {
       // (to a broken id) and are refused by validation instead.
       ['endless varint in a length', '/runtime.v1.RuntimeService/CreateContainer', grpcFrame(Buffer.concat([tag(1, WIRE.bytes), Buffer.alloc(11, 0xff)])), /deserializ|must be set/i],
       ['a length past the end', '/runtime.v1.RuntimeService/ContainerStatus', grpcFrame(Buffer.concat([tag(1, WIRE.bytes), varint(1_000_000), Buffer.from('abc')])), /deserializ|not found/i],
-      ['a 10-byte varint where a bool is', '/runtime.v1.RuntimeService/ContainerStatus', grpcFrame(Buffer.concat([tag(2, WIRE.varint), Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])])), /./],
+      ['an 11-byte varint (one too long) where a bool is', '/runtime.v1.RuntimeService/ContainerStatus', grpcFrame(Buffer.concat([tag(2, WIRE.varint), Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])])), /./],
       ['wire type 7', '/runtime.v1.ImageService/PullImage', grpcFrame(Buffer.from([0x0f, 0x01])), /deserializ/i],
       ['two messages in a unary call', '/runtime.v1.RuntimeService/RemoveContainer', Buffer.concat([ok, ok]), /./],
     ];
