@@ -241,7 +241,8 @@ export const FUZZ_METHODS: ReadonlyArray<{ method: string; path: string; request
  * it is (the service must refuse it before any dial).
  */
 export function confinedReference(bytes: Buffer, loopbackRegistry: string): { bytes: Buffer; valid: boolean } {
-  const text = bytes.toString('utf8');
+  // As the service reads it: UTF-8 with replacement characters, then trimmed (image-handlers.ts).
+  const text = bytes.toString('utf8').trim();
   const registryOf = (ref: string): string | undefined => {
     try {
       return pullTarget(ref).registry;
