@@ -238,6 +238,8 @@ export interface MountSource {
   path: string;
   dev: number;
   ino: number;
+  /** The path did not exist then (dev and ino are 0): if it exists at start, no part of it may be a symlink. */
+  absent?: boolean;
 }
 
 /** What the spec factory needs to build a container's OCI spec. */

@@ -138,5 +138,12 @@ describe('path traversal is refused before any side effect', () => {
     await refusedWithoutSideEffect(() => call('startContainer', { containerId: swapped }), /^config\.mounts\[0\]\.host_path: .*was replaced/);
     await call('removeContainer', { containerId: swapped });
     assert.equal(existsSync(join(h.root, 'containers', swapped)), false);
+
+    // A host path that did not exist at CreateContainer may be made later, but not as a symlink.
+    const later = join(h.root, 'swap', 'later');
+    const { containerId: planted } = await create({ metadata: { name: 'swap-later', attempt: 0 }, mounts: [{ containerPath: '/data', hostPath: later }] });
+    await symlink('/', later);
+    await refusedWithoutSideEffect(() => call('startContainer', { containerId: planted }), /^config\.mounts\[0\]\.host_path: .*did not exist at CreateContainer and now leads through a symlink/);
+    await call('removeContainer', { containerId: planted });
   });
 });

@@ -23,7 +23,6 @@ describe('host paths against planted and swapped symlinks (real file system)', (
     symlinkSync(data, join(dir, 'link'));
     const { path, pin } = resolveMountSource(join(dir, 'link'), 'config.mounts[0].host_path');
     assert.equal(path, data, 'the spec records the real path');
-    assert.ok(pin);
     checkMountSource(pin);
     renameSync(data, join(dir, 'data.old'));
     symlinkSync('/', data);
@@ -33,8 +32,17 @@ describe('host paths against planted and swapped symlinks (real file system)', (
     refused(() => checkMountSource(pin), 'config.mounts[0].host_path', /was replaced/);
   });
 
-  it('leaves a missing host path as given, with no pin', () => {
-    assert.deepEqual(resolveMountSource(join(dir, 'missing'), 'f'), { path: join(dir, 'missing') });
+  it('leaves a missing host path as given, and refuses it at start if it then leads through a symlink', () => {
+    const missing = join(dir, 'missing');
+    const { path, pin } = resolveMountSource(missing, 'config.mounts[1].host_path');
+    assert.equal(path, missing);
+    assert.equal(pin.absent, true);
+    checkMountSource(pin);
+    mkdirSync(missing);
+    checkMountSource(pin);
+    rmSync(missing, { recursive: true });
+    symlinkSync('/', missing);
+    refused(() => checkMountSource(pin), 'config.mounts[1].host_path', /did not exist at CreateContainer and now leads through a symlink to \//);
   });
 
   it('refuses a log path that reaches outside the log directory through a symlink', () => {

@@ -22,17 +22,18 @@ const O_PATH = 0o10000000;
 export const MAX_SECCOMP_PROFILE_BYTES = 1024 * 1024;
 
 /**
- * The real path of a mount host path, and its pin; a missing path stays as given and
- * has no pin (runc refuses to mount it). The final component is opened without
+ * The real path of a mount host path, and its pin. A missing path stays as given, and
+ * its pin says it was absent: if something is there by StartContainer (kubelet may make
+ * the directory), it must be reached without a symlink. The final component is opened without
  * following a symlink, and the descriptor's own path must be the real path: a
  * component swapped to a symlink since `realpath` would show there.
  */
-export function resolveMountSource(hostPath: string, field: string): { path: string; pin?: MountSource } {
+export function resolveMountSource(hostPath: string, field: string): { path: string; pin: MountSource } {
   let real: string;
   try {
     real = realpathSync(hostPath);
   } catch {
-    return { path: hostPath };
+    return { path: hostPath, pin: { field, path: hostPath, dev: 0, ino: 0, absent: true } };
   }
   return { path: real, pin: pinOf(real, field) };
 }
@@ -58,6 +59,16 @@ function pinOf(path: string, field: string): MountSource {
 
 /** Throws InvalidArgumentError naming the field when a pinned host path is now a symlink, gone, or another file. */
 export function checkMountSource(pin: MountSource): void {
+  if (pin.absent) {
+    let real: string;
+    try {
+      real = realpathSync(pin.path);
+    } catch {
+      return; // still absent: runc refuses to mount it
+    }
+    if (real !== pin.path) throw new InvalidArgumentError(pin.field, `${pin.path} did not exist at CreateContainer and now leads through a symlink to ${real}`);
+    return;
+  }
   let now: MountSource;
   try {
     now = pinOf(pin.path, pin.field);

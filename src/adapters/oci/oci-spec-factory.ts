@@ -37,7 +37,7 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
     const mountSources: MountSource[] = [];
     const resolveHostPath = (hostPath: string, field: string): string => {
       const { path, pin } = resolveMountSource(hostPath, field);
-      if (pin) mountSources.push(pin);
+      mountSources.push(pin);
       return path;
     };
     const result = buildContainerSpec({
