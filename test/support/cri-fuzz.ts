@@ -1,8 +1,8 @@
 import { loadSync } from '@grpc/proto-loader';
 import fc from 'fast-check';
 import { pullTarget } from '../../src/adapters/containerd/image-ref.js';
-import { CRI_LOADER_OPTIONS, CRI_V1_PROTO, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
-import { fixed32Field, fixed64Field, lengthDelimited, nestedGroups, tag, varint, varintField, WIRE } from './protobuf-wire.js';
+import { CRI_LOADER_OPTIONS, CRI_V1_PROTO, imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
+import { fixed32Field, fixed64Field, lengthDelimited, nestedGroups, splitFields, tag, varint, varintField, WIRE } from './protobuf-wire.js';
 
 /*
  * fast-check arbitraries of hostile CRI requests, as raw protobuf bytes. The shape
@@ -243,13 +243,6 @@ export const FUZZ_METHODS: ReadonlyArray<{ method: string; path: string; request
 export function confinedReference(bytes: Buffer, loopbackRegistry: string): { bytes: Buffer; valid: boolean } {
   // As the service reads it: UTF-8 with replacement characters, then trimmed (image-handlers.ts).
   const text = bytes.toString('utf8').trim();
-  const registryOf = (ref: string): string | undefined => {
-    try {
-      return pullTarget(ref).registry;
-    } catch {
-      return undefined;
-    }
-  };
   const registry = registryOf(text);
   if (registry === undefined) return { bytes, valid: false };
   if (registry === loopbackRegistry) return { bytes, valid: true };
@@ -327,85 +320,48 @@ function hostNetworkOnly(c: FuzzCase): FuzzCase {
   return { ...c, bytes: Buffer.concat([c.bytes, tag(1, WIRE.varint), Buffer.alloc(11, 0xff)]), damage: `${c.damage}, made undecodable (pod network)` };
 }
 
-/** Rewrites the reference inside a well-formed PullImage so it cannot leave loopback, and says whether a pull may start. */
+/**
+ * Rewrites the references inside a PullImage so none can leave loopback, and says
+ * whether a pull may start. The last word is the service's own decoder: a request it
+ * would read as naming another registry (my split and protobufjs can disagree on a
+ * mistyped field) gets an endless varint appended, so it cannot be decoded at all.
+ */
 function confinePull(c: FuzzCase, loopbackRegistry: string): FuzzCase {
-  // Top level: field 1 is the ImageSpec, whose fields 1, 18 and 20 are references; re-encode them.
-  // A message that does not split into fields fails to decode in the service too.
-  const fields = topLevelFields(c.bytes);
-  if (fields === undefined) return c;
   let pullStarts = false;
-  const out = fields.map((f) => {
-    if (f.number !== 1 || f.wire !== WIRE.bytes) return f.raw;
-    const inner = topLevelFields(f.payload!);
-    if (inner === undefined) return f.raw;
-    const spec = inner.map((g) => {
-      if (![1, 18, 20].includes(g.number) || g.wire !== WIRE.bytes) return g.raw;
-      const confined = confinedReference(g.payload!, loopbackRegistry);
-      if (g.number === 1) pullStarts = confined.valid;
-      return lengthDelimited(g.number, confined.bytes);
+  let bytes = c.bytes;
+  // Top level: field 1 is the ImageSpec, whose fields 1, 18 and 20 are references; re-encode them.
+  const fields = splitFields(c.bytes);
+  if (fields !== undefined) {
+    const out = fields.map((f) => {
+      if (f.number !== 1 || f.wire !== WIRE.bytes) return f.raw;
+      const inner = splitFields(f.payload!);
+      if (inner === undefined) return f.raw;
+      const spec = inner.map((g) => {
+        if (![1, 18, 20].includes(g.number) || g.wire !== WIRE.bytes) return g.raw;
+        const confined = confinedReference(g.payload!, loopbackRegistry);
+        if (g.number === 1) pullStarts = confined.valid;
+        return lengthDelimited(g.number, confined.bytes);
+      });
+      return lengthDelimited(1, Buffer.concat(spec));
     });
-    return lengthDelimited(1, Buffer.concat(spec));
-  });
-  return { ...c, bytes: Buffer.concat(out), pullStarts };
+    bytes = Buffer.concat(out);
+  }
+  let request: { image?: { image?: string; userSpecifiedImage?: string; imageRef?: string } | null };
+  try {
+    request = imageServiceV1.PullImage.requestDeserialize(bytes) as typeof request;
+  } catch {
+    return { ...c, bytes, pullStarts: false };
+  }
+  const refs = [request.image?.image, request.image?.userSpecifiedImage, request.image?.imageRef];
+  if (refs.every((ref) => [undefined, loopbackRegistry].includes(registryOf(ref ?? '')))) return { ...c, bytes, pullStarts };
+  return { ...c, bytes: Buffer.concat([bytes, tag(1, WIRE.varint), Buffer.alloc(11, 0xff)]), damage: `${c.damage}, made undecodable (a registry off loopback)`, pullStarts: false };
 }
 
-/** Splits a message into its top-level fields (undefined when it is not well-formed). */
-function topLevelFields(bytes: Buffer): Array<{ number: number; wire: number; raw: Buffer; payload?: Buffer }> | undefined {
-  const out: Array<{ number: number; wire: number; raw: Buffer; payload?: Buffer }> = [];
-  let i = 0;
-  const readVarint = (): bigint | undefined => {
-    let v = 0n;
-    for (let shift = 0n; shift < 70n; shift += 7n) {
-      if (i >= bytes.length) return undefined;
-      const b = bytes[i++]!;
-      v |= BigInt(b & 0x7f) << shift;
-      if ((b & 0x80) === 0) return v;
-    }
+/** The registry a reference names, read as the service reads it (trimmed); undefined when it does not parse. */
+function registryOf(ref: string): string | undefined {
+  try {
+    return pullTarget(ref.trim()).registry;
+  } catch {
     return undefined;
-  };
-  while (i < bytes.length) {
-    const start = i;
-    const key = readVarint();
-    if (key === undefined) return undefined;
-    const wire = Number(key & 7n);
-    const number = Number(key >> 3n);
-    if (wire === WIRE.varint) {
-      if (readVarint() === undefined) return undefined;
-      out.push({ number, wire, raw: bytes.subarray(start, i) });
-    } else if (wire === WIRE.bytes) {
-      const len = readVarint();
-      if (len === undefined || i + Number(len) > bytes.length) return undefined;
-      const payload = bytes.subarray(i, i + Number(len));
-      i += Number(len);
-      out.push({ number, wire, raw: bytes.subarray(start, i), payload });
-    } else if (wire === WIRE.fixed32 || wire === WIRE.fixed64) {
-      i += wire === WIRE.fixed32 ? 4 : 8;
-      if (i > bytes.length) return undefined;
-      out.push({ number, wire, raw: bytes.subarray(start, i) });
-    } else if (wire === WIRE.startGroup) {
-      // Skip to the matching end-group tag; every tag inside counts only by its wire type.
-      let depth = 1;
-      while (depth > 0) {
-        const inner = readVarint();
-        if (inner === undefined) return undefined;
-        const w = Number(inner & 7n);
-        if (w === WIRE.startGroup) depth++;
-        else if (w === WIRE.endGroup) depth--;
-        else if (w === WIRE.varint) {
-          if (readVarint() === undefined) return undefined;
-        } else if (w === WIRE.bytes) {
-          const len = readVarint();
-          if (len === undefined || i + Number(len) > bytes.length) return undefined;
-          i += Number(len);
-        } else if (w === WIRE.fixed32 || w === WIRE.fixed64) {
-          i += w === WIRE.fixed32 ? 4 : 8;
-          if (i > bytes.length) return undefined;
-        } else return undefined;
-      }
-      out.push({ number, wire, raw: bytes.subarray(start, i) });
-    } else {
-      return undefined;
-    }
   }
-  return out;
 }
