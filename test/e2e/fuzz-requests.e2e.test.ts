@@ -10,6 +10,7 @@ import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { runCli } from '../support/cli.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
 import { fuzzCase, type FuzzCase } from '../support/cri-fuzz.js';
+import { removeAllPods } from '../support/pods.js';
 
 /*
  * 10,000 random and malformed CRI requests (test/support/cri-fuzz.ts) over the real
@@ -84,6 +85,7 @@ describe('10,000 fuzzed CRI requests', () => {
   after(async () => {
     raw?.close();
     registry?.close();
+    if (h) await removeAllPods(h);
     await h?.cleanup();
   });
 

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { removeAllPods } from '../support/pods.js';
 
 /*
  * Hostile requests over the socket, with real bytes (not escaped text): each is refused
@@ -41,7 +42,10 @@ describe('hostile input over the CRI socket', () => {
     h = await startCriHarness({ prefix: 'cri-ledger-e2e-hostile-' });
     podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: pod })).podSandboxId;
   });
-  after(() => h?.cleanup());
+  after(async () => {
+    if (h) await removeAllPods(h);
+    await h?.cleanup();
+  });
 
   it('refuses newline, carriage return and NUL bytes in names, label and annotation keys, and NUL in values', async () => {
     await refusedBeforeAnyEvent(() => create({ metadata: { name: 'app\nroot', attempt: 0 } }), Status.INVALID_ARGUMENT, /^config\.metadata\.name/);

@@ -10,6 +10,7 @@ import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { runCli } from '../support/cli.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
 import { BUSYBOX_IMAGE, buildTestImage } from '../support/oci-image.js';
+import { removeAllPods } from '../support/pods.js';
 
 /*
  * Path traversal on real containerd: a log path, mount path, image volume or localhost
@@ -54,7 +55,10 @@ describe('path traversal is refused before any side effect', () => {
     h = await startCriHarness({ prefix: 'cri-ledger-e2e-paths-' });
     podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: pod })).podSandboxId;
   });
-  after(() => h?.cleanup());
+  after(async () => {
+    if (h) await removeAllPods(h);
+    await h?.cleanup();
+  });
 
   it('refuses a log path with "..", an absolute one, and one through a symlink in the log directory', async () => {
     const logDirectory = join(h.root, 'pod-logs');
