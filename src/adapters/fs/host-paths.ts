@@ -73,7 +73,8 @@ export function checkMountSource(pin: MountSource): void {
   try {
     now = pinOf(pin.path, pin.field);
   } catch (error) {
-    throw new InvalidArgumentError(pin.field, `${pin.path} is no longer the directory or file CreateContainer resolved: ${(error as Error).message}`, { cause: error });
+    const why = error instanceof InvalidArgumentError ? error.message.slice(`${pin.field}: `.length) : (error as Error).message;
+    throw new InvalidArgumentError(pin.field, `${pin.path} is no longer the directory or file CreateContainer resolved: ${why}`, { cause: error });
   }
   if (now.dev !== pin.dev || now.ino !== pin.ino) {
     throw new InvalidArgumentError(pin.field, `${pin.path} was replaced since CreateContainer resolved it (inode ${pin.dev}:${pin.ino}, now ${now.dev}:${now.ino})`);
