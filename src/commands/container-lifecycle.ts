@@ -92,6 +92,8 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
     if (c.state !== 'CREATED') throw new FailedPreconditionError(`container ${c.id} is ${c.state}, not CREATED: only a created container can be started`);
     const sandbox = deps.ledger.projections.sandboxes.get(c.sandboxId);
     if (!sandbox || sandbox.state !== 'READY') throw new FailedPreconditionError(`sandbox ${c.sandboxId} of container ${c.id} is not ready`);
+    // A mount host path swapped to a symlink since CreateContainer is refused before anything happens.
+    await deps.files.checkMountSources(c.id);
     const io = deps.files.ioFor(c.id, { stdin: c.stdin ?? false, tty: c.tty ?? false });
     // The read ends first: the shim's open of the write ends waits for a reader.
     await deps.logs.attach(c.id, { logPath: c.logPath ?? '', io });

@@ -212,6 +212,7 @@ async function create(
       run: async () => {
         await deps.files.createDirs(id);
         await deps.files.createVolumeDirs(id, built.volumeHostPaths);
+        await deps.files.pinMountSources(id, built.mountSources ?? []);
       },
       undo: () => deps.files.removeDirs(id),
     },

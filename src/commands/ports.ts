@@ -245,7 +245,25 @@ export interface ContainerFiles {
   /** Creates each image-volume host dir (all under the container's root dir). */
   createVolumeDirs(containerId: string, hostPaths: readonly string[]): Promise<void>;
   createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo>;
+  /** Keeps the mount host paths as the spec resolved them (in the container's dir), for checkMountSources. */
+  pinMountSources(containerId: string, sources: readonly MountSource[]): Promise<void>;
+  /**
+   * Before the task is created: throws InvalidArgumentError naming the mount when a
+   * pinned host path is now a symlink, gone, or another file.
+   */
+  checkMountSources(containerId: string): Promise<void>;
   removeDirs(containerId: string): Promise<void>;
+}
+
+/** A CRI mount's host path as the spec resolved it: its real path and the (device, inode) it named. */
+export interface MountSource {
+  /** The request field, for errors (`config.mounts[0].host_path`). */
+  field: string;
+  path: string;
+  dev: number;
+  ino: number;
+  /** The path did not exist then (dev and ino are 0): if it exists at start, no part of it may be a symlink. */
+  absent?: boolean;
 }
 
 /** What the spec factory needs to build a container's OCI spec. */
@@ -266,6 +284,8 @@ export interface SpecFactory {
     spec: Record<string, unknown>;
     /** Image volumes to create on the host (already checked to stay under the root dir). */
     volumeHostPaths: string[];
+    /** The mount host paths the spec names, resolved and pinned. */
+    mountSources?: MountSource[];
     /** The container's log file on the host, or '' when the request has none. */
     logPath: string;
     /** What the host could not honour (no AppArmor, no SELinux), for the log. */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
 import type { NewEvent } from '../domain/events.js';
 import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
-import { plainText, sysctls, textMap } from '../domain/text.js';
+import { namespacedSysctls, plainText, runtimeHandler, sysctls, textMap } from '../domain/text.js';
 import type { Ledger } from './ledger.js';
 import { resultUndelivered, retryServed, runOnce, type NameReservations } from './name-reservations.js';
 import type { Caller, ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
@@ -120,6 +120,7 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
     if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') throw new InvalidArgumentError(`config.port_mappings[${i}].protocol`, `unknown protocol ${String(p.protocol)}`);
     return { protocol, containerPort: p.containerPort, hostPort: p.hostPort, hostIp: p.hostIp };
   });
+  namespacedSysctls(config.linux?.sysctls ?? {}, 'config.linux.sysctls', { network: ns !== null && mode(ns.network) === 'NODE', ipc: ns !== null && mode(ns.ipc) === 'NODE' });
   return {
     config,
     metadata: m,
@@ -127,7 +128,7 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
     hostNetwork: ns !== null && mode(ns.network) === 'NODE',
     hostIpc: ns !== null && mode(ns.ipc) === 'NODE',
     portMappings,
-    runtimeHandler: parsed.data.runtimeHandler,
+    runtimeHandler: runtimeHandler(parsed.data.runtimeHandler, 'runtime_handler'),
   };
 }
 

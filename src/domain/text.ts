@@ -40,6 +40,18 @@ export function envVar(key: string, value: string, field: string): void {
   freeText(value, `${field}.value`);
 }
 
+/**
+ * A path on the host or in the container, from a request: absolute, with no `..`
+ * component and no control byte. `..` is refused rather than cleaned: a request that
+ * spells a way out of a directory is not trusted to mean something harmless by it.
+ */
+export function absolutePath(value: string, field: string): string {
+  plainText(value, field);
+  if (!value.startsWith('/')) throw new InvalidArgumentError(field, `"${value}" is not absolute`);
+  if (value.split('/').includes('..')) throw new InvalidArgumentError(field, `"${value}" contains a ".." component`);
+  return value;
+}
+
 const SYSCTL_KEY = /^[a-z0-9]([a-z0-9_.\/-]*[a-z0-9_])?$/i;
 
 /**
@@ -53,6 +65,42 @@ export function sysctls(map: Record<string, string>, field: string): Record<stri
     if (/[+;,=\u0000-\u001f\u007f]/.test(value)) throw new InvalidArgumentError(`${field}[${JSON.stringify(key)}]`, `"${value}" is not one plain value (a separator, "=" or a control character)`);
   }
   return map;
+}
+
+const SHIM_RUNTIME = /^io\.containerd\.[a-z0-9_]+\.v[0-9]+$/;
+
+/**
+ * A runtime handler: empty (the default runtime) or a containerd shim name
+ * (`io.containerd.runc.v2`). containerd also takes an absolute path and runs that
+ * binary as the shim, as root: a RunPodSandbox must never choose a program to run that
+ * way. Other names would fail only at task creation, after the pod's name, files and
+ * containerd record exist.
+ */
+export function runtimeHandler(value: string, field: string): string {
+  if (value !== '' && !SHIM_RUNTIME.test(value)) {
+    throw new InvalidArgumentError(field, `"${value}" is not a runtime this service runs: leave it empty or name a containerd shim (io.containerd.<name>.v<N>)`);
+  }
+  return value;
+}
+
+const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+
+/**
+ * Sysctls the pod's own namespaces hold, as runc allows them: the IPC ones (and
+ * `fs.mqueue.*`) unless the pod shares the host's IPC namespace, `net.*` unless it
+ * shares the host's network. Anything else would change the host for every pod; runc
+ * refuses it only when the task starts, after the pod's name, files and containerd
+ * record exist. Refused here, it writes nothing.
+ */
+export function namespacedSysctls(map: Record<string, string>, field: string, host: { network: boolean; ipc: boolean }): void {
+  for (const key of Object.keys(map)) {
+    const name = key.replaceAll('/', '.');
+    const ipc = IPC_SYSCTLS.has(name) || name.startsWith('fs.mqueue.');
+    const net = name.startsWith('net.');
+    if (!ipc && !net) throw new InvalidArgumentError(`${field} key`, `"${key}" is not a namespaced sysctl: it would change the host`);
+    if (ipc && host.ipc) throw new InvalidArgumentError(`${field} key`, `"${key}" would change the host's IPC namespace (the pod uses host IPC)`);
+    if (net && host.network) throw new InvalidArgumentError(`${field} key`, `"${key}" would change the host's network namespace (the pod uses host networking)`);
+  }
 }
 
 function describe(value: string): string {

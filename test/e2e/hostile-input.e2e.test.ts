@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { removeAllPods } from '../support/pods.js';
 
 /*
  * Hostile requests over the socket, with real bytes (not escaped text): each is refused
@@ -41,7 +42,10 @@ describe('hostile input over the CRI socket', () => {
     h = await startCriHarness({ prefix: 'cri-ledger-e2e-hostile-' });
     podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: pod })).podSandboxId;
   });
-  after(() => h?.cleanup());
+  after(async () => {
+    if (h) await removeAllPods(h);
+    await h?.cleanup();
+  });
 
   it('refuses newline, carriage return and NUL bytes in names, label and annotation keys, and NUL in values', async () => {
     await refusedBeforeAnyEvent(() => create({ metadata: { name: 'app\nroot', attempt: 0 } }), Status.INVALID_ARGUMENT, /^config\.metadata\.name/);
@@ -83,6 +87,26 @@ describe('hostile input over the CRI socket', () => {
     await refusedBeforeAnyEvent(() => call('createContainer', { podSandboxId: podId, sandboxConfig: withLogs, config: traversing }), Status.INVALID_ARGUMENT, /^config\.log_path: .*escapes the log directory/);
     await refusedBeforeAnyEvent(() => create({ mounts: [{ containerPath: 'relative/path', hostPath: '/tmp' }] }), Status.INVALID_ARGUMENT, /container_path/);
     await refusedBeforeAnyEvent(() => create({ linux: { securityContext: { seccomp: { profileType: 'Localhost', localhostRef: '../etc/passwd' } } } }), Status.INVALID_ARGUMENT, /seccomp/);
+  });
+
+  it('refuses a runtime handler that is a path: containerd would run that binary as the shim', async () => {
+    const config = { ...pod, metadata: { ...pod.metadata, name: 'handler' } };
+    await refusedBeforeAnyEvent(() => call('runPodSandbox', { config, runtimeHandler: '/bin/sh' }), Status.INVALID_ARGUMENT, /^runtime_handler: "\/bin\/sh" is not a runtime/);
+    await refusedBeforeAnyEvent(() => call('runPodSandbox', { config, runtimeHandler: 'a\nb' }), Status.INVALID_ARGUMENT, /^runtime_handler: /);
+  });
+
+  it('answers a refusal that quotes 64 KiB of newlines with a bounded message, and the connection keeps serving', async () => {
+    const within = <T>(p: Promise<T>, ms: number) =>
+      Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms))]);
+    const e = (await within(call('containerStatus', { containerId: '\n'.repeat(65540) }), 10_000).then(
+      () => assert.fail('the call succeeded'),
+      (error: ServiceError) => error,
+    )) as ServiceError;
+    assert.equal(e.code, Status.NOT_FOUND, `${Status[e.code]}: ${e.details}`);
+    assert.ok(e.details.length <= 1100, `the status message is bounded (${e.details.length} characters)`);
+    assert.match(e.details, /more characters\)$/);
+    const version = await within(call<{ runtimeName: string }>('version', {}), 2_000);
+    assert.equal(version.runtimeName, 'cri-ledger');
   });
 
   it('refuses a 17 MiB message with RESOURCE_EXHAUSTED and keeps serving', async () => {

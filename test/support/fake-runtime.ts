@@ -126,6 +126,10 @@ export class FakeFiles extends Failures implements ContainerFiles {
     this.fifos.set(containerId, io);
     return io;
   }
+  async pinMountSources(): Promise<void> {}
+  async checkMountSources(): Promise<void> {
+    this.check('checkMountSources');
+  }
   async removeDirs(containerId: string): Promise<void> {
     this.check('removeDirs');
     this.dirs.delete(containerId);

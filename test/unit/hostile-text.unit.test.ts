@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
-import { envVar, freeText, plainText, sysctls, textMap } from '../../src/domain/text.js';
+import { absolutePath, envVar, namespacedSysctls, runtimeHandler, freeText, plainText, sysctls, textMap } from '../../src/domain/text.js';
 
 const refused = (fn: () => unknown, field: RegExp) => assert.throws(fn, (e: unknown) => e instanceof InvalidArgumentError && field.test(e.message));
 
@@ -18,6 +18,31 @@ describe('request text that could split one value into two', () => {
     refused(() => freeText('a\u0000b', 'config.labels["a"]'), /NUL/);
     refused(() => textMap({ 'bad\nkey': 'v' }, 'config.labels'), /^config\.labels key/);
     refused(() => textMap({ ok: 'v\u0000' }, 'config.annotations'), /^config\.annotations\["ok"\]/);
+  });
+
+  it('refuses a path that is relative, holds a ".." component or a control byte, naming the field', () => {
+    assert.equal(absolutePath('/var/lib/data..old/x', 'config.mounts[0].host_path'), '/var/lib/data..old/x');
+    refused(() => absolutePath('relative/x', 'config.mounts[0].container_path'), /^config\.mounts\[0\]\.container_path: "relative\/x" is not absolute/);
+    refused(() => absolutePath('/data/../../etc', 'config.mounts[1].container_path'), /^config\.mounts\[1\]\.container_path: .* contains a "\.\." component/);
+    refused(() => absolutePath('/data/..', 'f'), /"\.\." component/);
+    refused(() => absolutePath('/data\n/x', 'f'), /control character/);
+  });
+
+  it("takes only the pod's own namespaced sysctls (as runc would, but before anything is written)", () => {
+    const own = { network: false, ipc: false };
+    namespacedSysctls({ 'net.ipv4.ip_forward': '1', 'kernel.shm_rmid_forced': '1', 'fs.mqueue.msg_max': '10', 'net/ipv4/ping_group_range': '0 1' }, 'config.linux.sysctls', own);
+    refused(() => namespacedSysctls({ 'kernel.core_pattern': '|/x' }, 'config.linux.sysctls', own), /^config\.linux\.sysctls key: "kernel\.core_pattern" is not a namespaced sysctl/);
+    refused(() => namespacedSysctls({ 'vm.swappiness': '0' }, 'config.linux.sysctls', own), /not a namespaced sysctl/);
+    refused(() => namespacedSysctls({ 'net.ipv4.ip_forward': '0' }, 'config.linux.sysctls', { network: true, ipc: false }), /host's network namespace/);
+    refused(() => namespacedSysctls({ 'kernel.shmmax': '1' }, 'config.linux.sysctls', { network: false, ipc: true }), /host's IPC namespace/);
+  });
+
+  it('takes a runtime handler only as empty or a containerd shim name, never a path containerd would run', () => {
+    assert.equal(runtimeHandler('', 'runtime_handler'), '');
+    assert.equal(runtimeHandler('io.containerd.runc.v2', 'runtime_handler'), 'io.containerd.runc.v2');
+    refused(() => runtimeHandler('/tmp/evil-shim', 'runtime_handler'), /^runtime_handler: "\/tmp\/evil-shim" is not a runtime/);
+    refused(() => runtimeHandler('a\nb', 'runtime_handler'), /^runtime_handler: /);
+    refused(() => runtimeHandler('io.containerd.runc.v2/../../x', 'runtime_handler'), /^runtime_handler: /);
   });
 
   it('refuses env keys that are empty, hold "=" or control bytes; a newline in HOME is one value', () => {

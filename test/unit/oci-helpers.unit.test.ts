@@ -21,8 +21,9 @@ describe('container log path', () => {
     assert.equal(containerLogPath('/var/log/pods/p', ''), '');
   });
 
-  it('keeps an absolute log path inside the directory, as a join does', () => {
-    assert.equal(containerLogPath('/var/log/pods/p', '/web/0.log'), '/var/log/pods/p/web/0.log');
+  it('refuses an absolute log path: the CRI defines it as relative to the directory', () => {
+    assert.throws(() => containerLogPath('/var/log/pods/p', '/web/0.log'), naming('config.log_path'));
+    assert.throws(() => containerLogPath('/var/log/pods/p', '/etc/cron.d/x'), naming('config.log_path'));
   });
 
   it('refuses a path that escapes the log directory', () => {
@@ -144,6 +145,12 @@ describe('localhost seccomp profiles', () => {
 describe('cgroups path and oom score', () => {
   it("falls back to /<namespace>/<id> without a cgroup parent", () => {
     assert.equal(cgroupsPath('', 'abc', 'cri-ledger'), '/cri-ledger/abc');
+  });
+
+  it('refuses a cgroup parent with ".." or a control byte, naming the field', () => {
+    assert.equal(cgroupsPath('/kubepods/burstable/pod1', 'abc', 'cri-ledger'), '/kubepods/burstable/pod1/abc');
+    assert.throws(() => cgroupsPath('/kubepods/../../system.slice', 'abc', 'cri-ledger', 'config.linux.cgroup_parent'), naming('config.linux.cgroup_parent'));
+    assert.throws(() => cgroupsPath('/kubepods\n', 'abc', 'cri-ledger', 'config.linux.cgroup_parent'), naming('config.linux.cgroup_parent'));
   });
 
   it('clamps only downward moves', () => {

@@ -424,6 +424,17 @@ describe('seccomp', () => {
     withProfile({ seccompProfilePath: 'localhost//missing.json' }).throwsNaming('config.linux.security_context.seccomp');
   });
 
+  it('refuses a localhost path with ".." or a relative one, and never quotes a file that is not JSON', () => {
+    withProfile({ seccompProfilePath: 'localhost/../../etc/shadow' }).throwsNaming('config.linux.security_context.seccomp_profile_path');
+    withProfile({ seccompProfilePath: 'localhost//var/lib/kubelet/seccomp/../../../etc/shadow' }).throwsNaming('config.linux.security_context.seccomp_profile_path');
+    withProfile({ seccomp: { profileType: 'Localhost', localhostRef: 'profiles/a.json' } }).throwsNaming('config.linux.security_context.seccomp.localhost_ref');
+    const secret = 'root:$6$secrethash:19000:0:99999:7:::';
+    assert.throws(
+      () => withProfile({ seccompProfilePath: 'localhost//etc/shadow' }, { loadLocalhostProfile: () => secret }).spec(),
+      (e: unknown) => e instanceof InvalidArgumentError && /not valid JSON/.test(e.message) && !e.message.includes('secrethash') && !e.message.includes('root:'),
+    );
+  });
+
   it('refuses a localhost_ref on a profile type that is not Localhost', () => {
     withProfile({ seccomp: { profileType: 'RuntimeDefault', localhostRef: '/x' } }).throwsNaming('config.linux.security_context.seccomp.localhost_ref');
   });
@@ -526,6 +537,12 @@ describe('mounts', () => {
     assert.ok(dest(spec, '/a')[0]?.options.includes('rslave'));
     assert.ok(dest(spec, '/b')[0]?.options.includes('rshared'));
     assert.equal(spec.linux.rootfsPropagation, 'rshared');
+  });
+
+  it('refuses mount paths that are relative or hold "..", naming the field', () => {
+    given(containerConfig({ mounts: [mount('/ok', '/h'), mount('/data/../../etc', '/h')] })).throwsNaming('config.mounts[1].container_path');
+    given(containerConfig({ mounts: [mount('/data', '/var/lib/../../etc')] })).throwsNaming('config.mounts[0].host_path');
+    given(containerConfig({ mounts: [mount('/data', 'relative')] })).throwsNaming('config.mounts[0].host_path');
   });
 
   it('refuses bidirectional propagation over a host mount that is not shared', () => {

@@ -1,9 +1,13 @@
-import { lstat, mkdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import type { ContainerDirs, ContainerFiles, ContainerIo } from '../../commands/ports.js';
+import type { ContainerDirs, ContainerFiles, ContainerIo, MountSource } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { RESOURCE_ID } from '../../domain/ids.js';
 import { mkfifo } from '../native/syscalls.js';
+import { checkMountSource } from './host-paths.js';
+
+/** The pins of a container's mount host paths, in its persistent dir. */
+const MOUNT_SOURCES_FILE = 'mount-sources.json';
 
 /**
  * Container directories on the host, keyed by the container id:
@@ -55,6 +59,23 @@ export class HostContainerFiles implements ContainerFiles {
       }
     }
     return io;
+  }
+
+  async pinMountSources(containerId: string, sources: readonly MountSource[]): Promise<void> {
+    if (sources.length === 0) return;
+    await writeFile(join(this.dirsFor(containerId).root, MOUNT_SOURCES_FILE), JSON.stringify(sources), { mode: 0o600 });
+  }
+
+  async checkMountSources(containerId: string): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dirsFor(containerId).root, MOUNT_SOURCES_FILE), 'utf8');
+    } catch (error) {
+      // No file: a container without host mounts (or made before pins were kept).
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    for (const pin of JSON.parse(text) as MountSource[]) checkMountSource(pin);
   }
 
   async removeDirs(containerId: string): Promise<void> {

@@ -4,6 +4,7 @@ import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceI
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { rpcLoggingInterceptor } from './rpc-logging.js';
+import { boundedStatusInterceptor } from './status-limit.js';
 
 /** kubelet's CRI client uses 16 MiB both ways; so do we (ListContainers can be large). */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -50,7 +51,8 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
   const server = new Server({
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-    interceptors: [rpcLoggingInterceptor(options.logger)],
+    // The last interceptor is the outermost: a handler's status passes the bound first, then the log.
+    interceptors: [rpcLoggingInterceptor(options.logger), boundedStatusInterceptor()],
   });
   for (const service of options.services) server.addService(service.definition, service.implementation);
 

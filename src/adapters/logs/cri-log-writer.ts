@@ -1,4 +1,4 @@
-import type { WriteStream } from 'node:fs';
+import { constants, type WriteStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -234,7 +234,8 @@ export class CriLogWriter {
 
 async function openLogFile(path: string): Promise<FileHandle> {
   try {
-    return await open(path, 'a', DEFAULT_LOG_FILE_MODE);
+    // O_NOFOLLOW: a symlink planted at the log file's name is refused, not followed to a host file.
+    return await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, DEFAULT_LOG_FILE_MODE);
   } catch (e) {
     // With O_CREAT, ENOENT can only mean a missing directory on the way to the file.
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new LogDirectoryNotFoundError(path, dirname(path), { cause: e });

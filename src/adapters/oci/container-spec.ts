@@ -100,7 +100,7 @@ export function buildContainerSpec(input: ContainerSpecInput): SpecResult {
       privileged,
     }),
     resources: containerResources(resources, host, { devices: devices.cgroup }, notes),
-    cgroupsPath: cgroupsPath(sandboxConfig.linux?.cgroupParent ?? '', input.containerId, options.containerdNamespace),
+    cgroupsPath: cgroupsPath(sandboxConfig.linux?.cgroupParent ?? '', input.containerId, options.containerdNamespace, 'sandbox_config.linux.cgroup_parent'),
     devices: devices.devices,
     maskedPaths: paths.maskedPaths,
     readonlyPaths: paths.readonlyPaths,

@@ -1,5 +1,6 @@
 import { posix } from 'node:path';
 import { InvalidArgumentError } from '../../domain/errors.js';
+import { absolutePath } from '../../domain/text.js';
 import type { Mount__Output } from '../cri/generated/runtime/v1/Mount.js';
 import type { OciMount } from './oci-spec.js';
 import type { HostPropagation, ImageVolumeDir, SandboxFiles } from './spec-input.js';
@@ -76,15 +77,20 @@ export function sandboxFileMounts(files: SandboxFiles, readonlyRootfs: boolean, 
   ];
 }
 
-/** The request's mounts, with host paths resolved by the caller. */
-export function criMounts(mounts: readonly Mount__Output[], resolve: (p: string) => string): BindRequest[] {
+/**
+ * The request's mounts, with host paths resolved by the caller. Both paths must be
+ * absolute, without `..` or control bytes: runc resolves the container path inside the
+ * rootfs, but the spec recorded in the log should say plainly where each mount goes.
+ */
+export function criMounts(mounts: readonly Mount__Output[], resolve: (p: string, field: string) => string): BindRequest[] {
   return mounts.map((m, i) => {
     const field = `config.mounts[${i}]`;
-    if (!m.containerPath.startsWith('/')) throw new InvalidArgumentError(`${field}.container_path`, `"${m.containerPath}" is not absolute`);
+    absolutePath(m.containerPath, `${field}.container_path`);
     if (m.hostPath === '') throw new InvalidArgumentError(`${field}.host_path`, 'is empty');
+    absolutePath(m.hostPath, `${field}.host_path`);
     return {
       containerPath: m.containerPath,
-      hostPath: resolve(m.hostPath),
+      hostPath: resolve(m.hostPath, `${field}.host_path`),
       readonly: m.readonly,
       selinuxRelabel: m.selinuxRelabel,
       propagation: m.propagation,

@@ -1,6 +1,6 @@
-import { readFileSync, realpathSync } from 'node:fs';
-import type { ContainerSpecInput as PortInput, ResolvedImage, SandboxSpecFactory, SpecFactory } from '../../commands/ports.js';
+import type { MountSource, ContainerSpecInput as PortInput, ResolvedImage, SandboxSpecFactory, SpecFactory } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
+import { checkLogPathOnHost, readLocalhostProfile, resolveMountSource } from '../fs/host-paths.js';
 import type { ContainerConfig__Output } from '../cri/generated/runtime/v1/ContainerConfig.js';
 import type { PodSandboxConfig__Output } from '../cri/generated/runtime/v1/PodSandboxConfig.js';
 import { buildContainerSpec } from './container-spec.js';
@@ -33,6 +33,13 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
     if (sandboxConfig === null || sandboxConfig === undefined) throw new InvalidArgumentError('sandbox_config', 'must be set');
     const volumes = imageVolumeDirs(input.image.config.volumes, config.mounts ?? [], input.dirs.root, this.o.ignoreImageDefinedVolumes ?? false);
     const logPath = containerLogPath(sandboxConfig.logDirectory ?? '', config.logPath ?? '');
+    checkLogPathOnHost(sandboxConfig.logDirectory ?? '', logPath, 'config.log_path');
+    const mountSources: MountSource[] = [];
+    const resolveHostPath = (hostPath: string, field: string): string => {
+      const { path, pin } = resolveMountSource(hostPath, field);
+      mountSources.push(pin);
+      return path;
+    };
     const result = buildContainerSpec({
       containerId: input.containerId,
       sandboxId: input.sandbox.id,
@@ -48,7 +55,7 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
       host: this.o.host,
       options: this.o.options,
     });
-    return { spec: result.spec as unknown as Record<string, unknown>, volumeHostPaths: volumes.map((v) => v.hostPath), logPath, notes: result.notes };
+    return { spec: result.spec as unknown as Record<string, unknown>, volumeHostPaths: volumes.map((v) => v.hostPath), mountSources, logPath, notes: result.notes };
   }
 
   async sandboxSpec(input: { sandboxId: string; config: unknown; image: ResolvedImage; netnsPath: string }) {
@@ -69,18 +76,5 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
 }
 
 function loadLocalhostProfile(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (cause) {
-    throw new InvalidArgumentError('linux.security_context.seccomp', `cannot read localhost profile ${path}: ${(cause as Error).message}`, { cause });
-  }
-}
-
-/** A CRI mount's host path with symlinks resolved; a missing path stays as given (it is created as a directory). */
-function resolveHostPath(hostPath: string): string {
-  try {
-    return realpathSync(hostPath);
-  } catch {
-    return hostPath;
-  }
+  return readLocalhostProfile(path, 'linux.security_context.seccomp');
 }

@@ -1,5 +1,6 @@
 import { posix } from 'node:path';
 import { InvalidArgumentError } from '../../domain/errors.js';
+import { plainText } from '../../domain/text.js';
 import type { LinuxContainerResources__Output } from '../cri/generated/runtime/v1/LinuxContainerResources.js';
 import type { OciResources } from './oci-spec.js';
 import { int64Field } from './values.js';
@@ -107,10 +108,14 @@ export function containerResources(
 /**
  * The cgroup path under the pod's cgroup parent. A parent ending in `.slice` is a systemd
  * one, and runc's systemd driver wants `slice:prefix:name`; otherwise (cgroupfs) it is
- * `<parent>/<id>`. With no parent, containerd's default `/<namespace>/<id>`.
+ * `<parent>/<id>`. With no parent, containerd's default `/<namespace>/<id>`. A parent with
+ * a `..` component or a control byte is refused: runc would clean it, but the spec in
+ * the log should say where the pod's cgroup is.
  */
-export function cgroupsPath(cgroupParent: string, id: string, containerdNamespace: string): string {
+export function cgroupsPath(cgroupParent: string, id: string, containerdNamespace: string, field = 'linux.cgroup_parent'): string {
   if (cgroupParent === '') return posix.join('/', containerdNamespace, id);
+  plainText(cgroupParent, field);
+  if (cgroupParent.split('/').includes('..')) throw new InvalidArgumentError(field, `"${cgroupParent}" contains a ".." component`);
   const base = posix.basename(cgroupParent);
   if (base.endsWith('.slice')) return `${base}:${SYSTEMD_CGROUP_PREFIX}:${id}`;
   return posix.join(cgroupParent, id);

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../../domain/errors.js';
+import { absolutePath } from '../../domain/text.js';
 import type { SecurityProfile__Output } from '../cri/generated/runtime/v1/SecurityProfile.js';
 import type { OciSeccomp, SeccompSyscall } from './oci-spec.js';
 import { defaultSeccompProfile } from './seccomp-default.js';
@@ -46,9 +47,10 @@ export function seccompChoice(profile: SecurityProfile__Output | null, profilePa
   }
 }
 
+/** An absolute host path without `..` or control bytes (`localhost/../../etc/shadow` is refused, not cleaned). */
 function localPath(path: string, field: string): string {
   if (!path.startsWith('/')) throw new InvalidArgumentError(field, `the localhost profile "${path}" must be an absolute path on the host`);
-  return path;
+  return absolutePath(path, field);
 }
 
 export interface SeccompContext {
@@ -69,9 +71,16 @@ export function seccompFor(choice: SeccompChoice, ctx: SeccompContext): OciSecco
   let loaded: unknown;
   try {
     loaded = ctx.loadLocalhostProfile(choice.path);
-    if (typeof loaded === 'string') loaded = JSON.parse(loaded);
   } catch (err) {
     throw new InvalidArgumentError(ctx.field, `cannot load seccomp profile ${choice.path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof loaded === 'string') {
+    try {
+      loaded = JSON.parse(loaded);
+    } catch (err) {
+      // JSON.parse quotes the text it failed on: the caller must not learn a host file's content.
+      throw new InvalidArgumentError(ctx.field, `seccomp profile ${choice.path} is not valid JSON`, { cause: err });
+    }
   }
   return parseSeccompProfile(loaded, `${ctx.field} (${choice.path})`);
 }

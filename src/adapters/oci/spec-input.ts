@@ -117,7 +117,7 @@ export interface ContainerSpecInput {
   /** From imageVolumeDirs(). */
   imageVolumes: readonly ImageVolumeDir[];
   /** A CRI mount's host path with symlinks resolved; identity when not given. */
-  resolveHostPath?: (hostPath: string) => string;
+  resolveHostPath?: (hostPath: string, field: string) => string;
   /** Propagation of the host mount holding a (resolved) host path. */
   hostPropagation: (hostPath: string) => HostPropagation;
   /** The device nodes at a CRI device's host path (several for a directory); [] if none. */
