@@ -6,6 +6,7 @@ import { credentials, makeGenericClientConstructor, type CallOptions, type Clien
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 import { runCli, startServe, tempRoot, type ServeProcess } from './cli.js';
+import { removeLedgerCgroups, removeRuncCgroups } from './cgroups.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from './containerd.js';
 import { BUSYBOX_IMAGE, buildTestImage, PAUSE_IMAGE } from './oci-image.js';
 
@@ -101,6 +102,9 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string } 
       api.close();
       await serve?.stop('SIGKILL');
       await containerd.stop();
+      // The shims died with containerd, so runc never deleted the pods' cgroups.
+      await removeRuncCgroups(join(root, 'state', 'runc'));
+      await removeLedgerCgroups(join(root, 'ledger'), CRI_NAMESPACE).catch(() => undefined);
       // Pod /dev/shm tmpfs and netns files live under the service's state dir.
       for (const mount of mountsUnder(root)) execFileSync('umount', ['-l', mount]);
       if (bridge) spawnSync('ip', ['link', 'del', bridge]);
