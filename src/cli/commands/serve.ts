@@ -35,26 +35,11 @@ interface StopRequest {
  * close the log, exit 0.
  */
 export async function serve(config: Config): Promise<void> {
-  // Loaded here, not at the top: every other command shares this module graph, and
-  // none of them needs the relay or the gRPC server.
-  const [
-    { NatsRelay },
-    { StreamConfigMismatchError },
-    { startSocketServer },
-    { createLedgerService },
-    { Ledger },
-    { createCriServices },
-  ] = await Promise.all([
-    import('../../adapters/bus/nats-relay.js'),
-    import('../../adapters/bus/nats-stream-config.js'),
-    import('../../adapters/grpc/socket-server.js'),
-    import('../../adapters/ledger-api/ledger-service.js'),
-    import('../../commands/ledger.js'),
-    import('../cri-services.js'),
-  ]);
   const logger = createLogger(config.logLevel, { node: config.node });
   const dir = ledgerDir(config);
-  const log = await openLog(dir, config.node);
+  // Loaded here, not at the top: every other command shares this module graph, and
+  // none of them needs the relay or the gRPC server.
+  const [{ Ledger }, log] = await Promise.all([import('../../commands/ledger.js'), openLog(dir, config.node)]);
 
   let requestStop!: (request: StopRequest) => void;
   const stopRequested = new Promise<StopRequest>((resolve) => (requestStop = resolve));
@@ -67,11 +52,24 @@ export async function serve(config: Config): Promise<void> {
   let relay: NatsRelay | undefined;
   let server: SocketServer | undefined;
   let cri: CriServices | undefined;
+  // What serving needs is loaded while the projections are: the rebuild waits on
+  // LevelDB's reads, and loading these modules (and parsing the CRI protos) fills those
+  // waits. The NATS client only when a relay is configured.
+  const modules = Promise.all([
+    import('../../adapters/grpc/socket-server.js'),
+    import('../../adapters/ledger-api/ledger-service.js'),
+    import('../cri-services.js'),
+    config.nats.url ? Promise.all([import('../../adapters/bus/nats-relay.js'), import('../../adapters/bus/nats-stream-config.js')]) : undefined,
+  ]);
+  modules.catch(() => undefined); // awaited below; a failure is handled there
+  let StreamConfigMismatch: (new (...args: never[]) => Error) | undefined;
   try {
     logger.info({ dir, head: log.head() }, 'loading projections');
     const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
-    if (config.nats.url) {
-      relay = await NatsRelay.start({
+    const [{ startSocketServer }, { createLedgerService }, { createCriServices }, nats] = await modules;
+    StreamConfigMismatch = nats?.[1].StreamConfigMismatchError;
+    if (config.nats.url && nats) {
+      relay = await nats[0].NatsRelay.start({
         log,
         servers: config.nats.url,
         stream: config.nats.stream,
@@ -100,7 +98,7 @@ export async function serve(config: Config): Promise<void> {
     cri?.close();
     await relay?.stop().catch(() => undefined);
     await log.close();
-    if (error instanceof StreamConfigMismatchError) {
+    if (StreamConfigMismatch && error instanceof StreamConfigMismatch) {
       logger.fatal({ err: error }, 'the NATS stream does not match the configuration; fix one of them');
       process.exitCode = 1;
       return;
