@@ -53,7 +53,11 @@ export class ExitMonitor {
             break;
           case 'exit':
             if (event.execId !== '' && event.execId !== event.containerId) break;
-            if (!lifecycle.ledger.projections.containers.get(event.containerId)) break;
+            const record = lifecycle.ledger.projections.containers.get(event.containerId);
+            if (!record) break;
+            // The exit of an earlier task of this container (a start whose record could
+            // not be written was undone, then retried) is not this run's exit.
+            if (record.pid !== undefined && event.pid !== 0 && event.pid !== record.pid) break;
             await recordExit(lifecycle, { containerId: event.containerId, exitCode: event.exitCode, exitedAt: event.exitedAt, correlationId: newEventId() });
             break;
           case 'subscribed':

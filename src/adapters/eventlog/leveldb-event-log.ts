@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, stat, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Level } from 'level';
 import type { RawRecord } from '../../commands/ports.js';
 import { CorruptRecordError, InvalidArgumentError, LedgerLockedError, MissingRecordError } from '../../domain/errors.js';
@@ -23,8 +24,9 @@ import { storageError } from './storage-errors.js';
  * acknowledged later would be lost (test/int/leveldb-disk-full.int.test.ts shows it
  * without this). So after a failed write the handle is closed and opened again before
  * anything else is written: the open recovers the log up to its last whole record and
- * starts a fresh one. While that open fails (the disk is still full), writes fail with
- * the same error and nothing is stored.
+ * starts a fresh one. That open writes the log's records into a table, so it is tried
+ * only once the disk has room for them: until then writes fail with LedgerDiskFullError,
+ * nothing is stored, and reads go on through the old handle.
  */
 const LOG = 'e!';
 const STREAM = 's!';
@@ -41,6 +43,8 @@ const VERSION_DIGITS = 10;
 export const DEFAULT_MAX_OPEN_FILES = 64;
 /** LevelDB's table file size: with at most 64 tables open (and mapped), 512 KiB files keep a scan's mapped pages near 32 MiB. */
 export const DEFAULT_TABLE_FILE_BYTES = 512 * 1024;
+/** Free space beyond the write-ahead log's size that a reopen after a failed write waits for. */
+export const REOPEN_MARGIN_BYTES = 256 * 1024;
 /** Records fetched per iterator round trip while scanning. */
 export const DEFAULT_SCAN_CHUNK_RECORDS = 1_000;
 
@@ -111,7 +115,23 @@ export class LevelDbEventLog extends BaseEventLog {
   /** Reopens the handle first if a write failed on it (see the top of this file). */
   private async writable(): Promise<void> {
     await this.reopening?.catch(() => undefined);
-    if (this.failedWrite !== undefined) await this.reopen();
+    if (this.failedWrite === undefined) return;
+    if (this.db.status === 'open' && !(await this.roomToReopen())) throw storageError(this.dir, this.failedWrite);
+    await this.reopen();
+  }
+
+  /** Whether the disk has room for the table an open makes of the write-ahead log. */
+  private async roomToReopen(): Promise<boolean> {
+    try {
+      const fs = await statfs(this.dir);
+      let logBytes = 0;
+      for (const name of await readdir(this.dir)) {
+        if (name.endsWith('.log')) logBytes += (await stat(join(this.dir, name))).size;
+      }
+      return fs.bavail * fs.bsize >= logBytes + REOPEN_MARGIN_BYTES;
+    } catch {
+      return true; // Cannot tell: let the open decide.
+    }
   }
 
   private reopen(): Promise<void> {
