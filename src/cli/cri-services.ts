@@ -95,7 +95,6 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   let toRecover = [...ledger.projections.operations.values()];
   const network = new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir });
   const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now() };
-  let reconciled = false;
   const recover = async (): Promise<void> => {
     if (toRecover.length > 0) {
       const outcomes = await recoverInFlight(recovery, toRecover);
@@ -105,9 +104,11 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       }
       toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated));
     }
-    // Once per start, after recovery: sagas running now are known to the log already.
-    if (reconciled || toRecover.length > 0) return;
-    reconciled = true;
+    // After recovery, at every (re)connection: a saga whose undo failed while containerd
+    // was away left its objects there (its stream ended with Compensated, so the log no
+    // longer knows them); sagas running now are known to the log already (NameReserved
+    // comes before any side effect), so they are never taken for orphans.
+    if (toRecover.length > 0) return;
     const diff = diffAgainstRuntime(ledger.projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER));
     await reconcileWithRuntime({ ...recovery, nodeStream: nodeStream(config.node), correlationId: newEventId() }, diff);
     if (!inSync(diff)) logger.warn({ orphanContainers: diff.orphanContainers, orphanSnapshots: diff.orphanSnapshots, missing: diff.missing }, 'reconciled the log with containerd');

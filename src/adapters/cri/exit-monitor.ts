@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { recordExit, UNKNOWN_EXIT_CODE, type LifecycleDeps } from '../../commands/container-lifecycle.js';
+import { SIGKILL } from '../../commands/pod-runtime.js';
 import type { ContainerdTaskEvents } from '../containerd/containerd-task-events.js';
 import { newEventId } from '../ids/event-id.js';
 
@@ -91,6 +92,33 @@ export class ExitMonitor {
         }
       } catch (error) {
         logger.error({ err: error, containerId: c.id }, 'checking a running container against containerd failed');
+      }
+    }
+    await this.removeStrayTasks();
+  }
+
+  /**
+   * Deletes the task of a container the log says is not running (CREATED, or EXITED: a
+   * StartContainer cut off by containerd going away records StartError, but the task it
+   * had created stays, with its shim). Under the container's lock, so a start in
+   * progress is never taken for one.
+   */
+  private async removeStrayTasks(): Promise<void> {
+    const { lifecycle, logger } = this.o;
+    const idle = [...lifecycle.ledger.projections.containers.values()].filter((c) => c.state === 'CREATED' || c.state === 'EXITED');
+    for (const c of idle) {
+      try {
+        await lifecycle.locks.run(c.id, async () => {
+          const current = lifecycle.ledger.projections.containers.get(c.id);
+          if (!current || (current.state !== 'CREATED' && current.state !== 'EXITED')) return;
+          const task = await lifecycle.tasks.state(c.id);
+          if (!task) return;
+          if (task.status !== 'STOPPED') await lifecycle.tasks.stop(c.id, SIGKILL, 0);
+          await lifecycle.tasks.delete(c.id);
+          logger.warn({ containerId: c.id, state: current.state, task: task.status }, 'deleted a task the log does not account for');
+        });
+      } catch (error) {
+        logger.error({ err: error, containerId: c.id }, 'checking a stopped container for a stray task failed');
       }
     }
   }
