@@ -82,7 +82,7 @@ describe('the service process under faults', () => {
     assert.equal(against.code, 0, against.stdout + against.stderr);
   });
 
-  it('refuses a second serve on the same root at once, and leaves the running one and its socket alone', async () => {
+  it('refuses a second serve on the same root at once, and leaves the running one and its socket alone', async (t) => {
     const before = statSync(h.socket);
     for (const socket of [h.socket, join(h.root, 'second.sock')]) {
       const started = Date.now();
@@ -90,6 +90,7 @@ describe('the service process under faults', () => {
       const tookMs = Date.now() - started;
       assert.equal(second.code, 1, second.stderr);
       assert.match(second.stderr, /the ledger at .* is held by another cri-ledger process/);
+      t.diagnostic(`second serve (socket ${socket === h.socket ? 'the same' : 'another'}) exited ${second.code} in ${tookMs} ms: ${second.stderr.trim().split('\n').at(-1)}`);
       assert.ok(tookMs < 5_000, `failed in ${tookMs} ms`);
       if (socket !== h.socket) assert.equal(existsSync(socket), false, 'the refused instance bound no socket');
     }
