@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { networkReady } from '../adapters/cni/cni-network.js';
 import { CniPodNetwork } from '../adapters/cni/pod-network.js';
 import { connectContainerd } from '../adapters/containerd/containerd-api.js';
+import { unaryCall } from '../adapters/containerd/containerd-calls.js';
 import { ContainerdHealth } from '../adapters/containerd/containerd-health.js';
 import { ContainerdImageStore, DEFAULT_IMAGE_SNAPSHOTTER } from '../adapters/containerd/containerd-images.js';
 import { ContainerdRuntime } from '../adapters/containerd/containerd-runtime.js';
@@ -113,7 +114,14 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     await reconcileWithRuntime({ ...recovery, nodeStream: nodeStream(config.node), correlationId: newEventId() }, diff);
     if (!inSync(diff)) logger.warn({ orphanContainers: diff.orphanContainers, orphanSnapshots: diff.orphanSnapshots, missing: diff.missing }, 'reconciled the log with containerd');
   };
-  const exits = new ExitMonitor({ events: new ContainerdTaskEvents({ api, logger }), lifecycle, logger, onConnected: recover });
+  const exits = new ExitMonitor({
+    events: new ContainerdTaskEvents({ api, logger }),
+    lifecycle,
+    logger,
+    onConnected: recover,
+    // containerd 1.6 puts a task's container id in the process's `id` (container_id stays empty).
+    taskIds: async () => new Set((await unaryCall<{ tasks: Array<{ id: string; container_id: string }> }>(api.tasks, 'List', {})).tasks.flatMap((t) => [t.id, t.container_id])),
+  });
   const handlers = runtimeHandlers({
     ledger,
     node: config.node,

@@ -30,6 +30,8 @@ export class ExitMonitor {
       logger: Logger;
       /** Runs first whenever containerd is reachable again (startup recovery of sagas cut short). */
       onConnected?: () => Promise<void>;
+      /** The ids of the containers that have a task in containerd: one call instead of one per container. */
+      taskIds?: () => Promise<ReadonlySet<string>>;
     },
   ) {}
 
@@ -105,7 +107,13 @@ export class ExitMonitor {
    */
   private async removeStrayTasks(): Promise<void> {
     const { lifecycle, logger } = this.o;
-    const idle = [...lifecycle.ledger.projections.containers.values()].filter((c) => c.state === 'CREATED' || c.state === 'EXITED');
+    let withTask: ReadonlySet<string> | undefined;
+    try {
+      withTask = await this.o.taskIds?.();
+    } catch (error) {
+      logger.error({ err: error }, 'listing containerd tasks failed; checking each stopped container');
+    }
+    const idle = [...lifecycle.ledger.projections.containers.values()].filter((c) => (c.state === 'CREATED' || c.state === 'EXITED') && (withTask?.has(c.id) ?? true));
     for (const c of idle) {
       try {
         await lifecycle.locks.run(c.id, async () => {
