@@ -180,14 +180,28 @@ describe('NATS and the relay under faults', () => {
     let atStart = 0;
     let atKill = 0;
     await nats.restart();
-    atStart = await streamCount();
     // Kill as soon as the drain has begun: JetStream holds part of the backlog, and the
-    // cursor the service persisted may lag behind what JetStream acked.
-    await until('the relay to start draining', async () => (atKill = await streamCount()) > atStart, 10_000);
-    await h.serve().stop('SIGKILL');
+    // cursor the service persisted may lag behind what JetStream acked. One connection,
+    // polled without pause, so the kill lands early in the drain even on a fast machine.
+    const nc = await connect({ servers: nats.url });
+    try {
+      const jsm = await nc.jetstreamManager();
+      atStart = (await jsm.streams.info(STREAM)).state.messages;
+      const deadline = Date.now() + 10_000;
+      while ((atKill = (await jsm.streams.info(STREAM)).state.messages) === atStart) {
+        if (Date.now() > deadline) throw new Error('the relay did not start draining');
+      }
+      await h.serve().stop('SIGKILL');
+    } finally {
+      await nc.close();
+    }
     const stopped = await runCli(['status', '--db', join(h.root, 'ledger'), '--json']);
     const persisted = (JSON.parse(stopped.stdout) as { relay: { cursor: number } }).relay.cursor;
-    t.diagnostic(`backlog up to seq ${head}; stream had ${atStart} messages before the drain, ${atKill} when the service was killed; persisted relay cursor ${persisted}`);
+    const atDeath = await streamCount();
+    t.diagnostic(
+      `backlog up to seq ${head}; stream messages: ${atStart} before the drain, ${atKill} at the kill, ${atDeath} once the process was gone; ` +
+        `persisted relay cursor ${persisted}, so the restart re-sends ${Math.max(0, atDeath - persisted)} events JetStream already holds`,
+    );
     assert.ok(persisted < head, 'the kill left part of the backlog unpublished');
     await h.restart();
     const figures = await compare(t);
