@@ -84,6 +84,34 @@ describe('the ledger on a small disk that fills up', () => {
     assert.equal(against.code, 0, against.stdout + against.stderr);
   });
 
+  it('records the exit of a container stopped while the disk was full once space is freed, without a restart', async (t) => {
+    const { containerId } = await h.call<{ containerId: string }>('createContainer', request('stopped-full'));
+    await h.call('startContainer', { containerId });
+    disk!.fill();
+    // A small append can still fit in the slack of the log file's last page; the first
+    // one that does not fit (a CreateContainer's spec) fails, and from then on the ledger
+    // refuses every write until there is room to reopen it.
+    assert.equal((await failure(h.call('createContainer', request('noticed')))).code, Status.RESOURCE_EXHAUSTED);
+    const stop = await failure(h.call('stopContainer', { containerId, timeout: 0 }));
+    assert.equal(stop.code, Status.RESOURCE_EXHAUSTED, stop.details);
+    // The task is gone, the log could not say so yet.
+    assert.notEqual(await taskOf(containerId), 'RUNNING');
+    disk!.free();
+    const freed = Date.now();
+    const state = async () => (await h.call<{ status: { state: string; exitCode: number } }>('containerStatus', { containerId })).status;
+    const deadline = Date.now() + 15_000;
+    while ((await state()).state !== 'CONTAINER_EXITED') {
+      if (Date.now() > deadline) assert.fail(`still ${(await state()).state} 15 s after space was freed`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    t.diagnostic(`exit recorded ${Date.now() - freed} ms after space was freed (exit code ${(await state()).exitCode})`);
+    assert.equal((await state()).exitCode, 137);
+    assert.equal(await taskOf(containerId), 'none');
+    assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0);
+    const against = await runCli(['verify', '--against-containerd', '--socket', h.socket, '--containerd-address', h.containerd.address]);
+    assert.equal(against.code, 0, against.stdout + against.stderr);
+  });
+
   it('exits non-zero at once when started on a full disk, saying the disk is full and naming the ledger directory', async () => {
     await h.serve().stop();
     disk!.fill();

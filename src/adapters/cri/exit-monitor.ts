@@ -20,8 +20,13 @@ import { newEventId } from '../ids/event-id.js';
  * `onConnected` runs before each of those checks: startup recovery, which needs
  * containerd, waits for it the same way.
  */
+/** How soon the running containers are checked again after an exit could not be recorded (a full disk, say). */
+export const DEFAULT_EXIT_RECHECK_MS = 2_000;
+
 export class ExitMonitor {
   private running: Promise<void> | undefined;
+  private recheck: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(
     private readonly o: {
@@ -32,6 +37,7 @@ export class ExitMonitor {
       onConnected?: () => Promise<void>;
       /** The ids of the containers that have a task in containerd: one call instead of one per container. */
       taskIds?: () => Promise<ReadonlySet<string>>;
+      recheckMs?: number;
     },
   ) {}
 
@@ -42,8 +48,26 @@ export class ExitMonitor {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.recheck);
     await this.o.events.stop();
     await this.running;
+  }
+
+  /**
+   * An exit that could not be recorded is not seen again from the subscription: check
+   * the running containers against containerd a little later, and again until every
+   * exit is in the log (containerd keeps a stopped task, with its exit, until deleted).
+   */
+  private scheduleRecheck(): void {
+    if (this.recheck || this.stopped) return;
+    this.recheck = setTimeout(() => {
+      this.recheck = undefined;
+      void this.reconcile().then((complete) => {
+        if (!complete) this.scheduleRecheck();
+      });
+    }, this.o.recheckMs ?? DEFAULT_EXIT_RECHECK_MS);
+    this.recheck.unref();
   }
 
   private async consume(): Promise<void> {
@@ -66,18 +90,21 @@ export class ExitMonitor {
           case 'subscribed':
           case 'resubscribed':
             await this.o.onConnected?.();
-            await this.reconcile();
+            if (!(await this.reconcile())) this.scheduleRecheck();
             break;
         }
       } catch (error) {
         logger.error({ err: error, event }, 'recording a task event failed');
+        if (event.kind === 'exit') this.scheduleRecheck();
       }
     }
   }
 
-  /** Checks every RUNNING container against containerd (see the class comment). */
-  async reconcile(): Promise<void> {
+  /** Checks every RUNNING container against containerd (see the class comment); false when a check or a record failed. */
+  async reconcile(): Promise<boolean> {
     const { lifecycle, logger } = this.o;
+    if (this.stopped) return true;
+    let complete = true;
     const running = [...lifecycle.ledger.projections.containers.values()].filter((c) => c.state === 'RUNNING');
     for (const c of running) {
       try {
@@ -93,10 +120,12 @@ export class ExitMonitor {
           logger.info({ containerId: c.id, exitCode: exit.exitCode, task: state?.status ?? 'gone' }, 'recorded an exit missed while not subscribed');
         }
       } catch (error) {
+        complete = false;
         logger.error({ err: error, containerId: c.id }, 'checking a running container against containerd failed');
       }
     }
     await this.removeStrayTasks();
+    return complete;
   }
 
   /**
