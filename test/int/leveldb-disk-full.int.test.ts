@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { LevelDbEventLog } from '../../src/adapters/eventlog/leveldb-event-log.js';
-import { LedgerDiskFullError } from '../../src/adapters/eventlog/storage-errors.js';
+import { LedgerDiskFullError, LedgerStorageError } from '../../src/adapters/eventlog/storage-errors.js';
 import type { LedgerEvent } from '../../src/domain/events.js';
 import { container, ev, streams } from '../support/fixtures.js';
 import { mountSmallDisk, type SmallDisk } from '../support/small-disk.js';
@@ -87,3 +87,38 @@ it('fails to open on a full disk with a message that says so and names the direc
     assert.equal(again.head(), 100);
     await again.close();
   }));
+
+it('refuses to write on after a failed write that reached the disk anyway, and a reopen loads it', async () => {
+  const base = await mkdtemp(join(tmpdir(), 'cri-ledger-sync-'));
+  const dir = join(base, 'ledger');
+  try {
+    const log = await LevelDbEventLog.open({ dir, node: 'n' });
+    await appendOne(log, 0);
+    // A sync that fails after the batch is on disk, as an fsync error can: LevelDB
+    // cannot tell whether the record will be there at the next open.
+    const db = (log as unknown as { db: { batch: () => { put: (k: string, v: string) => void; write: (o: object) => Promise<void> } } }).db;
+    const realBatch = db.batch.bind(db);
+    db.batch = () => {
+      const batch = realBatch();
+      const write = batch.write.bind(batch);
+      batch.write = async (o: object) => {
+        await write(o);
+        throw Object.assign(new Error('IO error: sync: Input/output error'), { code: 'LEVEL_IO_ERROR' });
+      };
+      return batch;
+    };
+    await assert.rejects(appendOne(log, 1), /could not be written: IO error: sync: Input\/output error/);
+    db.batch = realBatch;
+    assert.equal(log.head(), 2, 'the failed append moved no seq');
+    await assert.rejects(appendOne(log, 2), (error: unknown) => error instanceof LedgerStorageError && /stored after all \(the log ends at seq 4, this process is at 2\); restart/.test(error.message));
+    await assert.rejects(appendOne(log, 3), LedgerStorageError);
+    await log.close();
+    const reopened = await LevelDbEventLog.open({ dir, node: 'n' });
+    assert.equal(reopened.head(), 4);
+    const [next] = await appendOne(reopened, 4);
+    assert.equal(next!.seq, 5);
+    await reopened.close();
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+});

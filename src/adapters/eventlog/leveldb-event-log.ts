@@ -5,7 +5,7 @@ import type { RawRecord } from '../../commands/ports.js';
 import { CorruptRecordError, InvalidArgumentError, LedgerLockedError, MissingRecordError } from '../../domain/errors.js';
 import { decodeEvent, type LedgerEvent } from '../../domain/events.js';
 import { BaseEventLog, type EventLogOptions } from './base-event-log.js';
-import { storageError } from './storage-errors.js';
+import { LedgerStorageError, storageError } from './storage-errors.js';
 
 /*
  * Key layout (one LevelDB, utf8 keys and values). Each read the service needs is one
@@ -63,6 +63,8 @@ export class LevelDbEventLog extends BaseEventLog {
   private failedWrite: unknown;
   private reopening: Promise<void> | undefined;
   private closing = false;
+  /** Set when a reopen found events past the head: no write is safe until a restart. */
+  private diverged: LedgerStorageError | undefined;
 
   private constructor(
     private readonly db: Level<string, string>,
@@ -115,6 +117,7 @@ export class LevelDbEventLog extends BaseEventLog {
   /** Reopens the handle first if a write failed on it (see the top of this file). */
   private async writable(): Promise<void> {
     await this.reopening?.catch(() => undefined);
+    if (this.diverged) throw this.diverged;
     if (this.failedWrite === undefined) return;
     if (this.db.status === 'open' && !(await this.roomToReopen())) throw storageError(this.dir, this.failedWrite);
     await this.reopen();
@@ -139,10 +142,19 @@ export class LevelDbEventLog extends BaseEventLog {
       try {
         if (this.db.status === 'open') await this.db.close();
         await this.db.open();
-        this.failedWrite = undefined;
       } catch (error) {
         throw storageError(this.dir, error);
       }
+      // A write whose sync failed may still have reached the disk: then the store holds
+      // events its appenders were told failed, at seqs this process would hand out
+      // again. Never overwrite them: refuse every write until a restart loads them (its
+      // recovery ends the sagas they began).
+      const last = await lastEntry(this.db, LOG, seqKey(Number.MAX_SAFE_INTEGER));
+      const stored = last ? Number(last[0].slice(LOG.length)) : 0;
+      if (stored !== this.headSeq) {
+        throw (this.diverged = new LedgerStorageError(this.dir, `a write reported as failed was stored after all (the log ends at seq ${stored}, this process is at ${this.headSeq}); restart the service to load it`));
+      }
+      this.failedWrite = undefined;
     })().finally(() => (this.reopening = undefined));
     return this.reopening;
   }
