@@ -115,6 +115,32 @@ describe('the ledger on a small disk that fills up', () => {
     assert.equal(against.code, 0, against.stdout + against.stderr);
   });
 
+  it('frees the name of a CreateContainer whose last events could not be written, once space is freed, without a restart', async (t) => {
+    await h.restart(`CreateContainer.SnapshotPrepared=delay(1500)`);
+    const before = { containerd: await containerdIds() };
+    const call = failure(h.call('createContainer', request('late')));
+    // The call is held after its snapshot exists; the disk fills before it records it.
+    await new Promise((r) => setTimeout(r, 500));
+    disk!.fill();
+    assert.equal((await failure(h.call('createContainer', request('noticed-late')))).code, Status.RESOURCE_EXHAUSTED);
+    const error = await call;
+    assert.equal(error.code, Status.RESOURCE_EXHAUSTED, error.details);
+    assert.deepEqual(await containerdIds(), before.containerd, 'the saga undid its containerd record and snapshot');
+    disk!.free();
+    const freed = Date.now();
+    // kubelet retries the same request: once space is back it is served, not refused for the name.
+    let retry: { containerId: string } | ServiceError;
+    for (;;) {
+      retry = await h.call<{ containerId: string }>('createContainer', request('late')).catch((e: ServiceError) => e);
+      if (!(retry instanceof Error) || Date.now() - freed > 10_000) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(!(retry instanceof Error), `the retry still fails ${Date.now() - freed} ms after space was freed: ${retry instanceof Error ? retry.details : ''}`);
+    t.diagnostic(`the same request created the container ${Date.now() - freed} ms after space was freed`);
+    const verify = await runCli(['verify', '--socket', h.socket]);
+    assert.equal(verify.code, 0, verify.stdout);
+  });
+
   it('exits non-zero at once when started on a full disk, saying the disk is full and naming the ledger directory', async () => {
     await h.serve().stop();
     disk!.fill();
