@@ -1,12 +1,14 @@
 import { runCriBench } from './cri.js';
 import { runImagesBench } from './images.js';
 import { runLedgerBench } from './ledger.js';
+import { runRestartBench } from './restart.js';
 
 /** `npm run bench -- <suite>`: each suite prints a table and writes bench/results/<suite>.json. */
 const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   ledger: runLedgerBench,
   cri: runCriBench,
   images: runImagesBench,
+  restart: runRestartBench,
 };
 
 const [suite, ...args] = process.argv.slice(2);

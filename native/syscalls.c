@@ -1,11 +1,12 @@
 /*
- * The few Linux system calls cri-ledger needs that Node has no API for: mkfifo, mount,
+ * The few Linux system calls cri-ledger needs that Node has no API for: mkfifo, mknod,
+ * lsetxattr and lgetxattr (a pull writes layers' device nodes, overlay whiteouts and xattrs), mount,
  * umount2, and making a persistent network namespace. Each used to be a child process
  * (mkfifo(1), mount(8), unshare(1)); spawning one from Node costs about 12 ms on these
  * machines, which was most of CreateContainer's and a good part of RunPodSandbox's
  * latency. A system call costs microseconds.
  *
- * mkfifo is synchronous (it never blocks). mount, umount2 and the network namespace run
+ * mkfifo, mknod and lsetxattr are synchronous (they never block). mount, umount2 and the network namespace run
  * on the libuv thread pool and resolve a promise, since a mount can wait on the
  * filesystem. The netns is made on a thread of its own, created and joined for the
  * purpose: unshare(CLONE_NEWNET) moves the calling thread into the new namespace for
@@ -27,7 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <stdbool.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -63,6 +67,9 @@ static const char *errno_name(int e) {
     case EMFILE: return "EMFILE";
     case EAGAIN: return "EAGAIN";
     case ENOSYS: return "ENOSYS";
+    case ENOTSUP: return "ENOTSUP";
+    case E2BIG: return "E2BIG";
+    case ERANGE: return "ERANGE";
     default: return "UNKNOWN";
   }
 }
@@ -144,6 +151,79 @@ static napi_value js_mkfifo(napi_env env, napi_callback_info info) {
   if (mkfifo(path, (mode_t)mode) != 0) napi_throw(env, make_error(env, errno, "mkfifo", path));
   free(path);
   return NULL;
+}
+
+/* mknod(path, mode, major, minor): synchronous; mode carries the file type (S_IFCHR, ...). */
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path;
+  double mode, major_number, minor_number;
+  if (!string_arg(env, argv, argc, 0, 0, &path)) return NULL;
+  if (!number_arg(env, argv, argc, 1, &mode) || !number_arg(env, argv, argc, 2, &major_number) || !number_arg(env, argv, argc, 3, &minor_number)) {
+    free(path);
+    return NULL;
+  }
+  if (mknod(path, (mode_t)mode, makedev((unsigned int)major_number, (unsigned int)minor_number)) != 0) napi_throw(env, make_error(env, errno, "mknod", path));
+  free(path);
+  return NULL;
+}
+
+/* Arguments 0 and 1 as newly allocated strings: a path and an attribute name. */
+static int path_and_name_args(napi_env env, napi_value *argv, size_t argc, char **path, char **name) {
+  if (!string_arg(env, argv, argc, 0, 0, path)) return 0;
+  if (string_arg(env, argv, argc, 1, 0, name)) return 1;
+  free(*path);
+  *path = NULL;
+  return 0;
+}
+
+/* lsetxattr(path, name, value): synchronous; value is a Buffer; never follows a symlink. */
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path, *name;
+  if (!path_and_name_args(env, argv, argc, &path, &name)) return NULL;
+  bool is_buffer = false;
+  if (argc >= 3) napi_is_buffer(env, argv[2], &is_buffer);
+  if (!is_buffer) {
+    free(path);
+    free(name);
+    napi_throw_type_error(env, NULL, "cri-ledger native: lsetxattr wants a Buffer value");
+    return NULL;
+  }
+  void *data = NULL;
+  size_t length = 0;
+  napi_get_buffer_info(env, argv[2], &data, &length);
+  if (lsetxattr(path, name, data, length, 0) != 0) napi_throw(env, make_error(env, errno, "lsetxattr", path));
+  free(path);
+  free(name);
+  return NULL;
+}
+
+/* lgetxattr(path, name): the value as a Buffer, or undefined when the file has no such attribute. */
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path, *name;
+  if (!path_and_name_args(env, argv, argc, &path, &name)) return NULL;
+  char value[65536];
+  ssize_t length = lgetxattr(path, name, value, sizeof value);
+  napi_value result = NULL;
+  if (length >= 0) {
+    void *data;
+    napi_create_buffer_copy(env, (size_t)length, value, &data, &result);
+  } else if (errno == ENODATA) {
+    napi_get_undefined(env, &result);
+  } else {
+    napi_throw(env, make_error(env, errno, "lgetxattr", path));
+  }
+  free(path);
+  free(name);
+  return result;
 }
 
 enum op { OP_MOUNT, OP_UMOUNT, OP_NETNS };
@@ -321,6 +401,9 @@ static void set_constant(napi_env env, napi_value object, const char *name, doub
 
 static napi_value init(napi_env env, napi_value exports) {
   set_function(env, exports, "mkfifo", js_mkfifo);
+  set_function(env, exports, "mknod", js_mknod);
+  set_function(env, exports, "lsetxattr", js_lsetxattr);
+  set_function(env, exports, "lgetxattr", js_lgetxattr);
   set_function(env, exports, "mount", js_mount);
   set_function(env, exports, "umount2", js_umount2);
   set_function(env, exports, "bindNewNetns", js_bind_new_netns);
@@ -337,6 +420,9 @@ static napi_value init(napi_env env, napi_value exports) {
   set_constant(env, flags, "MS_SLAVE", MS_SLAVE);
   set_constant(env, flags, "MS_SHARED", MS_SHARED);
   set_constant(env, flags, "MNT_DETACH", MNT_DETACH);
+  set_constant(env, flags, "S_IFCHR", S_IFCHR);
+  set_constant(env, flags, "S_IFBLK", S_IFBLK);
+  set_constant(env, flags, "S_IFIFO", S_IFIFO);
   napi_set_named_property(env, exports, "flags", flags);
   return exports;
 }

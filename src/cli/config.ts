@@ -20,6 +20,12 @@ export const DEFAULT_NATS_DUPLICATE_WINDOW_MS = 10 * 60_000;
 /** 0: keep events until the stream's other limits say otherwise. */
 export const DEFAULT_NATS_MAX_AGE_MS = 0;
 export const DEFAULT_LOG_LEVEL = 'info';
+/**
+ * How long past its caller's deadline a created container or sandbox whose id reached
+ * no caller waits for a retry to claim it before it is removed: kubelet's 2-minute
+ * CreateContainer deadline again, so one full retry of kubelet's fits.
+ */
+export const DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS = 2 * 60_000;
 
 type Kind = 'string' | 'int' | 'bool' | 'duration';
 
@@ -34,6 +40,7 @@ export const CONFIG_KEYS = [
   { key: 'cni.binDir', env: 'CRI_LEDGER_CNI_BIN_DIR', flag: 'cni-bin-dir', kind: 'string', help: 'CNI plugins' },
   { key: 'cni.confDir', env: 'CRI_LEDGER_CNI_CONF_DIR', flag: 'cni-conf-dir', kind: 'string', help: 'CNI configs' },
   { key: 'registry.configPath', env: 'CRI_LEDGER_REGISTRY_CONFIG_PATH', flag: 'registry-config-path', kind: 'string', help: 'hosts.toml dirs' },
+  { key: 'images.keepLayerBlobs', env: 'CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS', flag: 'images-keep-layer-blobs', kind: 'bool', help: "keep pulled layers' blobs in containerd's content store" },
   { key: 'restrictOomScoreAdj', env: 'CRI_LEDGER_RESTRICT_OOM_SCORE_ADJ', flag: 'restrict-oom-score-adj', kind: 'bool', help: 'clamp oom_score_adj' },
   { key: 'nats.url', env: 'CRI_LEDGER_NATS_URL', flag: 'nats-url', kind: 'string', help: 'NATS server(s); unset turns the relay off' },
   { key: 'nats.stream', env: 'CRI_LEDGER_NATS_STREAM', flag: 'nats-stream', kind: 'string', help: 'JetStream stream name' },
@@ -42,6 +49,13 @@ export const CONFIG_KEYS = [
   { key: 'nats.maxAge', env: 'CRI_LEDGER_NATS_MAX_AGE', flag: 'nats-max-age', kind: 'duration', help: 'stream max age, 0 = unlimited' },
   { key: 'node', env: 'CRI_LEDGER_NODE', flag: 'node', kind: 'string', help: 'node name (default: hostname)' },
   { key: 'logLevel', env: 'CRI_LEDGER_LOG_LEVEL', flag: 'log-level', kind: 'string', help: 'trace|debug|info|warn|error|fatal' },
+  {
+    key: 'unclaimedResultTimeout',
+    env: 'CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT',
+    flag: 'unclaimed-result-timeout',
+    kind: 'duration',
+    help: 'how long past its caller deadline an undelivered container or sandbox waits for a retry, e.g. 2m',
+  },
 ] as const satisfies ReadonlyArray<{ key: string; env: string; flag: string; kind: Kind; help: string }>;
 
 const DURATION = z.number().int().nonnegative();
@@ -64,6 +78,7 @@ export const ConfigSchema = z
       .strict()
       .default({ binDir: DEFAULT_CNI_BIN_DIR, confDir: DEFAULT_CNI_CONF_DIR }),
     registry: z.object({ configPath: z.string().min(1).default(DEFAULT_REGISTRY_CONFIG_PATH) }).strict().default({ configPath: DEFAULT_REGISTRY_CONFIG_PATH }),
+    images: z.object({ keepLayerBlobs: z.boolean().default(false) }).strict().default({ keepLayerBlobs: false }),
     restrictOomScoreAdj: z.boolean().default(false),
     nats: z
       .object({
@@ -77,6 +92,7 @@ export const ConfigSchema = z
       .default({ stream: DEFAULT_NATS_STREAM, replicas: DEFAULT_NATS_REPLICAS, duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS, maxAge: DEFAULT_NATS_MAX_AGE_MS }),
     node: z.string().regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)').default(() => nodeName()),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(DEFAULT_LOG_LEVEL),
+    unclaimedResultTimeout: DURATION.min(100, 'must be at least 100ms').default(DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS),
   })
   .strict();
 
@@ -147,6 +163,13 @@ function readFile(path: string): Record<string, unknown> {
   if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidArgumentError('--config', `${path} must hold an object`);
   // Durations may be written as "10m" in a file too.
   const obj = parsed as Record<string, unknown>;
+  if (typeof obj.unclaimedResultTimeout === 'string') {
+    try {
+      obj.unclaimedResultTimeout = parseDuration(obj.unclaimedResultTimeout);
+    } catch (cause) {
+      throw new InvalidArgumentError('unclaimedResultTimeout', `in ${path}: ${(cause as Error).message}`);
+    }
+  }
   const nats = obj.nats as Record<string, unknown> | undefined;
   for (const k of ['duplicateWindow', 'maxAge']) {
     if (nats && typeof nats[k] === 'string') {

@@ -19,6 +19,7 @@ import { newEventId } from '../adapters/ids/event-id.js';
 import { ContainerdPuller } from '../adapters/containerd/containerd-pull.js';
 import { normalizeImageRef, pullTarget } from '../adapters/containerd/image-ref.js';
 import { ExitMonitor } from '../adapters/cri/exit-monitor.js';
+import { UnclaimedResultTimer } from '../adapters/cri/unclaimed-results.js';
 import { imageHandlers } from '../adapters/cri/image-handlers.js';
 import { imagesAdminHandlers, RuntimeImagePuller } from '../adapters/images/runtime-images.js';
 import { imagesServiceClass } from '../adapters/ledger-api/ledger-definition.js';
@@ -95,15 +96,16 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   // The sagas a previous process left in flight: compensated once containerd answers.
   let toRecover = [...ledger.projections.operations.values()];
   const network = new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir });
-  const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now() };
+  const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now(), now: () => new Date().toISOString() };
   const recover = async (): Promise<void> => {
     if (toRecover.length > 0) {
       const outcomes = await recoverInFlight(recovery, toRecover);
       for (const o of outcomes) {
-        if (o.compensated) logger.warn({ stream: o.stream, operation: o.operation }, 'compensated a saga the previous process left in flight');
+        if (o.rolledForward) logger.warn({ stream: o.stream, operation: o.operation }, 'rolled forward a saga the previous process left in flight; its result waits for a claim');
+        else if (o.compensated) logger.warn({ stream: o.stream, operation: o.operation }, 'compensated a saga the previous process left in flight');
         else logger.error({ stream: o.stream, operation: o.operation, undone: o.undone }, 'could not undo a saga left in flight; will retry when containerd reconnects');
       }
-      toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated));
+      toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated && !o.rolledForward));
     }
     // After recovery, at every (re)connection: a saga whose undo failed while containerd
     // was away left its objects there (its stream ended with Compensated, so the log no
@@ -122,6 +124,19 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     // containerd 1.6 puts a task's container id in the process's `id` (container_id stays empty).
     taskIds: async () => new Set((await unaryCall<{ tasks: Array<{ id: string; container_id: string }> }>(api.tasks, 'List', {})).tasks.flatMap((t) => [t.id, t.container_id])),
   });
+  const sandboxNames = new NameReservations(ledger.projections.sandboxNames);
+  const containerNames = new NameReservations(ledger.projections.containerNames);
+  // Results whose id reached no caller and that nobody claims are removed after the
+  // configured time; the timer is armed from the log at start (docs/recovery.md).
+  const unclaimed = new UnclaimedResultTimer({
+    ledger,
+    unclaimedTimeoutMs: config.unclaimedResultTimeout,
+    logger,
+    reap: {
+      containers: { ledger, names: containerNames, runtime, files: containerFiles, locks: lifecycle.locks },
+      sandboxes: { ledger, names: sandboxNames, runtime, tasks, network, files: podFiles },
+    },
+  });
   const handlers = runtimeHandlers({
     ledger,
     node: config.node,
@@ -129,7 +144,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     exec: new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') }),
     stats: new ContainerdStats({ api }),
     sandboxes: {
-      names: new NameReservations(ledger.projections.sandboxNames),
+      names: sandboxNames,
       images,
       runtime,
       tasks,
@@ -141,15 +156,17 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       failpoints,
     },
     containers: {
-      names: new NameReservations(ledger.projections.containerNames),
+      names: containerNames,
       images,
       runtime,
       files: containerFiles,
       specs,
       failpoints,
+      locks: lifecycle.locks,
     },
   });
-  const puller = new ContainerdPuller(api);
+  // Layers go straight into their snapshots unless their blobs are to be kept (docs/images.md).
+  const puller = new ContainerdPuller(api, { streamUnpack: !config.images.keepLayerBlobs });
   const imagePulls = new ImagePulls({
     ledger,
     images,
@@ -175,8 +192,12 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       criService(imageServiceV1alpha2, imageService),
       { definition: imagesServiceClass().service, implementation: imagesAdminHandlers({ ledger, puller, images }) },
     ],
-    start: () => exits.start(),
+    start: () => {
+      exits.start();
+      unclaimed.start();
+    },
     async stop() {
+      await unclaimed.stop();
       await exits.stop();
       await logs.closeAll();
     },

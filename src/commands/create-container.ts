@@ -5,11 +5,13 @@ import { containerStream, RESOURCE_ID } from '../domain/ids.js';
 import { envVar, plainText, textMap } from '../domain/text.js';
 import type { SandboxRecord } from '../projections/sandbox-store.js';
 import type { Ledger } from './ledger.js';
-import { retryServed, runOnce, type NameReservations } from './name-reservations.js';
-import type { ContainerFiles, ContainerRuntime, ImageStore, SnapshotRef, SpecFactory } from './ports.js';
+import type { KeyedLock } from './keyed-lock.js';
+import { resultUndelivered, retryServed, runOnce, type NameReservations } from './name-reservations.js';
+import type { Caller, ContainerFiles, ContainerRuntime, ImageStore, SnapshotRef, SpecFactory } from './ports.js';
 import { KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
 import { specDigest } from './spec-digest.js';
+import { discardContainerResult, supersededMessage } from './undelivered-results.js';
 
 /*
  * CreateContainer, after containerd's CRI plugin, step by step (docs/create-container.md):
@@ -26,6 +28,9 @@ import { specDigest } from './spec-digest.js';
  */
 
 export const OPERATION = 'CreateContainer';
+
+/** The key, in the containerd record's metadata extension, of the ContainerCreated data the saga was about to record. */
+export const CREATED_EXTENSION_KEY = 'containerCreated';
 
 const RECORD = z.record(z.string(), z.string());
 
@@ -57,6 +62,10 @@ export interface CreateContainerCommand {
   correlationId: string;
   /** Now, as ISO 8601: the container's created time. */
   now: string;
+  /** The caller's deadline, ms since the epoch: a step still running then records OperationStalled. */
+  deadline?: number;
+  /** Whether the request's caller still waits (the gRPC edge); absent: it always does. */
+  caller?: Caller;
 }
 
 export interface CreateContainerDeps {
@@ -67,6 +76,8 @@ export interface CreateContainerDeps {
   files: ContainerFiles;
   specs: SpecFactory;
   failpoints?: Failpoints;
+  /** The lifecycle lock, held while an undelivered container is removed to make way for another request. */
+  locks?: KeyedLock;
 }
 
 /** Checks the request before anything is written; throws InvalidArgumentError naming the field. */
@@ -106,16 +117,30 @@ function findSandbox(deps: CreateContainerDeps, ref: string): SandboxRecord {
  * Runs CreateContainer; resolves with the container id once ContainerCreated is recorded.
  * A retry of the same request (same name, same request digest) gets the first one's id:
  * it waits for it while it runs, or, once it created the container, is answered with
- * its id and a RetryServed record, and nothing is created twice.
+ * its id and a RetryServed record, and nothing is created twice. A request with another
+ * digest replaces a container whose id reached no caller (src/commands/name-reservations.ts).
  */
 export async function createContainer(deps: CreateContainerDeps, command: CreateContainerCommand): Promise<string> {
   const { podSandboxId, config } = validateCreateContainer(command);
   const sandbox = findSandbox(deps, podSandboxId);
+  const name = containerName(config.metadata, sandbox);
+  const p = deps.ledger.projections;
   return runOnce(
     deps.names,
-    { name: containerName(config.metadata, sandbox), requestDigest: command.requestDigest, id: command.containerId },
-    (id) => deps.ledger.projections.containers.get(id),
-    (id) => retryServed(deps.ledger, containerStream(id), command),
+    { name, requestDigest: command.requestDigest, id: command.containerId, ...(command.caller ? { caller: command.caller } : {}) },
+    {
+      holder: (id) => p.containers.get(id),
+      undelivered: (id) => p.undelivered.get(containerStream(id)) !== undefined && p.containers.get(id)?.state === 'CREATED',
+      served: (id) => retryServed(deps.ledger, containerStream(id), command),
+      undeliveredTo: (id, gaveUp) =>
+        resultUndelivered(deps.ledger, containerStream(id), { name, requestDigest: command.requestDigest, correlationId: command.correlationId, callerDeadline: command.caller?.deadline }, gaveUp),
+      replace: async (id) => {
+        const undelivered = p.undelivered.get(containerStream(id));
+        if (!undelivered) return;
+        const message = supersededMessage(undelivered, command.requestDigest);
+        await discardContainerResult(deps, { id, reason: 'superseded', message, supersededBy: command.requestDigest, correlationId: command.correlationId, now: command.now });
+      },
+    },
     () => create(deps, command, sandbox, config),
   );
 }
@@ -149,6 +174,20 @@ async function create(
   // must not both prepare a snapshot.
   deps.names.claim(name, id);
   const snapshotRef: SnapshotRef = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
+  // What ContainerCreated will record. The containerd record carries it too, so startup
+  // recovery can roll a saga forward whose record and snapshot exist (src/commands/recover.ts).
+  const created: EventData['ContainerCreated'] = {
+    createdAt: command.now,
+    imageRef: image.id,
+    logPath: built.logPath,
+    labels: config.labels,
+    annotations: config.annotations,
+    stdin: config.stdin,
+    tty: config.tty,
+    stopSignal: image.config.stopSignal || 'SIGTERM',
+    mounts: criMounts(config),
+    resources: criResources(built.spec),
+  };
   const steps: SagaStep<undefined>[] = [
     {
       name: 'NameReserved',
@@ -193,7 +232,7 @@ async function create(
           snapshot: snapshotRef,
           runtime: runtimeFor(sandbox.runtimeHandler),
           labels: { ...config.labels, [KIND_LABEL]: 'container' },
-          extension: { sandboxId: sandbox.id, name, metadata: config.metadata, logPath: built.logPath, requestDigest: command.requestDigest },
+          extension: { sandboxId: sandbox.id, name, metadata: config.metadata, logPath: built.logPath, requestDigest: command.requestDigest, [CREATED_EXTENSION_KEY]: created },
         }),
       undo: () => deps.runtime.deleteContainer(id),
     },
@@ -208,24 +247,7 @@ async function create(
     {
       name: 'ContainerCreated',
       pure: true,
-      run: async (): Promise<NewEvent[]> => [
-        {
-          type: 'ContainerCreated',
-          correlationId: c,
-          data: {
-            createdAt: command.now,
-            imageRef: image.id,
-            logPath: built.logPath,
-            labels: config.labels,
-            annotations: config.annotations,
-            stdin: config.stdin,
-            tty: config.tty,
-            stopSignal: image.config.stopSignal || 'SIGTERM',
-            mounts: criMounts(config),
-            resources: criResources(built.spec),
-          },
-        },
-      ],
+      run: async (): Promise<NewEvent[]> => [{ type: 'ContainerCreated', correlationId: c, data: created }],
     },
   ];
   try {
@@ -239,6 +261,7 @@ async function create(
       ctx: undefined,
       name,
       ...(deps.failpoints ? { failpoints: deps.failpoints } : {}),
+      ...(command.deadline === undefined ? {} : { deadline: command.deadline }),
     });
   } finally {
     deps.names.settle(name, id);

@@ -195,6 +195,30 @@ export interface ContainerRuntime {
   deleteContainer(containerId: string): Promise<void>;
   /** Whether containerd holds a container record with this id. */
   hasContainer(containerId: string): Promise<boolean>;
+  /** The spec and metadata extension containerd holds for this id; undefined when there is no record. */
+  storedContainer(containerId: string): Promise<StoredContainer | undefined>;
+  /** The active snapshot `key` in `snapshotter` (its parent); undefined when there is none. */
+  statSnapshot(key: string, snapshotter: string): Promise<{ parent: string } | undefined>;
+}
+
+/** A container record as containerd holds it: what startup recovery checks before rolling a saga forward. */
+export interface StoredContainer {
+  spec: Record<string, unknown>;
+  /** cri-ledger's metadata extension (see RuntimeContainer.extension); {} when absent. */
+  extension: Record<string, unknown>;
+  snapshotter: string;
+  snapshotKey: string;
+}
+
+/**
+ * The caller of one CRI request, as the gRPC edge sees it. The command asks it, once its
+ * result is ready, whether anyone is still waiting for the answer.
+ */
+export interface Caller {
+  /** The caller's deadline (ISO 8601), when it set one. */
+  deadline?: string;
+  /** Undefined while the caller waits; once its call was cancelled or its deadline passed, when and why. */
+  gaveUp(): { at: string; reason: 'cancelled' | 'deadline' } | undefined;
 }
 
 /** A container's directories: `root` (persistent, holds image volumes) and `volatile` (FIFOs). */

@@ -4,11 +4,12 @@ import type { NewEvent } from '../domain/events.js';
 import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
 import { plainText, sysctls, textMap } from '../domain/text.js';
 import type { Ledger } from './ledger.js';
-import { retryServed, runOnce, type NameReservations } from './name-reservations.js';
-import type { ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
+import { resultUndelivered, retryServed, runOnce, type NameReservations } from './name-reservations.js';
+import type { Caller, ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
 import { endPauseTask, KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
 import { specDigest } from './spec-digest.js';
+import { discardSandboxResult, supersededMessage } from './undelivered-results.js';
 
 /*
  * RunPodSandbox, after containerd's (1.6):
@@ -63,6 +64,10 @@ export interface RunPodSandboxCommand {
   requestDigest: string;
   correlationId: string;
   now: string;
+  /** The caller's deadline, ms since the epoch: a step still running then records OperationStalled. */
+  deadline?: number;
+  /** Whether the request's caller still waits (the gRPC edge); absent: it always does. */
+  caller?: Caller;
 }
 
 export interface RunPodSandboxDeps {
@@ -130,12 +135,25 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
 export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSandboxCommand): Promise<string> {
   const v = validateRunPodSandbox(command);
   const name = sandboxName(v.metadata);
-  // A retry of the same request gets the first one's id, as CreateContainer's does.
+  // The retry rules are CreateContainer's: same request, same id; another request
+  // replaces a sandbox whose id reached no caller.
+  const p = deps.ledger.projections;
   return runOnce(
     deps.names,
-    { name, requestDigest: command.requestDigest, id: command.sandboxId },
-    (id) => deps.ledger.projections.sandboxes.get(id),
-    (id) => retryServed(deps.ledger, sandboxStream(id), command),
+    { name, requestDigest: command.requestDigest, id: command.sandboxId, ...(command.caller ? { caller: command.caller } : {}) },
+    {
+      holder: (id) => p.sandboxes.get(id),
+      undelivered: (id) => p.undelivered.get(sandboxStream(id)) !== undefined && p.sandboxes.get(id)?.state === 'READY',
+      served: (id) => retryServed(deps.ledger, sandboxStream(id), command),
+      undeliveredTo: (id, gaveUp) =>
+        resultUndelivered(deps.ledger, sandboxStream(id), { name, requestDigest: command.requestDigest, correlationId: command.correlationId, callerDeadline: command.caller?.deadline }, gaveUp),
+      replace: async (id) => {
+        const undelivered = p.undelivered.get(sandboxStream(id));
+        if (!undelivered) return;
+        const message = supersededMessage(undelivered, command.requestDigest);
+        await discardSandboxResult(deps, { id, reason: 'superseded', message, supersededBy: command.requestDigest, correlationId: command.correlationId, now: command.now });
+      },
+    },
     () => run(deps, command, v),
   );
 }
@@ -232,7 +250,7 @@ async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: Re
     },
   );
   try {
-    await runSaga({ operation: OPERATION, ledger: deps.ledger, stream: sandboxStream(id), version: 0, correlationId: c, steps, ctx: undefined, name, ...(deps.failpoints ? { failpoints: deps.failpoints } : {}) });
+    await runSaga({ operation: OPERATION, ledger: deps.ledger, stream: sandboxStream(id), version: 0, correlationId: c, steps, ctx: undefined, name, ...(deps.failpoints ? { failpoints: deps.failpoints } : {}), ...(command.deadline === undefined ? {} : { deadline: command.deadline }) });
   } finally {
     deps.names.settle(name, id);
   }

@@ -19,6 +19,14 @@ import type { Ledger } from './ledger.js';
  * appends whatever is pending, then runs. So NameReserved and SpecGenerated share one
  * synced write, as do SnapshotPrepared and ContainerCreated, and crash recovery still
  * finds a record of the saga before anything it did exists.
+ *
+ * The stall watchdog: given the caller's deadline, the runner arms one timer for it.
+ * If a step is still running when it passes, one `OperationStalled` names that step
+ * and how long it had run; the step itself goes on (its result waits for the caller's
+ * retry). It is written at once, after whatever earlier steps recorded and before the
+ * stalled step's own events, so an operation stuck in flight shows where it is stuck.
+ * Later steps, which start after the deadline, record nothing more: one record per
+ * saga. A fast saga never writes it, so the success path gains no synced append.
  */
 
 /** How long all undos of one compensation may take together. */
@@ -45,6 +53,25 @@ export interface Failpoints {
 
 export const NO_FAILPOINTS: Failpoints = { hit: async () => undefined };
 
+/** Wall-clock time and timers for the stall watchdog; injectable for tests. */
+export interface StallTimer {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Calls `fn` after `ms`; returns a function that cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+export const SYSTEM_TIMER: StallTimer = {
+  now: () => Date.now(),
+  after: (ms, fn) => {
+    const timer = setTimeout(fn, ms);
+    return () => clearTimeout(timer);
+  },
+};
+
+// setTimeout fires at once for a delay above 2^31-1 ms; a later deadline is re-armed.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface SagaOptions<Ctx> {
   operation: string;
   ledger: Ledger;
@@ -62,6 +89,10 @@ export interface SagaOptions<Ctx> {
   compensatedRetryMs?: number;
   /** Milliseconds since an arbitrary origin; injectable for tests. */
   clock?: () => number;
+  /** The caller's deadline, ms since the epoch; absent or Infinity: no stall watchdog. */
+  deadline?: number;
+  /** The watchdog's clock and timers (default: the system's). */
+  timer?: StallTimer;
 }
 
 /** Runs the steps in order; on failure compensates and rethrows the step's own error. Returns the stream version. */
@@ -69,31 +100,140 @@ export async function runSaga<Ctx>(o: SagaOptions<Ctx>): Promise<number> {
   const failpoints = o.failpoints ?? NO_FAILPOINTS;
   let version = o.version;
   let pending: NewEvent[] = [];
-  const flush = async (): Promise<void> => {
-    if (pending.length === 0) return;
-    const batch = pending;
-    pending = [];
-    const written = await o.ledger.append(o.stream, version, batch);
-    version = written[written.length - 1]!.version;
+  // Appends run one after another: the watchdog's may start while a step runs, and each
+  // append needs the stream version the one before it left.
+  let writes: Promise<void> = Promise.resolve();
+  const write = (extra: readonly NewEvent[] = []): Promise<void> => {
+    const next = writes.then(async () => {
+      // A stall record never begins a stream (the append before it may have failed).
+      if (extra.length > 0 && version === 0 && pending.length === 0) return;
+      const batch = [...pending, ...extra];
+      pending = [];
+      if (batch.length === 0) return;
+      try {
+        const written = await o.ledger.append(o.stream, version, batch);
+        version = written[written.length - 1]!.version;
+      } catch (error) {
+        // When the stall record's append fails, the events it carried stay pending, in
+        // order, for the step's own flush; the stall record itself is dropped.
+        if (extra.length > 0) pending = [...batch.slice(0, batch.length - extra.length), ...pending];
+        throw error;
+      }
+    });
+    writes = next.catch(() => undefined);
+    return next;
   };
-  for (let k = 0; k < o.steps.length; k++) {
-    const step = o.steps[k]!;
-    const last = k === o.steps.length - 1;
-    try {
-      if (!step.pure) await flush();
-      const events = (await step.run(o.ctx)) ?? [];
-      await failpoints.hit(`${o.operation}.${step.name}`);
-      pending.push(...events);
-      if (last) await flush();
-    } catch (error) {
-      // What earlier steps recorded is written before Compensated (it is what happened);
-      // the failed step's own events are not.
-      await flush().catch(() => undefined);
-      await compensate(o, k, error, version).catch(() => undefined);
-      throw error;
+  let begun = o.version > 0;
+  const flush = (): Promise<void> => {
+    if (pending.length > 0) begun = true;
+    return write();
+  };
+  const watchdog = stallWatchdog(o, {
+    // Written only once the stream has (or is being given) its first event: the saga's
+    // begin comes first.
+    record: (event) => {
+      if (!begun && pending.length === 0) return false;
+      write([event]).catch(() => undefined);
+      return true;
+    },
+  });
+  try {
+    for (let k = 0; k < o.steps.length; k++) {
+      const step = o.steps[k]!;
+      const last = k === o.steps.length - 1;
+      watchdog.enter(k);
+      try {
+        if (!step.pure) await flush();
+        const events = (await step.run(o.ctx)) ?? [];
+        await failpoints.hit(`${o.operation}.${step.name}`);
+        pending.push(...events, ...watchdog.deferred());
+        if (last) {
+          watchdog.stop();
+          await flush();
+        }
+      } catch (error) {
+        watchdog.stop();
+        pending.push(...watchdog.deferred());
+        // What earlier steps recorded is written before Compensated (it is what happened);
+        // the failed step's own events are not.
+        await flush().catch(() => undefined);
+        await compensate(o, k, error, version).catch(() => undefined);
+        throw error;
+      }
     }
+  } finally {
+    watchdog.stop();
   }
   return version;
+}
+
+interface Watchdog {
+  /** Step `k` begins. */
+  enter(k: number): void;
+  /** A stall record that could not be written yet (the stream had no event): to append after the step's own. */
+  deferred(): NewEvent[];
+  stop(): void;
+}
+
+const NO_WATCHDOG: Watchdog = { enter: () => undefined, deferred: () => [], stop: () => undefined };
+
+/**
+ * One timer for the caller's deadline. When it fires, the step running then is the one
+ * that stalled; `record` writes the event now, or returns false to have it deferred.
+ */
+function stallWatchdog<Ctx>(o: SagaOptions<Ctx>, sink: { record(event: NewEvent<'OperationStalled'>): boolean }): Watchdog {
+  const deadline = o.deadline;
+  if (deadline === undefined || !Number.isFinite(deadline)) return NO_WATCHDOG;
+  const timer = o.timer ?? SYSTEM_TIMER;
+  let current = -1;
+  let stepStartedAt = 0;
+  let fired = false;
+  let stopped = false;
+  let held: NewEvent[] = [];
+  let cancel: (() => void) | undefined;
+  const record = (k: number, startedAt: number): void => {
+    fired = true;
+    cancel?.();
+    const event: NewEvent<'OperationStalled'> = {
+      type: 'OperationStalled',
+      correlationId: o.correlationId,
+      data: { operation: o.operation, step: o.steps[k]!.name, elapsedMs: round(Math.max(0, deadline - startedAt)), deadline: new Date(deadline).toISOString() },
+    };
+    if (!sink.record(event)) held.push(event);
+  };
+  const fire = (): void => {
+    if (fired || stopped || current < 0) return;
+    if (timer.now() < deadline) return arm();
+    record(current, stepStartedAt);
+  };
+  const arm = (): void => {
+    cancel = timer.after(Math.min(MAX_TIMER_MS, Math.max(0, deadline - timer.now())), fire);
+  };
+  return {
+    enter(k) {
+      const now = timer.now();
+      if (!fired && !stopped && now >= deadline) {
+        // The deadline passed and its timer has not run yet: the step before this one
+        // was running then (it began before the deadline, or this would have fired at
+        // its start); with none before, the deadline passed before the saga began.
+        if (current >= 0 && stepStartedAt < deadline) record(current, stepStartedAt);
+        else record(k, now);
+      }
+      current = k;
+      stepStartedAt = now;
+      if (fired || stopped || cancel !== undefined) return;
+      arm();
+    },
+    deferred() {
+      const out = held;
+      held = [];
+      return out;
+    },
+    stop() {
+      stopped = true;
+      cancel?.();
+    },
+  };
 }
 
 async function compensate<Ctx>(o: SagaOptions<Ctx>, failedIndex: number, error: unknown, version: number): Promise<void> {

@@ -83,6 +83,16 @@ export const UndoResult = z.object({
   durationMs: z.number().nonnegative().optional(),
 });
 
+/** Why an undelivered result was removed by the service itself (on ContainerRemoved / SandboxRemoved). */
+export const ResultDiscarded = z.object({
+  /** `superseded`: a request with another digest came for the name; `unclaimed`: nobody claimed it in time. */
+  reason: z.enum(['superseded', 'unclaimed']),
+  message: z.string(),
+  /** The digest of the request that replaced it (superseded only). */
+  supersededBy: z.string().optional(),
+  undone: z.array(UndoResult),
+});
+
 /** A step failed: which step, the error, and each undo done (newest first). Terminal. */
 export const CompensatedV1 = z.object({
   operation: z.string().min(1),
@@ -125,7 +135,12 @@ export const SandboxReadyV1 = z.object({
 export const SandboxStoppedV1 = z.object({ stoppedAt: TIME });
 
 /** The sandbox and its name are gone. */
-export const SandboxRemovedV1 = z.object({ name: z.string().min(1), removedAt: TIME });
+export const SandboxRemovedV1 = z.object({
+  name: z.string().min(1),
+  removedAt: TIME,
+  /** Set when the service removed an undelivered result itself (added later in v1: older records stay valid). */
+  discarded: ResultDiscarded.optional(),
+});
 
 /** The container's task started. */
 export const ContainerStartedV1 = z.object({ pid: z.number().int().nonnegative(), startedAt: TIME });
@@ -209,8 +224,68 @@ export const RuntimeReconciledV1 = z.object({
 /** kubelet told the runtime its pod CIDR (UpdateRuntimeConfig); stream `node-<node>`. */
 export const PodCidrUpdatedV1 = z.object({ podCidr: z.string() });
 
+/*
+ * The stall watchdog (src/commands/saga.ts). Its own block: other issue-6 events go
+ * elsewhere in this file.
+ */
+
+/**
+ * A saga step was still running when its caller's deadline passed. The step keeps
+ * running (the result is kept for the caller's retry); this records, once per saga,
+ * which step overran and how long it had run by then. Not terminal.
+ */
+export const OperationStalledV1 = z.object({
+  operation: z.string().min(1),
+  /** The step that was running when the deadline passed, as failpoints name it. */
+  step: z.string().min(1),
+  /** How long that step had been running when the deadline passed (0: it began after it). */
+  elapsedMs: z.number().nonnegative(),
+  /** The caller's deadline. */
+  deadline: TIME,
+});
+
 /** The container and its side effects are gone; its name is released. */
-export const ContainerRemovedV1 = z.object({ name: z.string().min(1), removedAt: TIME });
+export const ContainerRemovedV1 = z.object({
+  name: z.string().min(1),
+  removedAt: TIME,
+  /** Set when the service removed an undelivered result itself (added later in v1: older records stay valid). */
+  discarded: ResultDiscarded.optional(),
+});
+
+/*
+ * Delivery of a CreateContainer or RunPodSandbox result, and startup recovery's
+ * decisions (docs/recovery.md, "Retries and undelivered results").
+ */
+
+/**
+ * The container or sandbox exists, but its id reached no caller: the call was cancelled
+ * or its deadline passed before the answer went out, or startup recovery rolled the saga
+ * forward. A retry with the same request digest claims it (RetryServed); one with another
+ * digest replaces it; left unclaimed past the unclaimed-result timeout, it is removed.
+ */
+export const ResultUndeliveredV1 = z.object({
+  name: z.string().min(1),
+  requestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  /** `cancelled`, `deadline` (the caller's deadline passed), or `recovery` (rolled forward at startup). */
+  reason: z.enum(['cancelled', 'deadline', 'recovery']),
+  /** When the caller gave up, or when recovery ran. */
+  gaveUpAt: TIME,
+  /** The caller's deadline, when it set one: the unclaimed time counts from it. */
+  callerDeadline: TIME.optional(),
+});
+
+/** Startup recovery's decision for a saga left in flight, and why; written in the batch that carries it out. */
+export const RecoveryDecidedV1 = z.object({
+  operation: z.string().min(1),
+  decision: z.enum(['rollForward', 'compensate']),
+  reason: z.string(),
+  /** The last step the log had recorded. */
+  lastStep: z.string(),
+  /** What was checked against containerd (CreateContainer only). */
+  evidence: z
+    .object({ containerRecord: z.boolean(), specDigestMatches: z.boolean(), snapshot: z.boolean(), createdData: z.boolean() })
+    .optional(),
+});
 
 /** Each event type, its schemas by version. The last entry is the one written. */
 export const EVENT_SCHEMAS = {
@@ -237,6 +312,10 @@ export const EVENT_SCHEMAS = {
   ImageRemoved: { 1: ImageRemovedV1 },
   PodCidrUpdated: { 1: PodCidrUpdatedV1 },
   RuntimeReconciled: { 1: RuntimeReconciledV1 },
+  OperationStalled: { 1: OperationStalledV1 },
+  // Retries and recovery (issue 6)
+  ResultUndelivered: { 1: ResultUndeliveredV1 },
+  RecoveryDecided: { 1: RecoveryDecidedV1 },
 } as const satisfies Record<string, Record<number, z.ZodType>>;
 
 export type EventType = keyof typeof EVENT_SCHEMAS;
@@ -267,6 +346,10 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   ImageRemoved: 1,
   PodCidrUpdated: 1,
   RuntimeReconciled: 1,
+  OperationStalled: 1,
+  // Retries and recovery (issue 6)
+  ResultUndelivered: 1,
+  RecoveryDecided: 1,
 };
 
 export type EventData = {

@@ -130,6 +130,11 @@ export const containerStore: Projection<ContainerRecord> = {
         });
       case 'ExecRan':
       case 'RetryServed':
+      case 'ResultUndelivered':
+      case 'RecoveryDecided':
+        return touch(doc, event, {});
+      case 'OperationStalled':
+        // Still CREATING: the last event says where it is stuck.
         return touch(doc, event, {});
       case 'ContainerResourcesUpdated':
         return touch(doc, event, { resources: event.data.resources });

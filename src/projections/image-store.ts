@@ -69,6 +69,10 @@ export const imageStore: Projection<ImageRecord> = {
       case 'ContainerResourcesUpdated':
       case 'PodCidrUpdated':
       case 'RuntimeReconciled':
+      case 'ResultUndelivered':
+      case 'RecoveryDecided':
+        return doc;
+      case 'OperationStalled':
         return doc;
       default:
         return assertNever(event);

@@ -71,6 +71,10 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'SandboxRemoved':
     case 'PodCidrUpdated':
     case 'RuntimeReconciled':
+    case 'ResultUndelivered':
+    case 'RecoveryDecided':
+      return undefined;
+    case 'OperationStalled':
       return undefined;
     default:
       return assertNever(event);

@@ -19,6 +19,8 @@ export interface OperationInFlight {
   /** The last step recorded, and when: where a stuck saga stopped. */
   lastStep: string;
   lastStepAt: string;
+  /** Set when the caller's deadline passed while a step ran (OperationStalled). */
+  stalled?: { step: string; at: string; deadline: string };
   version: number;
 }
 
@@ -53,6 +55,7 @@ export const operationsInFlight: Projection<OperationInFlight> = {
         return doc ?? begin(event, 'RunPodSandbox', event.data.name);
       case 'SpecGenerated':
       case 'SnapshotPrepared':
+      case 'RecoveryDecided':
         return doc && { ...doc, lastStep: event.type, lastStepAt: event.at, version: event.version };
       case 'ContainerCreated':
       case 'SandboxReady':
@@ -74,7 +77,11 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'SandboxStopped':
       case 'PodCidrUpdated':
       case 'RuntimeReconciled':
+      case 'ResultUndelivered':
         return doc;
+      case 'OperationStalled':
+        // Not a step reached: lastStep stays the last one recorded.
+        return doc && { ...doc, stalled: { step: event.data.step, at: event.at, deadline: event.data.deadline }, version: event.version };
       default:
         return assertNever(event);
     }

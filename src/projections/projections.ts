@@ -8,6 +8,7 @@ import { operationsInFlight, type OperationInFlight } from './operations.js';
 import { ReadModel } from './read-model.js';
 import { sandboxNameIndex } from './sandbox-name-index.js';
 import { sandboxStore, type SandboxRecord } from './sandbox-store.js';
+import { undeliveredResults, type UndeliveredResult } from './undelivered-results.js';
 
 export interface ProjectionsSnapshot {
   position: number;
@@ -17,6 +18,7 @@ export interface ProjectionsSnapshot {
   sandboxNames: Record<string, NameHold>;
   operations: Record<string, OperationInFlight>;
   images: Record<string, ImageRecord>;
+  undelivered: Record<string, UndeliveredResult>;
 }
 
 export interface ProjectionCounts {
@@ -38,7 +40,9 @@ export class Projections {
   readonly sandboxNames = new ReadModel(sandboxNameIndex);
   readonly operations = new ReadModel(operationsInFlight);
   readonly images = new ReadModel(imageStore);
-  private readonly all = [this.containers, this.containerNames, this.sandboxes, this.sandboxNames, this.operations, this.images] as const;
+  /** Results created but delivered to no caller, by stream (the retry rules and the unclaimed timers read it). */
+  readonly undelivered = new ReadModel(undeliveredResults);
+  private readonly all = [this.containers, this.containerNames, this.sandboxes, this.sandboxNames, this.operations, this.images, this.undelivered] as const;
 
   apply(event: LedgerEvent): void {
     for (const model of this.all) model.apply(event);
@@ -103,6 +107,7 @@ export class Projections {
       sandboxNames: this.sandboxNames.snapshot(),
       operations: this.operations.snapshot(),
       images: this.images.snapshot(),
+      undelivered: this.undelivered.snapshot(),
     };
   }
 }

@@ -30,6 +30,10 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'SandboxStopped':
     case 'PodCidrUpdated':
     case 'RuntimeReconciled':
+    case 'ResultUndelivered':
+    case 'RecoveryDecided':
+      return undefined;
+    case 'OperationStalled':
       return undefined;
     default:
       return assertNever(event);

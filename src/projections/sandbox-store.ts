@@ -30,6 +30,8 @@ export interface SandboxRecord {
   ip?: string;
   additionalIps?: string[];
   netnsPath?: string;
+  /** The pause container's rootfs snapshot (SnapshotPrepared). */
+  snapshot?: { snapshotter: string; key: string; parent: string };
   version: number;
   lastEvent: { type: string; at: string; seq: number };
 }
@@ -81,10 +83,16 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'Compensated':
         return undefined;
       case 'RetryServed':
+      case 'ResultUndelivered':
+      case 'RecoveryDecided':
         return touch(doc, event, {});
+      case 'OperationStalled':
+        // Still CREATING: the last event says where it is stuck.
+        return touch(doc, event, {});
+      case 'SnapshotPrepared':
+        return touch(doc, event, { snapshot: event.data });
       case 'NameReserved':
       case 'SpecGenerated':
-      case 'SnapshotPrepared':
       case 'ContainerCreated':
       case 'ContainerStarted':
       case 'ContainerExited':

@@ -12,10 +12,14 @@ import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
  * killed there (`<Operation>.<Step>=crash`, as SIGKILL would), then started again
  * without the failpoint. Startup recovery must compensate the saga: nothing of it is
  * left in containerd or on disk, the name is free (kubelet's retry of the same name
- * succeeds at once), and `verify` finds the log clean.
+ * succeeds at once), and `verify` finds the log clean. A CreateContainer killed once
+ * containerd holds its record and snapshot is rolled forward instead: the container
+ * exists, and the retry of the same request is served its id.
  */
 
 const CREATE_STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
+/** Killed here, containerd already holds the record and the snapshot: recovery rolls forward. */
+const ROLLED_FORWARD = new Set(['SnapshotPrepared', 'ContainerCreated']);
 const POD_STEPS = ['SandboxReserved', 'SpecGenerated', 'PodFiles', 'PauseCreated', 'SnapshotPrepared', 'SandboxReady'];
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
@@ -56,16 +60,26 @@ describe('crash recovery: a saga cut short by a crash is undone at the next star
   after(() => h?.cleanup());
 
   for (const step of CREATE_STEPS) {
-    it(`CreateContainer killed at ${step}: compensated at restart, and the same name can be created`, async () => {
+    const forward = ROLLED_FORWARD.has(step);
+    it(`CreateContainer killed at ${step}: ${forward ? 'rolled forward' : 'compensated'} at restart, and the same request succeeds`, async () => {
       await h.restart(`CreateContainer.${step}=crash`);
       const request = { podSandboxId: podId, sandboxConfig: base, config: { metadata: { name: `c-${step.toLowerCase()}`, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] } };
       const error = (await call('createContainer', request).catch((e: ServiceError) => e)) as ServiceError;
       assert.ok(error instanceof Error, 'the call fails: the service died');
       await h.restart();
       await until('recovery to end every saga', async () => (await inFlight()) === 0);
-      assert.deepEqual(await leftovers(), NOTHING);
+      const listed = (await call<{ containers: Array<{ id: string }> }>('listContainers', {})).containers.map((c) => c.id);
+      if (forward) {
+        assert.equal(listed.length, 1, 'the rolled-forward container is listed');
+        assert.deepEqual(await leftovers(), { containers: listed, snapshots: listed, containerDirs: listed, podDirs: [] });
+      } else {
+        assert.deepEqual(listed, []);
+        assert.deepEqual(await leftovers(), NOTHING);
+      }
       const { containerId } = await call<{ containerId: string }>('createContainer', request);
+      if (forward) assert.equal(containerId, listed[0], 'the retry is served the rolled-forward id');
       await call('removeContainer', { containerId });
+      assert.deepEqual(await leftovers(), NOTHING);
       assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0);
       assert.equal((await verifyAgainstContainerd()).code, 0);
     });

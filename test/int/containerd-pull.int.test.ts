@@ -1,22 +1,25 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, rmdir } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, rmdir, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { mountArgs, readFromImageView } from '../../src/adapters/containerd/containerd-image-view.js';
 import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
-import { BlobMismatchError, ContainerdPuller, pullImage, PULL_PREFIX, type PullProgress } from '../../src/adapters/containerd/containerd-pull.js';
+import { BlobMismatchError, ContainerdPuller, LayerDiffIdMismatchError, pullImage, PULL_PREFIX, type PullProgress } from '../../src/adapters/containerd/containerd-pull.js';
 import { MEDIA_TYPES } from '../../src/adapters/containerd/image-manifest.js';
 import { importArchive, openImageArchive } from '../../src/adapters/images/archive-source.js';
 import type { Descriptor, ImageSource } from '../../src/adapters/images/image-source.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
 import { buildLayeredTestImage, type BuiltLayeredImage } from '../support/oci-image.js';
+import { busyboxBase, composeImage, type ComposedImage } from '../support/registry-images.js';
 
 const run = promisify(execFile);
 const SNAPSHOTTER = 'overlayfs';
@@ -143,12 +146,13 @@ async function imageTarget(api: ContainerdApi, name: string): Promise<{ media_ty
   return { media_type: target.media_type, digest: target.digest };
 }
 
+/** What the content store keeps of a pulled image: its documents. The layers live on as snapshots only. */
 function imageDigests(): string[] {
-  return [image.manifestDigest, image.configDigest, ...image.layers.map((l) => l.digest)].sort();
+  return [image.manifestDigest, image.configDigest].sort();
 }
 
 describe('pullImage from an OCI archive', () => {
-  it('writes the content, unpacks the chain and records the image; GC keeps it all once the lease is gone', async () => {
+  it('unpacks the layers into the chain, stores the documents and records the image; GC keeps it all once the lease is gone', async () => {
     const api = freshApi();
     const pulled = await pullImage(api, await ociSource());
     assert.equal(pulled.name, REF);
@@ -172,8 +176,6 @@ describe('pullImage from an OCI archive', () => {
     assert.equal(manifestLabels['containerd.io/gc.ref.content.l.0'], image.layers[0]!.digest);
     assert.equal(manifestLabels['containerd.io/gc.ref.content.l.1'], image.layers[1]!.digest);
     assert.equal((await contentLabels(api, image.configDigest))['containerd.io/gc.ref.snapshot.overlayfs'], image.chainIds[1]);
-    assert.equal((await contentLabels(api, image.layers[0]!.digest))['containerd.io/uncompressed'], image.layers[0]!.diffId);
-    assert.equal((await contentLabels(api, image.layers[1]!.digest))['containerd.io/uncompressed'], undefined);
     assert.deepEqual(
       (await snapshots(api)).map((s) => [s.name, s.parent, s.kind]),
       [
@@ -211,6 +213,32 @@ describe('pullImage from an OCI archive', () => {
       await unaryCall(api.leases, 'Delete', { id: key });
     }
     assert.deepEqual(mountsUnder(mountPoint), []);
+  });
+
+  it('applies whiteouts: a file deleted and a directory made opaque by an upper layer are gone from the chain', async () => {
+    const api = freshApi();
+    const whited = await buildLayeredTestImage(
+      'docker.io/library/whiteouts:v1',
+      'whiteouts:v1',
+      [
+        { busybox: true, files: { '/layer0.txt': 'from layer 0\n', '/etc/kept': 'kept\n' }, gzip: true },
+        { files: { '/etc/motd': 'layer 1\n' }, gzip: true },
+        { files: { '/.wh.layer0.txt': '', '/etc/.wh..wh..opq': '', '/etc/fresh': 'layer 2\n' }, gzip: true },
+      ],
+      join(dir, 'whiteouts'),
+    );
+    const archive = await openImageArchive(whited.ociFile);
+    const pulled = await pullImage(api, archive.images[0]!);
+    assert.equal(pulled.chainId, whited.chainIds.at(-1));
+    const files = await readFromImageView(api, SNAPSHOTTER, pulled.chainId, ['/layer0.txt', '/etc/kept', '/etc/motd', '/etc/fresh', '/bin/busybox']);
+    assert.equal(files.get('/layer0.txt'), undefined);
+    assert.equal(files.get('/etc/kept'), undefined);
+    assert.equal(files.get('/etc/motd'), undefined);
+    assert.equal(files.get('/etc/fresh'), 'layer 2\n');
+    assert.ok(files.get('/bin/busybox')!.length > 100_000);
+    // One layer below, the chain still has what the top layer hides.
+    const below = await readFromImageView(api, SNAPSHOTTER, whited.chainIds[1]!, ['/layer0.txt', '/etc/motd']);
+    assert.deepEqual([...below.values()], ['from layer 0\n', 'layer 1\n']);
   });
 
   it('skips every layer on a second pull and writes no new content', async () => {
@@ -260,6 +288,70 @@ describe('pullImage from an OCI archive', () => {
   });
 });
 
+describe('pullImage the classic way (streamUnpack: false)', () => {
+  it('writes the layer blobs into the content store and unpacks them with containerd\'s Diff.Apply', async () => {
+    const api = freshApi();
+    const pulled = await pullImage(api, await ociSource(), { streamUnpack: false });
+    assert.equal(pulled.chainId, image.chainIds.at(-1));
+    await collectGarbage(api);
+    assert.deepEqual(await contentDigests(api), [image.manifestDigest, image.configDigest, ...image.layers.map((l) => l.digest)].sort());
+    assert.equal((await contentLabels(api, image.layers[0]!.digest))['containerd.io/uncompressed'], image.layers[0]!.diffId);
+    assert.equal((await contentLabels(api, image.layers[1]!.digest))['containerd.io/uncompressed'], undefined);
+    const files = await readFromImageView(api, SNAPSHOTTER, pulled.chainId, ['/layer0.txt', '/layer1.txt']);
+    assert.deepEqual([...files.values()], ['from layer 0\n', 'from layer 1\n']);
+  });
+
+  it('is refused by containerd\'s commit when the bytes do not match the digest, and leaves nothing', async () => {
+    const api = freshApi();
+    const source = brokenSource(await ociSource(), image.layers[1]!.digest, 'wrong-bytes');
+    await assert.rejects(pullImage(api, source, { streamUnpack: false }), BlobMismatchError);
+    assert.deepEqual((await leases(api)).filter((l) => l.startsWith(PULL_PREFIX)), []);
+    await collectGarbage(api);
+    assert.deepEqual(await contentDigests(api), []);
+    assert.deepEqual(await snapshots(api), []);
+  });
+});
+
+/** An ImageSource over a composed image held in memory. */
+function memorySource(reference: string, composed: ComposedImage): CountingSource {
+  const blobs = new Map([composed.manifest, composed.config, ...composed.layers].map((b) => [b.digest, b.data]));
+  const inner: ImageSource = {
+    reference,
+    origin: 'memory:',
+    resolve: async () => ({ descriptor: { mediaType: composed.manifest.mediaType, digest: composed.manifest.digest, size: composed.manifest.size }, bytes: composed.manifest.data }),
+    fetch: async (d) => blobs.get(d.digest)!,
+    blob: async (d) => Readable.from([blobs.get(d.digest)!]),
+  };
+  return new CountingSource(inner);
+}
+
+describe('a layer the extractor leaves to containerd', () => {
+  it('goes the classic way: its blob is read again, written to the content store and applied by Diff.Apply', async () => {
+    const api = freshApi();
+    // A GNU sparse file (PAX format 1.0): containerd's Go tar reader extracts it, this one does not.
+    const staged = join(dir, 'sparse');
+    await mkdir(staged);
+    await writeFile(join(staged, 'plain.txt'), 'plain\n');
+    await writeFile(join(staged, 'sparse.bin'), '');
+    await truncate(join(staged, 'sparse.bin'), 1024 * 1024);
+    await appendFile(join(staged, 'sparse.bin'), 'end');
+    await run('tar', ['--sparse', '--format=posix', '-C', staged, '-cf', join(dir, 'sparse.tar'), '.']);
+    const tar = await readFile(join(dir, 'sparse.tar'));
+    const layer = { gzip: gzipSync(tar), diffId: `sha256:${createHash('sha256').update(tar).digest('hex')}` };
+    const composed = composeImage(await busyboxBase(), { extraLayers: [layer] });
+    const source = memorySource('docker.io/library/sparse:v1', composed);
+    const pulled = await pullImage(api, source);
+    // Layer 0 once; layer 1 once streamed (given up at the sparse entry), once the classic way.
+    assert.equal(source.blobCalls, 3);
+    const files = await readFromImageView(api, SNAPSHOTTER, pulled.chainId, ['/plain.txt', '/sparse.bin']);
+    assert.equal(files.get('/plain.txt'), 'plain\n');
+    assert.equal(files.get('/sparse.bin')?.length, 1024 * 1024 + 3);
+    await collectGarbage(api);
+    assert.deepEqual(await contentDigests(api), [composed.manifest.digest, composed.config.digest, composed.layers[1]!.digest].sort());
+    assert.deepEqual((await snapshots(api)).map((s) => s.kind), ['COMMITTED', 'COMMITTED']);
+  });
+});
+
 describe('a pull that fails', () => {
   for (const how of ['stream-error', 'wrong-bytes'] as const) {
     it(`leaves no lease, and GC leaves none of its content or snapshots (${how})`, async () => {
@@ -268,7 +360,8 @@ describe('a pull that fails', () => {
       const source = brokenSource(await ociSource(), image.layers[1]!.digest, how);
       // One layer at a time: layer 0 is written and committed before layer 1 breaks.
       const pull = pullImage(api, source, { concurrency: 1, onProgress: (p) => events.push(p), progressIntervalMs: 0 });
-      if (how === 'wrong-bytes') await assert.rejects(pull, BlobMismatchError);
+      // Layer 1 is an uncompressed tar: bytes that break the source's promise to verify them unpack to another diff id.
+      if (how === 'wrong-bytes') await assert.rejects(pull, LayerDiffIdMismatchError);
       else await assert.rejects(pull, /blob stream broke \(test\)/);
       assert.ok(events.some((e) => e.layer === image.layers[0]!.digest && e.done === e.total), 'layer 0 was written before the failure');
 
@@ -299,7 +392,7 @@ describe('importArchive', () => {
     const files = await readFromImageView(api, SNAPSHOTTER, pulled!.chainId, ['/layer0.txt', '/layer1.txt']);
     assert.deepEqual([...files.values()], ['from layer 0\n', 'from layer 1\n']);
     await collectGarbage(api);
-    assert.deepEqual(await contentDigests(api), [pulled!.manifestDigest, image.configDigest, ...image.layers.map((l) => l.digest)].sort());
+    assert.deepEqual(await contentDigests(api), [pulled!.manifestDigest, image.configDigest].sort());
   });
 
   it('re-tags: a name pulled from one archive and imported from another points at the new target', async () => {

@@ -246,6 +246,28 @@ describe('ContainerdRuntime', () => {
     await runtime.removeSnapshot(id, SNAPSHOTTER);
   });
 
+  it('reads back the stored spec, the metadata extension and the snapshot, for startup recovery', async () => {
+    const image = (await images.resolve('busybox'))!;
+    const id = 'b'.repeat(63) + '1';
+    const c = container(id, image);
+    assert.equal(await runtime.storedContainer(id), undefined);
+    assert.equal(await runtime.statSnapshot(id, SNAPSHOTTER), undefined);
+    await runtime.createContainer(c);
+    await runtime.prepareSnapshot(id, image, {});
+    try {
+      const stored = await runtime.storedContainer(id);
+      assert.deepEqual(stored, { spec: c.spec, extension: c.extension, snapshotter: SNAPSHOTTER, snapshotKey: id });
+      // Byte for byte: the spec digest SpecGenerated records is the one recovery computes.
+      assert.equal(JSON.stringify(stored?.spec), JSON.stringify(c.spec));
+      assert.deepEqual(await runtime.statSnapshot(id, SNAPSHOTTER), { parent: image.chainId });
+    } finally {
+      await runtime.deleteContainer(id);
+      await runtime.removeSnapshot(id, SNAPSHOTTER);
+    }
+    assert.equal(await runtime.storedContainer(id), undefined);
+    assert.equal(await runtime.statSnapshot(id, SNAPSHOTTER), undefined);
+  });
+
   it('treats a second prepare and a second create of the same container as success', async () => {
     const image = await images.resolve('busybox');
     assert.ok(image);

@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 import { runCli, startServe, tempRoot, type ServeProcess } from './cli.js';
@@ -19,7 +19,7 @@ import { BUSYBOX_IMAGE, buildTestImage, PAUSE_IMAGE } from './oci-image.js';
 export const CRI_NAMESPACE = 'cri-ledger';
 export const CNI_BIN_DIR = '/usr/lib/cni';
 
-type Call = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
+type Call = (request: object, options: CallOptions, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
 
 export interface CriHarness {
   root: string;
@@ -34,10 +34,12 @@ export interface CriHarness {
   /** The service's registry hosts dir (containerd's certs.d format), empty at first. */
   registryConfigDir: string;
   serve(): ServeProcess;
-  call<T = Record<string, unknown>>(method: string, request: object): Promise<T>;
+  /** A call on the CRI RuntimeService; `options.deadline` gives it a client deadline, as kubelet's. */
+  call<T = Record<string, unknown>>(method: string, request: object, options?: CallOptions): Promise<T>;
   /** A call on the CRI ImageService. */
   imageCall<T = Record<string, unknown>>(method: string, request: object): Promise<T>;
-  restart(failpoints?: string): Promise<void>;
+  /** Starts the service again on the same root, with these failpoints and extra CRI_LEDGER_* settings. */
+  restart(failpoints?: string, env?: Record<string, string>): Promise<void>;
   /** Interfaces attached to the test bridge (empty when no pod is on it). */
   bridgePorts(): string;
   cleanup(): Promise<void>;
@@ -74,11 +76,11 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string; e
     ipamDir: join(root, 'ipam', 'crl-e2e'),
     registryConfigDir,
     serve: () => serve!,
-    call: (method, request) =>
-      new Promise((resolve, reject) => client![method]!.call(client, request, (error, response) => (error ? reject(error) : resolve(response as never)))),
+    call: (method, request, options = {}) =>
+      new Promise((resolve, reject) => client![method]!.call(client, request, options, (error, response) => (error ? reject(error) : resolve(response as never)))),
     imageCall: (method, request) =>
-      new Promise((resolve, reject) => imageClient![method]!.call(imageClient, request, (error, response) => (error ? reject(error) : resolve(response as never)))),
-    async restart(failpoints) {
+      new Promise((resolve, reject) => imageClient![method]!.call(imageClient, request, {}, (error, response) => (error ? reject(error) : resolve(response as never)))),
+    async restart(failpoints, env = {}) {
       client?.close();
       imageClient?.close();
       await serve?.stop();
@@ -86,7 +88,7 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string; e
         root,
         socket,
         args: ['--containerd-address', containerd.address, '--cni-conf-dir', confDir, '--cni-bin-dir', CNI_BIN_DIR, '--restrict-oom-score-adj', 'true', '--registry-config-path', registryConfigDir],
-        env: { ...process.env, ...o.env, ...(failpoints ? { CRI_LEDGER_FAILPOINTS: failpoints } : {}) },
+        env: { ...process.env, ...o.env, ...env, ...(failpoints ? { CRI_LEDGER_FAILPOINTS: failpoints } : {}) },
       });
       const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
       client = new Constructor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, Call>;

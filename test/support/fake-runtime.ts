@@ -16,6 +16,7 @@ import type {
   RuntimeContainer,
   SnapshotRef,
   SpecFactory,
+  StoredContainer,
 } from '../../src/commands/ports.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 import { digest } from './fixtures.js';
@@ -88,6 +89,17 @@ export class FakeRuntime extends Failures implements ContainerRuntime {
   }
   async hasContainer(containerId: string): Promise<boolean> {
     return this.containers.has(containerId);
+  }
+  async storedContainer(containerId: string): Promise<StoredContainer | undefined> {
+    this.check('storedContainer');
+    const c = this.containers.get(containerId);
+    // Through JSON, as containerd stores them: the copy is not the object the saga holds.
+    return c && { spec: JSON.parse(JSON.stringify(c.spec)) as Record<string, unknown>, extension: JSON.parse(JSON.stringify(c.extension)) as Record<string, unknown>, snapshotter: c.snapshot.snapshotter, snapshotKey: c.snapshot.key };
+  }
+  async statSnapshot(key: string): Promise<{ parent: string } | undefined> {
+    this.check('statSnapshot');
+    const s = this.snapshots.get(key);
+    return s && { parent: s.parent };
   }
 }
 

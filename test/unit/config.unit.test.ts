@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { DEFAULT_NATS_DUPLICATE_WINDOW_MS, loadConfig, parseDuration } from '../../src/cli/config.js';
+import { DEFAULT_NATS_DUPLICATE_WINDOW_MS, DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS, loadConfig, parseDuration } from '../../src/cli/config.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cri-ledger-config-'));
@@ -26,7 +26,14 @@ describe('configuration', () => {
     assert.equal(config.nats.stream, 'CRI_LEDGER');
     assert.ok(config.nats.duplicateWindow > 2 * 60_000, 'dedupe window must outlast kubelet retries');
     assert.equal(config.logLevel, 'info');
+    assert.equal(config.images.keepLayerBlobs, false);
     assert.ok(config.node.length > 0 && !config.node.includes('.'));
+  });
+
+  it('keeps layer blobs when asked by file, environment or flag', () => {
+    assert.equal(loadConfig({ file: file('k.yaml', 'images:\n  keepLayerBlobs: true\n'), env: {} }).images.keepLayerBlobs, true);
+    assert.equal(loadConfig({ env: { CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS: 'true' } }).images.keepLayerBlobs, true);
+    assert.equal(loadConfig({ env: { CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS: 'true' }, flags: { 'images-keep-layer-blobs': 'false' } }).images.keepLayerBlobs, false);
   });
 
   it('lets flags override the environment, which overrides the file', () => {
@@ -75,6 +82,16 @@ describe('configuration', () => {
     rejects({ file: file('typo.yaml', 'nats:\n  ur1: nats://x\n'), env: {} }, 'nats', /ur1/);
     rejects({ file: file('bad.json', '{ nope'), env: {} }, '--config', /not valid JSON/);
     rejects({ file: join(dir, 'missing.yaml'), env: {} }, '--config', /cannot read/);
+  });
+
+  it('reads the unclaimed-result timeout from a file, the environment or a flag, 2 minutes by default', () => {
+    assert.equal(loadConfig({ env: {} }).unclaimedResultTimeout, DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS);
+    assert.equal(DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS, 120_000);
+    assert.equal(loadConfig({ file: file('u.yaml', 'unclaimedResultTimeout: 5m\n'), env: {} }).unclaimedResultTimeout, 300_000);
+    assert.equal(loadConfig({ env: { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '90s' } }).unclaimedResultTimeout, 90_000);
+    assert.equal(loadConfig({ env: { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '90s' }, flags: { 'unclaimed-result-timeout': '3s' } }).unclaimedResultTimeout, 3_000);
+    rejects({ env: { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '10ms' } }, 'unclaimedResultTimeout', /at least 100ms/);
+    rejects({ file: file('u2.yaml', 'unclaimedResultTimeout: later\n'), env: {} }, 'unclaimedResultTimeout', /not a duration/);
   });
 
   it('parses durations in the forms operators write', () => {

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import type { ContainerRuntime, PreparedSnapshot, ResolvedImage, RootfsMount, RuntimeContainer } from '../../commands/ports.js';
+import type { ContainerRuntime, PreparedSnapshot, ResolvedImage, RootfsMount, RuntimeContainer, StoredContainer } from '../../commands/ports.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { hasStatus, unaryCall } from './containerd-calls.js';
 import { ignoreNotFound, unavailableAsRuntimeError } from './containerd-errors.js';
-import { jsonAny, OCI_SPEC_TYPE_URL, type WireAny } from './containerd-wire.js';
+import { jsonAny, OCI_SPEC_TYPE_URL, parseJsonAny, type WireAny } from './containerd-wire.js';
 
 /** The containers-service extension that holds cri-ledger's metadata. */
 export const METADATA_EXTENSION = 'io.cri-ledger.metadata';
@@ -31,6 +31,9 @@ interface WireSnapshotInfo {
 interface WireContainer {
   id: string;
   spec: WireAny | null;
+  snapshotter?: string;
+  snapshot_key?: string;
+  extensions?: Record<string, WireAny>;
 }
 
 /**
@@ -76,6 +79,38 @@ export class ContainerdRuntime implements ContainerRuntime {
         () => true,
         (error: unknown) => {
           if (hasStatus(error, Status.NOT_FOUND)) return false;
+          throw error;
+        },
+      ),
+    );
+  }
+
+  storedContainer(containerId: string): Promise<StoredContainer | undefined> {
+    return unavailableAsRuntimeError(
+      unaryCall<{ container: WireContainer }>(this.api.containers, 'Get', { id: containerId }).then(
+        ({ container: c }) => {
+          const extension = c.extensions?.[METADATA_EXTENSION];
+          return {
+            spec: c.spec ? parseJsonAny<Record<string, unknown>>(c.spec) : {},
+            extension: extension ? parseJsonAny<Record<string, unknown>>(extension) : {},
+            snapshotter: c.snapshotter ?? '',
+            snapshotKey: c.snapshot_key ?? '',
+          };
+        },
+        (error: unknown) => {
+          if (hasStatus(error, Status.NOT_FOUND)) return undefined;
+          throw error;
+        },
+      ),
+    );
+  }
+
+  statSnapshot(key: string, snapshotter: string): Promise<{ parent: string } | undefined> {
+    return unavailableAsRuntimeError(
+      unaryCall<{ info: WireSnapshotInfo }>(this.api.snapshots, 'Stat', { snapshotter, key }).then(
+        ({ info }) => (info.kind === 'ACTIVE' ? { parent: info.parent } : undefined),
+        (error: unknown) => {
+          if (hasStatus(error, Status.NOT_FOUND)) return undefined;
           throw error;
         },
       ),

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { callerOf } from './caller.js';
 import { unary } from './runtime-info.js';
 import { createContainer, type CreateContainerCommand, type CreateContainerDeps } from '../../commands/create-container.js';
 import type { Ledger } from '../../commands/ledger.js';
@@ -78,6 +79,16 @@ function containerOperation(call: { metadata: Metadata }, containerId: string) {
   return { containerId, correlationId: correlationIdOf(call), now: new Date().toISOString() };
 }
 
+/**
+ * The caller's deadline as ms since the epoch, for the stall watchdog; absent when the
+ * call has none (grpc-js says Infinity then).
+ */
+export function deadlineOf(call: { getDeadline(): Date | number }): { deadline?: number } {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? { deadline: ms } : {};
+}
+
 /** A fresh 64-hex container or sandbox id. */
 export function newResourceId(): string {
   return randomBytes(32).toString('hex');
@@ -117,14 +128,30 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     RunPodSandbox: unary<RunPodSandboxRequest__Output, { podSandboxId: string }>(async (request, call) => {
       const podSandboxId = await runPodSandbox(
         { ledger: deps.ledger, ...deps.sandboxes },
-        { request: request as unknown as RunPodSandboxCommand['request'], sandboxId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call), now: new Date().toISOString() },
+        {
+          request: request as unknown as RunPodSandboxCommand['request'],
+          sandboxId: newResourceId(),
+          requestDigest: requestDigest(request),
+          correlationId: correlationIdOf(call),
+          now: new Date().toISOString(),
+          caller: callerOf(call),
+          ...deadlineOf(call),
+        },
       );
       return { podSandboxId };
     }),
     CreateContainer: unary<CreateContainerRequest__Output, { containerId: string }>(async (request, call) => {
       const containerId = await createContainer(
         { ledger: deps.ledger, ...deps.containers },
-        { request: request as unknown as CreateContainerCommand['request'], containerId: newResourceId(), requestDigest: requestDigest(request), correlationId: correlationIdOf(call), now: new Date().toISOString() },
+        {
+          request: request as unknown as CreateContainerCommand['request'],
+          containerId: newResourceId(),
+          requestDigest: requestDigest(request),
+          correlationId: correlationIdOf(call),
+          now: new Date().toISOString(),
+          caller: callerOf(call),
+          ...deadlineOf(call),
+        },
       );
       return { containerId };
     }),

@@ -134,7 +134,12 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
     const head = log.head();
     const relay = options.relay ? options.relay.status() : await disabledRelayStatus(log);
     const p = ledger.projections;
-    const operations = p.operationsWithAge(now());
+    const operations = p.operationsWithAge(now()).map(({ stalled, ...op }) => ({
+      ...op,
+      stalledStep: stalled?.step ?? '',
+      stalledAt: stalled?.at ?? '',
+      stalledDeadline: stalled?.deadline ?? '',
+    }));
     return {
       node: options.node,
       head,

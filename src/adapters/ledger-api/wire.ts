@@ -45,6 +45,10 @@ export interface WireOperationInFlight {
   lastStep: string;
   lastStepAt: string;
   ageMs: number;
+  /** Empty unless the saga stalled past its caller's deadline. */
+  stalledStep: string;
+  stalledAt: string;
+  stalledDeadline: string;
 }
 
 export interface WireStatus {

@@ -1,5 +1,5 @@
 /**
- * mkfifo, mount, umount2 and network-namespace creation as system calls, from the small
+ * mkfifo, mknod, lsetxattr, lgetxattr, mount, umount2 and network-namespace creation as system calls, from the small
  * native module in `native/syscalls.c` (built into `dist/native/` by
  * scripts/build-native.sh). They replace child processes (mkfifo(1), mount(8),
  * unshare(1)), each of which cost about 12 ms to spawn from Node on these machines.
@@ -14,7 +14,10 @@ interface NativeSyscalls {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): Promise<void>;
   umount2(target: string, flags: number): Promise<void>;
   bindNewNetns(target: string): Promise<void>;
-  flags: Record<'MS_RDONLY' | 'MS_NOSUID' | 'MS_NODEV' | 'MS_NOEXEC' | 'MS_BIND' | 'MS_REC' | 'MS_PRIVATE' | 'MS_SLAVE' | 'MS_SHARED' | 'MNT_DETACH', number>;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  lgetxattr(path: string, name: string): Buffer | undefined;
+  flags: Record<'MS_RDONLY' | 'MS_NOSUID' | 'MS_NODEV' | 'MS_NOEXEC' | 'MS_BIND' | 'MS_REC' | 'MS_PRIVATE' | 'MS_SLAVE' | 'MS_SHARED' | 'MNT_DETACH' | 'S_IFCHR' | 'S_IFBLK' | 'S_IFIFO', number>;
 }
 
 /** The native module is missing or does not load (not built, or built for another Node). */
@@ -61,4 +64,24 @@ export function umount(target: string, options: { detach?: boolean } = {}): Prom
  */
 export function bindNewNetns(target: string): Promise<void> {
   return native().bindNewNetns(target);
+}
+
+/** The kinds of node mknod makes: a character or block device, or a FIFO. */
+export type NodeKind = 'char' | 'block' | 'fifo';
+
+/** mknod(2): a device or FIFO node; `permissions` are the mode's permission bits. Throws EEXIST if `path` exists. */
+export function mknod(path: string, kind: NodeKind, permissions: number, major = 0, minor = 0): void {
+  const flags = native().flags;
+  const type = kind === 'char' ? flags.S_IFCHR : kind === 'block' ? flags.S_IFBLK : flags.S_IFIFO;
+  native().mknod(path, type | (permissions & 0o7777), major, minor);
+}
+
+/** lsetxattr(2): sets extended attribute `name` of `path` itself (a symlink is not followed). */
+export function lsetxattr(path: string, name: string, value: Buffer): void {
+  native().lsetxattr(path, name, value);
+}
+
+/** lgetxattr(2): the value of extended attribute `name` of `path` itself; undefined when it has none. */
+export function lgetxattr(path: string, name: string): Buffer | undefined {
+  return native().lgetxattr(path, name);
 }

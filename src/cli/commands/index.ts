@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerEvents } from './events.js';
+import { registerExplain } from './explain.js';
 import { registerImages } from './images.js';
 import { registerReplay } from './replay.js';
 import { registerServe } from './serve.js';
@@ -13,6 +14,7 @@ export function registerCommands(program: Command): void {
   registerStatus(program);
   registerEvents(program);
   registerTimeline(program);
+  registerExplain(program);
   registerReplay(program);
   registerVerify(program);
   registerImages(program);

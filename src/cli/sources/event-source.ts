@@ -27,6 +27,8 @@ export interface InFlight {
   startedSeq: number;
   lastStep: string;
   ageMs: number;
+  /** The step running when the caller's deadline passed, if it did (OperationStalled). */
+  stalled?: { step: string; at: string; deadline: string };
 }
 
 /** Where a node's log stands (the socket's Status RPC, or a stopped log read directly). */

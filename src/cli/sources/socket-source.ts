@@ -108,6 +108,7 @@ function toLedgerStatus(s: WireStatus, source: string): LedgerStatus {
       startedSeq: op.startedSeq,
       lastStep: op.lastStep,
       ageMs: op.ageMs,
+      ...(op.stalledStep ? { stalled: { step: op.stalledStep, at: op.stalledAt, deadline: op.stalledDeadline } } : {}),
     })),
   };
   if (s.headAt) out.headAt = s.headAt;

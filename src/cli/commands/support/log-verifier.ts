@@ -21,6 +21,8 @@ export interface OpenSaga {
   lastStep: string;
   correlationId: string;
   ageMs: number;
+  /** The step running when the caller's deadline passed, if it did. */
+  stalled?: { step: string };
 }
 
 export interface VerifyReport {
@@ -164,7 +166,9 @@ export class LogVerifier {
     }
     const open = this.sagas.get(event.stream);
     if (open) {
-      open.lastStep = event.type;
+      // A stall record is not a step reached.
+      if (event.type === 'OperationStalled') open.stalled = { step: event.data.step };
+      else open.lastStep = event.type;
       if (SAGA_END.has(event.type) || event.type === 'ContainerRemoved' || event.type === 'SandboxRemoved') this.sagas.delete(event.stream);
       return;
     }

@@ -1,5 +1,6 @@
 import { assertNever, type LedgerEvent } from '../../../domain/events.js';
 import { isResourceId } from '../../../domain/ids.js';
+import { formatDuration } from './time.js';
 
 /** How many characters of a 64-hex id people are shown (crictl shows 13; 12 reads as 3 x 4). */
 export const SHORT_ID_LENGTH = 12;
@@ -43,7 +44,7 @@ export function summarize(event: LedgerEvent): string {
     case 'SandboxStopped':
       return `stopped=${event.data.stoppedAt}`;
     case 'SandboxRemoved':
-      return `name=${event.data.name}`;
+      return `name=${event.data.name}${event.data.discarded ? ` (${event.data.discarded.reason}, never delivered)` : ''}`;
     case 'ContainerStarted':
       return `pid=${event.data.pid}`;
     case 'ContainerExited':
@@ -51,7 +52,7 @@ export function summarize(event: LedgerEvent): string {
     case 'ContainerStopped':
       return `signal=${event.data.signal} timeout=${event.data.timeoutMs}ms${event.data.killed ? ' killed' : ''}`;
     case 'ContainerRemoved':
-      return `name=${event.data.name}`;
+      return `name=${event.data.name}${event.data.discarded ? ` (${event.data.discarded.reason}, never delivered)` : ''}`;
     case 'ImagePullStarted':
       return `reference=${event.data.reference} from ${event.data.origin}`;
     case 'ImagePullProgress':
@@ -72,6 +73,12 @@ export function summarize(event: LedgerEvent): string {
       return `orphans removed=${event.data.orphansRemoved.length} missing=${event.data.missing.length}`;
     case 'PodCidrUpdated':
       return `podCidr=${event.data.podCidr || '-'}`;
+    case 'OperationStalled':
+      return `${event.data.operation} still in ${event.data.step} at the caller's deadline ${event.data.deadline} (${formatDuration(event.data.elapsedMs)} into the step)`;
+    case 'ResultUndelivered':
+      return `${event.data.reason}: the id reached no caller (request=${event.data.requestDigest.slice(0, 19)})`;
+    case 'RecoveryDecided':
+      return `${event.data.decision} at ${event.data.lastStep}: ${quote(event.data.reason)}`;
     default:
       return assertNever(event);
   }
