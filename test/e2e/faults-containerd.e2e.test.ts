@@ -196,9 +196,10 @@ describe('containerd missing when the service starts', () => {
       containerd = await startContainerd();
       await symlink(containerd.address, address);
       const appeared = Date.now();
+      // Within seconds: the health probe is cached for 1 s, and the channel reconnects on its own.
       await until('RuntimeReady', async () => (await ready()).status, 30_000);
       t.diagnostic(`RuntimeReady ${Date.now() - appeared} ms after containerd appeared`);
-      assert.ok(Date.now() - appeared < 5_000, `ready ${Date.now() - appeared} ms after containerd appeared`);
+      assert.ok(Date.now() - appeared < 10_000, `ready ${Date.now() - appeared} ms after containerd appeared`);
     } finally {
       client?.close();
       await serve?.stop('SIGKILL');
