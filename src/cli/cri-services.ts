@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { networkReady } from '../adapters/cni/cni-network.js';
 import { CniPodNetwork } from '../adapters/cni/pod-network.js';
 import { connectContainerd } from '../adapters/containerd/containerd-api.js';
+import { unaryCall } from '../adapters/containerd/containerd-calls.js';
 import { ContainerdHealth } from '../adapters/containerd/containerd-health.js';
 import { ContainerdImageStore, DEFAULT_IMAGE_SNAPSHOTTER } from '../adapters/containerd/containerd-images.js';
 import { ContainerdRuntime } from '../adapters/containerd/containerd-runtime.js';
@@ -96,7 +97,6 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   let toRecover = [...ledger.projections.operations.values()];
   const network = new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir });
   const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now(), now: () => new Date().toISOString() };
-  let reconciled = false;
   const recover = async (): Promise<void> => {
     if (toRecover.length > 0) {
       const outcomes = await recoverInFlight(recovery, toRecover);
@@ -107,14 +107,23 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       }
       toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated && !o.rolledForward));
     }
-    // Once per start, after recovery: sagas running now are known to the log already.
-    if (reconciled || toRecover.length > 0) return;
-    reconciled = true;
+    // After recovery, at every (re)connection: a saga whose undo failed while containerd
+    // was away left its objects there (its stream ended with Compensated, so the log no
+    // longer knows them); sagas running now are known to the log already (NameReserved
+    // comes before any side effect), so they are never taken for orphans.
+    if (toRecover.length > 0) return;
     const diff = diffAgainstRuntime(ledger.projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER));
     await reconcileWithRuntime({ ...recovery, nodeStream: nodeStream(config.node), correlationId: newEventId() }, diff);
     if (!inSync(diff)) logger.warn({ orphanContainers: diff.orphanContainers, orphanSnapshots: diff.orphanSnapshots, missing: diff.missing }, 'reconciled the log with containerd');
   };
-  const exits = new ExitMonitor({ events: new ContainerdTaskEvents({ api, logger }), lifecycle, logger, onConnected: recover });
+  const exits = new ExitMonitor({
+    events: new ContainerdTaskEvents({ api, logger }),
+    lifecycle,
+    logger,
+    onConnected: recover,
+    // containerd 1.6 puts a task's container id in the process's `id` (container_id stays empty).
+    taskIds: async () => new Set((await unaryCall<{ tasks: Array<{ id: string; container_id: string }> }>(api.tasks, 'List', {})).tasks.flatMap((t) => [t.id, t.container_id])),
+  });
   const sandboxNames = new NameReservations(ledger.projections.sandboxNames);
   const containerNames = new NameReservations(ledger.projections.containerNames);
   // Results whose id reached no caller and that nobody claims are removed after the

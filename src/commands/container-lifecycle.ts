@@ -106,7 +106,16 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
       await appendTo(deps, c, [{ type: 'ContainerExited', correlationId: o.correlationId, data: { exitCode: START_ERROR_EXIT_CODE, finishedAt: o.now, reason: 'StartError', message } }]);
       throw error;
     }
-    await appendTo(deps, c, [{ type: 'ContainerStarted', correlationId: o.correlationId, data: { pid, startedAt: o.now } }]);
+    try {
+      await appendTo(deps, c, [{ type: 'ContainerStarted', correlationId: o.correlationId, data: { pid, startedAt: o.now } }]);
+    } catch (error) {
+      // The start could not be recorded (a full disk, say): undo it, so containerd agrees
+      // with the log (CREATED) and kubelet's retry starts it again once the log can write.
+      await deps.tasks.stop(c.id, SIGKILL, 0).catch(() => undefined);
+      await deps.tasks.delete(c.id).catch(() => undefined);
+      await deps.logs.abandon(c.id);
+      throw error;
+    }
   });
 }
 

@@ -1,3 +1,4 @@
+import { ConcurrencyError, InvalidArgumentError, LedgerClosedError } from '../domain/errors.js';
 import type { NewEvent } from '../domain/events.js';
 import type { Ledger } from './ledger.js';
 
@@ -30,6 +31,8 @@ import type { Ledger } from './ledger.js';
 
 /** How long all undos of one compensation may take together. */
 export const DEFAULT_COMPENSATION_TIMEOUT_MS = 60_000;
+/** How often a Compensated the log could not take (a full disk) is tried again. */
+export const DEFAULT_COMPENSATED_RETRY_MS = 1_000;
 
 export interface SagaStep<Ctx> {
   /** The step's name, as failpoints and `Compensated.failedStep` name it. */
@@ -82,6 +85,8 @@ export interface SagaOptions<Ctx> {
   name?: string;
   failpoints?: Failpoints;
   compensationTimeoutMs?: number;
+  /** How often a Compensated the log refused is tried again (DEFAULT_COMPENSATED_RETRY_MS). */
+  compensatedRetryMs?: number;
   /** Milliseconds since an arbitrary origin; injectable for tests. */
   clock?: () => number;
   /** The caller's deadline, ms since the epoch; absent or Infinity: no stall watchdog. */
@@ -252,9 +257,7 @@ async function compensate<Ctx>(o: SagaOptions<Ctx>, failedIndex: number, error: 
   }
   const failedStep = o.steps[failedIndex]!.name;
   const code = (error as { code?: unknown } | undefined)?.code;
-  // If this append fails too (the log closed under us), the caller still gets the
-  // step's error; the stream stays in flight and startup recovery compensates it again.
-  await o.ledger.append(o.stream, version, [
+  const compensated: NewEvent[] = [
     {
       type: 'Compensated',
       correlationId: o.correlationId,
@@ -266,7 +269,33 @@ async function compensate<Ctx>(o: SagaOptions<Ctx>, failedIndex: number, error: 
         ...(o.name === undefined ? {} : { name: o.name }),
       },
     },
-  ]);
+  ];
+  // If this append fails too, the caller still gets the step's error. When the log
+  // closed under us, the stream stays in flight and startup recovery compensates it.
+  // When the log could not write (a full disk), the saga's earlier events hold its name
+  // until Compensated joins them: keep trying in the background, so the name is free
+  // once space is back, not only after a restart. A stream that was never written
+  // (version 0) holds nothing and gets no Compensated later.
+  try {
+    await o.ledger.append(o.stream, version, compensated);
+  } catch (appendError) {
+    if (version > 0 && retryable(appendError)) retryCompensated(o, version, compensated);
+    throw appendError;
+  }
+}
+
+function retryable(error: unknown): boolean {
+  return !(error instanceof LedgerClosedError || error instanceof ConcurrencyError || error instanceof InvalidArgumentError);
+}
+
+function retryCompensated<Ctx>(o: SagaOptions<Ctx>, version: number, events: NewEvent[]): void {
+  const timer = setTimeout(() => {
+    o.ledger.append(o.stream, version, events).catch((error: unknown) => {
+      if (retryable(error)) retryCompensated(o, version, events);
+    });
+  }, o.compensatedRetryMs ?? DEFAULT_COMPENSATED_RETRY_MS);
+  // A retry never keeps the process alive; a restart's recovery finishes the saga.
+  (timer as { unref?: () => void }).unref?.();
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

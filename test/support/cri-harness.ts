@@ -46,7 +46,8 @@ export interface CriHarness {
   cleanup(): Promise<void>;
 }
 
-export async function startCriHarness(o: { network?: boolean; prefix?: string } = {}): Promise<CriHarness> {
+/** `env` is added to every start's environment (CRI_LEDGER_NATS_URL, say). */
+export async function startCriHarness(o: { network?: boolean; prefix?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CriHarness> {
   const temp = await tempRoot(o.prefix ?? 'cri-ledger-e2e-');
   const root = temp.dir;
   const confDir = join(root, 'cni');
@@ -88,7 +89,7 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string } 
         root,
         socket,
         args: ['--containerd-address', containerd.address, '--cni-conf-dir', confDir, '--cni-bin-dir', CNI_BIN_DIR, '--restrict-oom-score-adj', 'true', '--registry-config-path', registryConfigDir],
-        env: { ...process.env, ...env, ...(failpoints ? { CRI_LEDGER_FAILPOINTS: failpoints } : {}) },
+        env: { ...process.env, ...o.env, ...env, ...(failpoints ? { CRI_LEDGER_FAILPOINTS: failpoints } : {}) },
       });
       const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
       client = new Constructor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, Call>;

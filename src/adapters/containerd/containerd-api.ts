@@ -124,6 +124,10 @@ function namespaceInterceptor(namespace: string): Interceptor {
     });
 }
 
+/** The first and the longest wait between attempts to reach containerd again. */
+export const DEFAULT_RECONNECT_BACKOFF_MS = 250;
+export const DEFAULT_MAX_RECONNECT_BACKOFF_MS = 1_000;
+
 /**
  * Clients for containerd at `address`, all working in `namespace`. The connection is made
  * by the first call, so this never fails for a containerd that is down; calls do.
@@ -135,6 +139,12 @@ export function connectContainerd({ address, namespace }: ContainerdConnectOptio
     // containerd's own limit is 16 MiB each way, like kubelet's.
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    // A local socket: try again at least every second while containerd is away. With
+    // grpc-js's default backoff (1 s, growing 1.6x up to 120 s) the service saw a
+    // containerd back after a 3 s outage 1 to 3 s late, and the wait keeps growing with
+    // the outage: calls fail fast meanwhile, they do not make it reconnect.
+    'grpc.initial_reconnect_backoff_ms': DEFAULT_RECONNECT_BACKOFF_MS,
+    'grpc.max_reconnect_backoff_ms': DEFAULT_MAX_RECONNECT_BACKOFF_MS,
   });
   const interceptors = [namespaceInterceptor(namespace)];
   const clients = {} as Record<ContainerdServiceName, ContainerdClient>;

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { recordExit, UNKNOWN_EXIT_CODE, type LifecycleDeps } from '../../commands/container-lifecycle.js';
+import { SIGKILL } from '../../commands/pod-runtime.js';
 import type { ContainerdTaskEvents } from '../containerd/containerd-task-events.js';
 import { newEventId } from '../ids/event-id.js';
 
@@ -19,8 +20,13 @@ import { newEventId } from '../ids/event-id.js';
  * `onConnected` runs before each of those checks: startup recovery, which needs
  * containerd, waits for it the same way.
  */
+/** How soon the running containers are checked again after an exit could not be recorded (a full disk, say). */
+export const DEFAULT_EXIT_RECHECK_MS = 2_000;
+
 export class ExitMonitor {
   private running: Promise<void> | undefined;
+  private recheck: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(
     private readonly o: {
@@ -29,6 +35,9 @@ export class ExitMonitor {
       logger: Logger;
       /** Runs first whenever containerd is reachable again (startup recovery of sagas cut short). */
       onConnected?: () => Promise<void>;
+      /** The ids of the containers that have a task in containerd: one call instead of one per container. */
+      taskIds?: () => Promise<ReadonlySet<string>>;
+      recheckMs?: number;
     },
   ) {}
 
@@ -39,8 +48,26 @@ export class ExitMonitor {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.recheck);
     await this.o.events.stop();
     await this.running;
+  }
+
+  /**
+   * An exit that could not be recorded is not seen again from the subscription: check
+   * the running containers against containerd a little later, and again until every
+   * exit is in the log (containerd keeps a stopped task, with its exit, until deleted).
+   */
+  private scheduleRecheck(): void {
+    if (this.recheck || this.stopped) return;
+    this.recheck = setTimeout(() => {
+      this.recheck = undefined;
+      void this.reconcile().then((complete) => {
+        if (!complete) this.scheduleRecheck();
+      });
+    }, this.o.recheckMs ?? DEFAULT_EXIT_RECHECK_MS);
+    this.recheck.unref();
   }
 
   private async consume(): Promise<void> {
@@ -53,24 +80,31 @@ export class ExitMonitor {
             break;
           case 'exit':
             if (event.execId !== '' && event.execId !== event.containerId) break;
-            if (!lifecycle.ledger.projections.containers.get(event.containerId)) break;
+            const record = lifecycle.ledger.projections.containers.get(event.containerId);
+            if (!record) break;
+            // The exit of an earlier task of this container (a start whose record could
+            // not be written was undone, then retried) is not this run's exit.
+            if (record.pid !== undefined && event.pid !== 0 && event.pid !== record.pid) break;
             await recordExit(lifecycle, { containerId: event.containerId, exitCode: event.exitCode, exitedAt: event.exitedAt, correlationId: newEventId() });
             break;
           case 'subscribed':
           case 'resubscribed':
             await this.o.onConnected?.();
-            await this.reconcile();
+            if (!(await this.reconcile())) this.scheduleRecheck();
             break;
         }
       } catch (error) {
         logger.error({ err: error, event }, 'recording a task event failed');
+        if (event.kind === 'exit') this.scheduleRecheck();
       }
     }
   }
 
-  /** Checks every RUNNING container against containerd (see the class comment). */
-  async reconcile(): Promise<void> {
+  /** Checks every RUNNING container against containerd (see the class comment); false when a check or a record failed. */
+  async reconcile(): Promise<boolean> {
     const { lifecycle, logger } = this.o;
+    if (this.stopped) return true;
+    let complete = true;
     const running = [...lifecycle.ledger.projections.containers.values()].filter((c) => c.state === 'RUNNING');
     for (const c of running) {
       try {
@@ -86,7 +120,42 @@ export class ExitMonitor {
           logger.info({ containerId: c.id, exitCode: exit.exitCode, task: state?.status ?? 'gone' }, 'recorded an exit missed while not subscribed');
         }
       } catch (error) {
+        complete = false;
         logger.error({ err: error, containerId: c.id }, 'checking a running container against containerd failed');
+      }
+    }
+    await this.removeStrayTasks();
+    return complete;
+  }
+
+  /**
+   * Deletes the task of a container the log says is not running (CREATED, or EXITED: a
+   * StartContainer cut off by containerd going away records StartError, but the task it
+   * had created stays, with its shim). Under the container's lock, so a start in
+   * progress is never taken for one.
+   */
+  private async removeStrayTasks(): Promise<void> {
+    const { lifecycle, logger } = this.o;
+    let withTask: ReadonlySet<string> | undefined;
+    try {
+      withTask = await this.o.taskIds?.();
+    } catch (error) {
+      logger.error({ err: error }, 'listing containerd tasks failed; checking each stopped container');
+    }
+    const idle = [...lifecycle.ledger.projections.containers.values()].filter((c) => (c.state === 'CREATED' || c.state === 'EXITED') && (withTask?.has(c.id) ?? true));
+    for (const c of idle) {
+      try {
+        await lifecycle.locks.run(c.id, async () => {
+          const current = lifecycle.ledger.projections.containers.get(c.id);
+          if (!current || (current.state !== 'CREATED' && current.state !== 'EXITED')) return;
+          const task = await lifecycle.tasks.state(c.id);
+          if (!task) return;
+          if (task.status !== 'STOPPED') await lifecycle.tasks.stop(c.id, SIGKILL, 0);
+          await lifecycle.tasks.delete(c.id);
+          logger.warn({ containerId: c.id, state: current.state, task: task.status }, 'deleted a task the log does not account for');
+        });
+      } catch (error) {
+        logger.error({ err: error, containerId: c.id }, 'checking a stopped container for a stray task failed');
       }
     }
   }

@@ -1,9 +1,11 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, stat, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Level } from 'level';
 import type { RawRecord } from '../../commands/ports.js';
 import { CorruptRecordError, InvalidArgumentError, LedgerLockedError, MissingRecordError } from '../../domain/errors.js';
 import { decodeEvent, type LedgerEvent } from '../../domain/events.js';
 import { BaseEventLog, type EventLogOptions } from './base-event-log.js';
+import { LedgerStorageError, storageError } from './storage-errors.js';
 
 /*
  * Key layout (one LevelDB, utf8 keys and values). Each read the service needs is one
@@ -15,6 +17,16 @@ import { BaseEventLog, type EventLogOptions } from './base-event-log.js';
  *   m!layout                              -> "1"               the key layout's version
  *
  * The envelope is stored under both keys in one synced batch, so they never disagree.
+ *
+ * A failed write (a full disk, an I/O error) poisons the open handle: LevelDB has by then
+ * appended part of the record to its write-ahead log and keeps appending after it, and
+ * at the next open the reader drops everything after the cut record, so writes
+ * acknowledged later would be lost (test/int/leveldb-disk-full.int.test.ts shows it
+ * without this). So after a failed write the handle is closed and opened again before
+ * anything else is written: the open recovers the log up to its last whole record and
+ * starts a fresh one. That open writes the log's records into a table, so it is tried
+ * only once the disk has room for them: until then writes fail with LedgerDiskFullError,
+ * nothing is stored, and reads go on through the old handle.
  */
 const LOG = 'e!';
 const STREAM = 's!';
@@ -31,6 +43,8 @@ const VERSION_DIGITS = 10;
 export const DEFAULT_MAX_OPEN_FILES = 64;
 /** LevelDB's table file size: with at most 64 tables open (and mapped), 512 KiB files keep a scan's mapped pages near 32 MiB. */
 export const DEFAULT_TABLE_FILE_BYTES = 512 * 1024;
+/** Free space beyond the write-ahead log's size that a reopen after a failed write waits for. */
+export const REOPEN_MARGIN_BYTES = 256 * 1024;
 /** Records fetched per iterator round trip while scanning. */
 export const DEFAULT_SCAN_CHUNK_RECORDS = 1_000;
 
@@ -45,6 +59,13 @@ export interface LevelDbEventLogOptions extends EventLogOptions {
 
 /** The EventLog on an embedded LevelDB directory, held by one process at a time. */
 export class LevelDbEventLog extends BaseEventLog {
+  /** The error of a write that failed on the open handle: it must be reopened before the next write. */
+  private failedWrite: unknown;
+  private reopening: Promise<void> | undefined;
+  private closing = false;
+  /** Set when a reopen found events past the head: no write is safe until a restart. */
+  private diverged: LedgerStorageError | undefined;
+
   private constructor(
     private readonly db: Level<string, string>,
     options: LevelDbEventLogOptions,
@@ -63,11 +84,11 @@ export class LevelDbEventLog extends BaseEventLog {
       await db.open();
     } catch (error) {
       if (isLockError(error)) throw new LedgerLockedError(options.dir, { cause: error });
-      throw error;
+      throw isIoError(error) ? storageError(options.dir, error) : error;
     }
     try {
       const layout = await db.get(LAYOUT_KEY);
-      if (layout === undefined) await db.put(LAYOUT_KEY, LAYOUT_VERSION, { sync: true });
+      if (layout === undefined) await db.put(LAYOUT_KEY, LAYOUT_VERSION, { sync: true }).catch((error: unknown) => Promise.reject(storageError(options.dir, error)));
       else if (layout !== LAYOUT_VERSION) {
         throw new CorruptRecordError(undefined, `key layout ${layout} in ${options.dir}; this build reads layout ${LAYOUT_VERSION}`);
       }
@@ -87,23 +108,94 @@ export class LevelDbEventLog extends BaseEventLog {
     }
   }
 
+  /** Waits for a reopen in progress; reopens a handle a failed reopen left closed. */
+  private async readable(): Promise<void> {
+    await this.reopening?.catch(() => undefined);
+    if (this.db.status !== 'open' && this.failedWrite !== undefined && !this.closing) await this.reopen();
+  }
+
+  /** Reopens the handle first if a write failed on it (see the top of this file). */
+  private async writable(): Promise<void> {
+    await this.reopening?.catch(() => undefined);
+    if (this.diverged) throw this.diverged;
+    if (this.failedWrite === undefined) return;
+    if (this.db.status === 'open' && !(await this.roomToReopen())) throw storageError(this.dir, this.failedWrite);
+    await this.reopen();
+  }
+
+  /** Whether the disk has room for the table an open makes of the write-ahead log. */
+  private async roomToReopen(): Promise<boolean> {
+    try {
+      const fs = await statfs(this.dir);
+      let logBytes = 0;
+      for (const name of await readdir(this.dir)) {
+        if (name.endsWith('.log')) logBytes += (await stat(join(this.dir, name))).size;
+      }
+      return fs.bavail * fs.bsize >= logBytes + REOPEN_MARGIN_BYTES;
+    } catch {
+      return true; // Cannot tell: let the open decide.
+    }
+  }
+
+  private reopen(): Promise<void> {
+    this.reopening ??= (async () => {
+      try {
+        if (this.db.status === 'open') await this.db.close();
+        await this.db.open();
+      } catch (error) {
+        throw storageError(this.dir, error);
+      }
+      // A write whose sync failed may still have reached the disk: then the store holds
+      // events its appenders were told failed, at seqs this process would hand out
+      // again. Never overwrite them: refuse every write until a restart loads them (its
+      // recovery ends the sagas they began).
+      const last = await lastEntry(this.db, LOG, seqKey(Number.MAX_SAFE_INTEGER));
+      const stored = last ? Number(last[0].slice(LOG.length)) : 0;
+      if (stored !== this.headSeq) {
+        throw (this.diverged = new LedgerStorageError(this.dir, `a write reported as failed was stored after all (the log ends at seq ${stored}, this process is at ${this.headSeq}); restart the service to load it`));
+      }
+      this.failedWrite = undefined;
+    })().finally(() => (this.reopening = undefined));
+    return this.reopening;
+  }
+
+  /** Runs a write; a failure poisons the handle and is reported as a storage error. */
+  private async write(action: () => Promise<void>): Promise<void> {
+    await this.writable();
+    try {
+      await action();
+    } catch (error) {
+      if (this.closing) throw error;
+      this.failedWrite = error;
+      throw storageError(this.dir, error);
+    }
+  }
+
+  private get dir(): string {
+    return (this.options as LevelDbEventLogOptions).dir;
+  }
+
   protected async loadStreamVersion(stream: string): Promise<number> {
+    await this.readable();
     const prefix = streamPrefix(stream);
     const last = await lastEntry(this.db, prefix, prefix + '\xff');
     return last ? Number(last[0].slice(prefix.length)) : 0;
   }
 
   protected async writeBatch(events: readonly LedgerEvent[], records: readonly string[]): Promise<void> {
-    const batch = this.db.batch();
-    events.forEach((e, i) => {
-      const json = records[i]!;
-      batch.put(seqKey(e.seq), json);
-      batch.put(streamKey(e.stream, e.version), json);
+    await this.write(async () => {
+      const batch = this.db.batch();
+      events.forEach((e, i) => {
+        const json = records[i]!;
+        batch.put(seqKey(e.seq), json);
+        batch.put(streamKey(e.stream, e.version), json);
+      });
+      await batch.write({ sync: true });
     });
-    await batch.write({ sync: true });
   }
 
   protected async readStreamRecords(stream: string): Promise<RawRecord[]> {
+    await this.readable();
     const prefix = streamPrefix(stream);
     const out: RawRecord[] = [];
     for await (const [, json] of this.db.iterator({ gt: prefix, lt: prefix + '\xff' })) {
@@ -114,6 +206,7 @@ export class LevelDbEventLog extends BaseEventLog {
 
   protected async *readRecordChunks(range: { fromSeq: number; toSeq: number }): AsyncIterable<RawRecord[]> {
     if (range.fromSeq > range.toSeq) return;
+    await this.readable();
     const iterator = this.db.iterator({ gte: seqKey(range.fromSeq), lte: seqKey(range.toSeq) });
     let expected = range.fromSeq;
     // Read ahead: the next chunk is fetched on LevelDB's thread while this one is decoded.
@@ -144,6 +237,7 @@ export class LevelDbEventLog extends BaseEventLog {
   }
 
   async readCursor(name: string): Promise<number> {
+    await this.readable();
     const value = await this.db.get(CURSOR + name);
     return value === undefined ? 0 : Number(value);
   }
@@ -151,11 +245,13 @@ export class LevelDbEventLog extends BaseEventLog {
   /** Not synced: a cursor lost in a machine crash only re-publishes what dedupe drops. */
   async writeCursor(name: string, seq: number): Promise<void> {
     if (!Number.isSafeInteger(seq) || seq < 0) throw new InvalidArgumentError('seq', `bad cursor position ${seq}`);
-    await this.db.put(CURSOR + name, String(seq));
+    await this.write(() => this.db.put(CURSOR + name, String(seq)));
   }
 
   protected async closeStore(): Promise<void> {
-    await this.db.close();
+    this.closing = true;
+    await this.reopening?.catch(() => undefined);
+    if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close();
   }
 }
 
@@ -169,6 +265,11 @@ function seqOf(json: string): number {
   const match = /"seq":(\d+)/.exec(json);
   if (!match) throw new CorruptRecordError(undefined, `stream record without a seq: ${json.slice(0, 80)}`);
   return Number(match[1]);
+}
+
+function isIoError(error: unknown): boolean {
+  const e = error as { code?: string; cause?: { code?: string } } | undefined;
+  return e?.code === 'LEVEL_IO_ERROR' || e?.cause?.code === 'LEVEL_IO_ERROR';
 }
 
 function isLockError(error: unknown): boolean {

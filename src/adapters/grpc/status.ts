@@ -16,6 +16,7 @@ import {
 } from '../../domain/errors.js';
 import { ContainerNotRunningError, ExecTimeoutError } from '../containerd/containerd-exec.js';
 import { BlobMismatchError, LayerDiffIdMismatchError, NoMatchingManifestError } from '../containerd/containerd-pull.js';
+import { LedgerDiskFullError, LedgerStorageError } from '../eventlog/storage-errors.js';
 import { ImageArchiveError } from '../images/archive-source.js';
 import {
   ContentVerificationError,
@@ -60,6 +61,10 @@ export function grpcCodeFor(error: unknown): Status {
   if (error instanceof ConcurrencyError) return Status.ABORTED;
   if (error instanceof LedgerClosedError || error instanceof ServiceShuttingDownError) return Status.UNAVAILABLE;
   if (error instanceof RuntimeUnavailableError) return Status.UNAVAILABLE;
+  // The log could not take the events (nothing of them was stored): a full disk is the
+  // operator's to fix, kubelet's retry succeeds once space is freed.
+  if (error instanceof LedgerDiskFullError) return Status.RESOURCE_EXHAUSTED;
+  if (error instanceof LedgerStorageError) return Status.UNAVAILABLE;
   // A record this build cannot read: the data is there but unusable, not a server bug.
   if (error instanceof CorruptRecordError || error instanceof UnknownEventError) return Status.DATA_LOSS;
   return Status.INTERNAL;

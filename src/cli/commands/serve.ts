@@ -127,10 +127,18 @@ export async function serve(config: Config): Promise<void> {
 
 /** Opens the log; a held lock means another service runs on this root. */
 async function openLog(dir: string, node: string): Promise<LevelDbEventLog> {
-  const { LevelDbEventLog } = await import('../../adapters/eventlog/leveldb-event-log.js');
+  const [{ LevelDbEventLog }, { LedgerDiskFullError }] = await Promise.all([
+    import('../../adapters/eventlog/leveldb-event-log.js'),
+    import('../../adapters/eventlog/storage-errors.js'),
+  ]);
   try {
     return await LevelDbEventLog.open({ dir, node });
   } catch (error) {
+    if (error instanceof LedgerDiskFullError) {
+      // Opening writes (LevelDB turns its write-ahead log into a table): refuse to start
+      // rather than serve a log that cannot record anything.
+      throw new CriLedgerError(`cannot start: the disk holding the ledger at ${dir} is full (no space left on device); free space there, then start again`, { cause: error });
+    }
     if (!(error instanceof LedgerLockedError)) throw error;
     throw new CriLedgerError(`the ledger at ${dir} is held by another cri-ledger process: a service is already running on this root`, { cause: error });
   }
