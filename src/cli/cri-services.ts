@@ -65,6 +65,8 @@ export interface CriServices {
 }
 
 export function createCriServices(config: Config, ledger: Ledger, logger: Logger): CriServices {
+  // Leases of cri-ledger's older than this belong to operations of an earlier process.
+  const startedAt = new Date().toISOString();
   const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
   const health = new ContainerdHealth(api);
   const runtimeVersion = packageVersion();
@@ -92,7 +94,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   const tasks = new ContainerdTasks({ api, runcRoot: join(config.stateDir, 'runc') });
   const containerFiles = new HostContainerFiles({ root: config.root, stateDir: config.stateDir });
   const logs = new HostContainerLogs({ logger });
-  const lifecycle: LifecycleDeps = { ledger, locks: new KeyedLock(), tasks, logs, files: containerFiles, runtime, oomed: new Set(), snapshotter: DEFAULT_IMAGE_SNAPSHOTTER };
+  const lifecycle: LifecycleDeps = { ledger, locks: new KeyedLock(), tasks, logs, files: containerFiles, runtime, oomed: new Set(), snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, failpoints };
   // The sagas a previous process left in flight: compensated once containerd answers.
   let toRecover = [...ledger.projections.operations.values()];
   const network = new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir });
@@ -112,9 +114,9 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     // longer knows them); sagas running now are known to the log already (NameReserved
     // comes before any side effect), so they are never taken for orphans.
     if (toRecover.length > 0) return;
-    const diff = diffAgainstRuntime(ledger.projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER));
+    const diff = diffAgainstRuntime(ledger.projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER), { leasesBefore: startedAt });
     await reconcileWithRuntime({ ...recovery, nodeStream: nodeStream(config.node), correlationId: newEventId() }, diff);
-    if (!inSync(diff)) logger.warn({ orphanContainers: diff.orphanContainers, orphanSnapshots: diff.orphanSnapshots, missing: diff.missing }, 'reconciled the log with containerd');
+    if (!inSync(diff)) logger.warn({ orphanContainers: diff.orphanContainers, orphanSnapshots: diff.orphanSnapshots, orphanLeases: diff.orphanLeases, missing: diff.missing }, 'reconciled the log with containerd');
   };
   const exits = new ExitMonitor({
     events: new ContainerdTaskEvents({ api, logger }),
@@ -166,12 +168,13 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     },
   });
   // Layers go straight into their snapshots unless their blobs are to be kept (docs/images.md).
-  const puller = new ContainerdPuller(api, { streamUnpack: !config.images.keepLayerBlobs });
+  const puller = new ContainerdPuller(api, { streamUnpack: !config.images.keepLayerBlobs, afterLayer: () => failpoints.hit('PullImage.LayerUnpacked') });
   const imagePulls = new ImagePulls({
     ledger,
     images,
     puller: new RuntimeImagePuller({ puller, sourceFor: (reference, auth) => registrySource(reference, { hostsDir: config.registry.configPath, ...(auth ? { auth } : {}) }) }),
     clock: () => performance.now(),
+    failpoints,
   });
   const imageService = imageHandlers({
     ledger,

@@ -6,6 +6,7 @@ import type { KeyedLock } from './keyed-lock.js';
 import type { Ledger } from './ledger.js';
 import { SIGKILL } from './pod-runtime.js';
 import type { ContainerFiles, ContainerLogs, ContainerRuntime, TaskRuntime } from './ports.js';
+import { NO_FAILPOINTS, type Failpoints } from './saga.js';
 
 /*
  * A container's life after CreateContainer, the way kubelet drives it and containerd's
@@ -21,6 +22,11 @@ import type { ContainerFiles, ContainerLogs, ContainerRuntime, TaskRuntime } fro
  *
  * Each runs under the container's lock, reads the record, does its side effects (keyed
  * by the id, each safe to repeat), then appends at the version it read.
+ *
+ * Failpoints (tests only) name what has just happened: StartContainer.LogsAttached,
+ * .TaskStarted, .ContainerStarted; StopContainer.TaskStopped, .ContainerStopped,
+ * .TaskDeleted; RemoveContainer.Stopped, .TaskDeleted, .ResourcesRemoved,
+ * .ContainerRemoved. A crash at any of them leaves what a restart reconciles.
  */
 
 export interface LifecycleDeps {
@@ -34,6 +40,7 @@ export interface LifecycleDeps {
   oomed: Set<string>;
   /** The snapshotter, for records that predate SnapshotPrepared. */
   snapshotter: string;
+  failpoints?: Failpoints;
 }
 
 export interface LifecycleCommand {
@@ -75,6 +82,10 @@ function mustFind(deps: LifecycleDeps, ref: string): ContainerRecord {
   return c;
 }
 
+function hit(deps: LifecycleDeps, point: string): Promise<void> {
+  return (deps.failpoints ?? NO_FAILPOINTS).hit(point);
+}
+
 async function appendTo(deps: LifecycleDeps, c: ContainerRecord, events: NewEvent[]): Promise<void> {
   await deps.ledger.append(containerStream(c.id), c.version, events);
 }
@@ -97,6 +108,7 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
     const io = deps.files.ioFor(c.id, { stdin: c.stdin ?? false, tty: c.tty ?? false });
     // The read ends first: the shim's open of the write ends waits for a reader.
     await deps.logs.attach(c.id, { logPath: c.logPath ?? '', io });
+    await hit(deps, 'StartContainer.LogsAttached');
     let pid: number;
     try {
       ({ pid } = await deps.tasks.start(c.id, io));
@@ -107,6 +119,7 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
       throw error;
     }
     try {
+      await hit(deps, 'StartContainer.TaskStarted');
       await appendTo(deps, c, [{ type: 'ContainerStarted', correlationId: o.correlationId, data: { pid, startedAt: o.now } }]);
     } catch (error) {
       // The start could not be recorded (a full disk, say): undo it, so containerd agrees
@@ -116,6 +129,7 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
       await deps.logs.abandon(c.id);
       throw error;
     }
+    await hit(deps, 'StartContainer.ContainerStarted');
   });
 }
 
@@ -134,12 +148,15 @@ async function stopLocked(deps: LifecycleDeps, o: LifecycleCommand & { timeoutMs
   if (!c || c.state !== 'RUNNING') return;
   const signal = o.timeoutMs > 0 ? stopSignalNumber(c.stopSignal) : { name: 'SIGKILL', number: SIGKILL };
   const exit = await deps.tasks.stop(c.id, signal.number, Math.max(0, o.timeoutMs));
+  await hit(deps, 'StopContainer.TaskStopped');
   const current = find(deps, id);
   if (!current || current.state !== 'RUNNING') return; // the exit was recorded meanwhile
   const stopped: NewEvent = { type: 'ContainerStopped', correlationId: o.correlationId, data: { signal: signal.name, timeoutMs: Math.max(0, Math.round(o.timeoutMs)), killed: exit?.killed ?? false, stoppedAt: o.now } };
   const finished = exit ?? { exitCode: UNKNOWN_EXIT_CODE, exitedAt: o.now };
   await appendTo(deps, current, [stopped, exitedEvent(deps, o, current, finished)]);
+  await hit(deps, 'StopContainer.ContainerStopped');
   await deps.tasks.delete(c.id);
+  await hit(deps, 'StopContainer.TaskDeleted');
 }
 
 /**
@@ -155,8 +172,10 @@ export async function removeContainer(deps: LifecycleDeps, o: LifecycleCommand):
     if (!c) return;
     if (c.state === 'CREATING') throw new FailedPreconditionError(`container ${c.id} is still being created`);
     await stopLocked(deps, { ...o, containerId: c.id, timeoutMs: 0 }, c.id);
+    await hit(deps, 'RemoveContainer.Stopped');
     // containerd refuses to delete a container that has a task; the rest is independent.
     await deps.tasks.delete(c.id);
+    await hit(deps, 'RemoveContainer.TaskDeleted');
     await Promise.all([
       deps.logs.detach(c.id),
       deps.runtime.deleteContainer(c.id),
@@ -164,8 +183,10 @@ export async function removeContainer(deps: LifecycleDeps, o: LifecycleCommand):
       deps.files.removeDirs(c.id),
     ]);
     deps.oomed.delete(c.id);
+    await hit(deps, 'RemoveContainer.ResourcesRemoved');
     const current = find(deps, c.id);
     if (current) await appendTo(deps, current, [{ type: 'ContainerRemoved', correlationId: o.correlationId, data: { name: current.name, removedAt: o.now } }]);
+    await hit(deps, 'RemoveContainer.ContainerRemoved');
   });
 }
 

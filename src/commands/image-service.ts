@@ -1,6 +1,7 @@
 import { imageStream } from '../domain/ids.js';
 import type { Ledger } from './ledger.js';
 import type { ImageCatalog, ImagePuller, PullProgress, PullResult, RegistryAuth } from './ports.js';
+import { NO_FAILPOINTS, type Failpoints } from './saga.js';
 
 /*
  * PullImage and RemoveImage as events in the image's stream, `image-<name>` (name = the
@@ -24,6 +25,8 @@ export interface ImageServiceDeps {
   puller: ImagePuller;
   /** Milliseconds on a monotonic clock, for durations. */
   clock: () => number;
+  /** Tests only: PullImage.ImagePullStarted, PullImage.Pulled (before ImagePulled is recorded), PullImage.ImagePulled. */
+  failpoints?: Failpoints;
 }
 
 export interface PullImageCommand {
@@ -57,9 +60,11 @@ export class ImagePulls {
 
   private async run(c: PullImageCommand): Promise<PullResult> {
     const { ledger, puller, clock } = this.deps;
+    const failpoints = this.deps.failpoints ?? NO_FAILPOINTS;
     const stream = imageStream(c.reference);
     const started = clock();
     await ledger.append(stream, 'any', [{ type: 'ImagePullStarted', correlationId: c.correlationId, data: { reference: c.reference, origin: c.registry } }]);
+    await failpoints.hit('PullImage.ImagePullStarted');
     // Progress events are written one after another, never blocking the download.
     let progress: Promise<unknown> = Promise.resolve();
     const onProgress = (p: PullProgress): void => {
@@ -68,6 +73,7 @@ export class ImagePulls {
     let result: PullResult;
     try {
       result = await puller.pull(c.reference, { ...(c.auth ? { auth: c.auth } : {}), onProgress });
+      await failpoints.hit('PullImage.Pulled');
     } catch (error) {
       this.deps.images.invalidate();
       await progress;
@@ -84,6 +90,7 @@ export class ImagePulls {
     await progress;
     this.deps.images.invalidate();
     await ledger.append(stream, 'any', [{ type: 'ImagePulled', correlationId: c.correlationId, data: pulledData(result, round(clock() - started)) }]);
+    await failpoints.hit('PullImage.ImagePulled');
     return result;
   }
 }

@@ -193,6 +193,8 @@ export interface ContainerRuntime {
   removeSnapshot(containerId: string, snapshotter: string): Promise<void>;
   createContainer(container: RuntimeContainer): Promise<void>;
   deleteContainer(containerId: string): Promise<void>;
+  /** Deletes a lease a pull or an image view of an earlier process left; fine when it is gone. */
+  deleteLease(leaseId: string): Promise<void>;
   /** Whether containerd holds a container record with this id. */
   hasContainer(containerId: string): Promise<boolean>;
   /** The spec and metadata extension containerd holds for this id; undefined when there is no record. */

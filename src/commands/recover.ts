@@ -215,6 +215,7 @@ export async function reconcileWithRuntime(
     await attempt(orphanLabel(c.kind), c.id, [() => endPauseTask(deps.tasks, c.id), () => deps.runtime.deleteContainer(c.id), () => deps.runtime.removeSnapshot(c.id, deps.snapshotter)]);
   }
   for (const key of diff.orphanSnapshots) await attempt('snapshot', key, [() => deps.runtime.removeSnapshot(key, deps.snapshotter)]);
+  for (const id of diff.orphanLeases) await attempt('lease', id, [() => deps.runtime.deleteLease(id)]);
   if (removed.length > 0 || diff.missing.length > 0) {
     await deps.ledger.append(deps.nodeStream, 'any', [{ type: 'RuntimeReconciled', correlationId: deps.correlationId, data: { orphansRemoved: removed, missing: diff.missing } }]);
   }

@@ -29,6 +29,24 @@ describe('the log against containerd', () => {
     assert.deepEqual(diff.orphanSnapshots, [hexId('stray')]);
     assert.deepEqual(diff.missing, [{ kind: 'container', id: created.id, state: 'CREATED' }]);
     assert.equal(inSync(diff), false);
-    assert.equal(inSync({ orphanContainers: [], orphanSnapshots: [], missing: [] }), true);
+    assert.equal(inSync({ orphanContainers: [], orphanSnapshots: [], missing: [], orphanLeases: [] }), true);
+    assert.deepEqual(diff.orphanLeases, []);
+  });
+
+  it("takes cri-ledger's leases older than this process for a dead process's, and compares none without that time", async () => {
+    const ledger = await Ledger.load(new MemoryEventLog());
+    const inventory = {
+      containers: [],
+      activeSnapshots: [],
+      leases: [
+        { id: 'cri-ledger-pull-old', createdAt: '2026-12-04T03:00:00.000Z' },
+        { id: 'cri-ledger-view-old', createdAt: '2026-12-04T03:59:59.999Z' },
+        { id: 'cri-ledger-pull-mine', createdAt: '2026-12-04T04:00:00.001Z' },
+      ],
+    };
+    const diff = diffAgainstRuntime(ledger.projections, inventory, { leasesBefore: '2026-12-04T04:00:00.000Z' });
+    assert.deepEqual(diff.orphanLeases, ['cri-ledger-pull-old', 'cri-ledger-view-old']);
+    assert.equal(inSync(diff), false);
+    assert.deepEqual(diffAgainstRuntime(ledger.projections, inventory).orphanLeases, []);
   });
 });

@@ -80,6 +80,8 @@ export interface PullOptions {
   concurrency?: number;
   /** False sends every layer the classic way (Content.Write, then containerd's Diff.Apply); true by default. */
   streamUnpack?: boolean;
+  /** Called once each layer's snapshot is committed (tests: the PullImage.LayerUnpacked failpoint). */
+  afterLayer?: (index: number) => Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -570,6 +572,7 @@ async function pullLayersAndRecord(session: PullSession, source: ImageSource, r:
       }
       report(layer.size);
       layers.push({ digest: layer.digest, size: layer.size, ms: Date.now() - started, skipped: present[i]! });
+      await o.afterLayer?.(i);
     }
   } finally {
     readAhead.close();
@@ -653,7 +656,7 @@ export class ContainerdPuller {
 
   constructor(
     private readonly api: ContainerdApi,
-    private readonly defaults: Pick<PullOptions, 'platform' | 'snapshotter' | 'progressIntervalMs' | 'concurrency' | 'streamUnpack'> = {},
+    private readonly defaults: Pick<PullOptions, 'platform' | 'snapshotter' | 'progressIntervalMs' | 'concurrency' | 'streamUnpack' | 'afterLayer'> = {},
   ) {}
 
   pull(source: ImageSource, o: Pick<PullOptions, 'onProgress' | 'signal'> = {}): Promise<PulledImage> {

@@ -73,6 +73,11 @@ export class ContainerdRuntime implements ContainerRuntime {
     return unavailableAsRuntimeError(ignoreNotFound(unaryCall(this.api.containers, 'Delete', { id: containerId })));
   }
 
+  deleteLease(leaseId: string): Promise<void> {
+    // Not synchronous: containerd's next GC collects what only the lease held.
+    return unavailableAsRuntimeError(ignoreNotFound(unaryCall(this.api.leases, 'Delete', { id: leaseId })));
+  }
+
   hasContainer(containerId: string): Promise<boolean> {
     return unavailableAsRuntimeError(
       unaryCall(this.api.containers, 'Get', { id: containerId }).then(
