@@ -87,6 +87,11 @@ export class FakeRuntime extends Failures implements ContainerRuntime {
     this.check('deleteContainer');
     this.containers.delete(containerId);
   }
+  readonly leases = new Set<string>();
+  async deleteLease(leaseId: string): Promise<void> {
+    this.check('deleteLease');
+    this.leases.delete(leaseId);
+  }
   async hasContainer(containerId: string): Promise<boolean> {
     return this.containers.has(containerId);
   }
