@@ -49,6 +49,8 @@ export interface ContainerRecord {
   tty?: boolean;
   mounts?: Array<{ containerPath: string; hostPath: string; readonly: boolean; selinuxRelabel: boolean; propagation: string }>;
   resources?: Record<'cpuPeriod' | 'cpuQuota' | 'cpuShares' | 'memoryLimitInBytes' | 'oomScoreAdj' | 'cpusetCpus' | 'cpusetMems', string>;
+  /** When reconciliation found containerd no longer holds this container's record. */
+  missingInRuntimeSince?: string;
   /** The stream version of the last event applied. */
   version: number;
   /** The last event applied, for "what happened last" questions. */
@@ -63,6 +65,8 @@ export const containerStore: Projection<ContainerRecord> = {
   name: 'containers',
 
   keysOf(event) {
+    // Reconciliation's finding is about other streams' containers: the ones containerd lacks.
+    if (event.type === 'RuntimeReconciled') return event.data.missing.filter((m) => m.kind === 'container').map((m) => m.id);
     return event.stream.startsWith('container-') ? [parseStream(event.stream).id] : [];
   },
 
@@ -86,6 +90,8 @@ export const containerStore: Projection<ContainerRecord> = {
         lastEvent: { type: event.type, at: event.at, seq: event.seq },
       };
     }
+    // From the node's stream, about this container: its versions are not this stream's.
+    if (event.type === 'RuntimeReconciled') return doc && doc.missingInRuntimeSince === undefined ? { ...doc, missingInRuntimeSince: event.at } : doc;
     // Anything else needs the record, and applies once per stream version.
     if (!doc || event.version <= doc.version) return doc;
     switch (event.type) {
@@ -151,7 +157,6 @@ export const containerStore: Projection<ContainerRecord> = {
       case 'SandboxStopped':
       case 'SandboxRemoved':
       case 'PodCidrUpdated':
-      case 'RuntimeReconciled':
         return doc;
       default:
         return assertNever(event);

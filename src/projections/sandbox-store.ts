@@ -32,6 +32,8 @@ export interface SandboxRecord {
   netnsPath?: string;
   /** The pause container's rootfs snapshot (SnapshotPrepared). */
   snapshot?: { snapshotter: string; key: string; parent: string };
+  /** When reconciliation found containerd no longer holds this sandbox's pause container. */
+  missingInRuntimeSince?: string;
   version: number;
   lastEvent: { type: string; at: string; seq: number };
 }
@@ -44,6 +46,8 @@ export const sandboxStore: Projection<SandboxRecord> = {
   name: 'sandboxes',
 
   keysOf(event) {
+    // Reconciliation's finding is about other streams' sandboxs: the ones containerd lacks.
+    if (event.type === 'RuntimeReconciled') return event.data.missing.filter((m) => m.kind === 'sandbox').map((m) => m.id);
     return event.stream.startsWith('sandbox-') ? [parseStream(event.stream).id] : [];
   },
 
@@ -66,6 +70,8 @@ export const sandboxStore: Projection<SandboxRecord> = {
         lastEvent: { type: event.type, at: event.at, seq: event.seq },
       };
     }
+    // From the node's stream, about this sandbox: its versions are not this stream's.
+    if (event.type === 'RuntimeReconciled') return doc && doc.missingInRuntimeSince === undefined ? { ...doc, missingInRuntimeSince: event.at } : doc;
     if (!doc || event.version <= doc.version) return doc;
     switch (event.type) {
       case 'SandboxReady':
@@ -106,7 +112,6 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'ContainerResourcesUpdated':
       case 'ContainerRemoved':
       case 'PodCidrUpdated':
-      case 'RuntimeReconciled':
         return doc;
       default:
         return assertNever(event);

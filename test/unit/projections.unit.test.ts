@@ -44,6 +44,22 @@ describe('container store', () => {
     assert.equal(record.version, 6);
   });
 
+  it('marks a container reconciliation found missing in containerd, leaving its stream version alone', () => {
+    const reconciled = {
+      type: 'RuntimeReconciled' as const,
+      correlationId: 'reconcile',
+      data: { orphansRemoved: [], missing: [{ kind: 'container', id: c1.id, state: 'CREATED' }, { kind: 'sandbox', id: pod.id, state: 'READY' }] },
+    };
+    const ps = streams.sandbox(pod);
+    const p = given([ps, ev.sandboxReserved(pod)], [ps, ev.sandboxReady()], [s1, ev.nameReserved(c1)], [s1, ev.containerCreated()], [s2, ev.nameReserved(c2)], [s2, ev.containerCreated()], ['node-n1', reconciled]);
+    const record = p.containers.get(c1.id)!;
+    assert.match(record.missingInRuntimeSince ?? '', /^\d{4}-/);
+    assert.equal(record.version, 2);
+    assert.equal(p.containers.get(c2.id)!.missingInRuntimeSince, undefined);
+    assert.equal(p.sandboxes.get(pod.id)!.missingInRuntimeSince, record.missingInRuntimeSince);
+    assert.equal(p.sandboxes.get(pod.id)!.version, 2);
+  });
+
   it('forgets a container that was compensated or removed', () => {
     const p = given([s1, ev.nameReserved(c1)], [s1, ev.compensated(c1.name)], [s2, ev.nameReserved(c2)], [s2, ev.containerCreated()], [s2, ev.containerRemoved(c2)]);
     assert.equal(p.containers.size, 0);

@@ -75,7 +75,7 @@ export function containerStatusMessage(r: ContainerRecord): ContainerStatus {
     imageRef: r.imageRef,
     imageId: r.imageRef,
     reason: r.reason ?? '',
-    message: r.message ?? '',
+    message: r.message || (r.missingInRuntimeSince ? `containerd no longer holds this container (found at ${r.missingInRuntimeSince}); remove it` : ''),
     labels: r.labels,
     annotations: r.annotations,
     mounts: (r.mounts ?? []).map((m) => ({ ...m, propagation: m.propagation as never })),

@@ -270,6 +270,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
           snapshotKey: record.snapshot?.key ?? '',
           streamVersion: record.version,
           lastEvent: record.lastEvent,
+          ...(record.missingInRuntimeSince ? { missingInRuntimeSince: record.missingInRuntimeSince } : {}),
         });
       }
       return { status: containerStatusMessage(record), info };
@@ -292,6 +293,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
           spec: spec?.type === 'SpecGenerated' ? spec.data.spec : null,
           streamVersion: record.version,
           lastEvent: record.lastEvent,
+          ...(record.missingInRuntimeSince ? { missingInRuntimeSince: record.missingInRuntimeSince } : {}),
         });
       }
       return { status: sandboxStatusMessage(record), info, containersStatuses: [] };
