@@ -47,6 +47,8 @@ export const DEFAULT_TABLE_FILE_BYTES = 512 * 1024;
 export const REOPEN_MARGIN_BYTES = 256 * 1024;
 /** Records fetched per iterator round trip while scanning. */
 export const DEFAULT_SCAN_CHUNK_RECORDS = 1_000;
+/** Chunks a scan keeps requested ahead of the one being decoded (bounded memory: a few MB). */
+export const DEFAULT_SCAN_READ_AHEAD_CHUNKS = 4;
 
 const seqKey = (seq: number): string => LOG + String(seq).padStart(SEQ_DIGITS, '0');
 const streamPrefix = (stream: string): string => `${STREAM}${stream}\x00`;
@@ -206,17 +208,28 @@ export class LevelDbEventLog extends BaseEventLog {
 
   protected async *readRecordChunks(range: { fromSeq: number; toSeq: number }): AsyncIterable<RawRecord[]> {
     if (range.fromSeq > range.toSeq) return;
-    await this.readable();
     const iterator = this.db.iterator({ gte: seqKey(range.fromSeq), lte: seqKey(range.toSeq) });
     let expected = range.fromSeq;
-    // Read ahead: the next chunk is fetched on LevelDB's thread while this one is decoded.
-    let next: Promise<Array<[string, string]>> | undefined = iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS);
+    // Read ahead: LevelDB's thread fetches the next chunks back to back (one iterator
+    // takes one request at a time, so they are chained) while this one is decoded; a
+    // few chunks of slack keep it busy through a slow decode.
+    let chain: Promise<unknown> = Promise.resolve();
+    let ended = false;
+    const request = (): Promise<Array<[string, string]>> => {
+      const fetched = chain.then(() => (ended ? [] : iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS))).then((entries) => {
+        if (entries.length === 0) ended = true;
+        return entries;
+      });
+      chain = fetched.catch(() => undefined);
+      fetched.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
+      return fetched;
+    };
+    const ahead = Array.from({ length: DEFAULT_SCAN_READ_AHEAD_CHUNKS }, request);
     try {
       for (;;) {
-        const entries = await next;
-        next = undefined;
+        const entries = await ahead.shift()!;
         if (entries.length === 0) return;
-        next = iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS);
+        ahead.push(request());
         const chunk: RawRecord[] = [];
         for (const [key, json] of entries) {
           const seq = Number(key.slice(LOG.length));
@@ -231,7 +244,8 @@ export class LevelDbEventLog extends BaseEventLog {
         yield chunk;
       }
     } finally {
-      await next?.catch(() => undefined);
+      ended = true;
+      await chain;
       await iterator.close();
     }
   }
