@@ -8,6 +8,7 @@ import { runCli } from '../support/cli.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { busyboxBase, composeImage, pushImage } from '../support/registry-images.js';
+import { until } from '../support/until.js';
 
 /*
  * The crash sweep, continued past creation: StartContainer, StopContainer,
@@ -22,13 +23,6 @@ const STOP_STEPS = ['TaskStopped', 'ContainerStopped', 'TaskDeleted'];
 const REMOVE_STEPS = ['Stopped', 'TaskDeleted', 'ResourcesRemoved', 'ContainerRemoved'];
 const PULL_STEPS = ['ImagePullStarted', 'LayerUnpacked', 'Pulled', 'ImagePulled'];
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('crash recovery after creation: start, stop, remove and pull cut short by a crash', () => {
   let h: CriHarness;

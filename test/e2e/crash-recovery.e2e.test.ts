@@ -6,6 +6,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { runCli } from '../support/cli.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { until } from '../support/until.js';
 
 /*
  * The crash sweep: for every step of CreateContainer and RunPodSandbox, the service is
@@ -22,13 +23,6 @@ const CREATE_STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepare
 const ROLLED_FORWARD = new Set(['SnapshotPrepared', 'ContainerCreated']);
 const POD_STEPS = ['SandboxReserved', 'SpecGenerated', 'PodFiles', 'PauseCreated', 'SnapshotPrepared', 'SandboxReady'];
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('crash recovery: a saga cut short by a crash is undone at the next start', () => {
   let h: CriHarness;

@@ -8,6 +8,7 @@ import { runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 import { runCli, startServe, tempRoot } from '../support/cli.js';
 import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { until } from '../support/until.js';
 
 /*
  * containerd goes away under the service. Restarted in the middle of CreateContainer (a
@@ -23,13 +24,6 @@ const HOLD_MS = 1_500;
 
 type Condition = { type: string; status: boolean; reason: string; message: string };
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const outcome = (p: Promise<unknown>): Promise<{ ok: true } | { ok: false; code: number; details: string }> =>
   p.then(

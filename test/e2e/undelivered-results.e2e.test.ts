@@ -6,6 +6,7 @@ import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { runCli } from '../support/cli.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { until } from '../support/until.js';
 
 /*
  * Idempotent retries against real containerd (issue 6): kubelet's CreateContainer or
@@ -31,13 +32,6 @@ interface LoggedEvent {
 const SLOW_CREATE = 'CreateContainer.SnapshotPrepared=delay(1500)';
 const SHORT_DEADLINE_MS = 300;
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('retries whose first answer reached nobody', () => {
   let h: CriHarness;
