@@ -273,4 +273,34 @@ describe('the image service over the CRI socket, pulling from a real registry', 
     assert.deepEqual([r.stdout.toString(), r.exitCode], ['from the registry\n', 0]);
     await call('removePodSandbox', { podSandboxId });
   });
+
+  it('keeps the layer blobs in containerd only when images.keepLayerBlobs is set', async () => {
+    const kept = composeImage(await busyboxBase(), { extraLayers: [await fileLayer({ 'etc/kept.txt': 'kept\n' })] });
+    // The plain registry was killed by the mid-pull test; the secured one serves.
+    await pushImage(secured, 'test/kept', kept, 'v1');
+    const ref = `${secured.host}/test/kept:v1`;
+    const auth = { username: REGISTRY_USER, password: REGISTRY_PASSWORD };
+    const layer = kept.layers.at(-1)!.digest;
+    const hasBlob = (digest: string): Promise<boolean> =>
+      unaryCall(h.api.content, 'Info', { digest }).then(
+        () => true,
+        (error: ServiceError) => {
+          if (error.code === Status.NOT_FOUND) return false;
+          throw error;
+        },
+      );
+    await pull(ref, auth);
+    assert.equal(await hasBlob(layer), false, 'streamed into its snapshot, the layer blob is not kept');
+    await imageCall('removeImage', { image: { image: ref } });
+    await h.restart(undefined, { CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS: 'true' });
+    try {
+      await pull(ref, auth);
+      assert.equal(await hasBlob(layer), true, 'the classic way keeps it');
+      assert.equal((await status(ref)).image?.id, kept.config.digest);
+      await imageCall('removeImage', { image: { image: ref } });
+      assert.equal(await hasBlob(layer), false, 'RemoveImage releases it');
+    } finally {
+      await h.restart();
+    }
+  });
 });
