@@ -47,6 +47,12 @@ export const DEFAULT_TABLE_FILE_BYTES = 512 * 1024;
 export const REOPEN_MARGIN_BYTES = 256 * 1024;
 /** Records fetched per iterator round trip while scanning. */
 export const DEFAULT_SCAN_CHUNK_RECORDS = 1_000;
+/**
+ * Bytes one iterator round trip may carry. LevelDB's binding stops a `nextv` at 16 KiB
+ * by default, so a scan of an 80 MB log made some 5,000 trips to the thread pool, each
+ * with its own wait; 1 MiB gives whole chunks of ordinary events.
+ */
+export const DEFAULT_SCAN_CHUNK_BYTES = 1024 * 1024;
 /** Chunks a scan keeps requested ahead of the one being decoded (bounded memory: a few MB). */
 export const DEFAULT_SCAN_READ_AHEAD_CHUNKS = 4;
 
@@ -208,7 +214,7 @@ export class LevelDbEventLog extends BaseEventLog {
 
   protected async *readRecordChunks(range: { fromSeq: number; toSeq: number }): AsyncIterable<RawRecord[]> {
     if (range.fromSeq > range.toSeq) return;
-    const iterator = this.db.iterator({ gte: seqKey(range.fromSeq), lte: seqKey(range.toSeq) });
+    const iterator = this.db.iterator({ gte: seqKey(range.fromSeq), lte: seqKey(range.toSeq), highWaterMarkBytes: DEFAULT_SCAN_CHUNK_BYTES });
     let expected = range.fromSeq;
     // Read ahead: LevelDB's thread fetches the next chunks back to back (one iterator
     // takes one request at a time, so they are chained) while this one is decoded; a
