@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { runCli } from '../support/cli.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
 
@@ -116,12 +117,16 @@ describe('the service process under faults', () => {
     await until('startup recovery', async () => (await inFlight()) === 0);
     for (let i = 0; i < 5; i++) for (const probe of Object.values(probes)) await probe();
 
+    const records = async (): Promise<number> => (await unaryCall<{ containers: unknown[] }>(h.api.containers, 'List', {})).containers.length;
+    const recordsBefore = await records();
     const slowStarted = performance.now();
     const slow = h.call<{ containerId: string }>('createContainer', request('slow')).then(() => performance.now() - slowStarted);
     const worst: Record<string, number> = {};
     const trace: string[] = [];
     let rounds = 0;
-    await new Promise((r) => setTimeout(r, 200));
+    // The step is held once its side effect (the containerd record) exists: measure from
+    // then, not while the saga's earlier steps (the spec, the first synced write) run.
+    await until('the ContainerRecord step to be held', async () => (await records()) > recordsBefore, SLOW_STEP_MS);
     // Rounds of all four at once, for as long as the slow call is held.
     while (performance.now() - slowStarted < SLOW_STEP_MS - 200) {
       const at = performance.now() - slowStarted;
