@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { imageVolumeDirs } from '../../src/adapters/oci/image-volumes.js';
 import { containerLogPath } from '../../src/adapters/oci/log-path.js';
-import { mergeEnv } from '../../src/adapters/oci/process.js';
+import { mergeEnv, processCwd } from '../../src/adapters/oci/process.js';
 import { cgroupsPath, oomScoreAdj } from '../../src/adapters/oci/resources.js';
 import { parseSeccompProfile } from '../../src/adapters/oci/seccomp.js';
 import { allowsUnconditionally, CLONE_NAMESPACE_FLAGS, defaultSeccompProfile } from '../../src/adapters/oci/seccomp-default.js';
@@ -58,6 +58,20 @@ describe('image volume dirs', () => {
   it('refuses a volume path with .. or one that is not absolute', () => {
     assert.throws(() => imageVolumeDirs(['/data/../../etc'], [], ROOT, false), InvalidArgumentError);
     assert.throws(() => imageVolumeDirs(['data'], [], ROOT, false), InvalidArgumentError);
+  });
+});
+
+describe('working dir', () => {
+  it('takes the request, else the image, else /', () => {
+    assert.equal(processCwd({ workingDir: '/work' }, { workingDir: '/srv' }), '/work');
+    assert.equal(processCwd({ workingDir: '' }, { workingDir: '/srv' }), '/srv');
+    assert.equal(processCwd({ workingDir: '' }, {}), '/');
+  });
+
+  it('refuses a relative one before anything is written (runc would refuse it only at StartContainer)', () => {
+    assert.throws(() => processCwd({ workingDir: 'work' }, {}), (e: unknown) => e instanceof InvalidArgumentError && e.field === 'config.working_dir');
+    assert.throws(() => processCwd({ workingDir: '/a/\nb' }, {}), InvalidArgumentError);
+    assert.throws(() => processCwd({ workingDir: '' }, { workingDir: 'srv' }), /WorkingDir/);
   });
 });
 

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../../domain/errors.js';
+import { absolutePath } from '../../domain/text.js';
 import type { ContainerConfig__Output } from '../cri/generated/runtime/v1/ContainerConfig.js';
 import type { ImageConfigInput } from './spec-input.js';
 
@@ -61,7 +62,9 @@ export function containerEnv(config: Pick<ContainerConfig__Output, 'envs'>, imag
 
 /** The request's working dir, else the image's, else /. */
 export function processCwd(config: Pick<ContainerConfig__Output, 'workingDir'>, image: ImageConfigInput): string {
-  if (config.workingDir !== '') return config.workingDir;
-  if (image.workingDir) return image.workingDir;
+  // runc refuses a relative cwd only when the task is created, after every event of the
+  // creation is written: refuse it here, before any.
+  if (config.workingDir !== '') return absolutePath(config.workingDir, 'config.working_dir');
+  if (image.workingDir) return absolutePath(image.workingDir, "the image config's WorkingDir");
   return '/';
 }
