@@ -1,6 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +8,7 @@ import { runtimeServiceV1 } from '../src/adapters/cri/cri-definition.js';
 import { LevelDbEventLog } from '../src/adapters/eventlog/leveldb-event-log.js';
 import type { LedgerEvent, NewEvent } from '../src/domain/events.js';
 import { Projections } from '../src/projections/projections.js';
+import { accepts } from '../test/support/cli.js';
 import { container, ev, sandbox, streams } from '../test/support/fixtures.js';
 import { generateScenario, type ScenarioAppend } from '../test/support/scenario.js';
 import { percentile, report, type Row } from './table.js';
@@ -150,16 +150,6 @@ async function buildLog(dir: string, o: { events: number; live: number; perPod: 
   return { live: visible, inFlight: projections.operations.size, bytes };
 }
 
-function accepts(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(path);
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 type ListCall = (request: object, options: { deadline: number }, callback: (error: ServiceError | null, response: { containers: unknown[] }) => void) => void;
 

@@ -112,7 +112,7 @@ export async function startServe(options: { root: string; socket: string; args?:
 }
 
 /** Whether something listens on the unix socket at `path`. */
-function accepts(path: string): Promise<boolean> {
+export function accepts(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(path);
     socket.once('connect', () => {

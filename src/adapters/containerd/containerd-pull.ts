@@ -291,10 +291,13 @@ class PullSession {
           return;
         }
       } catch (error) {
-        await ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter: l.snapshotter, key })).catch(() => undefined);
         // An entry the extractor leaves to containerd: the blob is read again, the classic way.
-        if (!(error instanceof UnsupportedTarEntryError)) throw error;
+        if (!(error instanceof UnsupportedTarEntryError)) {
+          await ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter: l.snapshotter, key })).catch(() => undefined);
+          throw error;
+        }
       }
+      // Not extracted here (mounts of another shape, or an unsupported entry): the extract snapshot goes.
       await ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter: l.snapshotter, key }));
     }
     const info = await this.contentInfo(l.layer.digest);

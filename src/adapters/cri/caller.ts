@@ -19,10 +19,16 @@ export interface CancellableCall {
  * it then arrives late: the server cannot see when the client reads it. A retry with
  * the same request is still served the same id; see docs/decisions.md.
  */
-export function callerOf(call: CancellableCall, clock: () => number = Date.now): Caller {
+/** The caller's deadline as ms since the epoch; undefined when it set none (grpc-js says Infinity then). */
+export function deadlineMsOf(call: Pick<CancellableCall, 'getDeadline'>): number | undefined {
   const raw = call.getDeadline();
-  const deadlineMs = raw instanceof Date ? raw.getTime() : Number(raw);
-  const hasDeadline = Number.isFinite(deadlineMs);
+  const ms = raw instanceof Date ? raw.getTime() : Number(raw);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+export function callerOf(call: CancellableCall, clock: () => number = Date.now): Caller {
+  const deadlineMs = deadlineMsOf(call) ?? Infinity;
+  const hasDeadline = deadlineMs !== Infinity;
   let cancelledAtMs: number | undefined;
   call.on('cancelled', () => {
     cancelledAtMs ??= clock();

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { callerOf } from './caller.js';
+import { callerOf, deadlineMsOf, type CancellableCall } from './caller.js';
 import { unary } from './runtime-info.js';
 import { createContainer, type CreateContainerCommand, type CreateContainerDeps } from '../../commands/create-container.js';
 import type { Ledger } from '../../commands/ledger.js';
@@ -81,12 +81,16 @@ function containerOperation(call: { metadata: Metadata }, containerId: string) {
 
 /**
  * The caller's deadline as ms since the epoch, for the stall watchdog; absent when the
- * call has none (grpc-js says Infinity then).
+ * call has none.
  */
-export function deadlineOf(call: { getDeadline(): Date | number }): { deadline?: number } {
-  const d = call.getDeadline();
-  const ms = d instanceof Date ? d.getTime() : d;
-  return Number.isFinite(ms) ? { deadline: ms } : {};
+export function deadlineOf(call: Pick<CancellableCall, 'getDeadline'>): { deadline?: number } {
+  const ms = deadlineMsOf(call);
+  return ms === undefined ? {} : { deadline: ms };
+}
+
+/** What CreateContainer and RunPodSandbox take from the call: digest, correlation, time, the caller and its deadline. */
+function sagaCall(request: object, call: CancellableCall & { metadata: Metadata }) {
+  return { requestDigest: requestDigest(request), correlationId: correlationIdOf(call), now: new Date().toISOString(), caller: callerOf(call), ...deadlineOf(call) };
 }
 
 /** A fresh 64-hex container or sandbox id. */
@@ -131,11 +135,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
         {
           request: request as unknown as RunPodSandboxCommand['request'],
           sandboxId: newResourceId(),
-          requestDigest: requestDigest(request),
-          correlationId: correlationIdOf(call),
-          now: new Date().toISOString(),
-          caller: callerOf(call),
-          ...deadlineOf(call),
+          ...sagaCall(request, call),
         },
       );
       return { podSandboxId };
@@ -146,11 +146,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
         {
           request: request as unknown as CreateContainerCommand['request'],
           containerId: newResourceId(),
-          requestDigest: requestDigest(request),
-          correlationId: correlationIdOf(call),
-          now: new Date().toISOString(),
-          caller: callerOf(call),
-          ...deadlineOf(call),
+          ...sagaCall(request, call),
         },
       );
       return { containerId };
