@@ -4,13 +4,13 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { CriLedgerError } from '../../domain/errors.js';
 import type { Descriptor, ImageSource } from '../images/image-source.js';
-import { extractLayer } from '../images/layer-extractor.js';
-import { readTar, UnsupportedTarEntryError } from '../images/tar-reader.js';
+import type { LayerJob } from '../images/layer-unpacker.js';
+import { UnsupportedTarEntryError } from '../images/tar-reader.js';
 import type { ContainerdApi, ContainerdClient } from './containerd-api.js';
 import { ContainerdCallError, hasStatus, LEASE_HEADER, unaryCall } from './containerd-calls.js';
 import { ignoreNotFound } from './containerd-errors.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from './containerd-images.js';
-import { extractTarget, layerCompression, ReadAhead, type DecodedLayer, type WireMount } from './layer-stream.js';
+import { extractTarget, layerCompression, ReadAhead, type WireMount } from './layer-stream.js';
 import { chainId, hostPlatform, parseImageConfig, parseImageDocument, selectManifest, type OciDescriptor, type Platform } from './image-manifest.js';
 
 /*
@@ -272,20 +272,20 @@ class PullSession {
    * layer holds an entry the extractor leaves to containerd, the classic way. The
    * snapshot is committed only once the bytes matched their digest and diff id.
    */
-  async unpackLayer(l: LayerUnpack, decoded: (() => Promise<DecodedLayer>) | undefined, blob: () => Promise<Readable>, onBytes: (done: number) => void): Promise<void> {
+  async unpackLayer(l: LayerUnpack, decoded: (() => Promise<LayerJob>) | undefined, blob: () => Promise<Readable>, onBytes: (done: number) => void): Promise<void> {
     if (decoded) {
       const key = this.extractKey(l.index);
       const { mounts } = await this.call<{ mounts: WireMount[] }>(this.api.snapshots, 'Prepare', { snapshotter: l.snapshotter, key, parent: l.parent, labels: {} });
       const target = extractTarget(mounts, l.parent);
       try {
         if (target) {
-          const layer = await decoded();
+          const job = await decoded();
+          let diffId: string;
           try {
-            await extractLayer(readTar(layer.tar), target);
+            diffId = await job.extract(target);
           } finally {
-            layer.tar.destroy();
+            job.destroy();
           }
-          const diffId = layer.diffId();
           if (diffId !== l.diffId) throw new LayerDiffIdMismatchError(l.layer.digest, l.diffId, diffId);
           await this.commitExtract(l.snapshotter, key, l.chain);
           return;
@@ -443,10 +443,10 @@ async function pullLayersAndRecord(session: PullSession, source: ImageSource, r:
         if (compression[i] === undefined) report(0);
         const labels: Record<string, string> = layer.digest === diffIds[i] ? {} : { [UNCOMPRESSED_LABEL]: diffIds[i]! };
         const unpack: LayerUnpack = { snapshotter, layer, index: i, parent: i === 0 ? '' : chains[i - 1]!, chain: chains[i]!, diffId: diffIds[i]!, labels };
-        const streams: Readable[] = [];
+        const streams: Array<{ destroy(error?: Error): void }> = [];
         const abort = (): void => streams.forEach((s) => s.destroy(stop.signal.reason as Error));
         stop.signal.addEventListener('abort', abort, { once: true });
-        const decoded = compression[i] === undefined ? undefined : () => readAhead.take(i).then((d) => (streams.push(d.tar), d));
+        const decoded = compression[i] === undefined ? undefined : () => readAhead.take(i).then((job) => (streams.push(job), job));
         try {
           await session.unpackLayer(unpack, decoded, () => source.blob(layer).then((b) => (streams.push(b), b)), report);
         } finally {

@@ -1,20 +1,13 @@
-import { createHash } from 'node:crypto';
-import { pipeline as pipe, Transform, type Readable, type TransformCallback } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import type { Descriptor, ImageSource } from '../images/image-source.js';
 import type { ExtractTarget } from '../images/layer-extractor.js';
+import { openLayerJob, type LayerJob } from '../images/layer-unpacker.js';
 
 /*
  * The streaming half of a pull (src/adapters/containerd/containerd-pull.ts): which
- * layers this process extracts itself and where to, a layer's blob decoded into its
- * tar (counted, gunzipped, hashed into its diff id), and the read-ahead that keeps the
- * next layers' blobs coming while one is extracted.
+ * layers this process extracts itself and where to, and the read-ahead that keeps the
+ * next layers' blobs coming (and decoding, in the layer worker:
+ * src/adapters/images/layer-unpacker.ts) while one is extracted.
  */
-
-/** How much decompressed tar of a layer that waits for its turn is read ahead, at most. */
-export const DEFAULT_PULL_READ_AHEAD_BYTES = 32 * 1024 * 1024;
-/** gunzip's output pieces: far above zlib's 16 KiB default, since each is a trip to the thread pool and back (1 MiB: a fifth of the main thread's time of 256 KiB). */
-const GUNZIP_CHUNK_BYTES = 1024 * 1024;
 
 export interface WireMount {
   type: string;
@@ -45,58 +38,14 @@ export function extractTarget(mounts: WireMount[], parent: string): ExtractTarge
   return { root: upper, lowerDirs: (option('lowerdir') ?? '').split(':').filter((d) => d !== ''), whiteouts: 'overlay' };
 }
 
-/** A layer's tar, decompressed as it is read; `diffId()` is its digest once it ended. */
-export interface DecodedLayer {
-  tar: Readable;
-  diffId(): string;
-}
-
 /**
- * `blob` counted (compressed bytes, for progress), decompressed, and hashed into its
- * diff id, buffering up to `bufferBytes` of tar ahead of its reader. The tar errors if
- * the blob does (the source's digest check included), and ends only after it did.
- */
-function decodeLayer(blob: Readable, compression: 'gzip' | 'none', bufferBytes: number, onBytes: (done: number) => void): DecodedLayer {
-  let seen = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      seen += chunk.length;
-      onBytes(seen);
-      callback(null, chunk);
-    },
-  });
-  const hash = createHash('sha256');
-  let diffId: string | undefined;
-  const tar = new Transform({
-    readableHighWaterMark: bufferBytes,
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      hash.update(chunk);
-      callback(null, chunk);
-    },
-    flush(callback: TransformCallback) {
-      diffId = `sha256:${hash.digest('hex')}`;
-      callback();
-    },
-  });
-  const stages = compression === 'gzip' ? [blob, counter, createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }), tar] : [blob, counter, tar];
-  pipe(stages, () => undefined); // an error of any stage reaches the tar's reader
-  return {
-    tar,
-    diffId: () => {
-      if (diffId === undefined) throw new Error('the layer was not read to its end');
-      return diffId;
-    },
-  };
-}
-
-/**
- * Opens and decodes the blobs of the layers after the one being unpacked, up to
- * `ahead` layers at once, each buffering at most DEFAULT_PULL_READ_AHEAD_BYTES of tar
- * before it holds its source back: the next layers are fetched and decompressed while
- * one is extracted. `close` drops whatever was not taken.
+ * Opens the blobs of the layers after the one being unpacked, up to `ahead` layers at
+ * once, as layer-worker jobs that decode a bounded amount ahead before they hold their
+ * source back: the next layers are fetched and decompressed while one is extracted.
+ * `close` drops whatever was not taken.
  */
 export class ReadAhead {
-  private readonly opened = new Map<number, Promise<DecodedLayer>>();
+  private readonly opened = new Map<number, Promise<LayerJob>>();
 
   constructor(
     private readonly source: ImageSource,
@@ -107,8 +56,8 @@ export class ReadAhead {
     private readonly onBytes: Array<(done: number) => void>,
   ) {}
 
-  /** Layer `i`, decoded; starts reading the next ones. */
-  take(i: number): Promise<DecodedLayer> {
+  /** Layer `i`'s job; starts reading the next ones. */
+  take(i: number): Promise<LayerJob> {
     for (let j = i; j < this.layers.length && j < i + this.ahead; j++) {
       if (this.compression[j] !== undefined && !this.opened.has(j)) this.opened.set(j, this.open(j));
     }
@@ -118,13 +67,13 @@ export class ReadAhead {
   }
 
   close(): void {
-    for (const layer of this.opened.values()) layer.then((l) => l.tar.destroy(), () => undefined);
+    for (const layer of this.opened.values()) layer.then((job) => job.destroy(), () => undefined);
     this.opened.clear();
   }
 
-  private open(i: number): Promise<DecodedLayer> {
+  private open(i: number): Promise<LayerJob> {
     this.onBytes[i]!(0);
-    const opening = this.source.blob(this.layers[i]!).then((blob) => decodeLayer(blob, this.compression[i]!, DEFAULT_PULL_READ_AHEAD_BYTES, this.onBytes[i]!));
+    const opening = this.source.blob(this.layers[i]!).then((blob) => openLayerJob(blob, this.compression[i]!, this.onBytes[i]!));
     opening.catch(() => undefined); // seen by take()'s caller, or dropped by close()
     return opening;
   }
