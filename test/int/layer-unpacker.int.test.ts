@@ -78,7 +78,7 @@ describe('layer jobs in the worker thread', () => {
 
   it('brings the extractor and tar reader error classes back across the thread', async () => {
     const unsafe = openLayerJob(blobOf(tarArchive([{ name: '../escape', data: 'x' }])), 'none', () => undefined);
-    await assert.rejects(unsafe.extract(await target()), (e: unknown) => e instanceof UnsafeLayerEntryError && /escape/.test(e.message));
+    await assert.rejects(unsafe.extract(await target()), (e: unknown) => e instanceof UnsafeLayerEntryError && e.path === '../escape' && /escape/.test(e.message));
 
     const sparse = openLayerJob(blobOf(tarArchive([{ name: 'sparse', type: 'S', data: 'x' }])), 'none', () => undefined);
     await assert.rejects(sparse.extract(await target()), UnsupportedTarEntryError);

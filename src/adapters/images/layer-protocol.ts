@@ -29,9 +29,8 @@ export interface LayerErrorWire {
   code?: string;
   errno?: number;
   syscall?: string;
+  /** The file of an errno, or UnsafeLayerEntryError's entry path. */
   path?: string;
-  /** UnsafeLayerEntryError's entry path. */
-  entryPath?: string;
 }
 
 export function serializeLayerError(error: unknown): LayerErrorWire {
@@ -42,7 +41,6 @@ export function serializeLayerError(error: unknown): LayerErrorWire {
   if (typeof e.errno === 'number') wire.errno = e.errno;
   if (typeof e.syscall === 'string') wire.syscall = e.syscall;
   if (typeof e.path === 'string') wire.path = e.path;
-  if (error instanceof UnsafeLayerEntryError) wire.entryPath = error.path;
   return wire;
 }
 
@@ -52,7 +50,7 @@ export function deserializeLayerError(wire: LayerErrorWire): Error {
   if (wire.name === 'UnsupportedTarEntryError') error = new UnsupportedTarEntryError(wire.message);
   else if (wire.name === 'CorruptTarError') error = new CorruptTarError(wire.message);
   else if (wire.name === 'UnsafeLayerEntryError') {
-    error = Object.assign(new UnsafeLayerEntryError(wire.entryPath ?? '', ''), { message: wire.message });
+    error = Object.assign(new UnsafeLayerEntryError(wire.path ?? '', ''), { message: wire.message });
   } else {
     error = new Error(wire.message);
     error.name = wire.name;

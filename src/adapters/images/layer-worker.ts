@@ -72,13 +72,12 @@ class Job {
   extract(target: ExtractTarget): void {
     if (this.settled) return;
     this.extracting = true;
-    extractLayer(readTar(this.tar), target).then(
-      () => {
+    extractLayer(readTar(this.tar), target)
+      .then(() => {
         if (this.diffId === undefined) throw new Error('the layer was not read to its end');
         this.settle({ op: 'done', id: this.id, diffId: this.diffId });
-      },
-      (error: unknown) => this.fail(error),
-    ).catch((error: unknown) => this.fail(error));
+      })
+      .catch((error: unknown) => this.fail(error));
   }
 
   /** Stops reading; the job settles (failed) once nothing of it touches the disk any more. */
