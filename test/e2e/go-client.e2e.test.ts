@@ -64,7 +64,8 @@ describe('CRI clients as they really dial the socket', () => {
     await rpc('StartContainer', { containerId });
     const running = (await status()).status;
     assert.deepEqual([running.id, running.state, running.metadata.name], [containerId, 'CONTAINER_RUNNING', 'app']);
-    const exec = await rpc<{ stdout: Buffer; stderr: Buffer; exitCode: number }>('ExecSync', { containerId, cmd: ['sh', '-c', 'echo $((6 * 7)); echo warn >&2; exit 3'], timeout: 10 });
+    const cmd = ['sh', '-c', 'echo $((6 * 7)); echo warn >&2; exit 3'];
+    const exec = await rpc<{ stdout: Buffer; stderr: Buffer; exitCode: number }>('ExecSync', { containerId, cmd, timeout: 10 });
     assert.deepEqual([exec.stdout.toString(), exec.stderr.toString(), exec.exitCode], ['42\n', 'warn\n', 3]);
     await rpc('StopContainer', { containerId, timeout: 10 });
     const stopped = (await status()).status;

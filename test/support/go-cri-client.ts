@@ -10,7 +10,8 @@ import { imageServiceV1, imageServiceV1alpha2, runtimeServiceV1, runtimeServiceV
  * program built from test/support/go/cri-go-client by scripts/build-go-client.sh moves
  * bytes over the socket, and this wrapper encodes each request and decodes each
  * response with the project's own grpc-js service definitions (the same serializers the
- * server uses), so a call reads like the harness's grpc-js one.
+ * server uses), so a call reads like the harness's grpc-js one. Should this process die
+ * without close(), the Go process sees its stdin close and exits once its calls end.
  */
 
 /** Where scripts/build-go-client.sh puts the binary, from dist/test/support/. */
