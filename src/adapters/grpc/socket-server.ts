@@ -1,8 +1,10 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { createServer, type Server as NetServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../../domain/errors.js';
+import { handOver } from './filtered-connection.js';
 import { rpcLoggingInterceptor } from './rpc-logging.js';
 import { boundedStatusInterceptor } from './status-limit.js';
 
@@ -56,13 +58,20 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
   });
   for (const service of options.services) server.addService(service.definition, service.implementation);
 
+  // The service accepts its connections itself and hands each to grpc-js through an
+  // authority filter: Go clients send the socket path as :authority, which nghttp2 refuses
+  // (see authority-filter.ts and docs/cri.md).
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  // allowHalfOpen: a client that half-closes still reads the server's answer (a GOAWAY,
+  // say); the HTTP/2 session closes the socket when it is done.
+  const connections = createServer({ allowHalfOpen: true }, (socket) =>
+    handOver(socket, (c) => injector.injectConnection(c), options.logger),
+  );
   // The umask closes the window between bind and chmod in which the socket would be
   // reachable with default permissions.
   const previousUmask = process.umask(0o177);
   try {
-    await new Promise<void>((ok, fail) =>
-      server.bindAsync(`unix://${socketPath}`, ServerCredentials.createInsecure(), (error) => (error ? fail(error) : ok())),
-    );
+    await listen(connections, socketPath);
   } catch (cause) {
     server.forceShutdown();
     throw new InvalidArgumentError('socket', `cannot listen on ${socketPath}: ${(cause as Error).message}`, { cause });
@@ -70,6 +79,8 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
     process.umask(previousUmask);
   }
   await chmod(socketPath, 0o600);
+  // A failed accept (EMFILE, say) is worth a warning, not the process.
+  connections.on('error', (error) => options.logger.warn({ err: error }, 'accepting a connection on the socket failed'));
 
   let closing: Promise<void> | undefined;
   return {
@@ -77,6 +88,7 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
     close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
       closing ??= (async () => {
         for (const service of options.services) service.drain?.();
+        connections.close();
         await new Promise<void>((done) => {
           const timer = setTimeout(() => {
             options.logger.warn({ graceMs }, 'calls still running after the grace period; cutting them off');
@@ -94,6 +106,16 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
       return closing;
     },
   };
+}
+
+function listen(connections: NetServer, socketPath: string): Promise<void> {
+  return new Promise((ok, fail) => {
+    connections.once('error', fail);
+    connections.listen(socketPath, () => {
+      connections.off('error', fail);
+      ok();
+    });
+  });
 }
 
 /** Removes a leftover socket file; refuses to touch anything that is not a socket. */
