@@ -38,12 +38,17 @@ build() {
   npx tsc -p tsconfig.json
   log "building the native module (cc)"
   bash "$ROOT_DIR/scripts/build-native.sh"
+  log "building the Go CRI test client (go, GOPATH mode)"
+  bash "$ROOT_DIR/scripts/build-go-client.sh"
 }
 
 # The Debian packages the service and its tests use; gcc and libc6-dev compile the
 # native module (native/syscalls.c); docker-registry is the registry the registry
-# client's tests pull from, and openssl makes the certificate its token auth trusts.
-DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables gcc libc6-dev docker-registry openssl)
+# client's tests pull from, and openssl makes the certificate its token auth trusts;
+# golang-go and golang-google-grpc-dev (grpc-go's source) build the tests' Go CRI client,
+# which dials the socket as kubelet, crictl and critest do (see docs/testing.md).
+DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables gcc libc6-dev docker-registry openssl
+  golang-go golang-google-grpc-dev)
 
 # prepare installs what is missing and builds: what every entry point does first.
 prepare() {
