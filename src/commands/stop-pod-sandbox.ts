@@ -9,9 +9,10 @@ import { endPauseTask, podNetworkRequest } from './pod-runtime.js';
  * has stopped them gracefully already when it gets here), stop the pause task, tear the
  * pod network down (CNI DEL, given what ADD was given, port mappings included, from the
  * sandbox's record, so a stop after a restart or without the netns removes the pod's
- * host-port rules too), release the network namespace, record SandboxStopped. Idempotent, as kubelet expects: a sandbox
- * that is already stopped, or unknown (removed), is fine. Every undo-style step here
- * succeeds when there is nothing to undo, so a stop interrupted by a crash can run again.
+ * host-port rules too), release the network namespace, record SandboxStopped.
+ * Idempotent, as kubelet expects: a sandbox that is already stopped, or unknown
+ * (removed), is fine. Every undo-style step here succeeds when there is nothing to undo,
+ * so a stop interrupted by a crash can run again.
  */
 
 export interface StopPodSandboxDeps {
