@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { CNI_BIN_DIR, startCriHarness, type CriHarness } from '../support/cri-harness.js';
 import { dnatChainOf, networkNatLines, podNatLines, removeNetworkHostports } from '../support/hostport-rules.js';
 import { removeAllPods } from '../support/pods.js';
+import { until } from '../support/until.js';
 
 /*
  * hostPort mappings end with their pod, end to end: a test bridge with portmap chained,
@@ -138,6 +139,8 @@ describe('host ports of pods on a CNI bridge with portmap, over the CRI socket',
     await h.call('stopPodSandbox', { podSandboxId: pod.podId });
     assertNoRules(pod.podId);
     assert.equal(existsSync(join(h.ipamDir, pod.ip)), false, 'host-local still holds the IP');
+    // The kernel frees a namespace, and its veth, a moment after its last process ends.
+    await until('the veth to leave the bridge with the namespace', async () => h.bridgePorts() === '', 10_000);
     await h.call('removePodSandbox', { podSandboxId: pod.podId });
   });
 
