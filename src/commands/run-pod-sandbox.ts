@@ -196,6 +196,7 @@ async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: Re
             namespaceOptions: v.namespaceOptions,
             labels: v.config.labels,
             annotations: v.config.annotations,
+            portMappings: v.portMappings,
           },
         },
       ],

@@ -2,14 +2,17 @@ import type { Ledger } from './ledger.js';
 import type { SandboxNetwork, TaskRuntime } from './ports.js';
 import { sandboxStream } from '../domain/ids.js';
 import { stopContainer, type LifecycleDeps } from './container-lifecycle.js';
-import { endPauseTask } from './pod-runtime.js';
+import { endPauseTask, podNetworkRequest } from './pod-runtime.js';
 
 /*
  * StopPodSandbox: stop the pod's running containers (SIGKILL, as containerd does: kubelet
- * has stopped them gracefully already when it gets here), stop the pause task, tear the pod network down (CNI DEL), release the
- * network namespace, record SandboxStopped. Idempotent, as kubelet expects: a sandbox
- * that is already stopped, or unknown (removed), is fine. Every undo-style step here
- * succeeds when there is nothing to undo, so a stop interrupted by a crash can run again.
+ * has stopped them gracefully already when it gets here), stop the pause task, tear the
+ * pod network down (CNI DEL, given what ADD was given, port mappings included, from the
+ * sandbox's record, so a stop after a restart or without the netns removes the pod's
+ * host-port rules too), release the network namespace, record SandboxStopped.
+ * Idempotent, as kubelet expects: a sandbox that is already stopped, or unknown
+ * (removed), is fine. Every undo-style step here succeeds when there is nothing to undo,
+ * so a stop interrupted by a crash can run again.
  */
 
 export interface StopPodSandboxDeps {
@@ -28,8 +31,7 @@ export async function stopPodSandbox(deps: StopPodSandboxDeps, o: { sandboxId: s
   if (sandbox.state === 'NOTREADY') return;
   await endPauseTask(deps.tasks, sandbox.id);
   if (!sandbox.hostNetwork) {
-    const m = sandbox.metadata;
-    await deps.network.tearDown({ sandboxId: sandbox.id, netnsPath: sandbox.netnsPath ?? '', podName: m.name, podNamespace: m.namespace, podUid: m.uid, portMappings: [] });
+    await deps.network.tearDown(podNetworkRequest(sandbox, deps.network));
     await deps.network.removeNetns(sandbox.id);
   }
   await deps.ledger.append(sandboxStream(sandbox.id), sandbox.version, [{ type: 'SandboxStopped', correlationId: o.correlationId, data: { stoppedAt: o.now } }]);

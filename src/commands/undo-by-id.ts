@@ -1,6 +1,6 @@
 import type { EventData } from '../domain/events.js';
 import type { SandboxRecord } from '../projections/sandbox-store.js';
-import { endPauseTask } from './pod-runtime.js';
+import { endPauseTask, podNetworkRequest } from './pod-runtime.js';
 import type { ContainerFiles, ContainerRuntime, PodFiles, SandboxNetwork, TaskRuntime } from './ports.js';
 
 /*
@@ -33,9 +33,8 @@ export function sandboxUndos(
   const undos: Undo[] = [['SandboxReady', () => endPauseTask(deps.tasks, id)]];
   if (snapshotter !== undefined) undos.push(['SnapshotPrepared', () => deps.runtime.removeSnapshot(id, snapshotter)]);
   undos.push(['PauseCreated', () => deps.runtime.deleteContainer(id)]);
-  const m = sandbox?.metadata;
-  if (sandbox && !sandbox.hostNetwork && m) {
-    const network = { sandboxId: id, netnsPath: deps.network.netnsPathFor(id), podName: m.name, podNamespace: m.namespace, podUid: m.uid, portMappings: [] };
+  if (sandbox && !sandbox.hostNetwork) {
+    const network = podNetworkRequest(sandbox, deps.network);
     undos.push(['NetworkSetUp', () => deps.network.tearDown(network)], ['NetworkNamespace', () => deps.network.removeNetns(id)]);
   }
   undos.push(['PodFiles', () => deps.podFiles.remove(id)]);

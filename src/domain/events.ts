@@ -122,6 +122,22 @@ export const SandboxReservedV1 = z.object({
   annotations: LABELS,
 });
 
+/** A port the pod publishes on the host (CRI PortMapping), protocol lower-cased. */
+export const PodPortMapping = z.object({
+  protocol: z.enum(['tcp', 'udp', 'sctp']),
+  containerPort: z.number().int(),
+  hostPort: z.number().int(),
+  /** '' when the request names no host IP. */
+  hostIp: z.string(),
+});
+
+/**
+ * v2 adds the pod's port mappings: CNI DEL must hand portmap the same `portMappings` as
+ * ADD did, or it leaves the pod's DNAT rules behind, and a stop after a restart has
+ * only the log to take them from. v1 records (written before) carry none.
+ */
+export const SandboxReservedV2 = SandboxReservedV1.extend({ portMappings: z.array(PodPortMapping) });
+
 /** The pause task runs and the network is set up. Terminal for RunPodSandbox. */
 export const SandboxReadyV1 = z.object({
   createdAt: TIME,
@@ -294,7 +310,7 @@ export const EVENT_SCHEMAS = {
   SnapshotPrepared: { 1: SnapshotPreparedV1 },
   ContainerCreated: { 1: ContainerCreatedV1 },
   Compensated: { 1: CompensatedV1 },
-  SandboxReserved: { 1: SandboxReservedV1 },
+  SandboxReserved: { 1: SandboxReservedV1, 2: SandboxReservedV2 },
   SandboxReady: { 1: SandboxReadyV1 },
   SandboxStopped: { 1: SandboxStoppedV1 },
   SandboxRemoved: { 1: SandboxRemovedV1 },
@@ -322,13 +338,13 @@ export type EventType = keyof typeof EVENT_SCHEMAS;
 export const EVENT_TYPES = Object.keys(EVENT_SCHEMAS) as EventType[];
 
 /** The schema version written for each type. */
-export const CURRENT_VERSION: Record<EventType, number> = {
+export const CURRENT_VERSION = {
   NameReserved: 1,
   SpecGenerated: 1,
   SnapshotPrepared: 1,
   ContainerCreated: 1,
   Compensated: 1,
-  SandboxReserved: 1,
+  SandboxReserved: 2,
   SandboxReady: 1,
   SandboxStopped: 1,
   SandboxRemoved: 1,
@@ -350,10 +366,18 @@ export const CURRENT_VERSION: Record<EventType, number> = {
   // Retries and recovery (issue 6)
   ResultUndelivered: 1,
   RecoveryDecided: 1,
+} as const satisfies Record<EventType, number>;
+
+type Schemas<T extends EventType> = (typeof EVENT_SCHEMAS)[T];
+
+/** The payload of each type as commands write it: its current version. */
+export type EventData = {
+  [T in EventType]: z.infer<Schemas<T>[(typeof CURRENT_VERSION)[T] & keyof Schemas<T>]>;
 };
 
-export type EventData = {
-  [T in EventType]: z.infer<(typeof EVENT_SCHEMAS)[T][1]>;
+/** The payload of each type as the log may hold it: any of its versions (records are never rewritten). */
+export type StoredEventData = {
+  [T in EventType]: z.infer<Schemas<T>[keyof Schemas<T>]>;
 };
 
 /** Fields every stored event has; the log assigns id, seq, version, at and node. */
@@ -379,7 +403,7 @@ export interface EnvelopeFields {
 
 /** A stored event, discriminated by `type`. */
 export type LedgerEvent<T extends EventType = EventType> = {
-  [K in T]: EnvelopeFields & { type: K; data: EventData[K] };
+  [K in T]: EnvelopeFields & { type: K; data: StoredEventData[K] };
 }[T];
 
 /** An event a command proposes; the log stamps the remaining envelope fields. */

@@ -1,4 +1,4 @@
-import { assertNever, type LedgerEvent } from '../domain/events.js';
+import { assertNever, type EventData, type LedgerEvent } from '../domain/events.js';
 import { parseStream } from '../domain/ids.js';
 import type { Projection } from './read-model.js';
 
@@ -23,6 +23,11 @@ export interface SandboxRecord {
   namespaceOptions: { network: string; pid: string; ipc: string };
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /**
+   * The host ports the pod publishes, as CNI ADD got them; DEL needs them again. Empty
+   * for a sandbox reserved by a build before SandboxReserved v2, which did not record them.
+   */
+  portMappings: EventData['SandboxReserved']['portMappings'];
   reservedAt: string;
   createdAt?: string;
   stoppedAt?: string;
@@ -65,6 +70,7 @@ export const sandboxStore: Projection<SandboxRecord> = {
         namespaceOptions: d.namespaceOptions ?? { network: d.hostNetwork ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD' },
         labels: d.labels,
         annotations: d.annotations,
+        portMappings: 'portMappings' in d ? d.portMappings : [],
         reservedAt: event.at,
         version: event.version,
         lastEvent: { type: event.type, at: event.at, seq: event.seq },

@@ -8,6 +8,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { CniConfigError, CniError, NoNetworkConfigError } from '../../src/adapters/cni/cni-errors.js';
 import { CniNetwork, networkReady, type PodNetworkRequest } from '../../src/adapters/cni/cni-network.js';
 import { createNetns, isNetns, removeNetns, removeNetnsDir } from '../../src/adapters/netns/netns.js';
+import { removeNetworkHostports, removeSharedHostportChainsIfEmpty, sharedHostportChainsExist } from '../support/hostport-rules.js';
 
 const SYSTEM_BIN_DIR = '/usr/lib/cni';
 const PATH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
@@ -28,21 +29,7 @@ const natRules = (): string => (hasIptables ? sh('iptables', '-w', '-t', 'nat', 
 const dnatChains = (): string[] => natRules().split('\n').filter((l) => l.startsWith('-N CNI-DN-'));
 // portmap's shared chains (CNI-HOSTPORT-DNAT/-SETMARK/-MASQ and their jumps) outlive
 // every DEL by design; the test removes them only if it made them and they are empty.
-const hadHostportChains = natRules().includes('-N CNI-HOSTPORT-DNAT');
-
-function removeHostportChains(): void {
-  if (!hasIptables || hadHostportChains) return;
-  const rules = natRules();
-  if (!rules.includes('-N CNI-HOSTPORT-DNAT') || rules.includes('-A CNI-HOSTPORT-DNAT ')) return;
-  const ipt = (...args: string[]): unknown => spawnSync('iptables', ['-w', '-t', 'nat', ...args], { env: { ...process.env, PATH } });
-  ipt('-D', 'PREROUTING', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'CNI-HOSTPORT-DNAT');
-  ipt('-D', 'OUTPUT', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'CNI-HOSTPORT-DNAT');
-  ipt('-D', 'POSTROUTING', '-m', 'comment', '--comment', 'CNI portfwd requiring masquerade', '-j', 'CNI-HOSTPORT-MASQ');
-  for (const chain of ['CNI-HOSTPORT-DNAT', 'CNI-HOSTPORT-MASQ', 'CNI-HOSTPORT-SETMARK']) {
-    ipt('-F', chain);
-    ipt('-X', chain);
-  }
-}
+const hadHostportChains = hasIptables && sharedHostportChainsExist();
 const bridgePorts = (): string => spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).stdout;
 
 function confDir(name: string, files: Record<string, unknown>): string {
@@ -97,7 +84,8 @@ afterEach(async () => {
 after(async () => {
   await removeNetnsDir(stateDir).catch(() => undefined);
   spawnSync('ip', ['link', 'del', bridge]);
-  removeHostportChains();
+  if (hasIptables) removeNetworkHostports(networkName);
+  if (hasIptables && !hadHostportChains) removeSharedHostportChainsIfEmpty();
   rmSync(tmp, { recursive: true, force: true });
   assert.equal(bridgePorts(), '', 'veths are left on the test bridge');
 });
@@ -161,6 +149,22 @@ describe('CNI bridge network with portmap', () => {
     await removeNetns(req.netnsPath);
     assert.equal(existsSync(req.netnsPath), false);
     await network.tearDown(req, result.raw);
+  });
+
+  it('removes the port rules only when DEL is given the port mappings ADD got, netns or not', { skip: !hasIptables && 'no iptables' }, async () => {
+    const network = await CniNetwork.load({ confDir: confDir('conf-ok', { '10-test.conflist': bridgeList() }), binDir: SYSTEM_BIN_DIR });
+    const req = await pod();
+    req.portMappings = [{ hostPort: randomInt(32_000, 34_000), containerPort: 80, protocol: 'TCP' }];
+    cleanups.push(() => network.tearDown(req));
+    const result = await network.setUp(req);
+    const ipamFile = join(dataDir, networkName, result.ip);
+    // portmap's DEL returns at once without runtimeConfig.portMappings: the chain stays.
+    await network.tearDown({ ...req, portMappings: [] });
+    assert.ok(natRules().includes(req.sandboxId), 'portmap removed the rules without being given the mappings');
+    await removeNetns(req.netnsPath);
+    await network.tearDown(req);
+    assert.equal(natRules().includes(req.sandboxId), false, 'portmap rules are left');
+    assert.equal(existsSync(ipamFile), false, 'host-local still holds the IP');
   });
 
   it('passes CNI_ARGS, chains prevResult, and gives runtimeConfig only to plugins that declare the capability', async () => {

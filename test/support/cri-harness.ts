@@ -8,12 +8,14 @@ import { imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-def
 import { runCli, startServe, tempRoot, type ServeProcess } from './cli.js';
 import { removeLedgerCgroups, removeRuncCgroups } from './cgroups.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from './containerd.js';
+import { removeNetworkHostports, removeSharedHostportChainsIfEmpty, sharedHostportChainsExist } from './hostport-rules.js';
 import { BUSYBOX_IMAGE, buildTestImage, PAUSE_IMAGE } from './oci-image.js';
 
 /*
  * What an end-to-end CRI test needs: a private containerd with the test images, a
  * `cri-ledger serve` on a temp root talking to it, a CRI client, and optionally a
- * test-only CNI bridge on a random private /24. `restart()` starts the service again on
+ * test-only CNI bridge on a random private /24 (with portmap chained, if asked).
+ * `restart()` starts the service again on
  * the same root (with other failpoints, say); `cleanup()` removes everything.
  */
 
@@ -30,6 +32,8 @@ export interface CriHarness {
   /** The test bridge and its subnet prefix (`10.232.N`), when started with a network. */
   bridge?: string;
   subnet?: string;
+  /** The CNI network's name, unique per harness (portmap names its chains and rules after it). */
+  network: string;
   /** host-local's lease directory for the test network. */
   ipamDir: string;
   /** The service's registry hosts dir (containerd's certs.d format), empty at first. */
@@ -47,19 +51,30 @@ export interface CriHarness {
 }
 
 /** `env` is added to every start's environment (CRI_LEDGER_NATS_URL, say). */
-export async function startCriHarness(o: { network?: boolean; prefix?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CriHarness> {
+/**
+ * `portmap` (implies `network`) chains CNI's portmap plugin after the bridge, with the
+ * `portMappings` capability, as a node that serves hostPorts has it; `cleanup()` then
+ * also removes any hostport rule of the network's pods, and portmap's shared chains when
+ * this harness made them and no other pod's rule is in them.
+ */
+export async function startCriHarness(o: { network?: boolean; portmap?: boolean; prefix?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CriHarness> {
   const temp = await tempRoot(o.prefix ?? 'cri-ledger-e2e-');
   const root = temp.dir;
   const confDir = join(root, 'cni');
   await mkdir(confDir);
   const registryConfigDir = join(root, 'certs.d');
   await mkdir(registryConfigDir);
-  const bridge = o.network ? `crle${randomBytes(3).toString('hex')}` : undefined;
-  const subnet = o.network ? `10.232.${randomInt(1, 255)}` : undefined;
+  const withNetwork = o.network === true || o.portmap === true;
+  const tag = randomBytes(3).toString('hex');
+  const bridge = withNetwork ? `crle${tag}` : undefined;
+  const subnet = withNetwork ? `10.232.${randomInt(1, 255)}` : undefined;
+  const network = `crl-e2e-${tag}`;
+  const madeSharedHostportChains = o.portmap === true && !sharedHostportChainsExist();
   if (bridge && subnet) {
     const ipam = { type: 'host-local', ranges: [[{ subnet: `${subnet}.0/24` }]], dataDir: join(root, 'ipam') };
-    const list = { cniVersion: '1.0.0', name: 'crl-e2e', plugins: [{ type: 'loopback' }, { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam }] };
-    await writeFile(join(confDir, '10-e2e.conflist'), JSON.stringify(list));
+    const plugins: unknown[] = [{ type: 'loopback' }, { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam }];
+    if (o.portmap) plugins.push({ type: 'portmap', capabilities: { portMappings: true } });
+    await writeFile(join(confDir, '10-e2e.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: network, plugins }));
   }
   const containerd = await startContainerd();
   let serve: ServeProcess | undefined;
@@ -74,7 +89,8 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string; e
     api,
     ...(bridge ? { bridge } : {}),
     ...(subnet ? { subnet } : {}),
-    ipamDir: join(root, 'ipam', 'crl-e2e'),
+    network,
+    ipamDir: join(root, 'ipam', network),
     registryConfigDir,
     serve: () => serve!,
     call: (method, request, options = {}) =>
@@ -108,6 +124,10 @@ export async function startCriHarness(o: { network?: boolean; prefix?: string; e
       await removeLedgerCgroups(join(root, 'ledger'), CRI_NAMESPACE).catch(() => undefined);
       // Pod /dev/shm tmpfs and netns files live under the service's state dir.
       for (const mount of mountsUnder(root)) execFileSync('umount', ['-l', mount]);
+      if (o.portmap) {
+        removeNetworkHostports(network);
+        if (madeSharedHostportChains) removeSharedHostportChainsIfEmpty();
+      }
       if (bridge) spawnSync('ip', ['link', 'del', bridge]);
       await temp.cleanup();
     },

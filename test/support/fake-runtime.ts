@@ -160,6 +160,8 @@ export class FakeSpecs extends Failures implements SpecFactory {
 export class FakeNetwork extends Failures implements SandboxNetwork {
   readonly netns = new Set<string>();
   readonly attached = new Map<string, PodNetworkRequest>();
+  /** Every tearDown request, oldest first. */
+  readonly tornDown: PodNetworkRequest[] = [];
   netnsPathFor(sandboxId: string): string {
     return `/run/cri-ledger/netns/${sandboxId}`;
   }
@@ -178,6 +180,7 @@ export class FakeNetwork extends Failures implements SandboxNetwork {
     return { ip: '10.88.0.7', additionalIps: [] };
   }
   async tearDown(request: PodNetworkRequest): Promise<void> {
+    this.tornDown.push(request);
     this.check('tearDown');
     this.attached.delete(request.sandboxId);
   }

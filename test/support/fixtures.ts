@@ -113,6 +113,7 @@ export const ev = {
         hostNetwork: false,
         labels: {},
         annotations: {},
+        portMappings: [],
       },
     };
   },

@@ -1,4 +1,4 @@
-import type { LedgerEvent, NewEvent } from '../../src/domain/events.js';
+import { CURRENT_VERSION, type LedgerEvent, type NewEvent } from '../../src/domain/events.js';
 import { Projections } from '../../src/projections/projections.js';
 import { time } from './fixtures.js';
 
@@ -17,7 +17,7 @@ export function history(...entries: Array<[stream: string, event: NewEvent]>): L
       stream,
       version,
       type: e.type,
-      v: 1,
+      v: CURRENT_VERSION[e.type],
       at: time(i),
       node: 'test-node',
       correlationId: e.correlationId,

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AmbiguousIdError, CorruptRecordError, InvalidArgumentError, UnknownEventError } from '../../src/domain/errors.js';
-import { decodeEvent, encodeEvent, EVENT_TYPES, parseNewEvent } from '../../src/domain/events.js';
+import { decodeEvent, encodeEvent, EVENT_TYPES, parseNewEvent, SandboxReservedV1 } from '../../src/domain/events.js';
 import { parseStream, resolveIdPrefix } from '../../src/domain/ids.js';
+import { Projections } from '../../src/projections/projections.js';
 import { container, ev, hexId, streams } from '../support/fixtures.js';
 import { history } from '../support/history.js';
 
@@ -47,6 +48,28 @@ describe('event decoding', () => {
     for (const type of ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated', 'Compensated', 'SandboxReserved', 'SandboxReady', 'SandboxStopped', 'SandboxRemoved', 'ContainerStarted', 'ContainerExited', 'ContainerStopped', 'ContainerRemoved']) {
       assert.ok(EVENT_TYPES.includes(type as never), type);
     }
+  });
+});
+
+describe('SandboxReserved versions', () => {
+  const id = hexId('pod-v1');
+  const [reserved] = history([`sandbox-${id}`, ev.sandboxReserved({ id, name: 'web_default_uid_0' })]);
+  const { portMappings: _none, ...v1Data } = reserved!.data as { portMappings: unknown };
+  // As a build before v2 stored it: the v1 schema's keys, in its order.
+  const v1 = JSON.stringify({ ...reserved, v: 1, data: SandboxReservedV1.parse(v1Data) });
+
+  it('still reads a v1 record, written before port mappings were recorded, byte for byte, as a pod with none', () => {
+    const event = decodeEvent(v1, 1);
+    assert.equal(encodeEvent(event), v1);
+    const projections = new Projections();
+    projections.apply(event);
+    assert.deepEqual(projections.sandboxes.get(id)?.portMappings, []);
+  });
+
+  it('writes v2, which requires the port mappings', () => {
+    assert.equal(reserved!.v, 2);
+    assert.throws(() => decodeEvent(JSON.stringify({ ...JSON.parse(v1), v: 2 }), 1), (e: unknown) => e instanceof CorruptRecordError && /SandboxReserved v2 data: portMappings/.test(e.message));
+    assert.throws(() => parseNewEvent({ type: 'SandboxReserved', correlationId: 'r', data: v1Data } as never), /SandboxReserved\.data: portMappings/);
   });
 });
 

@@ -71,6 +71,16 @@ describe('RunPodSandbox', () => {
     assert.equal(deps.tasks.running.get(id), record.pid);
   });
 
+  it('records the port mappings CNI ADD got in SandboxReserved v2, so DEL can be given them from the log', async () => {
+    const { log, ledger, deps } = await world();
+    const id = await runPodSandbox(deps, command());
+    const [reserved] = await log.readStream(sandboxStream(id));
+    assert.equal(reserved?.type, 'SandboxReserved');
+    assert.equal(reserved?.v, 2);
+    assert.deepEqual((reserved?.data as { portMappings: unknown }).portMappings, deps.network.attached.get(id)?.portMappings);
+    assert.deepEqual(ledger.projections.sandboxes.get(id)?.portMappings, [{ protocol: 'tcp', containerPort: 80, hostPort: 8080, hostIp: '' }]);
+  });
+
   it('uses the host network without a namespace or CNI when the pod asks for NODE networking', async () => {
     const { ledger, deps } = await world();
     const id = await runPodSandbox(deps, command({ linux: { securityContext: { namespaceOptions: { network: 'NODE', ipc: 'POD' } } } }));

@@ -7,12 +7,18 @@ import { NameReservations } from '../../src/commands/name-reservations.js';
 import { removePodSandbox } from '../../src/commands/remove-pod-sandbox.js';
 import { runPodSandbox } from '../../src/commands/run-pod-sandbox.js';
 import { stopPodSandbox } from '../../src/commands/stop-pod-sandbox.js';
+import { runUndos, sandboxUndos } from '../../src/commands/undo-by-id.js';
 import { sandboxStream } from '../../src/domain/ids.js';
 import { FakeFiles, FakeImages, FakeLogs, FakeNetwork, FakePodFiles, FakeRuntime, FakeSandboxSpecs, FakeSpecs, FakeTasks } from '../support/fake-runtime.js';
 import { digest, hexId } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
-async function podWithContainer() {
+const PORTS = [
+  { protocol: 'TCP', containerPort: 80, hostPort: 30080, hostIp: '' },
+  { protocol: 'UDP', containerPort: 53, hostPort: 30053, hostIp: '127.0.0.1' },
+];
+
+async function podWithContainer(portMappings: Array<{ protocol: string; containerPort: number; hostPort: number; hostIp: string }> = []) {
   const log = new MemoryEventLog();
   const ledger = await Ledger.load(log);
   const images = new FakeImages();
@@ -22,7 +28,7 @@ async function podWithContainer() {
   const podFiles = new FakePodFiles();
   const containerFiles = new FakeFiles();
   const common = { requestDigest: digest('r'), correlationId: 'req', now: '2026-11-28T10:00:00.000Z' };
-  const podConfig = { metadata: { name: 'web', uid: 'u', namespace: 'default', attempt: 0 } };
+  const podConfig = { metadata: { name: 'web', uid: 'u', namespace: 'default', attempt: 0 }, portMappings };
   const sandboxId = await runPodSandbox(
     { ledger, names: new NameReservations(ledger.projections.sandboxNames), images, runtime, tasks, network, files: podFiles, specs: new FakeSandboxSpecs(), sandboxImage: 'busybox' },
     { ...common, sandboxId: hexId('pod'), request: { config: podConfig } },
@@ -68,5 +74,25 @@ describe('StopPodSandbox and RemovePodSandbox', () => {
     const head = w.log.head();
     await removePodSandbox(w.deps, op(w.sandboxId));
     assert.equal(w.log.head(), head, 'removing again writes nothing');
+  });
+
+  it('gives CNI DEL what ADD got, port mappings included, from the log after a restart', async () => {
+    const w = await podWithContainer(PORTS);
+    const added = w.network.attached.get(w.sandboxId)!;
+    assert.equal(added.portMappings.length, 2);
+    // A restart: projections rebuilt from the log, a network port that never saw the ADD.
+    const ledger = await Ledger.load(w.log);
+    const network = new FakeNetwork();
+    await stopPodSandbox({ ...w.deps, ledger, network, lifecycle: { ...w.deps.lifecycle, ledger } }, op(w.sandboxId));
+    assert.deepEqual(network.tornDown, [added]);
+  });
+
+  it('gives the undo of a sandbox (recovery, unclaimed results) the port mappings ADD got', async () => {
+    const w = await podWithContainer(PORTS);
+    const added = w.network.attached.get(w.sandboxId)!;
+    const undos = sandboxUndos({ ...w.deps, podFiles: w.podFiles }, w.sandboxId, 'overlayfs', w.ledger.projections.sandboxes.get(w.sandboxId));
+    const { results } = await runUndos(undos, () => 0);
+    assert.ok(results.every((r) => r.ok), JSON.stringify(results));
+    assert.deepEqual(w.network.tornDown, [added]);
   });
 });
