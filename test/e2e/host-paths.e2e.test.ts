@@ -118,5 +118,8 @@ describe('a missing mount host path', () => {
     assert.equal(existsSync(join(real, 'new')), false, 'nothing was made through the symlink');
     assert.equal(existsSync(join(h.root, 'escape')), false);
     assert.equal((await events({ types: ['HostPathCreated'] })).length, 1, 'only the first test made a host path');
+    // The log with the new event type keeps its invariants, and reads back whole.
+    const verify = await runCli(['verify', '--socket', h.socket]);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
   });
 });
