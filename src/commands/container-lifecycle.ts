@@ -14,7 +14,8 @@ import { NO_FAILPOINTS, type Failpoints } from './saga.js';
  *
  *   StartContainer   CREATED -> RUNNING (ContainerStarted), or EXITED with StartError
  *   (task exit)      RUNNING -> EXITED (ContainerExited: Completed, Error or OOMKilled)
- *   StopContainer    RUNNING -> EXITED (ContainerStopped + ContainerExited); else a no-op
+ *   StopContainer    RUNNING -> EXITED (ContainerStopped + ContainerExited); else a no-op,
+ *                    an unknown id too
  *
  * Once an exit is recorded (by a stop or from containerd's events) the task is deleted,
  * as containerd's CRI does: its shim goes, and RemoveContainer has nothing slow left.
@@ -136,11 +137,13 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
 /**
  * StopContainer(timeout): the stop signal (the image's, else SIGTERM), up to `timeoutMs`,
  * then SIGKILL; a timeout of 0 sends SIGKILL at once. Stopping a container that is not
- * running is a no-op, as kubelet expects.
+ * running is a no-op, as kubelet expects, and so is stopping an unknown one: the CRI
+ * makes stop idempotent, and a container already removed is as stopped as it gets.
  */
 export async function stopContainer(deps: LifecycleDeps, o: LifecycleCommand & { timeoutMs: number }): Promise<void> {
-  const id = mustFind(deps, o.containerId).id;
-  await deps.locks.run(id, () => stopLocked(deps, o, id));
+  const c = find(deps, o.containerId);
+  if (!c || c.state !== 'RUNNING') return;
+  await deps.locks.run(c.id, () => stopLocked(deps, o, c.id));
 }
 
 async function stopLocked(deps: LifecycleDeps, o: LifecycleCommand & { timeoutMs: number }, id: string): Promise<void> {

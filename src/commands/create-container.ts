@@ -17,7 +17,8 @@ import { discardContainerResult, supersededMessage } from './undelivered-results
  * CreateContainer, after containerd's CRI plugin, step by step (docs/create-container.md):
  *
  *   validate -> sandbox lookup -> image lookup (never pulls) -> build the OCI spec
- *   -> NameReserved + SpecGenerated (one synced write) -> Directories -> IoPrepared
+ *   -> NameReserved + SpecGenerated (one synced write) -> HostPaths (missing mount
+ *   host paths made, HostPathCreated) -> Directories -> IoPrepared
  *   (FIFOs) -> ContainerRecord -> SnapshotPrepared + ContainerCreated (one synced write)
  *
  * Everything that can refuse a request (the lookups, and the spec, which checks the
@@ -174,6 +175,8 @@ async function create(
   // must not both prepare a snapshot.
   deps.names.claim(name, id);
   const snapshotRef: SnapshotRef = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
+  // The spec's pins; a host path the HostPaths step makes is pinned as made.
+  let mountSources = built.mountSources ?? [];
   // What ContainerCreated will record. The containerd record carries it too, so startup
   // recovery can roll a saga forward whose record and snapshot exist (src/commands/recover.ts).
   const created: EventData['ContainerCreated'] = {
@@ -208,11 +211,24 @@ async function create(
       ],
     },
     {
+      // A mount host path that does not exist is made as a directory, as containerd's
+      // CRI and CRI-O do, and each one is recorded before the next side effect. Nothing
+      // undoes it: another container may use the directory by then (docs/decisions.md).
+      name: 'HostPaths',
+      run: async (): Promise<NewEvent[]> => {
+        const made = await deps.files.createHostPaths(mountSources);
+        mountSources = mountSources.map((s) => (s.absent ? (made.find((m) => m.field === s.field)?.pin ?? s) : s));
+        return made
+          .filter((m) => m.created.length > 0)
+          .map((m) => ({ type: 'HostPathCreated', correlationId: c, data: { field: m.field, path: m.path, created: m.created, mode: `0${m.mode.toString(8)}` } }));
+      },
+    },
+    {
       name: 'Directories',
       run: async () => {
         await deps.files.createDirs(id);
         await deps.files.createVolumeDirs(id, built.volumeHostPaths);
-        await deps.files.pinMountSources(id, built.mountSources ?? []);
+        await deps.files.pinMountSources(id, mountSources);
       },
       undo: () => deps.files.removeDirs(id),
     },

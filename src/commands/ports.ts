@@ -247,6 +247,13 @@ export interface ContainerFiles {
   /** Creates each image-volume host dir (all under the container's root dir). */
   createVolumeDirs(containerId: string, hostPaths: readonly string[]): Promise<void>;
   createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo>;
+  /**
+   * Makes each mount host path that was missing when the spec was built (`absent`) as
+   * directories, 0755, as containerd's CRI and CRI-O do; never through a symlink. Returns
+   * one entry per absent source, with the directories made ([] when it exists by now)
+   * and its pin as it is now. Nothing undoes it (docs/decisions.md).
+   */
+  createHostPaths(sources: readonly MountSource[]): Promise<CreatedHostPath[]>;
   /** Keeps the mount host paths as the spec resolved them (in the container's dir), for checkMountSources. */
   pinMountSources(containerId: string, sources: readonly MountSource[]): Promise<void>;
   /**
@@ -266,6 +273,19 @@ export interface MountSource {
   ino: number;
   /** The path did not exist then (dev and ino are 0): if it exists at start, no part of it may be a symlink. */
   absent?: boolean;
+}
+
+/** A mount host path CreateContainer made because it was missing. */
+export interface CreatedHostPath {
+  /** The request field (`config.mounts[0].host_path`). */
+  field: string;
+  path: string;
+  /** The directories made, outermost first: the missing parents too. */
+  created: string[];
+  /** Their mode (0o755). */
+  mode: number;
+  /** The pin of the path as it is now. */
+  pin: MountSource;
 }
 
 /** What the spec factory needs to build a container's OCI spec. */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
 import type { NewEvent } from '../domain/events.js';
 import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
-import { namespacedSysctls, plainText, runtimeHandler, sysctls, textMap } from '../domain/text.js';
+import { absolutePath, namespacedSysctls, plainText, runtimeHandler, sysctls, textMap } from '../domain/text.js';
 import type { Ledger } from './ledger.js';
 import { resultUndelivered, retryServed, runOnce, type NameReservations } from './name-reservations.js';
 import type { Caller, ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
@@ -34,6 +34,7 @@ export const RunPodSandboxRequest = z.object({
     .object({
       metadata: z.object({ name: z.string(), uid: z.string(), namespace: z.string(), attempt: z.number().int().nonnegative() }).nullable(),
       hostname: z.string().default(''),
+      logDirectory: z.string().default(''),
       dnsConfig: z.object({ servers: z.array(z.string()), searches: z.array(z.string()), options: z.array(z.string()) }).nullable().default(null),
       portMappings: z
         .array(z.object({ protocol: z.union([z.string(), z.number()]), containerPort: z.number().int(), hostPort: z.number().int(), hostIp: z.string().default('') }))
@@ -95,6 +96,19 @@ function mode(value: unknown): string {
   return typeof value === 'number' ? (['POD', 'CONTAINER', 'NODE', 'TARGET'][value] ?? 'POD') : String(value);
 }
 
+const validPort = (port: number): boolean => Number.isInteger(port) && port >= 1 && port <= 65535;
+
+/**
+ * Each DNS server, search domain and option becomes one line or word of the pod's
+ * resolv.conf: a newline in one would add a line of the caller's choosing.
+ */
+function dnsConfig(dns: { servers: string[]; searches: string[]; options: string[] } | null): void {
+  if (dns === null) return;
+  dns.servers.forEach((v, i) => plainText(v, `config.dns_config.servers[${i}]`));
+  dns.searches.forEach((v, i) => plainText(v, `config.dns_config.searches[${i}]`));
+  dns.options.forEach((v, i) => plainText(v, `config.dns_config.options[${i}]`));
+}
+
 export function validateRunPodSandbox(command: RunPodSandboxCommand) {
   const parsed = RunPodSandboxRequest.safeParse(command.request);
   if (!parsed.success) {
@@ -115,9 +129,17 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
   plainText(config.hostname, 'config.hostname');
   sysctls(config.linux?.sysctls ?? {}, 'config.linux.sysctls');
   const ns = config.linux?.securityContext?.namespaceOptions ?? null;
+  // kubelet's log directory for the pod; the containers' log paths are joined to it.
+  if (config.logDirectory !== '') absolutePath(config.logDirectory, 'config.log_directory');
+  dnsConfig(config.dnsConfig);
   const portMappings: PortMapping[] = config.portMappings.map((p, i) => {
+    const field = `config.port_mappings[${i}]`;
     const protocol = String(typeof p.protocol === 'number' ? ['TCP', 'UDP', 'SCTP'][p.protocol] : p.protocol).toLowerCase();
-    if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') throw new InvalidArgumentError(`config.port_mappings[${i}].protocol`, `unknown protocol ${String(p.protocol)}`);
+    if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') throw new InvalidArgumentError(`${field}.protocol`, `unknown protocol ${String(p.protocol)}`);
+    // host_port 0 is how kubelet sends "no host port" (the mapping is then dropped before CNI).
+    if (!validPort(p.containerPort)) throw new InvalidArgumentError(`${field}.container_port`, `${p.containerPort} is not a port (1-65535)`);
+    if (p.hostPort !== 0 && !validPort(p.hostPort)) throw new InvalidArgumentError(`${field}.host_port`, `${p.hostPort} is not a port (1-65535, or 0 for none)`);
+    plainText(p.hostIp, `${field}.host_ip`);
     return { protocol, containerPort: p.containerPort, hostPort: p.hostPort, hostIp: p.hostIp };
   });
   namespacedSysctls(config.linux?.sysctls ?? {}, 'config.linux.sysctls', { network: ns !== null && mode(ns.network) === 'NODE', ipc: ns !== null && mode(ns.ipc) === 'NODE' });

@@ -75,6 +75,23 @@ export const ContainerCreatedV1 = z.object({
   resources: CriResources.optional(),
 });
 
+/**
+ * CreateContainer made a mount's missing host path, as containerd and CRI-O do: one
+ * record per mount, in the container's stream, so an audit shows which host directories
+ * a pod made. Compensation leaves them (docs/decisions.md), so a failed creation keeps
+ * the record too. Not a terminal event.
+ */
+export const HostPathCreatedV1 = z.object({
+  /** The request field that named it (`config.mounts[0].host_path`). */
+  field: z.string().min(1),
+  /** The host path, as the spec mounts it. */
+  path: z.string().min(1),
+  /** Each directory made, outermost first: the missing parents too. */
+  created: z.array(z.string().min(1)).min(1),
+  /** Their mode, octal (`0755`). */
+  mode: z.string().regex(/^0[0-7]{3}$/),
+});
+
 /** One undo done while compensating, and how it went. */
 export const UndoResult = z.object({
   step: z.string().min(1),
@@ -309,6 +326,7 @@ export const EVENT_SCHEMAS = {
   SpecGenerated: { 1: SpecGeneratedV1 },
   SnapshotPrepared: { 1: SnapshotPreparedV1 },
   ContainerCreated: { 1: ContainerCreatedV1 },
+  HostPathCreated: { 1: HostPathCreatedV1 },
   Compensated: { 1: CompensatedV1 },
   SandboxReserved: { 1: SandboxReservedV1, 2: SandboxReservedV2 },
   SandboxReady: { 1: SandboxReadyV1 },
@@ -343,6 +361,7 @@ export const CURRENT_VERSION = {
   SpecGenerated: 1,
   SnapshotPrepared: 1,
   ContainerCreated: 1,
+  HostPathCreated: 1,
   Compensated: 1,
   SandboxReserved: 2,
   SandboxReady: 1,

@@ -135,6 +135,7 @@ export const containerStore: Projection<ContainerRecord> = {
           finishedAt: doc.finishedAt ?? event.data.stoppedAt,
         });
       case 'ExecRan':
+      case 'HostPathCreated':
       case 'RetryServed':
       case 'ResultUndelivered':
       case 'RecoveryDecided':

@@ -66,6 +66,7 @@ export const imageStore: Projection<ImageRecord> = {
       case 'ContainerRemoved':
       case 'RetryServed':
       case 'ExecRan':
+      case 'HostPathCreated':
       case 'ContainerResourcesUpdated':
       case 'PodCidrUpdated':
       case 'RuntimeReconciled':

@@ -64,6 +64,7 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'ImageRemoved':
     case 'RetryServed':
     case 'ExecRan':
+    case 'HostPathCreated':
     case 'ContainerResourcesUpdated':
     case 'SandboxReserved':
     case 'SandboxReady':

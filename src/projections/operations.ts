@@ -54,6 +54,7 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'SandboxReserved':
         return doc ?? begin(event, 'RunPodSandbox', event.data.name);
       case 'SpecGenerated':
+      case 'HostPathCreated':
       case 'SnapshotPrepared':
       case 'RecoveryDecided':
         return doc && { ...doc, lastStep: event.type, lastStepAt: event.at, version: event.version };

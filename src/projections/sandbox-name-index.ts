@@ -24,6 +24,7 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'ImageRemoved':
     case 'RetryServed':
     case 'ExecRan':
+    case 'HostPathCreated':
     case 'ContainerResourcesUpdated':
     case 'ContainerRemoved':
     case 'SandboxReady':

@@ -115,6 +115,7 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'ImagePullFailed':
       case 'ImageRemoved':
       case 'ExecRan':
+      case 'HostPathCreated':
       case 'ContainerResourcesUpdated':
       case 'ContainerRemoved':
       case 'PodCidrUpdated':

@@ -72,6 +72,7 @@ export const undeliveredResults: Projection<UndeliveredResult> = {
       case 'SandboxReady':
       case 'ContainerStopped':
       case 'ExecRan':
+      case 'HostPathCreated':
       case 'ContainerResourcesUpdated':
       case 'ImagePullStarted':
       case 'ImagePullProgress':

@@ -18,7 +18,7 @@ import { until } from '../support/until.js';
  * exists, and the retry of the same request is served its id.
  */
 
-const CREATE_STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
+const CREATE_STEPS = ['NameReserved', 'SpecGenerated', 'HostPaths', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
 /** Killed here, containerd already holds the record and the snapshot: recovery rolls forward. */
 const ROLLED_FORWARD = new Set(['SnapshotPrepared', 'ContainerCreated']);
 const POD_STEPS = ['SandboxReserved', 'SpecGenerated', 'PodFiles', 'PauseCreated', 'SnapshotPrepared', 'SandboxReady'];

@@ -13,7 +13,7 @@ import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
  * snapshot of it, no directory is left, and the name is free for a retry.
  */
 
-const STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
+const STEPS = ['NameReserved', 'SpecGenerated', 'HostPaths', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
 
 /** Polls until `check` holds (the containerd record exists, say); fails after 20 s. */
 async function until(check: () => Promise<boolean>): Promise<void> {

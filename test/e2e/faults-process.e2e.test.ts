@@ -10,12 +10,26 @@ import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
  * Faults of the service process itself: SIGKILL in the middle of many concurrent
  * CreateContainer calls (every acknowledged one is in the log after the restart, and
  * verify is clean); a second `serve` on the same root (it fails fast and leaves the
- * first one's socket alone); and a step held for 2 s (the read RPCs still answer within
- * 50 ms: nothing blocks the event loop while a saga waits).
+ * first one's socket alone); and a step held for 30 s (the read RPCs are answered while
+ * it is held: nothing blocks the event loop while a saga waits).
  */
 
-const SLOW_STEP_MS = 2_000;
-const FAST_ANSWER_MS = 50;
+/*
+ * The held step lasts far longer than any answer may take, and each answer's bound is
+ * seconds: what is checked is that reads are answered while a saga waits, not how fast
+ * (latency figures are bench/'s: `npm run bench -- cri`).
+ */
+const HELD_STEP_MS = 30_000;
+const ANSWER_BOUND_MS = 5_000;
+const PROBE_ROUNDS = 3;
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} was not answered within ${ms} ms while the step was held`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 
 describe('the service process under faults', () => {
   let h: CriHarness;
@@ -103,51 +117,39 @@ describe('the service process under faults', () => {
     assert.equal(h.serve().child.exitCode, null, 'the first service still runs');
   });
 
-  it(`answers Version, Status, ListContainers and ContainerStatus within ${FAST_ANSWER_MS} ms while a CreateContainer step is held for ${SLOW_STEP_MS} ms`, async (t) => {
+  it('answers Version, Status, ListContainers and ContainerStatus while a CreateContainer step is held', async (t) => {
     const { containerId: someId } = await h.call<{ containerId: string }>('createContainer', request('probed'));
-    await h.restart(`CreateContainer.ContainerRecord=delay(${SLOW_STEP_MS})`);
+    await h.restart(`CreateContainer.ContainerRecord=delay(${HELD_STEP_MS})`);
     const probes: Record<string, () => Promise<unknown>> = {
       Version: () => h.call('version', {}),
       Status: () => h.call('status', {}),
       ListContainers: () => h.call('listContainers', {}),
       ContainerStatus: () => h.call('containerStatus', { containerId: someId }),
     };
-    // Let the fresh process settle (startup recovery and reconciliation with containerd
-    // run beside serving), and warm the connection: the first call also connects.
     await until('startup recovery', async () => (await inFlight()) === 0);
-    for (let i = 0; i < 5; i++) for (const probe of Object.values(probes)) await probe();
 
     const records = async (): Promise<number> => (await unaryCall<{ containers: unknown[] }>(h.api.containers, 'List', {})).containers.length;
     const recordsBefore = await records();
-    const slowStarted = performance.now();
-    const slow = h.call<{ containerId: string }>('createContainer', request('slow')).then(() => performance.now() - slowStarted);
-    const worst: Record<string, number> = {};
-    const trace: string[] = [];
-    let rounds = 0;
-    // The step is held once its side effect (the containerd record) exists: measure from
-    // then, not while the saga's earlier steps (the spec, the first synced write) run.
-    await until('the ContainerRecord step to be held', async () => (await records()) > recordsBefore, SLOW_STEP_MS);
-    // Rounds of all four at once, for as long as the slow call is held.
-    while (performance.now() - slowStarted < SLOW_STEP_MS - 200) {
-      const at = performance.now() - slowStarted;
-      const took = await Promise.all(
+    const slowStarted = Date.now();
+    let released = false;
+    const slow = h.call<{ containerId: string }>('createContainer', request('slow')).then(() => {
+      released = true;
+      return Date.now() - slowStarted;
+    });
+    // The step is held once its side effect (the containerd record) exists.
+    await until('the ContainerRecord step to be held', async () => (await records()) > recordsBefore, HELD_STEP_MS);
+    const answeredWhileHeld: string[] = [];
+    for (let round = 0; round < PROBE_ROUNDS; round++) {
+      await Promise.all(
         Object.entries(probes).map(async ([name, probe]) => {
-          const started = performance.now();
-          await probe();
-          const ms = performance.now() - started;
-          worst[name] = Math.max(worst[name] ?? 0, ms);
-          return ms;
+          await within(probe(), ANSWER_BOUND_MS, name);
+          if (!released) answeredWhileHeld.push(name);
         }),
       );
-      trace.push(`${Math.round(at)}:${Math.round(Math.max(...took))}`);
-      rounds++;
-      await new Promise((r) => setTimeout(r, 50));
     }
     const slowMs = await slow;
-    t.diagnostic(`rounds (ms since the slow call: worst ms) ${trace.join(' ')}`);
-    t.diagnostic(`CreateContainer took ${Math.round(slowMs)} ms; ${rounds} rounds; worst ms: ${Object.entries(worst).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
-    assert.ok(slowMs >= SLOW_STEP_MS, 'the step was held');
-    assert.ok(rounds >= 5, `probed ${rounds} times while it was held`);
-    for (const [name, ms] of Object.entries(worst)) assert.ok(ms < FAST_ANSWER_MS, `${name} answered in ${ms.toFixed(1)} ms`);
+    t.diagnostic(`CreateContainer was held ${slowMs} ms; ${answeredWhileHeld.length} probe answers came while it was`);
+    assert.ok(slowMs >= HELD_STEP_MS, 'the step was held');
+    assert.equal(answeredWhileHeld.length, PROBE_ROUNDS * Object.keys(probes).length, 'every probe was answered before the held step let go');
   });
 });

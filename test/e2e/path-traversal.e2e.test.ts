@@ -17,7 +17,7 @@ import { removeAllPods } from '../support/pods.js';
  * seccomp path that leaves where it belongs (by `..`, by being absolute, or through a
  * symlink on the host) is refused with INVALID_ARGUMENT naming the field, and nothing
  * happened: no event, no directory, no containerd container or snapshot. A mount host
- * path swapped to a symlink after CreateContainer resolved it is refused at
+ * path swapped to a symlink after CreateContainer resolved (or made) it is refused at
  * StartContainer, before any task exists.
  */
 
@@ -143,11 +143,13 @@ describe('path traversal is refused before any side effect', () => {
     await call('removeContainer', { containerId: swapped });
     assert.equal(existsSync(join(h.root, 'containers', swapped)), false);
 
-    // A host path that did not exist at CreateContainer may be made later, but not as a symlink.
+    // A host path that did not exist is made by CreateContainer and pinned as made: swapped
+    // for a symlink before the start, it is refused too.
     const later = join(h.root, 'swap', 'later');
     const { containerId: planted } = await create({ metadata: { name: 'swap-later', attempt: 0 }, mounts: [{ containerPath: '/data', hostPath: later }] });
+    await rm(later, { recursive: true });
     await symlink('/', later);
-    await refusedWithoutSideEffect(() => call('startContainer', { containerId: planted }), /^config\.mounts\[0\]\.host_path: .*did not exist at CreateContainer and now leads through a symlink/);
+    await refusedWithoutSideEffect(() => call('startContainer', { containerId: planted }), /^config\.mounts\[0\]\.host_path: .*is a symlink/);
     await call('removeContainer', { containerId: planted });
   });
 });

@@ -156,7 +156,8 @@ describe('ContainerdTaskEvents', () => {
     const began = Date.now();
     await second.stop();
     await rec.done;
-    assert.ok(Date.now() - began < 1_000, `stop took ${Date.now() - began} ms`);
+    // Seconds: a stop that waited for the stream to end by itself would hang, not be slow.
+    assert.ok(Date.now() - began < 10_000, `stop took ${Date.now() - began} ms`);
     assert.deepEqual(rec.seen, [{ kind: 'subscribed' }]);
     assert.equal(activeTimers(), timersBefore);
     assert.throws(() => second.start(), /once/);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { checkLogPathOnHost, checkMountSource, MAX_SECCOMP_PROFILE_BYTES, readLocalhostProfile, resolveMountSource } from '../../src/adapters/fs/host-paths.js';
+import { checkLogPathOnHost, checkMountSource, createHostDirectory, MAX_SECCOMP_PROFILE_BYTES, readLocalhostProfile, resolveMountSource } from '../../src/adapters/fs/host-paths.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 
 const refused = (fn: () => unknown, field: string, message: RegExp) =>
@@ -30,6 +30,47 @@ describe('host paths against planted and swapped symlinks (real file system)', (
     rmSync(data);
     mkdirSync(data);
     refused(() => checkMountSource(pin), 'config.mounts[0].host_path', /was replaced/);
+  });
+
+  it('makes a missing host path and its missing parents 0755 whatever the umask, outermost first, and pins what it made', () => {
+    const target = join(dir, 'made', 'a', 'b');
+    const field = 'config.mounts[2].host_path';
+    const { path, pin } = resolveMountSource(target, field);
+    assert.equal(path, target, 'the spec mounts the path as written');
+    assert.equal(pin.absent, true);
+    const umask = process.umask(0o077);
+    let made;
+    try {
+      made = createHostDirectory(pin);
+    } finally {
+      process.umask(umask);
+    }
+    assert.deepEqual(made.created, [join(dir, 'made'), join(dir, 'made', 'a'), target]);
+    assert.equal(made.mode, 0o755);
+    for (const d of made.created) assert.equal(statSync(d).mode & 0o7777, 0o755, d);
+    assert.equal(made.pin.absent, undefined);
+    assert.equal(made.pin.ino, statSync(target).ino);
+    checkMountSource(made.pin);
+    // Made again (a retry): nothing new, the same pin.
+    assert.deepEqual(createHostDirectory(pin).created, []);
+    rmSync(target, { recursive: true });
+    symlinkSync('/', target);
+    refused(() => checkMountSource(made.pin), field, /is a symlink/);
+  });
+
+  it('refuses, before making anything, a missing host path under a symlink or a file', () => {
+    const real = join(dir, 'real-parent');
+    mkdirSync(real);
+    symlinkSync(real, join(dir, 'linked-parent'));
+    refused(() => resolveMountSource(join(dir, 'linked-parent', 'new', 'deeper'), 'f'), 'f', /does not exist and cannot be made: .*linked-parent is a symlink/);
+    writeFileSync(join(dir, 'a-file'), '');
+    refused(() => resolveMountSource(join(dir, 'a-file', 'new'), 'f'), 'f', /cannot be made: .*a-file is not a directory/);
+    assert.equal(existsSync(join(real, 'new')), false);
+    // Planted between the check and the making: still not followed.
+    const { pin } = resolveMountSource(join(dir, 'planted', 'new'), 'f');
+    symlinkSync(real, join(dir, 'planted'));
+    refused(() => createHostDirectory(pin), 'f', /could not be made: .*planted is a symlink/);
+    assert.equal(existsSync(join(real, 'new')), false);
   });
 
   it('leaves a missing host path as given, and refuses it at start if it then leads through a symlink', () => {

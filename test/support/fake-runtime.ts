@@ -10,7 +10,9 @@ import type {
   ContainerLogs,
   ContainerRuntime,
   ContainerSpecInput,
+  CreatedHostPath,
   ImageStore,
+  MountSource,
   PreparedSnapshot,
   ResolvedImage,
   RuntimeContainer,
@@ -131,6 +133,18 @@ export class FakeFiles extends Failures implements ContainerFiles {
     this.fifos.set(containerId, io);
     return io;
   }
+  /** Host paths "made": each absent source becomes present, its path the one directory made. */
+  readonly hostPaths = new Set<string>();
+  async createHostPaths(sources: readonly MountSource[]): Promise<CreatedHostPath[]> {
+    this.check('createHostPaths');
+    return sources
+      .filter((s) => s.absent)
+      .map((s) => {
+        const made = !this.hostPaths.has(s.path);
+        this.hostPaths.add(s.path);
+        return { field: s.field, path: s.path, created: made ? [s.path] : [], mode: 0o755, pin: { field: s.field, path: s.path, dev: 1, ino: 1 } };
+      });
+  }
   async pinMountSources(): Promise<void> {}
   async checkMountSources(): Promise<void> {
     this.check('checkMountSources');
@@ -144,7 +158,7 @@ export class FakeFiles extends Failures implements ContainerFiles {
 
 export class FakeSpecs extends Failures implements SpecFactory {
   readonly inputs: ContainerSpecInput[] = [];
-  constructor(private readonly o: { logPath?: string } = {}) {
+  constructor(private readonly o: { logPath?: string; mountSources?: MountSource[] } = {}) {
     super();
   }
   async containerSpec(input: ContainerSpecInput) {
@@ -153,7 +167,13 @@ export class FakeSpecs extends Failures implements SpecFactory {
     const sc = config?.linux?.securityContext;
     if (sc?.runAsGroup && !sc.runAsUser) throw new InvalidArgumentError('config.linux.security_context.run_as_group', 'set without run_as_user');
     this.inputs.push(input);
-    return { spec: { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } }, volumeHostPaths: [], logPath: this.o.logPath ?? '', notes: [] };
+    return {
+      spec: { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } },
+      volumeHostPaths: [],
+      ...(this.o.mountSources ? { mountSources: this.o.mountSources } : {}),
+      logPath: this.o.logPath ?? '',
+      notes: [],
+    };
   }
 }
 

@@ -12,7 +12,7 @@ import { digest, ev, hexId, sandbox, streams } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
 const pod = sandbox('pod1', 'web_default_uid-1_0');
-const STEPS = ['NameReserved', 'SpecGenerated', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
+const STEPS = ['NameReserved', 'SpecGenerated', 'HostPaths', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
 
 async function world(failpoints?: Failpoints) {
   const log = new MemoryEventLog();
@@ -89,6 +89,33 @@ describe('CreateContainer', () => {
       assert.equal(ledger.projections.containers.get(retry)?.state, 'CREATED');
     });
   }
+
+  it('makes a missing mount host path, records it before the next side effect, and keeps it (and its record) when a later step fails', async () => {
+    let armed = true;
+    const { log, deps, leftovers } = await world({
+      hit: async (point) => {
+        if (armed && point === 'CreateContainer.SnapshotPrepared') {
+          armed = false;
+          throw new Error('injected at SnapshotPrepared');
+        }
+      },
+    });
+    const missing = { field: 'config.mounts[1].host_path', path: '/data/new', dev: 0, ino: 0, absent: true };
+    const present = { field: 'config.mounts[0].host_path', path: '/data/old', dev: 8, ino: 42 };
+    deps.specs = new FakeSpecs({ mountSources: [present, missing] });
+    const first = command();
+    await assert.rejects(createContainer(deps, first), /injected at SnapshotPrepared/);
+    const events = await log.readStream(containerStream(first.containerId));
+    assert.deepEqual(types(events), ['NameReserved', 'SpecGenerated', 'HostPathCreated', 'Compensated']);
+    assert.deepEqual(events[2]!.data, { field: 'config.mounts[1].host_path', path: '/data/new', created: ['/data/new'], mode: '0755' });
+    assert.deepEqual((events.at(-1) as LedgerEvent<'Compensated'>).data.undone.map((u) => u.step), ['SnapshotPrepared', 'ContainerRecord', 'Directories'], 'HostPaths has no undo');
+    assert.deepEqual([...deps.files.hostPaths], ['/data/new'], 'compensation leaves the directory, as containerd does');
+    assert.deepEqual(leftovers(), { snapshots: 0, containers: 0, dirs: 0 });
+    // The retry finds it made: nothing more to record.
+    const retry = command();
+    await createContainer(deps, retry);
+    assert.deepEqual(types(await log.readStream(containerStream(retry.containerId))), ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
+  });
 
   it('removes a snapshot whose preparation failed after it was made', async () => {
     const { deps, leftovers } = await world();

@@ -7,7 +7,7 @@ import type { LinuxSandboxSecurityContext__Output } from '../../src/adapters/cri
 import type { Mount__Output } from '../../src/adapters/cri/generated/runtime/v1/Mount.js';
 import type { PodSandboxConfig__Output } from '../../src/adapters/cri/generated/runtime/v1/PodSandboxConfig.js';
 import { buildContainerSpec } from '../../src/adapters/oci/container-spec.js';
-import { DEFAULT_CAPABILITIES } from '../../src/adapters/oci/capabilities.js';
+import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, heldCapabilities } from '../../src/adapters/oci/capabilities.js';
 import type { OciSpec } from '../../src/adapters/oci/oci-spec.js';
 import { buildSandboxSpec } from '../../src/adapters/oci/sandbox-spec.js';
 import { allowsUnconditionally } from '../../src/adapters/oci/seccomp-default.js';
@@ -144,7 +144,7 @@ const HOST = {
   seccomp: true,
   swapControllerAvailable: true,
   hugetlbControllerAvailable: true,
-  allCapabilities: ['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_NET_ADMIN', 'CAP_KILL'],
+  heldCapabilities: ['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_NET_ADMIN', 'CAP_KILL'],
   devices: [{ path: '/dev/sda', type: 'b' as const, major: 8, minor: 0, fileMode: 0o660, uid: 0, gid: 6 }],
   currentOomScoreAdj: -500,
   hostname: 'node-1',
@@ -314,7 +314,7 @@ describe('capabilities', () => {
     assert.deepEqual(given(containerConfig({}, sc)).spec().process.capabilities.bounding, ['CAP_NET_BIND_SERVICE']);
   });
 
-  it("adds ALL as the host's full set, minus what is dropped", () => {
+  it('adds ALL as the set the service holds, minus what is dropped', () => {
     const sc = { capabilities: { addCapabilities: ['all'], dropCapabilities: ['SYS_ADMIN'], addAmbientCapabilities: [] } };
     assert.deepEqual(given(containerConfig({}, sc)).spec().process.capabilities.bounding, ['CAP_CHOWN', 'CAP_NET_ADMIN', 'CAP_KILL']);
   });
@@ -325,12 +325,30 @@ describe('capabilities', () => {
   });
 });
 
+describe('capabilities the service holds', () => {
+  const status = (bnd: string, eff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapPrm:\t${eff}\nCapEff:\t${eff}\nCapBnd:\t${bnd}\nCapAmb:\t0000000000000000\n`;
+
+  it('reads them from CapBnd and CapEff: a host without CAP_SYS_RESOURCE (bit 24) gives everything else', () => {
+    const held = heldCapabilities(status('000001fffeffffff', '000001fffeffffff'))!;
+    assert.equal(held.length, ALL_CAPABILITIES.length - 1);
+    assert.equal(held.includes('CAP_SYS_RESOURCE'), false);
+    assert.deepEqual(held.slice(22, 25), ['CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_TIME']);
+  });
+
+  it('takes only what both sets hold, ignores bits it has no name for, and says when it cannot tell', () => {
+    assert.deepEqual(heldCapabilities(status('0000000000000003', '0000000000000006')), ['CAP_DAC_OVERRIDE']);
+    assert.deepEqual(heldCapabilities(status('ffffffffffffffff', '0000060000000001')), ['CAP_CHOWN']);
+    assert.deepEqual(heldCapabilities(status('0000000000000000', '0000000000000000')), []);
+    assert.equal(heldCapabilities('Name:\tnode\n'), undefined);
+  });
+});
+
 describe('privileged', () => {
   const privileged = () => given(containerConfig({}, { privileged: true, seccomp: { profileType: 'RuntimeDefault', localhostRef: '' } }), { sandboxConfig: sandboxConfig({ privileged: true }) }).spec();
 
-  it('gets every capability, every host device, no masking and no seccomp', () => {
+  it('gets every capability the service holds, every host device, no masking and no seccomp', () => {
     const spec = privileged();
-    assert.deepEqual(spec.process.capabilities.bounding, HOST.allCapabilities);
+    assert.deepEqual(spec.process.capabilities, { bounding: HOST.heldCapabilities, effective: HOST.heldCapabilities, permitted: HOST.heldCapabilities });
     assert.deepEqual(spec.linux.devices?.map((d) => d.path), ['/dev/sda']);
     assert.deepEqual(spec.linux.resources.devices, [{ allow: true, access: 'rwm' }]);
     assert.deepEqual(spec.linux.maskedPaths, []);
@@ -695,6 +713,15 @@ describe('sandbox spec', () => {
       ...patch,
     };
   }
+
+  it('gives pause the default capabilities, less any the service does not hold, privileged or not', () => {
+    const held = DEFAULT_CAPABILITIES.filter((c) => c !== 'CAP_AUDIT_WRITE' && c !== 'CAP_MKNOD');
+    for (const privileged of [false, true]) {
+      const config = sandboxConfig(privileged ? { privileged: true } : {});
+      const caps = buildSandboxSpec(sandboxInput(config, { host: { ...HOST, heldCapabilities: held } })).spec.process.capabilities;
+      assert.deepEqual(caps, { bounding: held, effective: held, permitted: held });
+    }
+  });
 
   it('makes new namespaces for the pod, joining the prepared netns', () => {
     const spec = buildSandboxSpec(sandboxInput(sandboxConfig())).spec;

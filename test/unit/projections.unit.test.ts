@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Ledger } from '../../src/commands/ledger.js';
-import type { LedgerEvent } from '../../src/domain/events.js';
+import type { LedgerEvent, NewEvent } from '../../src/domain/events.js';
 import { AmbiguousIdError } from '../../src/domain/errors.js';
 import { containerStore } from '../../src/projections/container-store.js';
 import { containerNameIndex } from '../../src/projections/name-index.js';
@@ -115,6 +115,20 @@ describe('operations in flight', () => {
     assert.equal(op.operation, 'CreateContainer');
     assert.equal(op.lastStep, 'SpecGenerated');
     assert.equal(op.name, c1.name);
+  });
+
+  it('counts a made host path as a step of CreateContainer; the container stays CREATING', () => {
+    const made: NewEvent<'HostPathCreated'> = {
+      type: 'HostPathCreated',
+      correlationId: 'req-1',
+      data: { field: 'config.mounts[0].host_path', path: '/data/new', created: ['/data', '/data/new'], mode: '0755' },
+    };
+    const p = given([s1, ev.nameReserved(c1)], [s1, ev.specGenerated()], [s1, made]);
+    assert.equal(p.operations.get(s1)?.lastStep, 'HostPathCreated');
+    const record = p.containers.get(c1.id)!;
+    assert.equal(record.state, 'CREATING');
+    assert.equal(record.lastEvent.type, 'HostPathCreated');
+    assert.equal(p.containerNames.get(c1.name)?.holderId, c1.id, 'the name stays held');
   });
 });
 

@@ -127,6 +127,15 @@ describe('RunPodSandbox', () => {
       [command({ metadata: null }), /config\.metadata/, InvalidArgumentError],
       [command({ metadata: { name: 'web', uid: '', namespace: 'default', attempt: 0 } }), /config\.metadata\.uid/, InvalidArgumentError],
       [command({ portMappings: [{ protocol: 'QUIC', containerPort: 1, hostPort: 1, hostIp: '' }] }), /port_mappings\[0\]\.protocol/, InvalidArgumentError],
+      [command({ portMappings: [{ protocol: 'TCP', containerPort: 0, hostPort: 80, hostIp: '' }] }), /^config\.port_mappings\[0\]\.container_port: 0 /, InvalidArgumentError],
+      [command({ portMappings: [{ protocol: 'TCP', containerPort: 65536, hostPort: 0, hostIp: '' }] }), /^config\.port_mappings\[0\]\.container_port/, InvalidArgumentError],
+      [command({ portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: 70000, hostIp: '' }] }), /^config\.port_mappings\[0\]\.host_port: 70000 /, InvalidArgumentError],
+      [command({ portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: -1, hostIp: '' }] }), /^config\.port_mappings\[0\]\.host_port/, InvalidArgumentError],
+      [command({ dnsConfig: { servers: ['10.0.0.10\nnameserver 6.6.6.6'], searches: [], options: [] } }), /^config\.dns_config\.servers\[0\]: contains a control character/, InvalidArgumentError],
+      [command({ dnsConfig: { servers: [], searches: ['a.local', 'b\r'], options: [] } }), /^config\.dns_config\.searches\[1\]/, InvalidArgumentError],
+      [command({ dnsConfig: { servers: [], searches: [], options: ['ndots:5\u0000'] } }), /^config\.dns_config\.options\[0\]/, InvalidArgumentError],
+      [command({ logDirectory: 'var/log/pods/x' }), /^config\.log_directory: "var\/log\/pods\/x" is not absolute/, InvalidArgumentError],
+      [command({ logDirectory: '/var/log/pods/../../etc' }), /^config\.log_directory/, InvalidArgumentError],
     ];
     for (const [cmd, message, type] of cases) {
       const { log, deps, leftovers } = await world();
@@ -134,6 +143,10 @@ describe('RunPodSandbox', () => {
       assert.equal(log.head(), 0);
       assert.deepEqual(leftovers(), NOTHING);
     }
+    const accepted = await world();
+    const noHostPort = command({ portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: 0, hostIp: '' }], logDirectory: '/var/log/pods/default_web_uid-1' });
+    await runPodSandbox(accepted.deps, noHostPort);
+    assert.ok(accepted.log.head() > 0, 'host_port 0 (no host port) and an absolute log directory are accepted');
     const { log, deps } = await world();
     deps.images.images.clear();
     await assert.rejects(runPodSandbox(deps, command()), NotFoundError);

@@ -1,10 +1,10 @@
 import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import type { ContainerDirs, ContainerFiles, ContainerIo, MountSource } from '../../commands/ports.js';
+import type { ContainerDirs, ContainerFiles, ContainerIo, CreatedHostPath, MountSource } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { RESOURCE_ID } from '../../domain/ids.js';
 import { mkfifo } from '../native/syscalls.js';
-import { checkMountSource } from './host-paths.js';
+import { checkMountSource, createHostDirectory } from './host-paths.js';
 
 /** The pins of a container's mount host paths, in its persistent dir. */
 const MOUNT_SOURCES_FILE = 'mount-sources.json';
@@ -59,6 +59,10 @@ export class HostContainerFiles implements ContainerFiles {
       }
     }
     return io;
+  }
+
+  async createHostPaths(sources: readonly MountSource[]): Promise<CreatedHostPath[]> {
+    return sources.filter((source) => source.absent).map(createHostDirectory);
   }
 
   async pinMountSources(containerId: string, sources: readonly MountSource[]): Promise<void> {

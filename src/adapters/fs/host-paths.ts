@@ -1,6 +1,6 @@
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { dirname, posix } from 'node:path';
-import type { MountSource } from '../../commands/ports.js';
+import type { CreatedHostPath, MountSource } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 
 /*
@@ -12,7 +12,7 @@ import { InvalidArgumentError } from '../../domain/errors.js';
  * A mount host path is resolved once, when the spec is built: the spec records the real
  * path, and the file it names is pinned by (device, inode). StartContainer checks the
  * pin again before the task is created (docs/decisions.md, "host paths swapped to
- * symlinks").
+ * symlinks"). A missing one is made as a directory by CreateContainer, then pinned.
  */
 
 /** O_PATH (Linux): a descriptor that names a file without opening it for I/O, so a device or FIFO is never opened. */
@@ -23,19 +23,80 @@ export const MAX_SECCOMP_PROFILE_BYTES = 1024 * 1024;
 
 /**
  * The real path of a mount host path, and its pin. A missing path stays as given, and
- * its pin says it was absent: if something is there by StartContainer (kubelet may make
- * the directory), it must be reached without a symlink. The final component is opened without
- * following a symlink, and the descriptor's own path must be the real path: a
- * component swapped to a symlink since `realpath` would show there.
+ * its pin says it was absent: CreateContainer makes it (createHostDirectory). It is
+ * refused here, before anything is written, when it could not be made without
+ * following a symlink or through something that is not a directory. The final component
+ * of an existing path is opened without following a symlink, and the descriptor's own
+ * path must be the real path: a component swapped to a symlink since `realpath` would
+ * show there.
  */
 export function resolveMountSource(hostPath: string, field: string): { path: string; pin: MountSource } {
   let real: string;
   try {
     real = realpathSync(hostPath);
   } catch {
+    checkCreatable(hostPath, field);
     return { path: hostPath, pin: { field, path: hostPath, dev: 0, ino: 0, absent: true } };
   }
   return { path: real, pin: pinOf(real, field) };
+}
+
+/** `/a/b/c` -> `/a`, `/a/b`, `/a/b/c` (empty and `.` components dropped; `..` was refused before). */
+function prefixes(path: string): string[] {
+  const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+  return parts.map((_, i) => `/${parts.slice(0, i + 1).join('/')}`);
+}
+
+/** What is at `prefix` on the way to a host path: missing, a real directory, or why it is in the way. */
+function partAt(prefix: string): 'missing' | 'directory' | { why: string } {
+  let st;
+  try {
+    st = lstatSync(prefix);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : { why: (error as Error).message };
+  }
+  if (st.isSymbolicLink()) return { why: `${prefix} is a symlink` };
+  return st.isDirectory() ? 'directory' : { why: `${prefix} is not a directory` };
+}
+
+/**
+ * Every part of a missing host path that exists must be a real directory: the path is
+ * made where it is written, never where a symlink on the way leads (a symlinked parent
+ * is refused, as it was at StartContainer before missing paths were made).
+ */
+function checkCreatable(hostPath: string, field: string): void {
+  for (const prefix of prefixes(hostPath)) {
+    const part = partAt(prefix);
+    if (part === 'missing') return; // everything from here on is made
+    if (part !== 'directory') throw new InvalidArgumentError(field, `${hostPath} does not exist and cannot be made: ${part.why}`);
+  }
+}
+
+/** The mode a made host directory gets, as containerd's CRI and CRI-O make it. */
+export const HOST_DIRECTORY_MODE = 0o755;
+
+/**
+ * Makes a mount host path that was missing as directories (HOST_DIRECTORY_MODE, not
+ * narrowed by the umask), each part checked not to be a symlink or a file, then pins
+ * it. A part that appeared meanwhile is used if it is a real directory. Returns the
+ * directories made, outermost first ([] when it all exists by now). A parent swapped to
+ * a symlink between the check and mkdir can still make a directory where it leads; the
+ * pin then refuses the path, since its real path is not the path.
+ */
+export function createHostDirectory(source: MountSource): CreatedHostPath {
+  const made: string[] = [];
+  for (const prefix of prefixes(source.path)) {
+    try {
+      mkdirSync(prefix, { mode: HOST_DIRECTORY_MODE });
+      chmodSync(prefix, HOST_DIRECTORY_MODE);
+      made.push(prefix);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const part = partAt(prefix);
+      if (part !== 'directory') throw new InvalidArgumentError(source.field, `${source.path} could not be made: ${part === 'missing' ? `${prefix} vanished` : part.why}`);
+    }
+  }
+  return { field: source.field, path: source.path, created: made, mode: HOST_DIRECTORY_MODE, pin: pinOf(source.path, source.field) };
 }
 
 function pinOf(path: string, field: string): MountSource {

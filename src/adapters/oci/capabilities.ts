@@ -13,6 +13,27 @@ export const ALL_CAPABILITIES: readonly string[] = [
   'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
 ];
 
+/**
+ * The capabilities a process holds, from its `/proc/<pid>/status`: those in both its
+ * bounding set (CapBnd) and its effective set (CapEff), by name, in number order. This is
+ * what a privileged container, or one that adds `ALL`, gets (containerd's
+ * `WithAllCurrentCapabilities`): runc can only hand a container what the runtime itself
+ * holds, and asking for more fails every start with "unable to apply caps". Bits this
+ * list has no name for (a newer kernel's) are left out. Undefined when the status has
+ * neither line.
+ */
+export function heldCapabilities(status: string): string[] | undefined {
+  const set = (name: string): bigint | undefined => {
+    const hex = new RegExp(`^${name}:\\s*([0-9a-f]+)\\s*$`, 'im').exec(status)?.[1];
+    return hex === undefined ? undefined : BigInt(`0x${hex}`);
+  };
+  const bounding = set('CapBnd');
+  const effective = set('CapEff');
+  if (bounding === undefined || effective === undefined) return undefined;
+  const held = bounding & effective;
+  return ALL_CAPABILITIES.filter((_, bit) => (held >> BigInt(bit)) & 1n);
+}
+
 /** The capabilities a container gets by default (containerd's, which are docker's). */
 export const DEFAULT_CAPABILITIES: readonly string[] = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
@@ -35,16 +56,16 @@ const isAll = (name: string): boolean => name.trim().toUpperCase() === 'ALL';
 
 /**
  * The process capabilities for a non-privileged container: the default set, then `ALL`
- * (add: every capability the host grants; drop: none), then the individual adds and drops,
+ * (add: every capability the runtime holds, `heldCaps`; drop: none), then the individual adds and drops,
  * so `add: [ALL], drop: [CHOWN]` is everything but CHOWN. Ambient and inheritable stay
  * empty: what non-root plus ambient caps should mean is not defined by Kubernetes, and
  * inheritable caps leaked into exec'd setuid programs (CVE-2022-24769).
  */
-export function containerCapabilities(requested: Capability__Output | null, hostCaps: readonly string[]): OciCapabilities {
+export function containerCapabilities(requested: Capability__Output | null, heldCaps: readonly string[]): OciCapabilities {
   let caps = [...DEFAULT_CAPABILITIES];
   if (requested !== null) {
     const field = 'config.linux.security_context.capabilities';
-    if (requested.addCapabilities.some(isAll)) caps = [...hostCaps];
+    if (requested.addCapabilities.some(isAll)) caps = [...heldCaps];
     if (requested.dropCapabilities.some(isAll)) caps = [];
     for (const name of requested.addCapabilities) {
       if (isAll(name)) continue;

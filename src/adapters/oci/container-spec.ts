@@ -45,7 +45,8 @@ export function buildContainerSpec(input: ContainerSpecInput): SpecResult {
     supplementalGroups(sc?.supplementalGroups ?? [], `${SC}.supplemental_groups`),
   );
 
-  const capabilities = privileged ? capabilitySets(host.allCapabilities) : containerCapabilities(sc?.capabilities ?? null, host.allCapabilities);
+  // Privileged: every capability this service holds, not every one the kernel knows (runc cannot grant more).
+  const capabilities = privileged ? capabilitySets(host.heldCapabilities) : containerCapabilities(sc?.capabilities ?? null, host.heldCapabilities);
   const hostname = sandboxConfig.hostname !== '' ? sandboxConfig.hostname : host.hostname;
 
   const process: OciProcess = {

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, statSync, type Sta
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseMountInfo } from '../netns/netns.js';
+import { ALL_CAPABILITIES, heldCapabilities } from './capabilities.js';
 import type { HostDevice, HostFacts, HostPropagation } from './spec-input.js';
 
 /*
@@ -9,16 +10,6 @@ import type { HostDevice, HostFacts, HostPropagation } from './spec-input.js';
  * Read once at startup (readHostFacts) except what depends on the request's paths
  * (hostPropagation, deviceInfo), which is read per call.
  */
-
-/** Linux capability names by number, up to what this kernel reports in cap_last_cap. */
-const CAPABILITIES = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
-  'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_IPC_LOCK',
-  'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT', 'CAP_SYS_ADMIN',
-  'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE',
-  'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM',
-  'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
-];
 
 function read(path: string): string | undefined {
   try {
@@ -76,17 +67,20 @@ export function hostPropagation(hostPath: string): HostPropagation {
 
 /** Reads the host facts once. */
 export function readHostFacts(): HostFacts {
-  const lastCap = Number(read('/proc/sys/kernel/cap_last_cap')?.trim() ?? CAPABILITIES.length - 1);
+  const status = read('/proc/self/status') ?? '';
+  // Without a readable status, every capability the kernel knows (what runc would then be asked for).
+  const lastCap = Number(read('/proc/sys/kernel/cap_last_cap')?.trim() ?? ALL_CAPABILITIES.length - 1);
+  const kernelCapabilities = ALL_CAPABILITIES.slice(0, Math.min(lastCap + 1, ALL_CAPABILITIES.length));
   const cgroupVersion = existsSync('/sys/fs/cgroup/cgroup.controllers') ? 2 : 1;
   return {
     arch: process.arch,
     cgroupVersion,
     apparmor: read('/sys/module/apparmor/parameters/enabled')?.trim() === 'Y',
     selinux: existsSync('/sys/fs/selinux/enforce'),
-    seccomp: /^Seccomp:\s*\d/m.test(read('/proc/self/status') ?? ''),
+    seccomp: /^Seccomp:\s*\d/m.test(status),
     swapControllerAvailable: cgroupVersion === 2 ? true : existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
     hugetlbControllerAvailable: existsSync(cgroupVersion === 2 ? '/sys/fs/cgroup/cgroup.controllers' : '/sys/fs/cgroup/hugetlb'),
-    allCapabilities: CAPABILITIES.slice(0, Math.min(lastCap + 1, CAPABILITIES.length)),
+    heldCapabilities: heldCapabilities(status) ?? kernelCapabilities,
     devices: deviceInfo('/dev'),
     currentOomScoreAdj: Number(read('/proc/self/oom_score_adj')?.trim() ?? 0),
     hostname: hostname(),

@@ -36,7 +36,9 @@ export function buildSandboxSpec(input: SandboxSpecInput): SpecResult {
   const source =
     fromRequest !== '' ? { userstr: fromRequest, field: `${SC}.run_as_user` } : { userstr: image.config.user ?? '', field: 'sandbox_image.config.User' };
   const user = resolveUser(source, image.passwd, image.group);
-  const caps = capabilitySets(DEFAULT_CAPABILITIES);
+  // pause needs none of them; the default set keeps the spec containerd's, less any this
+  // service does not hold itself, which runc could not grant and would fail the pod on.
+  const caps = capabilitySets(DEFAULT_CAPABILITIES.filter((c) => host.heldCapabilities.includes(c)));
   const labels = selinuxLabels(sc?.selinuxOptions ?? null, privileged, host.selinux, notes);
   if (sc?.apparmor && sc.apparmor.profileType !== 'Unconfined') {
     notes.push('apparmor: not applied to the pause container (containerd applies none either)');

@@ -60,8 +60,11 @@ export interface HostFacts {
   /** memory.memsw (v1) / memory.swap.max (v2) exists, so a swap limit can be set. */
   swapControllerAvailable: boolean;
   hugetlbControllerAvailable: boolean;
-  /** The capabilities a privileged container, or `add: [ALL]`, gets. */
-  allCapabilities: readonly string[];
+  /**
+   * The capabilities this service's process holds (bounding and effective): what a
+   * privileged container, or `add: [ALL]`, gets, as containerd's WithAllCurrentCapabilities.
+   */
+  heldCapabilities: readonly string[];
   /** Every device under the host's /dev, for privileged containers. */
   devices: readonly HostDevice[];
   /** This process's /proc/self/oom_score_adj, the floor when the OOM score is restricted. */

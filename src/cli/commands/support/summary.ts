@@ -65,6 +65,8 @@ export function summarize(event: LedgerEvent): string {
       return `reference=${event.data.reference} id=${event.data.imageId.slice(0, 19)}`;
     case 'RetryServed':
       return `request=${event.data.requestDigest.slice(0, 19)} answered with this id`;
+    case 'HostPathCreated':
+      return `made ${event.data.created.join(', ')} (mode ${event.data.mode}) for ${event.data.field}`;
     case 'ExecRan':
       return `cmd=${quote(event.data.cmd.join(' '))} ${event.data.timedOut ? 'timed out' : `exit=${event.data.exitCode}`} ${event.data.durationMs}ms`;
     case 'ContainerResourcesUpdated':
