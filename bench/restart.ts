@@ -178,9 +178,13 @@ async function restartOnce(root: string, expect: number): Promise<{ socketMs: nu
   );
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let exitCode: number | null | undefined;
-  void exited.then((c) => (exitCode = c));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      exitCode = code;
+      resolve(code);
+    }),
+  );
   try {
     while (!(await accepts(socket))) {
       if (exitCode !== undefined) throw new Error(`serve exited (${exitCode}) before serving:\n${stderr}`);

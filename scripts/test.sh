@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, integration and end-to-end. Installs what it needs first.
+# The lint and format check, then the whole test suite: unit, integration and end-to-end.
+# Installs what it needs first.
 # Tests start their own nats-server (free port), containerd (own root, state and socket)
 # and LevelDB dirs, all in temp dirs, and remove them when they end.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 prepare
+# Lint (oxlint, type-aware) and the format check (Biome): a finding fails the run before any test.
+log "linting and checking the format (npm run lint)"
+npm run --silent lint
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
 log "running ${#files[@]} test files"
 exec node --test --test-concurrency=2 "${files[@]}"

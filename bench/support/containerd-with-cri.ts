@@ -14,10 +14,6 @@ import { containerdConfig, startContainerd, type PrivateContainerd } from '../..
 export const CONTAINERD_CRI_NAMESPACE = 'k8s.io';
 export const CRI_PLUGIN = 'io.containerd.grpc.v1.cri';
 
-// Debian puts runc in /usr/sbin; containerd and its shims find runc through PATH.
-const SBIN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const BENCH_PATH = `${process.env['PATH'] ?? ''}:${SBIN_PATH}`;
-
 export interface CriPluginOptions {
   /**
    * The CRI plugin's `registry.config_path`: a certs.d dir of `<host:port>/hosts.toml`

@@ -183,10 +183,14 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     imageFs: new ContainerdImageFs({ api, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER }),
     sandboxImage: normalizeImageRef(config.sandboxImage),
   });
-  void health.check().then((h) => {
-    if (h.ready) logger.info({ containerd: config.containerd.address, version: h.version, namespace: config.containerd.namespace }, 'containerd answers');
-    else logger.warn({ containerd: config.containerd.address, reason: h.message }, 'containerd is not reachable yet; RuntimeReady=false until it is');
-  });
+  // Only a log line at startup: the service does not wait for containerd, and Status reports it.
+  void health.check().then(
+    (h) => {
+      if (h.ready) logger.info({ containerd: config.containerd.address, version: h.version, namespace: config.containerd.namespace }, 'containerd answers');
+      else logger.warn({ containerd: config.containerd.address, reason: h.message }, 'containerd is not reachable yet; RuntimeReady=false until it is');
+    },
+    (error: unknown) => logger.warn({ err: error, containerd: config.containerd.address }, 'checking containerd failed'),
+  );
   return {
     services: [
       criService(runtimeServiceV1, { ...runtimeInfoHandlers(info('v1')), ...handlers }),

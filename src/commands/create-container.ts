@@ -235,7 +235,9 @@ async function create(
     {
       // In the volatile dir: removing the dirs removes them.
       name: 'IoPrepared',
-      run: async () => void (await deps.files.createIo(id, { stdin: config.stdin, tty: config.tty })),
+      run: async () => {
+        await deps.files.createIo(id, { stdin: config.stdin, tty: config.tty });
+      },
     },
     {
       // The containerd record comes before the snapshot: it names the snapshot, which
@@ -295,8 +297,8 @@ function imageLabels(labels: Record<string, string>): Record<string, string> {
 function criMounts(config: Record<string, unknown>): EventData['ContainerCreated']['mounts'] {
   const mounts = Array.isArray(config.mounts) ? (config.mounts as Array<Record<string, unknown>>) : [];
   return mounts.map((m) => ({
-    containerPath: String(m.containerPath ?? ''),
-    hostPath: String(m.hostPath ?? ''),
+    containerPath: typeof m.containerPath === 'string' ? m.containerPath : '',
+    hostPath: typeof m.hostPath === 'string' ? m.hostPath : '',
     readonly: m.readonly === true,
     selinuxRelabel: m.selinuxRelabel === true,
     propagation: typeof m.propagation === 'string' ? m.propagation : 'PROPAGATION_PRIVATE',

@@ -10,12 +10,13 @@ export class KeyedLock {
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve();
     const result = previous.then(fn, fn);
-    const tail = result.catch(() => undefined);
-    this.tails.set(key, tail);
-    // The last one out forgets the key, so the map holds only keys in use.
-    void tail.then(() => {
+    // The tail settles after `result` either way and never rejects. The last one out
+    // forgets the key, so the map holds only keys in use.
+    const forget = (): void => {
       if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
+    };
+    const tail = result.then(forget, forget);
+    this.tails.set(key, tail);
     return result;
   }
 }

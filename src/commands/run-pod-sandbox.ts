@@ -238,7 +238,13 @@ async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: Re
   ];
   if (!v.hostNetwork) {
     steps.push(
-      { name: 'NetworkNamespace', run: async () => void (await deps.network.createNetns(id)), undo: () => deps.network.removeNetns(id) },
+      {
+        name: 'NetworkNamespace',
+        run: async () => {
+          await deps.network.createNetns(id);
+        },
+        undo: () => deps.network.removeNetns(id),
+      },
       {
         name: 'NetworkSetUp',
         run: async () => {

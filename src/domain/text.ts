@@ -8,7 +8,9 @@ import { InvalidArgumentError } from './errors.js';
  * written, and name the field.
  */
 
+// oxlint-disable-next-line no-control-regex -- refusing control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
+// oxlint-disable-next-line no-control-regex -- refusing NUL is the point
 const NUL = /\u0000/;
 
 /** Names, keys and ids: no control bytes at all. */
@@ -52,7 +54,7 @@ export function absolutePath(value: string, field: string): string {
   return value;
 }
 
-const SYSCTL_KEY = /^[a-z0-9]([a-z0-9_.\/-]*[a-z0-9_])?$/i;
+const SYSCTL_KEY = /^[a-z0-9]([a-z0-9_./-]*[a-z0-9_])?$/i;
 
 /**
  * Sysctls: a key of the names the kernel uses, and a value that is one plain value.
@@ -62,6 +64,7 @@ const SYSCTL_KEY = /^[a-z0-9]([a-z0-9_.\/-]*[a-z0-9_])?$/i;
 export function sysctls(map: Record<string, string>, field: string): Record<string, string> {
   for (const [key, value] of Object.entries(map)) {
     if (!SYSCTL_KEY.test(key)) throw new InvalidArgumentError(`${field} key`, `"${key}" is not a sysctl name`);
+    // oxlint-disable-next-line no-control-regex -- refusing control characters is the point
     if (/[+;,=\u0000-\u001f\u007f]/.test(value)) throw new InvalidArgumentError(`${field}[${JSON.stringify(key)}]`, `"${value}" is not one plain value (a separator, "=" or a control character)`);
   }
   return map;

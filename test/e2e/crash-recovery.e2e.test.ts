@@ -121,7 +121,7 @@ describe('crash recovery: a saga cut short by a crash is undone at the next star
     assert.match(r.stdout, new RegExp(`in the log only\\s+container \\(CREATED\\)\\s+${containerId}`));
     // The next start's reconciliation records it, and ContainerStatus says so.
     await h.restart();
-    const status = async () => (await call<{ status: { message: string }; info: { info: string } }>('containerStatus', { containerId, verbose: true }));
+    const status = () => call<{ status: { message: string }; info: { info: string } }>('containerStatus', { containerId, verbose: true });
     await until('reconciliation to mark the container', async () => (await status()).status.message.startsWith('containerd no longer holds this container'));
     assert.match((JSON.parse((await status()).info.info) as { missingInRuntimeSince?: string }).missingInRuntimeSince ?? '', /^\d{4}-\d\d-\d\dT/);
     await call('removeContainer', { containerId });

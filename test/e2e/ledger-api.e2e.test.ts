@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { credentials, makeGenericClientConstructor, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { runtimeServiceV1, runtimeServiceV1alpha2 } from '../../src/adapters/cri/cri-definition.js';
@@ -177,7 +178,7 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
     const exit = await serve.stop('SIGTERM');
     assert.deepEqual(exit, { code: 0, signal: null });
     const ended = await following;
-    assert.ok(ended instanceof RemoteCallError && ended.code === Status.UNAVAILABLE, String(ended));
+    assert.ok(ended instanceof RemoteCallError && ended.code === Status.UNAVAILABLE, inspect(ended));
     await assert.rejects(stat(socket), /ENOENT/);
   });
 });
@@ -261,7 +262,7 @@ describe('Ledger API in process: live follow, logging, status codes', () => {
     await server.close(10_000);
     assert.ok(Date.now() - started < 5_000, 'close did not wait for the follow to end by itself');
     const ended = await following;
-    assert.ok(ended instanceof RemoteCallError && ended.code === Status.UNAVAILABLE, String(ended));
+    assert.ok(ended instanceof RemoteCallError && ended.code === Status.UNAVAILABLE, inspect(ended));
     await assert.rejects(stat(socket), /ENOENT/);
   });
 });

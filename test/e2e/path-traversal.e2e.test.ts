@@ -36,7 +36,7 @@ describe('path traversal is refused before any side effect', () => {
     const containers = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).sort();
     const snapshots = (await collectStream<{ info: Array<{ name: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' })).flatMap((m) => m.info.map((i) => i.name)).sort();
     const dirs: Record<string, string[]> = {};
-    for (const d of ['containers', 'sandboxes', 'state/containers', 'state/sandboxes']) dirs[d] = (await readdir(join(h.root, d)).catch(() => [])).sort();
+    for (const d of ['containers', 'sandboxes', 'state/containers', 'state/sandboxes']) dirs[d] = (await readdir(join(h.root, d)).catch((): string[] => [])).sort();
     return { head, containers, snapshots, dirs };
   };
   const refusedWithoutSideEffect = async (attempt: () => Promise<unknown>, field: RegExp) => {

@@ -88,7 +88,7 @@ function grpcCall(socketPath: string, method: string, body: Buffer): Promise<{ s
     let message = '';
     const take = (headers: Record<string, unknown>) => {
       if (headers['grpc-status'] !== undefined) status = Number(headers['grpc-status']);
-      if (headers['grpc-message'] !== undefined) message = decodeURIComponent(String(headers['grpc-message']));
+      if (typeof headers['grpc-message'] === 'string') message = decodeURIComponent(headers['grpc-message']);
     };
     stream.on('response', take);
     stream.on('trailers', take);

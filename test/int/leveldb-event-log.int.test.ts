@@ -80,7 +80,7 @@ it('names the seq of a record that is not valid JSON', () =>
     try {
       await assert.rejects(
         (async () => {
-          for await (const _ of reopened.readAll()) void _;
+          for await (const _ of reopened.readAll()) continue;
         })(),
         (error: unknown) => error instanceof CorruptRecordError && error.seq === 2 && /seq 2/.test(error.message),
       );

@@ -234,7 +234,7 @@ it("adds a second node's subjects to the shared stream, and both nodes' events l
   await startRelay(a, { node: 'agg-a', stream: 'AGG' }).then((again) => again.stop());
   assert.deepEqual((await streamConfig('AGG')).subjects, ['cri-ledger.agg-a.>', 'cri-ledger.agg-b%2Eexample.>']);
   await waitFor('both relays', () => ra.status().cursor === 1 && rb.status().cursor === 1);
-  const subjects = (await streamMessages('AGG')).map((m) => m.subject.split('.')[1]).sort();
+  const subjects = (await streamMessages('AGG')).map((m) => m.subject.split('.')[1] ?? '').sort();
   assert.deepEqual(subjects, ['agg-a', 'agg-b%2Eexample']);
 });
 

@@ -76,14 +76,14 @@ export async function startServe(options: { root: string; socket: string; args?:
   children.add(child);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  let done: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => {
       children.delete(child);
-      resolve({ code, signal });
+      done = { code, signal };
+      resolve(done);
     }),
   );
-  let done: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  void exited.then((r) => (done = r));
   const deadline = Date.now() + DEFAULT_SERVE_READY_TIMEOUT_MS;
   // A socket file alone is not enough: one left by a killed run exists before this
   // service takes it over, so wait until a connection is accepted.

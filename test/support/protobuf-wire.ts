@@ -21,7 +21,8 @@ export function varint(value: bigint | number): Buffer {
   return Buffer.from(bytes);
 }
 
-export function tag(field: number, wire: WireType | number): Buffer {
+/** A field's tag; `wire` is any number, so a test can also send the undefined wire types 6 and 7. */
+export function tag(field: number, wire: number): Buffer {
   return varint((BigInt(field) << 3n) | BigInt(wire & 7));
 }
 

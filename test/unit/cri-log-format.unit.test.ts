@@ -84,7 +84,7 @@ describe('line splitting', () => {
 
   it('does not count a stripped \\r against the maximum, wherever the chunks end', () => {
     for (const chunks of [undefined, [1], [4], [5], [3, 2]]) {
-      assert.deepEqual(show(split('abcd\r\nabcd\rx\n', 4, chunks)), ['F:abcd', 'P:abcd', 'F:\rx'], `chunks ${chunks}`);
+      assert.deepEqual(show(split('abcd\r\nabcd\rx\n', 4, chunks)), ['F:abcd', 'P:abcd', 'F:\rx'], `chunks ${JSON.stringify(chunks)}`);
     }
   });
 
@@ -110,7 +110,7 @@ describe('line splitting', () => {
     const input = Buffer.from('short\n\r\nexactly8\nnine-byte\r\n' + 'z'.repeat(40) + '\r\r\n' + 'é'.repeat(9) + '\nabcdefgh\rtail\r', 'utf8');
     const whole = show(split(input, 8));
     for (const chunks of [[1], [2], [3], [7], [8], [9], [1, 5, 2], [17, 1]]) {
-      assert.deepEqual(show(split(input, 8, chunks)), whole, `chunks ${chunks}`);
+      assert.deepEqual(show(split(input, 8, chunks)), whole, `chunks ${JSON.stringify(chunks)}`);
     }
     assert.deepEqual(whole.slice(0, 4), ['F:short', 'F:', 'F:exactly8', 'P:nine-byt']);
   });

@@ -137,7 +137,7 @@ describe('lookups', () => {
     const p = given([s1, ev.nameReserved(c1)], [s2, ev.nameReserved({ ...c2, name: 'other_pod1_default_uid-pod1_0' })]);
     assert.equal(p.findContainer(c1.id.slice(0, 12))?.id, c1.id);
     assert.equal(p.findContainer('ffffffffffff'), undefined);
-    const common = [...c1.id].findIndex((ch, i) => ch !== c2.id[i]);
+    const common = c1.id.split('').findIndex((ch, i) => ch !== c2.id[i]);
     if (common > 0) assert.throws(() => p.findContainer(c1.id.slice(0, common)), AmbiguousIdError);
   });
 });

@@ -102,14 +102,21 @@ describe('startup recovery: roll forward', () => {
     let reached!: () => void;
     const crashed = new Promise<void>((r) => (reached = r));
     const id = hexId(`rf-${step}-${Math.random()}`);
-    void createContainer(deps, {
+    const created = createContainer(deps, {
       containerId: id,
       requestDigest: digest('rf-request'),
       correlationId: 'req-rf',
       now: '2026-11-28T10:00:00.000Z',
       request: { podSandboxId: pod.id, config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, labels: { tier: 'web' }, annotations: { a: 'b' } }, sandboxConfig: {} },
     });
-    await crashed;
+    // The failpoint holds the saga forever, as a crash would. One that fails or ends
+    // before it gets there fails the test with its own error instead of hanging it.
+    await Promise.race([
+      crashed,
+      created.then(() => {
+        throw new Error(`CreateContainer ended before the crash at ${step}`);
+      }),
+    ]);
     const ledger = await Ledger.load(w.log);
     return { ...w, id, ledger, deps: { ...w.deps, ledger } };
   }

@@ -20,7 +20,11 @@ import { MemoryEventLog } from '../support/memory-event-log.js';
 // The deadline leaves the steps before the held one ample time, even on a busy machine.
 const HOLD_MS = 1_500;
 const DEADLINE_MS = 700;
-const holdAt = (point: string): Failpoints => ({ hit: async (p) => void (p === point ? await new Promise((r) => setTimeout(r, HOLD_MS)) : undefined) });
+const holdAt = (point: string): Failpoints => ({
+  hit: async (p) => {
+    if (p === point) await new Promise((r) => setTimeout(r, HOLD_MS));
+  },
+});
 const types = (events: LedgerEvent[]): string[] => events.map((e) => e.type);
 
 describe('the caller\'s deadline reaches the saga', () => {

@@ -192,7 +192,8 @@ export class NatsRelay {
     this.connected = true;
     this.needsEnsure = true;
     this.logger.info({ server: nc.getServer(), ...this.status() }, 'NATS connected');
-    void this.watch(nc);
+    // Runs for the connection's life; it only records state, so a failure in it is logged, not thrown.
+    void this.watch(nc).catch((error: unknown) => this.noteError(error, 'watching the NATS connection failed'));
   }
 
   private async ensure(): Promise<void> {
@@ -204,16 +205,20 @@ export class NatsRelay {
 
   /** Tracks the connection: a disconnect ends the round; a reconnect re-checks the stream. */
   private async watch(nc: NatsConnection): Promise<void> {
-    void nc.closed().then((error) => {
-      if (this.nc !== nc) return;
-      // nats.js gave up (e.g. repeated auth failures): start over with a fresh connection.
-      this.nc = undefined;
-      this.js = undefined;
-      this.connected = false;
-      if (!this.stopping) this.noteError(error ?? new Error('NATS connection closed'), 'NATS connection closed');
-      this.round?.abort();
-      this.notify();
-    });
+    void nc.closed().then(
+      (error) => {
+        if (this.nc !== nc) return;
+        // nats.js gave up (e.g. repeated auth failures): start over with a fresh connection.
+        this.nc = undefined;
+        this.js = undefined;
+        this.connected = false;
+        if (!this.stopping) this.noteError(error ?? new Error('NATS connection closed'), 'NATS connection closed');
+        this.round?.abort();
+        this.notify();
+      },
+      // closed() resolves, with the error that closed it; a rejection is logged like one.
+      (error: unknown) => this.noteError(error, 'NATS connection closed'),
+    );
     for await (const s of nc.status()) {
       if (s.type === Events.Disconnect) {
         this.connected = false;
@@ -224,7 +229,7 @@ export class NatsRelay {
         this.needsEnsure = true;
         this.logger.info({ server: s.data, ...this.status() }, 'NATS reconnected');
       } else if (s.type === Events.Error) {
-        this.noteError(new Error(String(s.data)), 'NATS reported an error');
+        this.noteError(new Error(typeof s.data === 'string' ? s.data : JSON.stringify(s.data)), 'NATS reported an error');
       }
       this.notify();
     }
@@ -238,7 +243,8 @@ export class NatsRelay {
   private halt(error: StreamConfigMismatchError): void {
     this.lastError = error.message;
     this.logger.error({ err: error }, 'relay halted: the stream does not match the config');
-    void this.closeConnection();
+    // onFatal must hear of the halt now, not after the close; a failing close is only logged.
+    void this.closeConnection().catch((closeError: unknown) => this.noteError(closeError, 'closing the NATS connection failed'));
     this.o.onFatal(error);
   }
 

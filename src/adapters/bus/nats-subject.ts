@@ -16,6 +16,7 @@ import { parseStream } from '../../domain/ids.js';
 export const SUBJECT_PREFIX = 'cri-ledger';
 
 // \s covers Unicode whitespace; the control ranges cover NUL and friends the server refuses.
+// oxlint-disable-next-line no-control-regex -- matching control characters is the point
 const NEEDS_ESCAPE = /[%.*>\s\u0000-\u001f\u007f]/gu;
 const UTF8 = new TextEncoder();
 

@@ -63,9 +63,16 @@ export class ExitMonitor {
     if (this.recheck || this.stopped) return;
     this.recheck = setTimeout(() => {
       this.recheck = undefined;
-      void this.reconcile().then((complete) => {
-        if (!complete) this.scheduleRecheck();
-      });
+      // In a timer, with nobody to await it: a check that fails outright is logged and tried again.
+      void this.reconcile().then(
+        (complete) => {
+          if (!complete) this.scheduleRecheck();
+        },
+        (error: unknown) => {
+          this.o.logger.error({ err: error }, 'checking the running containers against containerd failed');
+          this.scheduleRecheck();
+        },
+      );
     }, this.o.recheckMs ?? DEFAULT_EXIT_RECHECK_MS);
     this.recheck.unref();
   }

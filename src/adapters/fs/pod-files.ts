@@ -59,7 +59,7 @@ export class HostPodFiles implements PodFiles {
 
 /** resolv.conf from a CRI DNSConfig. */
 export function resolvConf(dns: { servers: string[]; searches: string[]; options: string[] }): string {
-  const lines = [...dns.servers.map((s) => `nameserver ${s}`)];
+  const lines = dns.servers.map((s) => `nameserver ${s}`);
   if (dns.searches.length > 0) lines.push(`search ${dns.searches.join(' ')}`);
   if (dns.options.length > 0) lines.push(`options ${dns.options.join(' ')}`);
   return `${lines.join('\n')}\n`;

@@ -88,7 +88,7 @@ class ByteQueue {
   }
 
   async skip(n: number): Promise<void> {
-    for await (const _ of this.pieces(n)) void _;
+    for await (const _ of this.pieces(n)) continue;
   }
 
   /** Whatever follows the archive's end (zero padding), read to the end of the source. */

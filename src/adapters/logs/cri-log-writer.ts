@@ -165,6 +165,7 @@ export class CriLogWriter {
 
   private async shutdown(): Promise<void> {
     await this.serial;
+    // oxlint-disable-next-line no-useless-spread -- finish() deletes the source: iterate over a copy
     for (const source of [...this.sources]) {
       source.finish();
       source.readable.destroy();

@@ -86,7 +86,8 @@ export class HostContainerLogs implements ContainerLogs {
   async detach(containerId: string): Promise<void> {
     const entry = this.attachedById.get(containerId);
     if (!entry) return;
-    const drained = Promise.all(entry.sockets.map((s) => (s.closed ? undefined : new Promise((done) => s.once('close', done))))).then(() => entry.writer?.closed);
+    const open = entry.sockets.filter((s) => !s.closed);
+    const drained = Promise.all(open.map((s) => new Promise((done) => s.once('close', done)))).then(() => entry.writer?.closed);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise((done) => (timer = setTimeout(done, this.o.drainTimeoutMs ?? DEFAULT_LOG_DRAIN_TIMEOUT_MS)));
     await Promise.race([drained, timedOut]).finally(() => clearTimeout(timer));

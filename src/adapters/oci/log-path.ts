@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { InvalidArgumentError } from '../../domain/errors.js';
 
 // NUL would truncate the path at the syscall; other control bytes make log files nobody can name safely.
+// oxlint-disable-next-line no-control-regex -- refusing control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /**

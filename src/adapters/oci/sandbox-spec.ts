@@ -60,7 +60,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): SpecResult {
     namespaces: sandboxNamespaces(nsOptions, input.netnsPath),
     resources: { devices: [{ ...DENY_ALL_DEVICES }], cpu: { shares: DEFAULT_SANDBOX_CPU_SHARES } },
     cgroupsPath: cgroupsPath(config.linux?.cgroupParent ?? '', input.sandboxId, options.containerdNamespace, 'config.linux.cgroup_parent'),
-    sysctl: { ...(config.linux?.sysctls ?? {}) },
+    sysctl: { ...config.linux?.sysctls },
     maskedPaths: [...DEFAULT_MASKED_PATHS],
     readonlyPaths: [...DEFAULT_READONLY_PATHS],
   };

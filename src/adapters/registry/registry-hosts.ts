@@ -46,7 +46,7 @@ function host(file: string, url: string, table: TomlTable, where: string): Regis
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new HostsConfigError(file, `${where}: "${url}" is neither http nor https`);
   const origin = withScheme.replace(/\/+$/, '');
-  const api = /\/v2$/.test(parsed.pathname.replace(/\/+$/, '')) ? origin : `${origin}/v2`;
+  const api = parsed.pathname.replace(/\/+$/, '').endsWith('/v2') ? origin : `${origin}/v2`;
 
   const caps = table.capabilities;
   let capabilities = ALL_CAPABILITIES;

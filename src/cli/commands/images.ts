@@ -90,18 +90,16 @@ async function followProgress(socket: string, ref: string): Promise<{ stop(): vo
   const layers = new Map<string, SingleBar>();
   const abort = new AbortController();
   const stream = imageStream(normalizeImageRef(ref));
+  // Draws while the pull runs. The follow ends when stop() aborts it or the service goes
+  // away; the pull reports its own errors, so the follow's are dropped.
   void (async () => {
-    try {
-      for await (const record of ledger.follow({ fromSeq: status.head + 1, streams: [stream], types: ['ImagePullProgress'] }, abort.signal)) {
-        const { layer, done, total } = (JSON.parse(record.json) as { data: { layer: string; done: number; total: number } }).data;
-        let bar = layers.get(layer);
-        if (!bar) layers.set(layer, (bar = multi.create(total, 0, { layer: layer.replace('sha256:', '').slice(0, 12) })));
-        bar.update(done);
-      }
-    } catch {
-      // The follow ends when we stop it or the service goes away; the pull reports errors.
+    for await (const record of ledger.follow({ fromSeq: status.head + 1, streams: [stream], types: ['ImagePullProgress'] }, abort.signal)) {
+      const { layer, done, total } = (JSON.parse(record.json) as { data: { layer: string; done: number; total: number } }).data;
+      let bar = layers.get(layer);
+      if (!bar) layers.set(layer, (bar = multi.create(total, 0, { layer: layer.replace('sha256:', '').slice(0, 12) })));
+      bar.update(done);
     }
-  })();
+  })().catch(() => undefined);
   return {
     stop() {
       abort.abort();
