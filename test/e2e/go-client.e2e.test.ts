@@ -115,7 +115,7 @@ describe('CRI clients as they really dial the socket', () => {
       assert.deepEqual([old.runtimeName, old.runtimeApiVersion], ['cri-ledger', 'v1alpha2']);
     });
 
-    it('runs a pod and a container through their whole life', () => podLifecycle(go.runtime, 'go-kubelet'));
+    it('runs a pod and a container through their whole life', () => podLifecycle((method, request) => go.runtime(method, request), 'go-kubelet'));
 
     it('answers concurrent calls on one connection', async () => {
       const versions = await Promise.all(Array.from({ length: 8 }, () => go.runtime<{ runtimeName: string }>('Version', {})));

@@ -77,7 +77,7 @@ describe('RunPodSandbox', () => {
     const [reserved] = await log.readStream(sandboxStream(id));
     assert.equal(reserved?.type, 'SandboxReserved');
     assert.equal(reserved?.v, 2);
-    assert.deepEqual((reserved?.data as { portMappings: unknown }).portMappings, deps.network.attached.get(id)?.portMappings);
+    assert.deepEqual((reserved?.data as { portMappings: unknown } | undefined)?.portMappings, deps.network.attached.get(id)?.portMappings);
     assert.deepEqual(ledger.projections.sandboxes.get(id)?.portMappings, [{ protocol: 'tcp', containerPort: 80, hostPort: 8080, hostIp: '' }]);
   });
 

@@ -24,7 +24,7 @@ interface Trie {
 }
 
 function buildTrie(): Trie {
-  const lengths = [...CODE_LENGTHS].map((c) => c.charCodeAt(0) - 65 + 5);
+  const lengths = Array.from({ length: CODE_LENGTHS.length }, (_, i) => CODE_LENGTHS.charCodeAt(i) - 65 + 5);
   const order = lengths.map((_, s) => s).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
   const next = new Int32Array(2 * 2 * 257);
   const symbol = new Int16Array(2 * 257).fill(-1);
