@@ -1,4 +1,12 @@
-import { call, containerConfig, makeContainerLogDir, podConfig, throwIfInterrupted, timed, type Runtime } from './support/cri-runtime.js';
+import {
+  call,
+  containerConfig,
+  makeContainerLogDir,
+  podConfig,
+  throwIfInterrupted,
+  timed,
+  type Runtime,
+} from './support/cri-runtime.js';
 
 /*
  * The container lifecycle after CreateContainer, for the `cri` bench:
@@ -24,7 +32,11 @@ export const LIST_CONTAINERS_PER_POD = 50;
 const LIST_CREATE_WORKERS = 4;
 const READ_WARMUP_CALLS = 20;
 
-export const emptyLifecycleLatencies = (): LifecycleLatencies => ({ start_container: [], stop_container: [], remove_container: [] });
+export const emptyLifecycleLatencies = (): LifecycleLatencies => ({
+  start_container: [],
+  stop_container: [],
+  remove_container: [],
+});
 
 const REQUESTS: Record<LifecycleRpc, { method: string; request: (containerId: string) => object }> = {
   start_container: { method: 'startContainer', request: (containerId) => ({ containerId }) },
@@ -37,7 +49,13 @@ const REQUESTS: Record<LifecycleRpc, { method: string; request: (containerId: st
  * earlier step failed is skipped (its failure is already in runtime.errors) and stays for
  * the pod cleanup, which stops and removes whatever a pod still holds.
  */
-async function step(runtime: Runtime, rpc: LifecycleRpc, containerId: string, failed: Set<string>, into: LifecycleLatencies): Promise<void> {
+async function step(
+  runtime: Runtime,
+  rpc: LifecycleRpc,
+  containerId: string,
+  failed: Set<string>,
+  into: LifecycleLatencies,
+): Promise<void> {
   if (failed.has(containerId)) return;
   const { method, request } = REQUESTS[rpc];
   const ms = await timed(runtime, `${method} ${containerId.slice(0, 12)}`, method, request(containerId));
@@ -56,7 +74,11 @@ export async function cycleContainer(runtime: Runtime, containerId: string, into
  * sequential iteration i (undefined when that iteration failed). Afterwards each runtime
  * must list none of its bench containers.
  */
-export async function lifecyclePhase(runtimes: Runtime[], containers: Map<string, Array<string | undefined>>, iterations: number): Promise<Map<string, LifecycleLatencies>> {
+export async function lifecyclePhase(
+  runtimes: Runtime[],
+  containers: Map<string, Array<string | undefined>>,
+  iterations: number,
+): Promise<Map<string, LifecycleLatencies>> {
   const latencies = new Map(runtimes.map((r) => [r.key, emptyLifecycleLatencies()]));
   const failed = new Map(runtimes.map((r) => [r.key, new Set<string>()]));
   for (let i = 0; i < iterations; i++) {
@@ -69,14 +91,23 @@ export async function lifecyclePhase(runtimes: Runtime[], containers: Map<string
     }
   }
   for (const runtime of runtimes) {
-    const left = (await call<{ containers: unknown[] }>(runtime, 'listContainers', { filter: { labelSelector: { tier: 'bench' } } })).containers.length;
+    const left = (
+      await call<{ containers: unknown[] }>(runtime, 'listContainers', { filter: { labelSelector: { tier: 'bench' } } })
+    ).containers.length;
     const expected = failed.get(runtime.key)!.size;
-    if (left !== expected) runtime.errors.push(`ListContainers after the lifecycle: ${left} bench containers listed, ${expected} expected`);
+    if (left !== expected)
+      runtime.errors.push(`ListContainers after the lifecycle: ${left} bench containers listed, ${expected} expected`);
   }
   return latencies;
 }
 
-async function podWithContainers(runtime: Runtime, pod: string, logRoot: string, names: string[], workers: number): Promise<string[]> {
+async function podWithContainers(
+  runtime: Runtime,
+  pod: string,
+  logRoot: string,
+  names: string[],
+  workers: number,
+): Promise<string[]> {
   throwIfInterrupted();
   const sandboxConfig = podConfig(pod, logRoot);
   const { podSandboxId } = await call<{ podSandboxId: string }>(runtime, 'runPodSandbox', { config: sandboxConfig });
@@ -89,7 +120,15 @@ async function podWithContainers(runtime: Runtime, pod: string, logRoot: string,
         throwIfInterrupted();
         const name = names[next++]!;
         await makeContainerLogDir(logRoot, pod, name);
-        ids.push((await call<{ containerId: string }>(runtime, 'createContainer', { podSandboxId, config: containerConfig(pod, name), sandboxConfig })).containerId);
+        ids.push(
+          (
+            await call<{ containerId: string }>(runtime, 'createContainer', {
+              podSandboxId,
+              config: containerConfig(pod, name),
+              sandboxConfig,
+            })
+          ).containerId,
+        );
       }
     }),
   );
@@ -107,9 +146,13 @@ export async function containerStatusPhase(runtime: Runtime, logRoot: string, ca
   for (let i = 0; i < READ_WARMUP_CALLS + calls; i++) {
     throwIfInterrupted();
     const started = performance.now();
-    const { status } = await call<{ status: { state: string } }>(runtime, 'containerStatus', { containerId, verbose: false });
+    const { status } = await call<{ status: { state: string } }>(runtime, 'containerStatus', {
+      containerId,
+      verbose: false,
+    });
     if (i >= READ_WARMUP_CALLS) latencies.push(performance.now() - started);
-    if (status.state !== 'CONTAINER_RUNNING') throw new Error(`ContainerStatus of ${containerId.slice(0, 12)} says ${status.state}, not CONTAINER_RUNNING`);
+    if (status.state !== 'CONTAINER_RUNNING')
+      throw new Error(`ContainerStatus of ${containerId.slice(0, 12)} says ${status.state}, not CONTAINER_RUNNING`);
   }
   return latencies;
 }
@@ -120,10 +163,21 @@ export async function containerStatusPhase(runtime: Runtime, logRoot: string, ca
  * must hold exactly those containers (the caller removed everything else first). The
  * pods are left for the caller's cleanup.
  */
-export async function listContainersPhase(runtime: Runtime, logRoot: string, containers: number, calls: number): Promise<number[]> {
+export async function listContainersPhase(
+  runtime: Runtime,
+  logRoot: string,
+  containers: number,
+  calls: number,
+): Promise<number[]> {
   for (let pod = 0; pod * LIST_CONTAINERS_PER_POD < containers; pod++) {
     const count = Math.min(LIST_CONTAINERS_PER_POD, containers - pod * LIST_CONTAINERS_PER_POD);
-    await podWithContainers(runtime, `list-${pod}`, logRoot, Array.from({ length: count }, (_, i) => `app-${i}`), LIST_CREATE_WORKERS);
+    await podWithContainers(
+      runtime,
+      `list-${pod}`,
+      logRoot,
+      Array.from({ length: count }, (_, i) => `app-${i}`),
+      LIST_CREATE_WORKERS,
+    );
   }
   const latencies: number[] = [];
   for (let i = 0; i < READ_WARMUP_CALLS + calls; i++) {

@@ -5,9 +5,30 @@ import { join } from 'node:path';
 import { startServe, type ServeProcess } from '../test/support/cli.js';
 import { mountsUnder, type PrivateContainerd } from '../test/support/containerd.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../test/support/oci-image.js';
-import { containerStatusPhase, cycleContainer, emptyLifecycleLatencies, LIFECYCLE_RPCS, lifecyclePhase, LIST_CONTAINERS_PER_POD, STOP_TIMEOUT_S, listContainersPhase, type LifecycleLatencies } from './cri-lifecycle.js';
+import {
+  containerStatusPhase,
+  cycleContainer,
+  emptyLifecycleLatencies,
+  LIFECYCLE_RPCS,
+  lifecyclePhase,
+  LIST_CONTAINERS_PER_POD,
+  STOP_TIMEOUT_S,
+  listContainersPhase,
+  type LifecycleLatencies,
+} from './cri-lifecycle.js';
 import { CONTAINERD_CRI_NAMESPACE, startContainerdWithCri } from './support/containerd-with-cri.js';
-import { call, catchInterrupts, connect, containerConfig, describeError, HEX_ID, makeContainerLogDir, podConfig, throwIfInterrupted, type Runtime } from './support/cri-runtime.js';
+import {
+  call,
+  catchInterrupts,
+  connect,
+  containerConfig,
+  describeError,
+  HEX_ID,
+  makeContainerLogDir,
+  podConfig,
+  throwIfInterrupted,
+  type Runtime,
+} from './support/cri-runtime.js';
 import { percentile, report, type Row } from './table.js';
 
 /*
@@ -52,7 +73,12 @@ function flag(args: string[], name: string, fallback: number): number {
  * RunPodSandbox then CreateContainer; each call's latency goes to `into`, failures to
  * runtime.errors. Returns the container's id, or undefined when a step failed.
  */
-async function podWithContainer(runtime: Runtime, name: string, logRoot: string, into: Latencies): Promise<string | undefined> {
+async function podWithContainer(
+  runtime: Runtime,
+  name: string,
+  logRoot: string,
+  into: Latencies,
+): Promise<string | undefined> {
   throwIfInterrupted();
   const sandboxConfig = podConfig(name, logRoot);
   let podId: string;
@@ -72,7 +98,13 @@ async function podWithContainer(runtime: Runtime, name: string, logRoot: string,
   await makeContainerLogDir(logRoot, name);
   started = performance.now();
   try {
-    const containerId = (await call<{ containerId: string }>(runtime, 'createContainer', { podSandboxId: podId, config: containerConfig(name), sandboxConfig })).containerId;
+    const containerId = (
+      await call<{ containerId: string }>(runtime, 'createContainer', {
+        podSandboxId: podId,
+        config: containerConfig(name),
+        sandboxConfig,
+      })
+    ).containerId;
     into.create_container.push(performance.now() - started);
     if (!HEX_ID.test(containerId)) {
       runtime.errors.push(`CreateContainer ${name}: id ${JSON.stringify(containerId)} is not 64 hex`);
@@ -87,9 +119,14 @@ async function podWithContainer(runtime: Runtime, name: string, logRoot: string,
 
 /** Checks that the runtime lists `expected` created containers, one per pod it holds. */
 async function verifyListed(runtime: Runtime, expected: number): Promise<void> {
-  const containers = (await call<{ containers: Array<{ state: string }> }>(runtime, 'listContainers', { filter: { labelSelector: { tier: 'bench' } } })).containers;
+  const containers = (
+    await call<{ containers: Array<{ state: string }> }>(runtime, 'listContainers', {
+      filter: { labelSelector: { tier: 'bench' } },
+    })
+  ).containers;
   const created = containers.filter((c) => c.state === 'CONTAINER_CREATED').length;
-  if (created !== expected) runtime.errors.push(`ListContainers: ${created} created containers listed, ${expected} expected`);
+  if (created !== expected)
+    runtime.errors.push(`ListContainers: ${created} created containers listed, ${expected} expected`);
 }
 
 /**
@@ -129,21 +166,41 @@ interface ConcurrentResult {
  * One round: `workers` callers take pod numbers from one counter until `pods` were
  * attempted. Adds its latencies, completed pod+container pairs and wall time to `into`.
  */
-async function concurrentRound(runtime: Runtime, round: number, pods: number, workers: number, logRoot: string, into: ConcurrentResult): Promise<void> {
+async function concurrentRound(
+  runtime: Runtime,
+  round: number,
+  pods: number,
+  workers: number,
+  logRoot: string,
+  into: ConcurrentResult,
+): Promise<void> {
   let next = 0;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: workers }, async () => {
       while (next < pods) {
         const n = next++;
-        if (await podWithContainer(runtime, `conc-${runtime.key.replace('_', '-')}-${round}-${n}`, logRoot, into.latencies)) into.completed++;
+        if (
+          await podWithContainer(
+            runtime,
+            `conc-${runtime.key.replace('_', '-')}-${round}-${n}`,
+            logRoot,
+            into.latencies,
+          )
+        )
+          into.completed++;
       }
     }),
   );
   into.seconds += (performance.now() - started) / 1000;
 }
 
-function latencyRows(key: string, phase: 'seq' | 'concurrent', latencies: Partial<Latencies & LifecycleLatencies>, withMax: boolean): Row[] {
+function latencyRows(
+  key: string,
+  phase: 'seq' | 'concurrent',
+  latencies: Partial<Latencies & LifecycleLatencies>,
+  withMax: boolean,
+): Row[] {
   const rows: Row[] = [];
   for (const [rpc, values] of Object.entries(latencies)) {
     const sorted = [...values].sort((a, b) => a - b);
@@ -154,24 +211,50 @@ function latencyRows(key: string, phase: 'seq' | 'concurrent', latencies: Partia
   return rows;
 }
 
-const p50 = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
+const p50 = (values: number[]): number =>
+  percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 
 /**
  * The issues' headline figures: cri-ledger's CreateContainer p50 and p99 (sequential),
  * its ratios to containerd's CRI (latency: lower is better; throughput: higher is), and
  * its ContainerStatus and ListContainers p50.
  */
-function headlineRows(rows: Row[], ledgerSeq: Latencies, status: number[], list: number[], listContainers: number): Row[] {
+function headlineRows(
+  rows: Row[],
+  ledgerSeq: Latencies,
+  status: number[],
+  list: number[],
+  listContainers: number,
+): Row[] {
   const v = (metric: string): number => rows.find((r) => r.metric === metric)?.value ?? NaN;
   const create = [...ledgerSeq.create_container].sort((a, b) => a - b);
   const ratio = (rpc: string): number => v(`cri_ledger_${rpc}_seq_p50_ms`) / v(`containerd_cri_${rpc}_seq_p50_ms`);
   return [
     { metric: 'create_container_p50_ms', value: percentile(create, 50), unit: 'ms' },
     { metric: 'create_container_p99_ms', value: percentile(create, 99), unit: 'ms' },
-    { metric: 'create_container_p50_ratio_vs_containerd', value: v('cri_ledger_create_container_seq_p50_ms') / v('containerd_cri_create_container_seq_p50_ms'), unit: 'x', target: '<= 1.0' },
-    { metric: 'run_pod_sandbox_p50_ratio_vs_containerd', value: v('cri_ledger_run_pod_sandbox_seq_p50_ms') / v('containerd_cri_run_pod_sandbox_seq_p50_ms'), unit: 'x', target: '<= 1.1' },
-    { metric: 'create_container_concurrent_per_s_ratio_vs_containerd', value: v('cri_ledger_concurrent_pods_per_s') / v('containerd_cri_concurrent_pods_per_s'), unit: 'x' },
-    ...LIFECYCLE_RPCS.map((rpc): Row => ({ metric: `${rpc}_p50_ratio_vs_containerd`, value: ratio(rpc), unit: 'x', target: '<= 1.0' })),
+    {
+      metric: 'create_container_p50_ratio_vs_containerd',
+      value: v('cri_ledger_create_container_seq_p50_ms') / v('containerd_cri_create_container_seq_p50_ms'),
+      unit: 'x',
+      target: '<= 1.0',
+    },
+    {
+      metric: 'run_pod_sandbox_p50_ratio_vs_containerd',
+      value: v('cri_ledger_run_pod_sandbox_seq_p50_ms') / v('containerd_cri_run_pod_sandbox_seq_p50_ms'),
+      unit: 'x',
+      target: '<= 1.1',
+    },
+    {
+      metric: 'create_container_concurrent_per_s_ratio_vs_containerd',
+      value: v('cri_ledger_concurrent_pods_per_s') / v('containerd_cri_concurrent_pods_per_s'),
+      unit: 'x',
+    },
+    ...LIFECYCLE_RPCS.map(
+      (rpc): Row => ({ metric: `${rpc}_p50_ratio_vs_containerd`, value: ratio(rpc), unit: 'x', target: '<= 1.0' }),
+    ),
     { metric: 'container_status_p50_ms', value: p50(status), unit: 'ms', target: '<= 1' },
     { metric: `list_containers_${listContainers}_p50_ms`, value: p50(list), unit: 'ms' },
   ];
@@ -187,7 +270,9 @@ function printComparison(rows: Row[], runtimes: Runtime[]): void {
   const header = ['runtime', 'rpc', 'seq p50', 'seq p95', 'seq max', 'conc p50', 'conc p95', 'conc pods/s', 'errors'];
   const lines = [header];
   for (const { key } of runtimes) {
-    for (const rpc of ['run_pod_sandbox', 'create_container', ...LIFECYCLE_RPCS] as Array<Rpc | (typeof LIFECYCLE_RPCS)[number]>) {
+    for (const rpc of ['run_pod_sandbox', 'create_container', ...LIFECYCLE_RPCS] as Array<
+      Rpc | (typeof LIFECYCLE_RPCS)[number]
+    >) {
       lines.push([
         key,
         rpc,
@@ -203,7 +288,8 @@ function printComparison(rows: Row[], runtimes: Runtime[]): void {
   }
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
   console.log('\ncri: latencies in ms');
-  for (const l of lines) console.log(l.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+  for (const l of lines)
+    console.log(l.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
 }
 
 export async function runCriBench(args: string[]): Promise<void> {
@@ -226,29 +312,47 @@ export async function runCriBench(args: string[]): Promise<void> {
     containerd = await startContainerdWithCri();
     for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) {
       const image = await buildTestImage(spec, join(work, 'images'));
-      for (const namespace of [CONTAINERD_CRI_NAMESPACE, LEDGER_NAMESPACE]) await importTestImage(containerd.address, namespace, image);
+      for (const namespace of [CONTAINERD_CRI_NAMESPACE, LEDGER_NAMESPACE])
+        await importTestImage(containerd.address, namespace, image);
     }
     await mkdir(join(work, 'cni'));
     await mkdir(logRoot);
     serve = await startServe({
       root: join(work, 'ledger'),
       socket: join(work, 'cri-ledger.sock'),
-      args: ['--containerd-address', containerd.address, '--containerd-namespace', LEDGER_NAMESPACE, '--cni-conf-dir', join(work, 'cni'), '--restrict-oom-score-adj', 'true'],
+      args: [
+        '--containerd-address',
+        containerd.address,
+        '--containerd-namespace',
+        LEDGER_NAMESPACE,
+        '--cni-conf-dir',
+        join(work, 'cni'),
+        '--restrict-oom-score-adj',
+        'true',
+      ],
     });
     runtimes.push(connect('cri_ledger', serve.socket), connect('containerd_cri', containerd.address));
     for (const runtime of runtimes) {
-      const version = await call<{ runtimeName: string; runtimeVersion: string }>(runtime, 'version', { version: 'v1' });
+      const version = await call<{ runtimeName: string; runtimeVersion: string }>(runtime, 'version', {
+        version: 'v1',
+      });
       console.error(`${runtime.key}: ${version.runtimeName} ${version.runtimeVersion}`);
     }
 
     // Warm-up: first calls load code paths and caches on both sides; not measured.
     for (const runtime of runtimes) {
       for (let i = 0; i < warmup; i++) {
-        const containerId = await podWithContainer(runtime, `warm-${runtime.key.replace('_', '-')}-${i}`, logRoot, emptyLatencies());
+        const containerId = await podWithContainer(
+          runtime,
+          `warm-${runtime.key.replace('_', '-')}-${i}`,
+          logRoot,
+          emptyLatencies(),
+        );
         if (containerId !== undefined) await cycleContainer(runtime, containerId, emptyLifecycleLatencies());
       }
       await removeAll(runtime, true);
-      if (runtime.errors.length > 0) throw new Error(`${runtime.key} failed the warm-up:\n${runtime.errors.join('\n')}`);
+      if (runtime.errors.length > 0)
+        throw new Error(`${runtime.key} failed the warm-up:\n${runtime.errors.join('\n')}`);
     }
 
     const seq = new Map(runtimes.map((r) => [r.key, emptyLatencies()]));
@@ -256,16 +360,27 @@ export async function runCriBench(args: string[]): Promise<void> {
     for (let i = 0; i < iterations; i++) {
       const order = i % 2 === 0 ? runtimes : [...runtimes].reverse();
       for (const runtime of order) {
-        seqContainers.get(runtime.key)![i] = await podWithContainer(runtime, `seq-${runtime.key.replace('_', '-')}-${i}`, logRoot, seq.get(runtime.key)!);
+        seqContainers.get(runtime.key)![i] = await podWithContainer(
+          runtime,
+          `seq-${runtime.key.replace('_', '-')}-${i}`,
+          logRoot,
+          seq.get(runtime.key)!,
+        );
       }
     }
-    for (const runtime of runtimes) await verifyListed(runtime, seqContainers.get(runtime.key)!.filter((id) => id !== undefined).length);
+    for (const runtime of runtimes)
+      await verifyListed(runtime, seqContainers.get(runtime.key)!.filter((id) => id !== undefined).length);
     const lifecycle = await lifecyclePhase(runtimes, seqContainers, iterations);
     for (const runtime of runtimes) await removeAll(runtime, true);
 
     // Rounds alternate which runtime goes first (containerd's CRI in round 0), and each
     // round starts from empty namespaces: the runtime that did not run is not holding pods.
-    const conc = new Map(runtimes.map((r): [string, ConcurrentResult] => [r.key, { latencies: emptyLatencies(), completed: 0, seconds: 0 }]));
+    const conc = new Map(
+      runtimes.map((r): [string, ConcurrentResult] => [
+        r.key,
+        { latencies: emptyLatencies(), completed: 0, seconds: 0 },
+      ]),
+    );
     for (let round = 0; round < rounds; round++) {
       for (const runtime of round % 2 === 0 ? [...runtimes].reverse() : runtimes) {
         await concurrentRound(runtime, round, concurrentPods, workers, logRoot, conc.get(runtime.key)!);
@@ -302,7 +417,8 @@ export async function runCriBench(args: string[]): Promise<void> {
       list_containers: listContainers,
       list_containers_per_pod: LIST_CONTAINERS_PER_POD,
       list_containers_calls: listCalls,
-      order: 'sequential and lifecycle: interleaved per iteration, first runtime alternating; concurrent: rounds alternate the first runtime (containerd_cri first in round 0)',
+      order:
+        'sequential and lifecycle: interleaved per iteration, first runtime alternating; concurrent: rounds alternate the first runtime (containerd_cri first in round 0)',
       errors: Object.fromEntries(runtimes.map((r) => [r.key, r.errors.slice(0, 20)])),
     });
     printComparison(rows, runtimes);

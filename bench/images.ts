@@ -11,7 +11,14 @@ import { mountsUnder, type PrivateContainerd } from '../test/support/containerd.
 import { startRegistry, type TestRegistry } from '../test/support/registry.js';
 import { ensureCold, type Leftovers } from './support/cold-content.js';
 import { CONTAINERD_CRI_NAMESPACE, startContainerdWithCri } from './support/containerd-with-cri.js';
-import { call, catchInterrupts, connect, describeError, throwIfInterrupted, type Runtime } from './support/cri-runtime.js';
+import {
+  call,
+  catchInterrupts,
+  connect,
+  describeError,
+  throwIfInterrupted,
+  type Runtime,
+} from './support/cri-runtime.js';
 import { DEFAULT_RANDOM_LAYERS, pushRandomImage, writeHostsDir, type PushedImage } from './support/random-image.js';
 import { percentile, report, type Row } from './table.js';
 
@@ -67,14 +74,25 @@ interface PullRecord {
  * A cold pull, timed, then RemoveImage and the wait until containerd holds nothing of the
  * image (not timed). Returns the seconds, or undefined when the pull failed.
  */
-async function coldPull(runtime: Runtime, pushed: PushedImage, cold: () => Promise<Leftovers | undefined>, record: PullRecord): Promise<number | undefined> {
+async function coldPull(
+  runtime: Runtime,
+  pushed: PushedImage,
+  cold: () => Promise<Leftovers | undefined>,
+  record: PullRecord,
+): Promise<number | undefined> {
   throwIfInterrupted();
   const started = performance.now();
   let seconds: number | undefined;
   try {
-    const { imageRef } = await call<{ imageRef: string }>(runtime, 'pullImage', { image: { image: pushed.reference } }, PULL_TIMEOUT_MS);
+    const { imageRef } = await call<{ imageRef: string }>(
+      runtime,
+      'pullImage',
+      { image: { image: pushed.reference } },
+      PULL_TIMEOUT_MS,
+    );
     seconds = (performance.now() - started) / 1000;
-    if (imageRef !== pushed.image.config.digest) runtime.errors.push(`PullImage: image ref ${imageRef}, expected ${pushed.image.config.digest}`);
+    if (imageRef !== pushed.image.config.digest)
+      runtime.errors.push(`PullImage: image ref ${imageRef}, expected ${pushed.image.config.digest}`);
   } catch (error) {
     runtime.errors.push(`PullImage: ${describeError(error)}`);
   }
@@ -94,16 +112,23 @@ async function coldPull(runtime: Runtime, pushed: PushedImage, cold: () => Promi
  * alternates): the client's own warm-up, and anything else the machine does meanwhile,
  * falls on both alike.
  */
-async function imageStatusPhase(runtimes: Runtime[], pushed: PushedImage, calls: number): Promise<{ warmup: Map<string, number[]>; measured: Map<string, number[]> }> {
+async function imageStatusPhase(
+  runtimes: Runtime[],
+  pushed: PushedImage,
+  calls: number,
+): Promise<{ warmup: Map<string, number[]>; measured: Map<string, number[]> }> {
   const warmup = new Map(runtimes.map((r): [string, number[]] => [r.key, []]));
   const measured = new Map(runtimes.map((r): [string, number[]] => [r.key, []]));
   for (let i = 0; i < STATUS_WARMUP_CALLS + calls; i++) {
     for (const runtime of i % 2 === 0 ? runtimes : [...runtimes].reverse()) {
       throwIfInterrupted();
       const started = performance.now();
-      const { image } = await call<{ image: { id: string } | null }>(runtime, 'imageStatus', { image: { image: pushed.reference } });
+      const { image } = await call<{ image: { id: string } | null }>(runtime, 'imageStatus', {
+        image: { image: pushed.reference },
+      });
       (i >= STATUS_WARMUP_CALLS ? measured : warmup).get(runtime.key)!.push(performance.now() - started);
-      if (image?.id !== pushed.image.config.digest) throw new Error(`${runtime.key} ImageStatus: ${JSON.stringify(image)} is not the pushed image`);
+      if (image?.id !== pushed.image.config.digest)
+        throw new Error(`${runtime.key} ImageStatus: ${JSON.stringify(image)} is not the pushed image`);
     }
   }
   return { warmup, measured };
@@ -174,9 +199,15 @@ async function ledgerPulls(socket: string): Promise<LedgerPull[]> {
     const event = JSON.parse(line) as StoredEvent;
     const at = Date.parse(event.at);
     if (event.type === 'ImagePullStarted') [started, fetched] = [at, at];
-    else if (event.type === 'ImagePullProgress' && event.data.done === event.data.total) fetched = Math.max(fetched, at);
+    else if (event.type === 'ImagePullProgress' && event.data.done === event.data.total)
+      fetched = Math.max(fetched, at);
     else if (event.type === 'ImagePulled') {
-      pulls.push({ durationMs: Math.round(event.data.durationMs ?? NaN), fetchMs: fetched - started, afterFetchMs: at - fetched, layersMs: (event.data.layers ?? []).map((l) => Math.round(l.ms)) });
+      pulls.push({
+        durationMs: Math.round(event.data.durationMs ?? NaN),
+        fetchMs: fetched - started,
+        afterFetchMs: at - fetched,
+        layersMs: (event.data.layers ?? []).map((l) => Math.round(l.ms)),
+      });
     }
   }
   return pulls;
@@ -187,7 +218,16 @@ const sorted = (values: number[]): number[] => [...values].sort((a, b) => a - b)
 function printComparison(rows: Row[], runtimes: Runtime[], imageMb: number): void {
   const v = (metric: string): number => rows.find((r) => r.metric === metric)?.value ?? NaN;
   const f = (n: number, digits: number): string => (Number.isNaN(n) ? '-' : n.toFixed(digits));
-  const header = ['runtime', 'pull p50 s', 'pull p95 s', 'pull max s', 'MB/s at p50', 'status p50 ms', 'status p95 ms', 'errors'];
+  const header = [
+    'runtime',
+    'pull p50 s',
+    'pull p95 s',
+    'pull max s',
+    'MB/s at p50',
+    'status p50 ms',
+    'status p95 ms',
+    'errors',
+  ];
   const lines = [header];
   for (const { key } of runtimes) {
     lines.push([
@@ -203,7 +243,8 @@ function printComparison(rows: Row[], runtimes: Runtime[], imageMb: number): voi
   }
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
   console.log(`\nimages: cold PullImage of ${imageMb.toFixed(1)} MB, ImageStatus of a present image`);
-  for (const l of lines) console.log(l.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+  for (const l of lines)
+    console.log(l.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
 }
 
 export async function runImagesBench(args: string[]): Promise<void> {
@@ -228,17 +269,34 @@ export async function runImagesBench(args: string[]): Promise<void> {
     await writeHostsDir(hostsDir, registry);
     const built = performance.now();
     pushed = await pushRandomImage(registry, { repository: REPOSITORY, tag: TAG, layerBytes: layerMb * 1024 * 1024 });
-    console.error(`pushed ${pushed.reference}: ${DEFAULT_RANDOM_LAYERS} layers, ${(pushed.layerBytes / 1e6).toFixed(1)} MB compressed, in ${((performance.now() - built) / 1000).toFixed(1)} s`);
+    console.error(
+      `pushed ${pushed.reference}: ${DEFAULT_RANDOM_LAYERS} layers, ${(pushed.layerBytes / 1e6).toFixed(1)} MB compressed, in ${((performance.now() - built) / 1000).toFixed(1)} s`,
+    );
 
     containerd = await startContainerdWithCri({ registryConfigPath: hostsDir });
     await mkdir(join(work, 'cni'));
     serve = await startServe({
       root: join(work, 'ledger'),
       socket: join(work, 'cri-ledger.sock'),
-      args: ['--containerd-address', containerd.address, '--containerd-namespace', LEDGER_NAMESPACE, '--cni-conf-dir', join(work, 'cni'), '--restrict-oom-score-adj', 'true', '--registry-config-path', hostsDir],
+      args: [
+        '--containerd-address',
+        containerd.address,
+        '--containerd-namespace',
+        LEDGER_NAMESPACE,
+        '--cni-conf-dir',
+        join(work, 'cni'),
+        '--restrict-oom-score-adj',
+        'true',
+        '--registry-config-path',
+        hostsDir,
+      ],
     });
-    runtimes.push(connect('cri_ledger', serve.socket, imageServiceV1), connect('containerd_cri', containerd.address, imageServiceV1));
-    for (const namespace of [LEDGER_NAMESPACE, CONTAINERD_CRI_NAMESPACE]) apis.push(connectContainerd({ address: containerd.address, namespace }));
+    runtimes.push(
+      connect('cri_ledger', serve.socket, imageServiceV1),
+      connect('containerd_cri', containerd.address, imageServiceV1),
+    );
+    for (const namespace of [LEDGER_NAMESPACE, CONTAINERD_CRI_NAMESPACE])
+      apis.push(connectContainerd({ address: containerd.address, namespace }));
     const image = pushed;
     const root = containerd.root;
     const cold = (): Promise<Leftovers | undefined> => ensureCold(root, apis, image.digests);
@@ -247,20 +305,26 @@ export async function runImagesBench(args: string[]): Promise<void> {
     const records = new Map(runtimes.map((r): [string, PullRecord] => [r.key, { seconds: [], removalLeftovers: [] }]));
     const orderOf = (i: number): Runtime[] => (i % 2 === 0 ? runtimes : [...runtimes].reverse());
     // Warm-up: the first pull loads code paths, connections and the registry's page cache; not measured.
-    for (let i = 0; i < warmup; i++) for (const runtime of orderOf(i)) await coldPull(runtime, image, cold, { seconds: [], removalLeftovers: [] });
-    for (const runtime of runtimes) if (runtime.errors.length > 0) throw new Error(`${runtime.key} failed the warm-up:\n${runtime.errors.join('\n')}`);
+    for (let i = 0; i < warmup; i++)
+      for (const runtime of orderOf(i)) await coldPull(runtime, image, cold, { seconds: [], removalLeftovers: [] });
+    for (const runtime of runtimes)
+      if (runtime.errors.length > 0)
+        throw new Error(`${runtime.key} failed the warm-up:\n${runtime.errors.join('\n')}`);
     for (let i = 0; i < iterations; i++) {
       for (const runtime of orderOf(i)) {
         const record = records.get(runtime.key)!;
         const seconds = await coldPull(runtime, image, cold, record);
         if (seconds !== undefined) record.seconds.push(seconds);
-        console.error(`pull ${i + 1}/${iterations} ${runtime.key}: ${seconds === undefined ? 'failed' : `${seconds.toFixed(2)} s`}`);
+        console.error(
+          `pull ${i + 1}/${iterations} ${runtime.key}: ${seconds === undefined ? 'failed' : `${seconds.toFixed(2)} s`}`,
+        );
       }
     }
 
     // ImageStatus of a present image: one pull per runtime, untimed, the pulls' writes
     // flushed to disk (so the kernel's write-back does not land in the calls), then the calls.
-    for (const runtime of runtimes) await call(runtime, 'pullImage', { image: { image: image.reference } }, PULL_TIMEOUT_MS);
+    for (const runtime of runtimes)
+      await call(runtime, 'pullImage', { image: { image: image.reference } }, PULL_TIMEOUT_MS);
     execFileSync('sync');
     const status = await imageStatusPhase(runtimes, image, statusCalls);
     const ledgerPullTimes = await ledgerPulls(serve.socket);
@@ -276,7 +340,11 @@ export async function runImagesBench(args: string[]): Promise<void> {
         { metric: `${runtime.key}_pull_max_s`, value: pulls.at(-1) ?? NaN, unit: 's' },
         { metric: `${runtime.key}_image_status_p50_ms`, value: percentile(statuses, 50), unit: 'ms' },
         { metric: `${runtime.key}_image_status_p95_ms`, value: percentile(statuses, 95), unit: 'ms' },
-        { metric: `${runtime.key}_image_status_warmup_p50_ms`, value: percentile(sorted(status.warmup.get(runtime.key)!), 50), unit: 'ms' },
+        {
+          metric: `${runtime.key}_image_status_warmup_p50_ms`,
+          value: percentile(sorted(status.warmup.get(runtime.key)!), 50),
+          unit: 'ms',
+        },
         { metric: `${runtime.key}_errors`, value: runtime.errors.length, unit: 'errors' },
       );
     }
@@ -284,7 +352,12 @@ export async function runImagesBench(args: string[]): Promise<void> {
     const v = (metric: string): number => rows.find((r) => r.metric === metric)?.value ?? NaN;
     rows.push(
       { metric: 'pull_100mb_s', value: v('cri_ledger_pull_p50_s'), unit: 's' },
-      { metric: 'pull_100mb_ratio_vs_containerd', value: v('cri_ledger_pull_p50_s') / v('containerd_cri_pull_p50_s'), unit: 'x', target: '<= 1.0' },
+      {
+        metric: 'pull_100mb_ratio_vs_containerd',
+        value: v('cri_ledger_pull_p50_s') / v('containerd_cri_pull_p50_s'),
+        unit: 'x',
+        target: '<= 1.0',
+      },
       { metric: 'image_status_p50_ms', value: v('cri_ledger_image_status_p50_ms'), unit: 'ms', target: '<= 1' },
     );
     load.push(loadavg()[0]!);
@@ -298,21 +371,34 @@ export async function runImagesBench(args: string[]): Promise<void> {
       warmup_iterations: warmup,
       image_status_calls: statusCalls,
       image_status_warmup_calls: STATUS_WARMUP_CALLS,
-      order: 'interleaved pull by pull, the first runtime alternating every iteration (cri_ledger first in iteration 0); each pull cold (no blob of the image on disk, no snapshot in either namespace)',
+      order:
+        'interleaved pull by pull, the first runtime alternating every iteration (cri_ledger first in iteration 0); each pull cold (no blob of the image on disk, no snapshot in either namespace)',
       registry_get_layers_seconds: registryGets.map((s) => Math.round(s * 1000) / 1000),
-      pull_seconds: Object.fromEntries([...records].map(([key, r]) => [key, r.seconds.map((s) => Math.round(s * 1000) / 1000)])),
+      pull_seconds: Object.fromEntries(
+        [...records].map(([key, r]) => [key, r.seconds.map((s) => Math.round(s * 1000) / 1000)]),
+      ),
       removals_that_left_content: Object.fromEntries([...records].map(([key, r]) => [key, r.removalLeftovers])),
-      cri_ledger_pulls_from_events: { note: `in log order: ${warmup} warm-up, ${iterations} measured, 1 for ImageStatus; ms from the events' times`, pulls: ledgerPullTimes },
+      cri_ledger_pulls_from_events: {
+        note: `in log order: ${warmup} warm-up, ${iterations} measured, 1 for ImageStatus; ms from the events' times`,
+        pulls: ledgerPullTimes,
+      },
       load_average_1m: { min: Math.min(...load), max: Math.max(...load), samples: load.length },
       errors: Object.fromEntries(runtimes.map((r) => [r.key, r.errors.slice(0, 20)])),
     });
     printComparison(rows, runtimes, image.layerBytes / 1e6);
-    console.log('\ncri-ledger pulls from its events (ms): total, fetches, after the last fetch; per layer fetch + unpack');
-    for (const [i, p] of ledgerPullTimes.entries()) console.log(`  ${i + 1}: ${p.durationMs}  fetch ${p.fetchMs}  after ${p.afterFetchMs}  layers ${p.layersMs.join(', ')}`);
+    console.log(
+      '\ncri-ledger pulls from its events (ms): total, fetches, after the last fetch; per layer fetch + unpack',
+    );
+    for (const [i, p] of ledgerPullTimes.entries())
+      console.log(
+        `  ${i + 1}: ${p.durationMs}  fetch ${p.fetchMs}  after ${p.afterFetchMs}  layers ${p.layersMs.join(', ')}`,
+      );
     for (const runtime of runtimes) for (const e of runtime.errors.slice(0, 10)) console.error(`${runtime.key}: ${e}`);
   } finally {
     clearInterval(sampler);
-    if (pushed) for (const runtime of runtimes) await call(runtime, 'removeImage', { image: { image: pushed.reference } }).catch(() => undefined);
+    if (pushed)
+      for (const runtime of runtimes)
+        await call(runtime, 'removeImage', { image: { image: pushed.reference } }).catch(() => undefined);
     for (const runtime of runtimes) runtime.client.close();
     for (const api of apis) api.close();
     await serve?.stop('SIGTERM').catch(() => undefined);

@@ -59,7 +59,13 @@ async function rawSyncBatch(count: number): Promise<number[]> {
     const times: number[] = [];
     for (let i = -200; i < count; i++) {
       const started = performance.now();
-      await db.batch([{ type: 'put', key: `e!${i}`, value }, { type: 'put', key: `s!${i}`, value }], { sync: true });
+      await db.batch(
+        [
+          { type: 'put', key: `e!${i}`, value },
+          { type: 'put', key: `s!${i}`, value },
+        ],
+        { sync: true },
+      );
       if (i >= 0) times.push(performance.now() - started);
     }
     return times.sort((a, b) => a - b);
@@ -70,7 +76,11 @@ async function rawSyncBatch(count: number): Promise<number[]> {
 }
 
 /** `writers` appenders in parallel, `perAppend` events per append, for `rounds` appends each. */
-async function appendConcurrent(writers: number, perAppend: number, rounds: number): Promise<{ eventsPerS: number; batches: number }> {
+async function appendConcurrent(
+  writers: number,
+  perAppend: number,
+  rounds: number,
+): Promise<{ eventsPerS: number; batches: number }> {
   return withLog(async (log) => {
     let batches = 0;
     log.onCommit(() => batches++);
@@ -79,7 +89,13 @@ async function appendConcurrent(writers: number, perAppend: number, rounds: numb
       Array.from({ length: writers }, async (_, w) => {
         for (let r = 0; r < rounds; r++) {
           const c = container(`w${w}-r${r}`);
-          const events = [ev.nameReserved(c), ev.specGenerated(), ev.snapshotPrepared(c), ev.containerCreated(), ev.containerStarted()].slice(0, perAppend);
+          const events = [
+            ev.nameReserved(c),
+            ev.specGenerated(),
+            ev.snapshotPrepared(c),
+            ev.containerCreated(),
+            ev.containerStarted(),
+          ].slice(0, perAppend);
           await log.append(streams.container(c), 0, events);
         }
       }),
@@ -113,7 +129,10 @@ async function generateLog(dir: string, target: number, teardownRate: number): P
   }
 }
 
-async function rebuild(events: number, teardownRate: number): Promise<{ events: number; ms: number; maxRssMb: number; containers: number }> {
+async function rebuild(
+  events: number,
+  teardownRate: number,
+): Promise<{ events: number; ms: number; maxRssMb: number; containers: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-rebuild-'));
   try {
     const generated = await generateLog(dir, events, teardownRate);
@@ -139,14 +158,31 @@ export async function runLedgerBench(args: string[]): Promise<void> {
   rows.push({ metric: 'append_sync_single_p99_ms', value: percentile(single, 99), unit: 'ms' });
 
   const concurrent = await appendConcurrent(64, 5, 100);
-  rows.push({ metric: 'append_sync_concurrent_events_per_s', value: concurrent.eventsPerS, unit: 'events/s', target: '>= 20,000' });
-  rows.push({ metric: 'append_sync_concurrent_events_per_batch', value: (64 * 5 * 100) / concurrent.batches, unit: 'events' });
+  rows.push({
+    metric: 'append_sync_concurrent_events_per_s',
+    value: concurrent.eventsPerS,
+    unit: 'events/s',
+    target: '>= 20,000',
+  });
+  rows.push({
+    metric: 'append_sync_concurrent_events_per_batch',
+    value: (64 * 5 * 100) / concurrent.batches,
+    unit: 'events',
+  });
 
-  for (const [suffix, teardownRate] of [['', 0.99], ['_half_live', 0.5]] as const) {
+  for (const [suffix, teardownRate] of [
+    ['', 0.99],
+    ['_half_live', 0.5],
+  ] as const) {
     const result = await rebuild(rebuildEvents, teardownRate);
     rows.push({ metric: `rebuild${suffix}_events`, value: result.events, unit: 'events' });
     rows.push({ metric: `rebuild${suffix}_live_containers`, value: result.containers, unit: 'containers' });
-    rows.push({ metric: `rebuild${suffix}_events_per_s`, value: result.events / (result.ms / 1000), unit: 'events/s', target: '>= 100,000' });
+    rows.push({
+      metric: `rebuild${suffix}_events_per_s`,
+      value: result.events / (result.ms / 1000),
+      unit: 'events/s',
+      target: '>= 100,000',
+    });
     rows.push({ metric: `rebuild${suffix}_peak_rss_mb`, value: result.maxRssMb, unit: 'MB', target: '< 300' });
   }
 

@@ -18,7 +18,9 @@ export async function benchRelay(events: number): Promise<{ eventsPerS: number; 
   let relay: NatsRelay | undefined;
   try {
     for (let seed = 1; log.head() < events; seed++) {
-      await Promise.all(generateScenario({ pods: 200, seed }).map((a) => log.append(`${a.stream}-${seed}`, a.expected, a.events)));
+      await Promise.all(
+        generateScenario({ pods: 200, seed }).map((a) => log.append(`${a.stream}-${seed}`, a.expected, a.events)),
+      );
     }
     const head = log.head();
     const started = performance.now();

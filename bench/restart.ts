@@ -41,38 +41,129 @@ function realisticSpec(i: number): Record<string, unknown> {
     process: {
       user: { uid: 0, gid: 0, additionalGids: [0, 1, 2, 3, 4, 6, 10, 11, 20, 26, 27] },
       args: ['/bin/sh', '-c', `while true; do echo tick ${i}; sleep 5; done`],
-      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOSTNAME=app', `POD_INDEX=${i}`, 'KUBERNETES_SERVICE_HOST=10.96.0.1', 'KUBERNETES_SERVICE_PORT=443', 'KUBERNETES_PORT=tcp://10.96.0.1:443'],
+      env: [
+        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        'HOSTNAME=app',
+        `POD_INDEX=${i}`,
+        'KUBERNETES_SERVICE_HOST=10.96.0.1',
+        'KUBERNETES_SERVICE_PORT=443',
+        'KUBERNETES_PORT=tcp://10.96.0.1:443',
+      ],
       cwd: '/',
-      capabilities: Object.fromEntries(['bounding', 'effective', 'permitted'].map((k) => [k, ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE']])),
+      capabilities: Object.fromEntries(
+        ['bounding', 'effective', 'permitted'].map((k) => [
+          k,
+          [
+            'CAP_CHOWN',
+            'CAP_DAC_OVERRIDE',
+            'CAP_FSETID',
+            'CAP_FOWNER',
+            'CAP_MKNOD',
+            'CAP_NET_RAW',
+            'CAP_SETGID',
+            'CAP_SETUID',
+            'CAP_SETFCAP',
+            'CAP_SETPCAP',
+            'CAP_NET_BIND_SERVICE',
+            'CAP_SYS_CHROOT',
+            'CAP_KILL',
+            'CAP_AUDIT_WRITE',
+          ],
+        ]),
+      ),
       oomScoreAdj: 1000,
     },
     root: { path: 'rootfs' },
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
+      {
+        destination: '/dev/pts',
+        type: 'devpts',
+        source: 'devpts',
+        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+      },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
-      { destination: '/etc/hosts', type: 'bind', source: `/var/lib/cri-ledger/sandboxes/${i}/hosts`, options: ['rbind', 'rprivate', 'rw'] },
-      { destination: '/etc/resolv.conf', type: 'bind', source: `/var/lib/cri-ledger/sandboxes/${i}/resolv.conf`, options: ['rbind', 'rprivate', 'rw'] },
-      { destination: '/dev/shm', type: 'bind', source: `/run/cri-ledger/sandboxes/${i}/shm`, options: ['rbind', 'rprivate', 'rw'] },
-      { destination: '/dev/termination-log', type: 'bind', source: `/var/lib/kubelet/pods/uid-${i}/containers/app/termination-log`, options: ['rbind', 'rprivate', 'rw'] },
+      {
+        destination: '/sys/fs/cgroup',
+        type: 'cgroup',
+        source: 'cgroup',
+        options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
+      },
+      {
+        destination: '/etc/hosts',
+        type: 'bind',
+        source: `/var/lib/cri-ledger/sandboxes/${i}/hosts`,
+        options: ['rbind', 'rprivate', 'rw'],
+      },
+      {
+        destination: '/etc/resolv.conf',
+        type: 'bind',
+        source: `/var/lib/cri-ledger/sandboxes/${i}/resolv.conf`,
+        options: ['rbind', 'rprivate', 'rw'],
+      },
+      {
+        destination: '/dev/shm',
+        type: 'bind',
+        source: `/run/cri-ledger/sandboxes/${i}/shm`,
+        options: ['rbind', 'rprivate', 'rw'],
+      },
+      {
+        destination: '/dev/termination-log',
+        type: 'bind',
+        source: `/var/lib/kubelet/pods/uid-${i}/containers/app/termination-log`,
+        options: ['rbind', 'rprivate', 'rw'],
+      },
     ],
     linux: {
-      resources: { devices: [{ allow: false, access: 'rwm' }], memory: { limit: 268435456 }, cpu: { shares: 256, quota: 50000, period: 100000 } },
+      resources: {
+        devices: [{ allow: false, access: 'rwm' }],
+        memory: { limit: 268435456 },
+        cpu: { shares: 256, quota: 50000, period: 100000 },
+      },
       cgroupsPath: `/kubepods/burstable/poduid-${i}/${i}`,
-      namespaces: [{ type: 'pid' }, { type: 'ipc', path: `/proc/${1000 + i}/ns/ipc` }, { type: 'uts', path: `/proc/${1000 + i}/ns/uts` }, { type: 'mount' }, { type: 'network', path: `/var/run/netns/cni-${i}` }],
-      maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
+      namespaces: [
+        { type: 'pid' },
+        { type: 'ipc', path: `/proc/${1000 + i}/ns/ipc` },
+        { type: 'uts', path: `/proc/${1000 + i}/ns/uts` },
+        { type: 'mount' },
+        { type: 'network', path: `/var/run/netns/cni-${i}` },
+      ],
+      maskedPaths: [
+        '/proc/acpi',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/timer_stats',
+        '/proc/sched_debug',
+        '/proc/scsi',
+        '/sys/firmware',
+      ],
       readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
-    annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': String(i), 'io.kubernetes.cri.container-name': 'app' },
+    annotations: {
+      'io.kubernetes.cri.container-type': 'container',
+      'io.kubernetes.cri.sandbox-id': String(i),
+      'io.kubernetes.cri.container-name': 'app',
+    },
   };
 }
 
 /** Gives every SpecGenerated a full-size spec instead of the fixtures' few bytes. */
 function withRealSpecs(append: ScenarioAppend, i: number): ScenarioAppend {
-  return { ...append, events: append.events.map((e) => (e.type === 'SpecGenerated' ? { ...e, data: { ...e.data, spec: realisticSpec(i) } } : e)) };
+  return {
+    ...append,
+    events: append.events.map((e) =>
+      e.type === 'SpecGenerated' ? { ...e, data: { ...e.data, spec: realisticSpec(i) } } : e,
+    ),
+  };
 }
 
 /** The appends for `pods` pods of `perPod` containers that are created, started and still running. */
@@ -97,7 +188,16 @@ function liveHistory(pods: number, perPod: number): ScenarioAppend[] {
 const execRan = (n: number): NewEvent<'ExecRan'> => ({
   type: 'ExecRan',
   correlationId: `req-exec-${n}`,
-  data: { execId: `exec-${n}`, cmd: ['sh', '-c', 'cat /tmp/healthy'], exitCode: 0, timedOut: false, durationMs: 12.5, stdoutBytes: 3, stderrBytes: 0, truncated: false },
+  data: {
+    execId: `exec-${n}`,
+    cmd: ['sh', '-c', 'cat /tmp/healthy'],
+    exitCode: 0,
+    timedOut: false,
+    durationMs: 12.5,
+    stdoutBytes: 3,
+    stderrBytes: 0,
+    truncated: false,
+  },
 });
 
 /**
@@ -105,7 +205,10 @@ const execRan = (n: number): NewEvent<'ExecRan'> => ({
  * generator, every pod torn down), then the live pods, then exec probes on the live
  * containers until the log holds exactly `events` events.
  */
-async function buildLog(dir: string, o: { events: number; live: number; perPod: number; fixtureSpecs?: boolean }): Promise<{ live: number; inFlight: number; bytes: number }> {
+async function buildLog(
+  dir: string,
+  o: { events: number; live: number; perPod: number; fixtureSpecs?: boolean },
+): Promise<{ live: number; inFlight: number; bytes: number }> {
   const live = liveHistory(Math.ceil(o.live / o.perPod), o.perPod);
   const liveEvents = live.reduce((n, a) => n + a.events.length, 0);
   // About 23 events per churned pod; stay under the budget and fill up with probes.
@@ -119,7 +222,9 @@ async function buildLog(dir: string, o: { events: number; live: number; perPod: 
   const projections = new Projections();
   try {
     const appends = o.fixtureSpecs ? [...churn, ...live] : [...churn, ...live].map(withRealSpecs);
-    const liveContainers = live.filter((a) => a.stream.startsWith('container-') && a.expected === 4).map((a) => a.stream);
+    const liveContainers = live
+      .filter((a) => a.stream.startsWith('container-') && a.expected === 4)
+      .map((a) => a.stream);
     for (let i = 0; i < probes; i++) {
       const stream = liveContainers[i % liveContainers.length]!;
       appends.push({ stream, expected: 5 + Math.floor(i / liveContainers.length), events: [execRan(i)] });
@@ -150,8 +255,11 @@ async function buildLog(dir: string, o: { events: number; live: number; perPod: 
   return { live: visible, inFlight: projections.operations.size, bytes };
 }
 
-
-type ListCall = (request: object, options: { deadline: number }, callback: (error: ServiceError | null, response: { containers: unknown[] }) => void) => void;
+type ListCall = (
+  request: object,
+  options: { deadline: number },
+  callback: (error: ServiceError | null, response: { containers: unknown[] }) => void,
+) => void;
 
 const CLOCK_TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
@@ -168,12 +276,30 @@ async function cpuMs(pid: number): Promise<number> {
  * `expect` containers; stop it. Also the CPU time serve had used by then: on a busy
  * machine the wall time is mostly waiting for a core.
  */
-async function restartOnce(root: string, expect: number): Promise<{ socketMs: number; servingMs: number; cpuMs: number }> {
+async function restartOnce(
+  root: string,
+  expect: number,
+): Promise<{ socketMs: number; servingMs: number; cpuMs: number }> {
   const socket = join(root, 'cri.sock');
   const started = performance.now();
   const child = spawn(
     process.execPath,
-    [CLI_MAIN, 'serve', '--root', root, '--state-dir', join(root, 'state'), '--socket', socket, '--node', NODE, '--log-level', 'warn', '--containerd-address', join(root, 'no-containerd.sock')],
+    [
+      CLI_MAIN,
+      'serve',
+      '--root',
+      root,
+      '--state-dir',
+      join(root, 'state'),
+      '--socket',
+      socket,
+      '--node',
+      NODE,
+      '--log-level',
+      'warn',
+      '--containerd-address',
+      join(root, 'no-containerd.sock'),
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -188,19 +314,25 @@ async function restartOnce(root: string, expect: number): Promise<{ socketMs: nu
   try {
     while (!(await accepts(socket))) {
       if (exitCode !== undefined) throw new Error(`serve exited (${exitCode}) before serving:\n${stderr}`);
-      if (performance.now() - started > SERVING_TIMEOUT_MS) throw new Error(`serve did not bind its socket:\n${stderr}`);
+      if (performance.now() - started > SERVING_TIMEOUT_MS)
+        throw new Error(`serve did not bind its socket:\n${stderr}`);
       await new Promise((r) => setTimeout(r, 2));
     }
     const socketMs = performance.now() - started;
     const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
-    const client = new Constructor(`unix://${socket}`, credentials.createInsecure()) as unknown as Client & { listContainers: ListCall };
+    const client = new Constructor(`unix://${socket}`, credentials.createInsecure()) as unknown as Client & {
+      listContainers: ListCall;
+    };
     try {
       const response = await new Promise<{ containers: unknown[] }>((resolve, reject) =>
-        client.listContainers({}, { deadline: Date.now() + SERVING_TIMEOUT_MS }, (e, r) => (e ? reject(e) : resolve(r))),
+        client.listContainers({}, { deadline: Date.now() + SERVING_TIMEOUT_MS }, (e, r) =>
+          e ? reject(e) : resolve(r),
+        ),
       );
       const servingMs = performance.now() - started;
       const cpu = await cpuMs(child.pid!);
-      if (response.containers.length !== expect) throw new Error(`ListContainers returned ${response.containers.length} containers, wanted ${expect}`);
+      if (response.containers.length !== expect)
+        throw new Error(`ListContainers returned ${response.containers.length} containers, wanted ${expect}`);
       return { socketMs, servingMs, cpuMs: cpu };
     } finally {
       client.close();
@@ -223,7 +355,9 @@ export async function runRestartBench(args: string[]): Promise<void> {
   try {
     const builtAt = performance.now();
     const built = await buildLog(join(root, 'ledger'), { events, live, perPod: 4, fixtureSpecs });
-    console.log(`wrote ${events} events (${(built.bytes / 1e6).toFixed(1)} MB of JSON, ${built.live} live containers, ${built.inFlight} sagas in flight) in ${((performance.now() - builtAt) / 1000).toFixed(1)}s`);
+    console.log(
+      `wrote ${events} events (${(built.bytes / 1e6).toFixed(1)} MB of JSON, ${built.live} live containers, ${built.inFlight} sagas in flight) in ${((performance.now() - builtAt) / 1000).toFixed(1)}s`,
+    );
     const loadBefore = loadavg()[0]!;
     const socket: number[] = [];
     const serving: number[] = [];
@@ -235,7 +369,9 @@ export async function runRestartBench(args: string[]): Promise<void> {
       socket.push(r.socketMs);
       serving.push(r.servingMs);
       cpu.push(r.cpuMs);
-      console.log(`run ${i + 1}: socket ${r.socketMs.toFixed(0)} ms, ListContainers ${r.servingMs.toFixed(0)} ms, serve's CPU by then ${r.cpuMs.toFixed(0)} ms`);
+      console.log(
+        `run ${i + 1}: socket ${r.socketMs.toFixed(0)} ms, ListContainers ${r.servingMs.toFixed(0)} ms, serve's CPU by then ${r.cpuMs.toFixed(0)} ms`,
+      );
     }
     const after = await LevelDbEventLog.open({ dir: join(root, 'ledger'), node: NODE });
     const head = after.head();
@@ -255,7 +391,13 @@ export async function runRestartBench(args: string[]): Promise<void> {
       { metric: 'log_json_mb', value: built.bytes / 1e6, unit: 'MB' },
     ];
     const round2 = (n: number): number => Math.round(n * 100) / 100;
-    report(fixtureSpecs ? 'restart-fixture-specs' : 'restart', rows, { runs, spec: fixtureSpecs ? 'fixture (~200 bytes)' : 'full-size (~4 KB)', load_avg_1m_before: round2(loadBefore), load_avg_1m_after: round2(loadavg()[0]!), cores: availableParallelism() });
+    report(fixtureSpecs ? 'restart-fixture-specs' : 'restart', rows, {
+      runs,
+      spec: fixtureSpecs ? 'fixture (~200 bytes)' : 'full-size (~4 KB)',
+      load_avg_1m_before: round2(loadBefore),
+      load_avg_1m_after: round2(loadavg()[0]!),
+      cores: availableParallelism(),
+    });
   } finally {
     await rm(root, { recursive: true, force: true });
   }

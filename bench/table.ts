@@ -17,7 +17,11 @@ export function report(suite: string, rows: Row[], extra: Record<string, unknown
   const cells = rows.map((r) => [r.metric, formatNumber(r.value), r.unit, r.target ?? '']);
   const header = ['metric', 'value', 'unit', 'target'];
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) => c.map((v, i) => (i === 1 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (c: string[]) =>
+    c
+      .map((v, i) => (i === 1 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   console.log(`\n${suite}`);
   console.log(line(header));
   console.log(line(widths.map((w) => '-'.repeat(w))));

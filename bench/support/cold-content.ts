@@ -49,7 +49,12 @@ async function collectGarbage(api: ContainerdApi): Promise<void> {
  * (before this forced a GC): `undefined` when it was already clean. Throws when content
  * survives a forced GC for `timeoutMs`: the next pull would not be cold.
  */
-export async function ensureCold(root: string, apis: ContainerdApi[], digests: string[], timeoutMs = DEFAULT_COLD_TIMEOUT_MS): Promise<Leftovers | undefined> {
+export async function ensureCold(
+  root: string,
+  apis: ContainerdApi[],
+  digests: string[],
+  timeoutMs = DEFAULT_COLD_TIMEOUT_MS,
+): Promise<Leftovers | undefined> {
   const first = await leftovers(root, apis, digests);
   if (isEmpty(first)) return undefined;
   const deadline = Date.now() + timeoutMs;

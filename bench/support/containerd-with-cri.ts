@@ -31,9 +31,15 @@ export function containerdWithCriConfig(dir: string, options: CriPluginOptions =
   const quote = (s: string): string => JSON.stringify(s);
   const base = containerdConfig(dir);
   const disabled = /^disabled_plugins = \[.*\]$/m;
-  if (!disabled.test(base)) throw new Error('containerdConfig no longer has a one-line disabled_plugins: update bench/support/containerd-with-cri.ts');
+  if (!disabled.test(base))
+    throw new Error(
+      'containerdConfig no longer has a one-line disabled_plugins: update bench/support/containerd-with-cri.ts',
+    );
   const withCri = base.replace(disabled, (line) =>
-    line.replace(`${quote(CRI_PLUGIN)}, `, '').replace(`, ${quote(CRI_PLUGIN)}`, '').replace(quote(CRI_PLUGIN), ''),
+    line
+      .replace(`${quote(CRI_PLUGIN)}, `, '')
+      .replace(`, ${quote(CRI_PLUGIN)}`, '')
+      .replace(quote(CRI_PLUGIN), ''),
   );
   if (withCri.includes(quote(CRI_PLUGIN))) throw new Error(`could not enable ${CRI_PLUGIN} in the test config`);
   return [
@@ -48,7 +54,9 @@ export function containerdWithCriConfig(dir: string, options: CriPluginOptions =
     `  conf_dir = ${quote(join(dir, 'cni', 'net.d'))}`,
     `[plugins.${quote(CRI_PLUGIN)}.containerd]`,
     '  snapshotter = "overlayfs"',
-    ...(options.registryConfigPath ? [`[plugins.${quote(CRI_PLUGIN)}.registry]`, `  config_path = ${quote(options.registryConfigPath)}`] : []),
+    ...(options.registryConfigPath
+      ? [`[plugins.${quote(CRI_PLUGIN)}.registry]`, `  config_path = ${quote(options.registryConfigPath)}`]
+      : []),
     '',
   ].join('\n');
 }

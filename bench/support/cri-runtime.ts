@@ -1,6 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { credentials, makeGenericClientConstructor, type Client, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  makeGenericClientConstructor,
+  type Client,
+  type ServiceDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 
 /*
@@ -52,7 +58,12 @@ export function connect(key: Runtime['key'], socket: string, service: ServiceDef
   return { key, client, pods: new Set(), errors: [] };
 }
 
-export function call<T = Record<string, unknown>>(runtime: Runtime, method: string, request: object, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<T> {
+export function call<T = Record<string, unknown>>(
+  runtime: Runtime,
+  method: string,
+  request: object,
+  timeoutMs = DEFAULT_CALL_TIMEOUT_MS,
+): Promise<T> {
   return new Promise((resolve, reject) =>
     runtime.client[method]!.call(runtime.client, request, { deadline: Date.now() + timeoutMs }, (error, response) =>
       error ? reject(error) : resolve(response as T),
@@ -61,7 +72,12 @@ export function call<T = Record<string, unknown>>(runtime: Runtime, method: stri
 }
 
 /** Runs one call and returns its latency in ms, or records the failure and returns undefined. */
-export async function timed(runtime: Runtime, what: string, method: string, request: object): Promise<number | undefined> {
+export async function timed(
+  runtime: Runtime,
+  what: string,
+  method: string,
+  request: object,
+): Promise<number | undefined> {
   throwIfInterrupted();
   const started = performance.now();
   try {

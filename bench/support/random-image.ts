@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { composeImage, fileLayer, pushImage, type ComposedImage, type Layer } from '../../test/support/registry-images.js';
+import {
+  composeImage,
+  fileLayer,
+  pushImage,
+  type ComposedImage,
+  type Layer,
+} from '../../test/support/registry-images.js';
 import type { TestRegistry } from '../../test/support/registry.js';
 
 /*

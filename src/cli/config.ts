@@ -34,21 +34,87 @@ export const CONFIG_KEYS = [
   { key: 'root', env: 'CRI_LEDGER_ROOT', flag: 'root', kind: 'string', help: 'ledger, container and sandbox dirs' },
   { key: 'stateDir', env: 'CRI_LEDGER_STATE_DIR', flag: 'state-dir', kind: 'string', help: 'FIFOs, netns' },
   { key: 'socket', env: 'CRI_LEDGER_SOCKET', flag: 'socket', kind: 'string', help: 'CRI and ledger gRPC socket' },
-  { key: 'containerd.address', env: 'CRI_LEDGER_CONTAINERD_ADDRESS', flag: 'containerd-address', kind: 'string', help: "containerd's socket" },
-  { key: 'containerd.namespace', env: 'CRI_LEDGER_CONTAINERD_NAMESPACE', flag: 'containerd-namespace', kind: 'string', help: 'containerd namespace' },
+  {
+    key: 'containerd.address',
+    env: 'CRI_LEDGER_CONTAINERD_ADDRESS',
+    flag: 'containerd-address',
+    kind: 'string',
+    help: "containerd's socket",
+  },
+  {
+    key: 'containerd.namespace',
+    env: 'CRI_LEDGER_CONTAINERD_NAMESPACE',
+    flag: 'containerd-namespace',
+    kind: 'string',
+    help: 'containerd namespace',
+  },
   { key: 'sandboxImage', env: 'CRI_LEDGER_SANDBOX_IMAGE', flag: 'sandbox-image', kind: 'string', help: 'pause image' },
   { key: 'cni.binDir', env: 'CRI_LEDGER_CNI_BIN_DIR', flag: 'cni-bin-dir', kind: 'string', help: 'CNI plugins' },
   { key: 'cni.confDir', env: 'CRI_LEDGER_CNI_CONF_DIR', flag: 'cni-conf-dir', kind: 'string', help: 'CNI configs' },
-  { key: 'registry.configPath', env: 'CRI_LEDGER_REGISTRY_CONFIG_PATH', flag: 'registry-config-path', kind: 'string', help: 'hosts.toml dirs' },
-  { key: 'images.keepLayerBlobs', env: 'CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS', flag: 'images-keep-layer-blobs', kind: 'bool', help: "keep pulled layers' blobs in containerd's content store" },
-  { key: 'restrictOomScoreAdj', env: 'CRI_LEDGER_RESTRICT_OOM_SCORE_ADJ', flag: 'restrict-oom-score-adj', kind: 'bool', help: 'clamp oom_score_adj' },
-  { key: 'nats.url', env: 'CRI_LEDGER_NATS_URL', flag: 'nats-url', kind: 'string', help: 'NATS server(s); unset turns the relay off' },
-  { key: 'nats.stream', env: 'CRI_LEDGER_NATS_STREAM', flag: 'nats-stream', kind: 'string', help: 'JetStream stream name' },
-  { key: 'nats.replicas', env: 'CRI_LEDGER_NATS_REPLICAS', flag: 'nats-replicas', kind: 'int', help: 'stream replicas (1-5)' },
-  { key: 'nats.duplicateWindow', env: 'CRI_LEDGER_NATS_DUPLICATE_WINDOW', flag: 'nats-duplicate-window', kind: 'duration', help: 'dedupe window, e.g. 10m' },
-  { key: 'nats.maxAge', env: 'CRI_LEDGER_NATS_MAX_AGE', flag: 'nats-max-age', kind: 'duration', help: 'stream max age, 0 = unlimited' },
+  {
+    key: 'registry.configPath',
+    env: 'CRI_LEDGER_REGISTRY_CONFIG_PATH',
+    flag: 'registry-config-path',
+    kind: 'string',
+    help: 'hosts.toml dirs',
+  },
+  {
+    key: 'images.keepLayerBlobs',
+    env: 'CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS',
+    flag: 'images-keep-layer-blobs',
+    kind: 'bool',
+    help: "keep pulled layers' blobs in containerd's content store",
+  },
+  {
+    key: 'restrictOomScoreAdj',
+    env: 'CRI_LEDGER_RESTRICT_OOM_SCORE_ADJ',
+    flag: 'restrict-oom-score-adj',
+    kind: 'bool',
+    help: 'clamp oom_score_adj',
+  },
+  {
+    key: 'nats.url',
+    env: 'CRI_LEDGER_NATS_URL',
+    flag: 'nats-url',
+    kind: 'string',
+    help: 'NATS server(s); unset turns the relay off',
+  },
+  {
+    key: 'nats.stream',
+    env: 'CRI_LEDGER_NATS_STREAM',
+    flag: 'nats-stream',
+    kind: 'string',
+    help: 'JetStream stream name',
+  },
+  {
+    key: 'nats.replicas',
+    env: 'CRI_LEDGER_NATS_REPLICAS',
+    flag: 'nats-replicas',
+    kind: 'int',
+    help: 'stream replicas (1-5)',
+  },
+  {
+    key: 'nats.duplicateWindow',
+    env: 'CRI_LEDGER_NATS_DUPLICATE_WINDOW',
+    flag: 'nats-duplicate-window',
+    kind: 'duration',
+    help: 'dedupe window, e.g. 10m',
+  },
+  {
+    key: 'nats.maxAge',
+    env: 'CRI_LEDGER_NATS_MAX_AGE',
+    flag: 'nats-max-age',
+    kind: 'duration',
+    help: 'stream max age, 0 = unlimited',
+  },
   { key: 'node', env: 'CRI_LEDGER_NODE', flag: 'node', kind: 'string', help: 'node name (default: hostname)' },
-  { key: 'logLevel', env: 'CRI_LEDGER_LOG_LEVEL', flag: 'log-level', kind: 'string', help: 'trace|debug|info|warn|error|fatal' },
+  {
+    key: 'logLevel',
+    env: 'CRI_LEDGER_LOG_LEVEL',
+    flag: 'log-level',
+    kind: 'string',
+    help: 'trace|debug|info|warn|error|fatal',
+  },
   {
     key: 'unclaimedResultTimeout',
     env: 'CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT',
@@ -68,29 +134,52 @@ export const ConfigSchema = z
     containerd: z
       .object({
         address: z.string().min(1).default(DEFAULT_CONTAINERD_ADDRESS),
-        namespace: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a containerd namespace name').default(DEFAULT_CONTAINERD_NAMESPACE),
+        namespace: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a containerd namespace name')
+          .default(DEFAULT_CONTAINERD_NAMESPACE),
       })
       .strict()
       .default({ address: DEFAULT_CONTAINERD_ADDRESS, namespace: DEFAULT_CONTAINERD_NAMESPACE }),
     sandboxImage: z.string().min(1).default(DEFAULT_SANDBOX_IMAGE),
     cni: z
-      .object({ binDir: z.string().min(1).default(DEFAULT_CNI_BIN_DIR), confDir: z.string().min(1).default(DEFAULT_CNI_CONF_DIR) })
+      .object({
+        binDir: z.string().min(1).default(DEFAULT_CNI_BIN_DIR),
+        confDir: z.string().min(1).default(DEFAULT_CNI_CONF_DIR),
+      })
       .strict()
       .default({ binDir: DEFAULT_CNI_BIN_DIR, confDir: DEFAULT_CNI_CONF_DIR }),
-    registry: z.object({ configPath: z.string().min(1).default(DEFAULT_REGISTRY_CONFIG_PATH) }).strict().default({ configPath: DEFAULT_REGISTRY_CONFIG_PATH }),
-    images: z.object({ keepLayerBlobs: z.boolean().default(false) }).strict().default({ keepLayerBlobs: false }),
+    registry: z
+      .object({ configPath: z.string().min(1).default(DEFAULT_REGISTRY_CONFIG_PATH) })
+      .strict()
+      .default({ configPath: DEFAULT_REGISTRY_CONFIG_PATH }),
+    images: z
+      .object({ keepLayerBlobs: z.boolean().default(false) })
+      .strict()
+      .default({ keepLayerBlobs: false }),
     restrictOomScoreAdj: z.boolean().default(false),
     nats: z
       .object({
         url: z.string().min(1).optional(),
-        stream: z.string().regex(/^[A-Za-z0-9_-]+$/, 'must be a JetStream stream name (letters, digits, _ and -)').default(DEFAULT_NATS_STREAM),
+        stream: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]+$/, 'must be a JetStream stream name (letters, digits, _ and -)')
+          .default(DEFAULT_NATS_STREAM),
         replicas: z.number().int().min(1).max(5).default(DEFAULT_NATS_REPLICAS),
         duplicateWindow: DURATION.min(1000, 'must be at least 1s').default(DEFAULT_NATS_DUPLICATE_WINDOW_MS),
         maxAge: DURATION.default(DEFAULT_NATS_MAX_AGE_MS),
       })
       .strict()
-      .default({ stream: DEFAULT_NATS_STREAM, replicas: DEFAULT_NATS_REPLICAS, duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS, maxAge: DEFAULT_NATS_MAX_AGE_MS }),
-    node: z.string().regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)').default(() => nodeName()),
+      .default({
+        stream: DEFAULT_NATS_STREAM,
+        replicas: DEFAULT_NATS_REPLICAS,
+        duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS,
+        maxAge: DEFAULT_NATS_MAX_AGE_MS,
+      }),
+    node: z
+      .string()
+      .regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)')
+      .default(() => nodeName()),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(DEFAULT_LOG_LEVEL),
     unclaimedResultTimeout: DURATION.min(100, 'must be at least 100ms').default(DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS),
   })
@@ -157,10 +246,15 @@ function readFile(path: string): Record<string, unknown> {
   try {
     parsed = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (cause) {
-    throw new InvalidArgumentError('--config', `${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(cause as Error).message}`, { cause });
+    throw new InvalidArgumentError(
+      '--config',
+      `${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(cause as Error).message}`,
+      { cause },
+    );
   }
   if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new InvalidArgumentError('--config', `${path} must hold an object`);
+  if (typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new InvalidArgumentError('--config', `${path} must hold an object`);
   // Durations may be written as "10m" in a file too.
   const obj = parsed as Record<string, unknown>;
   if (typeof obj.unclaimedResultTimeout === 'string') {

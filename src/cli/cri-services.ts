@@ -25,7 +25,12 @@ import { imagesAdminHandlers, RuntimeImagePuller } from '../adapters/images/runt
 import { imagesServiceClass } from '../adapters/ledger-api/ledger-definition.js';
 import { registrySource } from '../adapters/registry/registry-source.js';
 import { HostContainerLogs } from '../adapters/logs/host-container-logs.js';
-import { imageServiceV1, imageServiceV1alpha2, runtimeServiceV1, runtimeServiceV1alpha2 } from '../adapters/cri/cri-definition.js';
+import {
+  imageServiceV1,
+  imageServiceV1alpha2,
+  runtimeServiceV1,
+  runtimeServiceV1alpha2,
+} from '../adapters/cri/cri-definition.js';
 import { runtimeHandlers } from '../adapters/cri/runtime-handlers.js';
 import { criService, runtimeInfoHandlers, type RuntimeInfoDeps } from '../adapters/cri/runtime-info.js';
 import { envFailpoints } from '../adapters/failpoints/env-failpoints.js';
@@ -94,29 +99,78 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   const tasks = new ContainerdTasks({ api, runcRoot: join(config.stateDir, 'runc') });
   const containerFiles = new HostContainerFiles({ root: config.root, stateDir: config.stateDir });
   const logs = new HostContainerLogs({ logger });
-  const lifecycle: LifecycleDeps = { ledger, locks: new KeyedLock(), tasks, logs, files: containerFiles, runtime, oomed: new Set(), snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, failpoints };
+  const lifecycle: LifecycleDeps = {
+    ledger,
+    locks: new KeyedLock(),
+    tasks,
+    logs,
+    files: containerFiles,
+    runtime,
+    oomed: new Set(),
+    snapshotter: DEFAULT_IMAGE_SNAPSHOTTER,
+    failpoints,
+  };
   // The sagas a previous process left in flight: compensated once containerd answers.
   let toRecover = [...ledger.projections.operations.values()];
-  const network = new CniPodNetwork({ stateDir: config.stateDir, confDir: config.cni.confDir, binDir: config.cni.binDir });
-  const recovery: RecoveryDeps = { ledger, runtime, tasks, containerFiles, podFiles, network, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER, clock: () => performance.now(), now: () => new Date().toISOString() };
+  const network = new CniPodNetwork({
+    stateDir: config.stateDir,
+    confDir: config.cni.confDir,
+    binDir: config.cni.binDir,
+  });
+  const recovery: RecoveryDeps = {
+    ledger,
+    runtime,
+    tasks,
+    containerFiles,
+    podFiles,
+    network,
+    snapshotter: DEFAULT_IMAGE_SNAPSHOTTER,
+    clock: () => performance.now(),
+    now: () => new Date().toISOString(),
+  };
   const recover = async (): Promise<void> => {
     if (toRecover.length > 0) {
       const outcomes = await recoverInFlight(recovery, toRecover);
       for (const o of outcomes) {
-        if (o.rolledForward) logger.warn({ stream: o.stream, operation: o.operation }, 'rolled forward a saga the previous process left in flight; its result waits for a claim');
-        else if (o.compensated) logger.warn({ stream: o.stream, operation: o.operation }, 'compensated a saga the previous process left in flight');
-        else logger.error({ stream: o.stream, operation: o.operation, undone: o.undone }, 'could not undo a saga left in flight; will retry when containerd reconnects');
+        if (o.rolledForward)
+          logger.warn(
+            { stream: o.stream, operation: o.operation },
+            'rolled forward a saga the previous process left in flight; its result waits for a claim',
+          );
+        else if (o.compensated)
+          logger.warn(
+            { stream: o.stream, operation: o.operation },
+            'compensated a saga the previous process left in flight',
+          );
+        else
+          logger.error(
+            { stream: o.stream, operation: o.operation, undone: o.undone },
+            'could not undo a saga left in flight; will retry when containerd reconnects',
+          );
       }
-      toRecover = toRecover.filter((op) => outcomes.some((o) => o.stream === op.stream && !o.compensated && !o.rolledForward));
+      toRecover = toRecover.filter((op) =>
+        outcomes.some((o) => o.stream === op.stream && !o.compensated && !o.rolledForward),
+      );
     }
     // After recovery, at every (re)connection: a saga whose undo failed while containerd
     // was away left its objects there (its stream ended with Compensated, so the log no
     // longer knows them); sagas running now are known to the log already (NameReserved
     // comes before any side effect), so they are never taken for orphans.
     if (toRecover.length > 0) return;
-    const diff = diffAgainstRuntime(ledger.projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER), { leasesBefore: startedAt });
+    const diff = diffAgainstRuntime(ledger.projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER), {
+      leasesBefore: startedAt,
+    });
     await reconcileWithRuntime({ ...recovery, nodeStream: nodeStream(config.node), correlationId: newEventId() }, diff);
-    if (!inSync(diff)) logger.warn({ orphanContainers: diff.orphanContainers, orphanSnapshots: diff.orphanSnapshots, orphanLeases: diff.orphanLeases, missing: diff.missing }, 'reconciled the log with containerd');
+    if (!inSync(diff))
+      logger.warn(
+        {
+          orphanContainers: diff.orphanContainers,
+          orphanSnapshots: diff.orphanSnapshots,
+          orphanLeases: diff.orphanLeases,
+          missing: diff.missing,
+        },
+        'reconciled the log with containerd',
+      );
   };
   const exits = new ExitMonitor({
     events: new ContainerdTaskEvents({ api, logger }),
@@ -124,7 +178,12 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     logger,
     onConnected: recover,
     // containerd 1.6 puts a task's container id in the process's `id` (container_id stays empty).
-    taskIds: async () => new Set((await unaryCall<{ tasks: Array<{ id: string; container_id: string }> }>(api.tasks, 'List', {})).tasks.flatMap((t) => [t.id, t.container_id])),
+    taskIds: async () =>
+      new Set(
+        (await unaryCall<{ tasks: Array<{ id: string; container_id: string }> }>(api.tasks, 'List', {})).tasks.flatMap(
+          (t) => [t.id, t.container_id],
+        ),
+      ),
   });
   const sandboxNames = new NameReservations(ledger.projections.sandboxNames);
   const containerNames = new NameReservations(ledger.projections.containerNames);
@@ -168,11 +227,18 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     },
   });
   // Layers go straight into their snapshots unless their blobs are to be kept (docs/images.md).
-  const puller = new ContainerdPuller(api, { streamUnpack: !config.images.keepLayerBlobs, afterLayer: () => failpoints.hit('PullImage.LayerUnpacked') });
+  const puller = new ContainerdPuller(api, {
+    streamUnpack: !config.images.keepLayerBlobs,
+    afterLayer: () => failpoints.hit('PullImage.LayerUnpacked'),
+  });
   const imagePulls = new ImagePulls({
     ledger,
     images,
-    puller: new RuntimeImagePuller({ puller, sourceFor: (reference, auth) => registrySource(reference, { hostsDir: config.registry.configPath, ...(auth ? { auth } : {}) }) }),
+    puller: new RuntimeImagePuller({
+      puller,
+      sourceFor: (reference, auth) =>
+        registrySource(reference, { hostsDir: config.registry.configPath, ...(auth ? { auth } : {}) }),
+    }),
     clock: () => performance.now(),
     failpoints,
   });
@@ -186,10 +252,19 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
   // Only a log line at startup: the service does not wait for containerd, and Status reports it.
   void health.check().then(
     (h) => {
-      if (h.ready) logger.info({ containerd: config.containerd.address, version: h.version, namespace: config.containerd.namespace }, 'containerd answers');
-      else logger.warn({ containerd: config.containerd.address, reason: h.message }, 'containerd is not reachable yet; RuntimeReady=false until it is');
+      if (h.ready)
+        logger.info(
+          { containerd: config.containerd.address, version: h.version, namespace: config.containerd.namespace },
+          'containerd answers',
+        );
+      else
+        logger.warn(
+          { containerd: config.containerd.address, reason: h.message },
+          'containerd is not reachable yet; RuntimeReady=false until it is',
+        );
     },
-    (error: unknown) => logger.warn({ err: error, containerd: config.containerd.address }, 'checking containerd failed'),
+    (error: unknown) =>
+      logger.warn({ err: error, containerd: config.containerd.address }, 'checking containerd failed'),
   );
   return {
     services: [

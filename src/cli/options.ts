@@ -5,7 +5,10 @@ import { CONFIG_KEYS, loadConfig, type Config } from './config.js';
 export function withConfigOptions(command: Command): Command {
   command.option('--config <file>', 'configuration file (JSON or YAML)');
   for (const def of CONFIG_KEYS) {
-    const option = def.kind === 'bool' ? new Option(`--${def.flag} [bool]`, def.help) : new Option(`--${def.flag} <value>`, def.help);
+    const option =
+      def.kind === 'bool'
+        ? new Option(`--${def.flag} [bool]`, def.help)
+        : new Option(`--${def.flag} <value>`, def.help);
     command.addOption(option.env(def.env).hideHelp(false));
   }
   return command;

@@ -56,7 +56,18 @@ export const START_ERROR_EXIT_CODE = 128;
 /** The exit code for an exit nobody saw (the task was gone when asked), as containerd records it. */
 export const UNKNOWN_EXIT_CODE = 255;
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGUSR2: 12, SIGTERM: 15, SIGSTOP: 19, SIGPWR: 30, SIGWINCH: 28 };
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+  SIGTERM: 15,
+  SIGSTOP: 19,
+  SIGPWR: 30,
+  SIGWINCH: 28,
+};
 
 /** A signal from the image's StopSignal (`SIGTERM`, `TERM` or `15`); SIGTERM when unknown. */
 export function stopSignalNumber(signal: string | undefined): { name: string; number: number } {
@@ -91,9 +102,18 @@ async function appendTo(deps: LifecycleDeps, c: ContainerRecord, events: NewEven
   await deps.ledger.append(containerStream(c.id), c.version, events);
 }
 
-function exitedEvent(deps: LifecycleDeps, o: { correlationId: string }, c: ContainerRecord, exit: { exitCode: number; exitedAt: string }): NewEvent {
+function exitedEvent(
+  deps: LifecycleDeps,
+  o: { correlationId: string },
+  c: ContainerRecord,
+  exit: { exitCode: number; exitedAt: string },
+): NewEvent {
   const oom = deps.oomed.delete(c.id);
-  return { type: 'ContainerExited', correlationId: o.correlationId, data: { exitCode: exit.exitCode, finishedAt: exit.exitedAt, reason: exitReason(exit.exitCode, oom), message: '' } };
+  return {
+    type: 'ContainerExited',
+    correlationId: o.correlationId,
+    data: { exitCode: exit.exitCode, finishedAt: exit.exitedAt, reason: exitReason(exit.exitCode, oom), message: '' },
+  };
 }
 
 /** StartContainer: CREATED only; a start that fails leaves the container EXITED with the reason, as containerd does. */
@@ -101,9 +121,13 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
   const id = mustFind(deps, o.containerId).id;
   await deps.locks.run(id, async () => {
     const c = mustFind(deps, id);
-    if (c.state !== 'CREATED') throw new FailedPreconditionError(`container ${c.id} is ${c.state}, not CREATED: only a created container can be started`);
+    if (c.state !== 'CREATED')
+      throw new FailedPreconditionError(
+        `container ${c.id} is ${c.state}, not CREATED: only a created container can be started`,
+      );
     const sandbox = deps.ledger.projections.sandboxes.get(c.sandboxId);
-    if (!sandbox || sandbox.state !== 'READY') throw new FailedPreconditionError(`sandbox ${c.sandboxId} of container ${c.id} is not ready`);
+    if (!sandbox || sandbox.state !== 'READY')
+      throw new FailedPreconditionError(`sandbox ${c.sandboxId} of container ${c.id} is not ready`);
     // A mount host path swapped to a symlink since CreateContainer is refused before anything happens.
     await deps.files.checkMountSources(c.id);
     const io = deps.files.ioFor(c.id, { stdin: c.stdin ?? false, tty: c.tty ?? false });
@@ -116,12 +140,20 @@ export async function startContainer(deps: LifecycleDeps, o: LifecycleCommand): 
     } catch (error) {
       await deps.logs.abandon(c.id);
       const message = `failed to start: ${error instanceof Error ? error.message : String(error)}`;
-      await appendTo(deps, c, [{ type: 'ContainerExited', correlationId: o.correlationId, data: { exitCode: START_ERROR_EXIT_CODE, finishedAt: o.now, reason: 'StartError', message } }]);
+      await appendTo(deps, c, [
+        {
+          type: 'ContainerExited',
+          correlationId: o.correlationId,
+          data: { exitCode: START_ERROR_EXIT_CODE, finishedAt: o.now, reason: 'StartError', message },
+        },
+      ]);
       throw error;
     }
     try {
       await hit(deps, 'StartContainer.TaskStarted');
-      await appendTo(deps, c, [{ type: 'ContainerStarted', correlationId: o.correlationId, data: { pid, startedAt: o.now } }]);
+      await appendTo(deps, c, [
+        { type: 'ContainerStarted', correlationId: o.correlationId, data: { pid, startedAt: o.now } },
+      ]);
     } catch (error) {
       // The start could not be recorded (a full disk, say): undo it, so containerd agrees
       // with the log (CREATED) and kubelet's retry starts it again once the log can write.
@@ -154,7 +186,16 @@ async function stopLocked(deps: LifecycleDeps, o: LifecycleCommand & { timeoutMs
   await hit(deps, 'StopContainer.TaskStopped');
   const current = find(deps, id);
   if (!current || current.state !== 'RUNNING') return; // the exit was recorded meanwhile
-  const stopped: NewEvent = { type: 'ContainerStopped', correlationId: o.correlationId, data: { signal: signal.name, timeoutMs: Math.max(0, Math.round(o.timeoutMs)), killed: exit?.killed ?? false, stoppedAt: o.now } };
+  const stopped: NewEvent = {
+    type: 'ContainerStopped',
+    correlationId: o.correlationId,
+    data: {
+      signal: signal.name,
+      timeoutMs: Math.max(0, Math.round(o.timeoutMs)),
+      killed: exit?.killed ?? false,
+      stoppedAt: o.now,
+    },
+  };
   const finished = exit ?? { exitCode: UNKNOWN_EXIT_CODE, exitedAt: o.now };
   await appendTo(deps, current, [stopped, exitedEvent(deps, o, current, finished)]);
   await hit(deps, 'StopContainer.ContainerStopped');
@@ -188,7 +229,10 @@ export async function removeContainer(deps: LifecycleDeps, o: LifecycleCommand):
     deps.oomed.delete(c.id);
     await hit(deps, 'RemoveContainer.ResourcesRemoved');
     const current = find(deps, c.id);
-    if (current) await appendTo(deps, current, [{ type: 'ContainerRemoved', correlationId: o.correlationId, data: { name: current.name, removedAt: o.now } }]);
+    if (current)
+      await appendTo(deps, current, [
+        { type: 'ContainerRemoved', correlationId: o.correlationId, data: { name: current.name, removedAt: o.now } },
+      ]);
     await hit(deps, 'RemoveContainer.ContainerRemoved');
   });
 }
@@ -198,7 +242,10 @@ export async function removeContainer(deps: LifecycleDeps, o: LifecycleCommand):
  * event). Only a RUNNING container changes; anything else was recorded already. Returns
  * whether an event was written.
  */
-export async function recordExit(deps: LifecycleDeps, o: { containerId: string; exitCode: number; exitedAt: string; correlationId: string }): Promise<boolean> {
+export async function recordExit(
+  deps: LifecycleDeps,
+  o: { containerId: string; exitCode: number; exitedAt: string; correlationId: string },
+): Promise<boolean> {
   const c = find(deps, o.containerId);
   if (!c) return false;
   return deps.locks.run(c.id, async () => {
@@ -213,7 +260,11 @@ export async function recordExit(deps: LifecycleDeps, o: { containerId: string; 
 }
 
 /** Appends events to a container's stream under its lock, at the version current then (ExecRan, resource updates). */
-export async function appendContainerEvents(deps: Pick<LifecycleDeps, 'ledger' | 'locks'>, containerId: string, events: (c: ContainerRecord) => NewEvent[]): Promise<void> {
+export async function appendContainerEvents(
+  deps: Pick<LifecycleDeps, 'ledger' | 'locks'>,
+  containerId: string,
+  events: (c: ContainerRecord) => NewEvent[],
+): Promise<void> {
   await deps.locks.run(containerId, async () => {
     const c = deps.ledger.projections.containers.get(containerId);
     if (!c) throw new NotFoundError('container', containerId);
@@ -251,12 +302,20 @@ export function ociLinuxResources(r: CriLinuxResources): Record<string, unknown>
  * Only a running container can be updated (FAILED_PRECONDITION otherwise): the limits
  * live in its cgroup, and the spec containerd holds is the one recorded at create.
  */
-export async function updateContainerResources(deps: LifecycleDeps, o: LifecycleCommand & { resources: CriLinuxResources }): Promise<void> {
+export async function updateContainerResources(
+  deps: LifecycleDeps,
+  o: LifecycleCommand & { resources: CriLinuxResources },
+): Promise<void> {
   const id = mustFind(deps, o.containerId).id;
   await deps.locks.run(id, async () => {
     const c = mustFind(deps, id);
-    if (c.state !== 'RUNNING') throw new FailedPreconditionError(`container ${c.id} is ${c.state}, not RUNNING: only a running container's resources can be updated`);
+    if (c.state !== 'RUNNING')
+      throw new FailedPreconditionError(
+        `container ${c.id} is ${c.state}, not RUNNING: only a running container's resources can be updated`,
+      );
     await deps.tasks.update(c.id, ociLinuxResources(o.resources));
-    await appendTo(deps, c, [{ type: 'ContainerResourcesUpdated', correlationId: o.correlationId, data: { resources: o.resources } }]);
+    await appendTo(deps, c, [
+      { type: 'ContainerResourcesUpdated', correlationId: o.correlationId, data: { resources: o.resources } },
+    ]);
   });
 }

@@ -89,11 +89,14 @@ export function validateCreateContainer(command: CreateContainerCommand) {
     throw new InvalidArgumentError(issue.path.join('.') || 'request', issue.message);
   }
   const { podSandboxId, config } = parsed.data;
-  if (!RESOURCE_ID.safeParse(command.containerId).success) throw new InvalidArgumentError('containerId', 'must be 64 hex characters');
+  if (!RESOURCE_ID.safeParse(command.containerId).success)
+    throw new InvalidArgumentError('containerId', 'must be 64 hex characters');
   if (podSandboxId.length === 0) throw new InvalidArgumentError('pod_sandbox_id', 'must be set');
   if (config === null) throw new InvalidArgumentError('config', 'must be set');
-  if (config.metadata === null || config.metadata.name.length === 0) throw new InvalidArgumentError('config.metadata.name', 'must be set');
-  if (config.image === null || config.image.image.trim().length === 0) throw new InvalidArgumentError('config.image.image', 'must name an image');
+  if (config.metadata === null || config.metadata.name.length === 0)
+    throw new InvalidArgumentError('config.metadata.name', 'must be set');
+  if (config.image === null || config.image.image.trim().length === 0)
+    throw new InvalidArgumentError('config.image.image', 'must name an image');
   plainText(config.metadata.name, 'config.metadata.name');
   plainText(config.image.image, 'config.image.image');
   textMap(config.labels, 'config.labels');
@@ -128,18 +131,41 @@ export async function createContainer(deps: CreateContainerDeps, command: Create
   const p = deps.ledger.projections;
   return runOnce(
     deps.names,
-    { name, requestDigest: command.requestDigest, id: command.containerId, ...(command.caller ? { caller: command.caller } : {}) },
+    {
+      name,
+      requestDigest: command.requestDigest,
+      id: command.containerId,
+      ...(command.caller ? { caller: command.caller } : {}),
+    },
     {
       holder: (id) => p.containers.get(id),
-      undelivered: (id) => p.undelivered.get(containerStream(id)) !== undefined && p.containers.get(id)?.state === 'CREATED',
+      undelivered: (id) =>
+        p.undelivered.get(containerStream(id)) !== undefined && p.containers.get(id)?.state === 'CREATED',
       served: (id) => retryServed(deps.ledger, containerStream(id), command),
       undeliveredTo: (id, gaveUp) =>
-        resultUndelivered(deps.ledger, containerStream(id), { name, requestDigest: command.requestDigest, correlationId: command.correlationId, callerDeadline: command.caller?.deadline }, gaveUp),
+        resultUndelivered(
+          deps.ledger,
+          containerStream(id),
+          {
+            name,
+            requestDigest: command.requestDigest,
+            correlationId: command.correlationId,
+            callerDeadline: command.caller?.deadline,
+          },
+          gaveUp,
+        ),
       replace: async (id) => {
         const undelivered = p.undelivered.get(containerStream(id));
         if (!undelivered) return;
         const message = supersededMessage(undelivered, command.requestDigest);
-        await discardContainerResult(deps, { id, reason: 'superseded', message, supersededBy: command.requestDigest, correlationId: command.correlationId, now: command.now });
+        await discardContainerResult(deps, {
+          id,
+          reason: 'superseded',
+          message,
+          supersededBy: command.requestDigest,
+          correlationId: command.correlationId,
+          now: command.now,
+        });
       },
     },
     () => create(deps, command, sandbox, config),
@@ -164,7 +190,13 @@ async function create(
     containerId: id,
     config: command.request.config,
     sandboxConfig: command.request.sandboxConfig,
-    sandbox: { id: sandbox.id, pid: sandbox.pid ?? 0, netnsPath: sandbox.netnsPath ?? '', hostNetwork: sandbox.hostNetwork, name: sandbox.name },
+    sandbox: {
+      id: sandbox.id,
+      pid: sandbox.pid ?? 0,
+      netnsPath: sandbox.netnsPath ?? '',
+      hostNetwork: sandbox.hostNetwork,
+      name: sandbox.name,
+    },
     image,
     userFiles,
     dirs: deps.files.dirsFor(id),
@@ -199,7 +231,14 @@ async function create(
         {
           type: 'NameReserved',
           correlationId: c,
-          data: { containerId: id, sandboxId: sandbox.id, name, metadata: config.metadata, requestDigest: command.requestDigest, image: config.image.image },
+          data: {
+            containerId: id,
+            sandboxId: sandbox.id,
+            name,
+            metadata: config.metadata,
+            requestDigest: command.requestDigest,
+            image: config.image.image,
+          },
         },
       ],
     },
@@ -207,7 +246,16 @@ async function create(
       name: 'SpecGenerated',
       pure: true,
       run: async (): Promise<NewEvent[]> => [
-        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: digest, runtimeHandler: runtimeFor(sandbox.runtimeHandler), imageRef: image.id } },
+        {
+          type: 'SpecGenerated',
+          correlationId: c,
+          data: {
+            spec: built.spec,
+            specDigest: digest,
+            runtimeHandler: runtimeFor(sandbox.runtimeHandler),
+            imageRef: image.id,
+          },
+        },
       ],
     },
     {
@@ -220,7 +268,11 @@ async function create(
         mountSources = mountSources.map((s) => (s.absent ? (made.find((m) => m.field === s.field)?.pin ?? s) : s));
         return made
           .filter((m) => m.created.length > 0)
-          .map((m) => ({ type: 'HostPathCreated', correlationId: c, data: { field: m.field, path: m.path, created: m.created, mode: `0${m.mode.toString(8)}` } }));
+          .map((m) => ({
+            type: 'HostPathCreated',
+            correlationId: c,
+            data: { field: m.field, path: m.path, created: m.created, mode: `0${m.mode.toString(8)}` },
+          }));
       },
     },
     {
@@ -251,7 +303,14 @@ async function create(
           snapshot: snapshotRef,
           runtime: runtimeFor(sandbox.runtimeHandler),
           labels: { ...config.labels, [KIND_LABEL]: 'container' },
-          extension: { sandboxId: sandbox.id, name, metadata: config.metadata, logPath: built.logPath, requestDigest: command.requestDigest, [CREATED_EXTENSION_KEY]: created },
+          extension: {
+            sandboxId: sandbox.id,
+            name,
+            metadata: config.metadata,
+            logPath: built.logPath,
+            requestDigest: command.requestDigest,
+            [CREATED_EXTENSION_KEY]: created,
+          },
         }),
       undo: () => deps.runtime.deleteContainer(id),
     },
@@ -307,7 +366,9 @@ function criMounts(config: Record<string, unknown>): EventData['ContainerCreated
 
 /** The spec's Linux resources in the CRI's terms (int64s as decimal strings). */
 export function criResources(spec: Record<string, unknown>): NonNullable<EventData['ContainerCreated']['resources']> {
-  const linux = (spec.linux ?? {}) as { resources?: { cpu?: Record<string, unknown>; memory?: Record<string, unknown> } };
+  const linux = (spec.linux ?? {}) as {
+    resources?: { cpu?: Record<string, unknown>; memory?: Record<string, unknown> };
+  };
   const cpu = linux.resources?.cpu ?? {};
   const memory = linux.resources?.memory ?? {};
   const process = (spec.process ?? {}) as { oomScoreAdj?: number };

@@ -63,12 +63,22 @@ export class ImagePulls {
     const failpoints = this.deps.failpoints ?? NO_FAILPOINTS;
     const stream = imageStream(c.reference);
     const started = clock();
-    await ledger.append(stream, 'any', [{ type: 'ImagePullStarted', correlationId: c.correlationId, data: { reference: c.reference, origin: c.registry } }]);
+    await ledger.append(stream, 'any', [
+      {
+        type: 'ImagePullStarted',
+        correlationId: c.correlationId,
+        data: { reference: c.reference, origin: c.registry },
+      },
+    ]);
     await failpoints.hit('PullImage.ImagePullStarted');
     // Progress events are written one after another, never blocking the download.
     let progress: Promise<unknown> = Promise.resolve();
     const onProgress = (p: PullProgress): void => {
-      progress = progress.then(() => ledger.append(stream, 'any', [{ type: 'ImagePullProgress', correlationId: c.correlationId, data: p }])).catch(() => undefined);
+      progress = progress
+        .then(() =>
+          ledger.append(stream, 'any', [{ type: 'ImagePullProgress', correlationId: c.correlationId, data: p }]),
+        )
+        .catch(() => undefined);
     };
     let result: PullResult;
     try {
@@ -82,14 +92,21 @@ export class ImagePulls {
         {
           type: 'ImagePullFailed',
           correlationId: c.correlationId,
-          data: { reference: c.reference, reason: error instanceof Error ? error.message : String(error), ...(typeof code === 'string' ? { code } : {}), durationMs: round(clock() - started) },
+          data: {
+            reference: c.reference,
+            reason: error instanceof Error ? error.message : String(error),
+            ...(typeof code === 'string' ? { code } : {}),
+            durationMs: round(clock() - started),
+          },
         },
       ]);
       throw error;
     }
     await progress;
     this.deps.images.invalidate();
-    await ledger.append(stream, 'any', [{ type: 'ImagePulled', correlationId: c.correlationId, data: pulledData(result, round(clock() - started)) }]);
+    await ledger.append(stream, 'any', [
+      { type: 'ImagePulled', correlationId: c.correlationId, data: pulledData(result, round(clock() - started)) },
+    ]);
     await failpoints.hit('PullImage.ImagePulled');
     return result;
   }
@@ -97,17 +114,30 @@ export class ImagePulls {
 
 /** ImagePulled's data from a pull's (or an import's) result. */
 export function pulledData(r: PullResult, durationMs: number) {
-  return { reference: r.name, origin: r.origin, imageId: r.imageId, targetDigest: r.targetDigest, size: r.size, durationMs, layers: r.layers };
+  return {
+    reference: r.name,
+    origin: r.origin,
+    imageId: r.imageId,
+    targetDigest: r.targetDigest,
+    size: r.size,
+    durationMs,
+    layers: r.layers,
+  };
 }
 
 /** RemoveImage: every name of the image the reference resolves to; an absent image is fine. Returns the names removed. */
-export async function removeImage(deps: Pick<ImageServiceDeps, 'ledger' | 'images'>, o: { ref: string; correlationId: string }): Promise<string[]> {
+export async function removeImage(
+  deps: Pick<ImageServiceDeps, 'ledger' | 'images'>,
+  o: { ref: string; correlationId: string },
+): Promise<string[]> {
   const image = await deps.images.resolve(o.ref);
   if (!image) return [];
   const names = image.names.length > 0 ? image.names : [image.name];
   for (const [i, name] of names.entries()) {
     await deps.images.deleteRecord(name, { collect: i === names.length - 1 });
-    await deps.ledger.append(imageStream(name), 'any', [{ type: 'ImageRemoved', correlationId: o.correlationId, data: { reference: name, imageId: image.id } }]);
+    await deps.ledger.append(imageStream(name), 'any', [
+      { type: 'ImageRemoved', correlationId: o.correlationId, data: { reference: name, imageId: image.id } },
+    ]);
   }
   return names;
 }

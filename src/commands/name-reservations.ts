@@ -32,7 +32,13 @@ export class NameReservations {
   }
 
   /** Runs `work` as the one in flight for `name`, so a retry of the same request can wait for it. */
-  track(name: string, requestDigest: string, id: string, work: Promise<string>, callerWaits: () => boolean = () => true): Promise<string> {
+  track(
+    name: string,
+    requestDigest: string,
+    id: string,
+    work: Promise<string>,
+    callerWaits: () => boolean = () => true,
+  ): Promise<string> {
     const entry = { requestDigest, id, result: work, callerWaits };
     this.running.set(name, entry);
     const forget = (): void => {
@@ -139,7 +145,9 @@ export async function runOnce(
     const held = hold && ports.holder(hold.holderId);
     const decision = decideRetry({
       requestDigest: o.requestDigest,
-      ...(running ? { running: { requestDigest: running.requestDigest, id: running.id, callerWaits: running.callerWaits() } } : {}),
+      ...(running
+        ? { running: { requestDigest: running.requestDigest, id: running.id, callerWaits: running.callerWaits() } }
+        : {}),
       ...(hold ? { hold } : {}),
       ...(held ? { holderState: held.state } : {}),
       holderUndelivered: hold !== undefined && ports.undelivered(hold.holderId),
@@ -170,8 +178,18 @@ export async function runOnce(
 }
 
 /** Records that a retry of `command` was answered with the id of the stream's container or sandbox. */
-export async function retryServed(ledger: Ledger, stream: string, command: { requestDigest: string; correlationId: string; now: string }): Promise<void> {
-  await ledger.append(stream, 'any', [{ type: 'RetryServed', correlationId: command.correlationId, data: { requestDigest: command.requestDigest, servedAt: command.now } }]);
+export async function retryServed(
+  ledger: Ledger,
+  stream: string,
+  command: { requestDigest: string; correlationId: string; now: string },
+): Promise<void> {
+  await ledger.append(stream, 'any', [
+    {
+      type: 'RetryServed',
+      correlationId: command.correlationId,
+      data: { requestDigest: command.requestDigest, servedAt: command.now },
+    },
+  ]);
 }
 
 /** Records that the answer with the stream's id reached no caller. */
@@ -181,6 +199,12 @@ export async function resultUndelivered(
   o: { name: string; requestDigest: string; correlationId: string; callerDeadline?: string | undefined },
   gaveUp: { at: string; reason: 'cancelled' | 'deadline' | 'recovery' },
 ): Promise<void> {
-  const data = { name: o.name, requestDigest: o.requestDigest, reason: gaveUp.reason, gaveUpAt: gaveUp.at, ...(o.callerDeadline ? { callerDeadline: o.callerDeadline } : {}) };
+  const data = {
+    name: o.name,
+    requestDigest: o.requestDigest,
+    reason: gaveUp.reason,
+    gaveUpAt: gaveUp.at,
+    ...(o.callerDeadline ? { callerDeadline: o.callerDeadline } : {}),
+  };
   await ledger.append(stream, 'any', [{ type: 'ResultUndelivered', correlationId: o.correlationId, data }]);
 }

@@ -31,7 +31,10 @@ export async function endPauseTask(tasks: TaskRuntime, sandboxId: string): Promi
  * mappings. A sandbox that never got to SandboxReady has no recorded path: ADD used the
  * one the network derives from the id.
  */
-export function podNetworkRequest(sandbox: SandboxRecord, network: Pick<SandboxNetwork, 'netnsPathFor'>): PodNetworkRequest {
+export function podNetworkRequest(
+  sandbox: SandboxRecord,
+  network: Pick<SandboxNetwork, 'netnsPathFor'>,
+): PodNetworkRequest {
   const m = sandbox.metadata;
   return {
     sandboxId: sandbox.id,

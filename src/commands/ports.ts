@@ -345,7 +345,10 @@ export interface PodNetworkRequest {
 /** The files a pod's containers share: hostname, hosts, resolv.conf, and /dev/shm. */
 export interface PodFiles {
   /** Writes them under the sandbox's dirs (and mounts /dev/shm unless IPC is the host's). */
-  create(sandboxId: string, o: { hostname: string; dns: { servers: string[]; searches: string[]; options: string[] } | null; hostIpc: boolean }): Promise<void>;
+  create(
+    sandboxId: string,
+    o: { hostname: string; dns: { servers: string[]; searches: string[]; options: string[] } | null; hostIpc: boolean },
+  ): Promise<void>;
   /** Unmounts /dev/shm and removes the sandbox's dirs; succeeds when nothing is there. */
   remove(sandboxId: string): Promise<void>;
 }
@@ -356,16 +359,26 @@ export interface TaskRuntime {
    * Creates and starts the task; `rootfs` (from prepareSnapshot) saves asking containerd
    * for the mounts. The shim's open of FIFO write ends waits for their readers.
    */
-  start(containerId: string, io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean }, rootfs?: readonly RootfsMount[]): Promise<{ pid: number }>;
+  start(
+    containerId: string,
+    io: { stdin?: string; stdout?: string; stderr?: string; terminal: boolean },
+    rootfs?: readonly RootfsMount[],
+  ): Promise<{ pid: number }>;
   /**
    * Signals, waits up to `timeoutMs`, then kills; undefined when there is no task. The
    * exit is what the process reported (`exitedAt` RFC 3339), `killed` when SIGKILL was needed.
    */
-  stop(containerId: string, signal: number, timeoutMs: number): Promise<{ exitCode: number; exitedAt: string; killed: boolean } | undefined>;
+  stop(
+    containerId: string,
+    signal: number,
+    timeoutMs: number,
+  ): Promise<{ exitCode: number; exitedAt: string; killed: boolean } | undefined>;
   /** Deletes the task; succeeds when there is none. */
   delete(containerId: string): Promise<unknown>;
   /** The init process's state; undefined when there is no task. */
-  state(containerId: string): Promise<{ status: string; pid: number; exitCode?: number; exitedAt?: string } | undefined>;
+  state(
+    containerId: string,
+  ): Promise<{ status: string; pid: number; exitCode?: number; exitedAt?: string } | undefined>;
   /** Applies new OCI LinuxResources to the running task's cgroup. */
   update(containerId: string, resources: Record<string, unknown>): Promise<void>;
 }
@@ -393,5 +406,10 @@ export interface ContainerLogs {
 
 /** Builds the pause container's spec (see SpecFactory for containers). */
 export interface SandboxSpecFactory {
-  sandboxSpec(input: { sandboxId: string; config: unknown; image: ResolvedImage; netnsPath: string }): Promise<{ spec: Record<string, unknown>; notes: string[] }>;
+  sandboxSpec(input: {
+    sandboxId: string;
+    config: unknown;
+    image: ResolvedImage;
+    netnsPath: string;
+  }): Promise<{ spec: Record<string, unknown>; notes: string[] }>;
 }

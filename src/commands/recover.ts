@@ -88,26 +88,43 @@ export function decideCreateContainerRecovery(
   const created = ContainerCreatedV1.safeParse(stored?.extension[CREATED_EXTENSION_KEY]);
   const evidence: RollForwardEvidence = {
     containerRecord: stored !== undefined,
-    specDigestMatches: stored !== undefined && record?.specDigest !== undefined && stored.specDigest === record.specDigest,
-    snapshot: snapshotExists && (stored === undefined || stored.snapshotKey === '' || stored.snapshotKey === record?.id),
+    specDigestMatches:
+      stored !== undefined && record?.specDigest !== undefined && stored.specDigest === record.specDigest,
+    snapshot:
+      snapshotExists && (stored === undefined || stored.snapshotKey === '' || stored.snapshotKey === record?.id),
     createdData: created.success,
   };
   const missing = [
     !evidence.containerRecord && 'containerd holds no container record for it',
-    evidence.containerRecord && !evidence.specDigestMatches && (record?.specDigest ? "containerd's record holds another spec than SpecGenerated recorded" : 'the log has no SpecGenerated to compare the record with'),
+    evidence.containerRecord &&
+      !evidence.specDigestMatches &&
+      (record?.specDigest
+        ? "containerd's record holds another spec than SpecGenerated recorded"
+        : 'the log has no SpecGenerated to compare the record with'),
     !evidence.snapshot && 'its rootfs snapshot does not exist',
-    evidence.containerRecord && !evidence.createdData && "containerd's record does not carry the data ContainerCreated needs",
+    evidence.containerRecord &&
+      !evidence.createdData &&
+      "containerd's record does not carry the data ContainerCreated needs",
   ].filter((m): m is string => typeof m === 'string');
   if (missing.length === 0 && created.success) {
-    return { decision: 'rollForward', reason: 'containerd holds the container record with the recorded spec, and its snapshot exists', created: created.data, evidence };
+    return {
+      decision: 'rollForward',
+      reason: 'containerd holds the container record with the recorded spec, and its snapshot exists',
+      created: created.data,
+      evidence,
+    };
   }
   return { decision: 'compensate', reason: `${missing.join('; ')}: its side effects are not complete`, evidence };
 }
 
-const SANDBOX_REASON = 'RunPodSandbox is always compensated at startup: a pod network and pause task cannot be proven complete from containerd, and are cheap to make again';
+const SANDBOX_REASON =
+  'RunPodSandbox is always compensated at startup: a pod network and pause task cannot be proven complete from containerd, and are cheap to make again';
 
 /** Rolls forward or compensates each of `inFlight` (the sagas in flight when this process started). */
-export async function recoverInFlight(deps: RecoveryDeps, inFlight: readonly OperationInFlight[]): Promise<RecoveryOutcome[]> {
+export async function recoverInFlight(
+  deps: RecoveryDeps,
+  inFlight: readonly OperationInFlight[],
+): Promise<RecoveryOutcome[]> {
   const outcomes: RecoveryOutcome[] = [];
   for (const op of inFlight) {
     const current = deps.ledger.projections.operations.get(op.stream);
@@ -115,13 +132,28 @@ export async function recoverInFlight(deps: RecoveryDeps, inFlight: readonly Ope
     if (op.operation === 'CreateContainer') {
       const rolled = await tryRollForward(deps, current);
       if (rolled.rolledForward) {
-        outcomes.push({ stream: op.stream, operation: op.operation, id: op.id, decision: 'rollForward', compensated: false, rolledForward: true, undone: [] });
+        outcomes.push({
+          stream: op.stream,
+          operation: op.operation,
+          id: op.id,
+          decision: 'rollForward',
+          compensated: false,
+          rolledForward: true,
+          undone: [],
+        });
         continue;
       }
       outcomes.push(await compensate(deps, current, rolled.decided));
       continue;
     }
-    outcomes.push(await compensate(deps, current, { operation: op.operation, decision: 'compensate', reason: SANDBOX_REASON, lastStep: current.lastStep }));
+    outcomes.push(
+      await compensate(deps, current, {
+        operation: op.operation,
+        decision: 'compensate',
+        reason: SANDBOX_REASON,
+        lastStep: current.lastStep,
+      }),
+    );
   }
   return outcomes;
 }
@@ -133,7 +165,10 @@ async function inspect(deps: RecoveryDeps, id: string) {
   return { stored: stored && { ...stored, specDigest: await specDigest(stored.spec) }, snapshot, snapshotter };
 }
 
-async function tryRollForward(deps: RecoveryDeps, op: OperationInFlight): Promise<{ rolledForward: true } | { rolledForward: false; decided: EventData['RecoveryDecided'] }> {
+async function tryRollForward(
+  deps: RecoveryDeps,
+  op: OperationInFlight,
+): Promise<{ rolledForward: true } | { rolledForward: false; decided: EventData['RecoveryDecided'] }> {
   const record = deps.ledger.projections.containers.get(op.id);
   let decided: ReturnType<typeof decideCreateContainerRecovery>;
   let found: Awaited<ReturnType<typeof inspect>>;
@@ -142,10 +177,14 @@ async function tryRollForward(deps: RecoveryDeps, op: OperationInFlight): Promis
     decided = decideCreateContainerRecovery(record, found.stored, found.snapshot !== undefined);
   } catch (error) {
     const reason = `containerd could not be asked whether its side effects are complete (${error instanceof Error ? error.message : String(error)})`;
-    return { rolledForward: false, decided: { operation: op.operation, decision: 'compensate', reason, lastStep: op.lastStep } };
+    return {
+      rolledForward: false,
+      decided: { operation: op.operation, decision: 'compensate', reason, lastStep: op.lastStep },
+    };
   }
   const base = { operation: op.operation, lastStep: op.lastStep, evidence: decided.evidence };
-  if (decided.decision !== 'rollForward' || !record) return { rolledForward: false, decided: { ...base, decision: 'compensate', reason: decided.reason } };
+  if (decided.decision !== 'rollForward' || !record)
+    return { rolledForward: false, decided: { ...base, decision: 'compensate', reason: decided.reason } };
   const created = decided.created;
   try {
     // Keyed by the id and idempotent: the state dir may be a tmpfs that a reboot emptied.
@@ -156,21 +195,41 @@ async function tryRollForward(deps: RecoveryDeps, op: OperationInFlight): Promis
     return { rolledForward: false, decided: { ...base, decision: 'compensate', reason } };
   }
   const c = op.correlationId;
-  const events: NewEvent[] = [{ type: 'RecoveryDecided', correlationId: c, data: { ...base, decision: 'rollForward', reason: decided.reason } }];
-  if (!record.snapshot) events.push({ type: 'SnapshotPrepared', correlationId: c, data: { snapshotter: found.snapshotter, key: op.id, parent: found.snapshot?.parent ?? '' } });
+  const events: NewEvent[] = [
+    { type: 'RecoveryDecided', correlationId: c, data: { ...base, decision: 'rollForward', reason: decided.reason } },
+  ];
+  if (!record.snapshot)
+    events.push({
+      type: 'SnapshotPrepared',
+      correlationId: c,
+      data: { snapshotter: found.snapshotter, key: op.id, parent: found.snapshot?.parent ?? '' },
+    });
   events.push(
     { type: 'ContainerCreated', correlationId: c, data: created },
-    { type: 'ResultUndelivered', correlationId: c, data: { name: op.name, requestDigest: record.requestDigest, reason: 'recovery', gaveUpAt: deps.now() } },
+    {
+      type: 'ResultUndelivered',
+      correlationId: c,
+      data: { name: op.name, requestDigest: record.requestDigest, reason: 'recovery', gaveUpAt: deps.now() },
+    },
   );
   await deps.ledger.append(op.stream, op.version, events);
   return { rolledForward: true };
 }
 
-async function compensate(deps: RecoveryDeps, op: OperationInFlight, decided: EventData['RecoveryDecided']): Promise<RecoveryOutcome> {
+async function compensate(
+  deps: RecoveryDeps,
+  op: OperationInFlight,
+  decided: EventData['RecoveryDecided'],
+): Promise<RecoveryOutcome> {
   const undos =
     op.operation === 'CreateContainer'
       ? containerUndos({ runtime: deps.runtime, files: deps.containerFiles }, op.id, deps.snapshotter)
-      : sandboxUndos({ runtime: deps.runtime, tasks: deps.tasks, network: deps.network, podFiles: deps.podFiles }, op.id, deps.snapshotter, deps.ledger.projections.sandboxes.get(op.id));
+      : sandboxUndos(
+          { runtime: deps.runtime, tasks: deps.tasks, network: deps.network, podFiles: deps.podFiles },
+          op.id,
+          deps.snapshotter,
+          deps.ledger.projections.sandboxes.get(op.id),
+        );
   const { results: undone } = await runUndos(undos, deps.clock);
   const compensated = undone.every((u) => u.ok);
   if (compensated) {
@@ -182,14 +241,25 @@ async function compensate(deps: RecoveryDeps, op: OperationInFlight, decided: Ev
         data: {
           operation: op.operation,
           failedStep: RECOVERY_STEP,
-          error: { message: `the service stopped while ${op.operation} was at ${op.lastStep}; its caller never got an answer, so it was undone at startup (${decided.reason})`, code: RECOVERY_CODE },
+          error: {
+            message: `the service stopped while ${op.operation} was at ${op.lastStep}; its caller never got an answer, so it was undone at startup (${decided.reason})`,
+            code: RECOVERY_CODE,
+          },
           undone,
           name: op.name,
         },
       },
     ]);
   }
-  return { stream: op.stream, operation: op.operation, id: op.id, decision: 'compensate', compensated, rolledForward: false, undone };
+  return {
+    stream: op.stream,
+    operation: op.operation,
+    id: op.id,
+    decision: 'compensate',
+    compensated,
+    rolledForward: false,
+    undone,
+  };
 }
 
 /**
@@ -212,12 +282,23 @@ export async function reconcileWithRuntime(
     }
   };
   for (const c of diff.orphanContainers) {
-    await attempt(orphanLabel(c.kind), c.id, [() => endPauseTask(deps.tasks, c.id), () => deps.runtime.deleteContainer(c.id), () => deps.runtime.removeSnapshot(c.id, deps.snapshotter)]);
+    await attempt(orphanLabel(c.kind), c.id, [
+      () => endPauseTask(deps.tasks, c.id),
+      () => deps.runtime.deleteContainer(c.id),
+      () => deps.runtime.removeSnapshot(c.id, deps.snapshotter),
+    ]);
   }
-  for (const key of diff.orphanSnapshots) await attempt('snapshot', key, [() => deps.runtime.removeSnapshot(key, deps.snapshotter)]);
+  for (const key of diff.orphanSnapshots)
+    await attempt('snapshot', key, [() => deps.runtime.removeSnapshot(key, deps.snapshotter)]);
   for (const id of diff.orphanLeases) await attempt('lease', id, [() => deps.runtime.deleteLease(id)]);
   if (removed.length > 0 || diff.missing.length > 0) {
-    await deps.ledger.append(deps.nodeStream, 'any', [{ type: 'RuntimeReconciled', correlationId: deps.correlationId, data: { orphansRemoved: removed, missing: diff.missing } }]);
+    await deps.ledger.append(deps.nodeStream, 'any', [
+      {
+        type: 'RuntimeReconciled',
+        correlationId: deps.correlationId,
+        data: { orphansRemoved: removed, missing: diff.missing },
+      },
+    ]);
   }
   return diff;
 }

@@ -23,7 +23,10 @@ export interface RemovePodSandboxDeps {
   snapshotter: string;
 }
 
-export async function removePodSandbox(deps: RemovePodSandboxDeps, o: { sandboxId: string; correlationId: string; now: string }): Promise<void> {
+export async function removePodSandbox(
+  deps: RemovePodSandboxDeps,
+  o: { sandboxId: string; correlationId: string; now: string },
+): Promise<void> {
   const sandbox = deps.ledger.projections.findSandbox(o.sandboxId);
   if (!sandbox) return;
   await stopPodSandbox(deps, o);
@@ -35,6 +38,8 @@ export async function removePodSandbox(deps: RemovePodSandboxDeps, o: { sandboxI
   await deps.podFiles.remove(sandbox.id);
   const current = deps.ledger.projections.sandboxes.get(sandbox.id);
   if (current) {
-    await deps.ledger.append(sandboxStream(sandbox.id), current.version, [{ type: 'SandboxRemoved', correlationId: o.correlationId, data: { name: sandbox.name, removedAt: o.now } }]);
+    await deps.ledger.append(sandboxStream(sandbox.id), current.version, [
+      { type: 'SandboxRemoved', correlationId: o.correlationId, data: { name: sandbox.name, removedAt: o.now } },
+    ]);
   }
 }

@@ -5,7 +5,17 @@ import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
 import { absolutePath, namespacedSysctls, plainText, runtimeHandler, sysctls, textMap } from '../domain/text.js';
 import type { Ledger } from './ledger.js';
 import { resultUndelivered, retryServed, runOnce, type NameReservations } from './name-reservations.js';
-import type { Caller, ContainerRuntime, ImageStore, PodFiles, PortMapping, RootfsMount, SandboxNetwork, SandboxSpecFactory, TaskRuntime } from './ports.js';
+import type {
+  Caller,
+  ContainerRuntime,
+  ImageStore,
+  PodFiles,
+  PortMapping,
+  RootfsMount,
+  SandboxNetwork,
+  SandboxSpecFactory,
+  TaskRuntime,
+} from './ports.js';
 import { endPauseTask, KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaStep } from './saga.js';
 import { specDigest } from './spec-digest.js';
@@ -32,19 +42,40 @@ const NAMESPACE_MODE = z.enum(['POD', 'CONTAINER', 'NODE', 'TARGET']).or(z.numbe
 export const RunPodSandboxRequest = z.object({
   config: z
     .object({
-      metadata: z.object({ name: z.string(), uid: z.string(), namespace: z.string(), attempt: z.number().int().nonnegative() }).nullable(),
+      metadata: z
+        .object({ name: z.string(), uid: z.string(), namespace: z.string(), attempt: z.number().int().nonnegative() })
+        .nullable(),
       hostname: z.string().default(''),
       logDirectory: z.string().default(''),
-      dnsConfig: z.object({ servers: z.array(z.string()), searches: z.array(z.string()), options: z.array(z.string()) }).nullable().default(null),
+      dnsConfig: z
+        .object({ servers: z.array(z.string()), searches: z.array(z.string()), options: z.array(z.string()) })
+        .nullable()
+        .default(null),
       portMappings: z
-        .array(z.object({ protocol: z.union([z.string(), z.number()]), containerPort: z.number().int(), hostPort: z.number().int(), hostIp: z.string().default('') }))
+        .array(
+          z.object({
+            protocol: z.union([z.string(), z.number()]),
+            containerPort: z.number().int(),
+            hostPort: z.number().int(),
+            hostIp: z.string().default(''),
+          }),
+        )
         .default([]),
       labels: RECORD.default({}),
       annotations: RECORD.default({}),
       linux: z
         .object({
           securityContext: z
-            .object({ namespaceOptions: z.object({ network: NAMESPACE_MODE.default('POD'), pid: NAMESPACE_MODE.default('CONTAINER'), ipc: NAMESPACE_MODE.default('POD') }).passthrough().nullable() })
+            .object({
+              namespaceOptions: z
+                .object({
+                  network: NAMESPACE_MODE.default('POD'),
+                  pid: NAMESPACE_MODE.default('CONTAINER'),
+                  ipc: NAMESPACE_MODE.default('POD'),
+                })
+                .passthrough()
+                .nullable(),
+            })
             .passthrough()
             .nullable(),
           sysctls: RECORD.default({}),
@@ -115,7 +146,8 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
     const issue = parsed.error.issues[0]!;
     throw new InvalidArgumentError(issue.path.join('.') || 'request', issue.message);
   }
-  if (!RESOURCE_ID.safeParse(command.sandboxId).success) throw new InvalidArgumentError('sandboxId', 'must be 64 hex characters');
+  if (!RESOURCE_ID.safeParse(command.sandboxId).success)
+    throw new InvalidArgumentError('sandboxId', 'must be 64 hex characters');
   const config = parsed.data.config;
   if (config === null) throw new InvalidArgumentError('config', 'must be set');
   const m = config.metadata;
@@ -134,19 +166,31 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
   dnsConfig(config.dnsConfig);
   const portMappings: PortMapping[] = config.portMappings.map((p, i) => {
     const field = `config.port_mappings[${i}]`;
-    const protocol = String(typeof p.protocol === 'number' ? ['TCP', 'UDP', 'SCTP'][p.protocol] : p.protocol).toLowerCase();
-    if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') throw new InvalidArgumentError(`${field}.protocol`, `unknown protocol ${String(p.protocol)}`);
+    const protocol = String(
+      typeof p.protocol === 'number' ? ['TCP', 'UDP', 'SCTP'][p.protocol] : p.protocol,
+    ).toLowerCase();
+    if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp')
+      throw new InvalidArgumentError(`${field}.protocol`, `unknown protocol ${String(p.protocol)}`);
     // host_port 0 is how kubelet sends "no host port" (the mapping is then dropped before CNI).
-    if (!validPort(p.containerPort)) throw new InvalidArgumentError(`${field}.container_port`, `${p.containerPort} is not a port (1-65535)`);
-    if (p.hostPort !== 0 && !validPort(p.hostPort)) throw new InvalidArgumentError(`${field}.host_port`, `${p.hostPort} is not a port (1-65535, or 0 for none)`);
+    if (!validPort(p.containerPort))
+      throw new InvalidArgumentError(`${field}.container_port`, `${p.containerPort} is not a port (1-65535)`);
+    if (p.hostPort !== 0 && !validPort(p.hostPort))
+      throw new InvalidArgumentError(`${field}.host_port`, `${p.hostPort} is not a port (1-65535, or 0 for none)`);
     plainText(p.hostIp, `${field}.host_ip`);
     return { protocol, containerPort: p.containerPort, hostPort: p.hostPort, hostIp: p.hostIp };
   });
-  namespacedSysctls(config.linux?.sysctls ?? {}, 'config.linux.sysctls', { network: ns !== null && mode(ns.network) === 'NODE', ipc: ns !== null && mode(ns.ipc) === 'NODE' });
+  namespacedSysctls(config.linux?.sysctls ?? {}, 'config.linux.sysctls', {
+    network: ns !== null && mode(ns.network) === 'NODE',
+    ipc: ns !== null && mode(ns.ipc) === 'NODE',
+  });
   return {
     config,
     metadata: m,
-    namespaceOptions: { network: ns ? mode(ns.network) : 'POD', pid: ns ? mode(ns.pid) : 'CONTAINER', ipc: ns ? mode(ns.ipc) : 'POD' },
+    namespaceOptions: {
+      network: ns ? mode(ns.network) : 'POD',
+      pid: ns ? mode(ns.pid) : 'CONTAINER',
+      ipc: ns ? mode(ns.ipc) : 'POD',
+    },
     hostNetwork: ns !== null && mode(ns.network) === 'NODE',
     hostIpc: ns !== null && mode(ns.ipc) === 'NODE',
     portMappings,
@@ -163,25 +207,51 @@ export async function runPodSandbox(deps: RunPodSandboxDeps, command: RunPodSand
   const p = deps.ledger.projections;
   return runOnce(
     deps.names,
-    { name, requestDigest: command.requestDigest, id: command.sandboxId, ...(command.caller ? { caller: command.caller } : {}) },
+    {
+      name,
+      requestDigest: command.requestDigest,
+      id: command.sandboxId,
+      ...(command.caller ? { caller: command.caller } : {}),
+    },
     {
       holder: (id) => p.sandboxes.get(id),
       undelivered: (id) => p.undelivered.get(sandboxStream(id)) !== undefined && p.sandboxes.get(id)?.state === 'READY',
       served: (id) => retryServed(deps.ledger, sandboxStream(id), command),
       undeliveredTo: (id, gaveUp) =>
-        resultUndelivered(deps.ledger, sandboxStream(id), { name, requestDigest: command.requestDigest, correlationId: command.correlationId, callerDeadline: command.caller?.deadline }, gaveUp),
+        resultUndelivered(
+          deps.ledger,
+          sandboxStream(id),
+          {
+            name,
+            requestDigest: command.requestDigest,
+            correlationId: command.correlationId,
+            callerDeadline: command.caller?.deadline,
+          },
+          gaveUp,
+        ),
       replace: async (id) => {
         const undelivered = p.undelivered.get(sandboxStream(id));
         if (!undelivered) return;
         const message = supersededMessage(undelivered, command.requestDigest);
-        await discardSandboxResult(deps, { id, reason: 'superseded', message, supersededBy: command.requestDigest, correlationId: command.correlationId, now: command.now });
+        await discardSandboxResult(deps, {
+          id,
+          reason: 'superseded',
+          message,
+          supersededBy: command.requestDigest,
+          correlationId: command.correlationId,
+          now: command.now,
+        });
       },
     },
     () => run(deps, command, v),
   );
 }
 
-async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: ReturnType<typeof validateRunPodSandbox>): Promise<string> {
+async function run(
+  deps: RunPodSandboxDeps,
+  command: RunPodSandboxCommand,
+  v: ReturnType<typeof validateRunPodSandbox>,
+): Promise<string> {
   let image = await deps.images.resolve(deps.sandboxImage);
   if (!image && deps.pullSandboxImage) {
     // As containerd's CRI does: the pause image is pulled when it is missing.
@@ -194,7 +264,14 @@ async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: Re
   const c = command.correlationId;
   const netnsPath = v.hostNetwork ? '' : deps.network.netnsPathFor(id);
   const built = await deps.specs.sandboxSpec({ sandboxId: id, config: command.request.config, image, netnsPath });
-  const network = { sandboxId: id, netnsPath, podName: v.metadata.name, podNamespace: v.metadata.namespace, podUid: v.metadata.uid, portMappings: v.portMappings };
+  const network = {
+    sandboxId: id,
+    netnsPath,
+    podName: v.metadata.name,
+    podNamespace: v.metadata.namespace,
+    podUid: v.metadata.uid,
+    portMappings: v.portMappings,
+  };
   let ips = { ip: '', additionalIps: [] as string[] };
   const snapshotRef = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
   let rootfs: RootfsMount[] | undefined;
@@ -227,12 +304,26 @@ async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: Re
       name: 'SpecGenerated',
       pure: true,
       run: async (): Promise<NewEvent[]> => [
-        { type: 'SpecGenerated', correlationId: c, data: { spec: built.spec, specDigest: await specDigest(built.spec), runtimeHandler: v.runtimeHandler, imageRef: image.id } },
+        {
+          type: 'SpecGenerated',
+          correlationId: c,
+          data: {
+            spec: built.spec,
+            specDigest: await specDigest(built.spec),
+            runtimeHandler: v.runtimeHandler,
+            imageRef: image.id,
+          },
+        },
       ],
     },
     {
       name: 'PodFiles',
-      run: () => deps.files.create(id, { hostname: v.config.hostname || v.metadata.name, dns: v.config.dnsConfig, hostIpc: v.hostIpc }),
+      run: () =>
+        deps.files.create(id, {
+          hostname: v.config.hostname || v.metadata.name,
+          dns: v.config.dnsConfig,
+          hostIpc: v.hostIpc,
+        }),
       undo: () => deps.files.remove(id),
     },
   ];
@@ -259,7 +350,15 @@ async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: Re
       // The record first: it names the snapshot, which keeps containerd's GC off it.
       name: 'PauseCreated',
       run: () =>
-        deps.runtime.createContainer({ id, spec: built.spec, image, snapshot: snapshotRef, runtime: runtimeFor(v.runtimeHandler), labels: { [KIND_LABEL]: 'sandbox' }, extension: { name, metadata: v.metadata } }),
+        deps.runtime.createContainer({
+          id,
+          spec: built.spec,
+          image,
+          snapshot: snapshotRef,
+          runtime: runtimeFor(v.runtimeHandler),
+          labels: { [KIND_LABEL]: 'sandbox' },
+          extension: { name, metadata: v.metadata },
+        }),
       undo: () => deps.runtime.deleteContainer(id),
     },
     {
@@ -274,13 +373,30 @@ async function run(deps: RunPodSandboxDeps, command: RunPodSandboxCommand, v: Re
       name: 'SandboxReady',
       run: async (): Promise<NewEvent[]> => {
         const { pid } = await deps.tasks.start(id, { terminal: false }, rootfs);
-        return [{ type: 'SandboxReady', correlationId: c, data: { createdAt: command.now, pid, ip: ips.ip, additionalIps: ips.additionalIps, netnsPath } }];
+        return [
+          {
+            type: 'SandboxReady',
+            correlationId: c,
+            data: { createdAt: command.now, pid, ip: ips.ip, additionalIps: ips.additionalIps, netnsPath },
+          },
+        ];
       },
       undo: () => endPauseTask(deps.tasks, id),
     },
   );
   try {
-    await runSaga({ operation: OPERATION, ledger: deps.ledger, stream: sandboxStream(id), version: 0, correlationId: c, steps, ctx: undefined, name, ...(deps.failpoints ? { failpoints: deps.failpoints } : {}), ...(command.deadline === undefined ? {} : { deadline: command.deadline }) });
+    await runSaga({
+      operation: OPERATION,
+      ledger: deps.ledger,
+      stream: sandboxStream(id),
+      version: 0,
+      correlationId: c,
+      steps,
+      ctx: undefined,
+      name,
+      ...(deps.failpoints ? { failpoints: deps.failpoints } : {}),
+      ...(command.deadline === undefined ? {} : { deadline: command.deadline }),
+    });
   } finally {
     deps.names.settle(name, id);
   }

@@ -181,7 +181,10 @@ const NO_WATCHDOG: Watchdog = { enter: () => undefined, deferred: () => [], stop
  * One timer for the caller's deadline. When it fires, the step running then is the one
  * that stalled; `record` writes the event now, or returns false to have it deferred.
  */
-function stallWatchdog<Ctx>(o: SagaOptions<Ctx>, sink: { record(event: NewEvent<'OperationStalled'>): boolean }): Watchdog {
+function stallWatchdog<Ctx>(
+  o: SagaOptions<Ctx>,
+  sink: { record(event: NewEvent<'OperationStalled'>): boolean },
+): Watchdog {
   const deadline = o.deadline;
   if (deadline === undefined || !Number.isFinite(deadline)) return NO_WATCHDOG;
   const timer = o.timer ?? SYSTEM_TIMER;
@@ -197,7 +200,12 @@ function stallWatchdog<Ctx>(o: SagaOptions<Ctx>, sink: { record(event: NewEvent<
     const event: NewEvent<'OperationStalled'> = {
       type: 'OperationStalled',
       correlationId: o.correlationId,
-      data: { operation: o.operation, step: o.steps[k]!.name, elapsedMs: round(Math.max(0, deadline - startedAt)), deadline: new Date(deadline).toISOString() },
+      data: {
+        operation: o.operation,
+        step: o.steps[k]!.name,
+        elapsedMs: round(Math.max(0, deadline - startedAt)),
+        deadline: new Date(deadline).toISOString(),
+      },
     };
     if (!sink.record(event)) held.push(event);
   };
@@ -236,7 +244,12 @@ function stallWatchdog<Ctx>(o: SagaOptions<Ctx>, sink: { record(event: NewEvent<
   };
 }
 
-async function compensate<Ctx>(o: SagaOptions<Ctx>, failedIndex: number, error: unknown, version: number): Promise<void> {
+async function compensate<Ctx>(
+  o: SagaOptions<Ctx>,
+  failedIndex: number,
+  error: unknown,
+  version: number,
+): Promise<void> {
   const clock = o.clock ?? (() => performance.now());
   const deadline = clock() + (o.compensationTimeoutMs ?? DEFAULT_COMPENSATION_TIMEOUT_MS);
   const undone: Array<{ step: string; ok: boolean; error?: string; durationMs: number }> = [];
@@ -245,7 +258,12 @@ async function compensate<Ctx>(o: SagaOptions<Ctx>, failedIndex: number, error: 
     if (!step.undo) continue;
     const started = clock();
     if (started > deadline) {
-      undone.push({ step: step.name, ok: false, error: 'compensation deadline passed before this undo ran', durationMs: 0 });
+      undone.push({
+        step: step.name,
+        ok: false,
+        error: 'compensation deadline passed before this undo ran',
+        durationMs: 0,
+      });
       continue;
     }
     try {
@@ -285,7 +303,11 @@ async function compensate<Ctx>(o: SagaOptions<Ctx>, failedIndex: number, error: 
 }
 
 function retryable(error: unknown): boolean {
-  return !(error instanceof LedgerClosedError || error instanceof ConcurrencyError || error instanceof InvalidArgumentError);
+  return !(
+    error instanceof LedgerClosedError ||
+    error instanceof ConcurrencyError ||
+    error instanceof InvalidArgumentError
+  );
 }
 
 function retryCompensated<Ctx>(o: SagaOptions<Ctx>, version: number, events: NewEvent[]): void {

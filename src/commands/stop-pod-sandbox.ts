@@ -22,11 +22,20 @@ export interface StopPodSandboxDeps {
   lifecycle: LifecycleDeps;
 }
 
-export async function stopPodSandbox(deps: StopPodSandboxDeps, o: { sandboxId: string; correlationId: string; now: string }): Promise<void> {
+export async function stopPodSandbox(
+  deps: StopPodSandboxDeps,
+  o: { sandboxId: string; correlationId: string; now: string },
+): Promise<void> {
   const sandbox = deps.ledger.projections.findSandbox(o.sandboxId);
   if (!sandbox) return;
   for (const c of deps.ledger.projections.containers.values()) {
-    if (c.sandboxId === sandbox.id && c.state === 'RUNNING') await stopContainer(deps.lifecycle, { containerId: c.id, correlationId: o.correlationId, now: o.now, timeoutMs: 0 });
+    if (c.sandboxId === sandbox.id && c.state === 'RUNNING')
+      await stopContainer(deps.lifecycle, {
+        containerId: c.id,
+        correlationId: o.correlationId,
+        now: o.now,
+        timeoutMs: 0,
+      });
   }
   if (sandbox.state === 'NOTREADY') return;
   await endPauseTask(deps.tasks, sandbox.id);
@@ -34,5 +43,7 @@ export async function stopPodSandbox(deps: StopPodSandboxDeps, o: { sandboxId: s
     await deps.network.tearDown(podNetworkRequest(sandbox, deps.network));
     await deps.network.removeNetns(sandbox.id);
   }
-  await deps.ledger.append(sandboxStream(sandbox.id), sandbox.version, [{ type: 'SandboxStopped', correlationId: o.correlationId, data: { stoppedAt: o.now } }]);
+  await deps.ledger.append(sandboxStream(sandbox.id), sandbox.version, [
+    { type: 'SandboxStopped', correlationId: o.correlationId, data: { stoppedAt: o.now } },
+  ]);
 }

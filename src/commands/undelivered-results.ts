@@ -56,10 +56,20 @@ export async function discardContainerResult(deps: ContainerDiscardDeps, o: Disc
   const run = async (): Promise<boolean> => {
     const c = deps.ledger.projections.containers.get(o.id);
     if (!c || c.state !== 'CREATED' || !deps.ledger.projections.undelivered.get(containerStream(o.id))) return false;
-    const { results, firstError } = await runUndos(containerUndos(deps, c.id, c.snapshot?.snapshotter ?? ''), deps.clock ?? monotonic);
+    const { results, firstError } = await runUndos(
+      containerUndos(deps, c.id, c.snapshot?.snapshotter ?? ''),
+      deps.clock ?? monotonic,
+    );
     if (firstError !== undefined) throw firstError;
-    const discarded = { reason: o.reason, message: o.message, ...(o.supersededBy ? { supersededBy: o.supersededBy } : {}), undone: results };
-    await deps.ledger.append(containerStream(c.id), c.version, [{ type: 'ContainerRemoved', correlationId: o.correlationId, data: { name: c.name, removedAt: o.now, discarded } }]);
+    const discarded = {
+      reason: o.reason,
+      message: o.message,
+      ...(o.supersededBy ? { supersededBy: o.supersededBy } : {}),
+      undone: results,
+    };
+    await deps.ledger.append(containerStream(c.id), c.version, [
+      { type: 'ContainerRemoved', correlationId: o.correlationId, data: { name: c.name, removedAt: o.now, discarded } },
+    ]);
     return true;
   };
   return deps.locks ? deps.locks.run(o.id, run) : run();
@@ -69,11 +79,23 @@ export async function discardContainerResult(deps: ContainerDiscardDeps, o: Disc
 export async function discardSandboxResult(deps: SandboxDiscardDeps, o: DiscardCommand): Promise<boolean> {
   const s = deps.ledger.projections.sandboxes.get(o.id);
   if (!s || s.state !== 'READY' || !deps.ledger.projections.undelivered.get(sandboxStream(o.id))) return false;
-  const undos = sandboxUndos({ runtime: deps.runtime, tasks: deps.tasks, network: deps.network, podFiles: deps.files }, s.id, s.snapshot?.snapshotter, s);
+  const undos = sandboxUndos(
+    { runtime: deps.runtime, tasks: deps.tasks, network: deps.network, podFiles: deps.files },
+    s.id,
+    s.snapshot?.snapshotter,
+    s,
+  );
   const { results, firstError } = await runUndos(undos, deps.clock ?? monotonic);
   if (firstError !== undefined) throw firstError;
-  const discarded = { reason: o.reason, message: o.message, ...(o.supersededBy ? { supersededBy: o.supersededBy } : {}), undone: results };
-  await deps.ledger.append(sandboxStream(s.id), s.version, [{ type: 'SandboxRemoved', correlationId: o.correlationId, data: { name: s.name, removedAt: o.now, discarded } }]);
+  const discarded = {
+    reason: o.reason,
+    message: o.message,
+    ...(o.supersededBy ? { supersededBy: o.supersededBy } : {}),
+    undone: results,
+  };
+  await deps.ledger.append(sandboxStream(s.id), s.version, [
+    { type: 'SandboxRemoved', correlationId: o.correlationId, data: { name: s.name, removedAt: o.now, discarded } },
+  ]);
   return true;
 }
 
@@ -104,22 +126,50 @@ export interface ReapOutcome {
  * it gone (and creates afresh) instead of being served an id that is being removed.
  * Returns what happened to each, and when the next one falls due.
  */
-export async function reapUnclaimed(deps: ReapDeps, o: { nowMs: number; correlationId: string }): Promise<{ outcomes: ReapOutcome[]; nextAtMs: number | undefined }> {
+export async function reapUnclaimed(
+  deps: ReapDeps,
+  o: { nowMs: number; correlationId: string },
+): Promise<{ outcomes: ReapOutcome[]; nextAtMs: number | undefined }> {
   const { due } = dueUnclaimed(deps.ledger.projections.undelivered.values(), o.nowMs, deps.unclaimedTimeoutMs);
   const outcomes: ReapOutcome[] = [];
   for (const r of due) {
     const side = r.kind === 'container' ? deps.containers : deps.sandboxes;
     if (side.names.runningFor(r.name)) continue; // a request for the name is being handled; look again later
     const message = `no retry with the same request claimed it within ${Math.round(deps.unclaimedTimeoutMs / 1000)}s past ${r.callerDeadline ? `the caller's deadline (${r.callerDeadline})` : `the time its caller gave up (${r.gaveUpAt})`}`;
-    const command: DiscardCommand = { id: r.id, reason: 'unclaimed', message, correlationId: o.correlationId, now: new Date(o.nowMs).toISOString() };
-    const work = r.kind === 'container' ? discardContainerResult(deps.containers, command) : discardSandboxResult(deps.sandboxes, command);
+    const command: DiscardCommand = {
+      id: r.id,
+      reason: 'unclaimed',
+      message,
+      correlationId: o.correlationId,
+      now: new Date(o.nowMs).toISOString(),
+    };
+    const work =
+      r.kind === 'container'
+        ? discardContainerResult(deps.containers, command)
+        : discardSandboxResult(deps.sandboxes, command);
     try {
       // Tracked with no digest and no waiting caller: any request for the name waits for it.
-      const removed = await side.names.track(r.name, '', r.id, work.then(() => r.id), () => false).then(() => work);
+      const removed = await side.names
+        .track(
+          r.name,
+          '',
+          r.id,
+          work.then(() => r.id),
+          () => false,
+        )
+        .then(() => work);
       outcomes.push({ stream: r.stream, name: r.name, result: removed ? 'removed' : 'skipped' });
     } catch (error) {
-      outcomes.push({ stream: r.stream, name: r.name, result: 'failed', error: error instanceof Error ? error.message : String(error) });
+      outcomes.push({
+        stream: r.stream,
+        name: r.name,
+        result: 'failed',
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
   }
-  return { outcomes, nextAtMs: dueUnclaimed(deps.ledger.projections.undelivered.values(), o.nowMs, deps.unclaimedTimeoutMs).nextAtMs };
+  return {
+    outcomes,
+    nextAtMs: dueUnclaimed(deps.ledger.projections.undelivered.values(), o.nowMs, deps.unclaimedTimeoutMs).nextAtMs,
+  };
 }

@@ -15,7 +15,11 @@ export type UndoResult = EventData['Compensated']['undone'][number];
 /** One undo: the saga step whose side effect it removes, and how. */
 export type Undo = [step: string, run: () => Promise<unknown>];
 
-export function containerUndos(deps: { runtime: ContainerRuntime; files: ContainerFiles }, id: string, snapshotter: string): Undo[] {
+export function containerUndos(
+  deps: { runtime: ContainerRuntime; files: ContainerFiles },
+  id: string,
+  snapshotter: string,
+): Undo[] {
   return [
     ['SnapshotPrepared', () => deps.runtime.removeSnapshot(id, snapshotter)],
     ['ContainerRecord', () => deps.runtime.deleteContainer(id)],
@@ -35,7 +39,10 @@ export function sandboxUndos(
   undos.push(['PauseCreated', () => deps.runtime.deleteContainer(id)]);
   if (sandbox && !sandbox.hostNetwork) {
     const network = podNetworkRequest(sandbox, deps.network);
-    undos.push(['NetworkSetUp', () => deps.network.tearDown(network)], ['NetworkNamespace', () => deps.network.removeNetns(id)]);
+    undos.push(
+      ['NetworkSetUp', () => deps.network.tearDown(network)],
+      ['NetworkNamespace', () => deps.network.removeNetns(id)],
+    );
   }
   undos.push(['PodFiles', () => deps.podFiles.remove(id)]);
   return undos;
@@ -46,7 +53,10 @@ export function sandboxUndos(
  * first failure's own error (so a caller can rethrow what containerd said); `clock` is
  * monotonic milliseconds.
  */
-export async function runUndos(undos: readonly Undo[], clock: () => number): Promise<{ results: UndoResult[]; firstError?: unknown }> {
+export async function runUndos(
+  undos: readonly Undo[],
+  clock: () => number,
+): Promise<{ results: UndoResult[]; firstError?: unknown }> {
   const results: UndoResult[] = [];
   let firstError: unknown;
   let failed = false;
@@ -58,7 +68,12 @@ export async function runUndos(undos: readonly Undo[], clock: () => number): Pro
       results.push({ step, ok: true, durationMs: durationMs() });
     } catch (error) {
       if (!failed) [failed, firstError] = [true, error];
-      results.push({ step, ok: false, error: error instanceof Error ? error.message : String(error), durationMs: durationMs() });
+      results.push({
+        step,
+        ok: false,
+        error: error instanceof Error ? error.message : String(error),
+        durationMs: durationMs(),
+      });
     }
   }
   return failed ? { results, firstError } : { results };

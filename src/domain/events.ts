@@ -218,13 +218,22 @@ export const ExecRanV1 = z.object({
 export const ContainerResourcesUpdatedV1 = z.object({ resources: CriResources });
 
 /** One layer of a pull: how big, how long it took, and whether it was there already. */
-export const PulledLayer = z.object({ digest: z.string(), size: z.number().int().nonnegative(), ms: z.number().nonnegative(), skipped: z.boolean() });
+export const PulledLayer = z.object({
+  digest: z.string(),
+  size: z.number().int().nonnegative(),
+  ms: z.number().nonnegative(),
+  skipped: z.boolean(),
+});
 
 /** A pull began (stream `image-<name>`, the normalized reference). */
 export const ImagePullStartedV1 = z.object({ reference: z.string().min(1), origin: z.string() });
 
 /** Bytes of one layer fetched so far; written at a bounded rate while a pull runs. */
-export const ImagePullProgressV1 = z.object({ layer: z.string(), done: z.number().int().nonnegative(), total: z.number().int().nonnegative() });
+export const ImagePullProgressV1 = z.object({
+  layer: z.string(),
+  done: z.number().int().nonnegative(),
+  total: z.number().int().nonnegative(),
+});
 
 /** A pull (or an import) finished: the image id is its config digest. */
 export const ImagePulledV1 = z.object({
@@ -239,7 +248,12 @@ export const ImagePulledV1 = z.object({
 });
 
 /** A pull failed; nothing of it is left (its lease is gone). */
-export const ImagePullFailedV1 = z.object({ reference: z.string().min(1), reason: z.string(), code: z.string().optional(), durationMs: z.number().nonnegative() });
+export const ImagePullFailedV1 = z.object({
+  reference: z.string().min(1),
+  reason: z.string(),
+  code: z.string().optional(),
+  durationMs: z.number().nonnegative(),
+});
 
 /** The image record named `reference` was deleted. */
 export const ImageRemovedV1 = z.object({ reference: z.string().min(1), imageId: z.string() });
@@ -250,7 +264,9 @@ export const ImageRemovedV1 = z.object({ reference: z.string().min(1), imageId: 
  * sandboxes whose containerd record was gone.
  */
 export const RuntimeReconciledV1 = z.object({
-  orphansRemoved: z.array(z.object({ kind: z.string(), id: z.string(), ok: z.boolean(), error: z.string().optional() })),
+  orphansRemoved: z.array(
+    z.object({ kind: z.string(), id: z.string(), ok: z.boolean(), error: z.string().optional() }),
+  ),
   missing: z.array(z.object({ kind: z.string(), id: z.string(), state: z.string() })),
 });
 
@@ -316,7 +332,12 @@ export const RecoveryDecidedV1 = z.object({
   lastStep: z.string(),
   /** What was checked against containerd (CreateContainer only). */
   evidence: z
-    .object({ containerRecord: z.boolean(), specDigestMatches: z.boolean(), snapshot: z.boolean(), createdData: z.boolean() })
+    .object({
+      containerRecord: z.boolean(),
+      specDigestMatches: z.boolean(),
+      snapshot: z.boolean(),
+      createdData: z.boolean(),
+    })
     .optional(),
 });
 
@@ -449,7 +470,8 @@ function envelopeDefect(raw: unknown): string | undefined {
   if (!isPositiveInt(e.version)) return 'version: must be a positive integer';
   if (!isText(e.type)) return 'type: must be a non-empty string';
   if (!isPositiveInt(e.v)) return 'v: must be a positive integer';
-  if (typeof e.at !== 'string' || !ISO_UTC.test(e.at) || Number.isNaN(Date.parse(e.at))) return 'at: must be an ISO 8601 time';
+  if (typeof e.at !== 'string' || !ISO_UTC.test(e.at) || Number.isNaN(Date.parse(e.at)))
+    return 'at: must be an ISO 8601 time';
   if (!isText(e.node)) return 'node: must be a non-empty string';
   if (!isText(e.correlationId)) return 'correlationId: must be a non-empty string';
   if (e.causationId !== null && typeof e.causationId !== 'string') return 'causationId: must be a string or null';

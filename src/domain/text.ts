@@ -65,7 +65,11 @@ export function sysctls(map: Record<string, string>, field: string): Record<stri
   for (const [key, value] of Object.entries(map)) {
     if (!SYSCTL_KEY.test(key)) throw new InvalidArgumentError(`${field} key`, `"${key}" is not a sysctl name`);
     // oxlint-disable-next-line no-control-regex -- refusing control characters is the point
-    if (/[+;,=\u0000-\u001f\u007f]/.test(value)) throw new InvalidArgumentError(`${field}[${JSON.stringify(key)}]`, `"${value}" is not one plain value (a separator, "=" or a control character)`);
+    if (/[+;,=\u0000-\u001f\u007f]/.test(value))
+      throw new InvalidArgumentError(
+        `${field}[${JSON.stringify(key)}]`,
+        `"${value}" is not one plain value (a separator, "=" or a control character)`,
+      );
   }
   return map;
 }
@@ -81,12 +85,24 @@ const SHIM_RUNTIME = /^io\.containerd\.[a-z0-9_]+\.v[0-9]+$/;
  */
 export function runtimeHandler(value: string, field: string): string {
   if (value !== '' && !SHIM_RUNTIME.test(value)) {
-    throw new InvalidArgumentError(field, `"${value}" is not a runtime this service runs: leave it empty or name a containerd shim (io.containerd.<name>.v<N>)`);
+    throw new InvalidArgumentError(
+      field,
+      `"${value}" is not a runtime this service runs: leave it empty or name a containerd shim (io.containerd.<name>.v<N>)`,
+    );
   }
   return value;
 }
 
-const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+const IPC_SYSCTLS = new Set([
+  'kernel.msgmax',
+  'kernel.msgmnb',
+  'kernel.msgmni',
+  'kernel.sem',
+  'kernel.shmall',
+  'kernel.shmmax',
+  'kernel.shmmni',
+  'kernel.shm_rmid_forced',
+]);
 
 /**
  * Sysctls the pod's own namespaces hold, as runc allows them: the IPC ones (and
@@ -95,14 +111,27 @@ const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 
  * refuses it only when the task starts, after the pod's name, files and containerd
  * record exist. Refused here, it writes nothing.
  */
-export function namespacedSysctls(map: Record<string, string>, field: string, host: { network: boolean; ipc: boolean }): void {
+export function namespacedSysctls(
+  map: Record<string, string>,
+  field: string,
+  host: { network: boolean; ipc: boolean },
+): void {
   for (const key of Object.keys(map)) {
     const name = key.replaceAll('/', '.');
     const ipc = IPC_SYSCTLS.has(name) || name.startsWith('fs.mqueue.');
     const net = name.startsWith('net.');
-    if (!ipc && !net) throw new InvalidArgumentError(`${field} key`, `"${key}" is not a namespaced sysctl: it would change the host`);
-    if (ipc && host.ipc) throw new InvalidArgumentError(`${field} key`, `"${key}" would change the host's IPC namespace (the pod uses host IPC)`);
-    if (net && host.network) throw new InvalidArgumentError(`${field} key`, `"${key}" would change the host's network namespace (the pod uses host networking)`);
+    if (!ipc && !net)
+      throw new InvalidArgumentError(`${field} key`, `"${key}" is not a namespaced sysctl: it would change the host`);
+    if (ipc && host.ipc)
+      throw new InvalidArgumentError(
+        `${field} key`,
+        `"${key}" would change the host's IPC namespace (the pod uses host IPC)`,
+      );
+    if (net && host.network)
+      throw new InvalidArgumentError(
+        `${field} key`,
+        `"${key}" would change the host's network namespace (the pod uses host networking)`,
+      );
   }
 }
 

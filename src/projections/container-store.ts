@@ -47,8 +47,17 @@ export interface ContainerRecord {
   stoppedWith?: string;
   stdin?: boolean;
   tty?: boolean;
-  mounts?: Array<{ containerPath: string; hostPath: string; readonly: boolean; selinuxRelabel: boolean; propagation: string }>;
-  resources?: Record<'cpuPeriod' | 'cpuQuota' | 'cpuShares' | 'memoryLimitInBytes' | 'oomScoreAdj' | 'cpusetCpus' | 'cpusetMems', string>;
+  mounts?: Array<{
+    containerPath: string;
+    hostPath: string;
+    readonly: boolean;
+    selinuxRelabel: boolean;
+    propagation: string;
+  }>;
+  resources?: Record<
+    'cpuPeriod' | 'cpuQuota' | 'cpuShares' | 'memoryLimitInBytes' | 'oomScoreAdj' | 'cpusetCpus' | 'cpusetMems',
+    string
+  >;
   /** When reconciliation found containerd no longer holds this container's record. */
   missingInRuntimeSince?: string;
   /** The stream version of the last event applied. */
@@ -66,7 +75,8 @@ export const containerStore: Projection<ContainerRecord> = {
 
   keysOf(event) {
     // Reconciliation's finding is about other streams' containers: the ones containerd lacks.
-    if (event.type === 'RuntimeReconciled') return event.data.missing.filter((m) => m.kind === 'container').map((m) => m.id);
+    if (event.type === 'RuntimeReconciled')
+      return event.data.missing.filter((m) => m.kind === 'container').map((m) => m.id);
     return event.stream.startsWith('container-') ? [parseStream(event.stream).id] : [];
   },
 
@@ -91,7 +101,8 @@ export const containerStore: Projection<ContainerRecord> = {
       };
     }
     // From the node's stream, about this container: its versions are not this stream's.
-    if (event.type === 'RuntimeReconciled') return doc && doc.missingInRuntimeSince === undefined ? { ...doc, missingInRuntimeSince: event.at } : doc;
+    if (event.type === 'RuntimeReconciled')
+      return doc && doc.missingInRuntimeSince === undefined ? { ...doc, missingInRuntimeSince: event.at } : doc;
     // Anything else needs the record, and applies once per stream version.
     if (!doc || event.version <= doc.version) return doc;
     switch (event.type) {
@@ -103,7 +114,9 @@ export const containerStore: Projection<ContainerRecord> = {
         });
       case 'SnapshotPrepared':
         // The key is the container id by design; keep one copy of that string, not two.
-        return touch(doc, event, { snapshot: { ...event.data, key: event.data.key === doc.id ? doc.id : event.data.key } });
+        return touch(doc, event, {
+          snapshot: { ...event.data, key: event.data.key === doc.id ? doc.id : event.data.key },
+        });
       case 'ContainerCreated':
         return touch(doc, event, {
           state: 'CREATED',

@@ -20,10 +20,17 @@ export interface NameHold {
 }
 
 /** What an event does to a name. */
-export type NameClaim = { kind: 'reserve'; name: string; requestDigest: string } | { kind: 'release'; name: string } | undefined;
+export type NameClaim =
+  | { kind: 'reserve'; name: string; requestDigest: string }
+  | { kind: 'release'; name: string }
+  | undefined;
 
 /** Builds a name index over the streams starting with `streamPrefix`. */
-export function nameIndex(name: string, streamPrefix: string, claimOf: (event: LedgerEvent) => NameClaim): Projection<NameHold> {
+export function nameIndex(
+  name: string,
+  streamPrefix: string,
+  claimOf: (event: LedgerEvent) => NameClaim,
+): Projection<NameHold> {
   return {
     name,
     keysOf(event) {
@@ -37,7 +44,14 @@ export function nameIndex(name: string, streamPrefix: string, claimOf: (event: L
       const holderId = parseStream(event.stream).id;
       if (claim.kind === 'release') return doc && doc.holderId === holderId ? undefined : doc;
       if (doc) return doc;
-      return { name: claim.name, holderId, reservedAt: event.at, reservedSeq: event.seq, correlationId: event.correlationId, requestDigest: claim.requestDigest };
+      return {
+        name: claim.name,
+        holderId,
+        reservedAt: event.at,
+        reservedSeq: event.seq,
+        correlationId: event.correlationId,
+        requestDigest: claim.requestDigest,
+      };
     },
   };
 }

@@ -82,7 +82,13 @@ export const operationsInFlight: Projection<OperationInFlight> = {
         return doc;
       case 'OperationStalled':
         // Not a step reached: lastStep stays the last one recorded.
-        return doc && { ...doc, stalled: { step: event.data.step, at: event.at, deadline: event.data.deadline }, version: event.version };
+        return (
+          doc && {
+            ...doc,
+            stalled: { step: event.data.step, at: event.at, deadline: event.data.deadline },
+            version: event.version,
+          }
+        );
       default:
         return assertNever(event);
     }

@@ -42,7 +42,15 @@ export class Projections {
   readonly images = new ReadModel(imageStore);
   /** Results created but delivered to no caller, by stream (the retry rules and the unclaimed timers read it). */
   readonly undelivered = new ReadModel(undeliveredResults);
-  private readonly all = [this.containers, this.containerNames, this.sandboxes, this.sandboxNames, this.operations, this.images, this.undelivered] as const;
+  private readonly all = [
+    this.containers,
+    this.containerNames,
+    this.sandboxes,
+    this.sandboxNames,
+    this.operations,
+    this.images,
+    this.undelivered,
+  ] as const;
 
   apply(event: LedgerEvent): void {
     for (const model of this.all) model.apply(event);

@@ -37,24 +37,42 @@ const RESOURCE_KEY = /^[0-9a-f]{64}$/;
  * only after an hour, and keeps what the pull wrote until then). Without it (`verify`,
  * which cannot tell a running pull's lease from a dead one) leases are not compared.
  */
-export function diffAgainstRuntime(p: Projections, inventory: RuntimeInventory, o: { leasesBefore?: string } = {}): RuntimeDiff {
+export function diffAgainstRuntime(
+  p: Projections,
+  inventory: RuntimeInventory,
+  o: { leasesBefore?: string } = {},
+): RuntimeDiff {
   const known = (id: string): boolean => p.containers.get(id) !== undefined || p.sandboxes.get(id) !== undefined;
   const inRuntime = new Set(inventory.containers.map((c) => c.id));
   const recordOwnsSnapshot = new Set(inventory.containers.map((c) => c.id));
   const missing: RuntimeDiff['missing'] = [];
-  for (const c of p.containers.values()) if (c.state !== 'CREATING' && !inRuntime.has(c.id)) missing.push({ kind: 'container', id: c.id, state: c.state });
-  for (const s of p.sandboxes.values()) if (s.state !== 'CREATING' && !inRuntime.has(s.id)) missing.push({ kind: 'sandbox', id: s.id, state: s.state });
+  for (const c of p.containers.values())
+    if (c.state !== 'CREATING' && !inRuntime.has(c.id)) missing.push({ kind: 'container', id: c.id, state: c.state });
+  for (const s of p.sandboxes.values())
+    if (s.state !== 'CREATING' && !inRuntime.has(s.id)) missing.push({ kind: 'sandbox', id: s.id, state: s.state });
   return {
     orphanContainers: inventory.containers.filter((c) => c.kind !== '' && !known(c.id)),
-    orphanSnapshots: inventory.activeSnapshots.filter((key) => RESOURCE_KEY.test(key) && !known(key) && !recordOwnsSnapshot.has(key)),
+    orphanSnapshots: inventory.activeSnapshots.filter(
+      (key) => RESOURCE_KEY.test(key) && !known(key) && !recordOwnsSnapshot.has(key),
+    ),
     missing,
-    orphanLeases: o.leasesBefore === undefined ? [] : (inventory.leases ?? []).filter((l) => Date.parse(l.createdAt) < Date.parse(o.leasesBefore!)).map((l) => l.id),
+    orphanLeases:
+      o.leasesBefore === undefined
+        ? []
+        : (inventory.leases ?? [])
+            .filter((l) => Date.parse(l.createdAt) < Date.parse(o.leasesBefore!))
+            .map((l) => l.id),
   };
 }
 
 /** Whether the two views agree. */
 export function inSync(diff: RuntimeDiff): boolean {
-  return diff.orphanContainers.length === 0 && diff.orphanSnapshots.length === 0 && diff.missing.length === 0 && diff.orphanLeases.length === 0;
+  return (
+    diff.orphanContainers.length === 0 &&
+    diff.orphanSnapshots.length === 0 &&
+    diff.missing.length === 0 &&
+    diff.orphanLeases.length === 0
+  );
 }
 
 /** How an orphan container reads in reports and events: `container` or `pause container`. */

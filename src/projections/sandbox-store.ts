@@ -52,7 +52,8 @@ export const sandboxStore: Projection<SandboxRecord> = {
 
   keysOf(event) {
     // Reconciliation's finding is about other streams' sandboxs: the ones containerd lacks.
-    if (event.type === 'RuntimeReconciled') return event.data.missing.filter((m) => m.kind === 'sandbox').map((m) => m.id);
+    if (event.type === 'RuntimeReconciled')
+      return event.data.missing.filter((m) => m.kind === 'sandbox').map((m) => m.id);
     return event.stream.startsWith('sandbox-') ? [parseStream(event.stream).id] : [];
   },
 
@@ -67,7 +68,11 @@ export const sandboxStore: Projection<SandboxRecord> = {
         state: 'CREATING',
         runtimeHandler: d.runtimeHandler,
         hostNetwork: d.hostNetwork,
-        namespaceOptions: d.namespaceOptions ?? { network: d.hostNetwork ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD' },
+        namespaceOptions: d.namespaceOptions ?? {
+          network: d.hostNetwork ? 'NODE' : 'POD',
+          pid: 'CONTAINER',
+          ipc: 'POD',
+        },
         labels: d.labels,
         annotations: d.annotations,
         portMappings: 'portMappings' in d ? d.portMappings : [],
@@ -77,7 +82,8 @@ export const sandboxStore: Projection<SandboxRecord> = {
       };
     }
     // From the node's stream, about this sandbox: its versions are not this stream's.
-    if (event.type === 'RuntimeReconciled') return doc && doc.missingInRuntimeSince === undefined ? { ...doc, missingInRuntimeSince: event.at } : doc;
+    if (event.type === 'RuntimeReconciled')
+      return doc && doc.missingInRuntimeSince === undefined ? { ...doc, missingInRuntimeSince: event.at } : doc;
     if (!doc || event.version <= doc.version) return doc;
     switch (event.type) {
       case 'SandboxReady':

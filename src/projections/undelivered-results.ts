@@ -96,7 +96,11 @@ export function unclaimedAtMs(result: UndeliveredResult, timeoutMs: number): num
 }
 
 /** The results unclaimed at `nowMs`, oldest first, and when the next one falls due (undefined: none left). */
-export function dueUnclaimed(results: Iterable<UndeliveredResult>, nowMs: number, timeoutMs: number): { due: UndeliveredResult[]; nextAtMs: number | undefined } {
+export function dueUnclaimed(
+  results: Iterable<UndeliveredResult>,
+  nowMs: number,
+  timeoutMs: number,
+): { due: UndeliveredResult[]; nextAtMs: number | undefined } {
   const due: UndeliveredResult[] = [];
   let nextAtMs: number | undefined;
   for (const r of results) {

@@ -23,26 +23,44 @@ const STOP_STEPS = ['TaskStopped', 'ContainerStopped', 'TaskDeleted'];
 const REMOVE_STEPS = ['Stopped', 'TaskDeleted', 'ResourcesRemoved', 'ContainerRemoved'];
 const PULL_STEPS = ['ImagePullStarted', 'LayerUnpacked', 'Pulled', 'ImagePulled'];
 
-
 describe('crash recovery after creation: start, stop, remove and pull cut short by a crash', () => {
   let h: CriHarness;
   let registry: TestRegistry;
   let podId = '';
   let made = 0;
   const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.call<T>(method, request);
-  const pod = { metadata: { name: 'crash-life', uid: 'uid-crash-life', namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
+  const pod = {
+    metadata: { name: 'crash-life', uid: 'uid-crash-life', namespace: 'default', attempt: 0 },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+  };
   const state = async (containerId: string): Promise<string> =>
     (await call<{ status: { state: string } }>('containerStatus', { containerId })).status.state;
-  const tasks = async (): Promise<string[]> => (await unaryCall<{ tasks: Array<{ id: string }> }>(h.api.tasks, 'List', {})).tasks.map((t) => t.id).filter((id) => id !== podId);
+  const tasks = async (): Promise<string[]> =>
+    (await unaryCall<{ tasks: Array<{ id: string }> }>(h.api.tasks, 'List', {})).tasks
+      .map((t) => t.id)
+      .filter((id) => id !== podId);
   const verifyClean = async (): Promise<void> => {
     assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0, 'verify is clean');
-    const against = await runCli(['verify', '--against-containerd', '--socket', h.socket, '--containerd-address', h.containerd.address]);
+    const against = await runCli([
+      'verify',
+      '--against-containerd',
+      '--socket',
+      h.socket,
+      '--containerd-address',
+      h.containerd.address,
+    ]);
     assert.equal(against.code, 0, `verify --against-containerd is clean:\n${against.stdout}${against.stderr}`);
   };
   /** containerd records and active snapshots other than the pod's, and container dirs: what a removed container must not leave. */
   const leftovers = async () => ({
-    containers: (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId),
-    snapshots: (await collectStream<{ info: Array<{ name: string; kind: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' }))
+    containers: (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers
+      .map((c) => c.id)
+      .filter((id) => id !== podId),
+    snapshots: (
+      await collectStream<{ info: Array<{ name: string; kind: string }> }>(h.api.snapshots, 'List', {
+        snapshotter: 'overlayfs',
+      })
+    )
       .flatMap((m) => m.info)
       .filter((i) => i.kind === 'ACTIVE' && i.name !== podId)
       .map((i) => i.name),
@@ -52,8 +70,16 @@ describe('crash recovery after creation: start, stop, remove and pull cut short 
   const NOTHING = { containers: [], snapshots: [], containerDirs: [], tasks: [] };
   /** A fresh container in the pod, CREATED (started too, when asked). */
   const container = async (started = false): Promise<string> => {
-    const config = { metadata: { name: `life-${++made}`, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] };
-    const { containerId } = await call<{ containerId: string }>('createContainer', { podSandboxId: podId, sandboxConfig: pod, config });
+    const config = {
+      metadata: { name: `life-${++made}`, attempt: 0 },
+      image: { image: 'busybox' },
+      command: ['sleep', '3600'],
+    };
+    const { containerId } = await call<{ containerId: string }>('createContainer', {
+      podSandboxId: podId,
+      sandboxConfig: pod,
+      config,
+    });
     if (started) await call('startContainer', { containerId });
     return containerId;
   };
@@ -83,7 +109,9 @@ describe('crash recovery after creation: start, stop, remove and pull cut short 
       await h.restart();
       // A task the log never recorded as started is deleted (the stray-task sweep).
       const recorded = step === 'ContainerStarted';
-      await until('containerd to agree with the log', async () => (recorded ? (await tasks()).includes(id) : !(await tasks()).includes(id)));
+      await until('containerd to agree with the log', async () =>
+        recorded ? (await tasks()).includes(id) : !(await tasks()).includes(id),
+      );
       assert.equal(await state(id), recorded ? 'CONTAINER_RUNNING' : 'CONTAINER_CREATED');
       await verifyClean();
       if (!recorded) await call('startContainer', { containerId: id });
@@ -112,12 +140,15 @@ describe('crash recovery after creation: start, stop, remove and pull cut short 
   for (const step of REMOVE_STEPS) {
     it(`RemoveContainer killed after ${step}: the retry removes what is left and frees the name`, async () => {
       const id = await container(true);
-      const name = (await call<{ status: { metadata: { name: string } } }>('containerStatus', { containerId: id })).status.metadata.name;
+      const name = (await call<{ status: { metadata: { name: string } } }>('containerStatus', { containerId: id }))
+        .status.metadata.name;
       await h.restart(`RemoveContainer.${step}=crash`);
       await crashes('removeContainer', { containerId: id });
       await h.restart();
       await call('removeContainer', { containerId: id });
-      const listed = (await call<{ containers: Array<{ id: string }> }>('listContainers', {})).containers.map((c) => c.id);
+      const listed = (await call<{ containers: Array<{ id: string }> }>('listContainers', {})).containers.map(
+        (c) => c.id,
+      );
       assert.equal(listed.includes(id), false);
       assert.deepEqual(await leftovers(), NOTHING);
       await verifyClean();
@@ -140,8 +171,10 @@ describe('crash recovery after creation: start, stop, remove and pull cut short 
       assert.ok((await pulled.catch((e: ServiceError) => e)) instanceof Error, 'PullImage fails: the service died');
       await h.restart();
       // A pull's lease keeps what it wrote for an hour; the restart gives it up at once.
-      await until('the dead pull\'s lease to go', async () =>
-        (await unaryCall<{ leases: Array<{ id: string }> }>(h.api.leases, 'List', { filters: [] })).leases.every((l) => !l.id.startsWith('cri-ledger-pull-')),
+      await until("the dead pull's lease to go", async () =>
+        (await unaryCall<{ leases: Array<{ id: string }> }>(h.api.leases, 'List', { filters: [] })).leases.every(
+          (l) => !l.id.startsWith('cri-ledger-pull-'),
+        ),
       );
       await verifyClean();
       const { imageRef } = await h.imageCall<{ imageRef: string }>('pullImage', { image });

@@ -13,7 +13,16 @@ import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
  * snapshot of it, no directory is left, and the name is free for a retry.
  */
 
-const STEPS = ['NameReserved', 'SpecGenerated', 'HostPaths', 'Directories', 'IoPrepared', 'ContainerRecord', 'SnapshotPrepared', 'ContainerCreated'];
+const STEPS = [
+  'NameReserved',
+  'SpecGenerated',
+  'HostPaths',
+  'Directories',
+  'IoPrepared',
+  'ContainerRecord',
+  'SnapshotPrepared',
+  'ContainerCreated',
+];
 
 /** Polls until `check` holds (the containerd record exists, say); fails after 20 s. */
 async function until(check: () => Promise<boolean>): Promise<void> {
@@ -38,14 +47,27 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
     }
   };
 
-  const podConfig = { metadata: { name: 'fail', uid: 'uid-fail', namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
+  const podConfig = {
+    metadata: { name: 'fail', uid: 'uid-fail', namespace: 'default', attempt: 0 },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+  };
   const create = (config: object = {}) =>
-    call<{ containerId: string }>('createContainer', { podSandboxId: podId, sandboxConfig: podConfig, config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, ...config } });
+    call<{ containerId: string }>('createContainer', {
+      podSandboxId: podId,
+      sandboxConfig: podConfig,
+      config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, ...config },
+    });
 
   /** What of a container could be left: containerd records and active snapshots besides the pod's, and dirs. */
   const leftovers = async () => {
-    const containers = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId);
-    const snapshots = (await collectStream<{ info: Array<{ name: string; kind: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' }))
+    const containers = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers
+      .map((c) => c.id)
+      .filter((id) => id !== podId);
+    const snapshots = (
+      await collectStream<{ info: Array<{ name: string; kind: string }> }>(h.api.snapshots, 'List', {
+        snapshotter: 'overlayfs',
+      })
+    )
       .flatMap((m) => m.info)
       .filter((i) => i.kind === 'ACTIVE' && i.name !== podId)
       .map((i) => i.name);
@@ -95,13 +117,78 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
     const before = await head();
     const cases: Array<[object, number, RegExp]> = [
       [{ podSandboxId: podId, sandboxConfig: podConfig, config: null }, Status.INVALID_ARGUMENT, /config/],
-      [{ podSandboxId: podId, sandboxConfig: podConfig, config: { image: { image: 'busybox' } } }, Status.INVALID_ARGUMENT, /config\.metadata/],
-      [{ podSandboxId: podId, sandboxConfig: podConfig, config: { metadata: { name: 'x' }, image: { image: '' } } }, Status.INVALID_ARGUMENT, /config\.image\.image/],
-      [{ podSandboxId: 'f'.repeat(64), sandboxConfig: podConfig, config: { metadata: { name: 'x' }, image: { image: 'busybox' } } }, Status.NOT_FOUND, /sandbox/],
-      [{ podSandboxId: podId, sandboxConfig: podConfig, config: { metadata: { name: 'x' }, image: { image: 'busybox' }, linux: { securityContext: { runAsGroup: { value: '5' } } } } }, Status.INVALID_ARGUMENT, /run_as_group/],
-      [{ podSandboxId: podId, sandboxConfig: podConfig, config: { metadata: { name: 'x' }, image: { image: 'busybox' }, linux: { securityContext: { seccomp: { profileType: 'Localhost', localhostRef: 'x' }, seccompProfilePath: 'weird/x' } } } }, Status.INVALID_ARGUMENT, /seccomp/],
-      [{ podSandboxId: podId, sandboxConfig: { ...podConfig, logDirectory: '/var/log/pods/x' }, config: { metadata: { name: 'x' }, image: { image: 'busybox' }, logPath: '../../../etc/shadow' } }, Status.INVALID_ARGUMENT, /log_path/],
-      [{ podSandboxId: podId, sandboxConfig: podConfig, config: { metadata: { name: 'x' }, image: { image: 'busybox' }, labels: { big: 'x'.repeat(20 * 1024 * 1024) } } }, Status.RESOURCE_EXHAUSTED, /.*/],
+      [
+        { podSandboxId: podId, sandboxConfig: podConfig, config: { image: { image: 'busybox' } } },
+        Status.INVALID_ARGUMENT,
+        /config\.metadata/,
+      ],
+      [
+        { podSandboxId: podId, sandboxConfig: podConfig, config: { metadata: { name: 'x' }, image: { image: '' } } },
+        Status.INVALID_ARGUMENT,
+        /config\.image\.image/,
+      ],
+      [
+        {
+          podSandboxId: 'f'.repeat(64),
+          sandboxConfig: podConfig,
+          config: { metadata: { name: 'x' }, image: { image: 'busybox' } },
+        },
+        Status.NOT_FOUND,
+        /sandbox/,
+      ],
+      [
+        {
+          podSandboxId: podId,
+          sandboxConfig: podConfig,
+          config: {
+            metadata: { name: 'x' },
+            image: { image: 'busybox' },
+            linux: { securityContext: { runAsGroup: { value: '5' } } },
+          },
+        },
+        Status.INVALID_ARGUMENT,
+        /run_as_group/,
+      ],
+      [
+        {
+          podSandboxId: podId,
+          sandboxConfig: podConfig,
+          config: {
+            metadata: { name: 'x' },
+            image: { image: 'busybox' },
+            linux: {
+              securityContext: {
+                seccomp: { profileType: 'Localhost', localhostRef: 'x' },
+                seccompProfilePath: 'weird/x',
+              },
+            },
+          },
+        },
+        Status.INVALID_ARGUMENT,
+        /seccomp/,
+      ],
+      [
+        {
+          podSandboxId: podId,
+          sandboxConfig: { ...podConfig, logDirectory: '/var/log/pods/x' },
+          config: { metadata: { name: 'x' }, image: { image: 'busybox' }, logPath: '../../../etc/shadow' },
+        },
+        Status.INVALID_ARGUMENT,
+        /log_path/,
+      ],
+      [
+        {
+          podSandboxId: podId,
+          sandboxConfig: podConfig,
+          config: {
+            metadata: { name: 'x' },
+            image: { image: 'busybox' },
+            labels: { big: 'x'.repeat(20 * 1024 * 1024) },
+          },
+        },
+        Status.RESOURCE_EXHAUSTED,
+        /.*/,
+      ],
     ];
     for (const [request, code, message] of cases) {
       const error = (await call('createContainer', request).catch((e: ServiceError) => e)) as ServiceError;
@@ -115,19 +202,26 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
   it('creates one container for 16 concurrent calls with one name: the same request gets its id, another ALREADY_EXISTS', async () => {
     // Even calls are one request (a kubelet retry sends the same one); odd ones differ in their labels.
     const results = await Promise.allSettled(
-      Array.from({ length: 16 }, (_, i) => create({ metadata: { name: 'race', attempt: 0 }, ...(i % 2 === 1 ? { labels: { call: String(i) } } : {}) })),
+      Array.from({ length: 16 }, (_, i) =>
+        create({ metadata: { name: 'race', attempt: 0 }, ...(i % 2 === 1 ? { labels: { call: String(i) } } : {}) }),
+      ),
     );
     const won = results.filter((r): r is PromiseFulfilledResult<{ containerId: string }> => r.status === 'fulfilled');
     assert.equal(new Set(won.map((r) => r.value.containerId)).size, 1);
     for (const r of results) {
-      if (r.status === 'rejected') assert.equal((r.reason as ServiceError).code, Status.ALREADY_EXISTS, (r.reason as ServiceError).details);
+      if (r.status === 'rejected')
+        assert.equal((r.reason as ServiceError).code, Status.ALREADY_EXISTS, (r.reason as ServiceError).details);
     }
-    const ids = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId);
+    const ids = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers
+      .map((c) => c.id)
+      .filter((id) => id !== podId);
     assert.deepEqual(ids, [won[0]!.value.containerId]);
     // Once created, a retry of the winning request is answered with its id, and recorded.
     const winner = results.findIndex((r) => r.status === 'fulfilled');
-    const again = await create({ metadata: { name: 'race', attempt: 0 }, ...(winner % 2 === 1 ? { labels: { call: String(winner) } } : {}) });
+    const again = await create({
+      metadata: { name: 'race', attempt: 0 },
+      ...(winner % 2 === 1 ? { labels: { call: String(winner) } } : {}),
+    });
     assert.equal(again.containerId, won[0]!.value.containerId);
   });
 });
-

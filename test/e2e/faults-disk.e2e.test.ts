@@ -24,16 +24,34 @@ describe('the ledger on a small disk that fills up', () => {
   let disk: SmallDisk | undefined;
   let podId = '';
   const ledger = (): string => join(h.root, 'ledger');
-  const pod = { metadata: { name: 'disk', uid: 'uid-disk', namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
-  const request = (name: string) => ({ podSandboxId: podId, sandboxConfig: pod, config: { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] } });
-  const failure = (p: Promise<unknown>): Promise<ServiceError> => p.then(() => assert.fail('the call succeeded on a full disk'), (e: ServiceError) => e);
+  const pod = {
+    metadata: { name: 'disk', uid: 'uid-disk', namespace: 'default', attempt: 0 },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+  };
+  const request = (name: string) => ({
+    podSandboxId: podId,
+    sandboxConfig: pod,
+    config: { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] },
+  });
+  const failure = (p: Promise<unknown>): Promise<ServiceError> =>
+    p.then(
+      () => assert.fail('the call succeeded on a full disk'),
+      (e: ServiceError) => e,
+    );
   const head = async (): Promise<number> => {
     const r = await runCli(['status', '--socket', h.socket, '--json']);
     assert.equal(r.code, 0, r.stderr);
     return (JSON.parse(r.stdout) as { head: number }).head;
   };
-  const containerdIds = async (): Promise<string[]> => (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).sort();
-  const taskOf = (id: string) => unaryCall<{ process: { status: string } }>(h.api.tasks, 'Get', { container_id: id, exec_id: '' }).then((t) => t.process.status, (e: ServiceError) => (e.code === Status.NOT_FOUND ? 'none' : Promise.reject(e)));
+  const containerdIds = async (): Promise<string[]> =>
+    (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers
+      .map((c) => c.id)
+      .sort();
+  const taskOf = (id: string) =>
+    unaryCall<{ process: { status: string } }>(h.api.tasks, 'Get', { container_id: id, exec_id: '' }).then(
+      (t) => t.process.status,
+      (e: ServiceError) => (e.code === Status.NOT_FOUND ? 'none' : Promise.reject(e)),
+    );
 
   before(async () => {
     h = await startCriHarness({ prefix: 'cri-ledger-e2e-disk-' });
@@ -53,7 +71,11 @@ describe('the ledger on a small disk that fills up', () => {
 
   it('refuses CreateContainer and StartContainer with RESOURCE_EXHAUSTED while full, leaves nothing half-done, and works again once space is freed', async () => {
     const { containerId: ready } = await h.call<{ containerId: string }>('createContainer', request('ready'));
-    const before = { head: await head(), containerd: await containerdIds(), dirs: (await readdir(join(h.root, 'containers'))).sort() };
+    const before = {
+      head: await head(),
+      containerd: await containerdIds(),
+      dirs: (await readdir(join(h.root, 'containers'))).sort(),
+    };
     const filled = disk!.fill();
     assert.ok(filled > 0);
 
@@ -69,8 +91,14 @@ describe('the ledger on a small disk that fills up', () => {
     assert.deepEqual(await containerdIds(), before.containerd);
     assert.deepEqual((await readdir(join(h.root, 'containers'))).sort(), before.dirs);
     assert.equal(await taskOf(ready), 'none', 'the start that could not be recorded was undone');
-    const listed = await h.call<{ containers: Array<{ id: string; metadata: { name: string }; state: string }> }>('listContainers', {});
-    assert.deepEqual(listed.containers.map((c) => [c.metadata.name, c.state]), [['ready', 'CONTAINER_CREATED']]);
+    const listed = await h.call<{ containers: Array<{ id: string; metadata: { name: string }; state: string }> }>(
+      'listContainers',
+      {},
+    );
+    assert.deepEqual(
+      listed.containers.map((c) => [c.metadata.name, c.state]),
+      [['ready', 'CONTAINER_CREATED']],
+    );
 
     disk!.free();
     const { containerId: blocked } = await h.call<{ containerId: string }>('createContainer', request('blocked'));
@@ -80,7 +108,14 @@ describe('the ledger on a small disk that fills up', () => {
     assert.equal(await taskOf(ready), 'RUNNING');
     assert.ok((await containerdIds()).includes(blocked));
     assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0);
-    const against = await runCli(['verify', '--against-containerd', '--socket', h.socket, '--containerd-address', h.containerd.address]);
+    const against = await runCli([
+      'verify',
+      '--against-containerd',
+      '--socket',
+      h.socket,
+      '--containerd-address',
+      h.containerd.address,
+    ]);
     assert.equal(against.code, 0, against.stdout + against.stderr);
   });
 
@@ -98,20 +133,31 @@ describe('the ledger on a small disk that fills up', () => {
     assert.notEqual(await taskOf(containerId), 'RUNNING');
     disk!.free();
     const freed = Date.now();
-    const state = async () => (await h.call<{ status: { state: string; exitCode: number } }>('containerStatus', { containerId })).status;
+    const state = async () =>
+      (await h.call<{ status: { state: string; exitCode: number } }>('containerStatus', { containerId })).status;
     const deadline = Date.now() + 15_000;
     while ((await state()).state !== 'CONTAINER_EXITED') {
       if (Date.now() > deadline) assert.fail(`still ${(await state()).state} 15 s after space was freed`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    t.diagnostic(`exit recorded ${Date.now() - freed} ms after space was freed (exit code ${(await state()).exitCode})`);
+    t.diagnostic(
+      `exit recorded ${Date.now() - freed} ms after space was freed (exit code ${(await state()).exitCode})`,
+    );
     assert.equal((await state()).exitCode, 137);
     // The task is deleted right after its exit is recorded.
     const taskDeadline = Date.now() + 5_000;
-    while ((await taskOf(containerId)) !== 'none' && Date.now() < taskDeadline) await new Promise((r) => setTimeout(r, 50));
+    while ((await taskOf(containerId)) !== 'none' && Date.now() < taskDeadline)
+      await new Promise((r) => setTimeout(r, 50));
     assert.equal(await taskOf(containerId), 'none');
     assert.equal((await runCli(['verify', '--socket', h.socket])).code, 0);
-    const against = await runCli(['verify', '--against-containerd', '--socket', h.socket, '--containerd-address', h.containerd.address]);
+    const against = await runCli([
+      'verify',
+      '--against-containerd',
+      '--socket',
+      h.socket,
+      '--containerd-address',
+      h.containerd.address,
+    ]);
     assert.equal(against.code, 0, against.stdout + against.stderr);
   });
 
@@ -135,7 +181,10 @@ describe('the ledger on a small disk that fills up', () => {
       if (!(retry instanceof Error) || Date.now() - freed > 10_000) break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    assert.ok(!(retry instanceof Error), `the retry still fails ${Date.now() - freed} ms after space was freed: ${retry instanceof Error ? retry.details : ''}`);
+    assert.ok(
+      !(retry instanceof Error),
+      `the retry still fails ${Date.now() - freed} ms after space was freed: ${retry instanceof Error ? retry.details : ''}`,
+    );
     t.diagnostic(`the same request created the container ${Date.now() - freed} ms after space was freed`);
     const verify = await runCli(['verify', '--socket', h.socket]);
     assert.equal(verify.code, 0, verify.stdout);
@@ -145,10 +194,27 @@ describe('the ledger on a small disk that fills up', () => {
     await h.serve().stop();
     disk!.fill();
     const started = Date.now();
-    const result = await runCli(['serve', '--root', h.root, '--state-dir', join(h.root, 'state'), '--socket', h.socket, '--containerd-address', h.containerd.address, '--log-level', 'warn', '--node', 'test-node']);
+    const result = await runCli([
+      'serve',
+      '--root',
+      h.root,
+      '--state-dir',
+      join(h.root, 'state'),
+      '--socket',
+      h.socket,
+      '--containerd-address',
+      h.containerd.address,
+      '--log-level',
+      'warn',
+      '--node',
+      'test-node',
+    ]);
     const tookMs = Date.now() - started;
     assert.equal(result.code, 1, result.stderr);
-    assert.ok(result.stderr.includes(`cannot start: the disk holding the ledger at ${ledger()} is full`), result.stderr);
+    assert.ok(
+      result.stderr.includes(`cannot start: the disk holding the ledger at ${ledger()} is full`),
+      result.stderr,
+    );
     assert.ok(tookMs < 10_000, `exited in ${tookMs} ms`);
     disk!.free();
     await h.restart();

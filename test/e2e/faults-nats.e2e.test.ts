@@ -38,11 +38,19 @@ describe('NATS and the relay under faults', () => {
 
   const request = (i: number) => {
     const pod = pods[i % PODS]!;
-    return { podSandboxId: pod.id, sandboxConfig: pod.config, config: { metadata: { name: `c${i}`, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] } };
+    return {
+      podSandboxId: pod.id,
+      sandboxConfig: pod.config,
+      config: { metadata: { name: `c${i}`, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] },
+    };
   };
 
   /** Runs CreateContainer for `from..to-1`, CONCURRENCY at a time; `onDone(n)` after each answer. */
-  async function createMany(from: number, to: number, onDone: (done: number) => void = () => undefined): Promise<{ ok: number; errors: string[] }> {
+  async function createMany(
+    from: number,
+    to: number,
+    onDone: (done: number) => void = () => undefined,
+  ): Promise<{ ok: number; errors: string[] }> {
     let next = from;
     let ok = 0;
     const errors: string[] = [];
@@ -79,7 +87,10 @@ describe('NATS and the relay under faults', () => {
   async function logEvents(): Promise<LogEvent[]> {
     const r = await runCli(['events', '--json', '--socket', h.socket], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);
-    return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as LogEvent);
+    return r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as LogEvent);
   }
 
   async function streamEvents(): Promise<StreamEvent[]> {
@@ -123,12 +134,24 @@ describe('NATS and the relay under faults', () => {
     const lost = log.filter((e) => !inStream.has(e.id)).length;
     const duplicated = stream.length - inStream.size;
     const figures = { log: log.length, stream: stream.length, lost, duplicated };
-    t.diagnostic(`log events ${figures.log}, stream messages ${figures.stream}, lost ${lost}, duplicated ${duplicated}`);
+    t.diagnostic(
+      `log events ${figures.log}, stream messages ${figures.stream}, lost ${lost}, duplicated ${duplicated}`,
+    );
     assert.equal(lost, 0, 'no event of the log is missing from the stream');
     assert.equal(duplicated, 0, 'no event is in the stream twice');
-    assert.deepEqual(stream.map((e) => e.seq), log.map((e) => e.seq), 'the stream holds the log in seq order');
-    assert.deepEqual(stream.map((e) => e.id), log.map((e) => e.id));
-    assert.ok(stream.every((e) => e.msgId === e.id), 'Nats-Msg-Id is the event id');
+    assert.deepEqual(
+      stream.map((e) => e.seq),
+      log.map((e) => e.seq),
+      'the stream holds the log in seq order',
+    );
+    assert.deepEqual(
+      stream.map((e) => e.id),
+      log.map((e) => e.id),
+    );
+    assert.ok(
+      stream.every((e) => e.msgId === e.id),
+      'Nats-Msg-Id is the event id',
+    );
     return figures;
   }
 
@@ -136,7 +159,10 @@ describe('NATS and the relay under faults', () => {
     nats = await startNatsServer();
     h = await startCriHarness({ prefix: 'cri-ledger-e2e-nats-', env: { CRI_LEDGER_NATS_URL: nats.url } });
     for (let p = 0; p < PODS; p++) {
-      const config = { metadata: { name: `nats-${p}`, uid: `uid-nats-${p}`, namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
+      const config = {
+        metadata: { name: `nats-${p}`, uid: `uid-nats-${p}`, namespace: 'default', attempt: 0 },
+        linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+      };
       pods.push({ id: (await h.call<{ podSandboxId: string }>('runPodSandbox', { config })).podSandboxId, config });
     }
   });
@@ -154,11 +180,12 @@ describe('NATS and the relay under faults', () => {
     const result = await createMany(0, CALLS, (done) => {
       if (isDown) answeredWhileDown++;
       if (done === 150 && !down) down = nats.down().then(() => void (isDown = true));
-      if (done === 800 && !up) up = (async () => {
-        await down;
-        isDown = false;
-        await nats.restart();
-      })();
+      if (done === 800 && !up)
+        up = (async () => {
+          await down;
+          isDown = false;
+          await nats.restart();
+        })();
     });
     const tookMs = Date.now() - started;
     await up;

@@ -34,9 +34,30 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 describe('the service process under faults', () => {
   let h: CriHarness;
   let podId = '';
-  const pod = { metadata: { name: 'proc', uid: 'uid-proc', namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
-  const request = (name: string) => ({ podSandboxId: podId, sandboxConfig: pod, config: { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] } });
-  const serveArgs = (socket: string) => ['serve', '--root', h.root, '--state-dir', join(h.root, 'state'), '--socket', socket, '--containerd-address', h.containerd.address, '--log-level', 'warn', '--node', 'test-node'];
+  const pod = {
+    metadata: { name: 'proc', uid: 'uid-proc', namespace: 'default', attempt: 0 },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+  };
+  const request = (name: string) => ({
+    podSandboxId: podId,
+    sandboxConfig: pod,
+    config: { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] },
+  });
+  const serveArgs = (socket: string) => [
+    'serve',
+    '--root',
+    h.root,
+    '--state-dir',
+    join(h.root, 'state'),
+    '--socket',
+    socket,
+    '--containerd-address',
+    h.containerd.address,
+    '--log-level',
+    'warn',
+    '--node',
+    'test-node',
+  ];
 
   async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -87,13 +108,28 @@ describe('the service process under faults', () => {
     const verify = await runCli(['verify', '--socket', h.socket]);
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     const events = await runCli(['events', '--json', '--socket', h.socket, '--type', 'ContainerCreated']);
-    const created = new Set(events.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { stream: string }).stream));
+    const created = new Set(
+      events.stdout
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { stream: string }).stream),
+    );
     const missing = acked.filter((a) => !created.has(`container-${a.id}`));
     assert.deepEqual(missing, [], 'every acknowledged CreateContainer has its ContainerCreated in the log');
-    const listed = await h.call<{ containers: Array<{ id: string; metadata: { name: string } }> }>('listContainers', {});
+    const listed = await h.call<{ containers: Array<{ id: string; metadata: { name: string } }> }>(
+      'listContainers',
+      {},
+    );
     const byId = new Map(listed.containers.map((c) => [c.id, c.metadata.name]));
     for (const a of acked) assert.equal(byId.get(a.id), a.name);
-    const against = await runCli(['verify', '--against-containerd', '--socket', h.socket, '--containerd-address', h.containerd.address]);
+    const against = await runCli([
+      'verify',
+      '--against-containerd',
+      '--socket',
+      h.socket,
+      '--containerd-address',
+      h.containerd.address,
+    ]);
     assert.equal(against.code, 0, against.stdout + against.stderr);
   });
 
@@ -105,12 +141,14 @@ describe('the service process under faults', () => {
       const tookMs = Date.now() - started;
       assert.equal(second.code, 1, second.stderr);
       assert.match(second.stderr, /the ledger at .* is held by another cri-ledger process/);
-      t.diagnostic(`second serve (socket ${socket === h.socket ? 'the same' : 'another'}) exited ${second.code} in ${tookMs} ms: ${second.stderr.trim().split('\n').at(-1)}`);
+      t.diagnostic(
+        `second serve (socket ${socket === h.socket ? 'the same' : 'another'}) exited ${second.code} in ${tookMs} ms: ${second.stderr.trim().split('\n').at(-1)}`,
+      );
       assert.ok(tookMs < 5_000, `failed in ${tookMs} ms`);
       if (socket !== h.socket) assert.equal(existsSync(socket), false, 'the refused instance bound no socket');
     }
     const now = statSync(h.socket);
-    assert.equal(now.ino, before.ino, 'the socket file is the running service\'s, not removed or replaced');
+    assert.equal(now.ino, before.ino, "the socket file is the running service's, not removed or replaced");
     assert.equal(now.isSocket(), true);
     const version = await h.call<{ runtimeName: string }>('version', {});
     assert.equal(version.runtimeName, 'cri-ledger');
@@ -128,7 +166,8 @@ describe('the service process under faults', () => {
     };
     await until('startup recovery', async () => (await inFlight()) === 0);
 
-    const records = async (): Promise<number> => (await unaryCall<{ containers: unknown[] }>(h.api.containers, 'List', {})).containers.length;
+    const records = async (): Promise<number> =>
+      (await unaryCall<{ containers: unknown[] }>(h.api.containers, 'List', {})).containers.length;
     const recordsBefore = await records();
     const slowStarted = Date.now();
     let released = false;
@@ -150,6 +189,10 @@ describe('the service process under faults', () => {
     const slowMs = await slow;
     t.diagnostic(`CreateContainer was held ${slowMs} ms; ${answeredWhileHeld.length} probe answers came while it was`);
     assert.ok(slowMs >= HELD_STEP_MS, 'the step was held');
-    assert.equal(answeredWhileHeld.length, PROBE_ROUNDS * Object.keys(probes).length, 'every probe was answered before the held step let go');
+    assert.equal(
+      answeredWhileHeld.length,
+      PROBE_ROUNDS * Object.keys(probes).length,
+      'every probe was answered before the held step let go',
+    );
   });
 });

@@ -79,8 +79,14 @@ describe('10,000 fuzzed CRI requests', () => {
     });
     await new Promise<void>((resolve) => registry.listen(0, '127.0.0.1', resolve));
     await mkdir(join(h.registryConfigDir, '_default'));
-    await writeFile(join(h.registryConfigDir, '_default', 'hosts.toml'), `server = "http://127.0.0.1:${(registry.address() as AddressInfo).port}"\n`);
-    raw = new Client(`unix://${h.socket}`, credentials.createInsecure(), { 'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1 });
+    await writeFile(
+      join(h.registryConfigDir, '_default', 'hosts.toml'),
+      `server = "http://127.0.0.1:${(registry.address() as AddressInfo).port}"\n`,
+    );
+    raw = new Client(`unix://${h.socket}`, credentials.createInsecure(), {
+      'grpc.max_send_message_length': -1,
+      'grpc.max_receive_message_length': -1,
+    });
   });
   after(async () => {
     raw?.close();
@@ -93,19 +99,32 @@ describe('10,000 fuzzed CRI requests', () => {
     new Promise((resolve) => {
       const metadata = new Metadata();
       metadata.set('x-correlation-id', correlationId);
-      raw.makeUnaryRequest(c.path, (b: Buffer) => b, (b: Buffer) => b, c.bytes, metadata, { deadline: Date.now() + CALL_DEADLINE_MS }, (error: ServiceError | null) =>
-        resolve(error ? { code: error.code, details: error.details } : { code: Status.OK, details: '' }),
+      raw.makeUnaryRequest(
+        c.path,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        c.bytes,
+        metadata,
+        { deadline: Date.now() + CALL_DEADLINE_MS },
+        (error: ServiceError | null) =>
+          resolve(error ? { code: error.code, details: error.details } : { code: Status.OK, details: '' }),
       );
     });
 
   it('keeps the service up, its memory flat, and writes no event for a refused request', async () => {
-    const podConfig = { metadata: { name: 'fuzz', uid: 'uid-fuzz', namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
+    const podConfig = {
+      metadata: { name: 'fuzz', uid: 'uid-fuzz', namespace: 'default', attempt: 0 },
+      linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+    };
     const podId = (await h.call<{ podSandboxId: string }>('runPodSandbox', { config: podConfig })).podSandboxId;
     const pid = h.serve().child.pid!;
     const ledger = LedgerClient.connect(h.socket);
     const headBefore = (await ledger.status()).head;
     const rssStart = await settledRssMb(pid, 1_000);
-    const arbitrary = fuzzCase({ knownIds: [podId], loopbackRegistry: `127.0.0.1:${(registry.address() as AddressInfo).port}` });
+    const arbitrary = fuzzCase({
+      knownIds: [podId],
+      loopbackRegistry: `127.0.0.1:${(registry.address() as AddressInfo).port}`,
+    });
 
     const accepted = new Set<string>();
     const pullsStarted = new Set<string>();
@@ -129,7 +148,16 @@ describe('10,000 fuzzed CRI requests', () => {
           const result = await send(c, id);
           const ms = Date.now() - t0;
           if (ms > slowest.ms) slowest = { ms, method: c.method };
-          if (ms > Number(process.env['FUZZ_SLOW_MS'] ?? 2_000)) slow.push({ id, ms, method: c.method, damage: c.damage, bytes: c.bytes.length, code: Status[result.code] ?? '', head: c.bytes.subarray(0, 48).toString('hex') });
+          if (ms > Number(process.env['FUZZ_SLOW_MS'] ?? 2_000))
+            slow.push({
+              id,
+              ms,
+              method: c.method,
+              damage: c.damage,
+              bytes: c.bytes.length,
+              code: Status[result.code] ?? '',
+              head: c.bytes.subarray(0, 48).toString('hex'),
+            });
           const name = Status[result.code] ?? String(result.code);
           codes.set(name, (codes.get(name) ?? 0) + 1);
           const m = byMethod.get(c.method) ?? { sent: 0, accepted: 0, codes: {} };
@@ -137,7 +165,10 @@ describe('10,000 fuzzed CRI requests', () => {
           m.codes[name] = (m.codes[name] ?? 0) + 1;
           if (result.code !== Status.OK) {
             // What the refusals say, with ids and quoted values cut, to see which checks fired.
-            const key = `${name} ${c.method}: ${result.details.replace(/"[^"]*"|\[[^\]]*\]|[0-9a-f]{12,}/g, '…').replace(/[^\x20-\x7e]|["\\]/g, '').slice(0, 70)}`;
+            const key = `${name} ${c.method}: ${result.details
+              .replace(/"[^"]*"|\[[^\]]*\]|[0-9a-f]{12,}/g, '…')
+              .replace(/[^\x20-\x7e]|["\\]/g, '')
+              .slice(0, 70)}`;
             details.set(key, (details.get(key) ?? 0) + 1);
           }
           if (result.code === Status.OK) {
@@ -147,8 +178,10 @@ describe('10,000 fuzzed CRI requests', () => {
           byMethod.set(c.method, m);
           if (c.pullStarts) pullsStarted.add(id);
           // The transport gave up on the service: it closed the connection or stopped answering.
-          if (result.code === Status.UNAVAILABLE && c.method !== 'PullImage') transportFailures.push(`${id} ${c.method} (${c.damage}): ${result.details}`);
-          if (result.code === Status.DEADLINE_EXCEEDED) transportFailures.push(`${id} ${c.method} (${c.damage}): no answer in ${CALL_DEADLINE_MS} ms`);
+          if (result.code === Status.UNAVAILABLE && c.method !== 'PullImage')
+            transportFailures.push(`${id} ${c.method} (${c.damage}): ${result.details}`);
+          if (result.code === Status.DEADLINE_EXCEEDED)
+            transportFailures.push(`${id} ${c.method} (${c.damage}): no answer in ${CALL_DEADLINE_MS} ms`);
         }
       };
       await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
@@ -166,9 +199,14 @@ describe('10,000 fuzzed CRI requests', () => {
     // Every event since the start belongs to a request that was accepted (or a pull that started).
     const headAfter = (await ledger.status()).head;
     ledger.close();
-    const listed = await runCli(['events', '--json', '--from', String(headBefore + 1), '--socket', h.socket], { timeoutMs: 60_000 });
+    const listed = await runCli(['events', '--json', '--from', String(headBefore + 1), '--socket', h.socket], {
+      timeoutMs: 60_000,
+    });
     assert.equal(listed.code, 0, listed.stderr);
-    const events = listed.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { seq: number; type: string; correlationId: string });
+    const events = listed.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { seq: number; type: string; correlationId: string });
     assert.equal(events.length, headAfter - headBefore, 'cri-ledger events lists every event since the fuzz began');
     const ofRefused = events.filter((e) => !accepted.has(e.correlationId) && !pullsStarted.has(e.correlationId));
     const types = new Map<string, number>();
@@ -189,22 +227,36 @@ describe('10,000 fuzzed CRI requests', () => {
       registryDials,
       crashes: transportFailures.length,
       serveOldSpaceMb: SERVE_OLD_SPACE_MB,
-      rssMb: { byChunk: rssByChunk, start: rssStart, afterWarmUp: rssWarm, end: rssEnd, growthAfterWarmUp: Math.round((rssEnd - rssWarm) * 10) / 10 },
+      rssMb: {
+        byChunk: rssByChunk,
+        start: rssStart,
+        afterWarmUp: rssWarm,
+        end: rssEnd,
+        growthAfterWarmUp: Math.round((rssEnd - rssWarm) * 10) / 10,
+      },
       eventsWritten: events.length,
       eventTypes: Object.fromEntries(types),
       eventsOfRefusedRequests: ofRefused.length,
       refusedWithEvents: [...new Set(ofRefused.map((e) => e.correlationId))].slice(0, 10),
       eventsOfRefused: ofRefused.slice(0, 10),
     };
-    console.log(`fuzz: ${CASES} cases (seed ${SEED}) in ${elapsedMs} ms, ${transportFailures.length} crashes, ${accepted.size} accepted (${report.acceptedWithEvents} wrote events), ${events.length} events, ${ofRefused.length} of refused requests, RSS ${rssStart} -> ${rssWarm} -> ${rssEnd} MB`);
+    console.log(
+      `fuzz: ${CASES} cases (seed ${SEED}) in ${elapsedMs} ms, ${transportFailures.length} crashes, ${accepted.size} accepted (${report.acceptedWithEvents} wrote events), ${events.length} events, ${ofRefused.length} of refused requests, RSS ${rssStart} -> ${rssWarm} -> ${rssEnd} MB`,
+    );
     if (process.env['FUZZ_REPORT']) writeFileSync(process.env['FUZZ_REPORT'], `${JSON.stringify(report, null, 2)}\n`);
 
     assert.deepEqual(transportFailures, [], 'every call was answered with a status');
     assert.deepEqual(ofRefused.slice(0, 5), [], `no event for a refused request (${ofRefused.length} found)`);
-    assert.ok(rssEnd - rssWarm < MAX_RSS_GROWTH_MB, `RSS grew ${rssEnd - rssWarm} MB after the warm-up (${rssWarm} -> ${rssEnd})`);
+    assert.ok(
+      rssEnd - rssWarm < MAX_RSS_GROWTH_MB,
+      `RSS grew ${rssEnd - rssWarm} MB after the warm-up (${rssWarm} -> ${rssEnd})`,
+    );
     assert.equal(codes.get('UNKNOWN') ?? 0, 0, 'no handler failed with an unexpected error');
     // Accepted and harmless (RemoveContainer and StopContainer of an unknown id succeed, as kubelet expects) is fine;
     // requests that changed something must stay rare, or the fuzzer is not testing refusals.
-    assert.ok(report.acceptedWithEvents < CASES / 50, `nearly all requests change nothing (${report.acceptedWithEvents} wrote events)`);
+    assert.ok(
+      report.acceptedWithEvents < CASES / 50,
+      `nearly all requests change nothing (${report.acceptedWithEvents} wrote events)`,
+    );
   });
 });

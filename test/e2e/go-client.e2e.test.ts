@@ -26,7 +26,13 @@ function grpcJsRuntime(socket: string, authority: string): { rpc: Rpc; close(): 
   const rpc: Rpc = (method, request) =>
     new Promise((resolve, reject) => {
       const d = (runtimeServiceV1 as ServiceDefinition)[method]!;
-      client.makeUnaryRequest(d.path, d.requestSerialize, d.responseDeserialize as (b: Buffer) => never, request, (e, r) => (e ? reject(e) : resolve(r!)));
+      client.makeUnaryRequest(
+        d.path,
+        d.requestSerialize,
+        d.responseDeserialize as (b: Buffer) => never,
+        request,
+        (e, r) => (e ? reject(e) : resolve(r!)),
+      );
     });
   return { rpc, close: () => client.close() };
 }
@@ -56,16 +62,26 @@ describe('CRI clients as they really dial the socket', () => {
       args: ['trap "exit 0" TERM; while true; do sleep 0.1; done'],
       logPath: `${name}-app.log`,
     };
-    const { containerId } = await rpc<{ containerId: string }>('CreateContainer', { podSandboxId, sandboxConfig: pod, config });
+    const { containerId } = await rpc<{ containerId: string }>('CreateContainer', {
+      podSandboxId,
+      sandboxConfig: pod,
+      config,
+    });
     assert.match(containerId, /^[0-9a-f]{64}$/);
-    type StatusReply = { status: { id: string; state: string; exitCode: number; reason: string; metadata: { name: string } } };
+    type StatusReply = {
+      status: { id: string; state: string; exitCode: number; reason: string; metadata: { name: string } };
+    };
     const status = () => rpc<StatusReply>('ContainerStatus', { containerId });
     assert.equal((await status()).status.state, 'CONTAINER_CREATED');
     await rpc('StartContainer', { containerId });
     const running = (await status()).status;
     assert.deepEqual([running.id, running.state, running.metadata.name], [containerId, 'CONTAINER_RUNNING', 'app']);
     const cmd = ['sh', '-c', 'echo $((6 * 7)); echo warn >&2; exit 3'];
-    const exec = await rpc<{ stdout: Buffer; stderr: Buffer; exitCode: number }>('ExecSync', { containerId, cmd, timeout: 10 });
+    const exec = await rpc<{ stdout: Buffer; stderr: Buffer; exitCode: number }>('ExecSync', {
+      containerId,
+      cmd,
+      timeout: 10,
+    });
     assert.deepEqual([exec.stdout.toString(), exec.stderr.toString(), exec.exitCode], ['42\n', 'warn\n', 3]);
     await rpc('StopContainer', { containerId, timeout: 10 });
     const stopped = (await status()).status;
@@ -100,7 +116,9 @@ describe('CRI clients as they really dial the socket', () => {
       registry = await startRegistry();
       await mkdir(join(h.registryConfigDir, registry.host), { recursive: true });
       await writeFile(join(h.registryConfigDir, registry.host, 'hosts.toml'), `server = "${registry.url}"\n`);
-      pushed = composeImage(await busyboxBase(), { extraLayers: [await fileLayer({ 'etc/go-client.txt': 'pulled by grpc-go\n' })] });
+      pushed = composeImage(await busyboxBase(), {
+        extraLayers: [await fileLayer({ 'etc/go-client.txt': 'pulled by grpc-go\n' })],
+      });
       await pushImage(registry, 'test/go-client', pushed, 'v1');
     });
     after(async () => {
@@ -109,16 +127,27 @@ describe('CRI clients as they really dial the socket', () => {
     });
 
     it('answers Version on runtime.v1 and runtime.v1alpha2', async () => {
-      const v1 = await go.call<{ runtimeName: string; runtimeApiVersion: string }>('runtime.v1.RuntimeService', 'Version', { version: 'v1' });
+      const v1 = await go.call<{ runtimeName: string; runtimeApiVersion: string }>(
+        'runtime.v1.RuntimeService',
+        'Version',
+        { version: 'v1' },
+      );
       assert.deepEqual([v1.runtimeName, v1.runtimeApiVersion], ['cri-ledger', 'v1']);
-      const old = await go.call<{ runtimeName: string; runtimeApiVersion: string }>('runtime.v1alpha2.RuntimeService', 'Version', { version: 'v1alpha2' });
+      const old = await go.call<{ runtimeName: string; runtimeApiVersion: string }>(
+        'runtime.v1alpha2.RuntimeService',
+        'Version',
+        { version: 'v1alpha2' },
+      );
       assert.deepEqual([old.runtimeName, old.runtimeApiVersion], ['cri-ledger', 'v1alpha2']);
     });
 
-    it('runs a pod and a container through their whole life', () => podLifecycle((method, request) => go.runtime(method, request), 'go-kubelet'));
+    it('runs a pod and a container through their whole life', () =>
+      podLifecycle((method, request) => go.runtime(method, request), 'go-kubelet'));
 
     it('answers concurrent calls on one connection', async () => {
-      const versions = await Promise.all(Array.from({ length: 8 }, () => go.runtime<{ runtimeName: string }>('Version', {})));
+      const versions = await Promise.all(
+        Array.from({ length: 8 }, () => go.runtime<{ runtimeName: string }>('Version', {})),
+      );
       assert.deepEqual(new Set(versions.map((v) => v.runtimeName)), new Set(['cri-ledger']));
     });
 

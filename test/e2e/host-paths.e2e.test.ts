@@ -22,18 +22,27 @@ import { removeAllPods } from '../support/pods.js';
 describe('a missing mount host path', () => {
   let h: CriHarness;
   let podId = '';
-  const pod = { metadata: { name: 'hostpaths', uid: 'uid-hostpaths', namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
+  const pod = {
+    metadata: { name: 'hostpaths', uid: 'uid-hostpaths', namespace: 'default', attempt: 0 },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+  };
   const create = (name: string, hostPath: string) =>
     h.call<{ containerId: string }>('createContainer', {
       podSandboxId: podId,
       sandboxConfig: pod,
-      config: { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'], mounts: [{ containerPath: '/data', hostPath }] },
+      config: {
+        metadata: { name, attempt: 0 },
+        image: { image: 'busybox' },
+        command: ['sleep', '3600'],
+        mounts: [{ containerPath: '/data', hostPath }],
+      },
     });
   const events = async (filter: { types?: string[]; streams?: string[] } = {}): Promise<LedgerEvent[]> => {
     const client = LedgerClient.connect(h.socket);
     try {
       const out: LedgerEvent[] = [];
-      for await (const record of client.readEvents(filter as never)) out.push(decodeEvent(record.json, Number(record.seq)));
+      for await (const record of client.readEvents(filter as never))
+        out.push(decodeEvent(record.json, Number(record.seq)));
       return out;
     } finally {
       client.close();
@@ -67,8 +76,16 @@ describe('a missing mount host path', () => {
       assert.equal(statSync(dir).mode & 0o7777, 0o755, `${dir} is 0755`);
     }
     const stream = await events({ streams: [`container-${containerId}`] });
-    assert.deepEqual(stream.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'HostPathCreated', 'SnapshotPrepared', 'ContainerCreated']);
-    assert.deepEqual(stream[2]!.data, { field: 'config.mounts[0].host_path', path: target, created: [base, join(base, 'volumes'), target], mode: '0755' });
+    assert.deepEqual(
+      stream.map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'HostPathCreated', 'SnapshotPrepared', 'ContainerCreated'],
+    );
+    assert.deepEqual(stream[2]!.data, {
+      field: 'config.mounts[0].host_path',
+      path: target,
+      created: [base, join(base, 'volumes'), target],
+      mode: '0755',
+    });
 
     await h.call('startContainer', { containerId });
     const status = await h.call<{ status: { state: string } }>('containerStatus', { containerId });
@@ -79,7 +96,10 @@ describe('a missing mount host path', () => {
     // The audit trail, as an operator reads it.
     const cli = await runCli(['events', '--socket', h.socket, '--type', 'HostPathCreated']);
     assert.equal(cli.code, 0, cli.stderr);
-    assert.match(cli.stdout, new RegExp(`made ${base}, ${base}/volumes, ${target} \\(mode 0755\\) for config\\.mounts\\[0\\]\\.host_path`));
+    assert.match(
+      cli.stdout,
+      new RegExp(`made ${base}, ${base}/volumes, ${target} \\(mode 0755\\) for config\\.mounts\\[0\\]\\.host_path`),
+    );
 
     // Removing the container leaves the directory (and what the container wrote), as containerd does.
     await h.call('removeContainer', { containerId });
@@ -90,7 +110,10 @@ describe('a missing mount host path', () => {
     const target = join(h.root, 'kubelet-pods', 'volumes', 'cache');
     const { containerId } = await create('again', target);
     const stream = await events({ streams: [`container-${containerId}`] });
-    assert.deepEqual(stream.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
+    assert.deepEqual(
+      stream.map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated'],
+    );
     await h.call('removeContainer', { containerId });
   });
 
@@ -102,8 +125,14 @@ describe('a missing mount host path', () => {
     const refusals: Array<[string, RegExp]> = [
       ['relative/new', /^config\.mounts\[0\]\.host_path: "relative\/new" is not absolute/],
       [`${h.root}/kubelet-pods/../escape`, /^config\.mounts\[0\]\.host_path: .*"\.\." component/],
-      [join(h.root, 'linked', 'new'), /^config\.mounts\[0\]\.host_path: .* does not exist and cannot be made: .*linked is a symlink/],
-      [join(h.root, 'plain-file', 'new'), /^config\.mounts\[0\]\.host_path: .* does not exist and cannot be made: .*plain-file is not a directory/],
+      [
+        join(h.root, 'linked', 'new'),
+        /^config\.mounts\[0\]\.host_path: .* does not exist and cannot be made: .*linked is a symlink/,
+      ],
+      [
+        join(h.root, 'plain-file', 'new'),
+        /^config\.mounts\[0\]\.host_path: .* does not exist and cannot be made: .*plain-file is not a directory/,
+      ],
     ];
     for (const [hostPath, field] of refusals) {
       const before = await head();

@@ -43,7 +43,10 @@ describe('host ports of pods on a CNI bridge with portmap, over the CRI socket',
   let gateway = '';
 
   before(async () => {
-    assert.ok(existsSync(join(CNI_BIN_DIR, 'portmap')), `CNI plugins missing in ${CNI_BIN_DIR}: install containernetworking-plugins`);
+    assert.ok(
+      existsSync(join(CNI_BIN_DIR, 'portmap')),
+      `CNI plugins missing in ${CNI_BIN_DIR}: install containernetworking-plugins`,
+    );
     h = await startCriHarness({ portmap: true, prefix: 'cri-ledger-e2e-hostport-' });
     gateway = `${h.subnet!}.1`;
   });
@@ -96,8 +99,14 @@ describe('host ports of pods on a CNI bridge with portmap, over the CRI socket',
 
   function assertHasRules(podId: string, ip: string): void {
     const lines = podNatLines(h.network, podId);
-    assert.ok(lines.some((l) => l.startsWith(`:${dnatChainOf(h.network, podId)} `)), `no DNAT chain for the pod:\n${lines.join('\n')}`);
-    assert.ok(lines.some((l) => l.includes(`--to-destination ${ip}:${CONTAINER_PORT}`)), `no DNAT to ${ip}:${CONTAINER_PORT}:\n${lines.join('\n')}`);
+    assert.ok(
+      lines.some((l) => l.startsWith(`:${dnatChainOf(h.network, podId)} `)),
+      `no DNAT chain for the pod:\n${lines.join('\n')}`,
+    );
+    assert.ok(
+      lines.some((l) => l.includes(`--to-destination ${ip}:${CONTAINER_PORT}`)),
+      `no DNAT to ${ip}:${CONTAINER_PORT}:\n${lines.join('\n')}`,
+    );
   }
 
   function assertNoRules(podId: string): void {
@@ -113,7 +122,11 @@ describe('host ports of pods on a CNI bridge with portmap, over the CRI socket',
     assertNoRules(first.podId);
 
     const second = await runPod('hp-second', 'second');
-    assert.notEqual(second.ip, first.ip, 'host-local gave the second pod the first one\'s IP: a stale rule would go unnoticed');
+    assert.notEqual(
+      second.ip,
+      first.ip,
+      "host-local gave the second pod the first one's IP: a stale rule would go unnoticed",
+    );
     assertHasRules(second.podId, second.ip);
     await assertServes('second');
     await h.call('stopPodSandbox', { podSandboxId: second.podId });

@@ -9,7 +9,16 @@ import { unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { runCli } from '../support/cli.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
 import { REGISTRY_PASSWORD, REGISTRY_USER, startRegistry, type TestRegistry } from '../support/registry.js';
-import { busyboxBase, composeImage, composeIndex, fileLayer, otherPlatform, pushImage, pushIndex, type ComposedImage } from '../support/registry-images.js';
+import {
+  busyboxBase,
+  composeImage,
+  composeIndex,
+  fileLayer,
+  otherPlatform,
+  pushImage,
+  pushIndex,
+  type ComposedImage,
+} from '../support/registry-images.js';
 
 /*
  * The CRI ImageService over the socket, pulling from Debian's docker-registry on a free
@@ -83,13 +92,28 @@ describe('the image service over the CRI socket, pulling from a real registry', 
   let listed: ComposedImage;
   let user: ComposedImage;
   const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.call<T>(method, request);
-  const imageCall = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.imageCall<T>(method, request);
-  const pull = (image: string, auth?: object) => imageCall<{ imageRef: string }>('pullImage', { image: { image }, ...(auth ? { auth } : {}) });
+  const imageCall = <T = Record<string, unknown>>(method: string, request: object): Promise<T> =>
+    h.imageCall<T>(method, request);
+  const pull = (image: string, auth?: object) =>
+    imageCall<{ imageRef: string }>('pullImage', { image: { image }, ...(auth ? { auth } : {}) });
   const status = (image: string) => imageCall<{ image: CriImage | null }>('imageStatus', { image: { image } });
-  const failure = (p: Promise<unknown>) => p.then(() => assert.fail('the call succeeded')).catch((e: ServiceError) => e);
+  const failure = (p: Promise<unknown>) =>
+    p.then(() => assert.fail('the call succeeded')).catch((e: ServiceError) => e);
   const events = async (stream: string, type?: string) => {
-    const r = await runCli(['events', '--socket', h.socket, '--stream', stream, ...(type ? ['--type', type] : []), '--json']);
-    return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; data: Record<string, unknown> });
+    const r = await runCli([
+      'events',
+      '--socket',
+      h.socket,
+      '--stream',
+      stream,
+      ...(type ? ['--type', type] : []),
+      '--json',
+    ]);
+    return r.stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { type: string; data: Record<string, unknown> });
   };
   /** Plain HTTP to a test registry, for references that name it. */
   const hostsFor = async (r: TestRegistry) => {
@@ -108,7 +132,12 @@ describe('the image service over the CRI socket, pulling from a real registry', 
     await pushImage(registry, 'test/multi', multi, 'v1');
     await pushImage(registry, 'test/multi', multi, 'v2');
     listed = composeImage(base, { format: 'docker' });
-    await pushIndex(registry, 'test/list', composeIndex([composeImage(base, { format: 'docker', platform: otherPlatform() }), listed], 'docker'), 'v1');
+    await pushIndex(
+      registry,
+      'test/list',
+      composeIndex([composeImage(base, { format: 'docker', platform: otherPlatform() }), listed], 'docker'),
+      'v1',
+    );
     user = composeImage(base, { user: '1234:1234', extraLayers: [await fileLayer({ 'etc/user.txt': 'u\n' })] });
     await pushImage(registry, 'test/user', user, 'v1');
     await pushImage(secured, 'test/private', multi, 'v1');
@@ -131,11 +160,19 @@ describe('the image service over the CRI socket, pulling from a real registry', 
     const types = (await events(`image-${ref}`)).map((e) => e.type);
     assert.equal(types[0], 'ImagePullStarted');
     assert.equal(types.at(-1), 'ImagePulled');
-    const pulled = (await events(`image-${ref}`, 'ImagePulled'))[0]!.data as { imageId: string; layers: Array<{ digest: string }>; origin: string; targetDigest: string };
+    const pulled = (await events(`image-${ref}`, 'ImagePulled'))[0]!.data as {
+      imageId: string;
+      layers: Array<{ digest: string }>;
+      origin: string;
+      targetDigest: string;
+    };
     assert.equal(pulled.imageId, multi.config.digest);
     assert.equal(pulled.targetDigest, multi.manifest.digest);
     assert.equal(pulled.origin, registry.url);
-    assert.deepEqual(pulled.layers.map((l) => l.digest), multi.layers.map((l) => l.digest));
+    assert.deepEqual(
+      pulled.layers.map((l) => l.digest),
+      multi.layers.map((l) => l.digest),
+    );
   });
 
   it('pulls and lists from the command line: cri-ledger images pull and images ls', async () => {
@@ -144,7 +181,10 @@ describe('the image service over the CRI socket, pulling from a real registry', 
     assert.equal(pulled.code, 0, pulled.stderr);
     assert.equal(pulled.stdout.trim(), user.config.digest);
     const listed = await runCli(['images', 'ls', '--socket', h.socket]);
-    assert.match(listed.stdout, new RegExp(`^${ref.replace(/[.:/]/g, '\\$&')}\\s+${user.config.digest.slice(7, 19)}\\s`, 'm'));
+    assert.match(
+      listed.stdout,
+      new RegExp(`^${ref.replace(/[.:/]/g, '\\$&')}\\s+${user.config.digest.slice(7, 19)}\\s`, 'm'),
+    );
     const missing = await runCli(['images', 'pull', `${registry.host}/test/user:nope`, '--socket', h.socket]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /NOT_FOUND/);
@@ -165,10 +205,17 @@ describe('the image service over the CRI socket, pulling from a real registry', 
 
   it('pulls docker.io references through a hosts.toml mirror', async () => {
     await mkdir(join(h.registryConfigDir, 'docker.io'), { recursive: true });
-    await writeFile(join(h.registryConfigDir, 'docker.io', 'hosts.toml'), `server = "https://registry-1.docker.io"\n\n[host."${registry.url}"]\n  capabilities = ["pull", "resolve"]\n`);
+    await writeFile(
+      join(h.registryConfigDir, 'docker.io', 'hosts.toml'),
+      `server = "https://registry-1.docker.io"\n\n[host."${registry.url}"]\n  capabilities = ["pull", "resolve"]\n`,
+    );
     assert.equal((await pull('mirrored')).imageRef, multi.config.digest);
-    assert.ok((await status('docker.io/library/mirrored:latest')).image?.repoTags.includes('docker.io/library/mirrored:latest'));
-    const started = (await events('image-docker.io/library/mirrored:latest', 'ImagePulled'))[0]!.data as { origin: string };
+    assert.ok(
+      (await status('docker.io/library/mirrored:latest')).image?.repoTags.includes('docker.io/library/mirrored:latest'),
+    );
+    const started = (await events('image-docker.io/library/mirrored:latest', 'ImagePulled'))[0]!.data as {
+      origin: string;
+    };
     assert.equal(started.origin, registry.url, 'served by the mirror');
   });
 
@@ -180,7 +227,9 @@ describe('the image service over the CRI socket, pulling from a real registry', 
   });
 
   it('refuses a corrupt blob with DATA_LOSS, records the failure, and leaves no image, lease or ingest', async () => {
-    const corrupt = composeImage(await busyboxBase(), { extraLayers: [await fileLayer({ 'etc/corrupt.txt': 'will be damaged\n' })] });
+    const corrupt = composeImage(await busyboxBase(), {
+      extraLayers: [await fileLayer({ 'etc/corrupt.txt': 'will be damaged\n' })],
+    });
     await pushImage(registry, 'test/corrupt', corrupt, 'v1');
     const victim = corrupt.layers.at(-1)!;
     await writeFile(registry.blobFile(victim.digest), Buffer.alloc(victim.size, 0x41));
@@ -190,7 +239,10 @@ describe('the image service over the CRI socket, pulling from a real registry', 
     assert.equal((await status(ref)).image, null);
     assert.equal((await events(`image-${ref}`)).at(-1)?.type, 'ImagePullFailed');
     const leases = await unaryCall<{ leases: Array<{ id: string }> }>(h.api.leases, 'List', { filters: [] });
-    assert.deepEqual(leases.leases.map((l) => l.id).filter((id) => !id.startsWith('cri-ledger-fsinfo')), []);
+    assert.deepEqual(
+      leases.leases.map((l) => l.id).filter((id) => !id.startsWith('cri-ledger-fsinfo')),
+      [],
+    );
   });
 
   it('answers NOT_FOUND for a missing tag, naming the reference and the registry', async () => {
@@ -203,15 +255,25 @@ describe('the image service over the CRI socket, pulling from a real registry', 
   it('answers UNAUTHENTICATED for wrong credentials, and pulls with the right ones', async () => {
     const ref = `${secured.host}/test/private:v1`;
     assert.equal((await failure(pull(ref))).code, Status.UNAUTHENTICATED);
-    assert.equal((await failure(pull(ref, { username: REGISTRY_USER, password: 'wrong' }))).code, Status.UNAUTHENTICATED);
-    assert.equal((await pull(ref, { username: REGISTRY_USER, password: REGISTRY_PASSWORD })).imageRef, multi.config.digest);
+    assert.equal(
+      (await failure(pull(ref, { username: REGISTRY_USER, password: 'wrong' }))).code,
+      Status.UNAUTHENTICATED,
+    );
+    assert.equal(
+      (await pull(ref, { username: REGISTRY_USER, password: REGISTRY_PASSWORD })).imageRef,
+      multi.config.digest,
+    );
   });
 
   it('lists images, reports ImageFsInfo, and removes by id every tag (an absent image too)', async () => {
     const { images } = await imageCall<{ images: CriImage[] }>('listImages', {});
     const m = images.find((i) => i.id === multi.config.digest)!;
-    assert.ok(m.repoTags.includes(`${registry.host}/test/multi:v1`) && m.repoTags.includes(`${registry.host}/test/multi:v2`));
-    const fs = await imageCall<{ imageFilesystems: Array<{ fsId: { mountpoint: string }; usedBytes: { value: string } }> }>('imageFsInfo', {});
+    assert.ok(
+      m.repoTags.includes(`${registry.host}/test/multi:v1`) && m.repoTags.includes(`${registry.host}/test/multi:v2`),
+    );
+    const fs = await imageCall<{
+      imageFilesystems: Array<{ fsId: { mountpoint: string }; usedBytes: { value: string } }>;
+    }>('imageFsInfo', {});
     assert.ok(BigInt(fs.imageFilesystems[0]!.usedBytes.value) > 0n);
     assert.match(fs.imageFilesystems[0]!.fsId.mountpoint, /io\.containerd\.snapshotter\.v1\.overlayfs$/);
     await imageCall('removeImage', { image: { image: multi.config.digest } });
@@ -222,14 +284,19 @@ describe('the image service over the CRI socket, pulling from a real registry', 
   });
 
   it('fails clearly when the registry dies mid-pull, leaves nothing, and a retry succeeds', async () => {
-    const big = composeImage(await busyboxBase(), { extraLayers: [await fileLayer({ 'big.bin': randomBytes(16 * 1024 * 1024) })] });
+    const big = composeImage(await busyboxBase(), {
+      extraLayers: [await fileLayer({ 'big.bin': randomBytes(16 * 1024 * 1024) })],
+    });
     await pushImage(registry, 'test/big', big, 'v1');
     // A proxy in front of the registry holds the blob half-way, so the registry dies
     // mid-pull every time, however fast or slow the machine.
     const proxy = await stallingProxy(registry, 4 * 1024 * 1024);
     try {
       await mkdir(join(h.registryConfigDir, 'stalling.test'), { recursive: true });
-      await writeFile(join(h.registryConfigDir, 'stalling.test', 'hosts.toml'), `server = "http://127.0.0.1:${proxy.port}"\n`);
+      await writeFile(
+        join(h.registryConfigDir, 'stalling.test', 'hosts.toml'),
+        `server = "http://127.0.0.1:${proxy.port}"\n`,
+      );
       const ref = 'stalling.test/test/big:v1';
       const pending = failure(pull(ref));
       await proxy.midway;
@@ -244,7 +311,10 @@ describe('the image service over the CRI socket, pulling from a real registry', 
       await registry.restart();
       assert.equal((await pull(ref)).imageRef, big.config.digest);
       const leases = await unaryCall<{ leases: Array<{ id: string }> }>(h.api.leases, 'List', { filters: [] });
-      assert.deepEqual(leases.leases.map((l) => l.id).filter((id) => !id.startsWith('cri-ledger-fsinfo')), []);
+      assert.deepEqual(
+        leases.leases.map((l) => l.id).filter((id) => !id.startsWith('cri-ledger-fsinfo')),
+        [],
+      );
     } finally {
       await proxy.close();
     }
@@ -261,7 +331,10 @@ describe('the image service over the CRI socket, pulling from a real registry', 
     const ref = `${secured.host}/test/private:v1`;
     // Removed by id above (it shares the config of test/multi): pull it again.
     await pull(ref, { username: REGISTRY_USER, password: REGISTRY_PASSWORD });
-    const pod = { metadata: { name: 'pulled', uid: 'uid-pulled', namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
+    const pod = {
+      metadata: { name: 'pulled', uid: 'uid-pulled', namespace: 'default', attempt: 0 },
+      linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+    };
     const podSandboxId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: pod })).podSandboxId;
     const { containerId } = await call<{ containerId: string }>('createContainer', {
       podSandboxId,
@@ -269,7 +342,11 @@ describe('the image service over the CRI socket, pulling from a real registry', 
       config: { metadata: { name: 'app', attempt: 0 }, image: { image: ref }, command: ['sleep', '3600'] },
     });
     await call('startContainer', { containerId });
-    const r = await call<{ stdout: Buffer; exitCode: number }>('execSync', { containerId, cmd: ['cat', '/etc/pulled.txt'], timeout: 5 });
+    const r = await call<{ stdout: Buffer; exitCode: number }>('execSync', {
+      containerId,
+      cmd: ['cat', '/etc/pulled.txt'],
+      timeout: 5,
+    });
     assert.deepEqual([r.stdout.toString(), r.exitCode], ['from the registry\n', 0]);
     await call('removePodSandbox', { podSandboxId });
   });

@@ -3,7 +3,13 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { credentials, makeGenericClientConstructor, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  makeGenericClientConstructor,
+  Metadata,
+  status as Status,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { runtimeServiceV1, runtimeServiceV1alpha2 } from '../../src/adapters/cri/cri-definition.js';
 import { pino } from 'pino';
 import { startSocketServer, type SocketServer } from '../../src/adapters/grpc/socket-server.js';
@@ -13,7 +19,13 @@ import { ledgerServiceClass } from '../../src/adapters/ledger-api/ledger-definit
 import { createLedgerService } from '../../src/adapters/ledger-api/ledger-service.js';
 import type { EventRecord } from '../../src/adapters/ledger-api/wire.js';
 import { Ledger } from '../../src/commands/ledger.js';
-import { AmbiguousIdError, ConcurrencyError, InvalidArgumentError, LedgerClosedError, NotFoundError } from '../../src/domain/errors.js';
+import {
+  AmbiguousIdError,
+  ConcurrencyError,
+  InvalidArgumentError,
+  LedgerClosedError,
+  NotFoundError,
+} from '../../src/domain/errors.js';
 import { encodeEvent, type LedgerEvent } from '../../src/domain/events.js';
 import { Projections } from '../../src/projections/projections.js';
 import { runCli, startServe, tempRoot, writeScenarioLog, type ServeProcess } from '../support/cli.js';
@@ -62,12 +74,18 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
 
   it('filters ReadEvents by type, stream, seq range and time on the server', async () => {
     const compensated = await collect(client.readEvents({ types: ['Compensated'] }));
-    assert.deepEqual(compensated.map((r) => r.seq), events.filter((e) => e.type === 'Compensated').map((e) => e.seq));
+    assert.deepEqual(
+      compensated.map((r) => r.seq),
+      events.filter((e) => e.type === 'Compensated').map((e) => e.seq),
+    );
     assert.ok(compensated.length > 0);
 
     const stream = events[10]!.stream;
     const ofStream = await collect(client.readEvents({ streams: [stream], fromSeq: 5, toSeq: 150 }));
-    assert.deepEqual(ofStream.map((r) => r.seq), events.filter((e) => e.stream === stream && e.seq >= 5 && e.seq <= 150).map((e) => e.seq));
+    assert.deepEqual(
+      ofStream.map((r) => r.seq),
+      events.filter((e) => e.stream === stream && e.seq >= 5 && e.seq <= 150).map((e) => e.seq),
+    );
 
     const until = events[49]!.at;
     const early = await collect(client.readEvents({ until }));
@@ -130,7 +148,9 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
   });
 
   it('a second serve on the same root fails fast on the lock and leaves the first one socket alone', async () => {
-    const second = await runCli(['serve', '--root', root.dir, '--socket', socket, '--log-level', 'warn'], { timeoutMs: 10_000 });
+    const second = await runCli(['serve', '--root', root.dir, '--socket', socket, '--log-level', 'warn'], {
+      timeoutMs: 10_000,
+    });
     assert.equal(second.code, 1);
     assert.match(second.stderr, /held by another cri-ledger process/);
     assert.equal(second.stderr.trim().split('\n').length, 1, 'one line, no stack');
@@ -139,12 +159,17 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
   });
 
   it('serves the CRI services beside the ledger, answering UNIMPLEMENTED naming the RPC until handlers land', async () => {
-    for (const [definition, rpc] of [[runtimeServiceV1, 'runtime.v1.RuntimeService/CheckpointContainer'], [runtimeServiceV1alpha2, 'runtime.v1alpha2.RuntimeService/Attach']] as const) {
+    for (const [definition, rpc] of [
+      [runtimeServiceV1, 'runtime.v1.RuntimeService/CheckpointContainer'],
+      [runtimeServiceV1alpha2, 'runtime.v1alpha2.RuntimeService/Attach'],
+    ] as const) {
       const Client = makeGenericClientConstructor(definition, 'RuntimeService');
       const cri = new Client(`unix://${socket}`, credentials.createInsecure());
       try {
         const error = await new Promise<ServiceError>((resolve, reject) =>
-          (cri as unknown as Record<string, (r: object, cb: (e: ServiceError | null) => void) => void>)[rpc.endsWith('CheckpointContainer') ? 'checkpointContainer' : 'attach']!({ containerId: 'x' }, (e) => (e ? resolve(e) : reject(new Error(`${rpc} answered`)))),
+          (cri as unknown as Record<string, (r: object, cb: (e: ServiceError | null) => void) => void>)[
+            rpc.endsWith('CheckpointContainer') ? 'checkpointContainer' : 'attach'
+          ]!({ containerId: 'x' }, (e) => (e ? resolve(e) : reject(new Error(`${rpc} answered`)))),
         );
         assert.equal(error.code, Status.UNIMPLEMENTED);
         assert.match(error.details, new RegExp(`${rpc.replace(/\./g, '\\.')} is not implemented`));
@@ -196,8 +221,15 @@ describe('Ledger API in process: live follow, logging, status codes', () => {
     socket = join(root.dir, 'api.sock');
     log = new MemoryEventLog();
     const ledger = await Ledger.load(log);
-    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-    server = await startSocketServer({ socketPath: socket, services: [createLedgerService({ ledger, node: 'mem' })], logger });
+    const logger = pino(
+      { level: 'debug' },
+      { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    server = await startSocketServer({
+      socketPath: socket,
+      services: [createLedgerService({ ledger, node: 'mem' })],
+      logger,
+    });
     client = LedgerClient.connect(socket);
   });
 
@@ -222,10 +254,16 @@ describe('Ledger API in process: live follow, logging, status codes', () => {
     const live = await log.append(streams.container(a), 1, [ev.specGenerated(), ev.snapshotPrepared(a)]);
     await log.append(streams.container(a), 3, [ev.containerCreated()]);
     await reading;
-    assert.deepEqual(seen.map((r) => r.seq), [1, 2, 3, 4]);
+    assert.deepEqual(
+      seen.map((r) => r.seq),
+      [1, 2, 3, 4],
+    );
     const stored: string[] = [];
     for await (const r of log.readRecords()) stored.push(r.json);
-    assert.deepEqual(seen.map((r) => r.json), stored);
+    assert.deepEqual(
+      seen.map((r) => r.json),
+      stored,
+    );
     assert.equal(seen[1]!.json, encodeEvent(live[0]!));
   });
 

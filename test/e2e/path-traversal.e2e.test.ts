@@ -24,19 +24,41 @@ import { removeAllPods } from '../support/pods.js';
 describe('path traversal is refused before any side effect', () => {
   let h: CriHarness;
   let podId = '';
-  const pod = { metadata: { name: 'paths', uid: 'uid-paths', namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
+  const pod = {
+    metadata: { name: 'paths', uid: 'uid-paths', namespace: 'default', attempt: 0 },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+  };
   const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.call<T>(method, request);
   const create = (config: Record<string, unknown>, sandboxConfig: object = pod) =>
-    call<{ containerId: string }>('createContainer', { podSandboxId: podId, sandboxConfig, config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'], ...config } });
+    call<{ containerId: string }>('createContainer', {
+      podSandboxId: podId,
+      sandboxConfig,
+      config: {
+        metadata: { name: 'app', attempt: 0 },
+        image: { image: 'busybox' },
+        command: ['sleep', '3600'],
+        ...config,
+      },
+    });
 
   /** Everything a refused request must not have changed. */
   const sideEffects = async () => {
     const client = LedgerClient.connect(h.socket);
-    const head = await client.status().then((s) => s.head).finally(() => client.close());
-    const containers = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).sort();
-    const snapshots = (await collectStream<{ info: Array<{ name: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' })).flatMap((m) => m.info.map((i) => i.name)).sort();
+    const head = await client
+      .status()
+      .then((s) => s.head)
+      .finally(() => client.close());
+    const containers = (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers
+      .map((c) => c.id)
+      .sort();
+    const snapshots = (
+      await collectStream<{ info: Array<{ name: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' })
+    )
+      .flatMap((m) => m.info.map((i) => i.name))
+      .sort();
     const dirs: Record<string, string[]> = {};
-    for (const d of ['containers', 'sandboxes', 'state/containers', 'state/sandboxes']) dirs[d] = (await readdir(join(h.root, d)).catch((): string[] => [])).sort();
+    for (const d of ['containers', 'sandboxes', 'state/containers', 'state/sandboxes'])
+      dirs[d] = (await readdir(join(h.root, d)).catch((): string[] => [])).sort();
     return { head, containers, snapshots, dirs };
   };
   const refusedWithoutSideEffect = async (attempt: () => Promise<unknown>, field: RegExp) => {
@@ -71,18 +93,42 @@ describe('path traversal is refused before any side effect', () => {
     for (const logPath of ['../outside/x.log', 'app/../../outside/x.log', join(outside, 'x.log'), '/etc/cron.d/x']) {
       await refusedWithoutSideEffect(() => create({ logPath }, withLogs), /^config\.log_path: /);
     }
-    await refusedWithoutSideEffect(() => create({ logPath: 'evil/x.log' }, withLogs), /^config\.log_path: .*outside the log directory/);
-    await refusedWithoutSideEffect(() => create({ logPath: 'app/0.log' }, withLogs), /^config\.log_path: .*is a symlink/);
+    await refusedWithoutSideEffect(
+      () => create({ logPath: 'evil/x.log' }, withLogs),
+      /^config\.log_path: .*outside the log directory/,
+    );
+    await refusedWithoutSideEffect(
+      () => create({ logPath: 'app/0.log' }, withLogs),
+      /^config\.log_path: .*is a symlink/,
+    );
     assert.deepEqual(await readdir(outside), [], 'nothing was written through the symlinks');
   });
 
   it('refuses mount paths with "..", relative ones, and control bytes', async () => {
     const hostDir = join(h.root, 'host-data');
     await mkdir(hostDir, { recursive: true });
-    await refusedWithoutSideEffect(() => create({ mounts: [{ containerPath: '/data/../../etc', hostPath: hostDir }] }), /^config\.mounts\[0\]\.container_path: .*"\.\." component/);
-    await refusedWithoutSideEffect(() => create({ mounts: [{ containerPath: '/ok', hostPath: hostDir }, { containerPath: '..', hostPath: hostDir }] }), /^config\.mounts\[1\]\.container_path: .*not absolute/);
-    await refusedWithoutSideEffect(() => create({ mounts: [{ containerPath: '/data', hostPath: `${hostDir}/../../../etc` }] }), /^config\.mounts\[0\]\.host_path: .*"\.\." component/);
-    await refusedWithoutSideEffect(() => create({ mounts: [{ containerPath: '/data\n/etc', hostPath: hostDir }] }), /^config\.mounts\[0\]\.container_path: .*control character/);
+    await refusedWithoutSideEffect(
+      () => create({ mounts: [{ containerPath: '/data/../../etc', hostPath: hostDir }] }),
+      /^config\.mounts\[0\]\.container_path: .*"\.\." component/,
+    );
+    await refusedWithoutSideEffect(
+      () =>
+        create({
+          mounts: [
+            { containerPath: '/ok', hostPath: hostDir },
+            { containerPath: '..', hostPath: hostDir },
+          ],
+        }),
+      /^config\.mounts\[1\]\.container_path: .*not absolute/,
+    );
+    await refusedWithoutSideEffect(
+      () => create({ mounts: [{ containerPath: '/data', hostPath: `${hostDir}/../../../etc` }] }),
+      /^config\.mounts\[0\]\.host_path: .*"\.\." component/,
+    );
+    await refusedWithoutSideEffect(
+      () => create({ mounts: [{ containerPath: '/data\n/etc', hostPath: hostDir }] }),
+      /^config\.mounts\[0\]\.container_path: .*control character/,
+    );
   });
 
   it('refuses an image whose config Volumes hold "../../etc"', async () => {
@@ -102,15 +148,42 @@ describe('path traversal is refused before any side effect', () => {
     execFileSync('mkfifo', [join(profiles, 'fifo.json')]);
     await writeFile(join(profiles, 'passwd-copy.json'), 'root:x:0:0:root:/root:/bin/sh\n');
     const sc = (securityContext: object) => ({ linux: { securityContext } });
-    await refusedWithoutSideEffect(() => create(sc({ seccompProfilePath: 'localhost/../../etc/shadow' })), /seccomp_profile_path: .*must be an absolute path/);
-    await refusedWithoutSideEffect(() => create(sc({ seccompProfilePath: `localhost/${profiles}/../../../etc/shadow` })), /seccomp_profile_path: .*"\.\." component/);
-    await refusedWithoutSideEffect(() => create(sc({ seccomp: { profileType: 'Localhost', localhostRef: 'profiles/x.json' } })), /seccomp\.localhost_ref: .*must be an absolute path/);
-    await refusedWithoutSideEffect(() => create(sc({ seccomp: { profileType: 'Localhost', localhostRef: join(profiles, 'shadow.json') } })), /seccomp: .*is a symlink/);
-    await refusedWithoutSideEffect(() => create(sc({ seccomp: { profileType: 'Localhost', localhostRef: join(profiles, 'fifo.json') } })), /seccomp: .*not a regular file/);
-    const details = await refusedWithoutSideEffect(() => create(sc({ seccomp: { profileType: 'Localhost', localhostRef: join(profiles, 'passwd-copy.json') } })), /seccomp: .*not valid JSON/);
+    await refusedWithoutSideEffect(
+      () => create(sc({ seccompProfilePath: 'localhost/../../etc/shadow' })),
+      /seccomp_profile_path: .*must be an absolute path/,
+    );
+    await refusedWithoutSideEffect(
+      () => create(sc({ seccompProfilePath: `localhost/${profiles}/../../../etc/shadow` })),
+      /seccomp_profile_path: .*"\.\." component/,
+    );
+    await refusedWithoutSideEffect(
+      () => create(sc({ seccomp: { profileType: 'Localhost', localhostRef: 'profiles/x.json' } })),
+      /seccomp\.localhost_ref: .*must be an absolute path/,
+    );
+    await refusedWithoutSideEffect(
+      () => create(sc({ seccomp: { profileType: 'Localhost', localhostRef: join(profiles, 'shadow.json') } })),
+      /seccomp: .*is a symlink/,
+    );
+    await refusedWithoutSideEffect(
+      () => create(sc({ seccomp: { profileType: 'Localhost', localhostRef: join(profiles, 'fifo.json') } })),
+      /seccomp: .*not a regular file/,
+    );
+    const details = await refusedWithoutSideEffect(
+      () => create(sc({ seccomp: { profileType: 'Localhost', localhostRef: join(profiles, 'passwd-copy.json') } })),
+      /seccomp: .*not valid JSON/,
+    );
     assert.doesNotMatch(details, /root:x/, 'the file content is not echoed to the caller');
     // The pod's own security context goes through the same loader.
-    const badPod = { ...pod, metadata: { ...pod.metadata, name: 'paths-seccomp' }, linux: { securityContext: { namespaceOptions: { network: 'NODE' }, seccomp: { profileType: 'Localhost', localhostRef: join(profiles, 'shadow.json') } } } };
+    const badPod = {
+      ...pod,
+      metadata: { ...pod.metadata, name: 'paths-seccomp' },
+      linux: {
+        securityContext: {
+          namespaceOptions: { network: 'NODE' },
+          seccomp: { profileType: 'Localhost', localhostRef: join(profiles, 'shadow.json') },
+        },
+      },
+    };
     await refusedWithoutSideEffect(() => call('runPodSandbox', { config: badPod }), /seccomp.*is a symlink/);
   });
 
@@ -120,16 +193,26 @@ describe('path traversal is refused before any side effect', () => {
     await writeFile(join(real, 'marker'), 'pinned');
     await symlink(real, join(h.root, 'swap', 'via-link'));
     // Resolved once: the spec names the real directory, not the link.
-    const { containerId } = await create({ metadata: { name: 'swap-ok', attempt: 0 }, mounts: [{ containerPath: '/data', hostPath: join(h.root, 'swap', 'via-link') }] });
-    const record = await unaryCall<{ container: { spec: { value: Buffer } } }>(h.api.containers, 'Get', { id: containerId });
-    const spec = JSON.parse(record.container.spec.value.toString()) as { mounts: Array<{ destination: string; source: string }> };
+    const { containerId } = await create({
+      metadata: { name: 'swap-ok', attempt: 0 },
+      mounts: [{ containerPath: '/data', hostPath: join(h.root, 'swap', 'via-link') }],
+    });
+    const record = await unaryCall<{ container: { spec: { value: Buffer } } }>(h.api.containers, 'Get', {
+      id: containerId,
+    });
+    const spec = JSON.parse(record.container.spec.value.toString()) as {
+      mounts: Array<{ destination: string; source: string }>;
+    };
     assert.equal(spec.mounts.find((m) => m.destination === '/data')?.source, real);
     await call('startContainer', { containerId });
     const seen = await call<{ stdout: Buffer }>('execSync', { containerId, cmd: ['cat', '/data/marker'], timeout: 5 });
     assert.equal(seen.stdout.toString(), 'pinned');
     await call('removeContainer', { containerId });
 
-    const { containerId: swapped } = await create({ metadata: { name: 'swap-attack', attempt: 0 }, mounts: [{ containerPath: '/data', hostPath: real }] });
+    const { containerId: swapped } = await create({
+      metadata: { name: 'swap-attack', attempt: 0 },
+      mounts: [{ containerPath: '/data', hostPath: real }],
+    });
     await rename(real, `${real}.moved`);
     await symlink('/', real);
     const field = /^config\.mounts\[0\]\.host_path: .*is a symlink/;
@@ -139,17 +222,26 @@ describe('path traversal is refused before any side effect', () => {
     // Another directory put in its place is not the one CreateContainer resolved either.
     await rm(real);
     await mkdir(real);
-    await refusedWithoutSideEffect(() => call('startContainer', { containerId: swapped }), /^config\.mounts\[0\]\.host_path: .*was replaced/);
+    await refusedWithoutSideEffect(
+      () => call('startContainer', { containerId: swapped }),
+      /^config\.mounts\[0\]\.host_path: .*was replaced/,
+    );
     await call('removeContainer', { containerId: swapped });
     assert.equal(existsSync(join(h.root, 'containers', swapped)), false);
 
     // A host path that did not exist is made by CreateContainer and pinned as made: swapped
     // for a symlink before the start, it is refused too.
     const later = join(h.root, 'swap', 'later');
-    const { containerId: planted } = await create({ metadata: { name: 'swap-later', attempt: 0 }, mounts: [{ containerPath: '/data', hostPath: later }] });
+    const { containerId: planted } = await create({
+      metadata: { name: 'swap-later', attempt: 0 },
+      mounts: [{ containerPath: '/data', hostPath: later }],
+    });
     await rm(later, { recursive: true });
     await symlink('/', later);
-    await refusedWithoutSideEffect(() => call('startContainer', { containerId: planted }), /^config\.mounts\[0\]\.host_path: .*is a symlink/);
+    await refusedWithoutSideEffect(
+      () => call('startContainer', { containerId: planted }),
+      /^config\.mounts\[0\]\.host_path: .*is a symlink/,
+    );
     await call('removeContainer', { containerId: planted });
   });
 });

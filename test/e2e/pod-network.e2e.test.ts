@@ -19,7 +19,10 @@ describe('a pod on a CNI bridge network over the CRI socket', () => {
   let subnet = '';
 
   before(async () => {
-    assert.ok(existsSync(join(CNI_BIN_DIR, 'bridge')), `CNI plugins missing in ${CNI_BIN_DIR}: install containernetworking-plugins`);
+    assert.ok(
+      existsSync(join(CNI_BIN_DIR, 'bridge')),
+      `CNI plugins missing in ${CNI_BIN_DIR}: install containernetworking-plugins`,
+    );
     h = await startCriHarness({ network: true, prefix: 'cri-ledger-e2e-net-' });
     subnet = h.subnet!;
   });
@@ -29,14 +32,19 @@ describe('a pod on a CNI bridge network over the CRI socket', () => {
   let podId = '';
 
   it('reports NetworkReady once a CNI config and its plugins are there', async () => {
-    const response = await call<{ status: { conditions: Array<{ type: string; status: boolean; message: string }> } }>('status', {});
+    const response = await call<{ status: { conditions: Array<{ type: string; status: boolean; message: string }> } }>(
+      'status',
+      {},
+    );
     const network = response.status.conditions.find((c) => c.type === 'NetworkReady');
     assert.equal(network?.status, true, network?.message);
   });
 
   it('gives the pod its own network namespace and an IP on the bridge', async () => {
     podId = (await call<{ podSandboxId: string }>('runPodSandbox', { config: podConfig })).podSandboxId;
-    const status = await call<{ status: { state: string; network: { ip: string } } }>('podSandboxStatus', { podSandboxId: podId });
+    const status = await call<{ status: { state: string; network: { ip: string } } }>('podSandboxStatus', {
+      podSandboxId: podId,
+    });
     assert.equal(status.status.state, 'SANDBOX_READY');
     assert.match(status.status.network.ip, new RegExp(`^${subnet.replaceAll('.', '\\.')}\\.\\d+$`));
     assert.ok(existsSync(join(ipamDir(), status.status.network.ip)), 'host-local holds the IP');
@@ -49,7 +57,9 @@ describe('a pod on a CNI bridge network over the CRI socket', () => {
       sandboxConfig: podConfig,
       config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '5'] },
     });
-    const record = await unaryCall<{ container: { spec: { value: Buffer } } }>(h.api.containers, 'Get', { id: containerId });
+    const record = await unaryCall<{ container: { spec: { value: Buffer } } }>(h.api.containers, 'Get', {
+      id: containerId,
+    });
     const spec = JSON.parse(Buffer.from(record.container.spec.value).toString('utf8'));
     const net = spec.linux.namespaces.find((n: { type: string }) => n.type === 'network');
     assert.equal(net.path, join(h.root, 'state', 'netns', podId));

@@ -37,11 +37,24 @@ describe('privileged pods and containers', () => {
     linux: { securityContext: { privileged, namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
   });
   const run = async (name: string, sandboxConfig: object, securityContext: object) => {
-    const podSandboxId = (await h.call<{ podSandboxId: string }>('runPodSandbox', { config: sandboxConfig })).podSandboxId;
-    const config = { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'], linux: { securityContext } };
-    const { containerId } = await h.call<{ containerId: string }>('createContainer', { podSandboxId, sandboxConfig, config });
+    const podSandboxId = (await h.call<{ podSandboxId: string }>('runPodSandbox', { config: sandboxConfig }))
+      .podSandboxId;
+    const config = {
+      metadata: { name, attempt: 0 },
+      image: { image: 'busybox' },
+      command: ['sleep', '3600'],
+      linux: { securityContext },
+    };
+    const { containerId } = await h.call<{ containerId: string }>('createContainer', {
+      podSandboxId,
+      sandboxConfig,
+      config,
+    });
     await h.call('startContainer', { containerId });
-    const status = await h.call<{ status: { state: string }; info: { info: string } }>('containerStatus', { containerId, verbose: true });
+    const status = await h.call<{ status: { state: string }; info: { info: string } }>('containerStatus', {
+      containerId,
+      verbose: true,
+    });
     return { podSandboxId, containerId, state: status.status.state, info: JSON.parse(status.info.info) as Verbose };
   };
 
@@ -59,13 +72,21 @@ describe('privileged pods and containers', () => {
   it('runs on a host where the service lacks a capability (this one lacks CAP_SYS_RESOURCE)', () => {
     assert.ok(held.length > 0);
     // The tests below would pass on any host; this says whether they ran where they matter.
-    assert.equal(held.includes('CAP_SYS_RESOURCE'), false, 'the service holds CAP_SYS_RESOURCE here: the regression is not exercised');
+    assert.equal(
+      held.includes('CAP_SYS_RESOURCE'),
+      false,
+      'the service holds CAP_SYS_RESOURCE here: the regression is not exercised',
+    );
   });
 
   it('starts a privileged pod, and gives its pause the default capabilities the service holds', async () => {
     const sandboxConfig = pod('privpod', true);
-    const podSandboxId = (await h.call<{ podSandboxId: string }>('runPodSandbox', { config: sandboxConfig })).podSandboxId;
-    const status = await h.call<{ status: { state: string }; info: { info: string } }>('podSandboxStatus', { podSandboxId, verbose: true });
+    const podSandboxId = (await h.call<{ podSandboxId: string }>('runPodSandbox', { config: sandboxConfig }))
+      .podSandboxId;
+    const status = await h.call<{ status: { state: string }; info: { info: string } }>('podSandboxStatus', {
+      podSandboxId,
+      verbose: true,
+    });
     assert.equal(status.status.state, 'SANDBOX_READY');
     const info = JSON.parse(status.info.info) as Verbose;
     const expected = DEFAULT_CAPABILITIES.filter((c) => held.includes(c));
@@ -80,8 +101,16 @@ describe('privileged pods and containers', () => {
     assert.equal(c.state, 'CONTAINER_RUNNING');
     assert.deepEqual(c.info.spec.process.capabilities, { bounding: held, effective: held, permitted: held });
     const proc = capSets(c.info.pid);
-    assert.equal(proc.bounding, heldBits, `CapBnd ${proc.bounding.toString(16)} is the service's ${heldBits.toString(16)}`);
-    assert.equal(proc.effective, heldBits, `CapEff ${proc.effective.toString(16)} is the service's ${heldBits.toString(16)}`);
+    assert.equal(
+      proc.bounding,
+      heldBits,
+      `CapBnd ${proc.bounding.toString(16)} is the service's ${heldBits.toString(16)}`,
+    );
+    assert.equal(
+      proc.effective,
+      heldBits,
+      `CapEff ${proc.effective.toString(16)} is the service's ${heldBits.toString(16)}`,
+    );
   });
 
   it('starts a container that adds ALL with the capabilities the service holds, less what it drops', async () => {

@@ -16,9 +16,25 @@ import { grpcFrame, tag, varint, WIRE } from '../support/protobuf-wire.js';
  */
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-const FRAME = { DATA: 0, HEADERS: 1, PRIORITY: 2, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 };
+const FRAME = {
+  DATA: 0,
+  HEADERS: 1,
+  PRIORITY: 2,
+  RST_STREAM: 3,
+  SETTINGS: 4,
+  PING: 6,
+  GOAWAY: 7,
+  WINDOW_UPDATE: 8,
+  CONTINUATION: 9,
+};
 
-function frame(type: number, flags: number, streamId: number, payload: Buffer, declaredLength = payload.length): Buffer {
+function frame(
+  type: number,
+  flags: number,
+  streamId: number,
+  payload: Buffer,
+  declaredLength = payload.length,
+): Buffer {
   const header = Buffer.alloc(9);
   header.writeUIntBE(declaredLength, 0, 3);
   header.writeUInt8(type, 3);
@@ -67,7 +83,8 @@ function frameTypes(bytes: Buffer): number[] {
 function goAwayCode(bytes: Buffer): number | undefined {
   for (let i = 0; i + 9 <= bytes.length; ) {
     const length = bytes.readUIntBE(i, 3);
-    if (bytes.readUInt8(i + 3) === FRAME.GOAWAY && i + 9 + length <= bytes.length && length >= 8) return bytes.readUInt32BE(i + 9 + 4);
+    if (bytes.readUInt8(i + 3) === FRAME.GOAWAY && i + 9 + length <= bytes.length && length >= 8)
+      return bytes.readUInt32BE(i + 9 + 4);
     i += 9 + length;
   }
   return undefined;
@@ -154,7 +171,10 @@ describe('raw garbage on the CRI socket', () => {
       const { received } = await exchange(h.socket, Buffer.concat([PREFACE, settings, bytes]));
       const code = goAwayCode(received);
       console.log(`${what}: GOAWAY error code ${code}`);
-      assert.ok(code !== undefined && code !== 0, `a GOAWAY with an error code after ${what} (got frame types ${frameTypes(received).join(',')}, code ${code})`);
+      assert.ok(
+        code !== undefined && code !== 0,
+        `a GOAWAY with an error code after ${what} (got frame types ${frameTypes(received).join(',')}, code ${code})`,
+      );
     }
     await survives(before);
   });
@@ -166,13 +186,43 @@ describe('raw garbage on the CRI socket', () => {
       // A prefix that promises more than arrives: the call ends with its stream.
       ['truncated message', '/runtime.v1.RuntimeService/Version', grpcFrame(Buffer.from([0x0a, 0x02, 0x76]), 100), /./],
       ['truncated prefix', '/runtime.v1.RuntimeService/Version', ok.subarray(0, 3), /./],
-      ['a 4 GiB length prefix', '/runtime.v1.RuntimeService/ContainerStatus', grpcFrame(Buffer.from([0x0a, 0x00]), 0xffffffff), /./],
-      ['endless varint in a key', '/runtime.v1.RuntimeService/ContainerStatus', grpcFrame(Buffer.alloc(11, 0xff)), /deserializ/i],
+      [
+        'a 4 GiB length prefix',
+        '/runtime.v1.RuntimeService/ContainerStatus',
+        grpcFrame(Buffer.from([0x0a, 0x00]), 0xffffffff),
+        /./,
+      ],
+      [
+        'endless varint in a key',
+        '/runtime.v1.RuntimeService/ContainerStatus',
+        grpcFrame(Buffer.alloc(11, 0xff)),
+        /deserializ/i,
+      ],
       // protobufjs clamps a string's length to the bytes there are, so these two decode
       // (to a broken id) and are refused by validation instead.
-      ['endless varint in a length', '/runtime.v1.RuntimeService/CreateContainer', grpcFrame(Buffer.concat([tag(1, WIRE.bytes), Buffer.alloc(11, 0xff)])), /deserializ|must be set/i],
-      ['a length past the end', '/runtime.v1.RuntimeService/ContainerStatus', grpcFrame(Buffer.concat([tag(1, WIRE.bytes), varint(1_000_000), Buffer.from('abc')])), /deserializ|not found/i],
-      ['an 11-byte varint (one too long) where a bool is', '/runtime.v1.RuntimeService/ContainerStatus', grpcFrame(Buffer.concat([tag(2, WIRE.varint), Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])])), /./],
+      [
+        'endless varint in a length',
+        '/runtime.v1.RuntimeService/CreateContainer',
+        grpcFrame(Buffer.concat([tag(1, WIRE.bytes), Buffer.alloc(11, 0xff)])),
+        /deserializ|must be set/i,
+      ],
+      [
+        'a length past the end',
+        '/runtime.v1.RuntimeService/ContainerStatus',
+        grpcFrame(Buffer.concat([tag(1, WIRE.bytes), varint(1_000_000), Buffer.from('abc')])),
+        /deserializ|not found/i,
+      ],
+      [
+        'an 11-byte varint (one too long) where a bool is',
+        '/runtime.v1.RuntimeService/ContainerStatus',
+        grpcFrame(
+          Buffer.concat([
+            tag(2, WIRE.varint),
+            Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),
+          ]),
+        ),
+        /./,
+      ],
       ['wire type 7', '/runtime.v1.ImageService/PullImage', grpcFrame(Buffer.from([0x0f, 0x01])), /deserializ/i],
       ['two messages in a unary call', '/runtime.v1.RuntimeService/RemoveContainer', Buffer.concat([ok, ok]), /./],
     ];

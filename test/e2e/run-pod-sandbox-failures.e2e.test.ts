@@ -13,7 +13,16 @@ import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
  * is left, and the pod name is free for a retry.
  */
 
-const STEPS = ['SandboxReserved', 'SpecGenerated', 'PodFiles', 'NetworkNamespace', 'NetworkSetUp', 'PauseCreated', 'SnapshotPrepared', 'SandboxReady'];
+const STEPS = [
+  'SandboxReserved',
+  'SpecGenerated',
+  'PodFiles',
+  'NetworkNamespace',
+  'NetworkSetUp',
+  'PauseCreated',
+  'SnapshotPrepared',
+  'SandboxReady',
+];
 
 describe('RunPodSandbox failures on real containerd and CNI leave nothing behind', () => {
   let h: CriHarness;
@@ -26,7 +35,11 @@ describe('RunPodSandbox failures on real containerd and CNI leave nothing behind
 
   const leftovers = async () => ({
     containers: (await unaryCall<{ containers: unknown[] }>(h.api.containers, 'List', {})).containers.length,
-    snapshots: (await collectStream<{ info: Array<{ kind: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' })).flatMap((m) => m.info).filter((i) => i.kind === 'ACTIVE').length,
+    snapshots: (
+      await collectStream<{ info: Array<{ kind: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' })
+    )
+      .flatMap((m) => m.info)
+      .filter((i) => i.kind === 'ACTIVE').length,
     netns: (await readdir(join(h.root, 'state', 'netns')).catch(() => [])).length,
     leases: (await readdir(h.ipamDir).catch(() => [])).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).length,
     veths: h.bridgePorts().trim().length,
@@ -38,7 +51,9 @@ describe('RunPodSandbox failures on real containerd and CNI leave nothing behind
   for (const step of STEPS) {
     it(`compensates a failure at ${step}`, async () => {
       await h.restart(`RunPodSandbox.${step}=error`);
-      const error = (await h.call('runPodSandbox', { config: podConfig }).catch((e: ServiceError) => e)) as ServiceError;
+      const error = (await h
+        .call('runPodSandbox', { config: podConfig })
+        .catch((e: ServiceError) => e)) as ServiceError;
       assert.match(error.details ?? '', new RegExp(`failpoint RunPodSandbox\\.${step} fired`));
       assert.deepEqual(await leftovers(), NOTHING);
     });

@@ -2,20 +2,35 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { credentials, makeGenericClientConstructor, type Client, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  makeGenericClientConstructor,
+  type Client,
+  type ServiceDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { runtimeServiceV1, runtimeServiceV1alpha2 } from '../../src/adapters/cri/cri-definition.js';
 import { runCli, startServe, tempRoot, type ServeProcess } from '../support/cli.js';
 import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
 
-type Call = (request: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
+type Call = (
+  request: object,
+  callback: (error: ServiceError | null, response: Record<string, unknown>) => void,
+) => void;
 
 function criClient(definition: ServiceDefinition, socket: string): Client & Record<string, Call> {
   const Constructor = makeGenericClientConstructor(definition, 'RuntimeService');
   return new Constructor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, Call>;
 }
 
-function call<T = Record<string, unknown>>(client: Client & Record<string, Call>, method: string, request: object = {}): Promise<T> {
-  return new Promise((resolve, reject) => client[method]!.call(client, request, (error, response) => (error ? reject(error) : resolve(response as T))));
+function call<T = Record<string, unknown>>(
+  client: Client & Record<string, Call>,
+  method: string,
+  request: object = {},
+): Promise<T> {
+  return new Promise((resolve, reject) =>
+    client[method]!.call(client, request, (error, response) => (error ? reject(error) : resolve(response as T))),
+  );
 }
 
 interface Condition {
@@ -56,7 +71,12 @@ describe('runtime info over the CRI socket, with a private containerd', () => {
   });
 
   it('answers Version with its name and the API version of the service called', async () => {
-    assert.deepEqual(await call(v1, 'version', { version: 'v1' }), { version: '0.1.0', runtimeName: 'cri-ledger', runtimeVersion: '0.1.0', runtimeApiVersion: 'v1' });
+    assert.deepEqual(await call(v1, 'version', { version: 'v1' }), {
+      version: '0.1.0',
+      runtimeName: 'cri-ledger',
+      runtimeVersion: '0.1.0',
+      runtimeApiVersion: 'v1',
+    });
     const old = criClient(runtimeServiceV1alpha2, serve.socket);
     try {
       assert.equal((await call(old, 'version', { version: 'v1alpha2' })).runtimeApiVersion, 'v1alpha2');
@@ -86,7 +106,10 @@ describe('runtime info over the CRI socket, with a private containerd', () => {
     assert.equal(response.info.podCidr, '10.244.3.0/24');
     const events = await runCli(['events', '--type', 'PodCidrUpdated', '--json', '--socket', serve.socket]);
     assert.equal(events.code, 0, events.stderr);
-    const [event] = events.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const [event] = events.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.equal(event.stream, 'node-test-node');
     assert.deepEqual(event.data, { podCidr: '10.244.3.0/24' });
   });

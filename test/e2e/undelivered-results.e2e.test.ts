@@ -32,48 +32,82 @@ interface LoggedEvent {
 const SLOW_CREATE = 'CreateContainer.SnapshotPrepared=delay(1500)';
 const SHORT_DEADLINE_MS = 300;
 
-
 describe('retries whose first answer reached nobody', () => {
   let h: CriHarness;
   let podId = '';
-  const podConfig = (name: string) => ({ metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } });
+  const podConfig = (name: string) => ({
+    metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
+  });
   const base = podConfig('retry-base');
   const createRequest = (name: string, env = 'v1') => ({
     podSandboxId: podId,
     sandboxConfig: base,
-    config: { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'], envs: [{ key: 'VERSION', value: env }] },
+    config: {
+      metadata: { name, attempt: 0 },
+      image: { image: 'busybox' },
+      command: ['sleep', '3600'],
+      envs: [{ key: 'VERSION', value: env }],
+    },
   });
   const fullName = (name: string) => `${name}_retry-base_default_uid-retry-base_0`;
   /** Calls with a client deadline that passes while the slowed saga runs: DEADLINE_EXCEEDED. */
   const callPastDeadline = async (method: string, request: object) => {
-    const error = (await h.call(method, request, { deadline: Date.now() + SHORT_DEADLINE_MS }).catch((e: ServiceError) => e)) as ServiceError;
+    const error = (await h
+      .call(method, request, { deadline: Date.now() + SHORT_DEADLINE_MS })
+      .catch((e: ServiceError) => e)) as ServiceError;
     assert.equal(error.code, Status.DEADLINE_EXCEEDED, `the call outlives its deadline: ${String(error)}`);
   };
   const events = async (type?: string): Promise<LoggedEvent[]> => {
     const r = await runCli(['events', '--socket', h.socket, '--json', ...(type ? ['--type', type] : [])]);
     assert.equal(r.code, 0, r.stderr);
-    return r.stdout.trim().split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as LoggedEvent);
+    return r.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l) as LoggedEvent);
   };
   /** The stream's events, without the stall watchdog's OperationStalled (its place depends on timing). */
-  const streamOf = async (id: string) => (await events()).filter((e) => e.stream.endsWith(id) && e.type !== 'OperationStalled');
+  const streamOf = async (id: string) =>
+    (await events()).filter((e) => e.stream.endsWith(id) && e.type !== 'OperationStalled');
   const stallsOf = async (id: string) => (await events('OperationStalled')).filter((e) => e.stream.endsWith(id));
-  const undeliveredNamed = async (name: string) => (await events('ResultUndelivered')).filter((e) => e.data.name === name);
-  const listed = async () => (await h.call<{ containers: Array<{ id: string; metadata: { name: string } }> }>('listContainers', {})).containers;
+  const undeliveredNamed = async (name: string) =>
+    (await events('ResultUndelivered')).filter((e) => e.data.name === name);
+  const listed = async () =>
+    (await h.call<{ containers: Array<{ id: string; metadata: { name: string } }> }>('listContainers', {})).containers;
   /** containerd records and active snapshots other than the base pod's, and container dirs. */
   const held = async () => ({
-    containers: (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers.map((c) => c.id).filter((id) => id !== podId).sort(),
-    snapshots: (await collectStream<{ info: Array<{ name: string; kind: string }> }>(h.api.snapshots, 'List', { snapshotter: 'overlayfs' }))
+    containers: (await unaryCall<{ containers: Array<{ id: string }> }>(h.api.containers, 'List', {})).containers
+      .map((c) => c.id)
+      .filter((id) => id !== podId)
+      .sort(),
+    snapshots: (
+      await collectStream<{ info: Array<{ name: string; kind: string }> }>(h.api.snapshots, 'List', {
+        snapshotter: 'overlayfs',
+      })
+    )
       .flatMap((m) => m.info)
       .filter((i) => i.kind === 'ACTIVE' && i.name !== podId)
       .map((i) => i.name)
       .sort(),
     containerDirs: (await readdir(join(h.root, 'containers')).catch((): string[] => [])).sort(),
   });
-  const only = (...ids: string[]) => ({ containers: [...ids].sort(), snapshots: [...ids].sort(), containerDirs: [...ids].sort() });
+  const only = (...ids: string[]) => ({
+    containers: [...ids].sort(),
+    snapshots: [...ids].sort(),
+    containerDirs: [...ids].sort(),
+  });
   const verifyClean = async () => {
     const plain = await runCli(['verify', '--socket', h.socket]);
     assert.equal(plain.code, 0, plain.stdout + plain.stderr);
-    const against = await runCli(['verify', '--against-containerd', '--socket', h.socket, '--containerd-address', h.containerd.address]);
+    const against = await runCli([
+      'verify',
+      '--against-containerd',
+      '--socket',
+      h.socket,
+      '--containerd-address',
+      h.containerd.address,
+    ]);
     assert.equal(against.code, 0, against.stdout + against.stderr);
   };
   const removeAll = async () => {
@@ -94,10 +128,23 @@ describe('retries whose first answer reached nobody', () => {
     // kubelet retries at once; the first saga still runs, and the retry waits for it.
     const { containerId } = await h.call<{ containerId: string }>('createContainer', request);
     const types = (await streamOf(containerId)).map((e) => e.type);
-    assert.deepEqual(types, ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated', 'ResultUndelivered', 'RetryServed']);
+    assert.deepEqual(types, [
+      'NameReserved',
+      'SpecGenerated',
+      'SnapshotPrepared',
+      'ContainerCreated',
+      'ResultUndelivered',
+      'RetryServed',
+    ]);
     // The stall watchdog saw the same deadline pass in the held step.
-    assert.deepEqual((await stallsOf(containerId)).map((e) => e.data.step), ['SnapshotPrepared']);
-    assert.deepEqual((await listed()).map((c) => c.id), [containerId]);
+    assert.deepEqual(
+      (await stallsOf(containerId)).map((e) => e.data.step),
+      ['SnapshotPrepared'],
+    );
+    assert.deepEqual(
+      (await listed()).map((c) => c.id),
+      [containerId],
+    );
     assert.deepEqual(await held(), only(containerId));
     // Served from the log once more, without waiting: same id, one more RetryServed.
     assert.equal((await h.call<{ containerId: string }>('createContainer', request)).containerId, containerId);
@@ -122,7 +169,10 @@ describe('retries whose first answer reached nobody', () => {
     await h.restart(SLOW_CREATE);
     await callPastDeadline('createContainer', createRequest('other-digest', 'v1'));
     // kubelet's retry carries a changed config, while the first saga still runs.
-    const { containerId } = await h.call<{ containerId: string }>('createContainer', createRequest('other-digest', 'v2'));
+    const { containerId } = await h.call<{ containerId: string }>(
+      'createContainer',
+      createRequest('other-digest', 'v2'),
+    );
     const undelivered = await undeliveredNamed(fullName('other-digest'));
     assert.equal(undelivered.length, 1, 'the first result was recorded as undelivered');
     const oldId = undelivered[0]!.stream.slice('container-'.length);
@@ -131,7 +181,10 @@ describe('retries whose first answer reached nobody', () => {
     assert.equal(removed.type, 'ContainerRemoved');
     assert.equal(removed.data.discarded?.reason, 'superseded');
     assert.ok(removed.data.discarded?.undone.every((u) => u.ok));
-    assert.deepEqual((await listed()).map((c) => c.id), [containerId]);
+    assert.deepEqual(
+      (await listed()).map((c) => c.id),
+      [containerId],
+    );
     assert.deepEqual(await held(), only(containerId));
     await verifyClean();
     await removeAll();
@@ -140,10 +193,16 @@ describe('retries whose first answer reached nobody', () => {
   it('(b) replaces it after a restart too, read from the log', async () => {
     await h.restart(SLOW_CREATE);
     await callPastDeadline('createContainer', createRequest('other-after-restart', 'v1'));
-    await until('the undelivered result', async () => (await undeliveredNamed(fullName('other-after-restart'))).length === 1);
+    await until(
+      'the undelivered result',
+      async () => (await undeliveredNamed(fullName('other-after-restart'))).length === 1,
+    );
     const oldId = (await undeliveredNamed(fullName('other-after-restart')))[0]!.stream.slice('container-'.length);
     await h.restart();
-    const { containerId } = await h.call<{ containerId: string }>('createContainer', createRequest('other-after-restart', 'v2'));
+    const { containerId } = await h.call<{ containerId: string }>(
+      'createContainer',
+      createRequest('other-after-restart', 'v2'),
+    );
     assert.notEqual(containerId, oldId);
     assert.equal((await streamOf(oldId)).at(-1)?.data.discarded?.reason, 'superseded');
     assert.deepEqual(await held(), only(containerId));
@@ -164,8 +223,15 @@ describe('retries whose first answer reached nobody', () => {
     assert.equal(removed.data.discarded?.reason, 'superseded');
     const pods = (await h.call<{ items: Array<{ id: string }> }>('listPodSandbox', {})).items.map((p) => p.id);
     assert.deepEqual(pods.sort(), [podId, podSandboxId].sort());
-    assert.deepEqual(await held(), { ...only(podSandboxId), containerDirs: [] }, 'only the new pause container and its snapshot');
-    assert.deepEqual((await readdir(join(h.root, 'sandboxes'))).filter((d) => d !== podId), [podSandboxId]);
+    assert.deepEqual(
+      await held(),
+      { ...only(podSandboxId), containerDirs: [] },
+      'only the new pause container and its snapshot',
+    );
+    assert.deepEqual(
+      (await readdir(join(h.root, 'sandboxes'))).filter((d) => d !== podId),
+      [podSandboxId],
+    );
     await verifyClean();
     await h.call('stopPodSandbox', { podSandboxId });
     await h.call('removePodSandbox', { podSandboxId });
@@ -175,12 +241,17 @@ describe('retries whose first answer reached nobody', () => {
   it('(c) refuses another digest with ALREADY_EXISTS naming the holder once the result was delivered', async () => {
     await h.restart();
     const { containerId } = await h.call<{ containerId: string }>('createContainer', createRequest('delivered', 'v1'));
-    const error = (await h.call('createContainer', createRequest('delivered', 'v2')).catch((e: ServiceError) => e)) as ServiceError;
+    const error = (await h
+      .call('createContainer', createRequest('delivered', 'v2'))
+      .catch((e: ServiceError) => e)) as ServiceError;
     assert.equal(error.code, Status.ALREADY_EXISTS);
     assert.match(error.details, new RegExp(`reserved for ${containerId}`));
     assert.deepEqual(await undeliveredNamed(fullName('delivered')), []);
     // A caller that waited costs nothing more: the saga's two batches, and the refusal writes nothing.
-    assert.deepEqual((await streamOf(containerId)).map((e) => e.type), ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
+    assert.deepEqual(
+      (await streamOf(containerId)).map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated'],
+    );
     assert.deepEqual(await held(), only(containerId));
     await removeAll();
   });
@@ -195,7 +266,10 @@ describe('retries whose first answer reached nobody', () => {
     await until('its removal', async () => (await streamOf(id)).at(-1)?.type === 'ContainerRemoved');
     const removed = (await streamOf(id)).at(-1)!;
     const waitedMs = Date.parse(removed.at) - Date.parse(String(undelivered!.data.callerDeadline));
-    assert.ok(waitedMs >= 6_000 && waitedMs < 12_000, `removed ${waitedMs}ms past the caller's deadline, the timeout being 6s`);
+    assert.ok(
+      waitedMs >= 6_000 && waitedMs < 12_000,
+      `removed ${waitedMs}ms past the caller's deadline, the timeout being 6s`,
+    );
     assert.equal(removed.data.discarded?.reason, 'unclaimed');
     assert.deepEqual(await held(), only());
     assert.deepEqual(await listed(), []);
@@ -206,7 +280,10 @@ describe('retries whose first answer reached nobody', () => {
     // A long timeout first, so nothing is removed before the restart.
     await h.restart(SLOW_CREATE, { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '10m' });
     await callPastDeadline('createContainer', createRequest('unclaimed-restart'));
-    await until('the undelivered result', async () => (await undeliveredNamed(fullName('unclaimed-restart'))).length === 1);
+    await until(
+      'the undelivered result',
+      async () => (await undeliveredNamed(fullName('unclaimed-restart'))).length === 1,
+    );
     const id = (await undeliveredNamed(fullName('unclaimed-restart')))[0]!.stream.slice('container-'.length);
     await h.restart(undefined, { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '2s' });
     await until('its removal after the restart', async () => (await streamOf(id)).at(-1)?.type === 'ContainerRemoved');
@@ -222,16 +299,38 @@ describe('retries whose first answer reached nobody', () => {
     assert.ok(error instanceof Error, 'the call fails: the service died');
     // An orphan beside it: reconciliation must still run at this start, after the roll forward.
     const orphan = 'e'.repeat(64);
-    const image = await unaryCall<{ image: { name: string } }>(h.api.images, 'Get', { name: 'docker.io/library/busybox:latest' });
-    const spec = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from('{"ociVersion":"1.0.2"}') };
-    await unaryCall(h.api.containers, 'Create', { container: { id: orphan, labels: { 'io.cri-ledger.kind': 'container' }, image: image.image.name, runtime: { name: 'io.containerd.runc.v2' }, spec, snapshotter: 'overlayfs', snapshot_key: orphan } });
+    const image = await unaryCall<{ image: { name: string } }>(h.api.images, 'Get', {
+      name: 'docker.io/library/busybox:latest',
+    });
+    const spec = {
+      type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Spec',
+      value: Buffer.from('{"ociVersion":"1.0.2"}'),
+    };
+    await unaryCall(h.api.containers, 'Create', {
+      container: {
+        id: orphan,
+        labels: { 'io.cri-ledger.kind': 'container' },
+        image: image.image.name,
+        runtime: { name: 'io.containerd.runc.v2' },
+        spec,
+        snapshotter: 'overlayfs',
+        snapshot_key: orphan,
+      },
+    });
     await h.restart();
     await until('recovery to end the saga', async () => (await listed()).length === 1);
     await until('the orphan to be reconciled away', async () => !(await held()).containers.includes(orphan));
     const [container] = await listed();
     assert.equal(container!.metadata.name, 'rolled-forward');
     const types = (await streamOf(container!.id)).map((e) => e.type);
-    assert.deepEqual(types, ['NameReserved', 'SpecGenerated', 'RecoveryDecided', 'SnapshotPrepared', 'ContainerCreated', 'ResultUndelivered']);
+    assert.deepEqual(types, [
+      'NameReserved',
+      'SpecGenerated',
+      'RecoveryDecided',
+      'SnapshotPrepared',
+      'ContainerCreated',
+      'ResultUndelivered',
+    ]);
     const decided = (await streamOf(container!.id)).find((e) => e.type === 'RecoveryDecided')!;
     assert.equal(decided.data.decision, 'rollForward');
     await verifyClean();

@@ -37,7 +37,13 @@ describe('stop and remove of what does not exist', () => {
       RemovePodSandbox: await h.call('removePodSandbox', { podSandboxId }),
       RemoveImage: await h.imageCall('removeImage', { image: { image: 'docker.io/library/never-pulled:1.0' } }),
     };
-    assert.deepEqual(Object.keys(answers), ['StopContainer', 'RemoveContainer', 'StopPodSandbox', 'RemovePodSandbox', 'RemoveImage']);
+    assert.deepEqual(Object.keys(answers), [
+      'StopContainer',
+      'RemoveContainer',
+      'StopPodSandbox',
+      'RemovePodSandbox',
+      'RemoveImage',
+    ]);
     for (const [rpc, answer] of Object.entries(answers)) assert.deepEqual(answer, {}, `${rpc} answered an empty OK`);
     // A second time is the kubelet retry: still OK.
     await h.call('stopContainer', { containerId, timeout: 0 });

@@ -28,8 +28,16 @@ const stalled = (step: string, correlationId: string): NewEvent<'OperationStalle
   correlationId,
   data: { operation: 'CreateContainer', step, elapsedMs: 1_200, deadline: DEADLINE },
 });
-const retry = (n: number): NewEvent<'RetryServed'> => ({ type: 'RetryServed', correlationId: `req-retry-${n}`, data: { requestDigest: 'sha256:x', servedAt: DEADLINE } });
-const oom: NewEvent<'ContainerExited'> = { type: 'ContainerExited', correlationId: 'task-exit', data: { exitCode: 137, finishedAt: '2026-11-28T10:05:00.000Z', reason: 'OOMKilled', message: '' } };
+const retry = (n: number): NewEvent<'RetryServed'> => ({
+  type: 'RetryServed',
+  correlationId: `req-retry-${n}`,
+  data: { requestDigest: 'sha256:x', servedAt: DEADLINE },
+});
+const oom: NewEvent<'ContainerExited'> = {
+  type: 'ContainerExited',
+  correlationId: 'task-exit',
+  data: { exitCode: 137, finishedAt: '2026-11-28T10:05:00.000Z', reason: 'OOMKilled', message: '' },
+};
 
 const s = streams.container(stuck);
 const h = streams.container(hung);
@@ -53,7 +61,11 @@ function ok(result: CliResult): string {
   return result.stdout;
 }
 
-function describeExplain(name: string, setup: () => { cli: (args: string[]) => Promise<CliResult>; events: () => LedgerEvent[] }, concurrency: boolean): void {
+function describeExplain(
+  name: string,
+  setup: () => { cli: (args: string[]) => Promise<CliResult>; events: () => LedgerEvent[] },
+  concurrency: boolean,
+): void {
   describe(`explain via ${name}`, { concurrency }, () => {
     it('explains a container by its full name: holder, creating request, stall, retries, exit', async () => {
       const { cli, events } = setup();
@@ -61,19 +73,37 @@ function describeExplain(name: string, setup: () => { cli: (args: string[]) => P
       const ours = events().filter((e) => e.stream === s);
       const created = ours.find((e) => e.type === 'ContainerCreated')!;
       assert.match(out, new RegExp(`^container ${stuck.id}$`, 'm'));
-      assert.match(out, new RegExp(`^name ${stuck.name} is held by container ${stuck.id.slice(0, 12)}, reserved by request req-s at ${ours[0]!.at}\\.$`, 'm'));
+      assert.match(
+        out,
+        new RegExp(
+          `^name ${stuck.name} is held by container ${stuck.id.slice(0, 12)}, reserved by request req-s at ${ours[0]!.at}\\.$`,
+          'm',
+        ),
+      );
       assert.match(out, new RegExp(`^created by request req-s at ${created.at}, `, 'm'));
-      assert.match(out, new RegExp(`^stalled in SnapshotPrepared for \\S+ past the caller's deadline ${DEADLINE} \\(which passed 1\\.200s into the step\\), until the next event, SnapshotPrepared, at ${created.at}`, 'm'));
+      assert.match(
+        out,
+        new RegExp(
+          `^stalled in SnapshotPrepared for \\S+ past the caller's deadline ${DEADLINE} \\(which passed 1\\.200s into the step\\), until the next event, SnapshotPrepared, at ${created.at}`,
+          'm',
+        ),
+      );
       assert.match(out, /^retried 3 times with the same request; served from the ledger each time/m);
       assert.match(out, /^exited at 2026-11-28T10:05:00\.000Z with code 137, reason OOMKilled/m);
-      assert.match(out, new RegExp(`^source: .*, ${ours.length} events \\(seq ${ours[0]!.seq}\\.\\.${ours.at(-1)!.seq}\\)\\.$`, 'm'));
+      assert.match(
+        out,
+        new RegExp(`^source: .*, ${ours.length} events \\(seq ${ours[0]!.seq}\\.\\.${ours.at(-1)!.seq}\\)\\.$`, 'm'),
+      );
     });
 
     it('explains one in flight by its short name: the step it reached, its age, the stall still going on', async () => {
       const { cli } = setup();
       const out = ok(await cli(['explain', 'side']));
       assert.match(out, new RegExp(`^container ${hung.id}$`, 'm'));
-      assert.match(out, /^in flight: CreateContainer \(request req-h\) began at .* the last step recorded is SpecGenerated at .*; age \S+\.$/m);
+      assert.match(
+        out,
+        /^in flight: CreateContainer \(request req-h\) began at .* the last step recorded is SpecGenerated at .*; age \S+\.$/m,
+      );
       assert.match(out, /^stalled in ContainerRecord for \S+ past the caller's deadline .*, and it is still there\.$/m);
     });
 
@@ -82,7 +112,13 @@ function describeExplain(name: string, setup: () => { cli: (args: string[]) => P
       const compensated = events().find((e) => e.type === 'Compensated' && e.stream === streams.container(gone))!;
       const out = ok(await cli(['explain', gone.id.slice(0, 16)]));
       assert.match(out, new RegExp(`^container ${gone.id}$`, 'm'));
-      assert.match(out, new RegExp(`^CreateContainer failed at step ContainerRecord at ${compensated.at}: "snapshotter said no" \\(code Unknown\\)\\.$`, 'm'));
+      assert.match(
+        out,
+        new RegExp(
+          `^CreateContainer failed at step ContainerRecord at ${compensated.at}: "snapshotter said no" \\(code Unknown\\)\\.$`,
+          'm',
+        ),
+      );
       assert.match(out, /^undone, newest first: NameReserved ok\.$/m);
       assert.match(out, new RegExp(`^the name ${gone.name} was released\\.$`, 'm'));
     });
@@ -118,7 +154,11 @@ describe('cri-ledger explain', () => {
     socket = join(serveRoot.dir, 's.sock');
     // No containerd at that address: startup recovery waits for one, so the saga in
     // flight stays in flight while the tests read it.
-    serve = await startServe({ root: serveRoot.dir, socket, args: ['--nats-url', nats.url, '--containerd-address', join(serveRoot.dir, 'no-containerd.sock')] });
+    serve = await startServe({
+      root: serveRoot.dir,
+      socket,
+      args: ['--nats-url', nats.url, '--containerd-address', join(serveRoot.dir, 'no-containerd.sock')],
+    });
     const client = LedgerClient.connect(socket);
     try {
       const deadline = Date.now() + 10_000;
@@ -138,9 +178,21 @@ describe('cri-ledger explain', () => {
     await serveRoot?.cleanup();
   });
 
-  describeExplain('--db', () => ({ cli: (args) => runCli([...args, '--db', join(dbRoot.dir, 'ledger')]), events: () => dbEvents }), false);
-  describeExplain('the socket', () => ({ cli: (args) => runCli([...args, '--socket', socket]), events: () => serveEvents }), true);
-  describeExplain('--nats', () => ({ cli: (args) => runCli([...args, '--nats', nats.url, '--node', 'test-node']), events: () => serveEvents }), true);
+  describeExplain(
+    '--db',
+    () => ({ cli: (args) => runCli([...args, '--db', join(dbRoot.dir, 'ledger')]), events: () => dbEvents }),
+    false,
+  );
+  describeExplain(
+    'the socket',
+    () => ({ cli: (args) => runCli([...args, '--socket', socket]), events: () => serveEvents }),
+    true,
+  );
+  describeExplain(
+    '--nats',
+    () => ({ cli: (args) => runCli([...args, '--nats', nats.url, '--node', 'test-node']), events: () => serveEvents }),
+    true,
+  );
 
   describe('a stall in status', () => {
     for (const [name, args] of [
@@ -150,23 +202,46 @@ describe('cri-ledger explain', () => {
       it(`via ${name}: the operation in flight shows the step it stalled in`, async () => {
         const out = ok(await runCli(['status', ...args()]));
         assert.match(out, /^STREAM\s+OPERATION\s+NAME\s+STARTED SEQ\s+LAST STEP\s+AGE\s+CORRELATION\s+STALLED IN$/m);
-        assert.match(out, new RegExp(`^container-${hung.id.slice(0, 12)}\\s+CreateContainer\\s+${hung.name}\\s+\\d+\\s+SpecGenerated\\s+\\S+\\s+req-h\\s+ContainerRecord$`, 'm'));
-        const json = JSON.parse(ok(await runCli(['status', '--json', ...args()]))) as { operations: Array<{ name: string; stalled?: { step: string; deadline: string } }> };
+        assert.match(
+          out,
+          new RegExp(
+            `^container-${hung.id.slice(0, 12)}\\s+CreateContainer\\s+${hung.name}\\s+\\d+\\s+SpecGenerated\\s+\\S+\\s+req-h\\s+ContainerRecord$`,
+            'm',
+          ),
+        );
+        const json = JSON.parse(ok(await runCli(['status', '--json', ...args()]))) as {
+          operations: Array<{ name: string; stalled?: { step: string; deadline: string } }>;
+        };
         const op = json.operations.find((o) => o.name === hung.name);
-        assert.deepEqual({ step: op?.stalled?.step, deadline: op?.stalled?.deadline }, { step: 'ContainerRecord', deadline: DEADLINE });
+        assert.deepEqual(
+          { step: op?.stalled?.step, deadline: op?.stalled?.deadline },
+          { step: 'ContainerRecord', deadline: DEADLINE },
+        );
       });
     }
 
     it('via replay --db: the operations table as of the head shows the stalled step', async () => {
       const out = ok(await runCli(['replay', '--until', String(dbEvents.length), '--db', join(dbRoot.dir, 'ledger')]));
       assert.match(out, /^STREAM\s+OPERATION\s+NAME\s+STARTED SEQ\s+LAST STEP\s+AGE\s+CORRELATION\s+STALLED IN$/m);
-      assert.match(out, new RegExp(`^container-${hung.id.slice(0, 12)}\\s+CreateContainer\\s+${hung.name}\\s+\\d+\\s+SpecGenerated\\s+\\S+\\s+req-h\\s+ContainerRecord$`, 'm'));
+      assert.match(
+        out,
+        new RegExp(
+          `^container-${hung.id.slice(0, 12)}\\s+CreateContainer\\s+${hung.name}\\s+\\d+\\s+SpecGenerated\\s+\\S+\\s+req-h\\s+ContainerRecord$`,
+          'm',
+        ),
+      );
     });
 
     it('via verify --db: the saga in flight shows the step it stalled in, and the stall is no violation', async () => {
       const out = ok(await runCli(['verify', '--db', join(dbRoot.dir, 'ledger')]));
       assert.match(out, /result: ok$/m);
-      assert.match(out, new RegExp(`^container-${hung.id.slice(0, 12)}\\s+CreateContainer\\s+${hung.name}\\s+\\d+\\s+SpecGenerated\\s+\\S+\\s+req-h\\s+ContainerRecord$`, 'm'));
+      assert.match(
+        out,
+        new RegExp(
+          `^container-${hung.id.slice(0, 12)}\\s+CreateContainer\\s+${hung.name}\\s+\\d+\\s+SpecGenerated\\s+\\S+\\s+req-h\\s+ContainerRecord$`,
+          'm',
+        ),
+      );
     });
   });
 });

@@ -23,10 +23,22 @@ const reusedName = 'web_pod-r_ns_uid-r_0';
 const first = container('reuse-1', 'pod-r', reusedName);
 const second = container('reuse-2', 'pod-r', reusedName);
 const EXTRA: ScenarioAppend[] = [
-  { stream: streams.container(first), expected: 0, events: [ev.nameReserved(first, 'req-r1'), ev.specGenerated('req-r1')] },
+  {
+    stream: streams.container(first),
+    expected: 0,
+    events: [ev.nameReserved(first, 'req-r1'), ev.specGenerated('req-r1')],
+  },
   { stream: streams.container(first), expected: 2, events: [ev.compensated(reusedName, 'SnapshotPrepared', 'req-r1')] },
-  { stream: streams.container(second), expected: 0, events: [ev.nameReserved(second, 'req-r2'), ev.specGenerated('req-r2')] },
-  { stream: streams.container(second), expected: 2, events: [ev.snapshotPrepared(second, 'req-r2'), ev.containerCreated(1, 'req-r2')] },
+  {
+    stream: streams.container(second),
+    expected: 0,
+    events: [ev.nameReserved(second, 'req-r2'), ev.specGenerated('req-r2')],
+  },
+  {
+    stream: streams.container(second),
+    expected: 2,
+    events: [ev.snapshotPrepared(second, 'req-r2'), ev.containerCreated(1, 'req-r2')],
+  },
 ];
 
 function lines(text: string): string[] {
@@ -67,7 +79,10 @@ function describeReadCommands(
       out.slice(1).forEach((row, i) => {
         const e = compensated[i]!;
         assert.equal(row.indexOf('Compensated'), typeColumn, `TYPE column aligned in: ${row}`);
-        assert.match(row, new RegExp(`^\\s*${e.seq}\\s+${e.at}\\s+${e.stream.slice(0, e.stream.indexOf('-') + 13)}\\s`));
+        assert.match(
+          row,
+          new RegExp(`^\\s*${e.seq}\\s+${e.at}\\s+${e.stream.slice(0, e.stream.indexOf('-') + 13)}\\s`),
+        );
         assert.ok(!row.includes(e.stream), 'the full 64-hex id is shortened');
         assert.match(row, /failed at \w+: "snapshotter said no"; undid 1/);
       });
@@ -78,13 +93,18 @@ function describeReadCommands(
       const stream = streams.container(second);
       const from = events().length - 1;
       const out = lines(ok(await cli(['events', '--json', '--stream', stream, '--from', String(from)])));
-      assert.deepEqual(out, events().filter((e) => e.stream === stream && e.seq >= from).map(encodeEvent));
+      assert.deepEqual(
+        out,
+        events()
+          .filter((e) => e.stream === stream && e.seq >= from)
+          .map(encodeEvent),
+      );
       assert.equal(out.length, 2);
     });
 
     it('replay --until SEQ --json shows the projections as they stood at that seq', async () => {
       const { cli, events } = setup();
-      const snapshot = JSON.parse(ok(await cli(["replay", "--until", "120", "--json"]))) as { position: number };
+      const snapshot = JSON.parse(ok(await cli(['replay', '--until', '120', '--json']))) as { position: number };
       assert.deepEqual(snapshot, folded(events().slice(0, 120)));
       assert.equal(snapshot.position, 120);
     });
@@ -108,9 +128,15 @@ function describeReadCommands(
       const out = ok(result);
       assert.match(out, new RegExp(`^container ${second.id}$`, 'm'));
       const rows = lines(out).filter((l) => /^\s*\d+\s+\d{4}-/.test(l));
-      assert.deepEqual(rows.map((r) => r.trim().split(/\s+/)[3]), ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
+      assert.deepEqual(
+        rows.map((r) => r.trim().split(/\s+/)[3]),
+        ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated'],
+      );
       // Two appends of two events each, 10ms apart: events of one append share a time.
-      assert.deepEqual(rows.map((r) => r.trim().split(/\s+/)[2]), ['+0ms', '+0ms', '+10ms', '+0ms']);
+      assert.deepEqual(
+        rows.map((r) => r.trim().split(/\s+/)[2]),
+        ['+0ms', '+0ms', '+10ms', '+0ms'],
+      );
       assert.match(out, /total 10ms over 4 events/);
       assert.match(result.stderr, new RegExp(`also held by ${first.id.slice(0, 12)}`));
       assert.ok(events().some((e) => e.stream === streams.container(first) && e.type === 'Compensated'));
@@ -141,7 +167,13 @@ function describeReadCommands(
       assert.match(out, /result: ok$/m);
       assert.match(out, new RegExp(`IN FLIGHT \\(${expected.operations.size}\\)`));
       for (const op of expected.operations.values()) {
-        assert.match(out, new RegExp(`^container-${op.id.slice(0, 12)}\\s+CreateContainer\\s+${op.name}\\s+${op.startedSeq}\\s+${op.lastStep}\\s`, 'm'));
+        assert.match(
+          out,
+          new RegExp(
+            `^container-${op.id.slice(0, 12)}\\s+CreateContainer\\s+${op.name}\\s+${op.startedSeq}\\s+${op.lastStep}\\s`,
+            'm',
+          ),
+        );
       }
     });
   });
@@ -184,9 +216,21 @@ describe('cri-ledger CLI', () => {
     await serveRoot?.cleanup();
   });
 
-  describeReadCommands('--db', () => ({ cli: (args) => runCli([...args, '--db', join(dbRoot.dir, 'ledger')]), events: () => dbEvents }), false);
-  describeReadCommands('the socket', () => ({ cli: (args) => runCli([...args, '--socket', socket]), events: () => serveEvents }), true);
-  describeReadCommands('--nats', () => ({ cli: (args) => runCli([...args, '--nats', nats.url, '--node', 'test-node']), events: () => serveEvents }), true);
+  describeReadCommands(
+    '--db',
+    () => ({ cli: (args) => runCli([...args, '--db', join(dbRoot.dir, 'ledger')]), events: () => dbEvents }),
+    false,
+  );
+  describeReadCommands(
+    'the socket',
+    () => ({ cli: (args) => runCli([...args, '--socket', socket]), events: () => serveEvents }),
+    true,
+  );
+  describeReadCommands(
+    '--nats',
+    () => ({ cli: (args) => runCli([...args, '--nats', nats.url, '--node', 'test-node']), events: () => serveEvents }),
+    true,
+  );
 
   describe('status', { concurrency: true }, () => {
     it('via --db: head, relay cursor and lag, counts', async () => {
@@ -203,14 +247,20 @@ describe('cri-ledger CLI', () => {
       const status = JSON.parse(ok(await runCli(['status', '--json', '--socket', socket])));
       assert.equal(status.head, serveEvents.length);
       assert.deepEqual(
-        { running: status.relay.running, enabled: status.relay.enabled, connected: status.relay.connected, cursor: status.relay.cursor, lag: status.relay.lag },
+        {
+          running: status.relay.running,
+          enabled: status.relay.enabled,
+          connected: status.relay.connected,
+          cursor: status.relay.cursor,
+          lag: status.relay.lag,
+        },
         { running: true, enabled: true, connected: true, cursor: serveEvents.length, lag: 0 },
       );
       const text = ok(await runCli(['status', '--socket', socket]));
       assert.match(text, /^relay\s+on \(stream CRI_LEDGER\), connected; cursor \d+, lag 0/m);
     });
 
-    it('via --nats: the stream, and this node\'s subjects and head', async () => {
+    it("via --nats: the stream, and this node's subjects and head", async () => {
       const out = ok(await runCli(['status', '--nats', nats.url, '--node', 'test-node']));
       assert.match(out, new RegExp(`^messages\\s+${serveEvents.length} \\(`, 'm'));
       assert.match(out, new RegExp(`^subjects\\s+cri-ledger\\.test-node\\.>: ${serveEvents.length} messages`, 'm'));
@@ -225,7 +275,7 @@ describe('cri-ledger CLI', () => {
   });
 
   describe('sources and failures', { concurrency: true }, () => {
-    it('--db on the running service\'s directory says to drop --db', async () => {
+    it("--db on the running service's directory says to drop --db", async () => {
       const result = await runCli(['events', '--db', join(serveRoot.dir, 'ledger')]);
       assert.equal(result.code, 1);
       assert.match(result.stderr, /held by the running cri-ledger service; drop --db/);
@@ -252,7 +302,10 @@ describe('cri-ledger CLI', () => {
         const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
         const key = (seq: number): string => `e!${String(seq).padStart(16, '0')}`;
         // A record mid-stream whose payload breaks its schema while its envelope stays intact.
-        const victim = events.find((e) => e.seq >= 25 && e.seq < 40 && events.some((n) => n.stream === e.stream && n.seq > e.seq && n.seq !== 40))!;
+        const victim = events.find(
+          (e) =>
+            e.seq >= 25 && e.seq < 40 && events.some((n) => n.stream === e.stream && n.seq > e.seq && n.seq !== 40),
+        )!;
         const next = events.find((e) => e.seq > victim.seq && e.stream === victim.stream)!;
         const bad = { ...victim, data: { nonsense: true } };
         await db.batch([
@@ -264,12 +317,22 @@ describe('cri-ledger CLI', () => {
         const result = await runCli(['verify', '--db', dir]);
         assert.equal(result.code, 3, result.stdout + result.stderr);
         assert.match(result.stdout, /^\s*12\s+decode\s+corrupt event record at seq 12: not valid JSON/m);
-        assert.match(result.stdout, new RegExp(`^\\s*${victim.seq}\\s+decode\\s+corrupt event record at seq ${victim.seq}: ${victim.type} v1 data`, 'm'));
+        assert.match(
+          result.stdout,
+          new RegExp(
+            `^\\s*${victim.seq}\\s+decode\\s+corrupt event record at seq ${victim.seq}: ${victim.type} v1 data`,
+            'm',
+          ),
+        );
         assert.match(result.stdout, /^\s*40\s+seq\s+seq 40 is missing/m);
         assert.match(result.stdout, /^verified 76 records \(seq 1\.\.77\)/);
         // Seq 12 was a stream's first event: its stream's next event is reported too.
         assert.match(result.stdout, /result: \d+ violations/);
-        assert.doesNotMatch(result.stdout, new RegExp(`^\\s*${next.seq}\\s+version`, 'm'), 'a bad payload with a good envelope does not cascade');
+        assert.doesNotMatch(
+          result.stdout,
+          new RegExp(`^\\s*${next.seq}\\s+version`, 'm'),
+          'a bad payload with a good envelope does not cascade',
+        );
       } finally {
         await tampered.cleanup();
       }
@@ -280,11 +343,27 @@ describe('cri-ledger CLI', () => {
       try {
         await writeScenarioLog(join(other.dir, 'ledger'), { pods: 1 });
         const result = await runCli(
-          ['serve', '--root', other.dir, '--socket', join(other.dir, 's.sock'), '--node', 'test-node', '--log-level', 'warn', '--nats-url', nats.url, '--nats-duplicate-window', '1m'],
+          [
+            'serve',
+            '--root',
+            other.dir,
+            '--socket',
+            join(other.dir, 's.sock'),
+            '--node',
+            'test-node',
+            '--log-level',
+            'warn',
+            '--nats-url',
+            nats.url,
+            '--nats-duplicate-window',
+            '1m',
+          ],
           { timeoutMs: 15_000 },
         );
         assert.notEqual(result.code, 0);
-        const fatal = lines(result.stderr).map((l) => JSON.parse(l) as { level: number; err?: { message: string } }).find((l) => l.level === 60);
+        const fatal = lines(result.stderr)
+          .map((l) => JSON.parse(l) as { level: number; err?: { message: string } })
+          .find((l) => l.level === 60);
         assert.match(fatal?.err?.message ?? '', /duplicate_window is 10m, config wants 1m/);
       } finally {
         await other.cleanup();

@@ -1,14 +1,27 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { CniConfigError, CniError, NoNetworkConfigError } from '../../src/adapters/cni/cni-errors.js';
 import { CniNetwork, networkReady, type PodNetworkRequest } from '../../src/adapters/cni/cni-network.js';
 import { createNetns, isNetns, removeNetns, removeNetnsDir } from '../../src/adapters/netns/netns.js';
-import { removeNetworkHostports, removeSharedHostportChainsIfEmpty, sharedHostportChainsExist } from '../support/hostport-rules.js';
+import {
+  removeNetworkHostports,
+  removeSharedHostportChainsIfEmpty,
+  sharedHostportChainsExist,
+} from '../support/hostport-rules.js';
 
 const SYSTEM_BIN_DIR = '/usr/lib/cni';
 const PATH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
@@ -23,19 +36,25 @@ const networkName = `crlt-${randomBytes(3).toString('hex')}`;
 const hasIptables = spawnSync('iptables', ['--version'], { env: { ...process.env, PATH } }).status === 0;
 const cleanups: Array<() => Promise<unknown>> = [];
 
-const sh = (file: string, ...args: string[]): string => execFileSync(file, args, { encoding: 'utf8', env: { ...process.env, PATH } });
+const sh = (file: string, ...args: string[]): string =>
+  execFileSync(file, args, { encoding: 'utf8', env: { ...process.env, PATH } });
 const inNetns = (path: string, ...args: string[]): string => sh('nsenter', `--net=${path}`, ...args);
 const natRules = (): string => (hasIptables ? sh('iptables', '-w', '-t', 'nat', '-S') : '');
-const dnatChains = (): string[] => natRules().split('\n').filter((l) => l.startsWith('-N CNI-DN-'));
+const dnatChains = (): string[] =>
+  natRules()
+    .split('\n')
+    .filter((l) => l.startsWith('-N CNI-DN-'));
 // portmap's shared chains (CNI-HOSTPORT-DNAT/-SETMARK/-MASQ and their jumps) outlive
 // every DEL by design; the test removes them only if it made them and they are empty.
 const hadHostportChains = hasIptables && sharedHostportChainsExist();
-const bridgePorts = (): string => spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).stdout;
+const bridgePorts = (): string =>
+  spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).stdout;
 
 function confDir(name: string, files: Record<string, unknown>): string {
   const dir = join(tmp, name);
   mkdirSync(dir, { recursive: true });
-  for (const [file, body] of Object.entries(files)) writeFileSync(join(dir, file), typeof body === 'string' ? body : JSON.stringify(body));
+  for (const [file, body] of Object.entries(files))
+    writeFileSync(join(dir, file), typeof body === 'string' ? body : JSON.stringify(body));
   return dir;
 }
 
@@ -50,7 +69,12 @@ function bridgeList(overrides: { plugins?: unknown[]; ipam?: unknown } = {}): un
         bridge,
         isGateway: true,
         ipMasq: false,
-        ipam: overrides.ipam ?? { type: 'host-local', ranges: [[{ subnet: `${subnet}.0/24` }]], routes: [{ dst: '0.0.0.0/0' }], dataDir },
+        ipam: overrides.ipam ?? {
+          type: 'host-local',
+          ranges: [[{ subnet: `${subnet}.0/24` }]],
+          routes: [{ dst: '0.0.0.0/0' }],
+          dataDir,
+        },
       },
       { type: 'portmap', capabilities: { portMappings: true } },
     ],
@@ -74,7 +98,10 @@ async function pod(): Promise<PodNetworkRequest> {
 }
 
 before(() => {
-  assert.ok(existsSync(join(SYSTEM_BIN_DIR, 'bridge')), `CNI plugins missing in ${SYSTEM_BIN_DIR}: install containernetworking-plugins`);
+  assert.ok(
+    existsSync(join(SYSTEM_BIN_DIR, 'bridge')),
+    `CNI plugins missing in ${SYSTEM_BIN_DIR}: install containernetworking-plugins`,
+  );
 });
 
 afterEach(async () => {
@@ -111,10 +138,16 @@ describe('network namespaces', () => {
 
 describe('CNI bridge network with portmap', () => {
   it('gives the pod an IP on eth0, lo up, a port rule, and tearDown releases all of it', async () => {
-    const network = await CniNetwork.load({ confDir: confDir('conf-ok', { '10-test.conflist': bridgeList() }), binDir: SYSTEM_BIN_DIR });
+    const network = await CniNetwork.load({
+      confDir: confDir('conf-ok', { '10-test.conflist': bridgeList() }),
+      binDir: SYSTEM_BIN_DIR,
+    });
     const req = await pod();
     const hostPort = randomInt(30_000, 32_000);
-    req.portMappings = [{ hostPort, containerPort: 80, protocol: 'TCP' }, { hostPort: 0, containerPort: 81 }];
+    req.portMappings = [
+      { hostPort, containerPort: 80, protocol: 'TCP' },
+      { hostPort: 0, containerPort: 81 },
+    ];
     cleanups.push(() => network.tearDown(req));
 
     const chainsBefore = dnatChains();
@@ -123,7 +156,10 @@ describe('CNI bridge network with portmap', () => {
     assert.deepEqual(result.additionalIps, []);
     assert.ok(result.interfaces.some((i) => i.name === 'eth0' && i.sandbox === req.netnsPath));
     assert.ok(result.routes.some((r) => r.dst === '0.0.0.0/0'));
-    assert.match(inNetns(req.netnsPath, 'ip', '-o', '-4', 'addr', 'show', 'eth0'), new RegExp(`inet ${result.ip.replaceAll('.', '\\.')}/24`));
+    assert.match(
+      inNetns(req.netnsPath, 'ip', '-o', '-4', 'addr', 'show', 'eth0'),
+      new RegExp(`inet ${result.ip.replaceAll('.', '\\.')}/24`),
+    );
     assert.match(inNetns(req.netnsPath, 'ip', '-o', 'link', 'show', 'lo'), /<LOOPBACK,UP,LOWER_UP>/);
     const ipamFile = join(dataDir, networkName, result.ip);
     assert.equal(readFileSync(ipamFile, 'utf8').split(/\s/)[0], req.sandboxId);
@@ -132,7 +168,11 @@ describe('CNI bridge network with portmap', () => {
       const rules = natRules();
       assert.ok(rules.includes(req.sandboxId), 'no portmap rule names the sandbox');
       assert.match(rules, new RegExp(`--dport ${hostPort} .*--to-destination ${result.ip.replaceAll('.', '\\.')}:80`));
-      assert.equal(dnatChains().filter((c) => !chainsBefore.includes(c)).length, 1, 'portmap made no CNI-DN chain for the pod');
+      assert.equal(
+        dnatChains().filter((c) => !chainsBefore.includes(c)).length,
+        1,
+        'portmap made no CNI-DN chain for the pod',
+      );
     } else {
       console.log('# iptables binary missing: portmap rule assertions skipped');
     }
@@ -151,8 +191,13 @@ describe('CNI bridge network with portmap', () => {
     await network.tearDown(req, result.raw);
   });
 
-  it('removes the port rules only when DEL is given the port mappings ADD got, netns or not', { skip: !hasIptables && 'no iptables' }, async () => {
-    const network = await CniNetwork.load({ confDir: confDir('conf-ok', { '10-test.conflist': bridgeList() }), binDir: SYSTEM_BIN_DIR });
+  it('removes the port rules only when DEL is given the port mappings ADD got, netns or not', {
+    skip: !hasIptables && 'no iptables',
+  }, async () => {
+    const network = await CniNetwork.load({
+      confDir: confDir('conf-ok', { '10-test.conflist': bridgeList() }),
+      binDir: SYSTEM_BIN_DIR,
+    });
     const req = await pod();
     req.portMappings = [{ hostPort: randomInt(32_000, 34_000), containerPort: 80, protocol: 'TCP' }];
     cleanups.push(() => network.tearDown(req));
@@ -189,7 +234,10 @@ JSON`,
       { type: 'crlt-record', capabilities: { portMappings: true, bandwidth: true } },
       { type: 'crlt-record', runtimeConfig: { stale: true } },
     ];
-    const network = await CniNetwork.load({ confDir: confDir('conf-record', { 'a.conflist': bridgeList({ plugins }) }), binDir: `${fakeBinDir}:${SYSTEM_BIN_DIR}` });
+    const network = await CniNetwork.load({
+      confDir: confDir('conf-record', { 'a.conflist': bridgeList({ plugins }) }),
+      binDir: `${fakeBinDir}:${SYSTEM_BIN_DIR}`,
+    });
     const req = await pod();
     req.portMappings = [{ hostPort: 8080, containerPort: 80, protocol: 'UDP', hostIp: '127.0.0.1' }];
 
@@ -199,14 +247,24 @@ JSON`,
     assert.deepEqual(result.routes, [{ dst: '0.0.0.0/0', gw: '10.9.9.1' }]);
     const first = JSON.parse(readFileSync(join(record, '0.stdin'), 'utf8')) as Record<string, unknown>;
     const second = JSON.parse(readFileSync(join(record, '1.stdin'), 'utf8')) as Record<string, unknown>;
-    assert.deepEqual(first.runtimeConfig, { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'udp', hostIP: '127.0.0.1' }] });
+    assert.deepEqual(first.runtimeConfig, {
+      portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'udp', hostIP: '127.0.0.1' }],
+    });
     assert.equal(second.runtimeConfig, undefined);
     assert.equal(first.name, networkName);
     assert.equal(first.cniVersion, '1.0.0');
-    assert.deepEqual((first.prevResult as { ips: Array<{ address: string }> }).ips.map((i) => i.address), ['127.0.0.1/8', 'fd00::9/64', '10.9.9.9/24']);
+    assert.deepEqual(
+      (first.prevResult as { ips: Array<{ address: string }> }).ips.map((i) => i.address),
+      ['127.0.0.1/8', 'fd00::9/64', '10.9.9.9/24'],
+    );
     assert.deepEqual(second.prevResult, first.prevResult, 'the pass-through result is chained');
     const env = readFileSync(join(record, '0.env'), 'utf8');
-    assert.match(env, new RegExp(`CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${req.podName};K8S_POD_INFRA_CONTAINER_ID=${req.sandboxId};K8S_POD_UID=${req.podUid}\n`));
+    assert.match(
+      env,
+      new RegExp(
+        `CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${req.podName};K8S_POD_INFRA_CONTAINER_ID=${req.sandboxId};K8S_POD_UID=${req.podUid}\n`,
+      ),
+    );
     assert.match(env, /CNI_COMMAND=ADD\n/);
     assert.match(env, /CNI_IFNAME=eth0\n/);
     assert.match(env, new RegExp(`CNI_NETNS=${req.netnsPath}\n`));
@@ -214,7 +272,11 @@ JSON`,
 
     await removeNetns(req.netnsPath);
     await network.tearDown(req, result.raw);
-    const delEnvs = readdirSync(record).filter((f) => f.endsWith('.env')).sort().slice(2).map((f) => readFileSync(join(record, f), 'utf8'));
+    const delEnvs = readdirSync(record)
+      .filter((f) => f.endsWith('.env'))
+      .sort()
+      .slice(2)
+      .map((f) => readFileSync(join(record, f), 'utf8'));
     assert.equal(delEnvs.length, 2);
     for (const e of delEnvs) {
       assert.match(e, /CNI_COMMAND=DEL\n/);
@@ -243,7 +305,9 @@ describe('CNI failures', () => {
 
   it('turns an invalid IPAM config into a CniError from bridge and leaves no veth or IP', async () => {
     const network = await CniNetwork.load({
-      confDir: confDir('conf-bad-ipam', { 'a.conflist': bridgeList({ ipam: { type: 'host-local', ranges: [[{ subnet: 'not-a-subnet' }]], dataDir } }) }),
+      confDir: confDir('conf-bad-ipam', {
+        'a.conflist': bridgeList({ ipam: { type: 'host-local', ranges: [[{ subnet: 'not-a-subnet' }]], dataDir } }),
+      }),
       binDir: SYSTEM_BIN_DIR,
     });
     const req = await pod();
@@ -254,13 +318,24 @@ describe('CNI failures', () => {
       return true;
     });
     assert.equal(bridgePorts(), '');
-    assert.deepEqual(existsSync(join(dataDir, networkName)) ? readdirSync(join(dataDir, networkName)).filter((f) => f.startsWith('10.')) : [], []);
+    assert.deepEqual(
+      existsSync(join(dataDir, networkName))
+        ? readdirSync(join(dataDir, networkName)).filter((f) => f.startsWith('10.'))
+        : [],
+      [],
+    );
   });
 
   it('reads a plugin JSON error with its code, and undoes the earlier plugins with DEL', async () => {
-    fakePlugin('crlt-fail', `[ "$CNI_COMMAND" = DEL ] && exit 0; echo '{"cniVersion":"1.0.0","code":11,"msg":"boom","details":"try later"}'; exit 1`);
-    const plugins = [...((bridgeList() as { plugins: unknown[] }).plugins.slice(0, 2)), { type: 'crlt-fail' }];
-    const network = await CniNetwork.load({ confDir: confDir('conf-fail', { 'a.conflist': bridgeList({ plugins }) }), binDir: `${fakeBinDir}:${SYSTEM_BIN_DIR}` });
+    fakePlugin(
+      'crlt-fail',
+      `[ "$CNI_COMMAND" = DEL ] && exit 0; echo '{"cniVersion":"1.0.0","code":11,"msg":"boom","details":"try later"}'; exit 1`,
+    );
+    const plugins = [...(bridgeList() as { plugins: unknown[] }).plugins.slice(0, 2), { type: 'crlt-fail' }];
+    const network = await CniNetwork.load({
+      confDir: confDir('conf-fail', { 'a.conflist': bridgeList({ plugins }) }),
+      binDir: `${fakeBinDir}:${SYSTEM_BIN_DIR}`,
+    });
     const req = await pod();
     await assert.rejects(network.setUp(req), (error: unknown) => {
       assert.ok(error instanceof CniError, String(error));
@@ -281,7 +356,10 @@ describe('CNI failures', () => {
     });
     const req = await pod();
     const started = Date.now();
-    await assert.rejects(network.tearDown(req), (error: unknown) => error instanceof CniError && /timed out after 300 ms/.test(error.message));
+    await assert.rejects(
+      network.tearDown(req),
+      (error: unknown) => error instanceof CniError && /timed out after 300 ms/.test(error.message),
+    );
     assert.ok(Date.now() - started < 5_000);
   });
 });
@@ -301,7 +379,10 @@ describe('CNI config loading', () => {
 
   it('refuses a malformed file that comes first, naming it', async () => {
     const dir = confDir('conf-broken', { '05-broken.conf': '{"name": ', '30-pods.conflist': bridgeList() });
-    await assert.rejects(CniNetwork.load({ confDir: dir, binDir: SYSTEM_BIN_DIR }), (e: unknown) => e instanceof CniConfigError && e.file === join(dir, '05-broken.conf'));
+    await assert.rejects(
+      CniNetwork.load({ confDir: dir, binDir: SYSTEM_BIN_DIR }),
+      (e: unknown) => e instanceof CniConfigError && e.file === join(dir, '05-broken.conf'),
+    );
     assert.match((await networkReady(dir, SYSTEM_BIN_DIR)).message, /05-broken\.conf: not valid JSON/);
   });
 
@@ -323,6 +404,10 @@ describe('networkReady', () => {
     const missing = await networkReady(confDir('conf-missing', {}), SYSTEM_BIN_DIR);
     assert.equal(missing.ready, false);
     assert.match(missing.message, /plugin "crlt-missing"/);
-    assert.deepEqual(await networkReady(confDir('conf-ok', {}), SYSTEM_BIN_DIR), { ready: true, reason: '', message: '' });
+    assert.deepEqual(await networkReady(confDir('conf-ok', {}), SYSTEM_BIN_DIR), {
+      ready: true,
+      reason: '',
+      message: '',
+    });
   });
 });

@@ -5,8 +5,20 @@ import { dirname } from 'node:path';
 import { after, afterEach, before, it } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
-import { collectStream, ContainerdCallError, hasStatus, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { jsonAny, OCI_SPEC_TYPE_URL, parseJsonAny, timestampToNanos, type WireAny, type WireTimestamp } from '../../src/adapters/containerd/containerd-wire.js';
+import {
+  collectStream,
+  ContainerdCallError,
+  hasStatus,
+  unaryCall,
+} from '../../src/adapters/containerd/containerd-calls.js';
+import {
+  jsonAny,
+  OCI_SPEC_TYPE_URL,
+  parseJsonAny,
+  timestampToNanos,
+  type WireAny,
+  type WireTimestamp,
+} from '../../src/adapters/containerd/containerd-wire.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
 
 const NAMESPACE = 'cri-ledger-test';
@@ -94,7 +106,10 @@ it('creates, lists, labels and deletes a namespace', async () => {
   await unaryCall(api.namespaces, 'Delete', { name: NAMESPACE });
   // containerd 1.6 answers Get for any name (with no labels); List shows what exists.
   const afterDelete = await unaryCall<{ namespaces: Namespace[] }>(api.namespaces, 'List', {});
-  assert.equal(afterDelete.namespaces.some((ns) => ns.name === NAMESPACE), false);
+  assert.equal(
+    afterDelete.namespaces.some((ns) => ns.name === NAMESPACE),
+    false,
+  );
   await rejectsWith(unaryCall(api.namespaces, 'Delete', { name: NAMESPACE }), Status.NOT_FOUND);
 });
 
@@ -124,12 +139,23 @@ it('creates a container record with an OCI spec, reads it back with its labels, 
   // int64 seconds arrive as a string and convert without loss.
   assert.equal(typeof container.created_at.seconds, 'string');
   const createdAt = timestampToNanos(container.created_at);
-  assert.ok(createdAt >= startedAt - 1_000_000_000n && createdAt <= BigInt(Date.now()) * 1_000_000n, `created_at ${createdAt}`);
+  assert.ok(
+    createdAt >= startedAt - 1_000_000_000n && createdAt <= BigInt(Date.now()) * 1_000_000n,
+    `created_at ${createdAt}`,
+  );
 
-  const listed = await unaryCall<{ containers: Container[] }>(api.containers, 'List', { filters: ['labels."io.cri-ledger.test"==yes'] });
-  assert.deepEqual(listed.containers.map((c) => c.id), [id]);
+  const listed = await unaryCall<{ containers: Container[] }>(api.containers, 'List', {
+    filters: ['labels."io.cri-ledger.test"==yes'],
+  });
+  assert.deepEqual(
+    listed.containers.map((c) => c.id),
+    [id],
+  );
   const streamed = await collectStream<{ container: Container }>(api.containers, 'ListStream', {});
-  assert.deepEqual(streamed.map((m) => m.container.id), [id]);
+  assert.deepEqual(
+    streamed.map((m) => m.container.id),
+    [id],
+  );
 
   await unaryCall(api.containers, 'Delete', { id });
   await rejectsWith(unaryCall(api.containers, 'Get', { id }), Status.NOT_FOUND);
@@ -138,7 +164,9 @@ it('creates a container record with an OCI spec, reads it back with its labels, 
 it('scopes every call to the namespace in the containerd-namespace header', async () => {
   const id = unique('ctr');
   cleanups.push(() => unaryCall(api.containers, 'Delete', { id }));
-  await unaryCall(api.containers, 'Create', { container: { id, runtime: { name: 'io.containerd.runc.v2' }, spec: jsonAny(OCI_SPEC_TYPE_URL, {}) } });
+  await unaryCall(api.containers, 'Create', {
+    container: { id, runtime: { name: 'io.containerd.runc.v2' }, spec: jsonAny(OCI_SPEC_TYPE_URL, {}) },
+  });
 
   const other = connectContainerd({ address: containerd.address, namespace: unique('other') });
   try {
@@ -164,7 +192,9 @@ it('prepares an active overlayfs snapshot under a lease, mounts and stats it, an
     { snapshotter: SNAPSHOTTER, key, labels: { purpose: 'test' } },
     { lease },
   );
-  const held = await unaryCall<{ resources: Array<{ id: string; type: string }> }>(api.leases, 'ListResources', { id: lease });
+  const held = await unaryCall<{ resources: Array<{ id: string; type: string }> }>(api.leases, 'ListResources', {
+    id: lease,
+  });
   assert.deepEqual(held.resources, [{ id: key, type: `snapshots/${SNAPSHOTTER}` }]);
   assert.equal(prepared.mounts.length, 1);
   const [mount] = prepared.mounts;
@@ -175,17 +205,30 @@ it('prepares an active overlayfs snapshot under a lease, mounts and stats it, an
   const mounts = await unaryCall<{ mounts: Mount[] }>(api.snapshots, 'Mounts', { snapshotter: SNAPSHOTTER, key });
   assert.deepEqual(mounts.mounts, prepared.mounts);
 
-  const { info } = await unaryCall<{ info: { name: string; parent: string; kind: string; labels: Record<string, string> } }>(api.snapshots, 'Stat', {
+  const { info } = await unaryCall<{
+    info: { name: string; parent: string; kind: string; labels: Record<string, string> };
+  }>(api.snapshots, 'Stat', {
     snapshotter: SNAPSHOTTER,
     key,
   });
-  assert.deepEqual({ name: info.name, parent: info.parent, kind: info.kind, labels: info.labels }, { name: key, parent: '', kind: 'ACTIVE', labels: { purpose: 'test' } });
+  assert.deepEqual(
+    { name: info.name, parent: info.parent, kind: info.kind, labels: info.labels },
+    { name: key, parent: '', kind: 'ACTIVE', labels: { purpose: 'test' } },
+  );
 
-  const usage = await unaryCall<{ size: string; inodes: string }>(api.snapshots, 'Usage', { snapshotter: SNAPSHOTTER, key });
+  const usage = await unaryCall<{ size: string; inodes: string }>(api.snapshots, 'Usage', {
+    snapshotter: SNAPSHOTTER,
+    key,
+  });
   assert.match(usage.size, /^\d+$/);
 
-  const listed = await collectStream<{ info: Array<{ name: string }> }>(api.snapshots, 'List', { snapshotter: SNAPSHOTTER });
-  assert.deepEqual(listed.flatMap((m) => m.info.map((i) => i.name)), [key]);
+  const listed = await collectStream<{ info: Array<{ name: string }> }>(api.snapshots, 'List', {
+    snapshotter: SNAPSHOTTER,
+  });
+  assert.deepEqual(
+    listed.flatMap((m) => m.info.map((i) => i.name)),
+    [key],
+  );
 
   await unaryCall(api.snapshots, 'Remove', { snapshotter: SNAPSHOTTER, key });
   await rejectsWith(unaryCall(api.snapshots, 'Stat', { snapshotter: SNAPSHOTTER, key }), Status.NOT_FOUND);
@@ -194,11 +237,21 @@ it('prepares an active overlayfs snapshot under a lease, mounts and stats it, an
 it('creates, lists and deletes a lease', async () => {
   const id = unique('lease');
   cleanups.push(() => unaryCall(api.leases, 'Delete', { id }));
-  const created = await unaryCall<{ lease: { id: string; labels: Record<string, string> } }>(api.leases, 'Create', { id, labels: { purpose: 'test' } });
+  const created = await unaryCall<{ lease: { id: string; labels: Record<string, string> } }>(api.leases, 'Create', {
+    id,
+    labels: { purpose: 'test' },
+  });
   assert.equal(created.lease.id, id);
 
-  const listed = await unaryCall<{ leases: Array<{ id: string; labels: Record<string, string> }> }>(api.leases, 'List', { filters: [`id==${id}`] });
-  assert.deepEqual(listed.leases.map((l) => [l.id, l.labels]), [[id, { purpose: 'test' }]]);
+  const listed = await unaryCall<{ leases: Array<{ id: string; labels: Record<string, string> }> }>(
+    api.leases,
+    'List',
+    { filters: [`id==${id}`] },
+  );
+  assert.deepEqual(
+    listed.leases.map((l) => [l.id, l.labels]),
+    [[id, { purpose: 'test' }]],
+  );
   const resources = await unaryCall<{ resources: unknown[] }>(api.leases, 'ListResources', { id });
   assert.deepEqual(resources.resources, []);
 
@@ -228,5 +281,8 @@ it('leaves the test namespace empty, so containerd lets it be deleted', async ()
     if (!hasStatus(error, Status.NOT_FOUND)) throw error;
   });
   const listed = await unaryCall<{ namespaces: Namespace[] }>(api.namespaces, 'List', {});
-  assert.equal(listed.namespaces.some((ns) => ns.name === NAMESPACE), false);
+  assert.equal(
+    listed.namespaces.some((ns) => ns.name === NAMESPACE),
+    false,
+  );
 });

@@ -7,7 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { ContainerdCallError, hasStatus, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { ContainerdExec, ContainerNotRunningError, ExecTimeoutError, type ExecSyncResult } from '../../src/adapters/containerd/containerd-exec.js';
+import {
+  ContainerdExec,
+  ContainerNotRunningError,
+  ExecTimeoutError,
+  type ExecSyncResult,
+} from '../../src/adapters/containerd/containerd-exec.js';
 import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
 import { ContainerdTasks } from '../../src/adapters/containerd/containerd-tasks.js';
 import { NotFoundError, RuntimeUnavailableError } from '../../src/domain/errors.js';
@@ -62,12 +67,18 @@ const EXEC_PROCESS = {
 async function createContainer(name: string, args: string[]): Promise<string> {
   const id = newId(name);
   created.push(id);
-  await createTestContainer(api, runtime, id, args, { hostname: 'exec-test', process: EXEC_PROCESS, mounts: [SYSFS_MOUNT] });
+  await createTestContainer(api, runtime, id, args, {
+    hostname: 'exec-test',
+    process: EXEC_PROCESS,
+    mounts: [SYSFS_MOUNT],
+  });
   return id;
 }
 
 async function pids(id: string): Promise<number[]> {
-  const { processes } = await unaryCall<{ processes: Array<{ pid: number }> }>(api.tasks, 'ListPids', { container_id: id });
+  const { processes } = await unaryCall<{ processes: Array<{ pid: number }> }>(api.tasks, 'ListPids', {
+    container_id: id,
+  });
   return processes.map((p) => p.pid).sort((a, b) => a - b);
 }
 
@@ -104,7 +115,10 @@ const text = (r: ExecSyncResult): { stdout: string; stderr: string; exitCode: nu
 
 describe('ContainerdExec.execSync', () => {
   it('returns what the command wrote to stdout and stderr, and exit code 0', { timeout: TEST_TIMEOUT_MS }, async () => {
-    const r = await exec.execSync(running, { cmd: ['sh', '-c', 'echo out; echo err >&2; echo more out'], timeoutMs: 10_000 });
+    const r = await exec.execSync(running, {
+      cmd: ['sh', '-c', 'echo out; echo err >&2; echo more out'],
+      timeoutMs: 10_000,
+    });
     assert.deepEqual(text(r), { stdout: 'out\nmore out\n', stderr: 'err\n', exitCode: 0 });
     assert.equal(r.stdoutTruncated, false);
     assert.equal(r.stderrTruncated, false);
@@ -119,14 +133,22 @@ describe('ContainerdExec.execSync', () => {
     await assertNothingLeft(r.execId);
   });
 
-  it("runs with the container's env, cwd, user, rlimits and no_new_privs, with only args replaced", { timeout: TEST_TIMEOUT_MS }, async () => {
+  it("runs with the container's env, cwd, user, rlimits and no_new_privs, with only args replaced", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const script = 'echo "$FOO"; pwd; id -u; id -g; ulimit -n; grep NoNewPrivs /proc/self/status';
     const r = await exec.execSync(running, { cmd: ['sh', '-c', script], timeoutMs: 10_000 });
-    assert.deepEqual(text(r), { stdout: 'from the container spec\n/etc\n1000\n1000\n777\nNoNewPrivs:\t1\n', stderr: '', exitCode: 0 });
+    assert.deepEqual(text(r), {
+      stdout: 'from the container spec\n/etc\n1000\n1000\n777\nNoNewPrivs:\t1\n',
+      stderr: '',
+      exitCode: 0,
+    });
     await assertNothingLeft(r.execId);
   });
 
-  it('kills and deletes a command that outlives its timeout, then throws ExecTimeoutError', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('kills and deletes a command that outlives its timeout, then throws ExecTimeoutError', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     let timedOut: ExecTimeoutError | undefined;
     // Longer than the test's own timeout: without the kill, this test times out.
     await assert.rejects(exec.execSync(running, { cmd: ['sleep', '1000'], timeoutMs: 500 }), (error: unknown) => {
@@ -141,11 +163,20 @@ describe('ContainerdExec.execSync', () => {
     await assertNothingLeft(timedOut!.execId);
     // And as seen from inside the container.
     const ps = await exec.execSync(running, { cmd: ['ps', '-o', 'pid,args'], timeoutMs: 10_000 });
-    const sleeps = ps.stdout.toString().split('\n').filter((line) => /sleep 1000/.test(line));
-    assert.deepEqual(sleeps.map((line) => line.trim().split(/\s+/)[0]), ['1'], ps.stdout.toString());
+    const sleeps = ps.stdout
+      .toString()
+      .split('\n')
+      .filter((line) => /sleep 1000/.test(line));
+    assert.deepEqual(
+      sleeps.map((line) => line.trim().split(/\s+/)[0]),
+      ['1'],
+      ps.stdout.toString(),
+    );
   });
 
-  it('rejects with the abort reason when the caller aborts, and leaves nothing running', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('rejects with the abort reason when the caller aborts, and leaves nothing running', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const abort = new AbortController();
     const reason = new Error('the caller went away');
     const call = exec.execSync(running, { cmd: ['sleep', '1000'], timeoutMs: 0, signal: abort.signal });
@@ -156,7 +187,9 @@ describe('ContainerdExec.execSync', () => {
     assert.deepEqual(readdirSync(fifoDir), []);
   });
 
-  it('keeps exactly maxOutputBytes per stream, drains the rest, and keeps memory bounded', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('keeps exactly maxOutputBytes per stream, drains the rest, and keeps memory bounded', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const capped = new ContainerdExec({ api, fifoDir, maxOutputBytes: MIB });
     // 128 MiB on stdout: kept whole, it would show in arrayBuffers whatever the GC does (about
     // 35 MiB was seen with the cap, over 250 MiB without).
@@ -186,7 +219,10 @@ describe('ContainerdExec.execSync', () => {
     await assertNothingLeft(r.execId);
 
     // Exactly the cap is not truncated; one byte more is.
-    const exact = await capped.execSync(running, { cmd: ['sh', '-c', `head -c ${MIB} /dev/zero; head -c ${MIB + 1} /dev/zero >&2`], timeoutMs: 0 });
+    const exact = await capped.execSync(running, {
+      cmd: ['sh', '-c', `head -c ${MIB} /dev/zero; head -c ${MIB + 1} /dev/zero >&2`],
+      timeoutMs: 0,
+    });
     assert.deepEqual([exact.stdout.length, exact.stdoutTruncated], [MIB, false]);
     assert.deepEqual([exact.stderr.length, exact.stderrTruncated], [MIB, true]);
     await assertNothingLeft(exact.execId);
@@ -194,9 +230,16 @@ describe('ContainerdExec.execSync', () => {
 
   it('keeps the output of two concurrent execs in one container apart', { timeout: TEST_TIMEOUT_MS }, async () => {
     const LINES = 2000;
-    const loop = (tag: string): string[] => ['sh', '-c', `i=0; while [ $i -lt ${LINES} ]; do echo ${tag}$i; echo ${tag}err$i >&2; i=$((i+1)); done`];
+    const loop = (tag: string): string[] => [
+      'sh',
+      '-c',
+      `i=0; while [ $i -lt ${LINES} ]; do echo ${tag}$i; echo ${tag}err$i >&2; i=$((i+1)); done`,
+    ];
     const expected = (tag: string): string => Array.from({ length: LINES }, (_, i) => `${tag}${i}\n`).join('');
-    const [a, b] = await Promise.all([exec.execSync(running, { cmd: loop('A'), timeoutMs: 0 }), exec.execSync(running, { cmd: loop('B'), timeoutMs: 0 })]);
+    const [a, b] = await Promise.all([
+      exec.execSync(running, { cmd: loop('A'), timeoutMs: 0 }),
+      exec.execSync(running, { cmd: loop('B'), timeoutMs: 0 }),
+    ]);
     assert.notEqual(a.execId, b.execId);
     assert.equal(a.stdout.toString(), expected('A'));
     assert.equal(b.stdout.toString(), expected('B'));
@@ -206,7 +249,9 @@ describe('ContainerdExec.execSync', () => {
     await assertNothingLeft(b.execId);
   });
 
-  it('fails with the start error for a command that is not there, and deletes the exec', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('fails with the start error for a command that is not there, and deletes the exec', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     let execError: unknown;
     await assert.rejects(exec.execSync(running, { cmd: ['/no/such/binary'], timeoutMs: 10_000 }), (error: unknown) => {
       execError = error;
@@ -218,7 +263,9 @@ describe('ContainerdExec.execSync', () => {
     assert.deepEqual(openFifoFds(), []);
   });
 
-  it('fails with ContainerNotRunningError without a task and NotFoundError without a container', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('fails with ContainerNotRunningError without a task and NotFoundError without a container', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const idle = await createContainer('idle', ['sleep', '1000']);
     await assert.rejects(exec.execSync(idle, { cmd: ['true'], timeoutMs: 1_000 }), (error: unknown) => {
       assert.ok(error instanceof ContainerNotRunningError, String(error));

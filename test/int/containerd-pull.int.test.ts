@@ -13,7 +13,14 @@ import { connectContainerd, type ContainerdApi } from '../../src/adapters/contai
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { mountArgs, readFromImageView } from '../../src/adapters/containerd/containerd-image-view.js';
 import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
-import { BlobMismatchError, ContainerdPuller, LayerDiffIdMismatchError, pullImage, PULL_PREFIX, type PullProgress } from '../../src/adapters/containerd/containerd-pull.js';
+import {
+  BlobMismatchError,
+  ContainerdPuller,
+  LayerDiffIdMismatchError,
+  pullImage,
+  PULL_PREFIX,
+  type PullProgress,
+} from '../../src/adapters/containerd/containerd-pull.js';
 import { MEDIA_TYPES } from '../../src/adapters/containerd/image-manifest.js';
 import { importArchive, openImageArchive } from '../../src/adapters/images/archive-source.js';
 import type { Descriptor, ImageSource } from '../../src/adapters/images/image-source.js';
@@ -65,7 +72,10 @@ function freshApi(): ContainerdApi {
 async function ociSource(): Promise<ImageSource> {
   const archive = await openImageArchive(image.ociFile);
   assert.equal(archive.format, 'oci-layout');
-  assert.deepEqual(archive.images.map((s) => s.reference), [REF]);
+  assert.deepEqual(
+    archive.images.map((s) => s.reference),
+    [REF],
+  );
   return archive.images[0]!;
 }
 
@@ -123,16 +133,24 @@ async function contentLabels(api: ContainerdApi, digest: string): Promise<Record
 }
 
 async function snapshots(api: ContainerdApi): Promise<Array<{ name: string; parent: string; kind: string }>> {
-  const pages = await collectStream<{ info: Array<{ name: string; parent: string; kind: string }> }>(api.snapshots, 'List', { snapshotter: SNAPSHOTTER, filters: [] });
+  const pages = await collectStream<{ info: Array<{ name: string; parent: string; kind: string }> }>(
+    api.snapshots,
+    'List',
+    { snapshotter: SNAPSHOTTER, filters: [] },
+  );
   return pages.flatMap((p) => p.info).sort((a, b) => a.name.localeCompare(b.name));
 }
 
 async function leases(api: ContainerdApi): Promise<string[]> {
-  return (await unaryCall<{ leases: Array<{ id: string }> }>(api.leases, 'List', { filters: [] })).leases.map((l) => l.id);
+  return (await unaryCall<{ leases: Array<{ id: string }> }>(api.leases, 'List', { filters: [] })).leases.map(
+    (l) => l.id,
+  );
 }
 
 async function ingests(api: ContainerdApi): Promise<string[]> {
-  return (await unaryCall<{ statuses: Array<{ ref: string }> }>(api.content, 'ListStatuses', { filters: [] })).statuses.map((s) => s.ref);
+  return (
+    await unaryCall<{ statuses: Array<{ ref: string }> }>(api.content, 'ListStatuses', { filters: [] })
+  ).statuses.map((s) => s.ref);
 }
 
 /** A full GC cycle: deleting a lease with sync waits for the collection it triggers. */
@@ -142,7 +160,9 @@ async function collectGarbage(api: ContainerdApi): Promise<void> {
 }
 
 async function imageTarget(api: ContainerdApi, name: string): Promise<{ media_type: string; digest: string }> {
-  const { target } = (await unaryCall<{ image: { target: { media_type: string; digest: string } } }>(api.images, 'Get', { name })).image;
+  const { target } = (
+    await unaryCall<{ image: { target: { media_type: string; digest: string } } }>(api.images, 'Get', { name })
+  ).image;
   return { media_type: target.media_type, digest: target.digest };
 }
 
@@ -161,10 +181,18 @@ describe('pullImage from an OCI archive', () => {
     assert.equal(pulled.targetDigest, image.manifestDigest);
     assert.equal(pulled.chainId, image.chainIds.at(-1));
     assert.equal(pulled.size, image.layers[0]!.size + image.layers[1]!.size);
-    assert.deepEqual(pulled.layers.map((l) => [l.digest, l.skipped]), image.layers.map((l) => [l.digest, false]));
+    assert.deepEqual(
+      pulled.layers.map((l) => [l.digest, l.skipped]),
+      image.layers.map((l) => [l.digest, false]),
+    );
 
-    const { images } = await unaryCall<{ images: Array<{ name: string; target: { media_type: string; digest: string } }> }>(api.images, 'List', { filters: [] });
-    assert.deepEqual(images.map((i) => [i.name, i.target.media_type, i.target.digest]), [[REF, MEDIA_TYPES.ociManifest, image.manifestDigest]]);
+    const { images } = await unaryCall<{
+      images: Array<{ name: string; target: { media_type: string; digest: string } }>;
+    }>(api.images, 'List', { filters: [] });
+    assert.deepEqual(
+      images.map((i) => [i.name, i.target.media_type, i.target.digest]),
+      [[REF, MEDIA_TYPES.ociManifest, image.manifestDigest]],
+    );
     assert.deepEqual(await leases(api), []);
     assert.deepEqual(await ingests(api), []);
 
@@ -175,7 +203,10 @@ describe('pullImage from an OCI archive', () => {
     assert.equal(manifestLabels['containerd.io/gc.ref.content.config'], image.configDigest);
     assert.equal(manifestLabels['containerd.io/gc.ref.content.l.0'], image.layers[0]!.digest);
     assert.equal(manifestLabels['containerd.io/gc.ref.content.l.1'], image.layers[1]!.digest);
-    assert.equal((await contentLabels(api, image.configDigest))['containerd.io/gc.ref.snapshot.overlayfs'], image.chainIds[1]);
+    assert.equal(
+      (await contentLabels(api, image.configDigest))['containerd.io/gc.ref.snapshot.overlayfs'],
+      image.chainIds[1],
+    );
     assert.deepEqual(
       (await snapshots(api)).map((s) => [s.name, s.parent, s.kind]),
       [
@@ -190,12 +221,9 @@ describe('pullImage from an OCI archive', () => {
     const pulled = await pullImage(api, await ociSource());
     const key = 'container-1';
     await unaryCall(api.leases, 'Create', { id: key, labels: {} });
-    const { mounts } = await unaryCall<{ mounts: Array<{ type: string; source: string; target: string; options: string[] }> }>(
-      api.snapshots,
-      'Prepare',
-      { snapshotter: SNAPSHOTTER, key, parent: pulled.chainId, labels: {} },
-      { lease: key },
-    );
+    const { mounts } = await unaryCall<{
+      mounts: Array<{ type: string; source: string; target: string; options: string[] }>;
+    }>(api.snapshots, 'Prepare', { snapshotter: SNAPSHOTTER, key, parent: pulled.chainId, labels: {} }, { lease: key });
     assert.equal(mounts.length, 1);
     const mountPoint = await mkdtemp(join(tmpdir(), 'cri-ledger-pull-mount-'));
     try {
@@ -230,7 +258,13 @@ describe('pullImage from an OCI archive', () => {
     const archive = await openImageArchive(whited.ociFile);
     const pulled = await pullImage(api, archive.images[0]!);
     assert.equal(pulled.chainId, whited.chainIds.at(-1));
-    const files = await readFromImageView(api, SNAPSHOTTER, pulled.chainId, ['/layer0.txt', '/etc/kept', '/etc/motd', '/etc/fresh', '/bin/busybox']);
+    const files = await readFromImageView(api, SNAPSHOTTER, pulled.chainId, [
+      '/layer0.txt',
+      '/etc/kept',
+      '/etc/motd',
+      '/etc/fresh',
+      '/bin/busybox',
+    ]);
     assert.equal(files.get('/layer0.txt'), undefined);
     assert.equal(files.get('/etc/kept'), undefined);
     assert.equal(files.get('/etc/motd'), undefined);
@@ -248,7 +282,10 @@ describe('pullImage from an OCI archive', () => {
     const snaps = await snapshots(api);
     const source = new CountingSource(await ociSource());
     const again = await pullImage(api, source);
-    assert.deepEqual(again.layers.map((l) => l.skipped), [true, true]);
+    assert.deepEqual(
+      again.layers.map((l) => l.skipped),
+      [true, true],
+    );
     assert.equal(source.blobCalls, 0);
     assert.deepEqual(await contentDigests(api), content);
     assert.deepEqual(await snapshots(api), snaps);
@@ -267,7 +304,10 @@ describe('pullImage from an OCI archive', () => {
     // Once it is done, a new pull is a new pull (and finds everything there).
     const later = await puller.pull(source);
     assert.equal(source.resolveCalls, 2);
-    assert.deepEqual(later.layers.map((l) => l.skipped), [true, true]);
+    assert.deepEqual(
+      later.layers.map((l) => l.skipped),
+      [true, true],
+    );
   });
 
   it('reports progress per layer, never past the total, ending at the total', async () => {
@@ -289,23 +329,32 @@ describe('pullImage from an OCI archive', () => {
 });
 
 describe('pullImage the classic way (streamUnpack: false)', () => {
-  it('writes the layer blobs into the content store and unpacks them with containerd\'s Diff.Apply', async () => {
+  it("writes the layer blobs into the content store and unpacks them with containerd's Diff.Apply", async () => {
     const api = freshApi();
     const pulled = await pullImage(api, await ociSource(), { streamUnpack: false });
     assert.equal(pulled.chainId, image.chainIds.at(-1));
     await collectGarbage(api);
-    assert.deepEqual(await contentDigests(api), [image.manifestDigest, image.configDigest, ...image.layers.map((l) => l.digest)].sort());
-    assert.equal((await contentLabels(api, image.layers[0]!.digest))['containerd.io/uncompressed'], image.layers[0]!.diffId);
+    assert.deepEqual(
+      await contentDigests(api),
+      [image.manifestDigest, image.configDigest, ...image.layers.map((l) => l.digest)].sort(),
+    );
+    assert.equal(
+      (await contentLabels(api, image.layers[0]!.digest))['containerd.io/uncompressed'],
+      image.layers[0]!.diffId,
+    );
     assert.equal((await contentLabels(api, image.layers[1]!.digest))['containerd.io/uncompressed'], undefined);
     const files = await readFromImageView(api, SNAPSHOTTER, pulled.chainId, ['/layer0.txt', '/layer1.txt']);
     assert.deepEqual([...files.values()], ['from layer 0\n', 'from layer 1\n']);
   });
 
-  it('is refused by containerd\'s commit when the bytes do not match the digest, and leaves nothing', async () => {
+  it("is refused by containerd's commit when the bytes do not match the digest, and leaves nothing", async () => {
     const api = freshApi();
     const source = brokenSource(await ociSource(), image.layers[1]!.digest, 'wrong-bytes');
     await assert.rejects(pullImage(api, source, { streamUnpack: false }), BlobMismatchError);
-    assert.deepEqual((await leases(api)).filter((l) => l.startsWith(PULL_PREFIX)), []);
+    assert.deepEqual(
+      (await leases(api)).filter((l) => l.startsWith(PULL_PREFIX)),
+      [],
+    );
     await collectGarbage(api);
     assert.deepEqual(await contentDigests(api), []);
     assert.deepEqual(await snapshots(api), []);
@@ -318,7 +367,14 @@ function memorySource(reference: string, composed: ComposedImage): CountingSourc
   const inner: ImageSource = {
     reference,
     origin: 'memory:',
-    resolve: async () => ({ descriptor: { mediaType: composed.manifest.mediaType, digest: composed.manifest.digest, size: composed.manifest.size }, bytes: composed.manifest.data }),
+    resolve: async () => ({
+      descriptor: {
+        mediaType: composed.manifest.mediaType,
+        digest: composed.manifest.digest,
+        size: composed.manifest.size,
+      },
+      bytes: composed.manifest.data,
+    }),
     fetch: async (d) => blobs.get(d.digest)!,
     blob: async (d) => Readable.from([blobs.get(d.digest)!]),
   };
@@ -347,8 +403,14 @@ describe('a layer the extractor leaves to containerd', () => {
     assert.equal(files.get('/plain.txt'), 'plain\n');
     assert.equal(files.get('/sparse.bin')?.length, 1024 * 1024 + 3);
     await collectGarbage(api);
-    assert.deepEqual(await contentDigests(api), [composed.manifest.digest, composed.config.digest, composed.layers[1]!.digest].sort());
-    assert.deepEqual((await snapshots(api)).map((s) => s.kind), ['COMMITTED', 'COMMITTED']);
+    assert.deepEqual(
+      await contentDigests(api),
+      [composed.manifest.digest, composed.config.digest, composed.layers[1]!.digest].sort(),
+    );
+    assert.deepEqual(
+      (await snapshots(api)).map((s) => s.kind),
+      ['COMMITTED', 'COMMITTED'],
+    );
   });
 });
 
@@ -363,9 +425,15 @@ describe('a pull that fails', () => {
       // Layer 1 is an uncompressed tar: bytes that break the source's promise to verify them unpack to another diff id.
       if (how === 'wrong-bytes') await assert.rejects(pull, LayerDiffIdMismatchError);
       else await assert.rejects(pull, /blob stream broke \(test\)/);
-      assert.ok(events.some((e) => e.layer === image.layers[0]!.digest && e.done === e.total), 'layer 0 was written before the failure');
+      assert.ok(
+        events.some((e) => e.layer === image.layers[0]!.digest && e.done === e.total),
+        'layer 0 was written before the failure',
+      );
 
-      assert.deepEqual((await leases(api)).filter((l) => l.startsWith(PULL_PREFIX)), []);
+      assert.deepEqual(
+        (await leases(api)).filter((l) => l.startsWith(PULL_PREFIX)),
+        [],
+      );
       assert.deepEqual(await ingests(api), []);
       await collectGarbage(api);
       assert.deepEqual(await contentDigests(api), []);
@@ -385,7 +453,10 @@ describe('importArchive', () => {
     assert.equal(pulled!.chainId, image.chainIds.at(-1));
     assert.notEqual(pulled!.manifestDigest, image.manifestDigest);
     assert.equal(pulled!.targetDigest, pulled!.manifestDigest);
-    assert.deepEqual(await imageTarget(api, REF), { media_type: MEDIA_TYPES.dockerManifest, digest: pulled!.manifestDigest });
+    assert.deepEqual(await imageTarget(api, REF), {
+      media_type: MEDIA_TYPES.dockerManifest,
+      digest: pulled!.manifestDigest,
+    });
     const resolved = await new ContainerdImageStore({ api }).resolve('layered:v1');
     assert.equal(resolved?.id, image.configDigest);
     assert.equal(resolved?.chainId, image.chainIds.at(-1));
@@ -400,7 +471,13 @@ describe('importArchive', () => {
     await importArchive(api, image.ociFile);
     assert.equal((await imageTarget(api, REF)).digest, image.manifestDigest);
     const [pulled] = await importArchive(api, image.dockerFile);
-    assert.deepEqual(pulled!.layers.map((l) => l.skipped), [true, true]);
-    assert.deepEqual(await imageTarget(api, REF), { media_type: MEDIA_TYPES.dockerManifest, digest: pulled!.manifestDigest });
+    assert.deepEqual(
+      pulled!.layers.map((l) => l.skipped),
+      [true, true],
+    );
+    assert.deepEqual(await imageTarget(api, REF), {
+      media_type: MEDIA_TYPES.dockerManifest,
+      digest: pulled!.manifestDigest,
+    });
   });
 });

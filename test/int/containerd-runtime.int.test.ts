@@ -10,7 +10,11 @@ import { connectContainerd, type ContainerdApi } from '../../src/adapters/contai
 import { collectStream, ContainerdCallError, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { ContainerdImageStore } from '../../src/adapters/containerd/containerd-images.js';
 import { readFromImageView, VIEW_PREFIX } from '../../src/adapters/containerd/containerd-image-view.js';
-import { ContainerdRuntime, METADATA_EXTENSION, METADATA_TYPE_URL } from '../../src/adapters/containerd/containerd-runtime.js';
+import {
+  ContainerdRuntime,
+  METADATA_EXTENSION,
+  METADATA_TYPE_URL,
+} from '../../src/adapters/containerd/containerd-runtime.js';
 import { parseJsonAny, type WireAny } from '../../src/adapters/containerd/containerd-wire.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from '../support/containerd.js';
@@ -57,7 +61,10 @@ interface SnapshotInfo {
 }
 
 async function snapshots(): Promise<SnapshotInfo[]> {
-  const pages = await collectStream<{ info: SnapshotInfo[] }>(api.snapshots, 'List', { snapshotter: SNAPSHOTTER, filters: [] });
+  const pages = await collectStream<{ info: SnapshotInfo[] }>(api.snapshots, 'List', {
+    snapshotter: SNAPSHOTTER,
+    filters: [],
+  });
   return pages.flatMap((p) => p.info);
 }
 
@@ -67,7 +74,9 @@ async function leaseIds(): Promise<string[]> {
 }
 
 async function containerIds(): Promise<string[]> {
-  const { containers } = await unaryCall<{ containers: Array<{ id: string }> }>(api.containers, 'List', { filters: [] });
+  const { containers } = await unaryCall<{ containers: Array<{ id: string }> }>(api.containers, 'List', {
+    filters: [],
+  });
   return containers.map((c) => c.id);
 }
 
@@ -78,10 +87,21 @@ async function collectGarbage(): Promise<void> {
   await unaryCall(api.leases, 'Delete', { id, sync: true });
 }
 
-const viewMounts = (): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((line) => line.includes(VIEW_PREFIX));
+const viewMounts = (): string[] =>
+  readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((line) => line.includes(VIEW_PREFIX));
 const viewDirs = (): string[] => readdirSync(tmpdir()).filter((name) => name.startsWith(VIEW_PREFIX));
 
-function container(id: string, image: ResolvedImage, spec: Record<string, unknown> = { ociVersion: '1.1.0', process: { args: ['sh'], cwd: '/' }, root: { path: 'rootfs' } }): RuntimeContainer {
+function container(
+  id: string,
+  image: ResolvedImage,
+  spec: Record<string, unknown> = {
+    ociVersion: '1.1.0',
+    process: { args: ['sh'], cwd: '/' },
+    root: { path: 'rootfs' },
+  },
+): RuntimeContainer {
   return {
     id,
     spec,
@@ -111,7 +131,16 @@ describe('ContainerdImageStore.resolve', () => {
     assert.equal(byName.config.entrypoint, undefined);
     assert.match(byName.size, /^[1-9][0-9]*$/);
     const hex = busybox.configDigest.slice('sha256:'.length);
-    for (const other of ['library/busybox', 'busybox:latest', ref, busybox.configDigest, hex, hex.slice(0, 12), `busybox@${busybox.manifestDigest}`, `busybox:latest@${busybox.manifestDigest}`]) {
+    for (const other of [
+      'library/busybox',
+      'busybox:latest',
+      ref,
+      busybox.configDigest,
+      hex,
+      hex.slice(0, 12),
+      `busybox@${busybox.manifestDigest}`,
+      `busybox:latest@${busybox.manifestDigest}`,
+    ]) {
       assert.deepEqual(await images.resolve(other), byName, other);
     }
   });
@@ -125,8 +154,18 @@ describe('ContainerdImageStore.resolve', () => {
 
   it('returns undefined for what is not there', async () => {
     const ids = [busybox.configDigest, pause.configDigest].map((id) => id.slice('sha256:'.length));
-    const absentPrefix = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f'].find((c) => !ids.some((id) => id.startsWith(c)))!;
-    for (const ref of ['nope', 'busybox:other', 'quay.io/library/busybox:latest', `sha256:${absentPrefix.repeat(64)}`, absentPrefix.repeat(6), `busybox@sha256:${'0'.repeat(64)}`, 'Not A Ref']) {
+    const absentPrefix = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f'].find(
+      (c) => !ids.some((id) => id.startsWith(c)),
+    )!;
+    for (const ref of [
+      'nope',
+      'busybox:other',
+      'quay.io/library/busybox:latest',
+      `sha256:${absentPrefix.repeat(64)}`,
+      absentPrefix.repeat(6),
+      `busybox@sha256:${'0'.repeat(64)}`,
+      'Not A Ref',
+    ]) {
       assert.equal(await images.resolve(ref), undefined, ref);
     }
   });
@@ -163,8 +202,14 @@ describe('ContainerdImageStore.readUserFiles', () => {
     const files = await images.readUserFiles(image);
     assert.match(files.passwd ?? '', /^app:x:1000:1000:/m);
     assert.match(files.group ?? '', /^extra:x:2000:app$/m);
-    assert.deepEqual((await snapshots()).filter((s) => s.name.startsWith(VIEW_PREFIX)), []);
-    assert.deepEqual((await leaseIds()).filter((id) => id.startsWith('cri-ledger-')), []);
+    assert.deepEqual(
+      (await snapshots()).filter((s) => s.name.startsWith(VIEW_PREFIX)),
+      [],
+    );
+    assert.deepEqual(
+      (await leaseIds()).filter((id) => id.startsWith('cri-ledger-')),
+      [],
+    );
     assert.deepEqual(viewMounts(), []);
     assert.deepEqual(viewDirs(), dirsBefore);
     // The image itself is untouched: its committed snapshot is still the only one.
@@ -178,8 +223,14 @@ describe('ContainerdImageStore.readUserFiles', () => {
     const image = await images.resolve('busybox');
     assert.ok(image);
     await assert.rejects(images.readUserFiles({ ...image, chainId: `sha256:${'0'.repeat(64)}` }), ContainerdCallError);
-    assert.deepEqual((await snapshots()).filter((s) => s.name.startsWith(VIEW_PREFIX)), []);
-    assert.deepEqual((await leaseIds()).filter((id) => id.startsWith('cri-ledger-')), []);
+    assert.deepEqual(
+      (await snapshots()).filter((s) => s.name.startsWith(VIEW_PREFIX)),
+      [],
+    );
+    assert.deepEqual(
+      (await leaseIds()).filter((id) => id.startsWith('cri-ledger-')),
+      [],
+    );
     assert.deepEqual(viewMounts(), []);
   });
   it('reads through an overlay of several layers and keeps symlinks inside the image', async () => {
@@ -191,13 +242,27 @@ describe('ContainerdImageStore.readUserFiles', () => {
     const lease = 'test-layer-two';
     await unaryCall(api.leases, 'Create', { id: lease, labels: {} });
     try {
-      const { mounts } = await unaryCall<{ mounts: Array<{ options: string[] }> }>(api.snapshots, 'Prepare', { snapshotter: SNAPSHOTTER, key: 'layer-two-active', parent: image.chainId, labels: {} }, { lease });
+      const { mounts } = await unaryCall<{ mounts: Array<{ options: string[] }> }>(
+        api.snapshots,
+        'Prepare',
+        { snapshotter: SNAPSHOTTER, key: 'layer-two-active', parent: image.chainId, labels: {} },
+        { lease },
+      );
       const upper = mounts[0]?.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
       assert.ok(upper, 'an overlay mount with an upper dir');
       await mkdir(join(upper, 'etc'), { recursive: true });
       await symlink('/../../etc/group', join(upper, 'etc/passwd'));
-      await unaryCall(api.snapshots, 'Commit', { snapshotter: SNAPSHOTTER, name: 'layer-two', key: 'layer-two-active', labels: {} }, { lease });
-      const files = await readFromImageView(api, SNAPSHOTTER, 'layer-two', ['/etc/passwd', '/etc/group', '/etc/shadow']);
+      await unaryCall(
+        api.snapshots,
+        'Commit',
+        { snapshotter: SNAPSHOTTER, name: 'layer-two', key: 'layer-two-active', labels: {} },
+        { lease },
+      );
+      const files = await readFromImageView(api, SNAPSHOTTER, 'layer-two', [
+        '/etc/passwd',
+        '/etc/group',
+        '/etc/shadow',
+      ]);
       assert.match(files.get('/etc/passwd') ?? '', /^extra:x:2000:app$/m);
       assert.equal(files.get('/etc/passwd'), files.get('/etc/group'));
       assert.equal(files.get('/etc/shadow'), undefined);
@@ -205,7 +270,10 @@ describe('ContainerdImageStore.readUserFiles', () => {
     } finally {
       await unaryCall(api.leases, 'Delete', { id: lease, sync: true });
     }
-    assert.equal((await snapshots()).some((s) => s.name === 'layer-two'), false);
+    assert.equal(
+      (await snapshots()).some((s) => s.name === 'layer-two'),
+      false,
+    );
   });
 });
 
@@ -218,28 +286,53 @@ describe('ContainerdRuntime', () => {
     await runtime.createContainer(container(id, image));
     assert.equal(await runtime.hasContainer(id), true);
     const prepared = await runtime.prepareSnapshot(id, image, { 'io.cri-ledger/container': id });
-    assert.deepEqual({ ...prepared, mounts: undefined }, { snapshotter: SNAPSHOTTER, key: id, parent: image.chainId, mounts: undefined });
+    assert.deepEqual(
+      { ...prepared, mounts: undefined },
+      { snapshotter: SNAPSHOTTER, key: id, parent: image.chainId, mounts: undefined },
+    );
     assert.equal(prepared.mounts.length, 1);
     assert.equal(prepared.mounts[0]!.type, 'overlay');
     const stat = (await snapshots()).find((s) => s.name === id);
     assert.equal(stat?.parent, image.chainId);
     assert.equal(stat?.kind, 'ACTIVE');
     assert.equal(stat?.labels['io.cri-ledger/container'], id);
-    assert.deepEqual((await leaseIds()).filter((l) => l.startsWith('cri-ledger-')), [], 'no lease: the record holds the snapshot');
-    const { container: stored } = await unaryCall<{ container: { image: string; runtime: { name: string }; snapshot_key: string; spec: WireAny; extensions: Record<string, WireAny> } }>(api.containers, 'Get', { id });
+    assert.deepEqual(
+      (await leaseIds()).filter((l) => l.startsWith('cri-ledger-')),
+      [],
+      'no lease: the record holds the snapshot',
+    );
+    const { container: stored } = await unaryCall<{
+      container: {
+        image: string;
+        runtime: { name: string };
+        snapshot_key: string;
+        spec: WireAny;
+        extensions: Record<string, WireAny>;
+      };
+    }>(api.containers, 'Get', { id });
     assert.equal(stored.image, image.name);
     assert.equal(stored.runtime.name, 'io.containerd.runc.v2');
     assert.equal(stored.snapshot_key, id);
     assert.deepEqual(parseJsonAny(stored.spec), container(id, image).spec);
     assert.equal(stored.extensions[METADATA_EXTENSION]?.type_url, METADATA_TYPE_URL);
-    assert.deepEqual(parseJsonAny(stored.extensions[METADATA_EXTENSION]!), { sandboxId: 'sb-1', name: 'web', attempt: 0 });
+    assert.deepEqual(parseJsonAny(stored.extensions[METADATA_EXTENSION]!), {
+      sandboxId: 'sb-1',
+      name: 'web',
+      attempt: 0,
+    });
 
     await runtime.deleteContainer(id);
     await runtime.removeSnapshot(id, SNAPSHOTTER);
     assert.equal(await runtime.hasContainer(id), false);
     assert.deepEqual(await containerIds(), []);
-    assert.equal((await snapshots()).some((s) => s.name === id), false);
-    assert.deepEqual((await leaseIds()).filter((l) => l.startsWith('cri-ledger-')), []);
+    assert.equal(
+      (await snapshots()).some((s) => s.name === id),
+      false,
+    );
+    assert.deepEqual(
+      (await leaseIds()).filter((l) => l.startsWith('cri-ledger-')),
+      [],
+    );
 
     // Every removal succeeds when there is nothing to remove.
     await runtime.deleteContainer(id);
@@ -276,16 +369,24 @@ describe('ContainerdRuntime', () => {
     const first = await runtime.prepareSnapshot(id, image, {});
     assert.deepEqual(await runtime.prepareSnapshot(id, image, {}), first);
     // The same spec with its keys in another order (as it comes back from the log).
-    await runtime.createContainer(container(id, image, { root: { path: 'rootfs' }, process: { cwd: '/', args: ['sh'] }, ociVersion: '1.1.0' }));
-    await assert.rejects(runtime.createContainer(container(id, image, { ociVersion: '1.1.0', process: { args: ['other'] } })), (error: unknown) => {
-      assert.ok(error instanceof ContainerdCallError);
-      assert.equal(error.code, Status.ALREADY_EXISTS);
-      return true;
-    });
+    await runtime.createContainer(
+      container(id, image, { root: { path: 'rootfs' }, process: { cwd: '/', args: ['sh'] }, ociVersion: '1.1.0' }),
+    );
+    await assert.rejects(
+      runtime.createContainer(container(id, image, { ociVersion: '1.1.0', process: { args: ['other'] } })),
+      (error: unknown) => {
+        assert.ok(error instanceof ContainerdCallError);
+        assert.equal(error.code, Status.ALREADY_EXISTS);
+        return true;
+      },
+    );
     await runtime.deleteContainer(id);
     await runtime.removeSnapshot(id, SNAPSHOTTER);
     assert.deepEqual(await containerIds(), []);
-    assert.equal((await snapshots()).some((s) => s.name === id), false);
+    assert.equal(
+      (await snapshots()).some((s) => s.name === id),
+      false,
+    );
   });
 
   it('refuses a prepare over an existing snapshot with another parent', async () => {
@@ -315,7 +416,12 @@ describe('ContainerdRuntime', () => {
     await runtime.createContainer(container(id, image));
     await runtime.prepareSnapshot(id, image, {});
     // The control: the same Prepare with no record naming it is collected, so the GC really ran.
-    await unaryCall(api.snapshots, 'Prepare', { snapshotter: SNAPSHOTTER, key: 'unreferenced', parent: image.chainId, labels: {} });
+    await unaryCall(api.snapshots, 'Prepare', {
+      snapshotter: SNAPSHOTTER,
+      key: 'unreferenced',
+      parent: image.chainId,
+      labels: {},
+    });
     await collectGarbage();
     const names = (await snapshots()).map((s) => s.name);
     assert.equal(names.includes('unreferenced'), false, 'the GC did not run');
@@ -323,11 +429,17 @@ describe('ContainerdRuntime', () => {
     await runtime.deleteContainer(id);
     await runtime.removeSnapshot(id, SNAPSHOTTER);
     await collectGarbage();
-    assert.equal((await snapshots()).some((s) => s.name === id), false);
+    assert.equal(
+      (await snapshots()).some((s) => s.name === id),
+      false,
+    );
   });
 
   it('fails with RuntimeUnavailableError when containerd does not answer', async () => {
-    const gone = connectContainerd({ address: join(tmpdir(), 'cri-ledger-no-such-containerd.sock'), namespace: NAMESPACE });
+    const gone = connectContainerd({
+      address: join(tmpdir(), 'cri-ledger-no-such-containerd.sock'),
+      namespace: NAMESPACE,
+    });
     try {
       const offline = new ContainerdRuntime({ api: gone });
       await assert.rejects(offline.hasContainer('x'), RuntimeUnavailableError);

@@ -7,7 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runtime.js';
-import { ContainerdStats, type ContainerStatsSample, type SnapshotRef } from '../../src/adapters/containerd/containerd-stats.js';
+import {
+  ContainerdStats,
+  type ContainerStatsSample,
+  type SnapshotRef,
+} from '../../src/adapters/containerd/containerd-stats.js';
 import { ContainerdTasks } from '../../src/adapters/containerd/containerd-tasks.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
@@ -45,15 +49,24 @@ after(async () => {
 });
 
 describe('ContainerdStats.containerStats', () => {
-  it('reports the memory a running container holds: working set and usage above it, available = limit - working set', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('reports the memory a running container holds: working set and usage above it, available = limit - working set', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     // The shell keeps the 8 MB string in its heap while it waits (no exec, which would free it).
-    const c = await startContainer('memory', `x=$(head -c ${HELD_BYTES} /dev/zero | tr "\\0" a); touch /allocated; sleep 1000 & wait`, MEMORY_LIMIT_BYTES);
+    const c = await startContainer(
+      'memory',
+      `x=$(head -c ${HELD_BYTES} /dev/zero | tr "\\0" a); touch /allocated; sleep 1000 & wait`,
+      MEMORY_LIMIT_BYTES,
+    );
     await waitForMarker(c.id, 'allocated');
     const sample = await one(c.id);
     const memory = sample.memory;
     assert.ok(memory, 'a cgroup v1 runc task reports memory');
     assert.ok(BigInt(memory.workingSetBytes) >= BigInt(HELD_BYTES), `working set ${memory.workingSetBytes}`);
-    assert.ok(BigInt(memory.usageBytes) >= BigInt(memory.workingSetBytes), `usage ${memory.usageBytes} below working set ${memory.workingSetBytes}`);
+    assert.ok(
+      BigInt(memory.usageBytes) >= BigInt(memory.workingSetBytes),
+      `usage ${memory.usageBytes} below working set ${memory.workingSetBytes}`,
+    );
     assert.ok(BigInt(memory.rssBytes) >= BigInt(HELD_BYTES), `rss ${memory.rssBytes}`);
     assert.ok(BigInt(memory.pageFaults) > 0n);
     // One sample, so exact: checks the limit field and the working-set arithmetic against each other.
@@ -64,19 +77,27 @@ describe('ContainerdStats.containerStats', () => {
 
   it('reports CPU usage that grows after the container burns CPU', { timeout: TEST_TIMEOUT_MS }, async () => {
     const burn = 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done';
-    const c = await startContainer('cpu', `until [ -e /go ]; do sleep 0.05; done; ${burn}; touch /burnt; sleep 1000 & wait`);
+    const c = await startContainer(
+      'cpu',
+      `until [ -e /go ]; do sleep 0.05; done; ${burn}; touch /burnt; sleep 1000 & wait`,
+    );
     const first = await one(c.id);
     assert.ok(first.cpu && BigInt(first.cpu.usageCoreNanoSeconds) > 0n, JSON.stringify(first.cpu));
     assert.equal(first.memory?.availableBytes, '0', 'no memory limit, so nothing counts as available');
     writeFileSync(join(rootfs(c.id), 'go'), '');
     await waitForMarker(c.id, 'burnt');
     const second = await one(c.id);
-    assert.ok(second.cpu && BigInt(second.cpu.usageCoreNanoSeconds) > BigInt(first.cpu.usageCoreNanoSeconds), `${first.cpu.usageCoreNanoSeconds} -> ${second.cpu?.usageCoreNanoSeconds}`);
+    assert.ok(
+      second.cpu && BigInt(second.cpu.usageCoreNanoSeconds) > BigInt(first.cpu.usageCoreNanoSeconds),
+      `${first.cpu.usageCoreNanoSeconds} -> ${second.cpu?.usageCoreNanoSeconds}`,
+    );
     assert.ok(BigInt(second.timestampNs) > BigInt(first.timestampNs));
     await removeAll(c.id);
   });
 
-  it('leaves out ids without a task: a container never started, an unknown id; an empty list asks nothing', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('leaves out ids without a task: a container never started, an unknown id; an empty list asks nothing', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const running = await startContainer('present', 'sleep 1000 & wait');
     const idle = await createContainer('no-task', ['true']);
     const unknown = newId('unknown');
@@ -91,10 +112,15 @@ describe('ContainerdStats.containerStats', () => {
     await removeAll(idle.id);
   });
 
-  it('returns two containers from one Tasks.Metrics call, each with its own figures', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('returns two containers from one Tasks.Metrics call, each with its own figures', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     // The second id has the `.` and `_` a container id may hold; the filter must still match it exactly.
     const a = await startContainer('two-a', 'sleep 1000 & wait');
-    const b = await startContainer('two.b_x', `x=$(head -c ${HELD_BYTES} /dev/zero | tr "\\0" a); touch /allocated; sleep 1000 & wait`);
+    const b = await startContainer(
+      'two.b_x',
+      `x=$(head -c ${HELD_BYTES} /dev/zero | tr "\\0" a); touch /allocated; sleep 1000 & wait`,
+    );
     await waitForMarker(b.id, 'allocated');
     const { api: counting, metricsCalls } = countingMetricsCalls();
     const samples = await new ContainerdStats({ api: counting }).containerStats([a.id, b.id]);
@@ -112,7 +138,9 @@ describe('ContainerdStats.containerStats', () => {
     await removeAll(b.id);
   });
 
-  it('still reports a task that exited and is not deleted yet, as containerd does; not once it is deleted', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('still reports a task that exited and is not deleted yet, as containerd does; not once it is deleted', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const c = await startContainer('exited', 'i=0; while [ $i -lt 1000 ]; do i=$((i+1)); done');
     await tasks.wait(c.id);
     const sample = (await stats.containerStats([c.id])).get(c.id);
@@ -135,18 +163,29 @@ describe('ContainerdStats.containerStats', () => {
 });
 
 describe('ContainerdStats writable layer', () => {
-  it('grows after the container writes into its rootfs, read directly and with containerStats', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('grows after the container writes into its rootfs, read directly and with containerStats', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const write = `dd if=/dev/zero of=/filler bs=4096 count=${FILLER_BYTES / 4096} && mkdir /d && touch /d/a /d/b`;
-    const c = await startContainer('layer', `until [ -e /go ]; do sleep 0.05; done; ${write}; touch /written; sleep 1000 & wait`);
+    const c = await startContainer(
+      'layer',
+      `until [ -e /go ]; do sleep 0.05; done; ${write}; touch /written; sleep 1000 & wait`,
+    );
     const before = await stats.writableLayer(c.snapshot.snapshotter, c.snapshot.key);
     assert.ok(before && BigInt(before.inodesUsed) > 0n, JSON.stringify(before));
     writeFileSync(join(rootfs(c.id), 'go'), '');
     await waitForMarker(c.id, 'written');
     const grown = await stats.writableLayer(c.snapshot.snapshotter, c.snapshot.key);
     assert.ok(grown);
-    assert.ok(BigInt(grown.usedBytes) - BigInt(before.usedBytes) >= BigInt(FILLER_BYTES), `${before.usedBytes} -> ${grown.usedBytes}`);
+    assert.ok(
+      BigInt(grown.usedBytes) - BigInt(before.usedBytes) >= BigInt(FILLER_BYTES),
+      `${before.usedBytes} -> ${grown.usedBytes}`,
+    );
     // go, filler, d, d/a, d/b, written.
-    assert.ok(BigInt(grown.inodesUsed) - BigInt(before.inodesUsed) >= 6n, `${before.inodesUsed} -> ${grown.inodesUsed}`);
+    assert.ok(
+      BigInt(grown.inodesUsed) - BigInt(before.inodesUsed) >= 6n,
+      `${before.inodesUsed} -> ${grown.inodesUsed}`,
+    );
 
     const sample = (await stats.containerStats([c.id], { snapshots: new Map([[c.id, c.snapshot]]) })).get(c.id);
     // Nothing writes any more, so the two reads agree.
@@ -155,7 +194,9 @@ describe('ContainerdStats writable layer', () => {
     await removeAll(c.id);
   });
 
-  it('is undefined for a snapshot that does not exist, and left out of a sample without a snapshot ref', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('is undefined for a snapshot that does not exist, and left out of a sample without a snapshot ref', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     assert.equal(await stats.writableLayer('overlayfs', newId('no-snapshot')), undefined);
     const c = await startContainer('no-ref', 'sleep 1000 & wait');
     const missing: SnapshotRef = { snapshotter: 'overlayfs', key: newId('no-snapshot') };
@@ -171,8 +212,14 @@ describe('ContainerdStats writable layer', () => {
     assert.deepEqual(list, []);
     const { containers } = await unaryCall<{ containers: unknown[] }>(api.containers, 'List', { filters: [] });
     assert.deepEqual(containers, []);
-    const pages = await collectStream<{ info: Array<{ name: string; kind: string }> }>(api.snapshots, 'List', { snapshotter: 'overlayfs', filters: [] });
-    assert.deepEqual(pages.flatMap((p) => p.info).filter((s) => s.kind !== 'COMMITTED'), []);
+    const pages = await collectStream<{ info: Array<{ name: string; kind: string }> }>(api.snapshots, 'List', {
+      snapshotter: 'overlayfs',
+      filters: [],
+    });
+    assert.deepEqual(
+      pages.flatMap((p) => p.info).filter((s) => s.kind !== 'COMMITTED'),
+      [],
+    );
     assert.deepEqual(readdirSync(join(dirname(containerd.address), 'runc', NAMESPACE)), []);
   });
 });
@@ -183,14 +230,25 @@ const newId = (name: string): string => `stats-${process.pid}-${name}`;
 /** Where the shim mounts a running task's rootfs, so the test can drop a file in or look for one. */
 const rootfs = (id: string): string => join(containerd.state, 'io.containerd.runtime.v2.task', NAMESPACE, id, 'rootfs');
 
-async function createContainer(name: string, args: string[], memoryLimit?: number): Promise<{ id: string; snapshot: SnapshotRef }> {
+async function createContainer(
+  name: string,
+  args: string[],
+  memoryLimit?: number,
+): Promise<{ id: string; snapshot: SnapshotRef }> {
   const id = newId(name);
   created.push(id);
-  const snapshot = await createTestContainer(api, runtime, id, args, { hostname: 'stats-test', ...(memoryLimit ? { memoryLimit } : {}) });
+  const snapshot = await createTestContainer(api, runtime, id, args, {
+    hostname: 'stats-test',
+    ...(memoryLimit ? { memoryLimit } : {}),
+  });
   return { id, snapshot };
 }
 
-async function startContainer(name: string, script: string, memoryLimit?: number): Promise<{ id: string; snapshot: SnapshotRef }> {
+async function startContainer(
+  name: string,
+  script: string,
+  memoryLimit?: number,
+): Promise<{ id: string; snapshot: SnapshotRef }> {
   const c = await createContainer(name, ['sh', '-c', script], memoryLimit);
   await tasks.start(c.id, { terminal: false });
   return c;

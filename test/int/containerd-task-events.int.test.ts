@@ -55,15 +55,28 @@ after(async () => {
 });
 
 describe('ContainerdTaskEvents', () => {
-  it('passes the exits and OOMs of its own namespace only, decoded field by field', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('passes the exits and OOMs of its own namespace only, decoded field by field', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const other = connectContainerd({ address: containerd.address, namespace: OTHER_NAMESPACE });
     const exit = (containerId: string, id: string): Buffer =>
-      message([str(1, containerId), str(2, id), uint(3, 4242), uint(4, 255), sub(5, [uint(1, 1767225600), uint(2, 123456789)])]);
+      message([
+        str(1, containerId),
+        str(2, id),
+        uint(3, 4242),
+        uint(4, 255),
+        sub(5, [uint(1, 1767225600), uint(2, 123456789)]),
+      ]);
     const publish = (client: ContainerdApi, topic: string, typeUrl: string, value: Buffer): Promise<unknown> =>
       unaryCall(client.events, 'Publish', { topic, event: { type_url: typeUrl, value } });
     try {
       // What the filters must hold back: another namespace, and another topic.
-      await publish(other, TASK_EXIT_TOPIC, 'containerd.events.TaskExit', exit('fake-other-namespace', 'fake-other-namespace'));
+      await publish(
+        other,
+        TASK_EXIT_TOPIC,
+        'containerd.events.TaskExit',
+        exit('fake-other-namespace', 'fake-other-namespace'),
+      );
       await publish(api, '/tasks/start', 'containerd.events.TaskExit', exit('fake-other-topic', 'fake-other-topic'));
       await publish(api, TASK_OOM_TOPIC, 'containerd.events.TaskOOM', message([str(1, 'fake-oom')]));
       await publish(api, TASK_EXIT_TOPIC, 'containerd.events.TaskExit', exit('fake-init', 'fake-init'));
@@ -74,7 +87,13 @@ describe('ContainerdTaskEvents', () => {
     await recorded.waitFor((e) => e.kind === 'exit' && e.execId === 'fake-exec');
     // One subscriber gets events in publish order, so a leak would show up before the last.
     const fakes = recorded.seen.filter((e) => 'containerId' in e && e.containerId.startsWith('fake-'));
-    const exited = { kind: 'exit', containerId: 'fake-init', pid: 4242, exitCode: 255, exitedAt: '2026-01-01T00:00:00.123456789Z' };
+    const exited = {
+      kind: 'exit',
+      containerId: 'fake-init',
+      pid: 4242,
+      exitCode: 255,
+      exitedAt: '2026-01-01T00:00:00.123456789Z',
+    };
     assert.deepEqual(fakes, [
       { kind: 'oom', containerId: 'fake-oom' },
       { ...exited, execId: '' },
@@ -84,15 +103,23 @@ describe('ContainerdTaskEvents', () => {
 
   it('uses filters containerd 1.6 parses, with every value double-quoted', () => {
     // `topic==/tasks/exit` would not do: containerd reads an unquoted `/` as a /quoted/ value.
-    assert.deepEqual(taskEventFilters('ns'), ['namespace=="ns",topic=="/tasks/exit"', 'namespace=="ns",topic=="/tasks/oom"']);
+    assert.deepEqual(taskEventFilters('ns'), [
+      'namespace=="ns",topic=="/tasks/exit"',
+      'namespace=="ns",topic=="/tasks/oom"',
+    ]);
   });
 
-  it('reports a real task exit with its container id, pid and exit status, as Tasks.Get does', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('reports a real task exit with its container id, pid and exit status, as Tasks.Get does', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const id = await createContainer('exit3', ['sh', '-c', 'exit 3']);
     const { pid } = await tasks.start(id, { terminal: false });
     const exit = await recorded.waitFor((e) => e.kind === 'exit' && e.containerId === id);
     assert.ok(exit.kind === 'exit');
-    assert.deepEqual({ ...exit, exitedAt: '' }, { kind: 'exit', containerId: id, execId: '', pid, exitCode: 3, exitedAt: '' });
+    assert.deepEqual(
+      { ...exit, exitedAt: '' },
+      { kind: 'exit', containerId: id, execId: '', pid, exitCode: 3, exitedAt: '' },
+    );
     assert.match(exit.exitedAt, EXITED_AT);
     assert.ok(Math.abs(Date.parse(exit.exitedAt) - Date.now()) < 60_000, exit.exitedAt);
     assert.deepEqual(await taskState(api, id), { status: 'STOPPED', pid, exitCode: 3, exitedAt: exit.exitedAt });
@@ -111,7 +138,9 @@ describe('ContainerdTaskEvents', () => {
     await removeTask(id);
   });
 
-  it('subscribes again after containerd restarts; taskState shows the exit it may have missed', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('subscribes again after containerd restarts; taskState shows the exit it may have missed', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const id = await createContainer('missed', ['sleep', '1000']);
     const { pid } = await tasks.start(id, { terminal: false });
     const from = recorded.seen.length;
@@ -121,7 +150,10 @@ describe('ContainerdTaskEvents', () => {
     });
     const back = await recorded.waitFor((e) => e.kind === 'resubscribed', from);
     assert.ok(back.kind === 'resubscribed' && back.downForMs > 0, JSON.stringify(back));
-    assert.ok(logs.some((l) => l.level === 40 && l.msg.includes('broke') && l.wasLive === true), 'the break is logged at warn');
+    assert.ok(
+      logs.some((l) => l.level === 40 && l.msg.includes('broke') && l.wasLive === true),
+      'the break is logged at warn',
+    );
 
     const state = await taskState(api, id);
     assert.deepEqual({ ...state, exitedAt: '' }, { status: 'STOPPED', pid, exitCode: 137, exitedAt: '' });
@@ -132,13 +164,24 @@ describe('ContainerdTaskEvents', () => {
     const next = await createContainer('after-restart', ['sh', '-c', 'exit 5']);
     const started = await tasks.start(next, { terminal: false });
     const exit = await recorded.waitFor((e) => e.kind === 'exit' && e.containerId === next, from);
-    assert.deepEqual(exit, { kind: 'exit', containerId: next, execId: '', pid: started.pid, exitCode: 5, exitedAt: (await taskState(api, next))?.exitedAt });
+    assert.deepEqual(exit, {
+      kind: 'exit',
+      containerId: next,
+      execId: '',
+      pid: started.pid,
+      exitCode: 5,
+      exitedAt: (await taskState(api, next))?.exitedAt,
+    });
     await removeTask(next);
   });
 
   it('reports an OOM kill in a container with a memory limit', { timeout: TEST_TIMEOUT_MS }, async () => {
     // Doubling a shell variable reaches the 32 MiB limit in about 22 steps.
-    const id = await createContainer('oom', ['sh', '-c', 'x=0123456789abcdef; while :; do x=$x$x; done'], 32 * 1024 * 1024);
+    const id = await createContainer(
+      'oom',
+      ['sh', '-c', 'x=0123456789abcdef; while :; do x=$x$x; done'],
+      32 * 1024 * 1024,
+    );
     await tasks.start(id, { terminal: false });
     await recorded.waitFor((e) => e.kind === 'oom' && e.containerId === id);
     const exit = await recorded.waitFor((e) => e.kind === 'exit' && e.containerId === id);
@@ -147,7 +190,9 @@ describe('ContainerdTaskEvents', () => {
     await removeTask(id);
   });
 
-  it('stop() cancels a live subscription, ends the iteration and leaves no timer behind', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('stop() cancels a live subscription, ends the iteration and leaves no timer behind', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const timersBefore = activeTimers();
     const second = new ContainerdTaskEvents({ api });
     second.start();
@@ -163,11 +208,17 @@ describe('ContainerdTaskEvents', () => {
     assert.throws(() => second.start(), /once/);
   });
 
-  it('retries with a bounded backoff while containerd is unreachable, until stop()', { timeout: TEST_TIMEOUT_MS }, async () => {
+  it('retries with a bounded backoff while containerd is unreachable, until stop()', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
     const gone = connectContainerd({ address: join(workDir, 'no-such-containerd.sock'), namespace: NAMESPACE });
     const lines: LogLine[] = [];
     const timersBefore = activeTimers();
-    const offline = new ContainerdTaskEvents({ api: gone, logger: captureLogger(lines), backoff: { initialMs: 10, maxMs: 40 } });
+    const offline = new ContainerdTaskEvents({
+      api: gone,
+      logger: captureLogger(lines),
+      backoff: { initialMs: 10, maxMs: 40 },
+    });
     try {
       offline.start();
       const rec = record(offline);
@@ -177,7 +228,10 @@ describe('ContainerdTaskEvents', () => {
       assert.deepEqual(rec.seen, []);
       assert.ok(lines.length >= 5, `${lines.length} attempts logged`);
       assert.ok(lines.every((l) => l.level === 40 && l.wasLive === false));
-      assert.deepEqual(lines.slice(0, 5).map((l) => l.retryInMs), [10, 20, 40, 40, 40]);
+      assert.deepEqual(
+        lines.slice(0, 5).map((l) => l.retryInMs),
+        [10, 20, 40, 40, 40],
+      );
       assert.equal(activeTimers(), timersBefore);
     } finally {
       gone.close();
@@ -261,7 +315,10 @@ const newId = (name: string): string => `events-${process.pid}-${name}`;
 async function createContainer(name: string, args: string[], memoryLimit?: number): Promise<string> {
   const id = newId(name);
   created.push(id);
-  await createTestContainer(api, runtime, id, args, { hostname: 'task-events-test', ...(memoryLimit ? { memoryLimit } : {}) });
+  await createTestContainer(api, runtime, id, args, {
+    hostname: 'task-events-test',
+    ...(memoryLimit ? { memoryLimit } : {}),
+  });
   return id;
 }
 

@@ -11,7 +11,13 @@ import { ContainerdRuntime } from '../../src/adapters/containerd/containerd-runt
 import { ContainerdTasks, signalNumber } from '../../src/adapters/containerd/containerd-tasks.js';
 import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
-import { createTestContainer, tearDownRuncTests, DEVPTS_MOUNT, SYSFS_MOUNT, testCgroupPath } from '../support/runc-containers.js';
+import {
+  createTestContainer,
+  tearDownRuncTests,
+  DEVPTS_MOUNT,
+  SYSFS_MOUNT,
+  testCgroupPath,
+} from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 
 const NAMESPACE = 'cri-ledger-tasks-test';
@@ -88,7 +94,9 @@ function cgroupExists(id: string): boolean {
 }
 
 async function taskIds(): Promise<string[]> {
-  const { tasks: list } = await unaryCall<{ tasks: Array<{ container_id: string }> }>(api.tasks, 'List', { filter: '' });
+  const { tasks: list } = await unaryCall<{ tasks: Array<{ container_id: string }> }>(api.tasks, 'List', {
+    filter: '',
+  });
   return list.map((t) => t.container_id);
 }
 
@@ -177,7 +185,10 @@ describe('ContainerdTasks', () => {
   });
 
   it('fails with RuntimeUnavailableError when containerd does not answer', async () => {
-    const gone = connectContainerd({ address: join(tmpdir(), 'cri-ledger-no-such-containerd.sock'), namespace: NAMESPACE });
+    const gone = connectContainerd({
+      address: join(tmpdir(), 'cri-ledger-no-such-containerd.sock'),
+      namespace: NAMESPACE,
+    });
     try {
       const offline = new ContainerdTasks({ api: gone, runcRoot });
       await assert.rejects(offline.state('x'), RuntimeUnavailableError);
@@ -192,8 +203,14 @@ describe('ContainerdTasks', () => {
     assert.deepEqual(await taskIds(), []);
     const { containers } = await unaryCall<{ containers: unknown[] }>(api.containers, 'List', { filters: [] });
     assert.deepEqual(containers, []);
-    const pages = await collectStream<{ info: Array<{ name: string; kind: string }> }>(api.snapshots, 'List', { snapshotter: 'overlayfs', filters: [] });
-    assert.deepEqual(pages.flatMap((p) => p.info).filter((s) => s.kind !== 'COMMITTED'), []);
+    const pages = await collectStream<{ info: Array<{ name: string; kind: string }> }>(api.snapshots, 'List', {
+      snapshotter: 'overlayfs',
+      filters: [],
+    });
+    assert.deepEqual(
+      pages.flatMap((p) => p.info).filter((s) => s.kind !== 'COMMITTED'),
+      [],
+    );
     assert.deepEqual(readdirSync(join(runcRoot, NAMESPACE)), []);
   });
 });

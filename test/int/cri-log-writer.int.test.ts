@@ -9,7 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { LogDirectoryNotFoundError, LogFileOpenError, LogWriterClosedError } from '../../src/adapters/logs/cri-log-errors.js';
+import {
+  LogDirectoryNotFoundError,
+  LogFileOpenError,
+  LogWriterClosedError,
+} from '../../src/adapters/logs/cri-log-errors.js';
 import { CriLogWriter } from '../../src/adapters/logs/cri-log-writer.js';
 
 const NOW = 1_700_000_000_123_456_789n;
@@ -149,8 +153,14 @@ describe('CRI log writer on real files and FIFOs', () => {
 
   it('refuses a path whose directory does not exist, naming the path', async () => {
     const path = join(dir, 'no-such-dir', 'c.log');
-    await assert.rejects(CriLogWriter.open({ path }), (e: unknown) => e instanceof LogDirectoryNotFoundError && e.path === path && e.message.includes(path));
-    await assert.rejects(CriLogWriter.open({ path: dir }), (e: unknown) => e instanceof LogFileOpenError && e.path === dir);
+    await assert.rejects(
+      CriLogWriter.open({ path }),
+      (e: unknown) => e instanceof LogDirectoryNotFoundError && e.path === path && e.message.includes(path),
+    );
+    await assert.rejects(
+      CriLogWriter.open({ path: dir }),
+      (e: unknown) => e instanceof LogFileOpenError && e.path === dir,
+    );
   });
 
   it('cuts long lines at the maximum: exactly max, max + 1, a multiple of max, and multi-byte characters', async () => {
@@ -158,7 +168,12 @@ describe('CRI log writer on real files and FIFOs', () => {
     const writer = await CriLogWriter.open({ path, now, maxLineBytes: 8 });
     const source = new PassThrough();
     writer.attach('stdout', source);
-    source.end(Buffer.concat([Buffer.from('12345678\n123456789\n' + 'abcdefgh'.repeat(3) + '\n'), Buffer.from('aaaaaaa€\n', 'utf8')]));
+    source.end(
+      Buffer.concat([
+        Buffer.from('12345678\n123456789\n' + 'abcdefgh'.repeat(3) + '\n'),
+        Buffer.from('aaaaaaa€\n', 'utf8'),
+      ]),
+    );
     await writer.closed;
     await writer.close();
     const records = parse(await readFile(path));
@@ -269,7 +284,10 @@ describe('CRI log writer on real files and FIFOs', () => {
     await nextTurn();
     const moved = fresh('pod-moved');
     await rename(logs, moved);
-    await assert.rejects(writer.reopen(), (e: unknown) => e instanceof LogDirectoryNotFoundError && e.path === join(logs, 'c.log'));
+    await assert.rejects(
+      writer.reopen(),
+      (e: unknown) => e instanceof LogDirectoryNotFoundError && e.path === join(logs, 'c.log'),
+    );
     source.end('after\n');
     await writer.closed;
     await writer.close();
@@ -288,7 +306,10 @@ describe('CRI log writer on real files and FIFOs', () => {
     await writer.closed;
     assert.ok(source.destroyed);
     assert.equal(await readFile(path, 'latin1'), `${TIME} stdout P unfinished\n`);
-    await assert.rejects(writer.reopen(), (e: unknown) => e instanceof LogWriterClosedError && e.operation === 'reopen');
+    await assert.rejects(
+      writer.reopen(),
+      (e: unknown) => e instanceof LogWriterClosedError && e.operation === 'reopen',
+    );
     assert.throws(() => writer.attach('stderr', new PassThrough()), LogWriterClosedError);
   });
 
@@ -332,7 +353,10 @@ describe('CRI log writer on real files and FIFOs', () => {
       reader.once('error', reject);
     });
     writer.attach('stdout', createReadStream(sourceFifo));
-    const producer = childWriter(sourceFifo, `const mib = Buffer.alloc(1024 * 1024, 0x61); for (let i = 0; i < ${totalMiB}; i++) writeAll(mib);`);
+    const producer = childWriter(
+      sourceFifo,
+      `const mib = Buffer.alloc(1024 * 1024, 0x61); for (let i = 0; i < ${totalMiB}; i++) writeAll(mib);`,
+    );
     await producer.exited;
     await writer.closed;
     await writer.close();

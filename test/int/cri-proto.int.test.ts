@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client, credentials, makeClientConstructor, status as Status, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
+import {
+  Client,
+  credentials,
+  makeClientConstructor,
+  status as Status,
+  type ServiceDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { pino } from 'pino';
 import {
   imageServiceV1,
@@ -22,25 +29,73 @@ import { tempRoot } from '../support/cli.js';
 
 // Upstream k8s.io/cri-api runtime.v1, Kubernetes 1.28-1.31.
 const RUNTIME_V1_RPCS = [
-  'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox',
-  'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'ListContainers', 'ContainerStatus',
-  'UpdateContainerResources', 'ReopenContainerLog', 'ExecSync', 'Exec', 'Attach', 'PortForward', 'ContainerStats',
-  'ListContainerStats', 'PodSandboxStats', 'ListPodSandboxStats', 'UpdateRuntimeConfig', 'Status',
-  'CheckpointContainer', 'GetContainerEvents', 'ListMetricDescriptors', 'ListPodSandboxMetrics', 'RuntimeConfig',
+  'Version',
+  'RunPodSandbox',
+  'StopPodSandbox',
+  'RemovePodSandbox',
+  'PodSandboxStatus',
+  'ListPodSandbox',
+  'CreateContainer',
+  'StartContainer',
+  'StopContainer',
+  'RemoveContainer',
+  'ListContainers',
+  'ContainerStatus',
+  'UpdateContainerResources',
+  'ReopenContainerLog',
+  'ExecSync',
+  'Exec',
+  'Attach',
+  'PortForward',
+  'ContainerStats',
+  'ListContainerStats',
+  'PodSandboxStats',
+  'ListPodSandboxStats',
+  'UpdateRuntimeConfig',
+  'Status',
+  'CheckpointContainer',
+  'GetContainerEvents',
+  'ListMetricDescriptors',
+  'ListPodSandboxMetrics',
+  'RuntimeConfig',
 ];
 // Added upstream after 1.31; the Stream* ones stream their response.
 const RUNTIME_V1_LATER_RPCS = [
-  'UpdatePodSandboxResources', 'StreamPodSandboxes', 'StreamContainers', 'StreamContainerStats',
-  'StreamPodSandboxStats', 'StreamPodSandboxMetrics',
+  'UpdatePodSandboxResources',
+  'StreamPodSandboxes',
+  'StreamContainers',
+  'StreamContainerStats',
+  'StreamPodSandboxStats',
+  'StreamPodSandboxMetrics',
 ];
 const IMAGE_V1_RPCS = ['ListImages', 'ImageStatus', 'PullImage', 'RemoveImage', 'ImageFsInfo'];
 const IMAGE_V1_LATER_RPCS = ['StreamImages'];
 // Upstream's last runtime.v1alpha2 (Kubernetes 1.25).
 const RUNTIME_V1ALPHA2_RPCS = [
-  'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox',
-  'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'ListContainers', 'ContainerStatus',
-  'UpdateContainerResources', 'ReopenContainerLog', 'ExecSync', 'Exec', 'Attach', 'PortForward', 'ContainerStats',
-  'ListContainerStats', 'PodSandboxStats', 'ListPodSandboxStats', 'UpdateRuntimeConfig', 'Status',
+  'Version',
+  'RunPodSandbox',
+  'StopPodSandbox',
+  'RemovePodSandbox',
+  'PodSandboxStatus',
+  'ListPodSandbox',
+  'CreateContainer',
+  'StartContainer',
+  'StopContainer',
+  'RemoveContainer',
+  'ListContainers',
+  'ContainerStatus',
+  'UpdateContainerResources',
+  'ReopenContainerLog',
+  'ExecSync',
+  'Exec',
+  'Attach',
+  'PortForward',
+  'ContainerStats',
+  'ListContainerStats',
+  'PodSandboxStats',
+  'ListPodSandboxStats',
+  'UpdateRuntimeConfig',
+  'Status',
 ];
 
 const SERVICES: ReadonlyArray<{ name: string; definition: ServiceDefinition }> = [
@@ -67,17 +122,24 @@ function varint(value: bigint): number[] {
 }
 
 /** Calls `rpc` with an empty request and settles with the status it ended with. */
-function callStatus(client: Client, definition: ServiceDefinition, rpc: string): Promise<{ code: number; details: string }> {
+function callStatus(
+  client: Client,
+  definition: ServiceDefinition,
+  rpc: string,
+): Promise<{ code: number; details: string }> {
   const method = definition[rpc]!;
   return new Promise((settle) => {
-    const done = (error: ServiceError | null) => settle(error ? { code: error.code, details: error.details } : { code: Status.OK, details: '' });
+    const done = (error: ServiceError | null) =>
+      settle(error ? { code: error.code, details: error.details } : { code: Status.OK, details: '' });
     if (method.responseStream) {
       const call = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize, {});
       call.on('data', () => undefined);
       call.on('error', done);
       call.on('end', () => done(null));
     } else {
-      client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, {}, (error) => done(error));
+      client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, {}, (error) =>
+        done(error),
+      );
     }
   });
 }
@@ -109,10 +171,20 @@ describe('CRI protocol definition', () => {
   it('declares every upstream v1 RPC, and no other, with the streaming ones streaming', () => {
     assert.deepEqual(sorted(Object.keys(runtimeServiceV1)), sorted([...RUNTIME_V1_RPCS, ...RUNTIME_V1_LATER_RPCS]));
     assert.deepEqual(sorted(Object.keys(imageServiceV1)), sorted([...IMAGE_V1_RPCS, ...IMAGE_V1_LATER_RPCS]));
-    const streaming = [runtimeServiceV1, imageServiceV1].flatMap((d) => Object.entries(d).filter(([, m]) => m.responseStream).map(([n]) => n));
-    assert.deepEqual(sorted(streaming), sorted(['GetContainerEvents', ...RUNTIME_V1_LATER_RPCS.filter((n) => n.startsWith('Stream')), 'StreamImages']));
+    const streaming = [runtimeServiceV1, imageServiceV1].flatMap((d) =>
+      Object.entries(d)
+        .filter(([, m]) => m.responseStream)
+        .map(([n]) => n),
+    );
+    assert.deepEqual(
+      sorted(streaming),
+      sorted(['GetContainerEvents', ...RUNTIME_V1_LATER_RPCS.filter((n) => n.startsWith('Stream')), 'StreamImages']),
+    );
     for (const d of [runtimeServiceV1, imageServiceV1, runtimeServiceV1alpha2, imageServiceV1alpha2]) {
-      assert.ok(Object.values(d).every((m) => !m.requestStream), 'CRI has no client-streaming RPC');
+      assert.ok(
+        Object.values(d).every((m) => !m.requestStream),
+        'CRI has no client-streaming RPC',
+      );
     }
   });
 
@@ -131,7 +203,10 @@ describe('CRI protocol definition', () => {
       const statuses = await Promise.all(rpcs.map((rpc) => callStatus(client, definition, rpc)));
       assert.deepEqual(
         statuses,
-        rpcs.map((rpc) => ({ code: Status.UNIMPLEMENTED, details: `${name}/${rpc} is not implemented by cri-ledger yet` })),
+        rpcs.map((rpc) => ({
+          code: Status.UNIMPLEMENTED,
+          details: `${name}/${rpc} is not implemented by cri-ledger yet`,
+        })),
       );
     });
   }
@@ -147,7 +222,10 @@ describe('CRI protocol definition', () => {
     const bytes = Buffer.from([0x12, 0x07, 0x0a, 0x05, 0x0a, 0x01, 0x61, 0x10, 0x01]);
     const request: CreateContainerRequest = { config: { metadata: { name: 'a', attempt: 1 } } };
     assert.deepEqual(runtimeServiceV1.CreateContainer.requestSerialize(request), bytes);
-    assert.deepEqual(runtimeServiceV1.CreateContainer.requestDeserialize(bytes).config?.metadata, { name: 'a', attempt: 1 });
+    assert.deepEqual(runtimeServiceV1.CreateContainer.requestDeserialize(bytes).config?.metadata, {
+      name: 'a',
+      attempt: 1,
+    });
   });
 
   it('keeps a nanosecond timestamp past 2^53 exact, as a decimal string', () => {
@@ -163,7 +241,9 @@ describe('CRI protocol definition', () => {
     // ListContainersRequest.filter (1) -> ContainerFilter.state (2) -> ContainerStateValue.state (1).
     const known = runtimeServiceV1.ListContainers.requestDeserialize(Buffer.from([0x0a, 0x04, 0x12, 0x02, 0x08, 0x01]));
     assert.equal(known.filter?.state?.state, 'CONTAINER_RUNNING');
-    const unknown = runtimeServiceV1.ListContainers.requestDeserialize(Buffer.from([0x0a, 0x04, 0x12, 0x02, 0x08, 0x07]));
+    const unknown = runtimeServiceV1.ListContainers.requestDeserialize(
+      Buffer.from([0x0a, 0x04, 0x12, 0x02, 0x08, 0x07]),
+    );
     assert.equal(unknown.filter?.state?.state as unknown, 7);
   });
 
@@ -176,13 +256,29 @@ describe('CRI protocol definition', () => {
         command: ['/bin/sh', '-c'],
         args: ['sleep 1'],
         workingDir: '/srv',
-        envs: [{ key: 'A', value: '1' }, { key: 'B', value: '' }],
-        mounts: [{ containerPath: '/data', hostPath: '/var/lib/data', readonly: true, propagation: 'PROPAGATION_HOST_TO_CONTAINER' }],
+        envs: [
+          { key: 'A', value: '1' },
+          { key: 'B', value: '' },
+        ],
+        mounts: [
+          {
+            containerPath: '/data',
+            hostPath: '/var/lib/data',
+            readonly: true,
+            propagation: 'PROPAGATION_HOST_TO_CONTAINER',
+          },
+        ],
         labels: { app: 'web' },
         annotations: { 'io.kubernetes.container.hash': 'abc' },
         logPath: 'web/2.log',
         linux: {
-          resources: { cpuQuota: '50000', cpuPeriod: 100000, memoryLimitInBytes: '1073741824', oomScoreAdj: '-997', unified: { 'memory.high': '900M' } },
+          resources: {
+            cpuQuota: '50000',
+            cpuPeriod: 100000,
+            memoryLimitInBytes: '1073741824',
+            oomScoreAdj: '-997',
+            unified: { 'memory.high': '900M' },
+          },
           securityContext: {
             runAsUser: { value: '0' },
             capabilities: { addCapabilities: ['NET_ADMIN'], dropCapabilities: ['ALL'] },
@@ -205,10 +301,18 @@ describe('CRI protocol definition', () => {
     assert.equal(config.image?.image, 'registry.k8s.io/pause:3.9');
     assert.equal(config.image?.userSpecifiedImage, 'pause');
     assert.deepEqual([config.command, config.args, config.workingDir], [['/bin/sh', '-c'], ['sleep 1'], '/srv']);
-    assert.deepEqual(config.envs, [{ key: 'A', value: '1' }, { key: 'B', value: '' }]);
+    assert.deepEqual(config.envs, [
+      { key: 'A', value: '1' },
+      { key: 'B', value: '' },
+    ]);
     assert.equal(config.mounts.length, 1);
     assert.deepEqual(
-      [config.mounts[0]!.containerPath, config.mounts[0]!.hostPath, config.mounts[0]!.readonly, config.mounts[0]!.propagation],
+      [
+        config.mounts[0]!.containerPath,
+        config.mounts[0]!.hostPath,
+        config.mounts[0]!.readonly,
+        config.mounts[0]!.propagation,
+      ],
       ['/data', '/var/lib/data', true, 'PROPAGATION_HOST_TO_CONTAINER'],
     );
     assert.deepEqual(config.labels, { app: 'web' });
@@ -216,14 +320,24 @@ describe('CRI protocol definition', () => {
     assert.equal(config.logPath, 'web/2.log');
     const resources = config.linux!.resources!;
     assert.deepEqual(
-      [resources.cpuQuota, resources.cpuPeriod, resources.memoryLimitInBytes, resources.oomScoreAdj, resources.cpuShares],
+      [
+        resources.cpuQuota,
+        resources.cpuPeriod,
+        resources.memoryLimitInBytes,
+        resources.oomScoreAdj,
+        resources.cpuShares,
+      ],
       ['50000', '100000', '1073741824', '-997', '0'],
     );
     assert.deepEqual(resources.unified, { 'memory.high': '900M' });
     const security = config.linux!.securityContext!;
     assert.deepEqual(security.runAsUser, { value: '0' }, 'uid 0 is set, not absent');
     assert.equal(security.runAsGroup, null);
-    assert.deepEqual(security.capabilities, { addCapabilities: ['NET_ADMIN'], dropCapabilities: ['ALL'], addAmbientCapabilities: [] });
+    assert.deepEqual(security.capabilities, {
+      addCapabilities: ['NET_ADMIN'],
+      dropCapabilities: ['ALL'],
+      addAmbientCapabilities: [],
+    });
     assert.deepEqual(security.seccomp, { profileType: 'Localhost', localhostRef: '/profiles/web.json' });
     assert.deepEqual([security.namespaceOptions?.pid, security.namespaceOptions?.network], ['CONTAINER', 'POD']);
     assert.deepEqual(config.CDIDevices, [{ name: 'vendor.com/gpu=0' }]);

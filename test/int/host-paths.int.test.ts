@@ -4,7 +4,14 @@ import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symli
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { checkLogPathOnHost, checkMountSource, createHostDirectory, MAX_SECCOMP_PROFILE_BYTES, readLocalhostProfile, resolveMountSource } from '../../src/adapters/fs/host-paths.js';
+import {
+  checkLogPathOnHost,
+  checkMountSource,
+  createHostDirectory,
+  MAX_SECCOMP_PROFILE_BYTES,
+  readLocalhostProfile,
+  resolveMountSource,
+} from '../../src/adapters/fs/host-paths.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 
 const refused = (fn: () => unknown, field: string, message: RegExp) =>
@@ -62,9 +69,17 @@ describe('host paths against planted and swapped symlinks (real file system)', (
     const real = join(dir, 'real-parent');
     mkdirSync(real);
     symlinkSync(real, join(dir, 'linked-parent'));
-    refused(() => resolveMountSource(join(dir, 'linked-parent', 'new', 'deeper'), 'f'), 'f', /does not exist and cannot be made: .*linked-parent is a symlink/);
+    refused(
+      () => resolveMountSource(join(dir, 'linked-parent', 'new', 'deeper'), 'f'),
+      'f',
+      /does not exist and cannot be made: .*linked-parent is a symlink/,
+    );
     writeFileSync(join(dir, 'a-file'), '');
-    refused(() => resolveMountSource(join(dir, 'a-file', 'new'), 'f'), 'f', /cannot be made: .*a-file is not a directory/);
+    refused(
+      () => resolveMountSource(join(dir, 'a-file', 'new'), 'f'),
+      'f',
+      /cannot be made: .*a-file is not a directory/,
+    );
     assert.equal(existsSync(join(real, 'new')), false);
     // Planted between the check and the making: still not followed.
     const { pin } = resolveMountSource(join(dir, 'planted', 'new'), 'f');
@@ -83,7 +98,11 @@ describe('host paths against planted and swapped symlinks (real file system)', (
     checkMountSource(pin);
     rmSync(missing, { recursive: true });
     symlinkSync('/', missing);
-    refused(() => checkMountSource(pin), 'config.mounts[1].host_path', /did not exist at CreateContainer and now leads through a symlink to \//);
+    refused(
+      () => checkMountSource(pin),
+      'config.mounts[1].host_path',
+      /did not exist at CreateContainer and now leads through a symlink to \//,
+    );
   });
 
   it('refuses a log path that reaches outside the log directory through a symlink', () => {
@@ -93,8 +112,16 @@ describe('host paths against planted and swapped symlinks (real file system)', (
     symlinkSync('/etc/passwd', join(logs, 'app', '0.log'));
     checkLogPathOnHost(logs, join(logs, 'app', '1.log'), 'config.log_path');
     checkLogPathOnHost(logs, join(logs, 'new', 'deeper', '0.log'), 'config.log_path');
-    refused(() => checkLogPathOnHost(logs, join(logs, 'evil', 'cron.d', 'x'), 'config.log_path'), 'config.log_path', /outside the log directory/);
-    refused(() => checkLogPathOnHost(logs, join(logs, 'app', '0.log'), 'config.log_path'), 'config.log_path', /is a symlink/);
+    refused(
+      () => checkLogPathOnHost(logs, join(logs, 'evil', 'cron.d', 'x'), 'config.log_path'),
+      'config.log_path',
+      /outside the log directory/,
+    );
+    refused(
+      () => checkLogPathOnHost(logs, join(logs, 'app', '0.log'), 'config.log_path'),
+      'config.log_path',
+      /is a symlink/,
+    );
   });
 
   it('reads a localhost profile only from a regular file, not through a symlink, a FIFO or an oversized file', () => {

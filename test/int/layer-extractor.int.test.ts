@@ -53,7 +53,15 @@ describe('extractLayer', () => {
       [
         { name: './', type: '5', mode: 0o755 },
         { name: 'usr/', type: '5', mode: 0o750, uid: 5, gid: 6, mtime: 1_500_000_000 },
-        { name: 'usr/bin/ping', data: 'ELF', mode: 0o4755, uid: 0, gid: 0, mtime: 1_400_000_000, pax: { 'SCHILY.xattr.user.origin': 'layer' } },
+        {
+          name: 'usr/bin/ping',
+          data: 'ELF',
+          mode: 0o4755,
+          uid: 0,
+          gid: 0,
+          mtime: 1_400_000_000,
+          pax: { 'SCHILY.xattr.user.origin': 'layer' },
+        },
         { name: 'usr/bin/link', type: '1', linkname: 'usr/bin/ping' },
         { name: 'bin', type: '2', linkname: 'usr/bin', uid: 7, gid: 8 },
         { name: 'dev/null', type: '3', devmajor: 1, devminor: 3, mode: 0o666 },
@@ -98,7 +106,13 @@ describe('extractLayer', () => {
 
   it('drops whiteouts when nothing is below', async () => {
     const t = await target({ whiteouts: 'none' });
-    await extract([{ name: '.wh.gone', data: '' }, { name: 'etc/.wh..wh..opq', data: '' }], t);
+    await extract(
+      [
+        { name: '.wh.gone', data: '' },
+        { name: 'etc/.wh..wh..opq', data: '' },
+      ],
+      t,
+    );
     assert.deepEqual(await readdir(t.root), ['etc']);
     assert.equal(xattr(join(t.root, 'etc'), 'trusted.overlay.opaque'), undefined);
   });
@@ -109,7 +123,13 @@ describe('extractLayer', () => {
     await chown(join(lower, 'var/cache'), 42, 43);
     execFileSync('chmod', ['0711', join(lower, 'var/cache')]);
     const t = await target({ lowerDirs: [lower] });
-    await extract([{ name: 'var/cache/file', data: 'x' }, { name: 'new/dir/file', data: 'y' }], t);
+    await extract(
+      [
+        { name: 'var/cache/file', data: 'x' },
+        { name: 'new/dir/file', data: 'y' },
+      ],
+      t,
+    );
     const cache = statSync(join(t.root, 'var/cache'));
     assert.deepEqual([cache.mode & 0o7777, cache.uid, cache.gid], [0o711, 42, 43]);
     assert.equal(statSync(join(t.root, 'new/dir')).mode & 0o7777, 0o755);
@@ -185,7 +205,16 @@ describe('extractLayer', () => {
       await writeFile(join(t.outside, 'secret'), 's');
       await assert.rejects(extract([{ name: 'h', type: '1', linkname: '../outside/secret' }], t), /climbs out/);
       await assert.rejects(extract([{ name: 'h', type: '1', linkname: 'nowhere' }], t), /not a file of this layer/);
-      await assert.rejects(extract([{ name: 'x', type: '2', linkname: t.outside }, { name: 'h', type: '1', linkname: 'x/secret' }], t), /symlink "x"/);
+      await assert.rejects(
+        extract(
+          [
+            { name: 'x', type: '2', linkname: t.outside },
+            { name: 'h', type: '1', linkname: 'x/secret' },
+          ],
+          t,
+        ),
+        /symlink "x"/,
+      );
       assert.equal(existsSync(join(t.root, 'h')), false);
       assert.equal(statSync(join(t.outside, 'secret')).nlink, 1);
     });

@@ -78,9 +78,16 @@ describe('layer jobs in the worker thread', () => {
 
   it('brings the extractor and tar reader error classes back across the thread', async () => {
     const unsafe = openLayerJob(blobOf(tarArchive([{ name: '../escape', data: 'x' }])), 'none', () => undefined);
-    await assert.rejects(unsafe.extract(await target()), (e: unknown) => e instanceof UnsafeLayerEntryError && e.path === '../escape' && /escape/.test(e.message));
+    await assert.rejects(
+      unsafe.extract(await target()),
+      (e: unknown) => e instanceof UnsafeLayerEntryError && e.path === '../escape' && /escape/.test(e.message),
+    );
 
-    const sparse = openLayerJob(blobOf(tarArchive([{ name: 'sparse', type: 'S', data: 'x' }])), 'none', () => undefined);
+    const sparse = openLayerJob(
+      blobOf(tarArchive([{ name: 'sparse', type: 'S', data: 'x' }])),
+      'none',
+      () => undefined,
+    );
     await assert.rejects(sparse.extract(await target()), UnsupportedTarEntryError);
 
     const truncated = tarArchive(FILES).subarray(0, 700);
@@ -88,7 +95,10 @@ describe('layer jobs in the worker thread', () => {
     await assert.rejects(corrupt.extract(await target()), CorruptTarError);
 
     const garbage = openLayerJob(blobOf(Buffer.from('this is not gzip at all')), 'gzip', () => undefined);
-    await assert.rejects(garbage.extract(await target()), (e: NodeJS.ErrnoException) => typeof e.code === 'string' && e.code.startsWith('Z_'));
+    await assert.rejects(
+      garbage.extract(await target()),
+      (e: NodeJS.ErrnoException) => typeof e.code === 'string' && e.code.startsWith('Z_'),
+    );
   });
 
   it("rejects with the blob's own error (a digest mismatch) rather than the decoder's, after the whole blob was read", async () => {

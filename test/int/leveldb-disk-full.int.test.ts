@@ -66,8 +66,14 @@ it('refuses appends on a full disk with LedgerDiskFullError, stores nothing of t
       const stored: LedgerEvent[] = [];
       for await (const e of reopened.readAll()) stored.push(e);
       assert.equal(stored.length, acked.length, `every acknowledged append survives the reopen (${refused} refused)`);
-      assert.deepEqual(stored.map((e) => e.id), acked.map((e) => e.id));
-      assert.deepEqual(stored.map((e) => e.seq), stored.map((_, i) => i + 1));
+      assert.deepEqual(
+        stored.map((e) => e.id),
+        acked.map((e) => e.id),
+      );
+      assert.deepEqual(
+        stored.map((e) => e.seq),
+        stored.map((_, i) => i + 1),
+      );
       assert.equal(await reopened.readCursor('relay'), 7);
     } finally {
       await reopened.close();
@@ -81,7 +87,11 @@ it('fails to open on a full disk with a message that says so and names the direc
     for (let i = 0; i < 50; i++) await appendOne(log, i);
     await log.close();
     disk.fill();
-    await assert.rejects(LevelDbEventLog.open({ dir, node: 'n' }), (error: unknown) => error instanceof LedgerDiskFullError && error.message.includes(`the disk holding the ledger at ${dir} is full`));
+    await assert.rejects(
+      LevelDbEventLog.open({ dir, node: 'n' }),
+      (error: unknown) =>
+        error instanceof LedgerDiskFullError && error.message.includes(`the disk holding the ledger at ${dir} is full`),
+    );
     disk.free();
     const again = await LevelDbEventLog.open({ dir, node: 'n' });
     assert.equal(again.head(), 100);
@@ -96,7 +106,11 @@ it('refuses to write on after a failed write that reached the disk anyway, and a
     await appendOne(log, 0);
     // A sync that fails after the batch is on disk, as an fsync error can: LevelDB
     // cannot tell whether the record will be there at the next open.
-    const db = (log as unknown as { db: { batch: () => { put: (k: string, v: string) => void; write: (o: object) => Promise<void> } } }).db;
+    const db = (
+      log as unknown as {
+        db: { batch: () => { put: (k: string, v: string) => void; write: (o: object) => Promise<void> } };
+      }
+    ).db;
     const realBatch = db.batch.bind(db);
     db.batch = () => {
       const batch = realBatch();
@@ -110,7 +124,12 @@ it('refuses to write on after a failed write that reached the disk anyway, and a
     await assert.rejects(appendOne(log, 1), /could not be written: IO error: sync: Input\/output error/);
     db.batch = realBatch;
     assert.equal(log.head(), 2, 'the failed append moved no seq');
-    await assert.rejects(appendOne(log, 2), (error: unknown) => error instanceof LedgerStorageError && /stored after all \(the log ends at seq 4, this process is at 2\); restart/.test(error.message));
+    await assert.rejects(
+      appendOne(log, 2),
+      (error: unknown) =>
+        error instanceof LedgerStorageError &&
+        /stored after all \(the log ends at seq 4, this process is at 2\); restart/.test(error.message),
+    );
     await assert.rejects(appendOne(log, 3), LedgerStorageError);
     await log.close();
     const reopened = await LevelDbEventLog.open({ dir, node: 'n' });

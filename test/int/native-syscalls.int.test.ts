@@ -25,7 +25,10 @@ describe('native system calls', () => {
     const s = await lstat(path);
     assert.ok(s.isFIFO());
     assert.equal(s.mode & 0o777, 0o600);
-    assert.throws(() => mkfifo(path, 0o600), (e: NodeJS.ErrnoException) => e.code === 'EEXIST' && e.syscall === 'mkfifo' && e.path === path);
+    assert.throws(
+      () => mkfifo(path, 0o600),
+      (e: NodeJS.ErrnoException) => e.code === 'EEXIST' && e.syscall === 'mkfifo' && e.path === path,
+    );
   });
 
   it('refuses a path with a NUL byte instead of cutting it short', () => {
@@ -44,8 +47,14 @@ describe('native system calls', () => {
   });
 
   it('rejects with the errno name and the path when a mount fails', async () => {
-    await assert.rejects(mount('shm', join(dir, 'missing'), 'tmpfs', 0), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'mount');
-    await assert.rejects(umount(join(dir, 'fifo')), (e: NodeJS.ErrnoException) => e.code === 'EINVAL' && e.syscall === 'umount2');
+    await assert.rejects(
+      mount('shm', join(dir, 'missing'), 'tmpfs', 0),
+      (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'mount',
+    );
+    await assert.rejects(
+      umount(join(dir, 'fifo')),
+      (e: NodeJS.ErrnoException) => e.code === 'EINVAL' && e.syscall === 'umount2',
+    );
   });
 
   it('binds a new network namespace onto a file and leaves the calling process in its own', async () => {

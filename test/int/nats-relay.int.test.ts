@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { after, afterEach, before, it } from 'node:test';
-import { connect, nanos, RetentionPolicy, StorageType, type JetStreamManager, type StoredMsg, type StreamConfig } from 'nats';
+import {
+  connect,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StoredMsg,
+  type StreamConfig,
+} from 'nats';
 import { pino } from 'pino';
 import { NatsRelay, type NatsRelayOptions } from '../../src/adapters/bus/nats-relay.js';
 import { DEFAULT_DUPLICATE_WINDOW_MS, StreamConfigMismatchError } from '../../src/adapters/bus/nats-stream-config.js';
@@ -57,7 +65,10 @@ async function levelLog(node = 'test-node'): Promise<{ log: LevelDbEventLog; dir
   return { log, dir };
 }
 
-async function startRelay(log: EventLog, o: Partial<NatsRelayOptions> & { node: string; stream: string }): Promise<NatsRelay> {
+async function startRelay(
+  log: EventLog,
+  o: Partial<NatsRelayOptions> & { node: string; stream: string },
+): Promise<NatsRelay> {
   const relay = await NatsRelay.start({
     log,
     servers: server.url,
@@ -103,14 +114,20 @@ async function streamMessages(stream: string): Promise<StoredMsg[]> {
   });
 }
 
-const streamConfig = (stream: string): Promise<StreamConfig> => withJsm(async (jsm) => (await jsm.streams.info(stream)).config);
+const streamConfig = (stream: string): Promise<StreamConfig> =>
+  withJsm(async (jsm) => (await jsm.streams.info(stream)).config);
 
 const seqOf = (m: StoredMsg): number => (m.json() as { seq: number }).seq;
 
 it('publishes every event in seq order, on its subject, with its id and the stored bytes', async () => {
   const { log } = await levelLog('node-1.example');
   const c = container('ordered');
-  await log.append(streams.container(c), 0, [ev.nameReserved(c), ev.specGenerated(), ev.snapshotPrepared(c), ev.containerCreated()]);
+  await log.append(streams.container(c), 0, [
+    ev.nameReserved(c),
+    ev.specGenerated(),
+    ev.snapshotPrepared(c),
+    ev.containerCreated(),
+  ]);
   // An image stream: its name is full of dots, which must not split the subject.
   await log.append('image-docker.io/library/busybox:latest', 0, [ev.nameReserved(container('img'))]);
   await appendContainers(log, 'bulk', 40);
@@ -129,9 +146,15 @@ it('publishes every event in seq order, on its subject, with its id and the stor
     assert.equal(m.header.get('Nats-Msg-Id'), events[i]!.id);
     assert.equal(m.string(), records[i]!.json, `body of seq ${i + 1}`);
   });
-  assert.equal(messages[4]!.subject, 'cri-ledger.node-1%2Eexample.image.docker%2Eio/library/busybox:latest.NameReserved');
+  assert.equal(
+    messages[4]!.subject,
+    'cri-ledger.node-1%2Eexample.image.docker%2Eio/library/busybox:latest.NameReserved',
+  );
   const status = relay.status();
-  assert.deepEqual({ connected: status.connected, cursor: status.cursor, head: status.head, lag: status.lag }, { connected: true, cursor: 45, head: 45, lag: 0 });
+  assert.deepEqual(
+    { connected: status.connected, cursor: status.cursor, head: status.head, lag: status.lag },
+    { connected: true, cursor: 45, head: 45, lag: 0 },
+  );
   assert.ok(status.lastPublishAt);
   await relay.stop();
   assert.equal(await log.readCursor('relay'), 45);
@@ -184,7 +207,11 @@ it('loses nothing and duplicates nothing when the server is killed mid-drain', a
   const total = 500;
   const log = new MemoryEventLog({ node: 'killed' });
   const c = container('k');
-  await log.append(streams.container(c), 0, Array.from({ length: total }, (_, i) => ev.containerStarted(i)));
+  await log.append(
+    streams.container(c),
+    0,
+    Array.from({ length: total }, (_, i) => ev.containerStarted(i)),
+  );
   // A small window keeps the drain going long enough to kill the server in the middle.
   const relay = await startRelay(log, { node: 'killed', stream: 'KILLED', window: 8, publishTimeoutMs: 300 });
   await waitFor('the drain to be under way', () => relay.status().cursor >= 50);
@@ -196,7 +223,10 @@ it('loses nothing and duplicates nothing when the server is killed mid-drain', a
   const messages = await streamMessages('KILLED');
   // Order may differ after a lost connection (the documented caveat); the set may not.
   assert.equal(messages.length, total);
-  assert.deepEqual(messages.map(seqOf).sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i + 1));
+  assert.deepEqual(
+    messages.map(seqOf).sort((a, b) => a - b),
+    Array.from({ length: total }, (_, i) => i + 1),
+  );
 });
 
 it('creates the stream with file storage, limits retention and the configured windows', async () => {
@@ -209,18 +239,42 @@ it('creates the stream with file storage, limits retention and the configured wi
   assert.ok(relay.status().connected);
   const config = await streamConfig('CFG');
   assert.deepEqual(
-    { subjects: config.subjects, storage: config.storage, retention: config.retention, replicas: config.num_replicas, dup: config.duplicate_window, age: config.max_age },
-    { subjects: ['cri-ledger.cfg.>'], storage: StorageType.File, retention: RetentionPolicy.Limits, replicas: 1, dup: nanos(300_000), age: nanos(3_600_000) },
+    {
+      subjects: config.subjects,
+      storage: config.storage,
+      retention: config.retention,
+      replicas: config.num_replicas,
+      dup: config.duplicate_window,
+      age: config.max_age,
+    },
+    {
+      subjects: ['cri-ledger.cfg.>'],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      replicas: 1,
+      dup: nanos(300_000),
+      age: nanos(3_600_000),
+    },
   );
 });
 
 it('refuses an existing stream whose settings differ, naming the key, and leaves it alone', async () => {
-  await withJsm((jsm) => jsm.streams.add({ name: 'MISMATCH', subjects: ['cri-ledger.mm.>'], storage: StorageType.File, duplicate_window: nanos(120_000) }));
-  await assert.rejects(startRelay(new MemoryEventLog({ node: 'mm' }), { node: 'mm', stream: 'MISMATCH' }), (error: unknown) => {
-    assert.ok(error instanceof StreamConfigMismatchError);
-    assert.equal(error.message, 'stream MISMATCH: duplicate_window is 2m, config wants 10m');
-    return true;
-  });
+  await withJsm((jsm) =>
+    jsm.streams.add({
+      name: 'MISMATCH',
+      subjects: ['cri-ledger.mm.>'],
+      storage: StorageType.File,
+      duplicate_window: nanos(120_000),
+    }),
+  );
+  await assert.rejects(
+    startRelay(new MemoryEventLog({ node: 'mm' }), { node: 'mm', stream: 'MISMATCH' }),
+    (error: unknown) => {
+      assert.ok(error instanceof StreamConfigMismatchError);
+      assert.equal(error.message, 'stream MISMATCH: duplicate_window is 2m, config wants 10m');
+      return true;
+    },
+  );
   assert.equal((await streamConfig('MISMATCH')).duplicate_window, nanos(120_000));
 });
 
@@ -242,13 +296,21 @@ it('starts while NATS is unreachable, reports and logs the lag, and catches up o
   const log = new MemoryEventLog({ node: 'late' });
   await appendContainers(log, 'late', 3);
   const lines: Array<{ msg: string; lag?: number; component?: string }> = [];
-  const logger = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(JSON.parse(chunk.toString())), done()) }));
+  const logger = pino(
+    { level: 'info' },
+    new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(JSON.parse(chunk.toString())), done()) }),
+  );
   await server.down();
   const relay = await startRelay(log, { node: 'late', stream: 'LATE', logger, lagLogIntervalMs: 20 });
   const down = relay.status();
-  assert.deepEqual({ enabled: down.enabled, connected: down.connected, cursor: down.cursor, head: down.head, lag: down.lag }, { enabled: true, connected: false, cursor: 0, head: 3, lag: 3 });
+  assert.deepEqual(
+    { enabled: down.enabled, connected: down.connected, cursor: down.cursor, head: down.head, lag: down.lag },
+    { enabled: true, connected: false, cursor: 0, head: 3, lag: 3 },
+  );
   assert.match(down.lastError ?? '', /.+/);
-  await waitFor('a lag log line', () => lines.some((l) => l.msg === 'relay lagging' && l.lag === 3 && l.component === 'nats-relay'));
+  await waitFor('a lag log line', () =>
+    lines.some((l) => l.msg === 'relay lagging' && l.lag === 3 && l.component === 'nats-relay'),
+  );
   await server.restart();
   await waitFor('the late relay to catch up', () => relay.status().cursor === 3);
   assert.equal(relay.status().connected, true);
@@ -257,10 +319,22 @@ it('starts while NATS is unreachable, reports and logs the lag, and catches up o
 });
 
 it('halts and calls onFatal when a mismatched stream is found after starting without NATS', async () => {
-  await withJsm((jsm) => jsm.streams.add({ name: 'LATE_MISMATCH', subjects: ['cri-ledger.late-mm.>'], storage: StorageType.File, num_replicas: 1, duplicate_window: nanos(120_000) }));
+  await withJsm((jsm) =>
+    jsm.streams.add({
+      name: 'LATE_MISMATCH',
+      subjects: ['cri-ledger.late-mm.>'],
+      storage: StorageType.File,
+      num_replicas: 1,
+      duplicate_window: nanos(120_000),
+    }),
+  );
   await server.down();
   let fatal: Error | undefined;
-  const relay = await startRelay(new MemoryEventLog({ node: 'late-mm' }), { node: 'late-mm', stream: 'LATE_MISMATCH', onFatal: (e) => (fatal = e) });
+  const relay = await startRelay(new MemoryEventLog({ node: 'late-mm' }), {
+    node: 'late-mm',
+    stream: 'LATE_MISMATCH',
+    onFatal: (e) => (fatal = e),
+  });
   await server.restart();
   await waitFor('onFatal', () => fatal !== undefined);
   assert.ok(fatal instanceof StreamConfigMismatchError);

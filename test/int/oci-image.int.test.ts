@@ -52,7 +52,10 @@ describe('test images built from busybox-static', () => {
   it('puts busybox, its applets and the test users in the layer', async () => {
     const manifest = JSON.parse((await blob(busybox.manifestDigest)).toString());
     const layerFile = join(dir, 'layer.tar');
-    await run('sh', ['-c', `gunzip -c "${join(layout, 'blobs', 'sha256', manifest.layers[0].digest.slice(7))}" > "${layerFile}"`]);
+    await run('sh', [
+      '-c',
+      `gunzip -c "${join(layout, 'blobs', 'sha256', manifest.layers[0].digest.slice(7))}" > "${layerFile}"`,
+    ]);
     const { stdout } = await run('tar', ['-tvf', layerFile], { maxBuffer: 1 << 22 });
     assert.match(stdout, /\.\/bin\/busybox\n/);
     assert.match(stdout, /\.\/bin\/sh -> busybox|\.\/bin\/sh -> \.\.\/bin\/busybox/);

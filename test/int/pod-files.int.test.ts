@@ -10,7 +10,8 @@ describe('pod files on the host', () => {
   let dir: string;
   let files: HostPodFiles;
   const id = hexId('pod-files');
-  const mounted = async (path: string) => (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === path);
+  const mounted = async (path: string) =>
+    (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === path);
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cri-ledger-podfiles-'));
@@ -26,16 +27,25 @@ describe('pod files on the host', () => {
   });
 
   it('writes hostname, hosts and resolv.conf from the DNS config, and mounts a tmpfs /dev/shm', async () => {
-    await files.create(id, { hostname: 'web-0', dns: { servers: ['10.96.0.10'], searches: ['default.svc.cluster.local'], options: ['ndots:5'] }, hostIpc: false });
+    await files.create(id, {
+      hostname: 'web-0',
+      dns: { servers: ['10.96.0.10'], searches: ['default.svc.cluster.local'], options: ['ndots:5'] },
+      hostIpc: false,
+    });
     const f = files.filesFor(id);
     assert.equal(await readFile(f.hostname, 'utf8'), 'web-0\n');
     assert.equal(await readFile(f.hosts, 'utf8'), '127.0.0.1 localhost\n');
-    assert.equal(await readFile(f.resolvConf, 'utf8'), 'nameserver 10.96.0.10\nsearch default.svc.cluster.local\noptions ndots:5\n');
+    assert.equal(
+      await readFile(f.resolvConf, 'utf8'),
+      'nameserver 10.96.0.10\nsearch default.svc.cluster.local\noptions ndots:5\n',
+    );
     assert.ok(await mounted(f.devShm), 'shm is a mount point');
     assert.equal((await stat(f.devShm)).mode & 0o7777, 0o1777);
     // A retry of the step (after a crash, say) finds the mount and adds no second one.
     await files.create(id, { hostname: 'web-0', dns: null, hostIpc: false });
-    const count = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.split(' ')[4] === f.devShm).length;
+    const count = (await readFile('/proc/self/mountinfo', 'utf8'))
+      .split('\n')
+      .filter((l) => l.split(' ')[4] === f.devShm).length;
     assert.equal(count, 1);
   });
 
@@ -60,6 +70,9 @@ describe('pod files on the host', () => {
   });
 
   it('formats resolv.conf from a DNS config', () => {
-    assert.equal(resolvConf({ servers: ['1.1.1.1', '8.8.8.8'], searches: [], options: [] }), 'nameserver 1.1.1.1\nnameserver 8.8.8.8\n');
+    assert.equal(
+      resolvConf({ servers: ['1.1.1.1', '8.8.8.8'], searches: [], options: [] }),
+      'nameserver 1.1.1.1\nnameserver 8.8.8.8\n',
+    );
   });
 });

@@ -23,7 +23,13 @@ import {
   type BaseImage,
   type ComposedImage,
 } from '../support/registry-images.js';
-import { REGISTRY_IDENTITY_TOKEN, REGISTRY_PASSWORD, REGISTRY_USER, startRegistry, type TestRegistry } from '../support/registry.js';
+import {
+  REGISTRY_IDENTITY_TOKEN,
+  REGISTRY_PASSWORD,
+  REGISTRY_USER,
+  startRegistry,
+  type TestRegistry,
+} from '../support/registry.js';
 
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -43,7 +49,11 @@ async function hostsDir(dirs: string[], files: Record<string, string>): Promise<
 }
 
 /** Options that reach `registry` over plain HTTP, as a hosts.toml `server` line says. */
-async function plainHttp(dirs: string[], registry: TestRegistry, extra: RegistrySourceOptions = {}): Promise<RegistrySourceOptions> {
+async function plainHttp(
+  dirs: string[],
+  registry: TestRegistry,
+  extra: RegistrySourceOptions = {},
+): Promise<RegistrySourceOptions> {
   return { hostsDir: await hostsDir(dirs, { [registry.host]: `server = "${registry.url}"\n` }), ...extra };
 }
 
@@ -57,7 +67,8 @@ async function pullAndCheck(ref: string, options: RegistrySourceOptions, image: 
     manifest.layers.map((l) => l.digest),
     image.layers.map((l) => l.digest),
   );
-  for (const [i, layer] of manifest.layers.entries()) assert.deepEqual(await readAll(await source.blob(layer)), image.layers[i]!.data);
+  for (const [i, layer] of manifest.layers.entries())
+    assert.deepEqual(await readAll(await source.blob(layer)), image.layers[i]!.data);
 }
 
 let base: BaseImage;
@@ -86,7 +97,12 @@ describe('registry client, no auth', () => {
     otherImage = composeImage(base, { format: 'docker', platform: otherPlatform() });
     hostImage = composeImage(base, { format: 'docker' });
     await pushIndex(registry, 'test/list', composeIndex([otherImage, hostImage], 'docker'), 'v1');
-    await pushIndex(registry, 'test/index', composeIndex([composeImage(base, { platform: otherPlatform() }), multi], 'oci'), 'v1');
+    await pushIndex(
+      registry,
+      'test/index',
+      composeIndex([composeImage(base, { platform: otherPlatform() }), multi], 'oci'),
+      'v1',
+    );
     userImage = composeImage(base, { format: 'docker', user: 'app' });
     await pushImage(registry, 'test/user', userImage, 'v1');
   });
@@ -103,13 +119,19 @@ describe('registry client, no auth', () => {
   });
 
   it('resolves by digest', async () => {
-    const source = await registrySource(`${registry.host}/test/multi@${multi.manifest.digest}`, await plainHttp(dirs, registry));
+    const source = await registrySource(
+      `${registry.host}/test/multi@${multi.manifest.digest}`,
+      await plainHttp(dirs, registry),
+    );
     assert.equal(source.reference, `${registry.host}/test/multi@${multi.manifest.digest}`);
     assert.equal((await source.resolve()).descriptor.digest, multi.manifest.digest);
   });
 
   it('resolves name:tag@digest by the digest, even when the tag does not exist', async () => {
-    const source = await registrySource(`${registry.host}/test/multi:no-such-tag@${multi.manifest.digest}`, await plainHttp(dirs, registry));
+    const source = await registrySource(
+      `${registry.host}/test/multi:no-such-tag@${multi.manifest.digest}`,
+      await plainHttp(dirs, registry),
+    );
     assert.equal((await source.resolve()).descriptor.digest, multi.manifest.digest);
   });
 
@@ -159,7 +181,10 @@ describe('registry client, no auth', () => {
       assert.ok(error instanceof RegistryNotFoundError, String(error));
       assert.match(error.message, new RegExp(`${registry.host}/test/multi:missing`));
       assert.match(error.message, new RegExp(`registry ${registry.host}`));
-      assert.match(error.message, new RegExp(`${registry.url}/v2/test/multi/manifests/missing \\(404 MANIFEST_UNKNOWN`));
+      assert.match(
+        error.message,
+        new RegExp(`${registry.url}/v2/test/multi/manifests/missing \\(404 MANIFEST_UNKNOWN`),
+      );
       return true;
     });
     const missingRepo = await registrySource(`${registry.host}/test/nothing-here:v1`, await plainHttp(dirs, registry));
@@ -204,7 +229,11 @@ describe('registry client, htpasswd Basic auth', () => {
   after(() => registry.stop());
 
   it('pulls with username and password, and with the base64 auth field', async () => {
-    await pullAndCheck(`${registry.host}/test/multi:v1`, await plainHttp(dirs, registry, { auth: { username: REGISTRY_USER, password: REGISTRY_PASSWORD } }), multi);
+    await pullAndCheck(
+      `${registry.host}/test/multi:v1`,
+      await plainHttp(dirs, registry, { auth: { username: REGISTRY_USER, password: REGISTRY_PASSWORD } }),
+      multi,
+    );
     const auth = Buffer.from(`${REGISTRY_USER}:${REGISTRY_PASSWORD}`).toString('base64');
     await pullAndCheck(`${registry.host}/test/multi:v1`, await plainHttp(dirs, registry, { auth: { auth } }), multi);
   });
@@ -232,14 +261,26 @@ describe('registry client, Bearer token auth', () => {
 
   it('gets one token with Basic credentials and reuses it for the manifest and every blob', async () => {
     registry.tokenRequests.length = 0;
-    await pullAndCheck(`${registry.host}/test/multi:v1`, await plainHttp(dirs, registry, { auth: { username: REGISTRY_USER, password: REGISTRY_PASSWORD } }), multi);
-    assert.deepEqual(registry.tokenRequests, [{ method: 'GET', grantType: 'basic', scopes: ['repository:test/multi:pull'], granted: true }]);
+    await pullAndCheck(
+      `${registry.host}/test/multi:v1`,
+      await plainHttp(dirs, registry, { auth: { username: REGISTRY_USER, password: REGISTRY_PASSWORD } }),
+      multi,
+    );
+    assert.deepEqual(registry.tokenRequests, [
+      { method: 'GET', grantType: 'basic', scopes: ['repository:test/multi:pull'], granted: true },
+    ]);
   });
 
   it('trades an identity token for an access token with a refresh_token grant', async () => {
     registry.tokenRequests.length = 0;
-    await pullAndCheck(`${registry.host}/test/multi:v1`, await plainHttp(dirs, registry, { auth: { identityToken: REGISTRY_IDENTITY_TOKEN } }), multi);
-    assert.deepEqual(registry.tokenRequests, [{ method: 'POST', grantType: 'refresh_token', scopes: ['repository:test/multi:pull'], granted: true }]);
+    await pullAndCheck(
+      `${registry.host}/test/multi:v1`,
+      await plainHttp(dirs, registry, { auth: { identityToken: REGISTRY_IDENTITY_TOKEN } }),
+      multi,
+    );
+    assert.deepEqual(registry.tokenRequests, [
+      { method: 'POST', grantType: 'refresh_token', scopes: ['repository:test/multi:pull'], granted: true },
+    ]);
   });
 
   it('reports credentials the token service refuses, and an anonymous token without access, as unauthenticated', async () => {
@@ -264,14 +305,20 @@ describe('registry client, registry down', () => {
     await pullAndCheck(`${registry.host}/test/multi:v1`, options, multi);
     await registry.kill();
     const mirror = 'http://127.0.0.1:1';
-    const withMirror = { hostsDir: await hostsDir(dirs, { [registry.host]: `server = "${registry.url}"\n[host."${mirror}"]\n` }) };
+    const withMirror = {
+      hostsDir: await hostsDir(dirs, { [registry.host]: `server = "${registry.url}"\n[host."${mirror}"]\n` }),
+    };
     for (const opts of [options, withMirror]) {
       const source = await registrySource(`${registry.host}/test/multi:v1`, opts);
       await assert.rejects(source.resolve(), (error: Error) => {
         assert.ok(error instanceof RegistryUnavailableError, String(error));
         assert.match(error.message, new RegExp(`${registry.host}/test/multi:v1`));
         assert.match(error.message, new RegExp(`${registry.url}/v2/test/multi/manifests/v1 \\(.*ECONNREFUSED`));
-        if (opts === withMirror) assert.match(error.message, new RegExp(`${mirror}/v2/test/multi/manifests/v1 .*ECONNREFUSED.*${registry.url}`));
+        if (opts === withMirror)
+          assert.match(
+            error.message,
+            new RegExp(`${mirror}/v2/test/multi/manifests/v1 .*ECONNREFUSED.*${registry.url}`),
+          );
         return true;
       });
     }

@@ -29,11 +29,17 @@ describe('test images in a private containerd', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const ctr = (...args: string[]) => run('ctr', ['--address', containerd.address, '--namespace', NAMESPACE, ...args], { timeout: 30_000 });
+  const ctr = (...args: string[]) =>
+    run('ctr', ['--address', containerd.address, '--namespace', NAMESPACE, ...args], { timeout: 30_000 });
 
   it('imports the busybox and pause images under their references and digests', async () => {
     const { stdout } = await ctr('images', 'ls');
-    assert.match(stdout, new RegExp(`docker.io/library/busybox:latest\\s+application/vnd.oci.image.manifest.v1\\+json\\s+${busybox.manifestDigest}`));
+    assert.match(
+      stdout,
+      new RegExp(
+        `docker.io/library/busybox:latest\\s+application/vnd.oci.image.manifest.v1\\+json\\s+${busybox.manifestDigest}`,
+      ),
+    );
     assert.match(stdout, /registry\.k8s\.io\/pause:3\.6/);
   });
 

@@ -55,7 +55,8 @@ export async function removeLedgerCgroups(ledgerDir: string, namespace: string):
   const ids = new Set<string>();
   const log = await LevelDbEventLog.open({ dir: ledgerDir, node: 'test-cleanup' });
   try {
-    for await (const event of log.readAll({ types: ['NameReserved', 'SandboxReserved'] })) ids.add(parseStream(event.stream).id);
+    for await (const event of log.readAll({ types: ['NameReserved', 'SandboxReserved'] }))
+      ids.add(parseStream(event.stream).id);
   } finally {
     await log.close();
   }

@@ -35,8 +35,14 @@ function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 /** Runs `cri-ledger <args>` to completion (or the timeout, which kills it and rejects). */
-export function runCli(args: readonly string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], { env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+export function runCli(
+  args: readonly string[],
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliResult> {
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], {
+    env: cleanEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   let stdout = '';
   let stderr = '';
@@ -46,7 +52,11 @@ export function runCli(args: readonly string[], options: { timeoutMs?: number; e
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`cri-ledger ${args.join(' ')} did not finish in ${timeoutMs}ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `cri-ledger ${args.join(' ')} did not finish in ${timeoutMs}ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, timeoutMs);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
@@ -70,9 +80,30 @@ export interface ServeProcess {
  * Starts `cri-ledger serve --root <root> --socket <socket> ...` and resolves once the
  * socket accepts connections (the service binds it last, after loading). Rejects if it exits first.
  */
-export async function startServe(options: { root: string; socket: string; args?: readonly string[]; env?: NodeJS.ProcessEnv }): Promise<ServeProcess> {
-  const args = ['serve', '--root', options.root, '--state-dir', join(options.root, 'state'), '--socket', options.socket, '--log-level', 'warn', '--node', 'test-node', ...(options.args ?? [])];
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], { env: cleanEnv(options.env), stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startServe(options: {
+  root: string;
+  socket: string;
+  args?: readonly string[];
+  env?: NodeJS.ProcessEnv;
+}): Promise<ServeProcess> {
+  const args = [
+    'serve',
+    '--root',
+    options.root,
+    '--state-dir',
+    join(options.root, 'state'),
+    '--socket',
+    options.socket,
+    '--log-level',
+    'warn',
+    '--node',
+    'test-node',
+    ...(options.args ?? []),
+  ];
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], {
+    env: cleanEnv(options.env),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   children.add(child);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
@@ -140,10 +171,17 @@ export async function writeScenarioLog(
   options: { pods: number; seed?: number; node?: string; stepMs?: number; extra?: readonly ScenarioAppend[] },
 ): Promise<LedgerEvent[]> {
   let clock = Date.parse('2026-11-28T10:00:00.000Z');
-  const log = await LevelDbEventLog.open({ dir, node: options.node ?? 'test-node', now: () => (clock += options.stepMs ?? 10) });
+  const log = await LevelDbEventLog.open({
+    dir,
+    node: options.node ?? 'test-node',
+    now: () => (clock += options.stepMs ?? 10),
+  });
   const out: LedgerEvent[] = [];
   try {
-    for (const append of [...generateScenario({ pods: options.pods, seed: options.seed ?? 7 }), ...(options.extra ?? [])]) {
+    for (const append of [
+      ...generateScenario({ pods: options.pods, seed: options.seed ?? 7 }),
+      ...(options.extra ?? []),
+    ]) {
       out.push(...(await log.append(append.stream, append.expected, append.events)));
     }
   } finally {

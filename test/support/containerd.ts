@@ -1,6 +1,16 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,7 +80,10 @@ const WATCHDOG = [
 ].join('\n');
 
 function findBinary(name: string): string | undefined {
-  const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8', env: { ...process.env, PATH: TEST_PATH } });
+  const found = spawnSync('sh', ['-c', `command -v ${name}`], {
+    encoding: 'utf8',
+    env: { ...process.env, PATH: TEST_PATH },
+  });
   return found.status === 0 ? found.stdout.trim() || undefined : undefined;
 }
 
@@ -115,14 +128,16 @@ export function containerdConfig(dir: string): string {
 /** Mount points at or below `dir`, deepest first, from this process's mountinfo. */
 export function mountsUnder(dir: string): string[] {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => line.split(' ')[4])
-    .filter((point): point is string => point !== undefined)
-    // mountinfo escapes space, tab, newline and backslash as octal.
-    .map((point) => point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
-    .filter((point) => point === dir || point.startsWith(prefix))
-    .sort((a, b) => b.length - a.length);
+  return (
+    readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((line) => line.split(' ')[4])
+      .filter((point): point is string => point !== undefined)
+      // mountinfo escapes space, tab, newline and backslash as octal.
+      .map((point) => point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
+      .filter((point) => point === dir || point.startsWith(prefix))
+      .sort((a, b) => b.length - a.length)
+  );
 }
 
 interface Shim {
@@ -148,7 +163,12 @@ function shimsOf(address: string): Shim[] {
     if (flag('-address') !== address) continue;
     const [namespace, id] = [flag('-namespace'), flag('-id')];
     // The shim names its socket after sha256(<containerd address>/<namespace>/<id>).
-    const hash = namespace && id ? createHash('sha256').update(join(address, namespace, id)).digest('hex') : undefined;
+    const hash =
+      namespace && id
+        ? createHash('sha256')
+            .update(join(address, namespace, id))
+            .digest('hex')
+        : undefined;
     shims.push({ pid: Number(entry), socket: hash && `/run/containerd/s/${hash}` });
   }
   return shims;
@@ -242,7 +262,10 @@ export async function startContainerd(variant: ContainerdVariant = {}): Promise<
   function spawnContainerd(): ChildProcess {
     // Appends, so a restarted containerd's log follows the first one's.
     const log = openSync(logFile, 'a');
-    const child = spawn(binary, ['--config', join(dir, 'config.toml')], { stdio: ['ignore', log, log], env: { ...process.env, PATH: TEST_PATH } });
+    const child = spawn(binary, ['--config', join(dir, 'config.toml')], {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, PATH: TEST_PATH },
+    });
     closeSync(log);
     if (child.pid !== undefined) writeFileSync(pidFile, String(child.pid));
     return child;

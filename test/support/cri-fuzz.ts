@@ -1,8 +1,23 @@
 import { loadSync } from '@grpc/proto-loader';
 import fc from 'fast-check';
 import { pullTarget } from '../../src/adapters/containerd/image-ref.js';
-import { CRI_LOADER_OPTIONS, CRI_V1_PROTO, imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
-import { fixed32Field, fixed64Field, lengthDelimited, nestedGroups, splitFields, tag, varint, varintField, WIRE } from './protobuf-wire.js';
+import {
+  CRI_LOADER_OPTIONS,
+  CRI_V1_PROTO,
+  imageServiceV1,
+  runtimeServiceV1,
+} from '../../src/adapters/cri/cri-definition.js';
+import {
+  fixed32Field,
+  fixed64Field,
+  lengthDelimited,
+  nestedGroups,
+  splitFields,
+  tag,
+  varint,
+  varintField,
+  WIRE,
+} from './protobuf-wire.js';
 
 /*
  * fast-check arbitraries of hostile CRI requests, as raw protobuf bytes. The shape
@@ -29,7 +44,10 @@ interface MessageDescriptor {
 }
 
 const PACKAGE = 'runtime.v1';
-const definitions = loadSync([CRI_V1_PROTO], CRI_LOADER_OPTIONS) as unknown as Record<string, { type?: MessageDescriptor }>;
+const definitions = loadSync([CRI_V1_PROTO], CRI_LOADER_OPTIONS) as unknown as Record<
+  string,
+  { type?: MessageDescriptor }
+>;
 
 function messageType(typeName: string, scope: MessageDescriptor | undefined): MessageDescriptor {
   const nested = scope?.nestedType?.find((n) => n.name === typeName);
@@ -48,11 +66,54 @@ export interface FuzzTargets {
 }
 
 const HOSTILE_TEXT = [
-  '', ' ', '.', '..', '../../etc', '../../../etc/shadow', '/etc/shadow', '/', '//', 'localhost/../../etc/shadow', 'localhost/etc/passwd',
-  'runtime/default', 'unconfined', 'a\nb', 'a\rb', 'a\u0000b', '\u0000', 'HOME', 'A=B', '=', 'x'.repeat(300), '-1', '2147483648',
-  '4294967296', '99999999999999999999999', 'NaN', 'Infinity', '1e309', '0x10', '1+kernel.core_pattern=|/tmp/x', 'kernel.core_pattern',
-  '%s%n%x', '${jndi:ldap://127.0.0.1/x}', '$(reboot)', '`reboot`', ';reboot', '\u202e', '\ud800', '\ufeff', '\u{10ffff}', 'busybox',
-  'docker.io/library/busybox:latest', 'sha256:', 'sha256:zz', '@sha256:' + '0'.repeat(64), 'NODE', 'POD', 'CONTAINER_RUNNING',
+  '',
+  ' ',
+  '.',
+  '..',
+  '../../etc',
+  '../../../etc/shadow',
+  '/etc/shadow',
+  '/',
+  '//',
+  'localhost/../../etc/shadow',
+  'localhost/etc/passwd',
+  'runtime/default',
+  'unconfined',
+  'a\nb',
+  'a\rb',
+  'a\u0000b',
+  '\u0000',
+  'HOME',
+  'A=B',
+  '=',
+  'x'.repeat(300),
+  '-1',
+  '2147483648',
+  '4294967296',
+  '99999999999999999999999',
+  'NaN',
+  'Infinity',
+  '1e309',
+  '0x10',
+  '1+kernel.core_pattern=|/tmp/x',
+  'kernel.core_pattern',
+  '%s%n%x',
+  '${jndi:ldap://127.0.0.1/x}',
+  '$(reboot)',
+  '`reboot`',
+  ';reboot',
+  '\u202e',
+  '\ud800',
+  '\ufeff',
+  '\u{10ffff}',
+  'busybox',
+  'docker.io/library/busybox:latest',
+  'sha256:',
+  'sha256:zz',
+  '@sha256:' + '0'.repeat(64),
+  'NODE',
+  'POD',
+  'CONTAINER_RUNNING',
 ];
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
@@ -67,18 +128,37 @@ function stringBytes(extra: readonly string[]): fc.Arbitrary<Buffer> {
     { weight: 15, arbitrary: fc.string({ maxLength: 40 }).map(utf8) },
     { weight: 10, arbitrary: fc.string({ unit: 'binary', maxLength: 20 }).map(utf8) },
     { weight: 10, arbitrary: fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)) },
-    { weight: 6, arbitrary: fc.tuple(fc.string({ maxLength: 10 }), fc.integer({ min: 0, max: 31 }), fc.string({ maxLength: 10 })).map(([a, c, b]) => utf8(`${a}${String.fromCharCode(c)}${b}`)) },
+    {
+      weight: 6,
+      arbitrary: fc
+        .tuple(fc.string({ maxLength: 10 }), fc.integer({ min: 0, max: 31 }), fc.string({ maxLength: 10 }))
+        .map(([a, c, b]) => utf8(`${a}${String.fromCharCode(c)}${b}`)),
+    },
     { weight: 4, arbitrary: fc.constantFrom(...extra, 'busybox').map(utf8) },
   );
   // A request has up to a hundred string fields: one in a thousand is huge, so a few percent of requests carry one.
-  const huge = fc.tuple(fc.integer({ min: 64 * 1024, max: 1024 * 1024 }), fc.constantFrom(0x61, 0xff, 0x0a, 0xc3)).map(([n, b]) => Buffer.alloc(n, b));
+  const huge = fc
+    .tuple(fc.integer({ min: 64 * 1024, max: 1024 * 1024 }), fc.constantFrom(0x61, 0xff, 0x0a, 0xc3))
+    .map(([n, b]) => Buffer.alloc(n, b));
   const built = fc.oneof({ weight: 999, arbitrary: ordinary }, { weight: 1, arbitrary: huge });
   stringArbitraries.set(key, built);
   return built;
 }
 const stringArbitraries = new Map<string, fc.Arbitrary<Buffer>>();
 
-const INT64_EDGES = [0n, 1n, -1n, 2n ** 31n - 1n, 2n ** 31n, -(2n ** 31n) - 1n, 2n ** 32n, 2n ** 53n + 1n, 2n ** 63n - 1n, -(2n ** 63n), 4n * 1024n * 1024n - 1n];
+const INT64_EDGES = [
+  0n,
+  1n,
+  -1n,
+  2n ** 31n - 1n,
+  2n ** 31n,
+  -(2n ** 31n) - 1n,
+  2n ** 32n,
+  2n ** 53n + 1n,
+  2n ** 63n - 1n,
+  -(2n ** 63n),
+  4n * 1024n * 1024n - 1n,
+];
 const int64 = fc.oneof(fc.constantFrom(...INT64_EDGES), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }));
 const int32 = fc.oneof(fc.constantFrom(0, -1, 1, 2 ** 31 - 1, -(2 ** 31), 1000, -1000, 65536), fc.integer());
 
@@ -96,9 +176,20 @@ function wrongWire(field: number, correct: number): fc.Arbitrary<Buffer> {
 }
 
 /** Fields no CRI message has, which a decoder must skip. */
-const unknownField = fc.tuple(fc.integer({ min: 1000, max: 2 ** 29 - 1 }), fc.constantFrom(WIRE.varint, WIRE.bytes, WIRE.fixed32, WIRE.fixed64)).chain(([n, wire]) =>
-  wire === WIRE.varint ? int64.map((v) => varintField(n, v)) : wire === WIRE.bytes ? fc.uint8Array({ maxLength: 64 }).map((b) => lengthDelimited(n, Buffer.from(b))) : wire === WIRE.fixed32 ? int32.map((v) => fixed32Field(n, v)) : int64.map((v) => fixed64Field(n, v)),
-);
+const unknownField = fc
+  .tuple(
+    fc.integer({ min: 1000, max: 2 ** 29 - 1 }),
+    fc.constantFrom(WIRE.varint, WIRE.bytes, WIRE.fixed32, WIRE.fixed64),
+  )
+  .chain(([n, wire]) =>
+    wire === WIRE.varint
+      ? int64.map((v) => varintField(n, v))
+      : wire === WIRE.bytes
+        ? fc.uint8Array({ maxLength: 64 }).map((b) => lengthDelimited(n, Buffer.from(b)))
+        : wire === WIRE.fixed32
+          ? int32.map((v) => fixed32Field(n, v))
+          : int64.map((v) => fixed64Field(n, v)),
+  );
 
 const MAX_DEPTH = 6;
 
@@ -117,11 +208,18 @@ interface Overrides {
   memo?: Map<string, fc.Arbitrary<Buffer>>;
 }
 
-function scalarField(f: FieldDescriptor, o: Overrides, extra: readonly string[]): { wire: number; arb: fc.Arbitrary<Buffer> } {
+function scalarField(
+  f: FieldDescriptor,
+  o: Overrides,
+  extra: readonly string[],
+): { wire: number; arb: fc.Arbitrary<Buffer> } {
   switch (f.type) {
     case 'TYPE_STRING':
     case 'TYPE_BYTES':
-      return { wire: WIRE.bytes, arb: (o.strings[f.name] ?? stringBytes(extra)).map((b) => lengthDelimited(f.number, b)) };
+      return {
+        wire: WIRE.bytes,
+        arb: (o.strings[f.name] ?? stringBytes(extra)).map((b) => lengthDelimited(f.number, b)),
+      };
     case 'TYPE_INT64':
     case 'TYPE_UINT64':
     case 'TYPE_SINT64':
@@ -145,15 +243,25 @@ function scalarField(f: FieldDescriptor, o: Overrides, extra: readonly string[])
 
 /** A map<string,string> with thousands of entries, one of them hostile. */
 function hugeMap(field: number, extra: readonly string[]): fc.Arbitrary<Buffer> {
-  return fc.tuple(fc.integer({ min: 1000, max: 10_000 }), stringBytes(extra), stringBytes(extra)).map(([n, key, value]) => {
-    const entries: Buffer[] = [];
-    for (let i = 0; i < n; i++) entries.push(lengthDelimited(field, Buffer.concat([lengthDelimited(1, utf8(`k${i}`)), lengthDelimited(2, utf8(`v${i}`))])));
-    entries.push(lengthDelimited(field, Buffer.concat([lengthDelimited(1, key), lengthDelimited(2, value)])));
-    return Buffer.concat(entries);
-  });
+  return fc
+    .tuple(fc.integer({ min: 1000, max: 10_000 }), stringBytes(extra), stringBytes(extra))
+    .map(([n, key, value]) => {
+      const entries: Buffer[] = [];
+      for (let i = 0; i < n; i++)
+        entries.push(
+          lengthDelimited(field, Buffer.concat([lengthDelimited(1, utf8(`k${i}`)), lengthDelimited(2, utf8(`v${i}`))])),
+        );
+      entries.push(lengthDelimited(field, Buffer.concat([lengthDelimited(1, key), lengthDelimited(2, value)])));
+      return Buffer.concat(entries);
+    });
 }
 
-function messageBytes(type: MessageDescriptor, depth: number, o: Overrides, extra: readonly string[]): fc.Arbitrary<Buffer> {
+function messageBytes(
+  type: MessageDescriptor,
+  depth: number,
+  o: Overrides,
+  extra: readonly string[],
+): fc.Arbitrary<Buffer> {
   if (depth > MAX_DEPTH) return fc.constant(Buffer.alloc(0));
   o.memo ??= new Map();
   const key = `${type.name}@${depth}`;
@@ -164,7 +272,12 @@ function messageBytes(type: MessageDescriptor, depth: number, o: Overrides, extr
   return built;
 }
 
-function buildMessageBytes(type: MessageDescriptor, depth: number, o: Overrides, extra: readonly string[]): fc.Arbitrary<Buffer> {
+function buildMessageBytes(
+  type: MessageDescriptor,
+  depth: number,
+  o: Overrides,
+  extra: readonly string[],
+): fc.Arbitrary<Buffer> {
   const fields = type.field.map((f) => {
     const fixed = o.fixed[f.name];
     if (fixed) return fc.constant(fixed);
@@ -178,7 +291,10 @@ function buildMessageBytes(type: MessageDescriptor, depth: number, o: Overrides,
       one = scalarField(f, o, extra);
     }
     // Rare per field: a request has dozens of fields, and one mistyped field fails the whole decode.
-    const element = o.noWrongWire || o.exactWire.has(f.name) ? one.arb : fc.oneof({ weight: 1000, arbitrary: one.arb }, { weight: 1, arbitrary: wrongWire(f.number, one.wire) });
+    const element =
+      o.noWrongWire || o.exactWire.has(f.name)
+        ? one.arb
+        : fc.oneof({ weight: 1000, arbitrary: one.arb }, { weight: 1, arbitrary: wrongWire(f.number, one.wire) });
     const repeated = f.label === 'LABEL_REPEATED';
     const value = repeated
       ? fc.oneof(
@@ -190,23 +306,59 @@ function buildMessageBytes(type: MessageDescriptor, depth: number, o: Overrides,
     // The outer fields are nearly always there, so most requests get past "must be set".
     return fc.option(value, { freq: depth <= 1 ? 9 : 2, nil: undefined });
   });
-  return fc.tuple(fc.tuple(...fields), fc.array(unknownField, { maxLength: 2 }), fc.boolean()).map(([present, unknown, shuffle]) => {
-    const parts = [...present.filter((p): p is Buffer => p !== undefined), ...unknown];
-    if (shuffle) parts.reverse();
-    return Buffer.concat(parts);
-  });
+  return fc
+    .tuple(fc.tuple(...fields), fc.array(unknownField, { maxLength: 2 }), fc.boolean())
+    .map(([present, unknown, shuffle]) => {
+      const parts = [...present.filter((p): p is Buffer => p !== undefined), ...unknown];
+      if (shuffle) parts.reverse();
+      return Buffer.concat(parts);
+    });
 }
 
 /** Whole-message damage: most requests are well-framed protobuf, some are not protobuf at all. */
-function damaged(message: fc.Arbitrary<Buffer>, mistypedFields: readonly number[]): fc.Arbitrary<{ bytes: Buffer; damage: string }> {
+function damaged(
+  message: fc.Arbitrary<Buffer>,
+  mistypedFields: readonly number[],
+): fc.Arbitrary<{ bytes: Buffer; damage: string }> {
   return fc.oneof(
     { weight: 88, arbitrary: message.map((bytes) => ({ bytes, damage: 'none' })) },
-    { weight: 3, arbitrary: fc.uint8Array({ maxLength: 256 }).map((b) => ({ bytes: Buffer.from(b), damage: 'random bytes' })) },
-    { weight: 3, arbitrary: fc.tuple(message, fc.double({ min: 0, max: 1, noNaN: true })).filter(([m]) => m.length > 1).map(([m, r]) => ({ bytes: m.subarray(0, Math.floor(r * (m.length - 1))), damage: 'truncated' })) },
-    { weight: 2, arbitrary: fc.integer({ min: 1_000, max: 200_000 }).map((d) => ({ bytes: nestedGroups(1999, d), damage: 'deep groups' })) },
-    { weight: 2, arbitrary: message.map((m) => ({ bytes: Buffer.concat([m, tag(1, WIRE.varint), Buffer.alloc(11, 0xff)]), damage: 'endless varint' })) },
-    { weight: 2, arbitrary: message.map((m) => ({ bytes: Buffer.concat([m, tag(2, WIRE.bytes), varint(2 ** 31)]), damage: 'length past the end' })) },
-    { weight: 3, arbitrary: fc.tuple(message, fc.constantFrom(...mistypedFields)).chain(([m, n]) => wrongWire(n, -1).map((w) => ({ bytes: Buffer.concat([m, w]), damage: 'wrong wire type' }))) },
+    {
+      weight: 3,
+      arbitrary: fc.uint8Array({ maxLength: 256 }).map((b) => ({ bytes: Buffer.from(b), damage: 'random bytes' })),
+    },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(message, fc.double({ min: 0, max: 1, noNaN: true }))
+        .filter(([m]) => m.length > 1)
+        .map(([m, r]) => ({ bytes: m.subarray(0, Math.floor(r * (m.length - 1))), damage: 'truncated' })),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .integer({ min: 1_000, max: 200_000 })
+        .map((d) => ({ bytes: nestedGroups(1999, d), damage: 'deep groups' })),
+    },
+    {
+      weight: 2,
+      arbitrary: message.map((m) => ({
+        bytes: Buffer.concat([m, tag(1, WIRE.varint), Buffer.alloc(11, 0xff)]),
+        damage: 'endless varint',
+      })),
+    },
+    {
+      weight: 2,
+      arbitrary: message.map((m) => ({
+        bytes: Buffer.concat([m, tag(2, WIRE.bytes), varint(2 ** 31)]),
+        damage: 'length past the end',
+      })),
+    },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(message, fc.constantFrom(...mistypedFields))
+        .chain(([m, n]) => wrongWire(n, -1).map((w) => ({ bytes: Buffer.concat([m, w]), damage: 'wrong wire type' }))),
+    },
   );
 }
 
@@ -263,10 +415,37 @@ export function fuzzCase(t: FuzzTargets): fc.Arbitrary<FuzzCase> {
   );
   const refs = fc.oneof(
     stringBytes([]),
-    fc.tuple(fc.constantFrom('', `${t.loopbackRegistry}/`, 'docker.io/', 'registry.example/', 'localhost:5000/', 'LOCALHOST/', '[::1]:1/'), fc.stringMatching(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+)?$/), fc.constantFrom('', ':latest', ':v1.0', ':-bad', `@sha256:${'a'.repeat(64)}`, '@sha256:short', ':tag@sha256:' + 'b'.repeat(64))).map(([d, n, s]) => utf8(`${d}${n}${s}`)),
+    fc
+      .tuple(
+        fc.constantFrom(
+          '',
+          `${t.loopbackRegistry}/`,
+          'docker.io/',
+          'registry.example/',
+          'localhost:5000/',
+          'LOCALHOST/',
+          '[::1]:1/',
+        ),
+        fc.stringMatching(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+)?$/),
+        fc.constantFrom(
+          '',
+          ':latest',
+          ':v1.0',
+          ':-bad',
+          `@sha256:${'a'.repeat(64)}`,
+          '@sha256:short',
+          ':tag@sha256:' + 'b'.repeat(64),
+        ),
+      )
+      .map(([d, n, s]) => utf8(`${d}${n}${s}`)),
   );
   const methods = FUZZ_METHODS.map((m) => {
-    const o: Overrides = { strings: { podSandboxId: ids, containerId: ids }, fixed: {}, required: new Set(), exactWire: new Set() };
+    const o: Overrides = {
+      strings: { podSandboxId: ids, containerId: ids },
+      fixed: {},
+      required: new Set(),
+      exactWire: new Set(),
+    };
     if (m.method === 'PullImage') {
       Object.assign(o.strings, { image: refs, userSpecifiedImage: refs, imageRef: refs });
       o.exactWire = new Set(['image', 'userSpecifiedImage', 'imageRef']);
@@ -278,12 +457,16 @@ export function fuzzCase(t: FuzzTargets): fc.Arbitrary<FuzzCase> {
     }
     if (m.method === 'RunPodSandbox') podOverrides(o);
     const message = messageBytes(messageType(m.request, undefined), 0, o, t.knownIds);
-    const cases = damaged(message, m.method === 'RunPodSandbox' ? [2, 3] : [1, 2, 3]).map(({ bytes, damage }) => ({ method: m.method, path: m.path, bytes, damage, pullStarts: false }));
+    const cases = damaged(message, m.method === 'RunPodSandbox' ? [2, 3] : [1, 2, 3]).map(({ bytes, damage }) => ({
+      method: m.method,
+      path: m.path,
+      bytes,
+      damage,
+      pullStarts: false,
+    }));
     return m.method === 'RunPodSandbox' ? cases.map(hostNetworkOnly) : cases;
   });
-  return fc
-    .oneof(...methods)
-    .map((c) => (c.method === 'PullImage' ? confinePull(c, t.loopbackRegistry) : c));
+  return fc.oneof(...methods).map((c) => (c.method === 'PullImage' ? confinePull(c, t.loopbackRegistry) : c));
 }
 
 /**
@@ -317,7 +500,11 @@ function hostNetworkOnly(c: FuzzCase): FuzzCase {
     return c;
   }
   if (decoded.config?.linux?.securityContext?.namespaceOptions?.network === 'NODE') return c;
-  return { ...c, bytes: Buffer.concat([c.bytes, tag(1, WIRE.varint), Buffer.alloc(11, 0xff)]), damage: `${c.damage}, made undecodable (pod network)` };
+  return {
+    ...c,
+    bytes: Buffer.concat([c.bytes, tag(1, WIRE.varint), Buffer.alloc(11, 0xff)]),
+    damage: `${c.damage}, made undecodable (pod network)`,
+  };
 }
 
 /**
@@ -353,8 +540,14 @@ function confinePull(c: FuzzCase, loopbackRegistry: string): FuzzCase {
     return { ...c, bytes, pullStarts: false };
   }
   const refs = [request.image?.image, request.image?.userSpecifiedImage, request.image?.imageRef];
-  if (refs.every((ref) => [undefined, loopbackRegistry].includes(registryOf(ref ?? '')))) return { ...c, bytes, pullStarts };
-  return { ...c, bytes: Buffer.concat([bytes, tag(1, WIRE.varint), Buffer.alloc(11, 0xff)]), damage: `${c.damage}, made undecodable (a registry off loopback)`, pullStarts: false };
+  if (refs.every((ref) => [undefined, loopbackRegistry].includes(registryOf(ref ?? ''))))
+    return { ...c, bytes, pullStarts };
+  return {
+    ...c,
+    bytes: Buffer.concat([bytes, tag(1, WIRE.varint), Buffer.alloc(11, 0xff)]),
+    damage: `${c.damage}, made undecodable (a registry off loopback)`,
+    pullStarts: false,
+  };
 }
 
 /** The registry a reference names, read as the service reads it (trimmed); undefined when it does not parse. */

@@ -2,13 +2,23 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { credentials, makeGenericClientConstructor, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  makeGenericClientConstructor,
+  type CallOptions,
+  type Client,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
 import { imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 import { runCli, startServe, tempRoot, type ServeProcess } from './cli.js';
 import { removeLedgerCgroups, removeRuncCgroups } from './cgroups.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from './containerd.js';
-import { removeNetworkHostports, removeSharedHostportChainsIfEmpty, sharedHostportChainsExist } from './hostport-rules.js';
+import {
+  removeNetworkHostports,
+  removeSharedHostportChainsIfEmpty,
+  sharedHostportChainsExist,
+} from './hostport-rules.js';
 import { BUSYBOX_IMAGE, buildTestImage, PAUSE_IMAGE } from './oci-image.js';
 
 /*
@@ -22,7 +32,11 @@ import { BUSYBOX_IMAGE, buildTestImage, PAUSE_IMAGE } from './oci-image.js';
 export const CRI_NAMESPACE = 'cri-ledger';
 export const CNI_BIN_DIR = '/usr/lib/cni';
 
-type Call = (request: object, options: CallOptions, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
+type Call = (
+  request: object,
+  options: CallOptions,
+  callback: (error: ServiceError | null, response: Record<string, unknown>) => void,
+) => void;
 
 export interface CriHarness {
   root: string;
@@ -57,7 +71,9 @@ export interface CriHarness {
  * also removes any hostport rule of the network's pods, and portmap's shared chains when
  * this harness made them and no other pod's rule is in them.
  */
-export async function startCriHarness(o: { network?: boolean; portmap?: boolean; prefix?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CriHarness> {
+export async function startCriHarness(
+  o: { network?: boolean; portmap?: boolean; prefix?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CriHarness> {
   const temp = await tempRoot(o.prefix ?? 'cri-ledger-e2e-');
   const root = temp.dir;
   const confDir = join(root, 'cni');
@@ -94,9 +110,17 @@ export async function startCriHarness(o: { network?: boolean; portmap?: boolean;
     registryConfigDir,
     serve: () => serve!,
     call: (method, request, options = {}) =>
-      new Promise((resolve, reject) => client![method]!.call(client, request, options, (error, response) => (error ? reject(error) : resolve(response as never)))),
+      new Promise((resolve, reject) =>
+        client![method]!.call(client, request, options, (error, response) =>
+          error ? reject(error) : resolve(response as never),
+        ),
+      ),
     imageCall: (method, request) =>
-      new Promise((resolve, reject) => imageClient![method]!.call(imageClient, request, {}, (error, response) => (error ? reject(error) : resolve(response as never)))),
+      new Promise((resolve, reject) =>
+        imageClient![method]!.call(imageClient, request, {}, (error, response) =>
+          error ? reject(error) : resolve(response as never),
+        ),
+      ),
     async restart(failpoints, env = {}) {
       client?.close();
       imageClient?.close();
@@ -104,15 +128,28 @@ export async function startCriHarness(o: { network?: boolean; portmap?: boolean;
       serve = await startServe({
         root,
         socket,
-        args: ['--containerd-address', containerd.address, '--cni-conf-dir', confDir, '--cni-bin-dir', CNI_BIN_DIR, '--restrict-oom-score-adj', 'true', '--registry-config-path', registryConfigDir],
+        args: [
+          '--containerd-address',
+          containerd.address,
+          '--cni-conf-dir',
+          confDir,
+          '--cni-bin-dir',
+          CNI_BIN_DIR,
+          '--restrict-oom-score-adj',
+          'true',
+          '--registry-config-path',
+          registryConfigDir,
+        ],
         env: { ...process.env, ...o.env, ...env, ...(failpoints ? { CRI_LEDGER_FAILPOINTS: failpoints } : {}) },
       });
       const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
       client = new Constructor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, Call>;
       const ImageConstructor = makeGenericClientConstructor(imageServiceV1, 'ImageService');
-      imageClient = new ImageConstructor(`unix://${socket}`, credentials.createInsecure()) as Client & Record<string, Call>;
+      imageClient = new ImageConstructor(`unix://${socket}`, credentials.createInsecure()) as Client &
+        Record<string, Call>;
     },
-    bridgePorts: () => (bridge ? spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).stdout : ''),
+    bridgePorts: () =>
+      bridge ? spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).stdout : '',
     async cleanup() {
       client?.close();
       imageClient?.close();
@@ -138,7 +175,8 @@ export async function startCriHarness(o: { network?: boolean; portmap?: boolean;
     for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) {
       const image = await buildTestImage(spec, join(root, 'images'));
       const result = await runCli(['images', 'import', image.file, '--socket', socket]);
-      if (result.code !== 0) throw new Error(`cri-ledger images import ${image.file} failed (${result.code}):\n${result.stderr}`);
+      if (result.code !== 0)
+        throw new Error(`cri-ledger images import ${image.file} failed (${result.code}):\n${result.stderr}`);
     }
   } catch (error) {
     await harness.cleanup();

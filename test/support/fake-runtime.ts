@@ -56,7 +56,11 @@ class Failures {
 }
 
 export class FakeImages extends Failures implements ImageStore {
-  readonly images = new Map<string, ResolvedImage>([['busybox', TEST_IMAGE], [TEST_IMAGE.name, TEST_IMAGE], [TEST_IMAGE.id, TEST_IMAGE]]);
+  readonly images = new Map<string, ResolvedImage>([
+    ['busybox', TEST_IMAGE],
+    [TEST_IMAGE.name, TEST_IMAGE],
+    [TEST_IMAGE.id, TEST_IMAGE],
+  ]);
   async resolve(ref: string): Promise<ResolvedImage | undefined> {
     this.check('resolve');
     return this.images.get(ref);
@@ -101,7 +105,14 @@ export class FakeRuntime extends Failures implements ContainerRuntime {
     this.check('storedContainer');
     const c = this.containers.get(containerId);
     // Through JSON, as containerd stores them: the copy is not the object the saga holds.
-    return c && { spec: JSON.parse(JSON.stringify(c.spec)) as Record<string, unknown>, extension: JSON.parse(JSON.stringify(c.extension)) as Record<string, unknown>, snapshotter: c.snapshot.snapshotter, snapshotKey: c.snapshot.key };
+    return (
+      c && {
+        spec: JSON.parse(JSON.stringify(c.spec)) as Record<string, unknown>,
+        extension: JSON.parse(JSON.stringify(c.extension)) as Record<string, unknown>,
+        snapshotter: c.snapshot.snapshotter,
+        snapshotKey: c.snapshot.key,
+      }
+    );
   }
   async statSnapshot(key: string): Promise<{ parent: string } | undefined> {
     this.check('statSnapshot');
@@ -125,7 +136,12 @@ export class FakeFiles extends Failures implements ContainerFiles {
     this.check('createVolumeDirs');
   }
   ioFor(containerId: string, options: { stdin: boolean; tty: boolean }): ContainerIo {
-    return { stdout: `/state/${containerId}/stdout`, stderr: `/state/${containerId}/stderr`, terminal: options.tty, ...(options.stdin ? { stdin: `/state/${containerId}/stdin` } : {}) };
+    return {
+      stdout: `/state/${containerId}/stdout`,
+      stderr: `/state/${containerId}/stderr`,
+      terminal: options.tty,
+      ...(options.stdin ? { stdin: `/state/${containerId}/stdin` } : {}),
+    };
   }
   async createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo> {
     this.check('createIo');
@@ -142,7 +158,13 @@ export class FakeFiles extends Failures implements ContainerFiles {
       .map((s) => {
         const made = !this.hostPaths.has(s.path);
         this.hostPaths.add(s.path);
-        return { field: s.field, path: s.path, created: made ? [s.path] : [], mode: 0o755, pin: { field: s.field, path: s.path, dev: 1, ino: 1 } };
+        return {
+          field: s.field,
+          path: s.path,
+          created: made ? [s.path] : [],
+          mode: 0o755,
+          pin: { field: s.field, path: s.path, dev: 1, ino: 1 },
+        };
       });
   }
   async pinMountSources(): Promise<void> {}
@@ -163,9 +185,12 @@ export class FakeSpecs extends Failures implements SpecFactory {
   }
   async containerSpec(input: ContainerSpecInput) {
     this.check('containerSpec');
-    const config = input.config as { linux?: { securityContext?: { runAsGroup?: unknown; runAsUser?: unknown } } } | null;
+    const config = input.config as {
+      linux?: { securityContext?: { runAsGroup?: unknown; runAsUser?: unknown } };
+    } | null;
     const sc = config?.linux?.securityContext;
-    if (sc?.runAsGroup && !sc.runAsUser) throw new InvalidArgumentError('config.linux.security_context.run_as_group', 'set without run_as_user');
+    if (sc?.runAsGroup && !sc.runAsUser)
+      throw new InvalidArgumentError('config.linux.security_context.run_as_group', 'set without run_as_user');
     this.inputs.push(input);
     return {
       spec: { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } },
@@ -230,7 +255,10 @@ export class FakeTasks extends Failures implements TaskRuntime {
   }
   /** Exits that stop() reports, as a real task would (137 after a kill). */
   readonly exits = new Map<string, { exitCode: number; exitedAt: string; killed: boolean }>();
-  async stop(containerId: string, signal: number): Promise<{ exitCode: number; exitedAt: string; killed: boolean } | undefined> {
+  async stop(
+    containerId: string,
+    signal: number,
+  ): Promise<{ exitCode: number; exitedAt: string; killed: boolean } | undefined> {
     this.check('stop');
     if (!this.running.delete(containerId)) return this.exits.get(containerId);
     const exit = { exitCode: 128 + signal, exitedAt: '2026-11-28T10:00:05.000000000Z', killed: signal === 9 };
@@ -246,7 +274,9 @@ export class FakeTasks extends Failures implements TaskRuntime {
     this.check('update');
     this.updates.set(containerId, resources);
   }
-  async state(containerId: string): Promise<{ status: string; pid: number; exitCode?: number; exitedAt?: string } | undefined> {
+  async state(
+    containerId: string,
+  ): Promise<{ status: string; pid: number; exitCode?: number; exitedAt?: string } | undefined> {
     const pid = this.running.get(containerId);
     if (pid !== undefined) return { status: 'RUNNING', pid };
     const exit = this.exits.get(containerId);
@@ -279,6 +309,13 @@ export class FakeLogs extends Failures implements ContainerLogs {
 export class FakeSandboxSpecs extends Failures implements SandboxSpecFactory {
   async sandboxSpec(input: { sandboxId: string; netnsPath: string }) {
     this.check('sandboxSpec');
-    return { spec: { ociVersion: '1.0.2', process: { args: ['/pause'] }, linux: { namespaces: [{ type: 'network', path: input.netnsPath }] } }, notes: [] };
+    return {
+      spec: {
+        ociVersion: '1.0.2',
+        process: { args: ['/pause'] },
+        linux: { namespaces: [{ type: 'network', path: input.netnsPath }] },
+      },
+      notes: [],
+    };
   }
 }

@@ -25,7 +25,11 @@ export interface ContainerRef {
   name: string;
 }
 
-export function container(label: string, sandboxLabel = 'pod1', name = `${label}_${sandboxLabel}_default_uid-${sandboxLabel}_0`): ContainerRef {
+export function container(
+  label: string,
+  sandboxLabel = 'pod1',
+  name = `${label}_${sandboxLabel}_default_uid-${sandboxLabel}_0`,
+): ContainerRef {
   return { id: hexId(label), sandboxId: hexId(sandboxLabel), name };
 }
 
@@ -61,16 +65,30 @@ export const ev = {
     };
   },
   snapshotPrepared(c: ContainerRef, correlationId = CORRELATION): NewEvent<'SnapshotPrepared'> {
-    return { type: 'SnapshotPrepared', correlationId, data: { snapshotter: 'overlayfs', key: c.id, parent: digest('chain') } };
+    return {
+      type: 'SnapshotPrepared',
+      correlationId,
+      data: { snapshotter: 'overlayfs', key: c.id, parent: digest('chain') },
+    };
   },
   containerCreated(seconds = 1, correlationId = CORRELATION): NewEvent<'ContainerCreated'> {
     return {
       type: 'ContainerCreated',
       correlationId,
-      data: { createdAt: time(seconds), imageRef: digest('image'), logPath: '/var/log/pods/c.log', labels: { app: 'x' }, annotations: {} },
+      data: {
+        createdAt: time(seconds),
+        imageRef: digest('image'),
+        logPath: '/var/log/pods/c.log',
+        labels: { app: 'x' },
+        annotations: {},
+      },
     };
   },
-  compensated(name: string | undefined, failedStep = 'SnapshotPrepared', correlationId = CORRELATION): NewEvent<'Compensated'> {
+  compensated(
+    name: string | undefined,
+    failedStep = 'SnapshotPrepared',
+    correlationId = CORRELATION,
+  ): NewEvent<'Compensated'> {
     return {
       type: 'Compensated',
       correlationId,
@@ -94,7 +112,11 @@ export const ev = {
     };
   },
   containerStopped(seconds = 3): NewEvent<'ContainerStopped'> {
-    return { type: 'ContainerStopped', correlationId: 'req-stop', data: { signal: 'SIGTERM', timeoutMs: 10_000, killed: false, stoppedAt: time(seconds) } };
+    return {
+      type: 'ContainerStopped',
+      correlationId: 'req-stop',
+      data: { signal: 'SIGTERM', timeoutMs: 10_000, killed: false, stoppedAt: time(seconds) },
+    };
   },
   containerRemoved(c: ContainerRef, seconds = 4): NewEvent<'ContainerRemoved'> {
     return { type: 'ContainerRemoved', correlationId: 'req-rm', data: { name: c.name, removedAt: time(seconds) } };
@@ -118,7 +140,11 @@ export const ev = {
     };
   },
   sandboxReady(seconds = 1): NewEvent<'SandboxReady'> {
-    return { type: 'SandboxReady', correlationId: 'req-pod', data: { createdAt: time(seconds), pid: 100, ip: '10.88.0.2', additionalIps: [], netnsPath: '/run/netns/x' } };
+    return {
+      type: 'SandboxReady',
+      correlationId: 'req-pod',
+      data: { createdAt: time(seconds), pid: 100, ip: '10.88.0.2', additionalIps: [], netnsPath: '/run/netns/x' },
+    };
   },
   sandboxStopped(seconds = 5): NewEvent<'SandboxStopped'> {
     return { type: 'SandboxStopped', correlationId: 'req-stoppod', data: { stoppedAt: time(seconds) } };
@@ -129,4 +155,7 @@ export const ev = {
 };
 
 /** The streams a container's and a sandbox's events go to. */
-export const streams = { container: (c: ContainerRef) => containerStream(c.id), sandbox: (s: { id: string }) => sandboxStream(s.id) };
+export const streams = {
+  container: (c: ContainerRef) => containerStream(c.id),
+  sandbox: (s: { id: string }) => sandboxStream(s.id),
+};

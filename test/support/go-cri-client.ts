@@ -2,8 +2,19 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Metadata, status as Status, type MethodDefinition, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
-import { imageServiceV1, imageServiceV1alpha2, runtimeServiceV1, runtimeServiceV1alpha2 } from '../../src/adapters/cri/cri-definition.js';
+import {
+  Metadata,
+  status as Status,
+  type MethodDefinition,
+  type ServiceDefinition,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import {
+  imageServiceV1,
+  imageServiceV1alpha2,
+  runtimeServiceV1,
+  runtimeServiceV1alpha2,
+} from '../../src/adapters/cri/cri-definition.js';
 
 /*
  * A CRI client on grpc-go, as kubelet (before 1.30), crictl and critest are: the
@@ -36,7 +47,12 @@ interface Reply {
 
 export interface GoCriClient {
   /** `service` is a full CRI service name, `method` its RPC (`'RunPodSandbox'`); rejects with a ServiceError. */
-  call<T = Record<string, unknown>>(service: CriServiceName, method: string, request: object, timeoutMs?: number): Promise<T>;
+  call<T = Record<string, unknown>>(
+    service: CriServiceName,
+    method: string,
+    request: object,
+    timeoutMs?: number,
+  ): Promise<T>;
   /** runtime.v1.RuntimeService. */
   runtime<T = Record<string, unknown>>(method: string, request: object, timeoutMs?: number): Promise<T>;
   /** runtime.v1.ImageService. */
@@ -54,7 +70,9 @@ function serviceError(code: number, details: string): ServiceError {
 /** Starts the Go client for `socket`; `authority` overrides the :authority it sends (the socket path by default). */
 export function startGoCriClient(socket: string, o: { authority?: string } = {}): GoCriClient {
   if (!existsSync(GO_CRI_CLIENT_BINARY)) {
-    throw new Error(`${GO_CRI_CLIENT_BINARY} is missing: build it with scripts/build-go-client.sh (scripts/test.sh does)`);
+    throw new Error(
+      `${GO_CRI_CLIENT_BINARY} is missing: build it with scripts/build-go-client.sh (scripts/test.sh does)`,
+    );
   }
   const args = ['-socket', socket, ...(o.authority !== undefined ? ['-authority', o.authority] : [])];
   const child: ChildProcessWithoutNullStreams = spawn(GO_CRI_CLIENT_BINARY, args, { stdio: 'pipe' });
@@ -81,7 +99,12 @@ export function startGoCriClient(socket: string, o: { authority?: string } = {})
     pending.delete(reply.id);
   });
 
-  const call = async <T>(service: CriServiceName, method: string, request: object, timeoutMs = DEFAULT_GO_CALL_TIMEOUT_MS): Promise<T> => {
+  const call = async <T>(
+    service: CriServiceName,
+    method: string,
+    request: object,
+    timeoutMs = DEFAULT_GO_CALL_TIMEOUT_MS,
+  ): Promise<T> => {
     const methods: ServiceDefinition = SERVICES[service];
     const definition = Object.hasOwn(methods, method) ? (methods[method] as MethodDefinition<object, T>) : undefined;
     if (!definition) throw new Error(`${service} has no method ${method}`);

@@ -26,7 +26,9 @@ export function natTable(): string {
 
 /** portmap's per-pod DNAT chain: `CNI-DN-` and sha512(network + id), cut to 28 characters (libcni's FormatChainName). */
 export function dnatChainOf(network: string, sandboxId: string): string {
-  return `CNI-DN-${createHash('sha512').update(network + sandboxId).digest('hex')}`.slice(0, 28);
+  return `CNI-DN-${createHash('sha512')
+    .update(network + sandboxId)
+    .digest('hex')}`.slice(0, 28);
 }
 
 /** The nat lines of one pod: its DNAT chain (declared, filled, jumped to) and any rule whose comment names its id. */
@@ -77,7 +79,16 @@ export function removeSharedHostportChainsIfEmpty(): void {
   if (!table.includes(':CNI-HOSTPORT-DNAT ') || table.includes('-A CNI-HOSTPORT-DNAT ')) return;
   iptables('-D', 'PREROUTING', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'CNI-HOSTPORT-DNAT');
   iptables('-D', 'OUTPUT', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'CNI-HOSTPORT-DNAT');
-  iptables('-D', 'POSTROUTING', '-m', 'comment', '--comment', 'CNI portfwd requiring masquerade', '-j', 'CNI-HOSTPORT-MASQ');
+  iptables(
+    '-D',
+    'POSTROUTING',
+    '-m',
+    'comment',
+    '--comment',
+    'CNI portfwd requiring masquerade',
+    '-j',
+    'CNI-HOSTPORT-MASQ',
+  );
   for (const chain of SHARED_CHAINS) {
     iptables('-F', chain);
     iptables('-X', chain);

@@ -82,7 +82,9 @@ export async function startNatsServer(): Promise<NatsServer> {
 
   const launch = async (): Promise<void> => {
     mkdirSync(storeDir, { recursive: true });
-    const p = spawn(binary, ['-js', '-sd', storeDir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(binary, ['-js', '-sd', storeDir, '-p', String(port), '-a', '127.0.0.1'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     proc = p;
     if (p.pid !== undefined) writeFileSync(pidFile, String(p.pid));
     let output = '';

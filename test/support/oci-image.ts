@@ -44,7 +44,8 @@ export interface BuiltImage {
   layerDiffId: string;
 }
 
-const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n';
+const PASSWD =
+  'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n';
 const GROUP = 'root:x:0:\nnobody:x:65534:\napp:x:1000:\nextra:x:2000:app\n';
 
 /** busybox with a shell, a non-root `app` user (uid 1000, also in group `extra` 2000). */
@@ -83,7 +84,8 @@ async function stageRootfs(dir: string, spec: TestImageSpec): Promise<void> {
       if (e.code !== 'EEXIST') throw e;
     });
   }
-  for (const d of ['etc', 'tmp', 'root', 'home/app', 'proc', 'sys', 'dev']) await mkdir(join(dir, d), { recursive: true });
+  for (const d of ['etc', 'tmp', 'root', 'home/app', 'proc', 'sys', 'dev'])
+    await mkdir(join(dir, d), { recursive: true });
   await chmod(join(dir, 'tmp'), 0o1777);
   for (const [path, content] of Object.entries(spec.files ?? {})) {
     await mkdir(dirname(join(dir, path)), { recursive: true });
@@ -92,7 +94,20 @@ async function stageRootfs(dir: string, spec: TestImageSpec): Promise<void> {
 }
 
 async function reproducibleTar(dir: string, out: string): Promise<void> {
-  await run('tar', ['--sort=name', `--mtime=${EPOCH}`, '--owner=0', '--group=0', '--numeric-owner', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', dir, '-cf', out, '.']);
+  await run('tar', [
+    '--sort=name',
+    `--mtime=${EPOCH}`,
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--format=posix',
+    '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
+    '-C',
+    dir,
+    '-cf',
+    out,
+    '.',
+  ]);
 }
 
 /** Builds `spec` as an OCI image layout archive in `outDir`; returns its file and digests. */
@@ -122,9 +137,22 @@ export async function buildTestImage(spec: TestImageSpec, outDir: string): Promi
       rootfs: { type: 'layers', diff_ids: [diffId] },
       history: [{ created: EPOCH, created_by: 'cri-ledger test support: busybox-static' }],
     });
-    const layerDesc = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layerGz), size: layerGz.length };
-    const configDesc = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: Buffer.byteLength(config) };
-    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: [layerDesc] });
+    const layerDesc = {
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest: sha256(layerGz),
+      size: layerGz.length,
+    };
+    const configDesc = {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: sha256(config),
+      size: Buffer.byteLength(config),
+    };
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: configDesc,
+      layers: [layerDesc],
+    });
     const manifestDesc = {
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       digest: sha256(manifest),
@@ -135,16 +163,30 @@ export async function buildTestImage(spec: TestImageSpec, outDir: string): Promi
     const layout = join(work, 'layout');
     const blobs = join(layout, 'blobs', 'sha256');
     await mkdir(blobs, { recursive: true });
-    const blob = (digest: string, data: Buffer | string) => writeFile(join(blobs, digest.slice('sha256:'.length)), data);
+    const blob = (digest: string, data: Buffer | string) =>
+      writeFile(join(blobs, digest.slice('sha256:'.length)), data);
     await blob(layerDesc.digest, layerGz);
     await blob(configDesc.digest, config);
     await blob(manifestDesc.digest, manifest);
     await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    await writeFile(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [manifestDesc] }));
+    await writeFile(
+      join(layout, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [manifestDesc],
+      }),
+    );
     await mkdir(outDir, { recursive: true });
     const file = join(outDir, `${spec.ref.replace(/[^A-Za-z0-9._-]/g, '_')}.oci.tar`);
     await reproducibleTar(layout, file);
-    return { file, ref: spec.ref, manifestDigest: manifestDesc.digest, configDigest: configDesc.digest, layerDiffId: diffId };
+    return {
+      file,
+      ref: spec.ref,
+      manifestDigest: manifestDesc.digest,
+      configDigest: configDesc.digest,
+      layerDiffId: diffId,
+    };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -188,7 +230,12 @@ export interface BuiltLayeredImage {
  * A multi-layer image as an OCI archive and as a docker save archive, from the same
  * config and layer blobs (a gzip layer stays gzip in the docker archive too).
  */
-export async function buildLayeredTestImage(ref: string, dockerTag: string, layers: TestLayer[], outDir: string): Promise<BuiltLayeredImage> {
+export async function buildLayeredTestImage(
+  ref: string,
+  dockerTag: string,
+  layers: TestLayer[],
+  outDir: string,
+): Promise<BuiltLayeredImage> {
   const work = await mkdtemp(join(tmpdir(), 'cri-ledger-layered-'));
   try {
     const blobs: Array<{ mediaType: string; digest: string; size: number; diffId: string; data: Buffer }> = [];
@@ -215,9 +262,18 @@ export async function buildLayeredTestImage(ref: string, dockerTag: string, laye
       rootfs: { type: 'layers', diff_ids: diffIds },
       history: blobs.map(() => ({ created: EPOCH, created_by: 'cri-ledger test support: layered' })),
     });
-    const configDesc = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: Buffer.byteLength(config) };
+    const configDesc = {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: sha256(config),
+      size: Buffer.byteLength(config),
+    };
     const layerDescs = blobs.map(({ mediaType, digest, size }) => ({ mediaType, digest, size }));
-    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: layerDescs });
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: configDesc,
+      layers: layerDescs,
+    });
     const manifestDesc = {
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       digest: sha256(manifest),
@@ -228,7 +284,8 @@ export async function buildLayeredTestImage(ref: string, dockerTag: string, laye
 
     const layout = join(work, 'layout');
     await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
-    const blob = (digest: string, data: Buffer | string) => writeFile(join(layout, 'blobs', 'sha256', digest.slice('sha256:'.length)), data);
+    const blob = (digest: string, data: Buffer | string) =>
+      writeFile(join(layout, 'blobs', 'sha256', digest.slice('sha256:'.length)), data);
     for (const b of blobs) await blob(b.digest, b.data);
     await blob(configDesc.digest, config);
     await blob(manifestDesc.digest, manifest);
@@ -245,7 +302,10 @@ export async function buildLayeredTestImage(ref: string, dockerTag: string, laye
       await writeFile(join(saved, `layer${i}`, 'layer.tar'), b.data);
       layerFiles.push(`layer${i}/layer.tar`);
     }
-    await writeFile(join(saved, 'manifest.json'), JSON.stringify([{ Config: configFile, RepoTags: [dockerTag], Layers: layerFiles }]));
+    await writeFile(
+      join(saved, 'manifest.json'),
+      JSON.stringify([{ Config: configFile, RepoTags: [dockerTag], Layers: layerFiles }]),
+    );
 
     await mkdir(outDir, { recursive: true });
     const base = join(outDir, ref.replace(/[^A-Za-z0-9._-]/g, '_'));

@@ -6,7 +6,9 @@ import type { CriHarness } from './cri-harness.js';
  * harness's containerd. For a test's `after`, before `cleanup()`; errors are ignored.
  */
 export async function removeAllPods(h: CriHarness): Promise<void> {
-  const { items } = await h.call<{ items: Array<{ id: string }> }>('listPodSandbox', {}).catch(() => ({ items: [] as Array<{ id: string }> }));
+  const { items } = await h
+    .call<{ items: Array<{ id: string }> }>('listPodSandbox', {})
+    .catch(() => ({ items: [] as Array<{ id: string }> }));
   for (const { id } of items) {
     await h.call('stopPodSandbox', { podSandboxId: id }).catch(() => undefined);
     await h.call('removePodSandbox', { podSandboxId: id }).catch(() => undefined);

@@ -63,7 +63,9 @@ export function grpcFrame(message: Buffer, declaredLength = message.length): Buf
 }
 
 /** Splits a message into its top-level fields, groups skipped whole (undefined when it is not well-formed). */
-export function splitFields(bytes: Buffer): Array<{ number: number; wire: number; raw: Buffer; payload?: Buffer }> | undefined {
+export function splitFields(
+  bytes: Buffer,
+): Array<{ number: number; wire: number; raw: Buffer; payload?: Buffer }> | undefined {
   const out: Array<{ number: number; wire: number; raw: Buffer; payload?: Buffer }> = [];
   let i = 0;
   const readVarint = (): bigint | undefined => {

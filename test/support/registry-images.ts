@@ -78,7 +78,9 @@ function blob(mediaType: string, data: Buffer | string): Blob {
 
 /** A platform that is not this host's, for the other entry of a manifest list. */
 export function otherPlatform(): Platform {
-  return hostPlatform().architecture === 'amd64' ? { os: 'linux', architecture: 'arm64', variant: 'v8' } : { os: 'linux', architecture: 'amd64' };
+  return hostPlatform().architecture === 'amd64'
+    ? { os: 'linux', architecture: 'arm64', variant: 'v8' }
+    : { os: 'linux', architecture: 'amd64' };
 }
 
 /** The busybox layer and config, read back out of the OCI archive oci-image.ts builds. */
@@ -90,7 +92,9 @@ export async function busyboxBase(): Promise<BaseImage> {
     await mkdir(layout);
     await run('tar', ['-xf', built.file, '-C', layout]);
     const read = (digest: string) => readFile(join(layout, 'blobs/sha256', digest.slice('sha256:'.length)));
-    const manifest = JSON.parse((await read(built.manifestDigest)).toString('utf8')) as { layers: { digest: string }[] };
+    const manifest = JSON.parse((await read(built.manifestDigest)).toString('utf8')) as {
+      layers: { digest: string }[];
+    };
     const config = JSON.parse((await read(built.configDigest)).toString('utf8')) as BaseImage['config'];
     return { layer: { gzip: await read(manifest.layers[0]!.digest), diffId: built.layerDiffId }, config };
   } finally {
@@ -108,7 +112,20 @@ export async function fileLayer(files: Record<string, string | Uint8Array>): Pro
       await writeFile(join(root, path), content);
     }
     const tar = join(work, 'layer.tar');
-    await run('tar', ['--sort=name', `--mtime=${EPOCH}`, '--owner=0', '--group=0', '--numeric-owner', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', root, '-cf', tar, '.']);
+    await run('tar', [
+      '--sort=name',
+      `--mtime=${EPOCH}`,
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '--format=posix',
+      '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
+      '-C',
+      root,
+      '-cf',
+      tar,
+      '.',
+    ]);
     const data = await readFile(tar);
     return { gzip: gzipSync(data), diffId: sha256(data) };
   } finally {
@@ -117,7 +134,10 @@ export async function fileLayer(files: Record<string, string | Uint8Array>): Pro
 }
 
 /** An image of the busybox layer plus `extraLayers`, with `user` set when given. */
-export function composeImage(base: BaseImage, options: { format?: ImageFormat; extraLayers?: Layer[]; user?: string; platform?: Platform } = {}): ComposedImage {
+export function composeImage(
+  base: BaseImage,
+  options: { format?: ImageFormat; extraLayers?: Layer[]; user?: string; platform?: Platform } = {},
+): ComposedImage {
   const types = TYPES[options.format ?? 'oci'];
   const platform = options.platform ?? hostPlatform();
   const layers = [base.layer, ...(options.extraLayers ?? [])];
@@ -134,14 +154,27 @@ export function composeImage(base: BaseImage, options: { format?: ImageFormat; e
   );
   const layerBlobs = layers.map((l) => blob(types.layer, l.gzip));
   const descriptor = (b: Blob) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
-  const manifest = blob(types.manifest, JSON.stringify({ schemaVersion: 2, mediaType: types.manifest, config: descriptor(config), layers: layerBlobs.map(descriptor) }));
+  const manifest = blob(
+    types.manifest,
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: types.manifest,
+      config: descriptor(config),
+      layers: layerBlobs.map(descriptor),
+    }),
+  );
   return { manifest, config, layers: layerBlobs, platform };
 }
 
 /** An index (OCI) or manifest list (Docker) over `images`, each entry naming its platform. */
 export function composeIndex(images: ComposedImage[], format: ImageFormat = 'oci'): ComposedIndex {
   const type = TYPES[format].index;
-  const manifests = images.map((i) => ({ mediaType: i.manifest.mediaType, digest: i.manifest.digest, size: i.manifest.size, platform: i.platform }));
+  const manifests = images.map((i) => ({
+    mediaType: i.manifest.mediaType,
+    digest: i.manifest.digest,
+    size: i.manifest.size,
+    platform: i.platform,
+  }));
   return { index: blob(type, JSON.stringify({ schemaVersion: 2, mediaType: type, manifests })), images };
 }
 
@@ -159,7 +192,11 @@ async function pushBlob(registry: TestRegistry, repository: string, b: Blob): Pr
   await check(start, `starting the upload of ${b.digest}`, [202]);
   const location = new URL(start.headers.get('location') ?? '', registry.url);
   location.searchParams.set('digest', b.digest);
-  const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: b.data });
+  const put = await fetch(location, {
+    method: 'PUT',
+    headers: { ...headers, 'content-type': 'application/octet-stream' },
+    body: b.data,
+  });
   await check(put, `uploading ${b.digest}`, [201]);
 }
 
@@ -167,18 +204,32 @@ async function pushManifest(registry: TestRegistry, repository: string, m: Blob,
   const headers: Record<string, string> = { 'content-type': m.mediaType };
   const authorization = registry.adminAuthorization(repository);
   if (authorization) headers.authorization = authorization;
-  const put = await fetch(`${registry.url}/v2/${repository}/manifests/${reference}`, { method: 'PUT', headers, body: m.data });
+  const put = await fetch(`${registry.url}/v2/${repository}/manifests/${reference}`, {
+    method: 'PUT',
+    headers,
+    body: m.data,
+  });
   await check(put, `putting manifest ${reference}`, [201]);
 }
 
 /** Pushes the blobs, then the manifest under `tag` (by digest when no tag). */
-export async function pushImage(registry: TestRegistry, repository: string, image: ComposedImage, tag?: string): Promise<void> {
+export async function pushImage(
+  registry: TestRegistry,
+  repository: string,
+  image: ComposedImage,
+  tag?: string,
+): Promise<void> {
   for (const b of [image.config, ...image.layers]) await pushBlob(registry, repository, b);
   await pushManifest(registry, repository, image.manifest, tag ?? image.manifest.digest);
 }
 
 /** Pushes every image by digest, then the index under `tag`. */
-export async function pushIndex(registry: TestRegistry, repository: string, index: ComposedIndex, tag: string): Promise<void> {
+export async function pushIndex(
+  registry: TestRegistry,
+  repository: string,
+  index: ComposedIndex,
+  tag: string,
+): Promise<void> {
   for (const image of index.images) await pushImage(registry, repository, image);
   await pushManifest(registry, repository, index.index, tag);
 }

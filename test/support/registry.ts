@@ -70,7 +70,8 @@ function findBinary(name: string): string | undefined {
 
 /** The docker-registry binary; throws a message that says how to install it. */
 export function dockerRegistryBinary(): string {
-  const found = findBinary('docker-registry') ?? (existsSync('/usr/bin/docker-registry') ? '/usr/bin/docker-registry' : undefined);
+  const found =
+    findBinary('docker-registry') ?? (existsSync('/usr/bin/docker-registry') ? '/usr/bin/docker-registry' : undefined);
   if (found) return found;
   throw new Error(
     'docker-registry not found: run the tests through scripts/test.sh, which installs the Debian packages in scripts/lib.sh, ' +
@@ -98,8 +99,11 @@ function exited(proc: ChildProcess): Promise<void> {
 export function htpasswdLine(user: string, password: string): string {
   const alphabet = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
   const salt = [...randomBytes(22)].map((b) => alphabet[b % 64]).join('');
-  const hash = execFileSync('perl', ['-e', 'print crypt($ARGV[0], $ARGV[1])', password, `$2b$05$${salt}`], { encoding: 'utf8' });
-  if (!hash.startsWith('$2b$05$')) throw new Error(`this libc's crypt() does not do bcrypt (got "${hash}"); docker-registry's htpasswd needs it`);
+  const hash = execFileSync('perl', ['-e', 'print crypt($ARGV[0], $ARGV[1])', password, `$2b$05$${salt}`], {
+    encoding: 'utf8',
+  });
+  if (!hash.startsWith('$2b$05$'))
+    throw new Error(`this libc's crypt() does not do bcrypt (got "${hash}"); docker-registry's htpasswd needs it`);
   return `${user}:${hash}\n`;
 }
 
@@ -116,7 +120,16 @@ function signToken(key: string, certDer: Buffer, subject: string, scopes: string
     return { type, name: rest.join(':'), actions: actions.filter((a) => a === 'pull' || a === 'push') };
   });
   const header = { typ: 'JWT', alg: 'RS256', x5c: [certDer.toString('base64')] };
-  const claims = { iss: TOKEN_ISSUER, sub: subject, aud: TOKEN_SERVICE, exp: now + TOKEN_LIFETIME_S, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access };
+  const claims = {
+    iss: TOKEN_ISSUER,
+    sub: subject,
+    aud: TOKEN_SERVICE,
+    exp: now + TOKEN_LIFETIME_S,
+    nbf: now - 10,
+    iat: now,
+    jti: randomBytes(8).toString('hex'),
+    access,
+  };
   const signingInput = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(claims))}`;
   return `${signingInput}.${base64url(sign('sha256', Buffer.from(signingInput), key))}`;
 }
@@ -140,16 +153,35 @@ function startTokenService(key: string, certDer: Buffer, requests: TokenRequest[
       ok = params.get('grant_type') === 'refresh_token' && params.get('refresh_token') === REGISTRY_IDENTITY_TOKEN;
     } else if (req.headers.authorization?.startsWith('Basic ')) {
       grantType = 'basic';
-      ok = Buffer.from(req.headers.authorization.slice(6), 'base64').toString('utf8') === `${REGISTRY_USER}:${REGISTRY_PASSWORD}`;
+      ok =
+        Buffer.from(req.headers.authorization.slice(6), 'base64').toString('utf8') ===
+        `${REGISTRY_USER}:${REGISTRY_PASSWORD}`;
     }
-    const scopes = params.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+    const scopes = params
+      .getAll('scope')
+      .flatMap((s) => s.split(' '))
+      .filter(Boolean);
     requests.push({ method: req.method ?? '', grantType, scopes, granted: ok });
     if (!ok || params.get('service') !== TOKEN_SERVICE) {
-      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ details: 'bad credentials or service' }));
+      res
+        .writeHead(401, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ details: 'bad credentials or service' }));
       return;
     }
-    const token = signToken(key, certDer, grantType === 'anonymous' ? '' : REGISTRY_USER, grantType === 'anonymous' ? [] : scopes);
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, access_token: token, expires_in: TOKEN_LIFETIME_S, issued_at: new Date().toISOString() }));
+    const token = signToken(
+      key,
+      certDer,
+      grantType === 'anonymous' ? '' : REGISTRY_USER,
+      grantType === 'anonymous' ? [] : scopes,
+    );
+    res.writeHead(200, { 'content-type': 'application/json' }).end(
+      JSON.stringify({
+        token,
+        access_token: token,
+        expires_in: TOKEN_LIFETIME_S,
+        issued_at: new Date().toISOString(),
+      }),
+    );
   };
   const server = createServer((req, res) => {
     handle(req, res).catch(() => res.writeHead(500).end());
@@ -231,22 +263,55 @@ export async function startRegistry(options: { auth?: RegistryAuthKind } = {}): 
       const basic = `Basic ${Buffer.from(`${REGISTRY_USER}:${REGISTRY_PASSWORD}`).toString('base64')}`;
       adminAuthorization = () => basic;
     } else if (auth === 'token') {
-      if (!findBinary('openssl')) throw new Error('openssl not found (apt-get install -y openssl): the token variant signs with a certificate it makes');
+      if (!findBinary('openssl'))
+        throw new Error(
+          'openssl not found (apt-get install -y openssl): the token variant signs with a certificate it makes',
+        );
       const keyFile = join(dir, 'token.key');
       const certFile = join(dir, 'token.pem');
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', `/CN=${TOKEN_ISSUER}`], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          keyFile,
+          '-out',
+          certFile,
+          '-days',
+          '2',
+          '-subj',
+          `/CN=${TOKEN_ISSUER}`,
+        ],
+        { stdio: 'ignore' },
+      );
       const key = readFileSync(keyFile, 'utf8');
       const certDer = new X509Certificate(readFileSync(certFile)).raw;
       tokenService = await startTokenService(key, certDer, tokenRequests);
       const tokenPort = (tokenService.address() as AddressInfo).port;
-      authConfig = { token: { realm: `http://127.0.0.1:${tokenPort}/token`, service: TOKEN_SERVICE, issuer: TOKEN_ISSUER, rootcertbundle: certFile } };
-      adminAuthorization = (repository) => `Bearer ${signToken(key, certDer, 'admin', [`repository:${repository}:pull,push`])}`;
+      authConfig = {
+        token: {
+          realm: `http://127.0.0.1:${tokenPort}/token`,
+          service: TOKEN_SERVICE,
+          issuer: TOKEN_ISSUER,
+          rootcertbundle: certFile,
+        },
+      };
+      adminAuthorization = (repository) =>
+        `Bearer ${signToken(key, certDer, 'admin', [`repository:${repository}:pull,push`])}`;
     }
     // docker-registry reads YAML, and JSON is YAML.
     const config = {
       version: '0.1',
       log: { level: 'warn', accesslog: { disabled: true } },
-      storage: { filesystem: { rootdirectory: storageDir }, delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } },
+      storage: {
+        filesystem: { rootdirectory: storageDir },
+        delete: { enabled: true },
+        maintenance: { uploadpurging: { enabled: false } },
+      },
       http: { addr: `127.0.0.1:${port}`, secret: randomBytes(16).toString('hex') },
       ...(authConfig ? { auth: authConfig } : {}),
     };

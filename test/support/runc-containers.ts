@@ -25,8 +25,18 @@ export interface TestSpecOptions {
 }
 
 /** Mounts some tests add: /dev/pts and a read-only /sys. */
-export const DEVPTS_MOUNT = { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] };
-export const SYSFS_MOUNT = { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] };
+export const DEVPTS_MOUNT = {
+  destination: '/dev/pts',
+  type: 'devpts',
+  source: 'devpts',
+  options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
+};
+export const SYSFS_MOUNT = {
+  destination: '/sys',
+  type: 'sysfs',
+  source: 'sysfs',
+  options: ['nosuid', 'noexec', 'nodev', 'ro'],
+};
 
 /** Machine-wide cgroup path of a test container (ids are unique per run). */
 export const testCgroupPath = (id: string): string => `/cri-ledger-test-${id}`;
@@ -35,12 +45,25 @@ export const testCgroupPath = (id: string): string => `/cri-ledger-test-${id}`;
 export function runcTestSpec(id: string, args: string[], o: TestSpecOptions = {}): Record<string, unknown> {
   return {
     ociVersion: '1.0.2',
-    process: { terminal: false, user: { uid: 0, gid: 0 }, args, env: BUSYBOX_IMAGE.env, cwd: '/', noNewPrivileges: true, ...o.process },
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args,
+      env: BUSYBOX_IMAGE.env,
+      cwd: '/',
+      noNewPrivileges: true,
+      ...o.process,
+    },
     root: { path: 'rootfs', readonly: false },
     hostname: o.hostname ?? 'runc-test',
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
       ...(o.mounts ?? []),
     ],
     linux: {
@@ -65,7 +88,15 @@ export async function createTestContainer(
   const image = await new ContainerdImageStore({ api }).resolve('busybox');
   assert.ok(image, 'the busybox test image is imported');
   const snapshot = { snapshotter: image.snapshotter, key: id, parent: image.chainId };
-  await runtime.createContainer({ id, spec: runcTestSpec(id, args, o), image, snapshot, runtime: 'io.containerd.runc.v2', labels: {}, extension: {} });
+  await runtime.createContainer({
+    id,
+    spec: runcTestSpec(id, args, o),
+    image,
+    snapshot,
+    runtime: 'io.containerd.runc.v2',
+    labels: {},
+    extension: {},
+  });
   await runtime.prepareSnapshot(id, image, {});
   return { snapshotter: snapshot.snapshotter, key: snapshot.key };
 }

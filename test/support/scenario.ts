@@ -25,7 +25,12 @@ export function random(seed: number): () => number {
  * (some compensated mid-saga), started, exited, stopped and removed; `teardownRate` of
  * the pods (default half) are torn down; a few sagas are left in flight. Streams interleave as they would on a node.
  */
-export function generateScenario(options: { pods: number; seed?: number; containersPerPod?: number; teardownRate?: number }): ScenarioAppend[] {
+export function generateScenario(options: {
+  pods: number;
+  seed?: number;
+  containersPerPod?: number;
+  teardownRate?: number;
+}): ScenarioAppend[] {
   const rnd = random(options.seed ?? 1);
   const perPod = options.containersPerPod ?? 3;
   const versions = new Map<string, number>();
@@ -88,4 +93,3 @@ export function generateScenario(options: { pods: number; seed?: number; contain
   }
   return out;
 }
-

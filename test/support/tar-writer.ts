@@ -57,7 +57,11 @@ function padded(data: Buffer): Buffer {
 function paxRecords(records: Record<string, string | Buffer>): Buffer {
   const out: Buffer[] = [];
   for (const [key, value] of Object.entries(records)) {
-    const body = Buffer.concat([Buffer.from(` ${key}=`), Buffer.isBuffer(value) ? value : Buffer.from(value), Buffer.from('\n')]);
+    const body = Buffer.concat([
+      Buffer.from(` ${key}=`),
+      Buffer.isBuffer(value) ? value : Buffer.from(value),
+      Buffer.from('\n'),
+    ]);
     // The length counts its own digits.
     let length = body.length + 1;
     while (String(length).length + body.length !== length) length = String(length).length + body.length;

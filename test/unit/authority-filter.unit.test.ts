@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AuthorityFilter, DEFAULT_MAX_FRAME_SIZE_BYTES, isServableAuthority } from '../../src/adapters/grpc/authority-filter.js';
+import {
+  AuthorityFilter,
+  DEFAULT_MAX_FRAME_SIZE_BYTES,
+  isServableAuthority,
+} from '../../src/adapters/grpc/authority-filter.js';
 import { encodeHeaderBlock, HpackDecoder, type HeaderField } from '../../src/adapters/grpc/hpack.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -26,7 +30,12 @@ function parseFrames(bytes: Buffer): Frame[] {
   const frames: Frame[] = [];
   for (let at = 0; at < bytes.length; ) {
     const length = bytes.readUIntBE(at, 3);
-    frames.push({ type: bytes[at + 3]!, flags: bytes[at + 4]!, streamId: bytes.readUInt32BE(at + 5), payload: bytes.subarray(at + 9, at + 9 + length) });
+    frames.push({
+      type: bytes[at + 3]!,
+      flags: bytes[at + 4]!,
+      streamId: bytes.readUInt32BE(at + 5),
+      payload: bytes.subarray(at + 9, at + 9 + length),
+    });
     at += 9 + length;
   }
   return frames;
@@ -73,12 +82,26 @@ function headerLists(frames: Frame[]): string[][][] {
 
 describe('AuthorityFilter', () => {
   it('replaces a socket path, a unix: URI and an empty authority with localhost, and keeps a servable one', () => {
-    for (const [sent, served] of [['/run/cri-ledger/cri-ledger.sock', 'localhost'], ['unix:///run/x.sock', 'localhost'], ['', 'localhost'], ['localhost', 'localhost'], ['node-1:10010', 'node-1:10010']]) {
-      const input = Buffer.concat([PREFACE, frame(T.SETTINGS, 0, 0, Buffer.alloc(0)), frame(T.HEADERS, 0x4, 1, encodeHeaderBlock(request(sent!)))]);
+    for (const [sent, served] of [
+      ['/run/cri-ledger/cri-ledger.sock', 'localhost'],
+      ['unix:///run/x.sock', 'localhost'],
+      ['', 'localhost'],
+      ['localhost', 'localhost'],
+      ['node-1:10010', 'node-1:10010'],
+    ]) {
+      const input = Buffer.concat([
+        PREFACE,
+        frame(T.SETTINGS, 0, 0, Buffer.alloc(0)),
+        frame(T.HEADERS, 0x4, 1, encodeHeaderBlock(request(sent!))),
+      ]);
       const { out, filter } = filterBoth(input);
       assert.deepEqual(out.subarray(0, PREFACE.length), PREFACE);
       const [list] = headerLists(parseFrames(out.subarray(PREFACE.length)));
-      assert.deepEqual(list?.find(([n]) => n === ':authority'), [':authority', served], `${JSON.stringify(sent)} is served as ${served}`);
+      assert.deepEqual(
+        list?.find(([n]) => n === ':authority'),
+        [':authority', served],
+        `${JSON.stringify(sent)} is served as ${served}`,
+      );
       assert.equal(filter.firstBlock, sent === served ? 'untouched' : 'rewritten');
     }
   });
@@ -89,25 +112,48 @@ describe('AuthorityFilter', () => {
     const input = Buffer.concat([PREFACE, frame(T.HEADERS, 0x5, 1, first), frame(T.HEADERS, 0x5, 3, second)]);
     const lists = headerLists(parseFrames(filterBoth(input).out.subarray(PREFACE.length)));
     assert.deepEqual(lists, [
-      [[':method', 'POST'], [':scheme', 'http'], [':authority', 'localhost']],
-      [[':method', 'POST'], [':scheme', 'http'], [':authority', 'localhost']],
+      [
+        [':method', 'POST'],
+        [':scheme', 'http'],
+        [':authority', 'localhost'],
+      ],
+      [
+        [':method', 'POST'],
+        [':scheme', 'http'],
+        [':authority', 'localhost'],
+      ],
     ]);
   });
 
   it('passes other frames through unchanged, streamed across chunk boundaries', () => {
     const data = frame(T.DATA, 0x1, 1, Buffer.alloc(40_000, 7));
     const ping = frame(T.PING, 0, 0, Buffer.alloc(8, 1));
-    const input = Buffer.concat([PREFACE, frame(T.HEADERS, 0x4, 1, encodeHeaderBlock(request('localhost'))), data, ping]);
+    const input = Buffer.concat([
+      PREFACE,
+      frame(T.HEADERS, 0x4, 1, encodeHeaderBlock(request('localhost'))),
+      data,
+      ping,
+    ]);
     const frames = parseFrames(filterBoth(input).out.subarray(PREFACE.length));
-    assert.deepEqual(frames.map((f) => f.type), [T.HEADERS, T.DATA, T.PING]);
-    assert.deepEqual(Buffer.concat([frame(T.DATA, frames[1]!.flags, 1, frames[1]!.payload), frame(T.PING, 0, 0, frames[2]!.payload)]), Buffer.concat([data, ping]));
+    assert.deepEqual(
+      frames.map((f) => f.type),
+      [T.HEADERS, T.DATA, T.PING],
+    );
+    assert.deepEqual(
+      Buffer.concat([frame(T.DATA, frames[1]!.flags, 1, frames[1]!.payload), frame(T.PING, 0, 0, frames[2]!.payload)]),
+      Buffer.concat([data, ping]),
+    );
   });
 
   it('keeps END_STREAM and the priority of a padded HEADERS frame, drops the padding', () => {
     const block = encodeHeaderBlock(request('/x.sock'));
     const priority = Buffer.from([0x80, 0, 0, 3, 200]);
     const payload = Buffer.concat([Buffer.from([4]), priority, block, Buffer.alloc(4)]);
-    const [headers] = parseFrames(filterBoth(Buffer.concat([PREFACE, frame(T.HEADERS, 0x1 | 0x4 | 0x8 | 0x20, 5, payload)])).out.subarray(PREFACE.length));
+    const [headers] = parseFrames(
+      filterBoth(Buffer.concat([PREFACE, frame(T.HEADERS, 0x1 | 0x4 | 0x8 | 0x20, 5, payload)])).out.subarray(
+        PREFACE.length,
+      ),
+    );
     assert.equal(headers!.flags, 0x1 | 0x4 | 0x20);
     assert.deepEqual(headers!.payload.subarray(0, 5), priority);
     assert.equal(headers!.streamId, 5);
@@ -123,11 +169,22 @@ describe('AuthorityFilter', () => {
       frame(T.CONTINUATION, 0x4, 1, block.subarray(16_000)),
     ]);
     const frames = parseFrames(filterBoth(input).out.subarray(PREFACE.length));
-    assert.deepEqual(frames.map((f) => f.type), [T.HEADERS, T.CONTINUATION]);
+    assert.deepEqual(
+      frames.map((f) => f.type),
+      [T.HEADERS, T.CONTINUATION],
+    );
     assert.ok(frames.every((f) => f.payload.length <= DEFAULT_MAX_FRAME_SIZE_BYTES));
-    assert.deepEqual(frames.map((f) => f.flags), [0x1, 0x4], 'END_STREAM on HEADERS, END_HEADERS on the last');
+    assert.deepEqual(
+      frames.map((f) => f.flags),
+      [0x1, 0x4],
+      'END_STREAM on HEADERS, END_HEADERS on the last',
+    );
     const [list] = headerLists(frames);
-    assert.deepEqual(list?.slice(3), [[':authority', 'localhost'], ['content-type', 'application/grpc'], ['x-big', big.value]]);
+    assert.deepEqual(list?.slice(3), [
+      [':authority', 'localhost'],
+      ['content-type', 'application/grpc'],
+      ['x-big', big.value],
+    ]);
   });
 
   it('drops only the first SETTINGS acknowledgement, and says where it was', () => {
@@ -143,10 +200,19 @@ describe('AuthorityFilter', () => {
   const giveUps: Array<[string, Buffer]> = [
     ['no preface', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')],
     ['HPACK it cannot decode', Buffer.concat([PREFACE, frame(T.HEADERS, 0x4, 1, Buffer.from([0x80, 0x81]))])],
-    ['a frame inside a header block', Buffer.concat([PREFACE, frame(T.HEADERS, 0, 1, Buffer.from([0x82])), frame(T.PING, 0, 0, Buffer.alloc(8))])],
-    ['a HEADERS frame over the maximum size', Buffer.concat([PREFACE, frame(T.HEADERS, 0x4, 1, Buffer.alloc(DEFAULT_MAX_FRAME_SIZE_BYTES + 1, 0x82))])],
+    [
+      'a frame inside a header block',
+      Buffer.concat([PREFACE, frame(T.HEADERS, 0, 1, Buffer.from([0x82])), frame(T.PING, 0, 0, Buffer.alloc(8))]),
+    ],
+    [
+      'a HEADERS frame over the maximum size',
+      Buffer.concat([PREFACE, frame(T.HEADERS, 0x4, 1, Buffer.alloc(DEFAULT_MAX_FRAME_SIZE_BYTES + 1, 0x82))]),
+    ],
     ['a CONTINUATION of no block', Buffer.concat([PREFACE, frame(T.CONTINUATION, 0x4, 1, Buffer.from([0x82]))])],
-    ['a PUSH_PROMISE from the client', Buffer.concat([PREFACE, frame(T.PUSH_PROMISE, 0x4, 1, Buffer.from([0, 0, 0, 2, 0x82]))])],
+    [
+      'a PUSH_PROMISE from the client',
+      Buffer.concat([PREFACE, frame(T.PUSH_PROMISE, 0x4, 1, Buffer.from([0, 0, 0, 2, 0x82]))]),
+    ],
     ['padding longer than the frame', Buffer.concat([PREFACE, frame(T.HEADERS, 0x4 | 0x8, 1, Buffer.from([9, 0x82]))])],
   ];
   for (const [what, input] of giveUps) {
@@ -159,7 +225,9 @@ describe('AuthorityFilter', () => {
   }
 
   it('knows the authorities nghttp2 accepts', () => {
-    for (const ok of ['localhost', 'a.b:80', '[::1]:8080', 'user@host', "%41!$&'()*+,;=~_-."]) assert.ok(isServableAuthority(ok), ok);
-    for (const bad of ['', '/run/x.sock', 'unix:///x', 'a b', 'a\u0000', 'é']) assert.ok(!isServableAuthority(bad), JSON.stringify(bad));
+    for (const ok of ['localhost', 'a.b:80', '[::1]:8080', 'user@host', "%41!$&'()*+,;=~_-."])
+      assert.ok(isServableAuthority(ok), ok);
+    for (const bad of ['', '/run/x.sock', 'unix:///x', 'a b', 'a\u0000', 'é'])
+      assert.ok(!isServableAuthority(bad), JSON.stringify(bad));
   });
 });

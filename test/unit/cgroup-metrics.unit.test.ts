@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CGROUP_V1_METRICS_TYPE, CGROUP_V2_METRICS_TYPE, decodeCgroupMetrics, UndecodableMetricsError } from '../../src/adapters/containerd/cgroup-metrics.js';
+import {
+  CGROUP_V1_METRICS_TYPE,
+  CGROUP_V2_METRICS_TYPE,
+  decodeCgroupMetrics,
+  UndecodableMetricsError,
+} from '../../src/adapters/containerd/cgroup-metrics.js';
 import { metricsFilters } from '../../src/adapters/containerd/containerd-stats.js';
 
 // Protobuf written out by hand with upstream's field numbers, so the decoder is checked
@@ -15,12 +20,15 @@ function varint(value: bigint): number[] {
   bytes.push(Number(rest));
   return bytes;
 }
-const uint = (field: number, value: bigint | number): Buffer => Buffer.from([...varint(BigInt(field << 3)), ...varint(BigInt(value))]);
-const bytesField = (field: number, body: Buffer): Buffer => Buffer.concat([Buffer.from([...varint(BigInt((field << 3) | 2)), ...varint(BigInt(body.length))]), body]);
+const uint = (field: number, value: bigint | number): Buffer =>
+  Buffer.from([...varint(BigInt(field << 3)), ...varint(BigInt(value))]);
+const bytesField = (field: number, body: Buffer): Buffer =>
+  Buffer.concat([Buffer.from([...varint(BigInt((field << 3) | 2)), ...varint(BigInt(body.length))]), body]);
 const sub = (field: number, parts: Buffer[]): Buffer => bytesField(field, Buffer.concat(parts));
 const str = (field: number, value: string): Buffer => bytesField(field, Buffer.from(value, 'utf8'));
 const fixed64 = (field: number): Buffer => Buffer.from([...varint(BigInt((field << 3) | 1)), 1, 2, 3, 4, 5, 6, 7, 8]);
-const packed = (field: number, values: number[]): Buffer => bytesField(field, Buffer.from(values.flatMap((v) => varint(BigInt(v)))));
+const packed = (field: number, values: number[]): Buffer =>
+  bytesField(field, Buffer.from(values.flatMap((v) => varint(BigInt(v)))));
 
 const MiB = 1024 * 1024;
 // What the kernel shows for memory.limit_in_bytes without a limit (2^63 - 4096).
@@ -43,7 +51,9 @@ function v1Metrics(o: V1): Buffer {
   ];
   if (o.cpuTotal !== undefined) {
     // cpu: usage { total 1, kernel 2, user 3, per_cpu 4 (packed) }, throttling 2
-    parts.push(sub(3, [sub(1, [uint(1, o.cpuTotal), uint(2, 7), uint(3, 8), packed(4, [5, 6])]), sub(2, [uint(1, 9)])]));
+    parts.push(
+      sub(3, [sub(1, [uint(1, o.cpuTotal), uint(2, 7), uint(3, 8), packed(4, [5, 6])]), sub(2, [uint(1, 9)])]),
+    );
   }
   if (o.usage !== undefined) {
     const memory = [
@@ -58,7 +68,8 @@ function v1Metrics(o: V1): Buffer {
       uint(30, o.totalInactiveFile ?? 0), // total_inactive_file
     ];
     // usage 33: MemoryEntry { limit 1, usage 2, max 3, failcnt 4 }; swap 34 after it.
-    if (!o.noMemoryEntry) memory.push(sub(33, [uint(1, o.limit ?? V1_UNLIMITED), uint(2, o.usage), uint(3, o.usage + 1), uint(4, 0)]));
+    if (!o.noMemoryEntry)
+      memory.push(sub(33, [uint(1, o.limit ?? V1_UNLIMITED), uint(2, o.usage), uint(3, o.usage + 1), uint(4, 0)]));
     memory.push(sub(34, [uint(1, 99), uint(2, 98)]));
     parts.push(sub(4, memory));
   }
@@ -114,29 +125,51 @@ describe('decodeCgroupMetrics: cgroup v1', () => {
   });
 
   it('clamps the working set at 0 when inactive file pages exceed usage', () => {
-    const { memory } = decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 1, usage: MiB, totalInactiveFile: 2 * MiB, limit: 64 * MiB }));
+    const { memory } = decodeCgroupMetrics(
+      CGROUP_V1_METRICS_TYPE,
+      v1Metrics({ cpuTotal: 1, usage: MiB, totalInactiveFile: 2 * MiB, limit: 64 * MiB }),
+    );
     assert.equal(memory?.workingSetBytes, '0');
     assert.equal(memory?.availableBytes, String(64 * MiB));
   });
 
   it('reports no available bytes without a limit, or when the working set is above the limit', () => {
-    assert.equal(decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 1, usage: MiB })).memory?.availableBytes, '0');
-    assert.equal(decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 1, usage: 2 * MiB, limit: MiB })).memory?.availableBytes, '0');
+    assert.equal(
+      decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 1, usage: MiB })).memory?.availableBytes,
+      '0',
+    );
+    assert.equal(
+      decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 1, usage: 2 * MiB, limit: MiB })).memory
+        ?.availableBytes,
+      '0',
+    );
     // 2^62 is still a limit; only above it counts as none.
-    assert.equal(decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 1, usage: MiB, limit: 2n ** 62n })).memory?.availableBytes, String(2n ** 62n - BigInt(MiB)));
+    assert.equal(
+      decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 1, usage: MiB, limit: 2n ** 62n })).memory
+        ?.availableBytes,
+      String(2n ** 62n - BigInt(MiB)),
+    );
   });
 
   it('keeps uint64 values above 2^53 exact', () => {
     const total = 2n ** 63n + 12345n;
-    assert.equal(decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: total })).cpu?.usageCoreNanoSeconds, '9223372036854788153');
+    assert.equal(
+      decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: total })).cpu?.usageCoreNanoSeconds,
+      '9223372036854788153',
+    );
   });
 
   it('leaves out a part the cgroup did not report', () => {
     assert.deepEqual(decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({})), {});
     // containerd CRI reports no memory without the usage entry.
-    assert.deepEqual(decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 5, usage: MiB, noMemoryEntry: true })), { cpu: { usageCoreNanoSeconds: '5' } });
+    assert.deepEqual(
+      decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 5, usage: MiB, noMemoryEntry: true })),
+      { cpu: { usageCoreNanoSeconds: '5' } },
+    );
     // An empty CPUUsage is still a CPU reading of 0.
-    assert.deepEqual(decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 0 })), { cpu: { usageCoreNanoSeconds: '0' } });
+    assert.deepEqual(decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, v1Metrics({ cpuTotal: 0 })), {
+      cpu: { usageCoreNanoSeconds: '0' },
+    });
   });
 });
 
@@ -157,7 +190,10 @@ describe('decodeCgroupMetrics: cgroup v2', () => {
   });
 
   it('treats memory.max "max" as no limit and clamps the working set at 0', () => {
-    const { memory } = decodeCgroupMetrics(CGROUP_V2_METRICS_TYPE, v2Metrics({ usageUsec: 1, usage: MiB, inactiveFile: 3 * MiB }));
+    const { memory } = decodeCgroupMetrics(
+      CGROUP_V2_METRICS_TYPE,
+      v2Metrics({ usageUsec: 1, usage: MiB, inactiveFile: 3 * MiB }),
+    );
     assert.equal(memory?.workingSetBytes, '0');
     assert.equal(memory?.availableBytes, '0');
   });
@@ -170,18 +206,27 @@ describe('decodeCgroupMetrics: cgroup v2', () => {
 
 describe('decodeCgroupMetrics: what it refuses', () => {
   it('refuses a type it does not know', () => {
-    assert.throws(() => decodeCgroupMetrics('io.microsoft.hcsshim.Statistics', Buffer.alloc(0)), UndecodableMetricsError);
+    assert.throws(
+      () => decodeCgroupMetrics('io.microsoft.hcsshim.Statistics', Buffer.alloc(0)),
+      UndecodableMetricsError,
+    );
   });
 
   it('refuses truncated bytes instead of reading garbage', () => {
     const bytes = v1Metrics({ cpuTotal: 1, usage: MiB });
-    assert.throws(() => decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, bytes.subarray(0, bytes.length - 12)), (error: unknown) => {
-      assert.ok(error instanceof UndecodableMetricsError);
-      assert.equal(error.name, 'UndecodableMetricsError');
-      assert.ok(error.cause instanceof RangeError);
-      return true;
-    });
-    assert.throws(() => decodeCgroupMetrics(CGROUP_V2_METRICS_TYPE, Buffer.from([0x10, 0xff])), UndecodableMetricsError);
+    assert.throws(
+      () => decodeCgroupMetrics(CGROUP_V1_METRICS_TYPE, bytes.subarray(0, bytes.length - 12)),
+      (error: unknown) => {
+        assert.ok(error instanceof UndecodableMetricsError);
+        assert.equal(error.name, 'UndecodableMetricsError');
+        assert.ok(error.cause instanceof RangeError);
+        return true;
+      },
+    );
+    assert.throws(
+      () => decodeCgroupMetrics(CGROUP_V2_METRICS_TYPE, Buffer.from([0x10, 0xff])),
+      UndecodableMetricsError,
+    );
   });
 });
 

@@ -8,11 +8,17 @@ const pod = { sandboxId: 'abc123', podName: 'web-0', podNamespace: 'shop', podUi
 
 describe('CNI_ARGS', () => {
   it("carries kubelet's pod keys after IgnoreUnknown", () => {
-    assert.equal(formatCniArgs(pod), 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc123;K8S_POD_UID=7f1c-42');
+    assert.equal(
+      formatCniArgs(pod),
+      'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc123;K8S_POD_UID=7f1c-42',
+    );
   });
 
   it('refuses a value that would split the list, naming the field', () => {
-    assert.throws(() => formatCniArgs({ ...pod, podName: 'a;K8S_POD_UID=evil' }), (e: unknown) => e instanceof InvalidArgumentError && e.field === 'podName');
+    assert.throws(
+      () => formatCniArgs({ ...pod, podName: 'a;K8S_POD_UID=evil' }),
+      (e: unknown) => e instanceof InvalidArgumentError && e.field === 'podName',
+    );
   });
 });
 
@@ -35,7 +41,10 @@ describe('portMappings capability', () => {
 
   it('gives a plugin only the capabilities it declares true and the runtime supplies', () => {
     const args = { portMappings: [{ hostPort: 1, containerPort: 2, protocol: 'tcp' }], bandwidth: undefined };
-    assert.deepEqual(runtimeConfigFor({ type: 'portmap', capabilities: { portMappings: true, bandwidth: true } }, args), { portMappings: args.portMappings });
+    assert.deepEqual(
+      runtimeConfigFor({ type: 'portmap', capabilities: { portMappings: true, bandwidth: true } }, args),
+      { portMappings: args.portMappings },
+    );
     assert.equal(runtimeConfigFor({ type: 'portmap', capabilities: { portMappings: false } }, args), undefined);
     assert.equal(runtimeConfigFor({ type: 'bridge' }, args), undefined);
   });
@@ -51,7 +60,14 @@ describe('plugin stdin', () => {
   };
 
   it("sets the list's name and version, replaces a written runtimeConfig, and chains prevResult", () => {
-    const plugin = { type: 'portmap', name: 'ignored', cniVersion: '0.3.1', snat: true, runtimeConfig: { stale: 1 }, capabilities: { portMappings: true } };
+    const plugin = {
+      type: 'portmap',
+      name: 'ignored',
+      cniVersion: '0.3.1',
+      snat: true,
+      runtimeConfig: { stale: 1 },
+      capabilities: { portMappings: true },
+    };
     const prev = { cniVersion: '1.0.0', ips: [{ address: '10.0.0.2/24' }] };
     assert.deepEqual(pluginStdin(network, plugin, { portMappings: [] }, prev), {
       type: 'portmap',
@@ -65,6 +81,10 @@ describe('plugin stdin', () => {
   });
 
   it('leaves out runtimeConfig and prevResult when there are none', () => {
-    assert.deepEqual(pluginStdin(network, { type: 'bridge', runtimeConfig: { stale: 1 } }, {}, undefined), { type: 'bridge', name: 'pods', cniVersion: '1.0.0' });
+    assert.deepEqual(pluginStdin(network, { type: 'bridge', runtimeConfig: { stale: 1 } }, {}, undefined), {
+      type: 'bridge',
+      name: 'pods',
+      cniVersion: '1.0.0',
+    });
   });
 });

@@ -4,17 +4,22 @@ import { configFileOrder, parseNetworkConfig } from '../../src/adapters/cni/cni-
 import { CniConfigError } from '../../src/adapters/cni/cni-errors.js';
 
 const list = (extra: Record<string, unknown> = {}): string =>
-  JSON.stringify({ cniVersion: '1.0.0', name: 'pods', plugins: [{ type: 'bridge', bridge: 'cni0' }, { type: 'portmap', capabilities: { portMappings: true } }], ...extra });
+  JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'pods',
+    plugins: [
+      { type: 'bridge', bridge: 'cni0' },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ],
+    ...extra,
+  });
 
 describe('CNI config file order', () => {
   it('takes .conflist, .conf and .json files in byte order of their names, as libcni does', () => {
-    assert.deepEqual(configFileOrder(['99-z.conf', 'b.json', '10-a.conflist', 'README.md', 'B.conf', 'x.conf.bak', '10-a.conf']), [
-      '10-a.conf',
-      '10-a.conflist',
-      '99-z.conf',
-      'B.conf',
-      'b.json',
-    ]);
+    assert.deepEqual(
+      configFileOrder(['99-z.conf', 'b.json', '10-a.conflist', 'README.md', 'B.conf', 'x.conf.bak', '10-a.conf']),
+      ['10-a.conf', '10-a.conflist', '99-z.conf', 'B.conf', 'b.json'],
+    );
   });
 });
 
@@ -24,11 +29,17 @@ describe('CNI config parsing', () => {
     assert.equal(config?.name, 'pods');
     assert.equal(config?.cniVersion, '1.0.0');
     assert.equal(config?.disableCheck, true);
-    assert.deepEqual(config?.plugins, [{ type: 'bridge', bridge: 'cni0' }, { type: 'portmap', capabilities: { portMappings: true } }]);
+    assert.deepEqual(config?.plugins, [
+      { type: 'bridge', bridge: 'cni0' },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ]);
   });
 
   it('turns a single-plugin .conf into a list of one', () => {
-    const config = parseNetworkConfig('/d/10-lo.conf', JSON.stringify({ cniVersion: '0.4.0', name: 'lo', type: 'loopback' }));
+    const config = parseNetworkConfig(
+      '/d/10-lo.conf',
+      JSON.stringify({ cniVersion: '0.4.0', name: 'lo', type: 'loopback' }),
+    );
     assert.equal(config?.name, 'lo');
     assert.equal(config?.plugins.length, 1);
     assert.equal(config?.plugins[0]?.type, 'loopback');
@@ -47,12 +58,29 @@ describe('CNI config parsing', () => {
     ['not JSON', '{ "name": ', /not valid JSON/],
     ['no name', JSON.stringify({ cniVersion: '1.0.0', plugins: [{ type: 'bridge' }] }), /no "name"/],
     ['no cniVersion', JSON.stringify({ name: 'n', plugins: [{ type: 'bridge' }] }), /no "cniVersion"/],
-    ['an unsupported cniVersion', JSON.stringify({ name: 'n', cniVersion: '0.2.0', type: 'bridge' }), /0\.2\.0 is not supported/],
-    ['a .conf without type', JSON.stringify({ name: 'n', cniVersion: '1.0.0' }), /the config has no "type"/, '/d/bad.conf'],
-    ['a .conflist without plugins', JSON.stringify({ name: 'n', cniVersion: '1.0.0', type: 'bridge' }), /"plugins" is not a list/],
+    [
+      'an unsupported cniVersion',
+      JSON.stringify({ name: 'n', cniVersion: '0.2.0', type: 'bridge' }),
+      /0\.2\.0 is not supported/,
+    ],
+    [
+      'a .conf without type',
+      JSON.stringify({ name: 'n', cniVersion: '1.0.0' }),
+      /the config has no "type"/,
+      '/d/bad.conf',
+    ],
+    [
+      'a .conflist without plugins',
+      JSON.stringify({ name: 'n', cniVersion: '1.0.0', type: 'bridge' }),
+      /"plugins" is not a list/,
+    ],
     ['a plugin type with a slash', list({ plugins: [{ type: '../bin/sh' }] }), /not a plugin binary name/],
     ['plugins that are not a list', list({ plugins: { type: 'bridge' } }), /"plugins" is not a list/],
-    ['capabilities that are not an object', list({ plugins: [{ type: 'portmap', capabilities: ['portMappings'] }] }), /"capabilities" is not an object/],
+    [
+      'capabilities that are not an object',
+      list({ plugins: [{ type: 'portmap', capabilities: ['portMappings'] }] }),
+      /"capabilities" is not an object/,
+    ],
   ] as Array<[string, string, RegExp, string?]>) {
     it(`refuses ${what}, naming the file`, () => {
       const file = fileName ?? '/d/bad.conflist';

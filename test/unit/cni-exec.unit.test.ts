@@ -36,10 +36,13 @@ describe('plugin environment', () => {
 
 describe('plugin failure', () => {
   it("reads the plugin's JSON error: msg, details and code", () => {
-    assert.deepEqual(pluginFailure('{"cniVersion":"1.0.0","code":7,"msg":"invalid config","details":"no subnet"}', '', 1), {
-      detail: 'invalid config: no subnet',
-      code: 7,
-    });
+    assert.deepEqual(
+      pluginFailure('{"cniVersion":"1.0.0","code":7,"msg":"invalid config","details":"no subnet"}', '', 1),
+      {
+        detail: 'invalid config: no subnet',
+        code: 7,
+      },
+    );
   });
 
   it('falls back to stderr, then to the exit code', () => {

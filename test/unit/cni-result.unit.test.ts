@@ -8,7 +8,11 @@ describe('CNI result parsing', () => {
   it('reads interfaces, ips and routes of a bridge result', () => {
     const raw = {
       cniVersion: '1.0.0',
-      interfaces: [{ name: 'cni0', mac: 'aa:bb:cc:dd:ee:ff' }, { name: 'veth1234' }, { name: 'eth0', mac: '0a:58:0a:00:00:02', sandbox: NETNS }],
+      interfaces: [
+        { name: 'cni0', mac: 'aa:bb:cc:dd:ee:ff' },
+        { name: 'veth1234' },
+        { name: 'eth0', mac: '0a:58:0a:00:00:02', sandbox: NETNS },
+      ],
       ips: [{ address: '10.0.0.2/24', gateway: '10.0.0.1', interface: 2 }],
       routes: [{ dst: '0.0.0.0/0' }],
       dns: {},
@@ -16,14 +20,22 @@ describe('CNI result parsing', () => {
     const result = parseCniResult(raw);
     assert.equal(result.cniVersion, '1.0.0');
     assert.deepEqual(result.interfaces[2], { name: 'eth0', mac: '0a:58:0a:00:00:02', sandbox: NETNS });
-    assert.deepEqual(result.ips, [{ address: '10.0.0.2/24', ip: '10.0.0.2', family: 4, interface: 2, gateway: '10.0.0.1' }]);
+    assert.deepEqual(result.ips, [
+      { address: '10.0.0.2/24', ip: '10.0.0.2', family: 4, interface: 2, gateway: '10.0.0.1' },
+    ]);
     assert.deepEqual(result.routes, [{ dst: '0.0.0.0/0' }]);
     assert.equal(result.raw, raw);
     assert.deepEqual(podIps(result, 'eth0'), ['10.0.0.2']);
   });
 
   it('reads a 0.4.0 result whose ips carry a version field', () => {
-    const result = parseCniResult({ cniVersion: '0.4.0', ips: [{ version: '6', address: 'fd00::5/64' }, { version: '4', address: '10.1.0.5/16' }] });
+    const result = parseCniResult({
+      cniVersion: '0.4.0',
+      ips: [
+        { version: '6', address: 'fd00::5/64' },
+        { version: '4', address: '10.1.0.5/16' },
+      ],
+    });
     assert.deepEqual(podIps(result, 'eth0'), ['10.1.0.5', 'fd00::5']);
   });
 
@@ -43,7 +55,11 @@ describe('CNI result parsing', () => {
   });
 
   it('has no pod IP when every address is on another interface', () => {
-    const result = parseCniResult({ cniVersion: '1.0.0', interfaces: [{ name: 'lo', sandbox: NETNS }], ips: [{ address: '127.0.0.1/8', interface: 0 }] });
+    const result = parseCniResult({
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'lo', sandbox: NETNS }],
+      ips: [{ address: '127.0.0.1/8', interface: 0 }],
+    });
     assert.deepEqual(podIps(result, 'eth0'), []);
   });
 

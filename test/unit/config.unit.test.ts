@@ -3,7 +3,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { DEFAULT_NATS_DUPLICATE_WINDOW_MS, DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS, loadConfig, parseDuration } from '../../src/cli/config.js';
+import {
+  DEFAULT_NATS_DUPLICATE_WINDOW_MS,
+  DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS,
+  loadConfig,
+  parseDuration,
+} from '../../src/cli/config.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cri-ledger-config-'));
@@ -31,16 +36,30 @@ describe('configuration', () => {
   });
 
   it('keeps layer blobs when asked by file, environment or flag', () => {
-    assert.equal(loadConfig({ file: file('k.yaml', 'images:\n  keepLayerBlobs: true\n'), env: {} }).images.keepLayerBlobs, true);
+    assert.equal(
+      loadConfig({ file: file('k.yaml', 'images:\n  keepLayerBlobs: true\n'), env: {} }).images.keepLayerBlobs,
+      true,
+    );
     assert.equal(loadConfig({ env: { CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS: 'true' } }).images.keepLayerBlobs, true);
-    assert.equal(loadConfig({ env: { CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS: 'true' }, flags: { 'images-keep-layer-blobs': 'false' } }).images.keepLayerBlobs, false);
+    assert.equal(
+      loadConfig({ env: { CRI_LEDGER_IMAGES_KEEP_LAYER_BLOBS: 'true' }, flags: { 'images-keep-layer-blobs': 'false' } })
+        .images.keepLayerBlobs,
+      false,
+    );
   });
 
   it('lets flags override the environment, which overrides the file', () => {
-    const yaml = file('c.yaml', 'root: /from/file\nstateDir: /state/file\nnats:\n  url: nats://file:4222\n  maxAge: 7d\nlogLevel: debug\n');
+    const yaml = file(
+      'c.yaml',
+      'root: /from/file\nstateDir: /state/file\nnats:\n  url: nats://file:4222\n  maxAge: 7d\nlogLevel: debug\n',
+    );
     const config = loadConfig({
       file: yaml,
-      env: { CRI_LEDGER_ROOT: '/from/env', CRI_LEDGER_NATS_URL: 'nats://env:4222', CRI_LEDGER_NATS_DUPLICATE_WINDOW: '15m' },
+      env: {
+        CRI_LEDGER_ROOT: '/from/env',
+        CRI_LEDGER_NATS_URL: 'nats://env:4222',
+        CRI_LEDGER_NATS_DUPLICATE_WINDOW: '15m',
+      },
       flags: { root: '/from/flag' },
     });
     assert.equal(config.root, '/from/flag');
@@ -61,12 +80,15 @@ describe('configuration', () => {
   });
 
   const rejects = (sources: Parameters<typeof loadConfig>[0], field: string, pattern: RegExp) => {
-    assert.throws(() => loadConfig(sources), (error: unknown) => {
-      assert.ok(error instanceof InvalidArgumentError, String(error));
-      assert.equal(error.field, field);
-      assert.match(error.message, pattern);
-      return true;
-    });
+    assert.throws(
+      () => loadConfig(sources),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidArgumentError, String(error));
+        assert.equal(error.field, field);
+        assert.match(error.message, pattern);
+        return true;
+      },
+    );
   };
 
   it('names the key and its source when a value is bad', () => {
@@ -87,11 +109,22 @@ describe('configuration', () => {
   it('reads the unclaimed-result timeout from a file, the environment or a flag, 2 minutes by default', () => {
     assert.equal(loadConfig({ env: {} }).unclaimedResultTimeout, DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS);
     assert.equal(DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS, 120_000);
-    assert.equal(loadConfig({ file: file('u.yaml', 'unclaimedResultTimeout: 5m\n'), env: {} }).unclaimedResultTimeout, 300_000);
+    assert.equal(
+      loadConfig({ file: file('u.yaml', 'unclaimedResultTimeout: 5m\n'), env: {} }).unclaimedResultTimeout,
+      300_000,
+    );
     assert.equal(loadConfig({ env: { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '90s' } }).unclaimedResultTimeout, 90_000);
-    assert.equal(loadConfig({ env: { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '90s' }, flags: { 'unclaimed-result-timeout': '3s' } }).unclaimedResultTimeout, 3_000);
+    assert.equal(
+      loadConfig({ env: { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '90s' }, flags: { 'unclaimed-result-timeout': '3s' } })
+        .unclaimedResultTimeout,
+      3_000,
+    );
     rejects({ env: { CRI_LEDGER_UNCLAIMED_RESULT_TIMEOUT: '10ms' } }, 'unclaimedResultTimeout', /at least 100ms/);
-    rejects({ file: file('u2.yaml', 'unclaimedResultTimeout: later\n'), env: {} }, 'unclaimedResultTimeout', /not a duration/);
+    rejects(
+      { file: file('u2.yaml', 'unclaimedResultTimeout: later\n'), env: {} },
+      'unclaimedResultTimeout',
+      /not a duration/,
+    );
   });
 
   it('parses durations in the forms operators write', () => {

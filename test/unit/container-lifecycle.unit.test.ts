@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ociLinuxResources, recordExit, removeContainer, startContainer, stopContainer, stopSignalNumber, updateContainerResources, type LifecycleDeps } from '../../src/commands/container-lifecycle.js';
+import {
+  ociLinuxResources,
+  recordExit,
+  removeContainer,
+  startContainer,
+  stopContainer,
+  stopSignalNumber,
+  updateContainerResources,
+  type LifecycleDeps,
+} from '../../src/commands/container-lifecycle.js';
 import { createContainer } from '../../src/commands/create-container.js';
 import { KeyedLock } from '../../src/commands/keyed-lock.js';
 import { Ledger } from '../../src/commands/ledger.js';
@@ -22,21 +31,52 @@ async function world() {
   await ledger.append(streams.sandbox(pod), 0, [ev.sandboxReserved(pod), ev.sandboxReady()]);
   const runtime = new FakeRuntime();
   const files = new FakeFiles();
-  const deps: LifecycleDeps = { ledger, locks: new KeyedLock(), tasks: new FakeTasks(), logs: new FakeLogs(), files, runtime, oomed: new Set(), snapshotter: 'overlayfs' };
+  const deps: LifecycleDeps = {
+    ledger,
+    locks: new KeyedLock(),
+    tasks: new FakeTasks(),
+    logs: new FakeLogs(),
+    files,
+    runtime,
+    oomed: new Set(),
+    snapshotter: 'overlayfs',
+  };
   const create = async (logPath = '/logs/app.log') =>
     createContainer(
-      { ledger, names: new NameReservations(ledger.projections.containerNames), images: new FakeImages(), runtime, files, specs: new FakeSpecs({ logPath }) },
+      {
+        ledger,
+        names: new NameReservations(ledger.projections.containerNames),
+        images: new FakeImages(),
+        runtime,
+        files,
+        specs: new FakeSpecs({ logPath }),
+      },
       {
         containerId: hexId(`lifecycle-${counter++}`),
         requestDigest: digest('request'),
         correlationId: 'req-create',
         now: '2026-11-28T10:00:00.000Z',
-        request: { podSandboxId: pod.id, config: { metadata: { name: `app${counter}`, attempt: 0 }, image: { image: 'busybox' } }, sandboxConfig: {} },
+        request: {
+          podSandboxId: pod.id,
+          config: { metadata: { name: `app${counter}`, attempt: 0 }, image: { image: 'busybox' } },
+          sandboxConfig: {},
+        },
       },
     );
   const types = async (id: string) => (await log.readStream(containerStream(id))).map((e) => e.type);
-  const last = async <T extends LedgerEvent['type']>(id: string, type: T) => (await log.readStream(containerStream(id))).filter((e) => e.type === type).at(-1) as LedgerEvent<T>;
-  return { ledger, deps, runtime, files, tasks: deps.tasks as FakeTasks, logs: deps.logs as FakeLogs, create, types, last };
+  const last = async <T extends LedgerEvent['type']>(id: string, type: T) =>
+    (await log.readStream(containerStream(id))).filter((e) => e.type === type).at(-1) as LedgerEvent<T>;
+  return {
+    ledger,
+    deps,
+    runtime,
+    files,
+    tasks: deps.tasks as FakeTasks,
+    logs: deps.logs as FakeLogs,
+    create,
+    types,
+    last,
+  };
 }
 
 const op = (containerId: string) => ({ containerId, correlationId: 'req-op', now: NOW });
@@ -58,10 +98,15 @@ describe('container lifecycle', () => {
     const w = await world();
     const id = await w.create();
     await startContainer(w.deps, op(id));
-    await assert.rejects(startContainer(w.deps, op(id)), (e: unknown) => e instanceof FailedPreconditionError && /RUNNING, not CREATED/.test(e.message));
+    await assert.rejects(
+      startContainer(w.deps, op(id)),
+      (e: unknown) => e instanceof FailedPreconditionError && /RUNNING, not CREATED/.test(e.message),
+    );
     await assert.rejects(startContainer(w.deps, op(hexId('nope'))), NotFoundError);
     const other = await w.create();
-    await w.ledger.append(streams.sandbox(pod), w.ledger.projections.sandboxes.get(pod.id)!.version, [ev.sandboxStopped()]);
+    await w.ledger.append(streams.sandbox(pod), w.ledger.projections.sandboxes.get(pod.id)!.version, [
+      ev.sandboxStopped(),
+    ]);
     await assert.rejects(startContainer(w.deps, op(other)), /not ready/);
   });
 
@@ -105,7 +150,12 @@ describe('container lifecycle', () => {
     const id = await w.create();
     await startContainer(w.deps, op(id));
     await stopContainer(w.deps, { ...op(id), timeoutMs: 0 });
-    assert.deepEqual((await w.last(id, 'ContainerStopped')).data, { signal: 'SIGKILL', timeoutMs: 0, killed: true, stoppedAt: NOW });
+    assert.deepEqual((await w.last(id, 'ContainerStopped')).data, {
+      signal: 'SIGKILL',
+      timeoutMs: 0,
+      killed: true,
+      stoppedAt: NOW,
+    });
     assert.equal(w.ledger.projections.containers.get(id)!.exitCode, 137);
   });
 
@@ -114,13 +164,26 @@ describe('container lifecycle', () => {
     const [a, b, c] = [await w.create(), await w.create(), await w.create()];
     for (const id of [a, b, c]) await startContainer(w.deps, op(id));
     w.deps.oomed.add(c);
-    const exit = (id: string, exitCode: number) => recordExit(w.deps, { containerId: id, exitCode, exitedAt: '2026-11-28T10:02:00.000000000Z', correlationId: 'exit' });
+    const exit = (id: string, exitCode: number) =>
+      recordExit(w.deps, {
+        containerId: id,
+        exitCode,
+        exitedAt: '2026-11-28T10:02:00.000000000Z',
+        correlationId: 'exit',
+      });
     assert.equal(await exit(a, 0), true);
     assert.equal(await exit(b, 3), true);
     assert.equal(await exit(c, 137), true);
     assert.equal(await exit(a, 0), false, 'a second report of the same exit writes nothing');
-    const reasons = [a, b, c].map((id) => [w.ledger.projections.containers.get(id)!.reason, w.ledger.projections.containers.get(id)!.exitCode]);
-    assert.deepEqual(reasons, [['Completed', 0], ['Error', 3], ['OOMKilled', 137]]);
+    const reasons = [a, b, c].map((id) => [
+      w.ledger.projections.containers.get(id)!.reason,
+      w.ledger.projections.containers.get(id)!.exitCode,
+    ]);
+    assert.deepEqual(reasons, [
+      ['Completed', 0],
+      ['Error', 3],
+      ['OOMKilled', 137],
+    ]);
     assert.equal(w.ledger.projections.containers.get(b)!.finishedAt, '2026-11-28T10:02:00.000000000Z');
     assert.equal(w.deps.oomed.size, 0);
   });
@@ -129,7 +192,10 @@ describe('container lifecycle', () => {
     const w = await world();
     const id = await w.create();
     await startContainer(w.deps, op(id));
-    const [, recorded] = await Promise.all([stopContainer(w.deps, { ...op(id), timeoutMs: 1000 }), recordExit(w.deps, { containerId: id, exitCode: 143, exitedAt: NOW, correlationId: 'exit' })]);
+    const [, recorded] = await Promise.all([
+      stopContainer(w.deps, { ...op(id), timeoutMs: 1000 }),
+      recordExit(w.deps, { containerId: id, exitCode: 143, exitedAt: NOW, correlationId: 'exit' }),
+    ]);
     assert.equal(recorded, false);
     assert.equal((await w.types(id)).filter((t) => t === 'ContainerExited').length, 1);
   });
@@ -142,27 +208,69 @@ describe('container lifecycle', () => {
     await removeContainer(w.deps, op(id));
     assert.equal(w.ledger.projections.containers.get(id), undefined);
     assert.equal(w.ledger.projections.containerNames.get(name), undefined);
-    assert.deepEqual({ tasks: w.tasks.running.size, containers: w.runtime.containers.size, snapshots: w.runtime.snapshots.size, dirs: w.files.dirs.size, logs: w.logs.attachedTo.size }, { tasks: 0, containers: 0, snapshots: 0, dirs: 0, logs: 0 });
+    assert.deepEqual(
+      {
+        tasks: w.tasks.running.size,
+        containers: w.runtime.containers.size,
+        snapshots: w.runtime.snapshots.size,
+        dirs: w.files.dirs.size,
+        logs: w.logs.attachedTo.size,
+      },
+      { tasks: 0, containers: 0, snapshots: 0, dirs: 0, logs: 0 },
+    );
     assert.deepEqual((await w.types(id)).slice(-3), ['ContainerStopped', 'ContainerExited', 'ContainerRemoved']);
     await removeContainer(w.deps, op(id));
     await removeContainer(w.deps, op(hexId('never-there')));
   });
 
-  it('updates a running container\'s resources and records them; any other state is refused', async () => {
+  it("updates a running container's resources and records them; any other state is refused", async () => {
     const w = await world();
     const id = await w.create();
-    const resources = { cpuPeriod: '100000', cpuQuota: '50000', cpuShares: '512', memoryLimitInBytes: '268435456', oomScoreAdj: '0', cpusetCpus: '0', cpusetMems: '' };
+    const resources = {
+      cpuPeriod: '100000',
+      cpuQuota: '50000',
+      cpuShares: '512',
+      memoryLimitInBytes: '268435456',
+      oomScoreAdj: '0',
+      cpusetCpus: '0',
+      cpusetMems: '',
+    };
     await assert.rejects(updateContainerResources(w.deps, { ...op(id), resources }), FailedPreconditionError);
     await startContainer(w.deps, op(id));
     await updateContainerResources(w.deps, { ...op(id), resources });
-    assert.deepEqual(w.tasks.updates.get(id), { cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, memory: { limit: 268435456 } });
+    assert.deepEqual(w.tasks.updates.get(id), {
+      cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' },
+      memory: { limit: 268435456 },
+    });
     assert.deepEqual(w.ledger.projections.containers.get(id)!.resources, resources);
     assert.deepEqual((await w.types(id)).slice(-1), ['ContainerResourcesUpdated']);
   });
 
   it('leaves unset (zero) CRI resources out of the OCI update', () => {
-    assert.deepEqual(ociLinuxResources({ cpuPeriod: '0', cpuQuota: '0', cpuShares: '0', memoryLimitInBytes: '0', oomScoreAdj: '0', cpusetCpus: '', cpusetMems: '' }), { cpu: {} });
-    assert.deepEqual(ociLinuxResources({ cpuPeriod: '', cpuQuota: '-1', cpuShares: '2', memoryLimitInBytes: '', oomScoreAdj: '', cpusetCpus: '', cpusetMems: '0-1' }), { cpu: { quota: -1, shares: 2, mems: '0-1' } });
+    assert.deepEqual(
+      ociLinuxResources({
+        cpuPeriod: '0',
+        cpuQuota: '0',
+        cpuShares: '0',
+        memoryLimitInBytes: '0',
+        oomScoreAdj: '0',
+        cpusetCpus: '',
+        cpusetMems: '',
+      }),
+      { cpu: {} },
+    );
+    assert.deepEqual(
+      ociLinuxResources({
+        cpuPeriod: '',
+        cpuQuota: '-1',
+        cpuShares: '2',
+        memoryLimitInBytes: '',
+        oomScoreAdj: '',
+        cpusetCpus: '',
+        cpusetMems: '0-1',
+      }),
+      { cpu: { quota: -1, shares: 2, mems: '0-1' } },
+    );
   });
 
   it('reads stop signals as images write them', () => {

@@ -14,7 +14,10 @@ import { lengthDelimited, nestedGroups, splitFields, varint, varintField } from 
  */
 
 const LOOPBACK = '127.0.0.1:9';
-const cases = fc.sample(fuzzCase({ knownIds: ['a'.repeat(64)], loopbackRegistry: LOOPBACK }), { numRuns: 3_000, seed: 42 });
+const cases = fc.sample(fuzzCase({ knownIds: ['a'.repeat(64)], loopbackRegistry: LOOPBACK }), {
+  numRuns: 3_000,
+  seed: 42,
+});
 
 const registryOf = (ref: string): string | undefined => {
   try {
@@ -33,13 +36,22 @@ describe('the fuzzer and its wire format', () => {
 
   it('splits a message into its fields, skipping groups whole', () => {
     const message = Buffer.concat([varintField(1, 5), nestedGroups(7, 3), lengthDelimited(2, Buffer.from('ab'))]);
-    assert.deepEqual(splitFields(message)?.map((f) => f.number), [1, 7, 2]);
+    assert.deepEqual(
+      splitFields(message)?.map((f) => f.number),
+      [1, 7, 2],
+    );
     assert.equal(splitFields(Buffer.from([0x0a, 0x05, 0x61])), undefined, 'a length past the end');
   });
 
   it('moves a reference that parses under the loopback registry, and leaves one that does not', () => {
-    assert.deepEqual(confinedReference(Buffer.from('docker.io/library/busybox:1'), LOOPBACK), { bytes: Buffer.from(`${LOOPBACK}/library/busybox:1`), valid: true });
-    assert.deepEqual(confinedReference(Buffer.from(' busybox'), LOOPBACK), { bytes: Buffer.from(`${LOOPBACK}/busybox`), valid: true });
+    assert.deepEqual(confinedReference(Buffer.from('docker.io/library/busybox:1'), LOOPBACK), {
+      bytes: Buffer.from(`${LOOPBACK}/library/busybox:1`),
+      valid: true,
+    });
+    assert.deepEqual(confinedReference(Buffer.from(' busybox'), LOOPBACK), {
+      bytes: Buffer.from(`${LOOPBACK}/busybox`),
+      valid: true,
+    });
     assert.equal(confinedReference(Buffer.from('not a ref'), LOOPBACK).valid, false);
   });
 
@@ -55,7 +67,10 @@ describe('the fuzzer and its wire format', () => {
       decoded++;
       for (const ref of [request.image?.image, request.image?.userSpecifiedImage, request.image?.imageRef]) {
         const registry = registryOf(ref ?? '');
-        assert.ok(registry === undefined || registry === LOOPBACK, `a fuzzed pull names ${registry} (${JSON.stringify(ref)})`);
+        assert.ok(
+          registry === undefined || registry === LOOPBACK,
+          `a fuzzed pull names ${registry} (${JSON.stringify(ref)})`,
+        );
       }
     }
     assert.ok(decoded > 100, `enough PullImage requests decode to make this check mean something (${decoded})`);
@@ -64,7 +79,11 @@ describe('the fuzzer and its wire format', () => {
   it('never sends a RunPodSandbox the service would read as asking for a pod network', () => {
     let decoded = 0;
     for (const c of cases.filter((x) => x.method === 'RunPodSandbox')) {
-      let request: { config?: { linux?: { securityContext?: { namespaceOptions?: { network?: unknown } | null } | null } | null } | null };
+      let request: {
+        config?: {
+          linux?: { securityContext?: { namespaceOptions?: { network?: unknown } | null } | null } | null;
+        } | null;
+      };
       try {
         request = runtimeServiceV1.RunPodSandbox.requestDeserialize(c.bytes) as typeof request;
       } catch {

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_MAX_LINE_BYTES, formatRecords, formatRfc3339Nano, LineSplitter, type LogPiece } from '../../src/adapters/logs/cri-log-format.js';
+import {
+  DEFAULT_MAX_LINE_BYTES,
+  formatRecords,
+  formatRfc3339Nano,
+  LineSplitter,
+  type LogPiece,
+} from '../../src/adapters/logs/cri-log-format.js';
 
 /** Pieces as `tag:text` strings (latin1, so split UTF-8 bytes stay visible one to one). */
 function show(pieces: LogPiece[]): string[] {
@@ -51,7 +57,14 @@ describe('CRI log records', () => {
       { tag: 'P', text: Buffer.from('héllo', 'utf8') },
       { tag: 'F', text: Buffer.alloc(0) },
     ]);
-    assert.deepEqual(out, Buffer.concat([Buffer.from('2023-11-14T22:13:20.5Z stderr P h'), Buffer.from([0xc3, 0xa9]), Buffer.from('llo\n2023-11-14T22:13:20.5Z stderr F \n')]));
+    assert.deepEqual(
+      out,
+      Buffer.concat([
+        Buffer.from('2023-11-14T22:13:20.5Z stderr P h'),
+        Buffer.from([0xc3, 0xa9]),
+        Buffer.from('llo\n2023-11-14T22:13:20.5Z stderr F \n'),
+      ]),
+    );
   });
 });
 
@@ -74,7 +87,14 @@ describe('line splitting', () => {
 
   it('uses 16 KiB by default, as kubelet and containerd do', () => {
     const pieces = split(`${'x'.repeat(DEFAULT_MAX_LINE_BYTES * 2 + 1)}\n`, DEFAULT_MAX_LINE_BYTES);
-    assert.deepEqual(pieces.map((p) => [p.tag, p.text.length]), [['P', 16384], ['P', 16384], ['F', 1]]);
+    assert.deepEqual(
+      pieces.map((p) => [p.tag, p.text.length]),
+      [
+        ['P', 16384],
+        ['P', 16384],
+        ['F', 1],
+      ],
+    );
     assert.equal(new LineSplitter().maxLineBytes, 16384);
   });
 
@@ -84,7 +104,11 @@ describe('line splitting', () => {
 
   it('does not count a stripped \\r against the maximum, wherever the chunks end', () => {
     for (const chunks of [undefined, [1], [4], [5], [3, 2]]) {
-      assert.deepEqual(show(split('abcd\r\nabcd\rx\n', 4, chunks)), ['F:abcd', 'P:abcd', 'F:\rx'], `chunks ${JSON.stringify(chunks)}`);
+      assert.deepEqual(
+        show(split('abcd\r\nabcd\rx\n', 4, chunks)),
+        ['F:abcd', 'P:abcd', 'F:\rx'],
+        `chunks ${JSON.stringify(chunks)}`,
+      );
     }
   });
 
@@ -98,16 +122,26 @@ describe('line splitting', () => {
   it('cuts by bytes, splitting a multi-byte UTF-8 character between records, as containerd does', () => {
     const line = Buffer.from('aé€😀\n', 'utf8'); // 1 + 2 + 3 + 4 bytes of text
     const pieces = split(line, 4);
-    assert.deepEqual(pieces.map((p) => [p.tag, [...p.text]]), [
-      ['P', [0x61, 0xc3, 0xa9, 0xe2]],
-      ['P', [0x82, 0xac, 0xf0, 0x9f]],
-      ['F', [0x98, 0x80]],
-    ]);
-    assert.equal(Buffer.concat(pieces.map((p) => p.text)).toString('utf8'), 'aé€😀', 'the pieces join back to the text');
+    assert.deepEqual(
+      pieces.map((p) => [p.tag, [...p.text]]),
+      [
+        ['P', [0x61, 0xc3, 0xa9, 0xe2]],
+        ['P', [0x82, 0xac, 0xf0, 0x9f]],
+        ['F', [0x98, 0x80]],
+      ],
+    );
+    assert.equal(
+      Buffer.concat(pieces.map((p) => p.text)).toString('utf8'),
+      'aé€😀',
+      'the pieces join back to the text',
+    );
   });
 
   it('gives the same records however the stream is chunked', () => {
-    const input = Buffer.from('short\n\r\nexactly8\nnine-byte\r\n' + 'z'.repeat(40) + '\r\r\n' + 'é'.repeat(9) + '\nabcdefgh\rtail\r', 'utf8');
+    const input = Buffer.from(
+      'short\n\r\nexactly8\nnine-byte\r\n' + 'z'.repeat(40) + '\r\r\n' + 'é'.repeat(9) + '\nabcdefgh\rtail\r',
+      'utf8',
+    );
     const whole = show(split(input, 8));
     for (const chunks of [[1], [2], [3], [7], [8], [9], [1, 5, 2], [17, 1]]) {
       assert.deepEqual(show(split(input, 8, chunks)), whole, `chunks ${JSON.stringify(chunks)}`);

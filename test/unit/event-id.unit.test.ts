@@ -14,7 +14,10 @@ it('makes ULIDs that increase strictly, within one millisecond too', () => {
 it('encodes the time in its first ten characters, so ids sort by it', () => {
   const ms = Date.parse('2027-01-01T00:00:00Z');
   const id = newEventId(ms);
-  const decoded = id.slice(0, 10).split('').reduce((acc, ch) => acc * 32 + '0123456789ABCDEFGHJKMNPQRSTVWXYZ'.indexOf(ch), 0);
+  const decoded = id
+    .slice(0, 10)
+    .split('')
+    .reduce((acc, ch) => acc * 32 + '0123456789ABCDEFGHJKMNPQRSTVWXYZ'.indexOf(ch), 0);
   assert.equal(decoded, ms);
   // A clock that steps back does not make ids go back.
   assert.ok(newEventId(Date.parse('2026-01-01T00:00:00Z')) > id);

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AmbiguousIdError, CorruptRecordError, InvalidArgumentError, UnknownEventError } from '../../src/domain/errors.js';
+import {
+  AmbiguousIdError,
+  CorruptRecordError,
+  InvalidArgumentError,
+  UnknownEventError,
+} from '../../src/domain/errors.js';
 import { decodeEvent, encodeEvent, EVENT_TYPES, parseNewEvent, SandboxReservedV1 } from '../../src/domain/events.js';
 import { parseStream, resolveIdPrefix } from '../../src/domain/ids.js';
 import { Projections } from '../../src/projections/projections.js';
@@ -23,29 +28,61 @@ describe('event decoding', () => {
   });
 
   it('names an unknown type and an unknown schema version', () => {
-    assert.throws(() => decodeWith({ type: 'ContainerTeleported' }), (e: unknown) => e instanceof UnknownEventError && /ContainerTeleported v1 at seq 1/.test(e.message));
-    assert.throws(() => decodeWith({ v: 2 }), (e: unknown) => e instanceof UnknownEventError && /NameReserved v2/.test(e.message));
+    assert.throws(
+      () => decodeWith({ type: 'ContainerTeleported' }),
+      (e: unknown) => e instanceof UnknownEventError && /ContainerTeleported v1 at seq 1/.test(e.message),
+    );
+    assert.throws(
+      () => decodeWith({ v: 2 }),
+      (e: unknown) => e instanceof UnknownEventError && /NameReserved v2/.test(e.message),
+    );
   });
 
   it('names the envelope field that is wrong, with the seq', () => {
-    assert.throws(() => decodeWith({ at: 'yesterday' }), (e: unknown) => e instanceof CorruptRecordError && e.seq === 1 && /at: /.test(e.message));
+    assert.throws(
+      () => decodeWith({ at: 'yesterday' }),
+      (e: unknown) => e instanceof CorruptRecordError && e.seq === 1 && /at: /.test(e.message),
+    );
     assert.throws(() => decodeWith({ id: 'not-a-ulid' }), /id: must be a ULID/);
     assert.throws(() => decodeWith({ seq: 7 }), /record says seq 7/);
-    assert.throws(() => decodeEvent('{"seq":1,', 1), (e: unknown) => e instanceof CorruptRecordError && /not valid JSON/.test(e.message));
+    assert.throws(
+      () => decodeEvent('{"seq":1,', 1),
+      (e: unknown) => e instanceof CorruptRecordError && /not valid JSON/.test(e.message),
+    );
   });
 
   it('names the payload field that fails its schema', () => {
     const data = { ...JSON.parse(json).data, containerId: 'xyz' };
-    assert.throws(() => decodeWith({ data }), (e: unknown) => e instanceof CorruptRecordError && /NameReserved v1 data: containerId/.test(e.message));
+    assert.throws(
+      () => decodeWith({ data }),
+      (e: unknown) => e instanceof CorruptRecordError && /NameReserved v1 data: containerId/.test(e.message),
+    );
   });
 
   it('checks proposed events against their schema before they are written', () => {
-    assert.throws(() => parseNewEvent({ ...ev.containerStarted(), data: { pid: -1, startedAt: 'now' } } as never), (e: unknown) => e instanceof InvalidArgumentError && /ContainerStarted\.data: pid/.test(e.message));
+    assert.throws(
+      () => parseNewEvent({ ...ev.containerStarted(), data: { pid: -1, startedAt: 'now' } } as never),
+      (e: unknown) => e instanceof InvalidArgumentError && /ContainerStarted\.data: pid/.test(e.message),
+    );
     assert.throws(() => parseNewEvent({ ...ev.containerStarted(), correlationId: '' }), /correlationId/);
   });
 
   it('has a schema for the CreateContainer saga and the lifecycle events', () => {
-    for (const type of ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated', 'Compensated', 'SandboxReserved', 'SandboxReady', 'SandboxStopped', 'SandboxRemoved', 'ContainerStarted', 'ContainerExited', 'ContainerStopped', 'ContainerRemoved']) {
+    for (const type of [
+      'NameReserved',
+      'SpecGenerated',
+      'SnapshotPrepared',
+      'ContainerCreated',
+      'Compensated',
+      'SandboxReserved',
+      'SandboxReady',
+      'SandboxStopped',
+      'SandboxRemoved',
+      'ContainerStarted',
+      'ContainerExited',
+      'ContainerStopped',
+      'ContainerRemoved',
+    ]) {
       assert.ok(EVENT_TYPES.includes(type as never), type);
     }
   });
@@ -68,8 +105,14 @@ describe('SandboxReserved versions', () => {
 
   it('writes v2, which requires the port mappings', () => {
     assert.equal(reserved!.v, 2);
-    assert.throws(() => decodeEvent(JSON.stringify({ ...JSON.parse(v1), v: 2 }), 1), (e: unknown) => e instanceof CorruptRecordError && /SandboxReserved v2 data: portMappings/.test(e.message));
-    assert.throws(() => parseNewEvent({ type: 'SandboxReserved', correlationId: 'r', data: v1Data } as never), /SandboxReserved\.data: portMappings/);
+    assert.throws(
+      () => decodeEvent(JSON.stringify({ ...JSON.parse(v1), v: 2 }), 1),
+      (e: unknown) => e instanceof CorruptRecordError && /SandboxReserved v2 data: portMappings/.test(e.message),
+    );
+    assert.throws(
+      () => parseNewEvent({ type: 'SandboxReserved', correlationId: 'r', data: v1Data } as never),
+      /SandboxReserved\.data: portMappings/,
+    );
   });
 });
 
@@ -89,7 +132,10 @@ describe('ids and streams', () => {
 
   it('splits stream names, image names included', () => {
     assert.deepEqual(parseStream(`container-${ids[0]}`), { kind: 'container', id: ids[0] });
-    assert.deepEqual(parseStream('image-docker.io/library/busybox:latest'), { kind: 'image', id: 'docker.io/library/busybox:latest' });
+    assert.deepEqual(parseStream('image-docker.io/library/busybox:latest'), {
+      kind: 'image',
+      id: 'docker.io/library/busybox:latest',
+    });
     assert.throws(() => parseStream('volume-x'), InvalidArgumentError);
   });
 });

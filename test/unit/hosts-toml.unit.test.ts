@@ -60,7 +60,10 @@ describe('hosts.toml subset parser', () => {
     it(`refuses ${what}, naming file and line`, () => {
       assert.throws(
         () => parseTomlSubset(toml, FILE),
-        (error: Error) => error instanceof HostsConfigError && error.message.startsWith(`registry hosts config ${FILE}: `) && message.test(error.message),
+        (error: Error) =>
+          error instanceof HostsConfigError &&
+          error.message.startsWith(`registry hosts config ${FILE}: `) &&
+          message.test(error.message),
       );
     });
   }
@@ -94,12 +97,36 @@ describe('registry hosts from hosts.toml', () => {
       ].join('\n'),
     );
     assert.deepEqual(list, [
-      { origin: 'http://127.0.0.1:5000', api: 'http://127.0.0.1:5000/v2', capabilities: ['pull'], skipVerify: false, ca: [] },
+      {
+        origin: 'http://127.0.0.1:5000',
+        api: 'http://127.0.0.1:5000/v2',
+        capabilities: ['pull'],
+        skipVerify: false,
+        ca: [],
+      },
       // A URL that already ends in /v2 keeps it; a relative CA is beside the hosts.toml.
-      { origin: 'https://b.example.com/v2', api: 'https://b.example.com/v2', capabilities: ['pull', 'resolve', 'push'], skipVerify: true, ca: ['/etc/cri-ledger/certs.d/docker.io/b.pem', '/abs/c.pem'] },
+      {
+        origin: 'https://b.example.com/v2',
+        api: 'https://b.example.com/v2',
+        capabilities: ['pull', 'resolve', 'push'],
+        skipVerify: true,
+        ca: ['/etc/cri-ledger/certs.d/docker.io/b.pem', '/abs/c.pem'],
+      },
       // No scheme means https, as in containerd.
-      { origin: 'https://a.example.com:8443', api: 'https://a.example.com:8443/v2', capabilities: ['pull', 'resolve', 'push'], skipVerify: false, ca: ['/abs/a.pem'] },
-      { origin: 'https://registry-1.docker.io', api: 'https://registry-1.docker.io/v2', capabilities: ['pull', 'resolve'], skipVerify: false, ca: [] },
+      {
+        origin: 'https://a.example.com:8443',
+        api: 'https://a.example.com:8443/v2',
+        capabilities: ['pull', 'resolve', 'push'],
+        skipVerify: false,
+        ca: ['/abs/a.pem'],
+      },
+      {
+        origin: 'https://registry-1.docker.io',
+        api: 'https://registry-1.docker.io/v2',
+        capabilities: ['pull', 'resolve'],
+        skipVerify: false,
+        ca: [],
+      },
     ]);
   });
 
@@ -111,7 +138,10 @@ describe('registry hosts from hosts.toml', () => {
   });
 
   it('refuses unknown capabilities, a non-boolean skip_verify and non-http URLs', () => {
-    assert.throws(() => hosts('docker.io', '[host."https://m"]\ncapabilities = ["pull", "fly"]\n'), /\[host\."https:\/\/m"\]: capabilities must be/);
+    assert.throws(
+      () => hosts('docker.io', '[host."https://m"]\ncapabilities = ["pull", "fly"]\n'),
+      /\[host\."https:\/\/m"\]: capabilities must be/,
+    );
     assert.throws(() => hosts('docker.io', 'skip_verify = "yes"\n'), /server: skip_verify must be true or false/);
     assert.throws(() => hosts('docker.io', 'server = "ftp://x"\n'), HostsConfigError);
   });

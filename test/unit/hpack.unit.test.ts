@@ -10,9 +10,20 @@ import { encodeHeaderBlock, HpackDecoder, type HeaderField } from '../../src/ada
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s/g, ''), 'hex');
 const pairs = (fields: HeaderField[]): string[][] => fields.map((f) => [f.name, f.value]);
 
-const FIRST = [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com']];
+const FIRST = [
+  [':method', 'GET'],
+  [':scheme', 'http'],
+  [':path', '/'],
+  [':authority', 'www.example.com'],
+];
 const SECOND = [...FIRST, ['cache-control', 'no-cache']];
-const THIRD = [[':method', 'GET'], [':scheme', 'https'], [':path', '/index.html'], [':authority', 'www.example.com'], ['custom-key', 'custom-value']];
+const THIRD = [
+  [':method', 'GET'],
+  [':scheme', 'https'],
+  [':path', '/index.html'],
+  [':authority', 'www.example.com'],
+  ['custom-key', 'custom-value'],
+];
 
 describe('HPACK decoder', () => {
   it('decodes the RFC 7541 C.3 requests, following the dynamic table across blocks', () => {
@@ -36,8 +47,15 @@ describe('HPACK decoder', () => {
     // Table of 80 bytes after a size update: each entry below is 1 + 10 + 32 = 43 bytes, so one fits.
     const decoder = new HpackDecoder();
     const literal = (name: string, value: string) =>
-      Buffer.concat([Buffer.from([0x40, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
-    assert.deepEqual(pairs(decoder.decode(Buffer.concat([Buffer.from([0x3f, 0x31]), literal('a', 'aaaaaaaaaa')]))), [['a', 'aaaaaaaaaa']]);
+      Buffer.concat([
+        Buffer.from([0x40, name.length]),
+        Buffer.from(name),
+        Buffer.from([value.length]),
+        Buffer.from(value),
+      ]);
+    assert.deepEqual(pairs(decoder.decode(Buffer.concat([Buffer.from([0x3f, 0x31]), literal('a', 'aaaaaaaaaa')]))), [
+      ['a', 'aaaaaaaaaa'],
+    ]);
     assert.deepEqual(pairs(decoder.decode(Buffer.from([0xbe]))), [['a', 'aaaaaaaaaa']]);
     decoder.decode(literal('b', 'bbbbbbbbbb'));
     assert.deepEqual(pairs(decoder.decode(Buffer.from([0xbe]))), [['b', 'bbbbbbbbbb']]);
@@ -82,12 +100,23 @@ describe('HPACK encoder without a dynamic table', () => {
       { name: ':method', value: 'POST', sensitive: false },
       { name: ':authority', value: 'localhost', sensitive: false },
     ]);
-    assert.deepEqual([...block.subarray(0, 3)], [0x83, 0x01, 9], 'indexed :method POST, then :authority by name index 1');
+    assert.deepEqual(
+      [...block.subarray(0, 3)],
+      [0x83, 0x01, 9],
+      'indexed :method POST, then :authority by name index 1',
+    );
   });
 
   it('round-trips any header list through a fresh decoder, which it leaves with an empty table', () => {
-    const octets = fc.string({ unit: fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)), maxLength: 300 });
-    const field = fc.record({ name: fc.oneof(octets, fc.constantFrom(':authority', ':path', 'content-type', 'te')), value: octets, sensitive: fc.boolean() });
+    const octets = fc.string({
+      unit: fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)),
+      maxLength: 300,
+    });
+    const field = fc.record({
+      name: fc.oneof(octets, fc.constantFrom(':authority', ':path', 'content-type', 'te')),
+      value: octets,
+      sensitive: fc.boolean(),
+    });
     fc.assert(
       fc.property(fc.array(field, { maxLength: 20 }), (generated) => {
         const fields = generated.map((f) => ({ ...f }));

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { chainId, parseImageConfig, parseImageDocument, selectManifest, MEDIA_TYPES } from '../../src/adapters/containerd/image-manifest.js';
+import {
+  chainId,
+  parseImageConfig,
+  parseImageDocument,
+  selectManifest,
+  MEDIA_TYPES,
+} from '../../src/adapters/containerd/image-manifest.js';
 import { normalizeImageRef, parseImageRef, tryParseImageRef } from '../../src/adapters/containerd/image-ref.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 
@@ -30,11 +36,30 @@ describe('normalizeImageRef', () => {
   }
 
   it('splits the reference into registry, path, repository and tag', () => {
-    assert.deepEqual(parseImageRef('busybox'), { domain: 'docker.io', path: 'library/busybox', repository: 'docker.io/library/busybox', tag: 'latest' });
-    assert.deepEqual(parseImageRef(`a.io/b@${DIGEST}`), { domain: 'a.io', path: 'b', repository: 'a.io/b', digest: DIGEST });
+    assert.deepEqual(parseImageRef('busybox'), {
+      domain: 'docker.io',
+      path: 'library/busybox',
+      repository: 'docker.io/library/busybox',
+      tag: 'latest',
+    });
+    assert.deepEqual(parseImageRef(`a.io/b@${DIGEST}`), {
+      domain: 'a.io',
+      path: 'b',
+      repository: 'a.io/b',
+      digest: DIGEST,
+    });
   });
 
-  for (const bad of ['', 'BusyBox', 'busybox:', 'busybox@sha256:abc', 'a//b', 'ab'.repeat(32), 'busybox:tag with space', '-lead']) {
+  for (const bad of [
+    '',
+    'BusyBox',
+    'busybox:',
+    'busybox@sha256:abc',
+    'a//b',
+    'ab'.repeat(32),
+    'busybox:tag with space',
+    '-lead',
+  ]) {
     it(`refuses ${JSON.stringify(bad)}`, () => {
       assert.throws(() => normalizeImageRef(bad), InvalidArgumentError);
       assert.equal(tryParseImageRef(bad), undefined);
@@ -61,8 +86,18 @@ describe('chainId', () => {
 });
 
 describe('image documents', () => {
-  const amd64 = { mediaType: MEDIA_TYPES.ociManifest, digest: sha('amd64'), size: 1, platform: { os: 'linux', architecture: 'amd64' } };
-  const arm64 = { mediaType: MEDIA_TYPES.ociManifest, digest: sha('arm64'), size: 1, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } };
+  const amd64 = {
+    mediaType: MEDIA_TYPES.ociManifest,
+    digest: sha('amd64'),
+    size: 1,
+    platform: { os: 'linux', architecture: 'amd64' },
+  };
+  const arm64 = {
+    mediaType: MEDIA_TYPES.ociManifest,
+    digest: sha('arm64'),
+    size: 1,
+    platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+  };
   const bare = { mediaType: MEDIA_TYPES.ociManifest, digest: sha('bare'), size: 1 };
 
   it('picks the index entry for the host platform, else one that names no platform', () => {
@@ -85,12 +120,29 @@ describe('image documents', () => {
   it('reads the config fields CreateContainer uses', () => {
     const blob = Buffer.from(
       JSON.stringify({
-        config: { Entrypoint: ['/init'], Cmd: null, Env: ['A=1'], WorkingDir: '/w', User: 'app', StopSignal: 'SIGINT', Volumes: { '/b': {}, '/a': {} }, Labels: { k: 'v' } },
+        config: {
+          Entrypoint: ['/init'],
+          Cmd: null,
+          Env: ['A=1'],
+          WorkingDir: '/w',
+          User: 'app',
+          StopSignal: 'SIGINT',
+          Volumes: { '/b': {}, '/a': {} },
+          Labels: { k: 'v' },
+        },
         rootfs: { type: 'layers', diff_ids: [sha('x')] },
       }),
     );
     assert.deepEqual(parseImageConfig(blob), {
-      config: { entrypoint: ['/init'], env: ['A=1'], workingDir: '/w', user: 'app', stopSignal: 'SIGINT', volumes: ['/a', '/b'], labels: { k: 'v' } },
+      config: {
+        entrypoint: ['/init'],
+        env: ['A=1'],
+        workingDir: '/w',
+        user: 'app',
+        stopSignal: 'SIGINT',
+        volumes: ['/a', '/b'],
+        labels: { k: 'v' },
+      },
       diffIds: [sha('x')],
     });
     assert.deepEqual(parseImageConfig(Buffer.from('{"config":null}')), { config: {}, diffIds: [] });

@@ -7,7 +7,8 @@ import { it } from 'node:test';
 // Compiled to dist/test/unit; the sources are three levels up.
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const PURE = ['src/domain', 'src/commands', 'src/projections'];
-const FORBIDDEN = /from\s+['"](node:[^'"]+|fs|path|os|net|child_process|level|classic-level|nats|@grpc\/[^'"]+|pino)['"]/;
+const FORBIDDEN =
+  /from\s+['"](node:[^'"]+|fs|path|os|net|child_process|level|classic-level|nats|@grpc\/[^'"]+|pino)['"]/;
 const OUTWARD = /from\s+['"]\.\.\/(adapters|cli)\//;
 
 function sources(dir: string): string[] {

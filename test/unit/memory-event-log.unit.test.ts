@@ -14,7 +14,10 @@ it('restores stream versions and the head when a batch write fails', async () =>
   assert.equal(log.head(), 0);
   assert.equal(await log.streamVersion(streams.container(c)), 0);
   const written = await log.append(streams.container(c), 0, [ev.nameReserved(c)]);
-  assert.deepEqual(written.map((e) => [e.seq, e.version]), [[1, 1]]);
+  assert.deepEqual(
+    written.map((e) => [e.seq, e.version]),
+    [[1, 1]],
+  );
 });
 
 it('writes appends that queue behind a slow batch together in the next one', async () => {

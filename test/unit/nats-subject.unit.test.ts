@@ -1,8 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { nanos, RetentionPolicy, StorageType, type StreamConfig } from 'nats';
-import { compareStreamConfig, formatDurationMs, StreamConfigMismatchError } from '../../src/adapters/bus/nats-stream-config.js';
-import { nodeSubjects, parseSubject, parseSubjectToken, subjectCovers, subjectFor, subjectToken } from '../../src/adapters/bus/nats-subject.js';
+import {
+  compareStreamConfig,
+  formatDurationMs,
+  StreamConfigMismatchError,
+} from '../../src/adapters/bus/nats-stream-config.js';
+import {
+  nodeSubjects,
+  parseSubject,
+  parseSubjectToken,
+  subjectCovers,
+  subjectFor,
+  subjectToken,
+} from '../../src/adapters/bus/nats-subject.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 import { hexId } from '../support/fixtures.js';
 
@@ -23,7 +34,17 @@ describe('subject tokens', () => {
   });
 
   it('round-trips every escaped token, including ones that look escaped already', () => {
-    const samples = ['docker.io/library/busybox:latest', '%2E', '%', '*', '>', ' lead', 'ünï.cødé ✓', 'a..b', 'x\r\ny\u2028z'];
+    const samples = [
+      'docker.io/library/busybox:latest',
+      '%2E',
+      '%',
+      '*',
+      '>',
+      ' lead',
+      'ünï.cødé ✓',
+      'a..b',
+      'x\r\ny\u2028z',
+    ];
     for (const s of samples) {
       const token = subjectToken(s);
       assert.doesNotMatch(token, /[.*>\s]/, `token for ${JSON.stringify(s)}`);
@@ -55,11 +76,21 @@ describe('subjectFor', () => {
 
   it('escapes image names so the subject still has five tokens', () => {
     const subject = subjectFor({ node: 'n', stream: 'image-docker.io/library/busybox:latest', type: 'NameReserved' });
-    assert.deepEqual(parseSubject(subject), { node: 'n', kind: 'image', id: 'docker.io/library/busybox:latest', type: 'NameReserved' });
+    assert.deepEqual(parseSubject(subject), {
+      node: 'n',
+      kind: 'image',
+      id: 'docker.io/library/busybox:latest',
+      type: 'NameReserved',
+    });
   });
 
   it('parses back what it built', () => {
-    assert.deepEqual(parseSubject(subjectFor(event)), { node: event.node, kind: 'container', id: hexId('c1'), type: 'NameReserved' });
+    assert.deepEqual(parseSubject(subjectFor(event)), {
+      node: event.node,
+      kind: 'container',
+      id: hexId('c1'),
+      type: 'NameReserved',
+    });
     assert.throws(() => parseSubject('other.a.b.c.d'), InvalidArgumentError);
   });
 

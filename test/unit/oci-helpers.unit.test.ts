@@ -5,7 +5,11 @@ import { containerLogPath } from '../../src/adapters/oci/log-path.js';
 import { mergeEnv, processCwd } from '../../src/adapters/oci/process.js';
 import { cgroupsPath, oomScoreAdj } from '../../src/adapters/oci/resources.js';
 import { parseSeccompProfile } from '../../src/adapters/oci/seccomp.js';
-import { allowsUnconditionally, CLONE_NAMESPACE_FLAGS, defaultSeccompProfile } from '../../src/adapters/oci/seccomp-default.js';
+import {
+  allowsUnconditionally,
+  CLONE_NAMESPACE_FLAGS,
+  defaultSeccompProfile,
+} from '../../src/adapters/oci/seccomp-default.js';
 import { memberGroups, parseGroup, parsePasswd, resolveUser } from '../../src/adapters/oci/user.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 
@@ -44,14 +48,20 @@ describe('image volume dirs', () => {
 
   it('gives each volume a stable directory under the container root', () => {
     const first = imageVolumeDirs({ '/data': {}, '/cache/': {} }, [], ROOT, false);
-    assert.deepEqual(first.map((d) => d.containerPath), ['/data', '/cache']);
+    assert.deepEqual(
+      first.map((d) => d.containerPath),
+      ['/data', '/cache'],
+    );
     for (const d of first) assert.match(d.hostPath, /^\/var\/lib\/cri-ledger\/containers\/c1\/volumes\/[0-9a-f]{64}$/);
     assert.notEqual(first[0]?.hostPath, first[1]?.hostPath);
     assert.deepEqual(imageVolumeDirs(['/data', '/cache/'], [], ROOT, false), first);
   });
 
   it('skips a volume a CRI mount targets, and all of them when told to ignore them', () => {
-    assert.deepEqual(imageVolumeDirs(['/data', '/logs'], [{ containerPath: '/data/' }], ROOT, false).map((d) => d.containerPath), ['/logs']);
+    assert.deepEqual(
+      imageVolumeDirs(['/data', '/logs'], [{ containerPath: '/data/' }], ROOT, false).map((d) => d.containerPath),
+      ['/logs'],
+    );
     assert.deepEqual(imageVolumeDirs(['/data'], [], ROOT, true), []);
   });
 
@@ -69,7 +79,10 @@ describe('working dir', () => {
   });
 
   it('refuses a relative one before anything is written (runc would refuse it only at StartContainer)', () => {
-    assert.throws(() => processCwd({ workingDir: 'work' }, {}), (e: unknown) => e instanceof InvalidArgumentError && e.field === 'config.working_dir');
+    assert.throws(
+      () => processCwd({ workingDir: 'work' }, {}),
+      (e: unknown) => e instanceof InvalidArgumentError && e.field === 'config.working_dir',
+    );
     assert.throws(() => processCwd({ workingDir: '/a/\nb' }, {}), InvalidArgumentError);
     assert.throws(() => processCwd({ workingDir: '' }, { workingDir: 'srv' }), /WorkingDir/);
   });
@@ -86,11 +99,15 @@ describe('env merge', () => {
 });
 
 describe('passwd and group files', () => {
-  const passwd = '# comment\nroot:x:0:0::/root:/bin/sh\nbroken-line\nbad:x:abc:1::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n';
+  const passwd =
+    '# comment\nroot:x:0:0::/root:/bin/sh\nbroken-line\nbad:x:abc:1::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n';
   const group = 'root:x:0:\nstaff:x:50:app, other\napp:x:1000:app\n';
 
   it('skips comments and malformed lines', () => {
-    assert.deepEqual(parsePasswd(passwd).map((p) => p.name), ['root', 'app']);
+    assert.deepEqual(
+      parsePasswd(passwd).map((p) => p.name),
+      ['root', 'app'],
+    );
     assert.deepEqual(parseGroup(group).find((g) => g.name === 'staff')?.members, ['app', 'other']);
   });
 
@@ -100,7 +117,11 @@ describe('passwd and group files', () => {
   });
 
   it('resolves uid:group by group name, and refuses an unknown group', () => {
-    assert.deepEqual(resolveUser({ userstr: '1000:staff', field: 'f' }, passwd, group), { uid: 1000, gid: 50, name: 'app' });
+    assert.deepEqual(resolveUser({ userstr: '1000:staff', field: 'f' }, passwd, group), {
+      uid: 1000,
+      gid: 50,
+      name: 'app',
+    });
     assert.throws(() => resolveUser({ userstr: '1000:nogroup', field: 'f' }, passwd, group), naming('f'));
     assert.throws(() => resolveUser({ userstr: 'a:b:c', field: 'f' }, passwd, group), naming('f'));
   });
@@ -122,18 +143,42 @@ describe('default seccomp profile', () => {
   });
 
   it('blocks what the well-known default blocks for an ordinary container', () => {
-    for (const call of ['mount', 'umount2', 'unshare', 'setns', 'reboot', 'kexec_load', 'init_module', 'ptrace', 'bpf', 'keyctl', 'add_key', 'userfaultfd', 'open_by_handle_at', 'chroot', 'settimeofday']) {
+    for (const call of [
+      'mount',
+      'umount2',
+      'unshare',
+      'setns',
+      'reboot',
+      'kexec_load',
+      'init_module',
+      'ptrace',
+      'bpf',
+      'keyctl',
+      'add_key',
+      'userfaultfd',
+      'open_by_handle_at',
+      'chroot',
+      'settimeofday',
+    ]) {
       assert.ok(!allowsUnconditionally(plain, call), call);
     }
-    for (const call of ['read', 'execve', 'openat', 'socket', 'arch_prctl', 'statx', 'clock_gettime']) assert.ok(allowsUnconditionally(plain, call), call);
+    for (const call of ['read', 'execve', 'openat', 'socket', 'arch_prctl', 'statx', 'clock_gettime'])
+      assert.ok(allowsUnconditionally(plain, call), call);
   });
 
   it('allows clone only without namespace flags, and makes clone3 fall back, without CAP_SYS_ADMIN', () => {
     const clone = plain.syscalls?.find((s) => s.names.includes('clone'));
     assert.deepEqual(clone?.args, [{ index: 0, value: CLONE_NAMESPACE_FLAGS, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }]);
-    assert.deepEqual(plain.syscalls?.find((s) => s.names.includes('clone3')), { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 });
+    assert.deepEqual(
+      plain.syscalls?.find((s) => s.names.includes('clone3')),
+      { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 },
+    );
     const admin = defaultSeccompProfile(['CAP_SYS_ADMIN'], 'x64');
-    assert.ok(allowsUnconditionally(admin, 'clone') && allowsUnconditionally(admin, 'clone3') && allowsUnconditionally(admin, 'mount'));
+    assert.ok(
+      allowsUnconditionally(admin, 'clone') &&
+        allowsUnconditionally(admin, 'clone3') &&
+        allowsUnconditionally(admin, 'mount'),
+    );
   });
 
   it('opens each gated syscall with its capability', () => {
@@ -152,19 +197,28 @@ describe('localhost seccomp profiles', () => {
   it('refuses a profile without a default action', () => {
     assert.throws(() => parseSeccompProfile({ syscalls: [] }, 'f'), naming('f'));
     assert.throws(() => parseSeccompProfile([], 'f'), naming('f'));
-    assert.throws(() => parseSeccompProfile({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ action: 'SCMP_ACT_ALLOW' }] }, 'f'), naming('f'));
+    assert.throws(
+      () => parseSeccompProfile({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ action: 'SCMP_ACT_ALLOW' }] }, 'f'),
+      naming('f'),
+    );
   });
 });
 
 describe('cgroups path and oom score', () => {
-  it("falls back to /<namespace>/<id> without a cgroup parent", () => {
+  it('falls back to /<namespace>/<id> without a cgroup parent', () => {
     assert.equal(cgroupsPath('', 'abc', 'cri-ledger'), '/cri-ledger/abc');
   });
 
   it('refuses a cgroup parent with ".." or a control byte, naming the field', () => {
     assert.equal(cgroupsPath('/kubepods/burstable/pod1', 'abc', 'cri-ledger'), '/kubepods/burstable/pod1/abc');
-    assert.throws(() => cgroupsPath('/kubepods/../../system.slice', 'abc', 'cri-ledger', 'config.linux.cgroup_parent'), naming('config.linux.cgroup_parent'));
-    assert.throws(() => cgroupsPath('/kubepods\n', 'abc', 'cri-ledger', 'config.linux.cgroup_parent'), naming('config.linux.cgroup_parent'));
+    assert.throws(
+      () => cgroupsPath('/kubepods/../../system.slice', 'abc', 'cri-ledger', 'config.linux.cgroup_parent'),
+      naming('config.linux.cgroup_parent'),
+    );
+    assert.throws(
+      () => cgroupsPath('/kubepods\n', 'abc', 'cri-ledger', 'config.linux.cgroup_parent'),
+      naming('config.linux.cgroup_parent'),
+    );
   });
 
   it('clamps only downward moves', () => {

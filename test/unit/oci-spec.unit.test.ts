@@ -12,7 +12,12 @@ import type { OciSpec } from '../../src/adapters/oci/oci-spec.js';
 import { buildSandboxSpec } from '../../src/adapters/oci/sandbox-spec.js';
 import { allowsUnconditionally } from '../../src/adapters/oci/seccomp-default.js';
 import { DEFAULT_MASKED_PATHS } from '../../src/adapters/oci/security.js';
-import type { ContainerSpecInput, HostDevice, SandboxSpecInput, SpecResult } from '../../src/adapters/oci/spec-input.js';
+import type {
+  ContainerSpecInput,
+  HostDevice,
+  SandboxSpecInput,
+  SpecResult,
+} from '../../src/adapters/oci/spec-input.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
 
 // ---- fixtures: a kubelet-shaped request in a pod-network sandbox on a cgroup v1 host ----
@@ -21,10 +26,24 @@ const CONTAINER_ID = 'c'.repeat(64);
 const SANDBOX_ID = 's'.repeat(64);
 const SANDBOX_PID = 4242;
 
-const PASSWD = ['root:x:0:0:root:/root:/bin/sh', 'daemon:x:1:1::/:/bin/false', 'app:x:1000:1000::/home/app:/bin/sh', 'www:x:33:33::/var/www:/bin/false'].join('\n');
-const GROUP = ['root:x:0:', 'wheel:x:10:root', 'app:x:1000:app', 'audio:x:29:app,www', 'video:x:44:app', 'www:x:33:'].join('\n');
+const PASSWD = [
+  'root:x:0:0:root:/root:/bin/sh',
+  'daemon:x:1:1::/:/bin/false',
+  'app:x:1000:1000::/home/app:/bin/sh',
+  'www:x:33:33::/var/www:/bin/false',
+].join('\n');
+const GROUP = [
+  'root:x:0:',
+  'wheel:x:10:root',
+  'app:x:1000:app',
+  'audio:x:29:app,www',
+  'video:x:44:app',
+  'www:x:33:',
+].join('\n');
 
-function securityContext(patch: Partial<LinuxContainerSecurityContext__Output> = {}): LinuxContainerSecurityContext__Output {
+function securityContext(
+  patch: Partial<LinuxContainerSecurityContext__Output> = {},
+): LinuxContainerSecurityContext__Output {
   return {
     capabilities: null,
     privileged: false,
@@ -79,7 +98,11 @@ function mount(containerPath: string, hostPath: string, patch: Partial<Mount__Ou
   };
 }
 
-function containerConfig(patch: Partial<ContainerConfig__Output> = {}, sc?: Partial<LinuxContainerSecurityContext__Output>, res?: Partial<LinuxContainerResources__Output>): ContainerConfig__Output {
+function containerConfig(
+  patch: Partial<ContainerConfig__Output> = {},
+  sc?: Partial<LinuxContainerSecurityContext__Output>,
+  res?: Partial<LinuxContainerResources__Output>,
+): ContainerConfig__Output {
   return {
     metadata: { name: 'web', attempt: 0 },
     image: { image: 'busybox:latest', annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' },
@@ -103,7 +126,9 @@ function containerConfig(patch: Partial<ContainerConfig__Output> = {}, sc?: Part
   };
 }
 
-function sandboxSecurity(patch: Partial<LinuxSandboxSecurityContext__Output> = {}): LinuxSandboxSecurityContext__Output {
+function sandboxSecurity(
+  patch: Partial<LinuxSandboxSecurityContext__Output> = {},
+): LinuxSandboxSecurityContext__Output {
   return {
     namespaceOptions: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', targetId: '', usernsOptions: null },
     selinuxOptions: null,
@@ -120,7 +145,10 @@ function sandboxSecurity(patch: Partial<LinuxSandboxSecurityContext__Output> = {
   };
 }
 
-function sandboxConfig(sc: Partial<LinuxSandboxSecurityContext__Output> = {}, patch: Partial<PodSandboxConfig__Output> = {}): PodSandboxConfig__Output {
+function sandboxConfig(
+  sc: Partial<LinuxSandboxSecurityContext__Output> = {},
+  patch: Partial<PodSandboxConfig__Output> = {},
+): PodSandboxConfig__Output {
   return {
     metadata: { name: 'nginx', uid: 'pod-uid-1', namespace: 'default', attempt: 0 },
     hostname: 'nginx-pod',
@@ -129,13 +157,24 @@ function sandboxConfig(sc: Partial<LinuxSandboxSecurityContext__Output> = {}, pa
     portMappings: [],
     labels: {},
     annotations: { 'kubernetes.io/config.source': 'api' },
-    linux: { cgroupParent: '/kubepods/besteffort/podpod-uid-1', securityContext: sandboxSecurity(sc), sysctls: { 'net.ipv4.ip_forward': '1' }, overhead: null, resources: null },
+    linux: {
+      cgroupParent: '/kubepods/besteffort/podpod-uid-1',
+      securityContext: sandboxSecurity(sc),
+      sysctls: { 'net.ipv4.ip_forward': '1' },
+      overhead: null,
+      resources: null,
+    },
     windows: null,
     ...patch,
   };
 }
 
-const FILES = { hostname: '/run/sb/hostname', hosts: '/run/sb/hosts', resolvConf: '/run/sb/resolv.conf', devShm: '/run/sb/shm' };
+const FILES = {
+  hostname: '/run/sb/hostname',
+  hosts: '/run/sb/hosts',
+  resolvConf: '/run/sb/resolv.conf',
+  devShm: '/run/sb/shm',
+};
 const HOST = {
   arch: 'x64',
   cgroupVersion: 1 as const,
@@ -150,7 +189,10 @@ const HOST = {
   hostname: 'node-1',
 };
 
-type Input = Omit<ContainerSpecInput, 'host' | 'options'> & { host: Partial<ContainerSpecInput['host']>; options: Partial<ContainerSpecInput['options']> };
+type Input = Omit<ContainerSpecInput, 'host' | 'options'> & {
+  host: Partial<ContainerSpecInput['host']>;
+  options: Partial<ContainerSpecInput['options']>;
+};
 
 function input(config: ContainerConfig__Output, patch: Partial<Input> = {}): ContainerSpecInput {
   const base: ContainerSpecInput = {
@@ -158,7 +200,17 @@ function input(config: ContainerConfig__Output, patch: Partial<Input> = {}): Con
     sandboxId: SANDBOX_ID,
     config,
     sandboxConfig: sandboxConfig(),
-    image: { name: 'docker.io/library/busybox:latest', config: { entrypoint: ['/entry'], cmd: ['serve', '--port=80'], env: ['PATH=/bin', 'MODE=image'], workingDir: '/srv' }, passwd: PASSWD, group: GROUP },
+    image: {
+      name: 'docker.io/library/busybox:latest',
+      config: {
+        entrypoint: ['/entry'],
+        cmd: ['serve', '--port=80'],
+        env: ['PATH=/bin', 'MODE=image'],
+        workingDir: '/srv',
+      },
+      passwd: PASSWD,
+      group: GROUP,
+    },
     sandbox: { pid: SANDBOX_PID, netnsPath: '/run/netns/cni-1', files: FILES },
     imageVolumes: [],
     hostPropagation: () => ({ shared: false, slave: false }),
@@ -180,7 +232,9 @@ function given(config: ContainerConfig__Output, patch: Partial<Input> = {}) {
     throwsNaming(field: string | RegExp): void {
       assert.throws(
         () => buildContainerSpec(input(config, patch)),
-        (err: unknown) => err instanceof InvalidArgumentError && (typeof field === 'string' ? err.field === field : field.test(err.field)),
+        (err: unknown) =>
+          err instanceof InvalidArgumentError &&
+          (typeof field === 'string' ? err.field === field : field.test(err.field)),
       );
     },
   };
@@ -202,7 +256,11 @@ describe('process args', () => {
   });
 
   it('uses command and args together, ignoring the image', () => {
-    assert.deepEqual(given(containerConfig({ command: ['/bin/sh'], args: ['-c', 'true'] })).spec().process.args, ['/bin/sh', '-c', 'true']);
+    assert.deepEqual(given(containerConfig({ command: ['/bin/sh'], args: ['-c', 'true'] })).spec().process.args, [
+      '/bin/sh',
+      '-c',
+      'true',
+    ]);
   });
 
   it('treats ENTRYPOINT [""] as no entrypoint', () => {
@@ -217,11 +275,16 @@ describe('process args', () => {
 
 describe('process env, cwd and terminal', () => {
   it('merges image env and request envs, the request winning per key in the first position', () => {
-    const config = containerConfig({ envs: [{ key: 'MODE', value: 'pod' }, { key: 'EXTRA', value: '1' }] });
+    const config = containerConfig({
+      envs: [
+        { key: 'MODE', value: 'pod' },
+        { key: 'EXTRA', value: '1' },
+      ],
+    });
     assert.deepEqual(given(config).spec().process.env, ['PATH=/bin', 'HOSTNAME=nginx-pod', 'MODE=pod', 'EXTRA=1']);
   });
 
-  it("takes HOSTNAME from the node when the sandbox has none", () => {
+  it('takes HOSTNAME from the node when the sandbox has none', () => {
     const spec = given(containerConfig(), { sandboxConfig: sandboxConfig({}, { hostname: '' }) }).spec();
     assert.ok(spec.process.env.includes('HOSTNAME=node-1'));
   });
@@ -251,7 +314,11 @@ describe('user', () => {
   });
 
   it('runs an unknown uid with gid 0, as docker does', () => {
-    assert.deepEqual(given(containerConfig({}, { runAsUser: { value: '4321' } })).spec().process.user, { uid: 4321, gid: 0, additionalGids: [0] });
+    assert.deepEqual(given(containerConfig({}, { runAsUser: { value: '4321' } })).spec().process.user, {
+      uid: 4321,
+      gid: 0,
+      additionalGids: [0],
+    });
   });
 
   it("resolves run_as_username from the image's /etc/passwd", () => {
@@ -260,17 +327,22 @@ describe('user', () => {
   });
 
   it('refuses a username the image does not know', () => {
-    given(containerConfig({}, { runAsUsername: 'ghost' })).throwsNaming('config.linux.security_context.run_as_username');
+    given(containerConfig({}, { runAsUsername: 'ghost' })).throwsNaming(
+      'config.linux.security_context.run_as_username',
+    );
   });
 
   it('uses run_as_group as the primary group', () => {
-    const user = given(containerConfig({}, { runAsUser: { value: '1000' }, runAsGroup: { value: '5' } })).spec().process.user;
+    const user = given(containerConfig({}, { runAsUser: { value: '1000' }, runAsGroup: { value: '5' } })).spec().process
+      .user;
     assert.equal(user.gid, 5);
     assert.deepEqual(user.additionalGids, [5, 29, 44]);
   });
 
   it('refuses run_as_group without a user', () => {
-    given(containerConfig({}, { runAsGroup: { value: '5' } })).throwsNaming('config.linux.security_context.run_as_group');
+    given(containerConfig({}, { runAsGroup: { value: '5' } })).throwsNaming(
+      'config.linux.security_context.run_as_group',
+    );
   });
 
   it("falls back to the image's USER in its name:group form", () => {
@@ -286,7 +358,8 @@ describe('user', () => {
   });
 
   it('adds the configured supplemental groups, sorted and without duplicates', () => {
-    const user = given(containerConfig({}, { runAsUser: { value: '1000' }, supplementalGroups: ['2000', '29'] })).spec().process.user;
+    const user = given(containerConfig({}, { runAsUser: { value: '1000' }, supplementalGroups: ['2000', '29'] })).spec()
+      .process.user;
     assert.deepEqual(user.additionalGids, [29, 44, 1000, 2000]);
   });
 });
@@ -302,7 +375,13 @@ describe('capabilities', () => {
   });
 
   it('adds and drops individual capabilities', () => {
-    const sc = { capabilities: { addCapabilities: ['NET_ADMIN'], dropCapabilities: ['chown', 'CAP_KILL'], addAmbientCapabilities: [] } };
+    const sc = {
+      capabilities: {
+        addCapabilities: ['NET_ADMIN'],
+        dropCapabilities: ['chown', 'CAP_KILL'],
+        addAmbientCapabilities: [],
+      },
+    };
     const caps = given(containerConfig({}, sc)).spec().process.capabilities.bounding;
     assert.ok(caps.includes('CAP_NET_ADMIN'));
     assert.ok(!caps.includes('CAP_CHOWN'));
@@ -310,13 +389,21 @@ describe('capabilities', () => {
   });
 
   it('drops ALL and then adds back only what is named', () => {
-    const sc = { capabilities: { addCapabilities: ['NET_BIND_SERVICE'], dropCapabilities: ['ALL'], addAmbientCapabilities: [] } };
+    const sc = {
+      capabilities: { addCapabilities: ['NET_BIND_SERVICE'], dropCapabilities: ['ALL'], addAmbientCapabilities: [] },
+    };
     assert.deepEqual(given(containerConfig({}, sc)).spec().process.capabilities.bounding, ['CAP_NET_BIND_SERVICE']);
   });
 
   it('adds ALL as the set the service holds, minus what is dropped', () => {
-    const sc = { capabilities: { addCapabilities: ['all'], dropCapabilities: ['SYS_ADMIN'], addAmbientCapabilities: [] } };
-    assert.deepEqual(given(containerConfig({}, sc)).spec().process.capabilities.bounding, ['CAP_CHOWN', 'CAP_NET_ADMIN', 'CAP_KILL']);
+    const sc = {
+      capabilities: { addCapabilities: ['all'], dropCapabilities: ['SYS_ADMIN'], addAmbientCapabilities: [] },
+    };
+    assert.deepEqual(given(containerConfig({}, sc)).spec().process.capabilities.bounding, [
+      'CAP_CHOWN',
+      'CAP_NET_ADMIN',
+      'CAP_KILL',
+    ]);
   });
 
   it('refuses a capability Linux does not have', () => {
@@ -326,7 +413,8 @@ describe('capabilities', () => {
 });
 
 describe('capabilities the service holds', () => {
-  const status = (bnd: string, eff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapPrm:\t${eff}\nCapEff:\t${eff}\nCapBnd:\t${bnd}\nCapAmb:\t0000000000000000\n`;
+  const status = (bnd: string, eff: string) =>
+    `Name:\tnode\nCapInh:\t0000000000000000\nCapPrm:\t${eff}\nCapEff:\t${eff}\nCapBnd:\t${bnd}\nCapAmb:\t0000000000000000\n`;
 
   it('reads them from CapBnd and CapEff: a host without CAP_SYS_RESOURCE (bit 24) gives everything else', () => {
     const held = heldCapabilities(status('000001fffeffffff', '000001fffeffffff'))!;
@@ -344,12 +432,22 @@ describe('capabilities the service holds', () => {
 });
 
 describe('privileged', () => {
-  const privileged = () => given(containerConfig({}, { privileged: true, seccomp: { profileType: 'RuntimeDefault', localhostRef: '' } }), { sandboxConfig: sandboxConfig({ privileged: true }) }).spec();
+  const privileged = () =>
+    given(containerConfig({}, { privileged: true, seccomp: { profileType: 'RuntimeDefault', localhostRef: '' } }), {
+      sandboxConfig: sandboxConfig({ privileged: true }),
+    }).spec();
 
   it('gets every capability the service holds, every host device, no masking and no seccomp', () => {
     const spec = privileged();
-    assert.deepEqual(spec.process.capabilities, { bounding: HOST.heldCapabilities, effective: HOST.heldCapabilities, permitted: HOST.heldCapabilities });
-    assert.deepEqual(spec.linux.devices?.map((d) => d.path), ['/dev/sda']);
+    assert.deepEqual(spec.process.capabilities, {
+      bounding: HOST.heldCapabilities,
+      effective: HOST.heldCapabilities,
+      permitted: HOST.heldCapabilities,
+    });
+    assert.deepEqual(
+      spec.linux.devices?.map((d) => d.path),
+      ['/dev/sda'],
+    );
     assert.deepEqual(spec.linux.resources.devices, [{ allow: true, access: 'rwm' }]);
     assert.deepEqual(spec.linux.maskedPaths, []);
     assert.deepEqual(spec.linux.readonlyPaths, []);
@@ -395,16 +493,24 @@ describe('rootfs, masked paths and no_new_privs', () => {
 });
 
 describe('seccomp', () => {
-  const withProfile = (sc: Partial<LinuxContainerSecurityContext__Output>, patch: Partial<Input> = {}) => given(containerConfig({}, sc), patch);
+  const withProfile = (sc: Partial<LinuxContainerSecurityContext__Output>, patch: Partial<Input> = {}) =>
+    given(containerConfig({}, sc), patch);
 
   it('is unconfined when nothing is asked, or unconfined is', () => {
     assert.equal(withProfile({}).spec().linux.seccomp, undefined);
-    assert.equal(withProfile({ seccomp: { profileType: 'Unconfined', localhostRef: '' } }).spec().linux.seccomp, undefined);
+    assert.equal(
+      withProfile({ seccomp: { profileType: 'Unconfined', localhostRef: '' } }).spec().linux.seccomp,
+      undefined,
+    );
     assert.equal(withProfile({ seccompProfilePath: 'unconfined' }).spec().linux.seccomp, undefined);
   });
 
   it('applies the default profile for RuntimeDefault, runtime/default and docker/default', () => {
-    for (const sc of [{ seccomp: { profileType: 'RuntimeDefault' as const, localhostRef: '' } }, { seccompProfilePath: 'runtime/default' }, { seccompProfilePath: 'docker/default' }]) {
+    for (const sc of [
+      { seccomp: { profileType: 'RuntimeDefault' as const, localhostRef: '' } },
+      { seccompProfilePath: 'runtime/default' },
+      { seccompProfilePath: 'docker/default' },
+    ]) {
       const seccomp = withProfile(sc).spec().linux.seccomp;
       assert.equal(seccomp?.defaultAction, 'SCMP_ACT_ERRNO');
       assert.ok(seccomp && allowsUnconditionally(seccomp, 'read'));
@@ -425,36 +531,62 @@ describe('seccomp', () => {
     const seen: string[] = [];
     const loadLocalhostProfile = (path: string) => {
       seen.push(path);
-      return JSON.stringify({ defaultAction: 'SCMP_ACT_LOG', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }], archMap: [] });
+      return JSON.stringify({
+        defaultAction: 'SCMP_ACT_LOG',
+        syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }],
+        archMap: [],
+      });
     };
-    const a = withProfile({ seccomp: { profileType: 'Localhost', localhostRef: '/etc/seccomp/a.json' } }, { loadLocalhostProfile }).spec();
+    const a = withProfile(
+      { seccomp: { profileType: 'Localhost', localhostRef: '/etc/seccomp/a.json' } },
+      { loadLocalhostProfile },
+    ).spec();
     const b = withProfile({ seccompProfilePath: 'localhost//etc/seccomp/b.json' }, { loadLocalhostProfile }).spec();
     assert.deepEqual(seen, ['/etc/seccomp/a.json', '/etc/seccomp/b.json']);
-    assert.deepEqual(a.linux.seccomp, { defaultAction: 'SCMP_ACT_LOG', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] });
+    assert.deepEqual(a.linux.seccomp, {
+      defaultAction: 'SCMP_ACT_LOG',
+      syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }],
+    });
     assert.deepEqual(b.linux.seccomp, a.linux.seccomp);
   });
 
   it('refuses an unknown prefix, naming the field', () => {
-    withProfile({ seccompProfilePath: 'remote/x.json' }).throwsNaming('config.linux.security_context.seccomp_profile_path');
+    withProfile({ seccompProfilePath: 'remote/x.json' }).throwsNaming(
+      'config.linux.security_context.seccomp_profile_path',
+    );
   });
 
   it('refuses a localhost profile that cannot be loaded', () => {
-    withProfile({ seccompProfilePath: 'localhost//missing.json' }).throwsNaming('config.linux.security_context.seccomp');
+    withProfile({ seccompProfilePath: 'localhost//missing.json' }).throwsNaming(
+      'config.linux.security_context.seccomp',
+    );
   });
 
   it('refuses a localhost path with ".." or a relative one, and never quotes a file that is not JSON', () => {
-    withProfile({ seccompProfilePath: 'localhost/../../etc/shadow' }).throwsNaming('config.linux.security_context.seccomp_profile_path');
-    withProfile({ seccompProfilePath: 'localhost//var/lib/kubelet/seccomp/../../../etc/shadow' }).throwsNaming('config.linux.security_context.seccomp_profile_path');
-    withProfile({ seccomp: { profileType: 'Localhost', localhostRef: 'profiles/a.json' } }).throwsNaming('config.linux.security_context.seccomp.localhost_ref');
+    withProfile({ seccompProfilePath: 'localhost/../../etc/shadow' }).throwsNaming(
+      'config.linux.security_context.seccomp_profile_path',
+    );
+    withProfile({ seccompProfilePath: 'localhost//var/lib/kubelet/seccomp/../../../etc/shadow' }).throwsNaming(
+      'config.linux.security_context.seccomp_profile_path',
+    );
+    withProfile({ seccomp: { profileType: 'Localhost', localhostRef: 'profiles/a.json' } }).throwsNaming(
+      'config.linux.security_context.seccomp.localhost_ref',
+    );
     const secret = 'root:$6$secrethash:19000:0:99999:7:::';
     assert.throws(
       () => withProfile({ seccompProfilePath: 'localhost//etc/shadow' }, { loadLocalhostProfile: () => secret }).spec(),
-      (e: unknown) => e instanceof InvalidArgumentError && /not valid JSON/.test(e.message) && !e.message.includes('secrethash') && !e.message.includes('root:'),
+      (e: unknown) =>
+        e instanceof InvalidArgumentError &&
+        /not valid JSON/.test(e.message) &&
+        !e.message.includes('secrethash') &&
+        !e.message.includes('root:'),
     );
   });
 
   it('refuses a localhost_ref on a profile type that is not Localhost', () => {
-    withProfile({ seccomp: { profileType: 'RuntimeDefault', localhostRef: '/x' } }).throwsNaming('config.linux.security_context.seccomp.localhost_ref');
+    withProfile({ seccomp: { profileType: 'RuntimeDefault', localhostRef: '/x' } }).throwsNaming(
+      'config.linux.security_context.seccomp.localhost_ref',
+    );
   });
 });
 
@@ -466,13 +598,21 @@ describe('AppArmor and SELinux', () => {
   });
 
   it('applies the default or the named AppArmor profile on a host with it', () => {
-    assert.equal(given(containerConfig(), { host: { apparmor: true } }).spec().process.apparmorProfile, 'cri-ledger.apparmor.d');
-    const named = given(containerConfig({}, { apparmor: { profileType: 'Localhost', localhostRef: 'k8s-nginx' } }), { host: { apparmor: true } }).spec();
+    assert.equal(
+      given(containerConfig(), { host: { apparmor: true } }).spec().process.apparmorProfile,
+      'cri-ledger.apparmor.d',
+    );
+    const named = given(containerConfig({}, { apparmor: { profileType: 'Localhost', localhostRef: 'k8s-nginx' } }), {
+      host: { apparmor: true },
+    }).spec();
     assert.equal(named.process.apparmorProfile, 'k8s-nginx');
   });
 
   it('labels the process and mounts on an SELinux host, and lists the paths to relabel', () => {
-    const config = containerConfig({ mounts: [mount('/data', '/srv/data', { selinuxRelabel: true })] }, { selinuxOptions: { user: '', role: '', type: 'spc_t', level: 's0:c1,c2' } });
+    const config = containerConfig(
+      { mounts: [mount('/data', '/srv/data', { selinuxRelabel: true })] },
+      { selinuxOptions: { user: '', role: '', type: 'spc_t', level: 's0:c1,c2' } },
+    );
     const result = given(config, { host: { selinux: true } }).result();
     assert.equal(result.spec.process.selinuxLabel, 'system_u:system_r:spc_t:s0:c1,c2');
     assert.equal(result.spec.linux.mountLabel, 'system_u:object_r:container_file_t:s0:c1,c2');
@@ -491,39 +631,85 @@ describe('AppArmor and SELinux', () => {
 // ---- namespaces ----
 
 describe('namespaces', () => {
-  const ns = (pid: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET', patch: Partial<Input> = {}, network: 'POD' | 'NODE' = 'POD') =>
-    given(containerConfig({}, { namespaceOptions: { network, pid, ipc: 'POD', targetId: 'other', usernsOptions: null } }), patch).spec().linux.namespaces;
+  const ns = (
+    pid: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET',
+    patch: Partial<Input> = {},
+    network: 'POD' | 'NODE' = 'POD',
+  ) =>
+    given(
+      containerConfig({}, { namespaceOptions: { network, pid, ipc: 'POD', targetId: 'other', usernsOptions: null } }),
+      patch,
+    ).spec().linux.namespaces;
 
   it("joins the pod's network, ipc and uts namespaces", () => {
     const spaces = ns('CONTAINER');
-    assert.deepEqual(spaces.find((n) => n.type === 'network'), { type: 'network', path: '/run/netns/cni-1' });
-    assert.deepEqual(spaces.find((n) => n.type === 'ipc'), { type: 'ipc', path: `/proc/${SANDBOX_PID}/ns/ipc` });
-    assert.deepEqual(spaces.find((n) => n.type === 'uts'), { type: 'uts', path: `/proc/${SANDBOX_PID}/ns/uts` });
-    assert.deepEqual(spaces.find((n) => n.type === 'mount'), { type: 'mount' });
+    assert.deepEqual(
+      spaces.find((n) => n.type === 'network'),
+      { type: 'network', path: '/run/netns/cni-1' },
+    );
+    assert.deepEqual(
+      spaces.find((n) => n.type === 'ipc'),
+      { type: 'ipc', path: `/proc/${SANDBOX_PID}/ns/ipc` },
+    );
+    assert.deepEqual(
+      spaces.find((n) => n.type === 'uts'),
+      { type: 'uts', path: `/proc/${SANDBOX_PID}/ns/uts` },
+    );
+    assert.deepEqual(
+      spaces.find((n) => n.type === 'mount'),
+      { type: 'mount' },
+    );
   });
 
   it('puts the pid namespace where the mode says', () => {
-    assert.deepEqual(ns('POD').find((n) => n.type === 'pid'), { type: 'pid', path: `/proc/${SANDBOX_PID}/ns/pid` });
-    assert.deepEqual(ns('CONTAINER').find((n) => n.type === 'pid'), { type: 'pid' });
-    assert.equal(ns('NODE').find((n) => n.type === 'pid'), undefined);
-    assert.deepEqual(ns('TARGET', { targetPid: 77 }).find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/77/ns/pid' });
+    assert.deepEqual(
+      ns('POD').find((n) => n.type === 'pid'),
+      { type: 'pid', path: `/proc/${SANDBOX_PID}/ns/pid` },
+    );
+    assert.deepEqual(
+      ns('CONTAINER').find((n) => n.type === 'pid'),
+      { type: 'pid' },
+    );
+    assert.equal(
+      ns('NODE').find((n) => n.type === 'pid'),
+      undefined,
+    );
+    assert.deepEqual(
+      ns('TARGET', { targetPid: 77 }).find((n) => n.type === 'pid'),
+      { type: 'pid', path: '/proc/77/ns/pid' },
+    );
   });
 
   it('refuses TARGET without a target task', () => {
-    given(containerConfig({}, { namespaceOptions: { network: 'POD', pid: 'TARGET', ipc: 'POD', targetId: 'x', usernsOptions: null } })).throwsNaming(
-      'config.linux.security_context.namespace_options.target_id',
-    );
+    given(
+      containerConfig(
+        {},
+        { namespaceOptions: { network: 'POD', pid: 'TARGET', ipc: 'POD', targetId: 'x', usernsOptions: null } },
+      ),
+    ).throwsNaming('config.linux.security_context.namespace_options.target_id');
   });
 
   it("stays in the host's network and uts namespaces with host network", () => {
     const spaces = ns('POD', {}, 'NODE');
-    assert.equal(spaces.find((n) => n.type === 'network'), undefined);
-    assert.equal(spaces.find((n) => n.type === 'uts'), undefined);
+    assert.equal(
+      spaces.find((n) => n.type === 'network'),
+      undefined,
+    );
+    assert.equal(
+      spaces.find((n) => n.type === 'uts'),
+      undefined,
+    );
   });
 
   it('makes a cgroup namespace only on cgroup v2', () => {
-    assert.equal(ns('POD').find((n) => n.type === 'cgroup'), undefined);
-    assert.deepEqual(ns('POD', { host: { cgroupVersion: 2 } }).find((n) => n.type === 'cgroup'), { type: 'cgroup' });
+    assert.equal(
+      ns('POD').find((n) => n.type === 'cgroup'),
+      undefined,
+    );
+    assert.deepEqual(
+      ns('POD', { host: { cgroupVersion: 2 } }).find((n) => n.type === 'cgroup'),
+      { type: 'cgroup' },
+    );
   });
 });
 
@@ -534,11 +720,14 @@ describe('mounts', () => {
 
   it("has the defaults and the pod's files, /dev/shm from the pod", () => {
     const spec = given(containerConfig()).spec();
-    for (const d of ['/proc', '/dev', '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup']) assert.equal(dest(spec, d).length, 1, d);
+    for (const d of ['/proc', '/dev', '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup'])
+      assert.equal(dest(spec, d).length, 1, d);
     assert.equal(dest(spec, '/etc/resolv.conf')[0]?.source, FILES.resolvConf);
     assert.equal(dest(spec, '/etc/hostname')[0]?.source, FILES.hostname);
     assert.equal(dest(spec, '/etc/hosts')[0]?.source, FILES.hosts);
-    assert.deepEqual(dest(spec, '/dev/shm'), [{ destination: '/dev/shm', type: 'bind', source: FILES.devShm, options: ['rbind', 'rprivate', 'rw'] }]);
+    assert.deepEqual(dest(spec, '/dev/shm'), [
+      { destination: '/dev/shm', type: 'bind', source: FILES.devShm, options: ['rbind', 'rprivate', 'rw'] },
+    ]);
     assert.ok(dest(spec, '/sys')[0]?.options.includes('ro'));
   });
 
@@ -549,7 +738,10 @@ describe('mounts', () => {
 
   it('maps propagation and sets the rootfs propagation, when the host side allows it', () => {
     const config = containerConfig({
-      mounts: [mount('/a', '/ha', { propagation: 'PROPAGATION_HOST_TO_CONTAINER' }), mount('/b', '/hb', { propagation: 'PROPAGATION_BIDIRECTIONAL' })],
+      mounts: [
+        mount('/a', '/ha', { propagation: 'PROPAGATION_HOST_TO_CONTAINER' }),
+        mount('/b', '/hb', { propagation: 'PROPAGATION_BIDIRECTIONAL' }),
+      ],
     });
     const spec = given(config, { hostPropagation: () => ({ shared: true, slave: false }) }).spec();
     assert.ok(dest(spec, '/a')[0]?.options.includes('rslave'));
@@ -558,25 +750,41 @@ describe('mounts', () => {
   });
 
   it('refuses mount paths that are relative or hold "..", naming the field', () => {
-    given(containerConfig({ mounts: [mount('/ok', '/h'), mount('/data/../../etc', '/h')] })).throwsNaming('config.mounts[1].container_path');
-    given(containerConfig({ mounts: [mount('/data', '/var/lib/../../etc')] })).throwsNaming('config.mounts[0].host_path');
+    given(containerConfig({ mounts: [mount('/ok', '/h'), mount('/data/../../etc', '/h')] })).throwsNaming(
+      'config.mounts[1].container_path',
+    );
+    given(containerConfig({ mounts: [mount('/data', '/var/lib/../../etc')] })).throwsNaming(
+      'config.mounts[0].host_path',
+    );
     given(containerConfig({ mounts: [mount('/data', 'relative')] })).throwsNaming('config.mounts[0].host_path');
   });
 
   it('refuses bidirectional propagation over a host mount that is not shared', () => {
     const config = containerConfig({ mounts: [mount('/b', '/hb', { propagation: 'PROPAGATION_BIDIRECTIONAL' })] });
-    given(config, { hostPropagation: () => ({ shared: false, slave: true }) }).throwsNaming('config.mounts[0].container_path');
+    given(config, { hostPropagation: () => ({ shared: false, slave: true }) }).throwsNaming(
+      'config.mounts[0].container_path',
+    );
   });
 
   it('refuses host-to-container propagation over a private host mount', () => {
-    const config = containerConfig({ mounts: [mount('/x', '/y'), mount('/a', '/ha', { propagation: 'PROPAGATION_HOST_TO_CONTAINER' })] });
+    const config = containerConfig({
+      mounts: [mount('/x', '/y'), mount('/a', '/ha', { propagation: 'PROPAGATION_HOST_TO_CONTAINER' })],
+    });
     given(config).throwsNaming('config.mounts[1].container_path');
   });
 
-  it("lets a CRI mount replace a default or a pod file at the same place", () => {
-    const spec = given(containerConfig({ mounts: [mount('/etc/hosts', '/custom/hosts'), mount('/sys', '/host/sys')] })).spec();
-    assert.deepEqual(dest(spec, '/etc/hosts').map((m) => m.source), ['/custom/hosts']);
-    assert.deepEqual(dest(spec, '/sys').map((m) => m.type), ['bind']);
+  it('lets a CRI mount replace a default or a pod file at the same place', () => {
+    const spec = given(
+      containerConfig({ mounts: [mount('/etc/hosts', '/custom/hosts'), mount('/sys', '/host/sys')] }),
+    ).spec();
+    assert.deepEqual(
+      dest(spec, '/etc/hosts').map((m) => m.source),
+      ['/custom/hosts'],
+    );
+    assert.deepEqual(
+      dest(spec, '/sys').map((m) => m.type),
+      ['bind'],
+    );
   });
 
   it('drops every default under /dev when /dev is mounted', () => {
@@ -586,15 +794,23 @@ describe('mounts', () => {
   });
 
   it('uses the resolved host path', () => {
-    const spec = given(containerConfig({ mounts: [mount('/data', '/link')] }), { resolveHostPath: (p) => (p === '/link' ? '/real' : p) }).spec();
+    const spec = given(containerConfig({ mounts: [mount('/data', '/link')] }), {
+      resolveHostPath: (p) => (p === '/link' ? '/real' : p),
+    }).spec();
     assert.equal(dest(spec, '/data')[0]?.source, '/real');
   });
 
   it('mounts image volumes, but not under a CRI mount at the same path', () => {
-    const imageVolumes = [{ containerPath: '/var/lib/data', hostPath: '/root/c/volumes/1' }, { containerPath: '/cache', hostPath: '/root/c/volumes/2' }];
+    const imageVolumes = [
+      { containerPath: '/var/lib/data', hostPath: '/root/c/volumes/1' },
+      { containerPath: '/cache', hostPath: '/root/c/volumes/2' },
+    ];
     const spec = given(containerConfig({ mounts: [mount('/cache', '/host/cache')] }), { imageVolumes }).spec();
     assert.equal(dest(spec, '/var/lib/data')[0]?.source, '/root/c/volumes/1');
-    assert.deepEqual(dest(spec, '/cache').map((m) => m.source), ['/host/cache']);
+    assert.deepEqual(
+      dest(spec, '/cache').map((m) => m.source),
+      ['/host/cache'],
+    );
   });
 
   it('orders binds shallowest first so a parent never hides a child', () => {
@@ -608,15 +824,26 @@ describe('devices', () => {
   const fuse: HostDevice = { path: '/dev/fuse', type: 'c', major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0 };
 
   it('creates each CRI device and allows it with its permissions', () => {
-    const config = containerConfig({ devices: [{ containerPath: '/dev/myfuse', hostPath: '/dev/fuse', permissions: 'rw' }] });
+    const config = containerConfig({
+      devices: [{ containerPath: '/dev/myfuse', hostPath: '/dev/fuse', permissions: 'rw' }],
+    });
     const spec = given(config, { deviceInfo: (p) => (p === '/dev/fuse' ? [fuse] : []) }).spec();
-    assert.deepEqual(spec.linux.devices, [{ type: 'c', path: '/dev/myfuse', major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0 }]);
-    assert.deepEqual(spec.linux.resources.devices, [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 10, minor: 229, access: 'rw' }]);
+    assert.deepEqual(spec.linux.devices, [
+      { type: 'c', path: '/dev/myfuse', major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0 },
+    ]);
+    assert.deepEqual(spec.linux.resources.devices, [
+      { allow: false, access: 'rwm' },
+      { allow: true, type: 'c', major: 10, minor: 229, access: 'rw' },
+    ]);
   });
 
   it('refuses bad permissions and a path with no device', () => {
-    given(containerConfig({ devices: [{ containerPath: '/dev/x', hostPath: '/dev/fuse', permissions: 'rx' }] }), { deviceInfo: () => [fuse] }).throwsNaming('config.devices[0].permissions');
-    given(containerConfig({ devices: [{ containerPath: '/dev/x', hostPath: '/nope', permissions: 'r' }] })).throwsNaming('config.devices[0].host_path');
+    given(containerConfig({ devices: [{ containerPath: '/dev/x', hostPath: '/dev/fuse', permissions: 'rx' }] }), {
+      deviceInfo: () => [fuse],
+    }).throwsNaming('config.devices[0].permissions');
+    given(
+      containerConfig({ devices: [{ containerPath: '/dev/x', hostPath: '/nope', permissions: 'r' }] }),
+    ).throwsNaming('config.devices[0].host_path');
   });
 });
 
@@ -624,7 +851,15 @@ describe('devices', () => {
 
 describe('resources', () => {
   it('sets cpu, cpuset, memory with swap equal to the limit, and hugepages', () => {
-    const res = { cpuPeriod: '100000', cpuQuota: '50000', cpuShares: '512', cpusetCpus: '0-1', cpusetMems: '0', memoryLimitInBytes: '268435456', hugepageLimits: [{ pageSize: '2MB', limit: '4194304' }] };
+    const res = {
+      cpuPeriod: '100000',
+      cpuQuota: '50000',
+      cpuShares: '512',
+      cpusetCpus: '0-1',
+      cpusetMems: '0',
+      memoryLimitInBytes: '268435456',
+      hugepageLimits: [{ pageSize: '2MB', limit: '4194304' }],
+    };
     const r = given(containerConfig({}, {}, res)).spec().linux.resources;
     assert.deepEqual(r.cpu, { period: 100000, quota: 50000, shares: 512, cpus: '0-1', mems: '0' });
     assert.deepEqual(r.memory, { limit: 268435456, swap: 268435456 });
@@ -633,8 +868,15 @@ describe('resources', () => {
 
   it('honours an explicit swap limit, and sets none without a swap controller', () => {
     const MiB = 1024 * 1024;
-    assert.equal(given(containerConfig({}, {}, { memoryLimitInBytes: String(100 * MiB), memorySwapLimitInBytes: String(300 * MiB) })).spec().linux.resources.memory?.swap, 300 * MiB);
-    const result = given(containerConfig({}, {}, { memoryLimitInBytes: String(100 * MiB) }), { host: { swapControllerAvailable: false } }).result();
+    assert.equal(
+      given(
+        containerConfig({}, {}, { memoryLimitInBytes: String(100 * MiB), memorySwapLimitInBytes: String(300 * MiB) }),
+      ).spec().linux.resources.memory?.swap,
+      300 * MiB,
+    );
+    const result = given(containerConfig({}, {}, { memoryLimitInBytes: String(100 * MiB) }), {
+      host: { swapControllerAvailable: false },
+    }).result();
     assert.deepEqual(result.spec.linux.resources.memory, { limit: 100 * MiB });
     assert.ok(result.notes.some((n) => n.includes('swap')));
   });
@@ -642,7 +884,9 @@ describe('resources', () => {
   it('applies unified settings only on cgroup v2', () => {
     const config = containerConfig({}, {}, { unified: { 'memory.high': '1000' } });
     assert.equal(given(config).spec().linux.resources.unified, undefined);
-    assert.deepEqual(given(config, { host: { cgroupVersion: 2 } }).spec().linux.resources.unified, { 'memory.high': '1000' });
+    assert.deepEqual(given(config, { host: { cgroupVersion: 2 } }).spec().linux.resources.unified, {
+      'memory.high': '1000',
+    });
   });
 
   it('keeps oom_score_adj as asked without the restriction', () => {
@@ -650,13 +894,19 @@ describe('resources', () => {
   });
 
   it('clamps a lower oom_score_adj up to the current one under the restriction', () => {
-    const result = given(containerConfig({}, {}, { oomScoreAdj: '-999' }), { options: { restrictOomScoreAdj: true } }).result();
+    const result = given(containerConfig({}, {}, { oomScoreAdj: '-999' }), {
+      options: { restrictOomScoreAdj: true },
+    }).result();
     assert.equal(result.spec.process.oomScoreAdj, HOST.currentOomScoreAdj);
     assert.ok(result.notes.some((n) => n.includes('clamped')));
   });
 
   it('keeps a higher oom_score_adj under the restriction', () => {
-    assert.equal(given(containerConfig({}, {}, { oomScoreAdj: '1000' }), { options: { restrictOomScoreAdj: true } }).spec().process.oomScoreAdj, 1000);
+    assert.equal(
+      given(containerConfig({}, {}, { oomScoreAdj: '1000' }), { options: { restrictOomScoreAdj: true } }).spec().process
+        .oomScoreAdj,
+      1000,
+    );
   });
 
   it('refuses an oom_score_adj out of range and a non-integer resource', () => {
@@ -667,21 +917,30 @@ describe('resources', () => {
 
 describe('cgroups path, sysctls and annotations', () => {
   it("puts the container under the pod's cgroup parent", () => {
-    assert.equal(given(containerConfig()).spec().linux.cgroupsPath, `/kubepods/besteffort/podpod-uid-1/${CONTAINER_ID}`);
+    assert.equal(
+      given(containerConfig()).spec().linux.cgroupsPath,
+      `/kubepods/besteffort/podpod-uid-1/${CONTAINER_ID}`,
+    );
   });
 
   it('uses slice:prefix:name under a systemd parent', () => {
     const sandbox = sandboxConfig();
-    const spec = given(containerConfig(), { sandboxConfig: { ...sandbox, linux: { ...sandbox.linux!, cgroupParent: '/kubepods.slice/kubepods-pod1.slice' } } }).spec();
+    const spec = given(containerConfig(), {
+      sandboxConfig: { ...sandbox, linux: { ...sandbox.linux!, cgroupParent: '/kubepods.slice/kubepods-pod1.slice' } },
+    }).spec();
     assert.equal(spec.linux.cgroupsPath, `kubepods-pod1.slice:cri-ledger:${CONTAINER_ID}`);
   });
 
-  it("leaves sysctls to the pause container, whose namespaces they belong to", () => {
+  it('leaves sysctls to the pause container, whose namespaces they belong to', () => {
     assert.equal(given(containerConfig()).spec().linux.sysctl, undefined);
   });
 
   it("keeps kubelet's annotations and adds the runtime's", () => {
-    const a = given(containerConfig({ annotations: { 'io.kubernetes.container.hash': 'abc123', 'io.kubernetes.cri.container-type': 'sandbox' } })).spec().annotations;
+    const a = given(
+      containerConfig({
+        annotations: { 'io.kubernetes.container.hash': 'abc123', 'io.kubernetes.cri.container-type': 'sandbox' },
+      }),
+    ).spec().annotations;
     assert.equal(a['io.kubernetes.container.hash'], 'abc123');
     assert.equal(a['io.kubernetes.cri.container-type'], 'container');
     assert.equal(a['io.kubernetes.cri.sandbox-id'], SANDBOX_ID);
@@ -718,21 +977,30 @@ describe('sandbox spec', () => {
     const held = DEFAULT_CAPABILITIES.filter((c) => c !== 'CAP_AUDIT_WRITE' && c !== 'CAP_MKNOD');
     for (const privileged of [false, true]) {
       const config = sandboxConfig(privileged ? { privileged: true } : {});
-      const caps = buildSandboxSpec(sandboxInput(config, { host: { ...HOST, heldCapabilities: held } })).spec.process.capabilities;
+      const caps = buildSandboxSpec(sandboxInput(config, { host: { ...HOST, heldCapabilities: held } })).spec.process
+        .capabilities;
       assert.deepEqual(caps, { bounding: held, effective: held, permitted: held });
     }
   });
 
   it('makes new namespaces for the pod, joining the prepared netns', () => {
     const spec = buildSandboxSpec(sandboxInput(sandboxConfig())).spec;
-    assert.deepEqual(spec.linux.namespaces, [{ type: 'mount' }, { type: 'network', path: '/run/netns/cni-1' }, { type: 'uts' }, { type: 'pid' }, { type: 'ipc' }]);
+    assert.deepEqual(spec.linux.namespaces, [
+      { type: 'mount' },
+      { type: 'network', path: '/run/netns/cni-1' },
+      { type: 'uts' },
+      { type: 'pid' },
+      { type: 'ipc' },
+    ]);
     assert.equal(spec.hostname, 'nginx-pod');
     assert.equal(spec.annotations['io.kubernetes.cri.container-type'], 'sandbox');
     assert.equal(spec.annotations['io.kubernetes.cri.sandbox-log-directory'], '/var/log/pods/default_nginx_pod-uid-1');
   });
 
   it("uses the host's namespaces as the options say, with no hostname of its own", () => {
-    const config = sandboxConfig({ namespaceOptions: { network: 'NODE', pid: 'NODE', ipc: 'NODE', targetId: '', usernsOptions: null } });
+    const config = sandboxConfig({
+      namespaceOptions: { network: 'NODE', pid: 'NODE', ipc: 'NODE', targetId: '', usernsOptions: null },
+    });
     const spec = buildSandboxSpec(sandboxInput(config, { netnsPath: '' })).spec;
     assert.deepEqual(spec.linux.namespaces, [{ type: 'mount' }]);
     assert.equal(spec.hostname, undefined);
@@ -740,7 +1008,9 @@ describe('sandbox spec', () => {
   });
 
   it('runs the pause command with no new privileges, sysctls, cgroup parent and a clamped oom score', () => {
-    const { spec, notes } = buildSandboxSpec(sandboxInput(sandboxConfig(), { options: { restrictOomScoreAdj: true, containerdNamespace: 'cri-ledger' } }));
+    const { spec, notes } = buildSandboxSpec(
+      sandboxInput(sandboxConfig(), { options: { restrictOomScoreAdj: true, containerdNamespace: 'cri-ledger' } }),
+    );
     assert.deepEqual(spec.process.args, ['/pause']);
     assert.equal(spec.process.noNewPrivileges, true);
     assert.equal(spec.process.oomScoreAdj, -500);
@@ -755,14 +1025,24 @@ describe('sandbox spec', () => {
   });
 
   it('applies the run-as user and seccomp, but no seccomp when privileged', () => {
-    const sc = { runAsUser: { value: '65535' }, runAsGroup: { value: '65535' }, seccomp: { profileType: 'RuntimeDefault' as const, localhostRef: '' } };
+    const sc = {
+      runAsUser: { value: '65535' },
+      runAsGroup: { value: '65535' },
+      seccomp: { profileType: 'RuntimeDefault' as const, localhostRef: '' },
+    };
     const spec = buildSandboxSpec(sandboxInput(sandboxConfig(sc))).spec;
     assert.deepEqual(spec.process.user, { uid: 65535, gid: 65535, additionalGids: [65535] });
     assert.equal(spec.linux.seccomp?.defaultAction, 'SCMP_ACT_ERRNO');
-    assert.equal(buildSandboxSpec(sandboxInput(sandboxConfig({ ...sc, privileged: true }))).spec.linux.seccomp, undefined);
+    assert.equal(
+      buildSandboxSpec(sandboxInput(sandboxConfig({ ...sc, privileged: true }))).spec.linux.seccomp,
+      undefined,
+    );
   });
 
   it('refuses a pause image with nothing to run', () => {
-    assert.throws(() => buildSandboxSpec(sandboxInput(sandboxConfig(), { image: { name: 'p', config: {} } })), InvalidArgumentError);
+    assert.throws(
+      () => buildSandboxSpec(sandboxInput(sandboxConfig(), { image: { name: 'p', config: {} } })),
+      InvalidArgumentError,
+    );
   });
 });

@@ -32,8 +32,12 @@ describe('container store', () => {
 
   it('carries a container through created, running and exited with its exit code', () => {
     const p = given(
-      [s1, ev.nameReserved(c1)], [s1, ev.specGenerated()], [s1, ev.snapshotPrepared(c1)],
-      [s1, ev.containerCreated()], [s1, ev.containerStarted()], [s1, ev.containerExited(137)],
+      [s1, ev.nameReserved(c1)],
+      [s1, ev.specGenerated()],
+      [s1, ev.snapshotPrepared(c1)],
+      [s1, ev.containerCreated()],
+      [s1, ev.containerStarted()],
+      [s1, ev.containerExited(137)],
     );
     const record = p.containers.get(c1.id)!;
     assert.equal(record.state, 'EXITED');
@@ -48,10 +52,24 @@ describe('container store', () => {
     const reconciled = {
       type: 'RuntimeReconciled' as const,
       correlationId: 'reconcile',
-      data: { orphansRemoved: [], missing: [{ kind: 'container', id: c1.id, state: 'CREATED' }, { kind: 'sandbox', id: pod.id, state: 'READY' }] },
+      data: {
+        orphansRemoved: [],
+        missing: [
+          { kind: 'container', id: c1.id, state: 'CREATED' },
+          { kind: 'sandbox', id: pod.id, state: 'READY' },
+        ],
+      },
     };
     const ps = streams.sandbox(pod);
-    const p = given([ps, ev.sandboxReserved(pod)], [ps, ev.sandboxReady()], [s1, ev.nameReserved(c1)], [s1, ev.containerCreated()], [s2, ev.nameReserved(c2)], [s2, ev.containerCreated()], ['node-n1', reconciled]);
+    const p = given(
+      [ps, ev.sandboxReserved(pod)],
+      [ps, ev.sandboxReady()],
+      [s1, ev.nameReserved(c1)],
+      [s1, ev.containerCreated()],
+      [s2, ev.nameReserved(c2)],
+      [s2, ev.containerCreated()],
+      ['node-n1', reconciled],
+    );
     const record = p.containers.get(c1.id)!;
     assert.match(record.missingInRuntimeSince ?? '', /^\d{4}-/);
     assert.equal(record.version, 2);
@@ -61,7 +79,13 @@ describe('container store', () => {
   });
 
   it('forgets a container that was compensated or removed', () => {
-    const p = given([s1, ev.nameReserved(c1)], [s1, ev.compensated(c1.name)], [s2, ev.nameReserved(c2)], [s2, ev.containerCreated()], [s2, ev.containerRemoved(c2)]);
+    const p = given(
+      [s1, ev.nameReserved(c1)],
+      [s1, ev.compensated(c1.name)],
+      [s2, ev.nameReserved(c2)],
+      [s2, ev.containerCreated()],
+      [s2, ev.containerRemoved(c2)],
+    );
     assert.equal(p.containers.size, 0);
   });
 });
@@ -80,7 +104,8 @@ describe('name index', () => {
 
   it('ignores a release from a container that no longer holds the name', () => {
     const p = given(
-      [s1, ev.nameReserved(c1)], [s1, ev.containerRemoved(c1)],
+      [s1, ev.nameReserved(c1)],
+      [s1, ev.containerRemoved(c1)],
       [s2, ev.nameReserved(c2)],
       [s1, ev.containerRemoved(c1)],
     );
@@ -101,7 +126,12 @@ describe('sandbox store', () => {
     const ps = streams.sandbox(pod);
     const stopped = given([ps, ev.sandboxReserved(pod)], [ps, ev.sandboxReady()], [ps, ev.sandboxStopped()]);
     assert.equal(stopped.sandboxes.get(pod.id)?.state, 'NOTREADY');
-    const removed = given([ps, ev.sandboxReserved(pod)], [ps, ev.sandboxReady()], [ps, ev.sandboxStopped()], [ps, ev.sandboxRemoved(pod)]);
+    const removed = given(
+      [ps, ev.sandboxReserved(pod)],
+      [ps, ev.sandboxReady()],
+      [ps, ev.sandboxStopped()],
+      [ps, ev.sandboxRemoved(pod)],
+    );
     assert.equal(removed.sandboxes.size, 0);
     assert.equal(removed.sandboxNames.size, 0);
   });
@@ -109,7 +139,12 @@ describe('sandbox store', () => {
 
 describe('operations in flight', () => {
   it('lists a saga from its first event until its terminal one, with its last step', () => {
-    const p = given([s1, ev.nameReserved(c1)], [s1, ev.specGenerated()], [s2, ev.nameReserved(c2)], [s2, ev.containerCreated()]);
+    const p = given(
+      [s1, ev.nameReserved(c1)],
+      [s1, ev.specGenerated()],
+      [s2, ev.nameReserved(c2)],
+      [s2, ev.containerCreated()],
+    );
     assert.deepEqual([...p.operations.keys()], [s1]);
     const op = p.operations.get(s1)!;
     assert.equal(op.operation, 'CreateContainer');
@@ -142,7 +177,13 @@ describe('lookups', () => {
   });
 });
 
-const PROJECTIONS: Array<Projection<unknown>> = [containerStore, containerNameIndex, sandboxStore, sandboxNameIndex, operationsInFlight] as Array<Projection<unknown>>;
+const PROJECTIONS: Array<Projection<unknown>> = [
+  containerStore,
+  containerNameIndex,
+  sandboxStore,
+  sandboxNameIndex,
+  operationsInFlight,
+] as Array<Projection<unknown>>;
 
 /** Folds events straight through `evolve`, with no seq guard, to test evolve itself. */
 function fold(projection: Projection<unknown>, events: LedgerEvent[], times: number): Map<string, unknown> {
@@ -159,7 +200,10 @@ function fold(projection: Projection<unknown>, events: LedgerEvent[], times: num
   return docs;
 }
 
-async function scenarioEvents(pods: number, seed: number): Promise<{ log: MemoryEventLog; ledger: Ledger; events: LedgerEvent[] }> {
+async function scenarioEvents(
+  pods: number,
+  seed: number,
+): Promise<{ log: MemoryEventLog; ledger: Ledger; events: LedgerEvent[] }> {
   const log = new MemoryEventLog();
   const ledger = await Ledger.load(log);
   for (const a of generateScenario({ pods, seed })) await ledger.append(a.stream, a.expected, a.events);
@@ -175,7 +219,10 @@ describe('projection properties', () => {
       assert.ok(events.length > 500, `scenario too small: ${events.length}`);
       const rebuilt = await Ledger.load(log);
       assert.deepEqual(rebuilt.projections.snapshot(), ledger.projections.snapshot());
-      assert.ok(ledger.projections.containers.size > 0 && ledger.projections.operations.size > 0, 'scenario must leave live containers and sagas in flight');
+      assert.ok(
+        ledger.projections.containers.size > 0 && ledger.projections.operations.size > 0,
+        'scenario must leave live containers and sagas in flight',
+      );
     }
   });
 
@@ -196,7 +243,8 @@ describe('projection properties', () => {
           const before = docs.get(key);
           const frozen = before === undefined ? undefined : JSON.stringify(before);
           const next = projection.evolve(before, event);
-          if (before !== undefined) assert.equal(JSON.stringify(before), frozen, `${projection.name} mutated ${key} on ${event.type}`);
+          if (before !== undefined)
+            assert.equal(JSON.stringify(before), frozen, `${projection.name} mutated ${key} on ${event.type}`);
           if (next === undefined) docs.delete(key);
           else docs.set(key, next);
         }

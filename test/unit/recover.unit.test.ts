@@ -3,9 +3,23 @@ import { describe, it } from 'node:test';
 import { Ledger } from '../../src/commands/ledger.js';
 import { createContainer, type CreateContainerDeps } from '../../src/commands/create-container.js';
 import { NameReservations } from '../../src/commands/name-reservations.js';
-import { decideCreateContainerRecovery, RECOVERY_STEP, recoverInFlight, type RecoveryDeps } from '../../src/commands/recover.js';
+import {
+  decideCreateContainerRecovery,
+  RECOVERY_STEP,
+  recoverInFlight,
+  type RecoveryDeps,
+} from '../../src/commands/recover.js';
 import type { LedgerEvent } from '../../src/domain/events.js';
-import { FakeFiles, FakeImages, FakeNetwork, FakePodFiles, FakeRuntime, FakeSpecs, FakeTasks, TEST_IMAGE } from '../support/fake-runtime.js';
+import {
+  FakeFiles,
+  FakeImages,
+  FakeNetwork,
+  FakePodFiles,
+  FakeRuntime,
+  FakeSpecs,
+  FakeTasks,
+  TEST_IMAGE,
+} from '../support/fake-runtime.js';
 import { container, digest, ev, hexId, sandbox, streams } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
@@ -34,14 +48,25 @@ describe('startup recovery', () => {
     await w.ledger.append(streams.sandbox(pod), 0, [ev.sandboxReserved(pod), ev.sandboxReady()]);
     await w.ledger.append(streams.container(c), 0, [ev.nameReserved(c), ev.specGenerated()]);
     // What the crashed process had done: the record, the snapshot and the dirs.
-    await w.runtime.createContainer({ id: c.id, spec: {}, image: TEST_IMAGE, snapshot: { snapshotter: 'overlayfs', key: c.id, parent: TEST_IMAGE.chainId }, runtime: 'r', labels: {}, extension: {} });
+    await w.runtime.createContainer({
+      id: c.id,
+      spec: {},
+      image: TEST_IMAGE,
+      snapshot: { snapshotter: 'overlayfs', key: c.id, parent: TEST_IMAGE.chainId },
+      runtime: 'r',
+      labels: {},
+      extension: {},
+    });
     await w.runtime.prepareSnapshot(c.id, TEST_IMAGE);
     await w.files.createDirs(c.id);
     const inFlight = [...w.ledger.projections.operations.values()];
     assert.equal(inFlight.length, 1);
     const [outcome] = await recoverInFlight(w.deps, inFlight);
     assert.equal(outcome?.compensated, true);
-    assert.deepEqual({ containers: w.runtime.containers.size, snapshots: w.runtime.snapshots.size, dirs: w.files.dirs.size }, { containers: 0, snapshots: 0, dirs: 0 });
+    assert.deepEqual(
+      { containers: w.runtime.containers.size, snapshots: w.runtime.snapshots.size, dirs: w.files.dirs.size },
+      { containers: 0, snapshots: 0, dirs: 0 },
+    );
     const last = (await w.log.readStream(streams.container(c))).at(-1) as LedgerEvent<'Compensated'>;
     assert.equal(last.type, 'Compensated');
     assert.equal(last.data.failedStep, RECOVERY_STEP);
@@ -71,7 +96,10 @@ describe('startup recovery', () => {
     await w.ledger.append(streams.sandbox(pod), 0, [ev.sandboxReserved(pod)]);
     const [outcome] = await recoverInFlight(w.deps, [...w.ledger.projections.operations.values()]);
     assert.equal(outcome?.compensated, true);
-    assert.deepEqual(outcome?.undone.map((u) => u.step), ['SandboxReady', 'SnapshotPrepared', 'PauseCreated', 'NetworkSetUp', 'NetworkNamespace', 'PodFiles']);
+    assert.deepEqual(
+      outcome?.undone.map((u) => u.step),
+      ['SandboxReady', 'SnapshotPrepared', 'PauseCreated', 'NetworkSetUp', 'NetworkNamespace', 'PodFiles'],
+    );
     assert.equal(w.ledger.projections.sandboxNames.get(pod.name), undefined);
   });
 });
@@ -107,7 +135,16 @@ describe('startup recovery: roll forward', () => {
       requestDigest: digest('rf-request'),
       correlationId: 'req-rf',
       now: '2026-11-28T10:00:00.000Z',
-      request: { podSandboxId: pod.id, config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, labels: { tier: 'web' }, annotations: { a: 'b' } }, sandboxConfig: {} },
+      request: {
+        podSandboxId: pod.id,
+        config: {
+          metadata: { name: 'app', attempt: 0 },
+          image: { image: 'busybox' },
+          labels: { tier: 'web' },
+          annotations: { a: 'b' },
+        },
+        sandboxConfig: {},
+      },
     });
     // The failpoint holds the saga forever, as a crash would. One that fails or ends
     // before it gets there fails the test with its own error instead of hanging it.
@@ -128,9 +165,24 @@ describe('startup recovery: roll forward', () => {
       assert.equal(outcome?.decision, 'rollForward');
       assert.equal(outcome?.rolledForward, true);
       const events = await w.log.readStream(streams.container({ id: w.id, sandboxId: pod.id, name: '' }));
-      assert.deepEqual(events.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'RecoveryDecided', 'SnapshotPrepared', 'ContainerCreated', 'ResultUndelivered']);
+      assert.deepEqual(
+        events.map((e) => e.type),
+        [
+          'NameReserved',
+          'SpecGenerated',
+          'RecoveryDecided',
+          'SnapshotPrepared',
+          'ContainerCreated',
+          'ResultUndelivered',
+        ],
+      );
       const decided = events[2] as LedgerEvent<'RecoveryDecided'>;
-      assert.deepEqual(decided.data.evidence, { containerRecord: true, specDigestMatches: true, snapshot: true, createdData: true });
+      assert.deepEqual(decided.data.evidence, {
+        containerRecord: true,
+        specDigestMatches: true,
+        snapshot: true,
+        createdData: true,
+      });
       const record = w.ledger.projections.containers.get(w.id);
       assert.equal(record?.state, 'CREATED');
       assert.deepEqual(record?.labels, { tier: 'web' });
@@ -149,7 +201,10 @@ describe('startup recovery: roll forward', () => {
     const events = await w.log.readStream(`container-${w.id}`);
     assert.deepEqual(events.map((e) => e.type).slice(-2), ['RecoveryDecided', 'Compensated']);
     assert.match((events.at(-2) as LedgerEvent<'RecoveryDecided'>).data.reason, /snapshot does not exist/);
-    assert.deepEqual({ containers: w.runtime.containers.size, snapshots: w.runtime.snapshots.size, dirs: w.files.dirs.size }, { containers: 0, snapshots: 0, dirs: 0 });
+    assert.deepEqual(
+      { containers: w.runtime.containers.size, snapshots: w.runtime.snapshots.size, dirs: w.files.dirs.size },
+      { containers: 0, snapshots: 0, dirs: 0 },
+    );
   });
 
   it('given a containerd record whose spec differs from the recorded one, compensates', async () => {
@@ -176,11 +231,38 @@ describe('startup recovery: roll forward', () => {
   });
 
   it('decides from the evidence alone (pure)', () => {
-    const stored = { specDigest: 'sha256:a', snapshotKey: 'c', extension: { containerCreated: { createdAt: '2026-11-28T10:00:00.000Z', imageRef: 'i', logPath: '', labels: {}, annotations: {} } } };
-    assert.equal(decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:a' }, stored, true).decision, 'rollForward');
-    assert.equal(decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:b' }, stored, true).decision, 'compensate');
-    assert.equal(decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:a' }, stored, false).decision, 'compensate');
-    assert.equal(decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:a' }, undefined, true).decision, 'compensate');
-    assert.equal(decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:a' }, { ...stored, extension: {} }, true).decision, 'compensate');
+    const stored = {
+      specDigest: 'sha256:a',
+      snapshotKey: 'c',
+      extension: {
+        containerCreated: {
+          createdAt: '2026-11-28T10:00:00.000Z',
+          imageRef: 'i',
+          logPath: '',
+          labels: {},
+          annotations: {},
+        },
+      },
+    };
+    assert.equal(
+      decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:a' }, stored, true).decision,
+      'rollForward',
+    );
+    assert.equal(
+      decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:b' }, stored, true).decision,
+      'compensate',
+    );
+    assert.equal(
+      decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:a' }, stored, false).decision,
+      'compensate',
+    );
+    assert.equal(
+      decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:a' }, undefined, true).decision,
+      'compensate',
+    );
+    assert.equal(
+      decideCreateContainerRecovery({ id: 'c', specDigest: 'sha256:a' }, { ...stored, extension: {} }, true).decision,
+      'compensate',
+    );
   });
 });

@@ -12,7 +12,12 @@ describe('the log against containerd', () => {
     const created = container('c1');
     const creating = container('c2');
     await ledger.append(streams.sandbox(pod), 0, [ev.sandboxReserved(pod), ev.sandboxReady()]);
-    await ledger.append(streams.container(created), 0, [ev.nameReserved(created), ev.specGenerated(), ev.snapshotPrepared(created), ev.containerCreated()]);
+    await ledger.append(streams.container(created), 0, [
+      ev.nameReserved(created),
+      ev.specGenerated(),
+      ev.snapshotPrepared(created),
+      ev.containerCreated(),
+    ]);
     await ledger.append(streams.container(creating), 0, [ev.nameReserved(creating)]);
     const orphan = hexId('orphan');
     const diff = diffAgainstRuntime(ledger.projections, {

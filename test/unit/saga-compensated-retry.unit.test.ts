@@ -33,14 +33,32 @@ it('records Compensated once the log takes writes again, and the name is free', 
     return append(s, v, events);
   };
   await assert.rejects(
-    runSaga({ operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name, steps, failpoints: failAt('CreateContainer.SnapshotPrepared'), compensatedRetryMs: 10 }),
+    runSaga({
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      name: c.name,
+      steps,
+      failpoints: failAt('CreateContainer.SnapshotPrepared'),
+      compensatedRetryMs: 10,
+    }),
     /failpoint CreateContainer.SnapshotPrepared/,
   );
-  assert.deepEqual((await log.readStream(stream)).map((e) => e.type), ['NameReserved'], 'nothing recorded yet');
+  assert.deepEqual(
+    (await log.readStream(stream)).map((e) => e.type),
+    ['NameReserved'],
+    'nothing recorded yet',
+  );
   assert.equal(ledger.projections.containerNames.get(c.name)?.holderId, c.id, 'the name is held meanwhile');
   const deadline = Date.now() + 2_000;
   while ((await log.readStream(stream)).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  assert.deepEqual((await log.readStream(stream)).map((e) => e.type), ['NameReserved', 'Compensated']);
+  assert.deepEqual(
+    (await log.readStream(stream)).map((e) => e.type),
+    ['NameReserved', 'Compensated'],
+  );
   assert.equal(refusals, -1, 'refused twice, then written by the third attempt');
   assert.equal(ledger.projections.containerNames.get(c.name), undefined, 'the name is free');
 });
@@ -59,7 +77,20 @@ it('never begins a stream with a later Compensated when the saga wrote nothing',
     { name: 'NameReserved', pure: true, run: async () => [ev.nameReserved(c)] },
     { name: 'Directories', run: async () => undefined, undo: async () => undefined },
   ];
-  await assert.rejects(runSaga({ operation: 'CreateContainer', ledger, stream, version: 0, correlationId: 'req-1', ctx: undefined, name: c.name, steps, compensatedRetryMs: 5 }), /No space left/);
+  await assert.rejects(
+    runSaga({
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 0,
+      correlationId: 'req-1',
+      ctx: undefined,
+      name: c.name,
+      steps,
+      compensatedRetryMs: 5,
+    }),
+    /No space left/,
+  );
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(attempts, 2, 'the first append and one Compensated, no retry');
   assert.deepEqual(await log.readStream(stream), []);

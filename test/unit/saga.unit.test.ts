@@ -39,15 +39,28 @@ const failAt = (point: string): Failpoints => ({
 });
 
 describe('saga runner', () => {
-  it('runs every step in order and records each step\'s events', async () => {
+  it("runs every step in order and records each step's events", async () => {
     const { ledger, log } = await started();
     const { effects, step } = world();
     const version = await runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name,
-      steps: [step('SpecGenerated', () => ev.specGenerated()), step('SnapshotPrepared', () => ev.snapshotPrepared(c)), step('ContainerCreated', () => ev.containerCreated())],
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      name: c.name,
+      steps: [
+        step('SpecGenerated', () => ev.specGenerated()),
+        step('SnapshotPrepared', () => ev.snapshotPrepared(c)),
+        step('ContainerCreated', () => ev.containerCreated()),
+      ],
     });
     assert.equal(version, 4);
-    assert.deepEqual((await log.readStream(stream)).map((e) => e.type), ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
+    assert.deepEqual(
+      (await log.readStream(stream)).map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated'],
+    );
     assert.deepEqual([...effects], ['SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
   });
 
@@ -68,34 +81,69 @@ describe('saga runner', () => {
         return event ? [event()] : [];
       },
     });
-    const pure = (name: string, event: () => NewEvent): SagaStep<unknown> => ({ name, pure: true, run: async () => [event()] });
+    const pure = (name: string, event: () => NewEvent): SagaStep<unknown> => ({
+      name,
+      pure: true,
+      run: async () => [event()],
+    });
     await runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name,
-      steps: [pure('SpecGenerated', () => ev.specGenerated()), effect('Directories'), effect('SnapshotPrepared', () => ev.snapshotPrepared(c)), pure('ContainerCreated', () => ev.containerCreated())],
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      name: c.name,
+      steps: [
+        pure('SpecGenerated', () => ev.specGenerated()),
+        effect('Directories'),
+        effect('SnapshotPrepared', () => ev.snapshotPrepared(c)),
+        pure('ContainerCreated', () => ev.containerCreated()),
+      ],
     });
     assert.deepEqual(appends, [['SpecGenerated'], ['SnapshotPrepared', 'ContainerCreated']]);
-    assert.deepEqual(seenAtEffect, { Directories: ['NameReserved', 'SpecGenerated'], SnapshotPrepared: ['NameReserved', 'SpecGenerated'] });
+    assert.deepEqual(seenAtEffect, {
+      Directories: ['NameReserved', 'SpecGenerated'],
+      SnapshotPrepared: ['NameReserved', 'SpecGenerated'],
+    });
   });
 
   it('writes what earlier pure steps recorded before Compensated when a later step fails', async () => {
     const { ledger, log } = await started();
-    const pure = (name: string, event: () => NewEvent): SagaStep<unknown> => ({ name, pure: true, run: async () => [event()] });
+    const pure = (name: string, event: () => NewEvent): SagaStep<unknown> => ({
+      name,
+      pure: true,
+      run: async () => [event()],
+    });
     await assert.rejects(
       runSaga({
-        operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name,
+        operation: 'CreateContainer',
+        ledger,
+        stream,
+        version: 1,
+        correlationId: 'req-1',
+        ctx: undefined,
+        name: c.name,
         steps: [pure('SpecGenerated', () => ev.specGenerated()), pure('ContainerCreated', () => ev.containerCreated())],
         failpoints: failAt('CreateContainer.ContainerCreated'),
       }),
       /failpoint/,
     );
-    assert.deepEqual((await log.readStream(stream)).map((e) => e.type), ['NameReserved', 'SpecGenerated', 'Compensated']);
+    assert.deepEqual(
+      (await log.readStream(stream)).map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'Compensated'],
+    );
   });
 
   it('undoes the failed step and every earlier one newest first, records Compensated, releases the name and rethrows', async () => {
     const { ledger, log } = await started();
     const { effects, step } = world();
     const order: string[] = [];
-    const steps = [step('SpecGenerated', () => ev.specGenerated()), step('SnapshotPrepared', () => ev.snapshotPrepared(c)), step('ContainerCreated', () => ev.containerCreated())].map((s) => ({
+    const steps = [
+      step('SpecGenerated', () => ev.specGenerated()),
+      step('SnapshotPrepared', () => ev.snapshotPrepared(c)),
+      step('ContainerCreated', () => ev.containerCreated()),
+    ].map((s) => ({
       ...s,
       undo: async () => {
         order.push(s.name);
@@ -103,15 +151,34 @@ describe('saga runner', () => {
       },
     }));
     await assert.rejects(
-      runSaga({ operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name, steps, failpoints: failAt('CreateContainer.SnapshotPrepared') }),
+      runSaga({
+        operation: 'CreateContainer',
+        ledger,
+        stream,
+        version: 1,
+        correlationId: 'req-1',
+        ctx: undefined,
+        name: c.name,
+        steps,
+        failpoints: failAt('CreateContainer.SnapshotPrepared'),
+      }),
       /failpoint CreateContainer.SnapshotPrepared/,
     );
     const events = await log.readStream(stream);
-    assert.deepEqual(events.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'Compensated']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'Compensated'],
+    );
     const compensated = events[2] as LedgerEvent<'Compensated'>;
     assert.equal(compensated.data.failedStep, 'SnapshotPrepared');
     assert.equal(compensated.data.error.code, 'FAILPOINT');
-    assert.deepEqual(compensated.data.undone.map((u) => [u.step, u.ok]), [['SnapshotPrepared', true], ['SpecGenerated', true]]);
+    assert.deepEqual(
+      compensated.data.undone.map((u) => [u.step, u.ok]),
+      [
+        ['SnapshotPrepared', true],
+        ['SpecGenerated', true],
+      ],
+    );
     assert.deepEqual(order, ['SnapshotPrepared', 'SpecGenerated']);
     assert.equal(effects.size, 0, `left behind: ${[...effects].join(', ')}`);
     assert.equal(ledger.projections.containerNames.get(c.name), undefined);
@@ -121,26 +188,84 @@ describe('saga runner', () => {
   it('records an undo that fails, and goes on undoing the rest', async () => {
     const { ledger, log } = await started();
     const { effects, step } = world();
-    const stuck = { ...step('SnapshotPrepared', () => ev.snapshotPrepared(c)), undo: async () => { throw new Error('snapshot busy'); } };
-    const failing: SagaStep<unknown> = { name: 'ContainerCreated', run: async () => { throw new Error('containerd said no'); } };
+    const stuck = {
+      ...step('SnapshotPrepared', () => ev.snapshotPrepared(c)),
+      undo: async () => {
+        throw new Error('snapshot busy');
+      },
+    };
+    const failing: SagaStep<unknown> = {
+      name: 'ContainerCreated',
+      run: async () => {
+        throw new Error('containerd said no');
+      },
+    };
     await assert.rejects(
-      runSaga({ operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name, steps: [step('SpecGenerated', () => ev.specGenerated()), stuck, failing] }),
+      runSaga({
+        operation: 'CreateContainer',
+        ledger,
+        stream,
+        version: 1,
+        correlationId: 'req-1',
+        ctx: undefined,
+        name: c.name,
+        steps: [step('SpecGenerated', () => ev.specGenerated()), stuck, failing],
+      }),
       /containerd said no/,
     );
     const compensated = (await log.readStream(stream)).at(-1) as LedgerEvent<'Compensated'>;
-    assert.deepEqual(compensated.data.undone.map((u) => [u.step, u.ok, u.error]), [['SnapshotPrepared', false, 'snapshot busy'], ['SpecGenerated', true, undefined]]);
+    assert.deepEqual(
+      compensated.data.undone.map((u) => [u.step, u.ok, u.error]),
+      [
+        ['SnapshotPrepared', false, 'snapshot busy'],
+        ['SpecGenerated', true, undefined],
+      ],
+    );
     assert.deepEqual([...effects], ['SnapshotPrepared']);
   });
 
   it('gives up on undos once the compensation deadline has passed, and says so', async () => {
     const { ledger, log } = await started();
     let now = 0;
-    const slow: SagaStep<unknown> = { name: 'SnapshotPrepared', run: async () => [ev.snapshotPrepared(c)], undo: async () => { now += 50; } };
-    const first: SagaStep<unknown> = { name: 'SpecGenerated', run: async () => [ev.specGenerated()], undo: async () => undefined };
-    const failing: SagaStep<unknown> = { name: 'ContainerCreated', run: async () => { throw new Error('boom'); } };
-    await assert.rejects(runSaga({ operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'r', ctx: undefined, steps: [first, slow, failing], compensationTimeoutMs: 10, clock: () => now }));
+    const slow: SagaStep<unknown> = {
+      name: 'SnapshotPrepared',
+      run: async () => [ev.snapshotPrepared(c)],
+      undo: async () => {
+        now += 50;
+      },
+    };
+    const first: SagaStep<unknown> = {
+      name: 'SpecGenerated',
+      run: async () => [ev.specGenerated()],
+      undo: async () => undefined,
+    };
+    const failing: SagaStep<unknown> = {
+      name: 'ContainerCreated',
+      run: async () => {
+        throw new Error('boom');
+      },
+    };
+    await assert.rejects(
+      runSaga({
+        operation: 'CreateContainer',
+        ledger,
+        stream,
+        version: 1,
+        correlationId: 'r',
+        ctx: undefined,
+        steps: [first, slow, failing],
+        compensationTimeoutMs: 10,
+        clock: () => now,
+      }),
+    );
     const compensated = (await log.readStream(stream)).at(-1) as LedgerEvent<'Compensated'>;
-    assert.deepEqual(compensated.data.undone.map((u) => [u.step, u.ok]), [['SnapshotPrepared', true], ['SpecGenerated', false]]);
+    assert.deepEqual(
+      compensated.data.undone.map((u) => [u.step, u.ok]),
+      [
+        ['SnapshotPrepared', true],
+        ['SpecGenerated', false],
+      ],
+    );
     assert.match(compensated.data.undone[1]!.error!, /deadline/);
   });
 });

@@ -106,18 +106,39 @@ describe('stall watchdog', () => {
     const slow = blocking('Directories');
     const later = blocking('SnapshotPrepared', () => ev.snapshotPrepared(c));
     const saga = runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name,
-      deadline: T0 + 100, timer,
-      steps: [quick('SpecGenerated', () => ev.specGenerated(), true), slow.step, later.step, quick('ContainerCreated', () => ev.containerCreated(), true)],
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      name: c.name,
+      deadline: T0 + 100,
+      timer,
+      steps: [
+        quick('SpecGenerated', () => ev.specGenerated(), true),
+        slow.step,
+        later.step,
+        quick('ContainerCreated', () => ev.containerCreated(), true),
+      ],
     });
     await slow.running;
     timer.advance(40);
     assert.deepEqual(await types(log), ['NameReserved', 'SpecGenerated'], 'nothing before the deadline');
     timer.advance(80);
     const during = await streamLength(log, 3);
-    assert.deepEqual(during.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'OperationStalled'], 'the stall is durable while the step is stuck');
+    assert.deepEqual(
+      during.map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'OperationStalled'],
+      'the stall is durable while the step is stuck',
+    );
     const stalled = during[2] as LedgerEvent<'OperationStalled'>;
-    assert.deepEqual(stalled.data, { operation: 'CreateContainer', step: 'Directories', elapsedMs: 100, deadline: new Date(T0 + 100).toISOString() });
+    assert.deepEqual(stalled.data, {
+      operation: 'CreateContainer',
+      step: 'Directories',
+      elapsedMs: 100,
+      deadline: new Date(T0 + 100).toISOString(),
+    });
     assert.equal(stalled.correlationId, 'req-1');
     slow.release();
     await later.running;
@@ -125,7 +146,13 @@ describe('stall watchdog', () => {
     timer.advance(60_000);
     later.release();
     assert.equal(await saga, 5);
-    assert.deepEqual(await types(log), ['NameReserved', 'SpecGenerated', 'OperationStalled', 'SnapshotPrepared', 'ContainerCreated']);
+    assert.deepEqual(await types(log), [
+      'NameReserved',
+      'SpecGenerated',
+      'OperationStalled',
+      'SnapshotPrepared',
+      'ContainerCreated',
+    ]);
     assert.equal(timer.armed(), 0);
   });
 
@@ -134,9 +161,21 @@ describe('stall watchdog', () => {
     const timer = manualTimer();
     const step = blocking('Directories');
     const saga = runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name,
-      deadline: T0 + 1000, timer,
-      steps: [quick('SpecGenerated', () => ev.specGenerated(), true), step.step, quick('SnapshotPrepared', () => ev.snapshotPrepared(c)), quick('ContainerCreated', () => ev.containerCreated(), true)],
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      name: c.name,
+      deadline: T0 + 1000,
+      timer,
+      steps: [
+        quick('SpecGenerated', () => ev.specGenerated(), true),
+        step.step,
+        quick('SnapshotPrepared', () => ev.snapshotPrepared(c)),
+        quick('ContainerCreated', () => ev.containerCreated(), true),
+      ],
     });
     await step.running;
     timer.advance(999);
@@ -154,7 +193,13 @@ describe('stall watchdog', () => {
       const timer = manualTimer();
       const step = blocking('Directories');
       const saga = runSaga({
-        operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, timer,
+        operation: 'CreateContainer',
+        ledger,
+        stream,
+        version: 1,
+        correlationId: 'req-1',
+        ctx: undefined,
+        timer,
         ...(deadline === undefined ? {} : { deadline }),
         steps: [step.step, quick('ContainerCreated', () => ev.containerCreated(), true)],
       });
@@ -167,37 +212,73 @@ describe('stall watchdog', () => {
     }
   });
 
-  it('writes what earlier pure steps recorded before the stall, and the stalled step\'s own events after it', async () => {
+  it("writes what earlier pure steps recorded before the stall, and the stalled step's own events after it", async () => {
     const { ledger, log } = await begun();
     const timer = manualTimer();
     // A pure step that hangs (its failpoint delays, say) while SpecGenerated waits to be written.
     const hung = blocking('Labels', () => ev.containerCreated(), { pure: true });
     const saga = runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, deadline: T0 + 50, timer,
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      deadline: T0 + 50,
+      timer,
       steps: [quick('SpecGenerated', () => ev.specGenerated(), true), hung.step],
     });
     await hung.running;
     timer.advance(50);
-    assert.deepEqual((await streamLength(log, 3)).map((e) => e.type), ['NameReserved', 'SpecGenerated', 'OperationStalled']);
+    assert.deepEqual(
+      (await streamLength(log, 3)).map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'OperationStalled'],
+    );
     hung.release();
     await saga;
     const events = await log.readStream(stream);
-    assert.deepEqual(events.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'OperationStalled', 'ContainerCreated']);
-    assert.deepEqual(events.map((e) => e.version), [1, 2, 3, 4]);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'OperationStalled', 'ContainerCreated'],
+    );
+    assert.deepEqual(
+      events.map((e) => e.version),
+      [1, 2, 3, 4],
+    );
   });
 
-  it('never writes the stall before the saga\'s first event: a deadline already gone is recorded after it', async () => {
+  it("never writes the stall before the saga's first event: a deadline already gone is recorded after it", async () => {
     const log = new MemoryEventLog();
     const ledger = await Ledger.load(log);
     const timer = manualTimer();
     timer.advance(5_000);
     await runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 0, correlationId: 'req-1', ctx: undefined, deadline: T0 + 1_000, timer, name: c.name,
-      steps: [quick('NameReserved', () => ev.nameReserved(c), true), quick('SpecGenerated', () => ev.specGenerated(), true), quick('SnapshotPrepared', () => ev.snapshotPrepared(c))],
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 0,
+      correlationId: 'req-1',
+      ctx: undefined,
+      deadline: T0 + 1_000,
+      timer,
+      name: c.name,
+      steps: [
+        quick('NameReserved', () => ev.nameReserved(c), true),
+        quick('SpecGenerated', () => ev.specGenerated(), true),
+        quick('SnapshotPrepared', () => ev.snapshotPrepared(c)),
+      ],
     });
     const events = await log.readStream(stream);
-    assert.deepEqual(events.map((e) => e.type), ['NameReserved', 'OperationStalled', 'SpecGenerated', 'SnapshotPrepared']);
-    assert.deepEqual((events[1] as LedgerEvent<'OperationStalled'>).data, { operation: 'CreateContainer', step: 'NameReserved', elapsedMs: 0, deadline: new Date(T0 + 1_000).toISOString() });
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['NameReserved', 'OperationStalled', 'SpecGenerated', 'SnapshotPrepared'],
+    );
+    assert.deepEqual((events[1] as LedgerEvent<'OperationStalled'>).data, {
+      operation: 'CreateContainer',
+      step: 'NameReserved',
+      elapsedMs: 0,
+      deadline: new Date(T0 + 1_000).toISOString(),
+    });
   });
 
   it('compensates a stalled step that then fails as it would any failure: stall, then Compensated, nothing left', async () => {
@@ -207,8 +288,21 @@ describe('stall watchdog', () => {
     first.release();
     const broken = blocking('SnapshotPrepared', () => ev.snapshotPrepared(c), { fail: true });
     const saga = runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, name: c.name, deadline: T0 + 10, timer,
-      steps: [quick('SpecGenerated', () => ev.specGenerated(), true), first.step, broken.step, quick('ContainerCreated', () => ev.containerCreated(), true)],
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      name: c.name,
+      deadline: T0 + 10,
+      timer,
+      steps: [
+        quick('SpecGenerated', () => ev.specGenerated(), true),
+        first.step,
+        broken.step,
+        quick('ContainerCreated', () => ev.containerCreated(), true),
+      ],
     });
     await broken.running;
     timer.advance(30);
@@ -216,10 +310,16 @@ describe('stall watchdog', () => {
     broken.release();
     await assert.rejects(saga, /SnapshotPrepared broke/);
     const events = await log.readStream(stream);
-    assert.deepEqual(events.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'OperationStalled', 'Compensated']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'OperationStalled', 'Compensated'],
+    );
     const compensated = events[3] as LedgerEvent<'Compensated'>;
     assert.equal(compensated.data.failedStep, 'SnapshotPrepared');
-    assert.deepEqual(compensated.data.undone.map((u) => u.step), ['SnapshotPrepared', 'Directories']);
+    assert.deepEqual(
+      compensated.data.undone.map((u) => u.step),
+      ['SnapshotPrepared', 'Directories'],
+    );
     assert.deepEqual([...broken.undone, ...first.undone], ['SnapshotPrepared', 'Directories']);
     assert.equal((events[2] as LedgerEvent<'OperationStalled'>).data.step, 'SnapshotPrepared');
     assert.equal(timer.armed(), 0);
@@ -230,8 +330,20 @@ describe('stall watchdog', () => {
     const timer = manualTimer();
     const slow = blocking('Directories');
     const saga = runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, deadline: T0 + 100, timer,
-      steps: [quick('SpecGenerated', () => ev.specGenerated(), true), slow.step, quick('SnapshotPrepared', () => ev.snapshotPrepared(c)), quick('ContainerCreated', () => ev.containerCreated(), true)],
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      deadline: T0 + 100,
+      timer,
+      steps: [
+        quick('SpecGenerated', () => ev.specGenerated(), true),
+        slow.step,
+        quick('SnapshotPrepared', () => ev.snapshotPrepared(c)),
+        quick('ContainerCreated', () => ev.containerCreated(), true),
+      ],
     });
     await slow.running;
     timer.advance(30);
@@ -239,8 +351,16 @@ describe('stall watchdog', () => {
     slow.release();
     await saga;
     const events = await log.readStream(stream);
-    assert.deepEqual(events.map((e) => e.type), ['NameReserved', 'SpecGenerated', 'OperationStalled', 'SnapshotPrepared', 'ContainerCreated']);
-    assert.deepEqual((events[2] as LedgerEvent<'OperationStalled'>).data, { operation: 'CreateContainer', step: 'Directories', elapsedMs: 100, deadline: new Date(T0 + 100).toISOString() });
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['NameReserved', 'SpecGenerated', 'OperationStalled', 'SnapshotPrepared', 'ContainerCreated'],
+    );
+    assert.deepEqual((events[2] as LedgerEvent<'OperationStalled'>).data, {
+      operation: 'CreateContainer',
+      step: 'Directories',
+      elapsedMs: 100,
+      deadline: new Date(T0 + 100).toISOString(),
+    });
     assert.equal(timer.armed(), 0);
   });
 
@@ -249,7 +369,14 @@ describe('stall watchdog', () => {
     const timer = manualTimer();
     const hung = blocking('Labels', () => ev.containerCreated(), { pure: true });
     const saga = runSaga({
-      operation: 'CreateContainer', ledger, stream, version: 1, correlationId: 'req-1', ctx: undefined, deadline: T0 + 50, timer,
+      operation: 'CreateContainer',
+      ledger,
+      stream,
+      version: 1,
+      correlationId: 'req-1',
+      ctx: undefined,
+      deadline: T0 + 50,
+      timer,
       steps: [quick('SpecGenerated', () => ev.specGenerated(), true), hung.step],
     });
     await hung.running;

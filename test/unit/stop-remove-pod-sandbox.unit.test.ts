@@ -9,7 +9,17 @@ import { runPodSandbox } from '../../src/commands/run-pod-sandbox.js';
 import { stopPodSandbox } from '../../src/commands/stop-pod-sandbox.js';
 import { runUndos, sandboxUndos } from '../../src/commands/undo-by-id.js';
 import { sandboxStream } from '../../src/domain/ids.js';
-import { FakeFiles, FakeImages, FakeLogs, FakeNetwork, FakePodFiles, FakeRuntime, FakeSandboxSpecs, FakeSpecs, FakeTasks } from '../support/fake-runtime.js';
+import {
+  FakeFiles,
+  FakeImages,
+  FakeLogs,
+  FakeNetwork,
+  FakePodFiles,
+  FakeRuntime,
+  FakeSandboxSpecs,
+  FakeSpecs,
+  FakeTasks,
+} from '../support/fake-runtime.js';
 import { digest, hexId } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
@@ -18,7 +28,9 @@ const PORTS = [
   { protocol: 'UDP', containerPort: 53, hostPort: 30053, hostIp: '127.0.0.1' },
 ];
 
-async function podWithContainer(portMappings: Array<{ protocol: string; containerPort: number; hostPort: number; hostIp: string }> = []) {
+async function podWithContainer(
+  portMappings: Array<{ protocol: string; containerPort: number; hostPort: number; hostIp: string }> = [],
+) {
   const log = new MemoryEventLog();
   const ledger = await Ledger.load(log);
   const images = new FakeImages();
@@ -30,14 +42,48 @@ async function podWithContainer(portMappings: Array<{ protocol: string; containe
   const common = { requestDigest: digest('r'), correlationId: 'req', now: '2026-11-28T10:00:00.000Z' };
   const podConfig = { metadata: { name: 'web', uid: 'u', namespace: 'default', attempt: 0 }, portMappings };
   const sandboxId = await runPodSandbox(
-    { ledger, names: new NameReservations(ledger.projections.sandboxNames), images, runtime, tasks, network, files: podFiles, specs: new FakeSandboxSpecs(), sandboxImage: 'busybox' },
+    {
+      ledger,
+      names: new NameReservations(ledger.projections.sandboxNames),
+      images,
+      runtime,
+      tasks,
+      network,
+      files: podFiles,
+      specs: new FakeSandboxSpecs(),
+      sandboxImage: 'busybox',
+    },
     { ...common, sandboxId: hexId('pod'), request: { config: podConfig } },
   );
   const containerId = await createContainer(
-    { ledger, names: new NameReservations(ledger.projections.containerNames), images, runtime, files: containerFiles, specs: new FakeSpecs() },
-    { ...common, containerId: hexId('ctr'), request: { podSandboxId: sandboxId, config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' } }, sandboxConfig: podConfig } },
+    {
+      ledger,
+      names: new NameReservations(ledger.projections.containerNames),
+      images,
+      runtime,
+      files: containerFiles,
+      specs: new FakeSpecs(),
+    },
+    {
+      ...common,
+      containerId: hexId('ctr'),
+      request: {
+        podSandboxId: sandboxId,
+        config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' } },
+        sandboxConfig: podConfig,
+      },
+    },
   );
-  const lifecycle = { ledger, locks: new KeyedLock(), tasks, logs: new FakeLogs(), files: containerFiles, runtime, oomed: new Set<string>(), snapshotter: 'overlayfs' };
+  const lifecycle = {
+    ledger,
+    locks: new KeyedLock(),
+    tasks,
+    logs: new FakeLogs(),
+    files: containerFiles,
+    runtime,
+    oomed: new Set<string>(),
+    snapshotter: 'overlayfs',
+  };
   const deps = { ledger, tasks, network, runtime, containerFiles, podFiles, snapshotter: 'overlayfs', lifecycle };
   return { log, ledger, deps, sandboxId, containerId, runtime, tasks, network, podFiles, containerFiles };
 }
@@ -70,7 +116,10 @@ describe('StopPodSandbox and RemovePodSandbox', () => {
     assert.equal(w.runtime.snapshots.size, 0);
     assert.equal(w.containerFiles.dirs.size, 0);
     assert.equal(w.podFiles.pods.size, 0);
-    assert.deepEqual((await w.log.readStream(sandboxStream(w.sandboxId))).slice(-2).map((e) => e.type), ['SandboxStopped', 'SandboxRemoved']);
+    assert.deepEqual(
+      (await w.log.readStream(sandboxStream(w.sandboxId))).slice(-2).map((e) => e.type),
+      ['SandboxStopped', 'SandboxRemoved'],
+    );
     const head = w.log.head();
     await removePodSandbox(w.deps, op(w.sandboxId));
     assert.equal(w.log.head(), head, 'removing again writes nothing');
@@ -90,9 +139,17 @@ describe('StopPodSandbox and RemovePodSandbox', () => {
   it('gives the undo of a sandbox (recovery, unclaimed results) the port mappings ADD got', async () => {
     const w = await podWithContainer(PORTS);
     const added = w.network.attached.get(w.sandboxId)!;
-    const undos = sandboxUndos({ ...w.deps, podFiles: w.podFiles }, w.sandboxId, 'overlayfs', w.ledger.projections.sandboxes.get(w.sandboxId));
+    const undos = sandboxUndos(
+      { ...w.deps, podFiles: w.podFiles },
+      w.sandboxId,
+      'overlayfs',
+      w.ledger.projections.sandboxes.get(w.sandboxId),
+    );
     const { results } = await runUndos(undos, () => 0);
-    assert.ok(results.every((r) => r.ok), JSON.stringify(results));
+    assert.ok(
+      results.every((r) => r.ok),
+      JSON.stringify(results),
+    );
     assert.deepEqual(w.network.tornDown, [added]);
   });
 });

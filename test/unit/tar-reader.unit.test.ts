@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CorruptTarError, readTar, UnsupportedTarEntryError, type TarEntry } from '../../src/adapters/images/tar-reader.js';
+import {
+  CorruptTarError,
+  readTar,
+  UnsupportedTarEntryError,
+  type TarEntry,
+} from '../../src/adapters/images/tar-reader.js';
 import { tarArchive } from '../support/tar-writer.js';
 
 /** The archive's bytes in pieces of `size`, as a stream would hand them on. */
@@ -22,7 +27,14 @@ describe('readTar', () => {
   it('reads files, directories, links and devices with their attributes, whatever the piece size', async () => {
     const archive = tarArchive([
       { name: 'etc/', type: '5', mode: 0o755 },
-      { name: 'etc/passwd', data: 'root:x:0:0::/root:/bin/sh\n', mode: 0o4755, uid: 1000, gid: 1001, mtime: 1234567890 },
+      {
+        name: 'etc/passwd',
+        data: 'root:x:0:0::/root:/bin/sh\n',
+        mode: 0o4755,
+        uid: 1000,
+        gid: 1001,
+        mtime: 1234567890,
+      },
       { name: 'bin/sh', type: '2', linkname: '/bin/busybox' },
       { name: 'etc/passwd-', type: '1', linkname: 'etc/passwd' },
       { name: 'dev/null', type: '3', devmajor: 1, devminor: 3, mode: 0o666 },
@@ -31,7 +43,15 @@ describe('readTar', () => {
     for (const size of [1, 7, 512, 100_000]) {
       const entries = await read(archive, size);
       assert.deepEqual(
-        entries.map(({ entry, data }) => [entry.path, entry.type, entry.mode.toString(8), entry.uid, entry.gid, entry.linkname, data]),
+        entries.map(({ entry, data }) => [
+          entry.path,
+          entry.type,
+          entry.mode.toString(8),
+          entry.uid,
+          entry.gid,
+          entry.linkname,
+          data,
+        ]),
         [
           ['etc/', 'dir', '755', 0, 0, '', ''],
           ['etc/passwd', 'file', '4755', 1000, 1001, '', 'root:x:0:0::/root:/bin/sh\n'],
@@ -50,7 +70,19 @@ describe('readTar', () => {
     const long = `${'d'.repeat(120)}/${'f'.repeat(150)}`;
     const capability = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0xff, 0x0a, 0x3d]);
     const [entry] = await read(
-      tarArchive([{ name: 'short', data: 'x', pax: { path: long, uid: '3000000000', mtime: '1600000000.5', 'SCHILY.xattr.security.capability': capability, 'SCHILY.xattr.user.note': 'hi' } }]),
+      tarArchive([
+        {
+          name: 'short',
+          data: 'x',
+          pax: {
+            path: long,
+            uid: '3000000000',
+            mtime: '1600000000.5',
+            'SCHILY.xattr.security.capability': capability,
+            'SCHILY.xattr.user.note': 'hi',
+          },
+        },
+      ]),
     );
     assert.equal(entry!.entry.path, long);
     assert.equal(entry!.entry.uid, 3000000000);
@@ -90,11 +122,20 @@ describe('readTar', () => {
 
   it('refuses a GNU sparse file and unknown types as unsupported, not as corrupt', async () => {
     await assert.rejects(read(tarArchive([{ name: 'sparse', type: 'S', data: 'x' }])), UnsupportedTarEntryError);
-    await assert.rejects(read(tarArchive([{ name: 'a', data: 'x', pax: { 'GNU.sparse.major': '1' } }])), UnsupportedTarEntryError);
+    await assert.rejects(
+      read(tarArchive([{ name: 'a', data: 'x', pax: { 'GNU.sparse.major': '1' } }])),
+      UnsupportedTarEntryError,
+    );
   });
 
   it('ends at the end-of-archive blocks, and at a clean end without them', async () => {
-    assert.deepEqual((await read(tarArchive([{ name: 'a', data: 'x' }]))).map((e) => e.entry.path), ['a']);
-    assert.deepEqual((await read(tarArchive([{ name: 'a', data: 'x' }], { end: false }))).map((e) => e.entry.path), ['a']);
+    assert.deepEqual(
+      (await read(tarArchive([{ name: 'a', data: 'x' }]))).map((e) => e.entry.path),
+      ['a'],
+    );
+    assert.deepEqual(
+      (await read(tarArchive([{ name: 'a', data: 'x' }], { end: false }))).map((e) => e.entry.path),
+      ['a'],
+    );
   });
 });

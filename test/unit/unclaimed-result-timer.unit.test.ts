@@ -7,7 +7,15 @@ import { Ledger } from '../../src/commands/ledger.js';
 import { NameReservations } from '../../src/commands/name-reservations.js';
 import type { Caller } from '../../src/commands/ports.js';
 import { containerStream } from '../../src/domain/ids.js';
-import { FakeFiles, FakeImages, FakeNetwork, FakePodFiles, FakeRuntime, FakeSpecs, FakeTasks } from '../support/fake-runtime.js';
+import {
+  FakeFiles,
+  FakeImages,
+  FakeNetwork,
+  FakePodFiles,
+  FakeRuntime,
+  FakeSpecs,
+  FakeTasks,
+} from '../support/fake-runtime.js';
 import { digest, ev, hexId, sandbox, streams } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
@@ -31,7 +39,14 @@ async function node(log: MemoryEventLog, runtime: FakeRuntime, files: FakeFiles)
     retryMs: 50,
     reap: {
       containers: { ledger, names, runtime, files },
-      sandboxes: { ledger, names: new NameReservations(ledger.projections.sandboxNames), runtime, tasks: new FakeTasks(), network: new FakeNetwork(), files: new FakePodFiles() },
+      sandboxes: {
+        ledger,
+        names: new NameReservations(ledger.projections.sandboxNames),
+        runtime,
+        tasks: new FakeTasks(),
+        network: new FakeNetwork(),
+        files: new FakePodFiles(),
+      },
     },
   });
   return { ledger, deps, timer };
@@ -49,7 +64,11 @@ const create = (deps: CreateContainerDeps, label: string) =>
     requestDigest: digest(label),
     correlationId: `req-${label}`,
     now: new Date().toISOString(),
-    request: { podSandboxId: pod.id, config: { metadata: { name: label, attempt: 0 }, image: { image: 'busybox' } }, sandboxConfig: {} },
+    request: {
+      podSandboxId: pod.id,
+      config: { metadata: { name: label, attempt: 0 }, image: { image: 'busybox' } },
+      sandboxConfig: {},
+    },
     caller: gone(),
   });
 

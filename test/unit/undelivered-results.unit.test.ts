@@ -1,17 +1,34 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createContainer, type CreateContainerCommand, type CreateContainerDeps } from '../../src/commands/create-container.js';
+import {
+  createContainer,
+  type CreateContainerCommand,
+  type CreateContainerDeps,
+} from '../../src/commands/create-container.js';
 import { KeyedLock } from '../../src/commands/keyed-lock.js';
 import { Ledger } from '../../src/commands/ledger.js';
 import { decideRetry, NameReservations, type RetryFacts } from '../../src/commands/name-reservations.js';
 import type { Caller } from '../../src/commands/ports.js';
-import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from '../../src/commands/run-pod-sandbox.js';
+import {
+  runPodSandbox,
+  type RunPodSandboxCommand,
+  type RunPodSandboxDeps,
+} from '../../src/commands/run-pod-sandbox.js';
 import { reapUnclaimed } from '../../src/commands/undelivered-results.js';
 import { NameConflictError } from '../../src/domain/errors.js';
 import type { LedgerEvent, NewEvent } from '../../src/domain/events.js';
 import { containerStream, sandboxStream } from '../../src/domain/ids.js';
 import { dueUnclaimed } from '../../src/projections/undelivered-results.js';
-import { FakeFiles, FakeImages, FakeNetwork, FakePodFiles, FakeRuntime, FakeSandboxSpecs, FakeSpecs, FakeTasks } from '../support/fake-runtime.js';
+import {
+  FakeFiles,
+  FakeImages,
+  FakeNetwork,
+  FakePodFiles,
+  FakeRuntime,
+  FakeSandboxSpecs,
+  FakeSpecs,
+  FakeTasks,
+} from '../support/fake-runtime.js';
 import { digest, ev, hexId, sandbox, streams } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
 
@@ -56,13 +73,24 @@ async function world(log = new MemoryEventLog(), parts?: { runtime: FakeRuntime;
     specs: new FakeSpecs(),
     locks: new KeyedLock(),
   };
-  const leftovers = () => ({ snapshots: deps.runtime.snapshots.size, containers: deps.runtime.containers.size, dirs: deps.files.dirs.size });
+  const leftovers = () => ({
+    snapshots: deps.runtime.snapshots.size,
+    containers: deps.runtime.containers.size,
+    dirs: deps.files.dirs.size,
+  });
   const reap = (nowMs: number) =>
     reapUnclaimed(
       {
         ledger,
         containers: deps,
-        sandboxes: { ledger, names: new NameReservations(ledger.projections.sandboxNames), runtime: deps.runtime, tasks: new FakeTasks(), network: new FakeNetwork(), files: new FakePodFiles() },
+        sandboxes: {
+          ledger,
+          names: new NameReservations(ledger.projections.sandboxNames),
+          runtime: deps.runtime,
+          tasks: new FakeTasks(),
+          network: new FakeNetwork(),
+          files: new FakePodFiles(),
+        },
         unclaimedTimeoutMs: TIMEOUT_MS,
       },
       { nowMs, correlationId: 'reaper' },
@@ -78,7 +106,11 @@ function command(requestDigest = digest('request'), c?: Caller): CreateContainer
     requestDigest,
     correlationId: `req-${counter}`,
     now: iso(T0),
-    request: { podSandboxId: pod.id, config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, labels: {}, annotations: {} }, sandboxConfig: {} },
+    request: {
+      podSandboxId: pod.id,
+      config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, labels: {}, annotations: {} },
+      sandboxConfig: {},
+    },
     ...(c ? { caller: c } : {}),
   };
 }
@@ -90,13 +122,37 @@ describe('retry decisions', () => {
   const cases: Array<[string, Partial<RetryFacts>, string]> = [
     ['nothing holds the name', {}, 'create'],
     ['the same request runs here', { running: { requestDigest: 'A', id: 'x', callerWaits: false } }, 'wait'],
-    ['another request runs and its caller waits', { running: { requestDigest: 'B', id: 'x', callerWaits: true } }, 'conflict'],
-    ['another request runs and its caller gave up', { running: { requestDigest: 'B', id: 'x', callerWaits: false } }, 'waitThenDecide'],
+    [
+      'another request runs and its caller waits',
+      { running: { requestDigest: 'B', id: 'x', callerWaits: true } },
+      'conflict',
+    ],
+    [
+      'another request runs and its caller gave up',
+      { running: { requestDigest: 'B', id: 'x', callerWaits: false } },
+      'waitThenDecide',
+    ],
     ['the same request finished', { hold: { holderId: 'x', requestDigest: 'A' }, holderState: 'CREATED' }, 'serve'],
-    ['the same request finished, undelivered', { hold: { holderId: 'x', requestDigest: 'A' }, holderState: 'CREATED', holderUndelivered: true }, 'serve'],
-    ['another request finished, delivered', { hold: { holderId: 'x', requestDigest: 'B' }, holderState: 'CREATED' }, 'create'],
-    ['another request finished, undelivered', { hold: { holderId: 'x', requestDigest: 'B' }, holderState: 'CREATED', holderUndelivered: true }, 'replace'],
-    ['a saga left in flight by a crash (recovery settles it)', { hold: { holderId: 'x', requestDigest: 'B' }, holderState: 'CREATING', holderUndelivered: true }, 'create'],
+    [
+      'the same request finished, undelivered',
+      { hold: { holderId: 'x', requestDigest: 'A' }, holderState: 'CREATED', holderUndelivered: true },
+      'serve',
+    ],
+    [
+      'another request finished, delivered',
+      { hold: { holderId: 'x', requestDigest: 'B' }, holderState: 'CREATED' },
+      'create',
+    ],
+    [
+      'another request finished, undelivered',
+      { hold: { holderId: 'x', requestDigest: 'B' }, holderState: 'CREATED', holderUndelivered: true },
+      'replace',
+    ],
+    [
+      'a saga left in flight by a crash (recovery settles it)',
+      { hold: { holderId: 'x', requestDigest: 'B' }, holderState: 'CREATING', holderUndelivered: true },
+      'create',
+    ],
   ];
   for (const [given, f, then] of cases) {
     it(`given ${given}, decides ${then}`, () => assert.equal(decideRetry(facts(f)).kind, then));
@@ -107,7 +163,12 @@ describe('CreateContainer: results no caller got', () => {
   it('writes nothing beyond the saga when its caller is still there', async () => {
     const { log, ledger, deps } = await world();
     const id = await createContainer(deps, command(digest('request'), caller()));
-    assert.deepEqual(types(await log.readStream(containerStream(id))), ['NameReserved', 'SpecGenerated', 'SnapshotPrepared', 'ContainerCreated']);
+    assert.deepEqual(types(await log.readStream(containerStream(id))), [
+      'NameReserved',
+      'SpecGenerated',
+      'SnapshotPrepared',
+      'ContainerCreated',
+    ]);
     assert.equal(ledger.projections.undelivered.size, 0);
   });
 
@@ -116,7 +177,13 @@ describe('CreateContainer: results no caller got', () => {
     const id = await createContainer(deps, command(digest('request'), goneCaller(T0 + 2_000)));
     const last = (await log.readStream(containerStream(id))).at(-1) as LedgerEvent<'ResultUndelivered'>;
     assert.equal(last.type, 'ResultUndelivered');
-    assert.deepEqual(last.data, { name: NAME, requestDigest: digest('request'), reason: 'deadline', gaveUpAt: iso(T0 + 2_000), callerDeadline: iso(T0 + 2_000) });
+    assert.deepEqual(last.data, {
+      name: NAME,
+      requestDigest: digest('request'),
+      reason: 'deadline',
+      gaveUpAt: iso(T0 + 2_000),
+      callerDeadline: iso(T0 + 2_000),
+    });
     assert.equal(ledger.projections.undelivered.get(containerStream(id))?.name, NAME);
   });
 
@@ -125,7 +192,10 @@ describe('CreateContainer: results no caller got', () => {
     const first = await createContainer(deps, command(digest('request'), goneCaller()));
     const retry = await createContainer(deps, command(digest('request'), caller()));
     assert.equal(retry, first);
-    assert.deepEqual(types(await log.readStream(containerStream(first))).slice(-2), ['ResultUndelivered', 'RetryServed']);
+    assert.deepEqual(types(await log.readStream(containerStream(first))).slice(-2), [
+      'ResultUndelivered',
+      'RetryServed',
+    ]);
     assert.equal(ledger.projections.undelivered.size, 0);
     assert.equal(deps.runtime.containers.size, 1);
   });
@@ -134,7 +204,11 @@ describe('CreateContainer: results no caller got', () => {
     const { log, ledger, deps } = await world();
     const first = await createContainer(deps, command(digest('request'), goneCaller(T0 + 2_000)));
     await createContainer(deps, command(digest('request'), goneCaller(T0 + 9_000)));
-    assert.deepEqual(types(await log.readStream(containerStream(first))).slice(-3), ['ResultUndelivered', 'RetryServed', 'ResultUndelivered']);
+    assert.deepEqual(types(await log.readStream(containerStream(first))).slice(-3), [
+      'ResultUndelivered',
+      'RetryServed',
+      'ResultUndelivered',
+    ]);
     assert.equal(ledger.projections.undelivered.get(containerStream(first))?.callerDeadline, iso(T0 + 9_000));
   });
 
@@ -157,22 +231,32 @@ describe('CreateContainer: results no caller got', () => {
   it('refuses another digest with ALREADY_EXISTS naming the holder when the result was delivered', async () => {
     const { deps } = await world();
     const first = await createContainer(deps, command(digest('v1'), caller()));
-    await assert.rejects(createContainer(deps, command(digest('v2'), caller())), (e: unknown) => e instanceof NameConflictError && e.holderId === first);
+    await assert.rejects(
+      createContainer(deps, command(digest('v2'), caller())),
+      (e: unknown) => e instanceof NameConflictError && e.holderId === first,
+    );
     assert.equal(deps.runtime.containers.size, 1);
   });
 
   it('treats a started container as delivered: someone used its id', async () => {
     const { ledger, deps } = await world();
     const first = await createContainer(deps, command(digest('v1'), goneCaller()));
-    await ledger.append(containerStream(first), ledger.projections.containers.get(first)!.version, [ev.containerStarted()]);
-    await assert.rejects(createContainer(deps, command(digest('v2'), caller())), (e: unknown) => e instanceof NameConflictError && e.holderId === first);
+    await ledger.append(containerStream(first), ledger.projections.containers.get(first)!.version, [
+      ev.containerStarted(),
+    ]);
+    await assert.rejects(
+      createContainer(deps, command(digest('v2'), caller())),
+      (e: unknown) => e instanceof NameConflictError && e.holderId === first,
+    );
   });
 
   it('makes a request with another digest wait for a running saga whose caller gave up, then replaces its result', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const { ledger, deps, leftovers } = await world();
-    deps.failpoints = { hit: async (point: string) => (point === 'CreateContainer.SnapshotPrepared' ? gate : undefined) };
+    deps.failpoints = {
+      hit: async (point: string) => (point === 'CreateContainer.SnapshotPrepared' ? gate : undefined),
+    };
     const firstCaller = caller();
     const first = createContainer(deps, command(digest('v1'), firstCaller));
     await new Promise((r) => setTimeout(r, 5));
@@ -191,7 +275,9 @@ describe('CreateContainer: results no caller got', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const { log, ledger, deps } = await world();
-    deps.failpoints = { hit: async (point: string) => (point === 'CreateContainer.SnapshotPrepared' ? gate : undefined) };
+    deps.failpoints = {
+      hit: async (point: string) => (point === 'CreateContainer.SnapshotPrepared' ? gate : undefined),
+    };
     const firstCaller = caller();
     const first = createContainer(deps, command(digest('request'), firstCaller));
     await new Promise((r) => setTimeout(r, 5));
@@ -213,7 +299,10 @@ describe('results nobody claims', () => {
     assert.deepEqual(early.outcomes, []);
     assert.equal(early.nextAtMs, T0 + 2_000 + TIMEOUT_MS);
     const late = await reap(T0 + 2_000 + TIMEOUT_MS);
-    assert.deepEqual(late.outcomes.map((o) => o.result), ['removed']);
+    assert.deepEqual(
+      late.outcomes.map((o) => o.result),
+      ['removed'],
+    );
     assert.equal(late.nextAtMs, undefined);
     const removed = (await log.readStream(containerStream(id))).at(-1) as LedgerEvent<'ContainerRemoved'>;
     assert.equal(removed.data.discarded?.reason, 'unclaimed');
@@ -233,15 +322,38 @@ describe('results nobody claims', () => {
     const { deps, leftovers, reap } = await world();
     await createContainer(deps, command(digest('request'), goneCaller()));
     deps.runtime.failOn('deleteContainer');
-    assert.deepEqual((await reap(T0 + 2 * TIMEOUT_MS)).outcomes.map((o) => o.result), ['failed']);
-    assert.deepEqual((await reap(T0 + 2 * TIMEOUT_MS)).outcomes.map((o) => o.result), ['removed']);
+    assert.deepEqual(
+      (await reap(T0 + 2 * TIMEOUT_MS)).outcomes.map((o) => o.result),
+      ['failed'],
+    );
+    assert.deepEqual(
+      (await reap(T0 + 2 * TIMEOUT_MS)).outcomes.map((o) => o.result),
+      ['removed'],
+    );
     assert.deepEqual(leftovers(), { snapshots: 0, containers: 0, dirs: 0 });
   });
 
   it('orders what is due oldest first and says when the next falls due', () => {
-    const r = (seq: number, deadline: number) => ({ stream: `s${seq}`, kind: 'container' as const, id: `${seq}`, name: `n${seq}`, requestDigest: 'd', reason: 'deadline' as const, gaveUpAt: iso(deadline), callerDeadline: iso(deadline), seq });
-    const { due, nextAtMs } = dueUnclaimed([r(3, T0), r(1, T0 + 500), r(2, T0 + 60_000)], T0 + 1_000 + TIMEOUT_MS, TIMEOUT_MS);
-    assert.deepEqual(due.map((d) => d.seq), [1, 3]);
+    const r = (seq: number, deadline: number) => ({
+      stream: `s${seq}`,
+      kind: 'container' as const,
+      id: `${seq}`,
+      name: `n${seq}`,
+      requestDigest: 'd',
+      reason: 'deadline' as const,
+      gaveUpAt: iso(deadline),
+      callerDeadline: iso(deadline),
+      seq,
+    });
+    const { due, nextAtMs } = dueUnclaimed(
+      [r(3, T0), r(1, T0 + 500), r(2, T0 + 60_000)],
+      T0 + 1_000 + TIMEOUT_MS,
+      TIMEOUT_MS,
+    );
+    assert.deepEqual(
+      due.map((d) => d.seq),
+      [1, 3],
+    );
     assert.equal(nextAtMs, T0 + 60_000 + TIMEOUT_MS);
   });
 });
@@ -259,7 +371,10 @@ describe('after a restart (read from the log)', () => {
 
     // Another name, left undelivered, then replaced after a restart.
     const other = { ...command(digest('v1'), goneCaller()) };
-    other.request = { ...other.request, config: { ...(other.request.config as object), metadata: { name: 'side', attempt: 0 } } as never };
+    other.request = {
+      ...other.request,
+      config: { ...(other.request.config as object), metadata: { name: 'side', attempt: 0 } } as never,
+    };
     const old = await createContainer(after.deps, other);
     const again = await world(before.log, parts);
     const replacement = { ...command(digest('v2'), caller()), request: other.request };
@@ -269,10 +384,16 @@ describe('after a restart (read from the log)', () => {
 
     // And a third, unclaimed across a restart.
     const third = { ...command(digest('v3'), goneCaller(T0)) };
-    third.request = { ...third.request, config: { ...(third.request.config as object), metadata: { name: 'third', attempt: 0 } } as never };
+    third.request = {
+      ...third.request,
+      config: { ...(third.request.config as object), metadata: { name: 'third', attempt: 0 } } as never,
+    };
     const lone = await createContainer(again.deps, third);
     const last = await world(before.log, parts);
-    assert.deepEqual((await last.reap(T0 + TIMEOUT_MS)).outcomes.map((o) => [o.stream, o.result]), [[containerStream(lone), 'removed']]);
+    assert.deepEqual(
+      (await last.reap(T0 + TIMEOUT_MS)).outcomes.map((o) => [o.stream, o.result]),
+      [[containerStream(lone), 'removed']],
+    );
     assert.deepEqual(last.leftovers(), { snapshots: 2, containers: 2, dirs: 2 });
   });
 });
@@ -292,7 +413,14 @@ describe('RunPodSandbox: results no caller got', () => {
       specs: new FakeSandboxSpecs(),
       sandboxImage: 'busybox',
     } satisfies RunPodSandboxDeps;
-    const leftovers = () => ({ netns: deps.network.netns.size, cni: deps.network.attached.size, files: deps.files.pods.size, snapshots: deps.runtime.snapshots.size, containers: deps.runtime.containers.size, tasks: deps.tasks.running.size });
+    const leftovers = () => ({
+      netns: deps.network.netns.size,
+      cni: deps.network.attached.size,
+      files: deps.files.pods.size,
+      snapshots: deps.runtime.snapshots.size,
+      containers: deps.runtime.containers.size,
+      tasks: deps.tasks.running.size,
+    });
     return { log, ledger, deps, leftovers };
   }
   const podCommand = (requestDigest: string, c: Caller): RunPodSandboxCommand => {
@@ -302,7 +430,10 @@ describe('RunPodSandbox: results no caller got', () => {
       requestDigest,
       correlationId: `req-pod-${counter}`,
       now: iso(T0),
-      request: { config: { metadata: { name: 'web', uid: 'uid-9', namespace: 'default', attempt: 0 } }, runtimeHandler: '' },
+      request: {
+        config: { metadata: { name: 'web', uid: 'uid-9', namespace: 'default', attempt: 0 } },
+        runtimeHandler: '',
+      },
       caller: c,
     };
   };
@@ -316,7 +447,10 @@ describe('RunPodSandbox: results no caller got', () => {
     assert.notEqual(fresh, old);
     const removed = (await log.readStream(sandboxStream(old))).at(-1) as LedgerEvent<'SandboxRemoved'>;
     assert.equal(removed.type, 'SandboxRemoved');
-    assert.deepEqual(removed.data.discarded?.undone.map((u) => u.step), ['SandboxReady', 'SnapshotPrepared', 'PauseCreated', 'NetworkSetUp', 'NetworkNamespace', 'PodFiles']);
+    assert.deepEqual(
+      removed.data.discarded?.undone.map((u) => u.step),
+      ['SandboxReady', 'SnapshotPrepared', 'PauseCreated', 'NetworkSetUp', 'NetworkNamespace', 'PodFiles'],
+    );
     assert.deepEqual(leftovers(), ONE);
     assert.equal(ledger.projections.sandboxes.get(old), undefined);
   });
@@ -335,14 +469,22 @@ describe('RunPodSandbox: results no caller got', () => {
       reapUnclaimed(
         {
           ledger,
-          containers: { ledger, names: new NameReservations(ledger.projections.containerNames), runtime: deps.runtime, files: new FakeFiles() },
+          containers: {
+            ledger,
+            names: new NameReservations(ledger.projections.containerNames),
+            runtime: deps.runtime,
+            files: new FakeFiles(),
+          },
           sandboxes: deps,
           unclaimedTimeoutMs: TIMEOUT_MS,
         },
         { nowMs, correlationId: 'reaper' },
       );
     assert.deepEqual((await reap(T0 + TIMEOUT_MS - 1)).outcomes, []);
-    assert.deepEqual((await reap(T0 + TIMEOUT_MS)).outcomes.map((o) => [o.stream, o.result]), [[sandboxStream(id), 'removed']]);
+    assert.deepEqual(
+      (await reap(T0 + TIMEOUT_MS)).outcomes.map((o) => [o.stream, o.result]),
+      [[sandboxStream(id), 'removed']],
+    );
     const removed = (await log.readStream(sandboxStream(id))).at(-1) as LedgerEvent<'SandboxRemoved'>;
     assert.equal(removed.data.discarded?.reason, 'unclaimed');
     assert.deepEqual(leftovers(), { netns: 0, cni: 0, files: 0, snapshots: 0, containers: 0, tasks: 0 });
@@ -355,7 +497,10 @@ describe('RunPodSandbox: results no caller got', () => {
     const c = { id: hexId('in-pod'), sandboxId: first, name: 'x_web_default_uid-9_0' };
     await ledger.append(containerStream(c.id), 0, [ev.nameReserved(c)]);
     assert.equal(ledger.projections.undelivered.size, 0);
-    await assert.rejects(runPodSandbox(deps, podCommand(digest('p2'), caller())), (e: unknown) => e instanceof NameConflictError && e.holderId === first);
+    await assert.rejects(
+      runPodSandbox(deps, podCommand(digest('p2'), caller())),
+      (e: unknown) => e instanceof NameConflictError && e.holderId === first,
+    );
   });
 });
 
@@ -366,15 +511,34 @@ describe('the undelivered-results projection', () => {
     correlationId,
     data: { name: NAME, requestDigest: digest(NAME), reason: 'deadline', gaveUpAt: iso(T0), callerDeadline: iso(T0) },
   });
-  const served: NewEvent<'RetryServed'> = { type: 'RetryServed', correlationId: 'req-retry', data: { requestDigest: digest(NAME), servedAt: iso(T0 + 1_000) } };
+  const served: NewEvent<'RetryServed'> = {
+    type: 'RetryServed',
+    correlationId: 'req-retry',
+    data: { requestDigest: digest(NAME), servedAt: iso(T0 + 1_000) },
+  };
 
   it('holds a result from ResultUndelivered until a retry claims it, and again when that retry gave up too', async () => {
     const ledger = await Ledger.load(new MemoryEventLog());
     const stream = streams.container(c);
-    await ledger.append(stream, 0, [ev.nameReserved(c), ev.specGenerated(), ev.snapshotPrepared(c), ev.containerCreated()]);
+    await ledger.append(stream, 0, [
+      ev.nameReserved(c),
+      ev.specGenerated(),
+      ev.snapshotPrepared(c),
+      ev.containerCreated(),
+    ]);
     assert.equal(ledger.projections.undelivered.size, 0, 'a created container is delivered unless told otherwise');
     await ledger.append(stream, 4, [undelivered()]);
-    assert.deepEqual(ledger.projections.undelivered.get(stream), { stream, kind: 'container', id: c.id, name: NAME, requestDigest: digest(NAME), reason: 'deadline', gaveUpAt: iso(T0), callerDeadline: iso(T0), seq: 5 });
+    assert.deepEqual(ledger.projections.undelivered.get(stream), {
+      stream,
+      kind: 'container',
+      id: c.id,
+      name: NAME,
+      requestDigest: digest(NAME),
+      reason: 'deadline',
+      gaveUpAt: iso(T0),
+      callerDeadline: iso(T0),
+      seq: 5,
+    });
     await ledger.append(stream, 5, [served]);
     assert.equal(ledger.projections.undelivered.get(stream), undefined);
     await ledger.append(stream, 6, [undelivered('req-retry')]);
@@ -384,17 +548,31 @@ describe('the undelivered-results projection', () => {
   it('forgets a result that was started, removed, or (for a sandbox) got a container', async () => {
     const ledger = await Ledger.load(new MemoryEventLog());
     const stream = streams.container(c);
-    await ledger.append(stream, 0, [ev.nameReserved(c), ev.specGenerated(), ev.snapshotPrepared(c), ev.containerCreated(), undelivered()]);
+    await ledger.append(stream, 0, [
+      ev.nameReserved(c),
+      ev.specGenerated(),
+      ev.snapshotPrepared(c),
+      ev.containerCreated(),
+      undelivered(),
+    ]);
     await ledger.append(stream, 5, [ev.containerStarted()]);
     assert.equal(ledger.projections.undelivered.size, 0);
     const p = sandbox('proj-pod', 'pp_default_uid-pp_0');
-    await ledger.append(streams.sandbox(p), 0, [ev.sandboxReserved(p), ev.sandboxReady(), { ...undelivered(), data: { ...undelivered().data, name: p.name } }]);
+    await ledger.append(streams.sandbox(p), 0, [
+      ev.sandboxReserved(p),
+      ev.sandboxReady(),
+      { ...undelivered(), data: { ...undelivered().data, name: p.name } },
+    ]);
     assert.equal(ledger.projections.undelivered.get(streams.sandbox(p))?.kind, 'sandbox');
     const inPod = { id: hexId('proj-in-pod'), sandboxId: p.id, name: 'x_pp_default_uid-pp_0' };
     await ledger.append(streams.container(inPod), 0, [ev.nameReserved(inPod)]);
     assert.equal(ledger.projections.undelivered.size, 0);
     const q = sandbox('proj-pod2', 'pq_default_uid-pq_0');
-    await ledger.append(streams.sandbox(q), 0, [ev.sandboxReserved(q), ev.sandboxReady(), { ...undelivered(), data: { ...undelivered().data, name: q.name } }]);
+    await ledger.append(streams.sandbox(q), 0, [
+      ev.sandboxReserved(q),
+      ev.sandboxReady(),
+      { ...undelivered(), data: { ...undelivered().data, name: q.name } },
+    ]);
     await ledger.append(streams.sandbox(q), 3, [ev.sandboxRemoved(q)]);
     assert.equal(ledger.projections.undelivered.size, 0);
   });

@@ -60,7 +60,10 @@ export function resolveRelayOptions(o: NatsRelayOptions): ResolvedRelayOptions {
     maxAgeMs: o.maxAgeMs,
   };
   validateStreamSettings(stream);
-  const serverList = o.servers.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const serverList = o.servers
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (serverList.length === 0) throw new InvalidArgumentError('nats.url', 'must name at least one server');
   if (o.node.length === 0) throw new InvalidArgumentError('node', 'must not be empty');
   const r: ResolvedRelayOptions = {
@@ -75,7 +78,8 @@ export function resolveRelayOptions(o: NatsRelayOptions): ResolvedRelayOptions {
     onFatal: o.onFatal ?? (() => undefined),
   };
   for (const key of ['window', 'publishTimeoutMs', 'reconnectWaitMs', 'lagLogIntervalMs', 'stopTimeoutMs'] as const) {
-    if (!Number.isInteger(r[key]) || r[key] < 1) throw new InvalidArgumentError(`nats.${key}`, `must be a positive integer, got ${r[key]}`);
+    if (!Number.isInteger(r[key]) || r[key] < 1)
+      throw new InvalidArgumentError(`nats.${key}`, `must be a positive integer, got ${r[key]}`);
   }
   return r;
 }

@@ -94,7 +94,10 @@ export class NatsRelay {
     // lost to a disconnect) and the in-flight acks; what is unacked is re-sent next start.
     const timer = new AbortController();
     let expired = false;
-    const deadline = sleep(this.o.stopTimeoutMs, undefined, { signal: timer.signal }).then(() => (expired = true), () => undefined);
+    const deadline = sleep(this.o.stopTimeoutMs, undefined, { signal: timer.signal }).then(
+      () => (expired = true),
+      () => undefined,
+    );
     await Promise.race([this.loop, deadline]);
     while (this.inflight > 0 && !expired) await Promise.race([this.changed(), deadline]);
     timer.abort();
@@ -229,7 +232,10 @@ export class NatsRelay {
         this.needsEnsure = true;
         this.logger.info({ server: s.data, ...this.status() }, 'NATS reconnected');
       } else if (s.type === Events.Error) {
-        this.noteError(new Error(typeof s.data === 'string' ? s.data : JSON.stringify(s.data)), 'NATS reported an error');
+        this.noteError(
+          new Error(typeof s.data === 'string' ? s.data : JSON.stringify(s.data)),
+          'NATS reported an error',
+        );
       }
       this.notify();
     }
@@ -244,7 +250,9 @@ export class NatsRelay {
     this.lastError = error.message;
     this.logger.error({ err: error }, 'relay halted: the stream does not match the config');
     // onFatal must hear of the halt now, not after the close; a failing close is only logged.
-    void this.closeConnection().catch((closeError: unknown) => this.noteError(closeError, 'closing the NATS connection failed'));
+    void this.closeConnection().catch((closeError: unknown) =>
+      this.noteError(closeError, 'closing the NATS connection failed'),
+    );
     this.o.onFatal(error);
   }
 

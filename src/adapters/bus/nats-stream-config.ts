@@ -1,4 +1,12 @@
-import { millis, nanos, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from 'nats';
+import {
+  millis,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StreamConfig,
+  type StreamInfo,
+} from 'nats';
 import { CriLedgerError, InvalidArgumentError } from '../../domain/errors.js';
 import { nodeSubjects, subjectCovers } from './nats-subject.js';
 
@@ -52,7 +60,8 @@ export class StreamConfigMismatchError extends CriLedgerError {
 
 /** Throws InvalidArgumentError for settings JetStream would refuse, before any connection. */
 export function validateStreamSettings(s: StreamSettings): void {
-  if (!/^[^\s.*>/\\]+$/.test(s.name)) throw new InvalidArgumentError('nats.stream', `"${s.name}" is not a valid stream name`);
+  if (!/^[^\s.*>/\\]+$/.test(s.name))
+    throw new InvalidArgumentError('nats.stream', `"${s.name}" is not a valid stream name`);
   if (!Number.isInteger(s.replicas) || s.replicas < 1 || s.replicas > MAX_REPLICAS) {
     throw new InvalidArgumentError('nats.replicas', `must be an integer from 1 to ${MAX_REPLICAS}, got ${s.replicas}`);
   }
@@ -60,14 +69,21 @@ export function validateStreamSettings(s: StreamSettings): void {
   if (!(s.maxAgeMs >= 0)) throw new InvalidArgumentError('nats.maxAgeMs', 'must be 0 (unlimited) or positive');
   if (s.maxAgeMs > 0 && s.duplicateWindowMs > s.maxAgeMs) {
     // JetStream refuses a dedupe window longer than the messages live.
-    throw new InvalidArgumentError('nats.duplicateWindowMs', `${formatDurationMs(s.duplicateWindowMs)} exceeds max age ${formatDurationMs(s.maxAgeMs)}`);
+    throw new InvalidArgumentError(
+      'nats.duplicateWindowMs',
+      `${formatDurationMs(s.duplicateWindowMs)} exceeds max age ${formatDurationMs(s.maxAgeMs)}`,
+    );
   }
 }
 
 /** `600000` -> `10m`, `5400000` -> `1h30m`, `0` -> `0`: the way the nats CLI shows durations. */
 export function formatDurationMs(ms: number): string {
   if (ms === 0) return '0';
-  const units: Array<[string, number]> = [['h', 3_600_000], ['m', 60_000], ['s', 1_000]];
+  const units: Array<[string, number]> = [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+  ];
   let rest = ms;
   let out = '';
   for (const [unit, size] of units) {
@@ -84,7 +100,8 @@ const maxAge = (ms: number): string => (ms === 0 ? '0 (unlimited)' : formatDurat
 /** The settings of `existing` that differ from `wanted`, in a fixed order. */
 export function compareStreamConfig(existing: StreamConfig, wanted: StreamSettings): StreamConfigMismatch[] {
   const out: StreamConfigMismatch[] = [];
-  if (existing.storage !== StorageType.File) out.push({ key: 'storage', actual: existing.storage, wanted: StorageType.File });
+  if (existing.storage !== StorageType.File)
+    out.push({ key: 'storage', actual: existing.storage, wanted: StorageType.File });
   // Interest or work-queue retention would delete events once someone read them.
   if (existing.retention !== RetentionPolicy.Limits) {
     out.push({ key: 'retention', actual: existing.retention, wanted: RetentionPolicy.Limits });
@@ -93,7 +110,11 @@ export function compareStreamConfig(existing: StreamConfig, wanted: StreamSettin
     out.push({ key: 'num_replicas', actual: String(existing.num_replicas), wanted: String(wanted.replicas) });
   }
   if (existing.duplicate_window !== nanos(wanted.duplicateWindowMs)) {
-    out.push({ key: 'duplicate_window', actual: formatDurationMs(millis(existing.duplicate_window)), wanted: formatDurationMs(wanted.duplicateWindowMs) });
+    out.push({
+      key: 'duplicate_window',
+      actual: formatDurationMs(millis(existing.duplicate_window)),
+      wanted: formatDurationMs(wanted.duplicateWindowMs),
+    });
   }
   if ((existing.max_age ?? 0) !== nanos(wanted.maxAgeMs)) {
     out.push({ key: 'max_age', actual: maxAge(millis(existing.max_age ?? 0)), wanted: maxAge(wanted.maxAgeMs) });
@@ -121,7 +142,10 @@ async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamIn
  * nodes aggregate into one stream); throws StreamConfigMismatchError listing every key
  * that differs. Returns what it did.
  */
-export async function ensureStream(jsm: JetStreamManager, s: StreamSettings): Promise<'created' | 'updated' | 'unchanged'> {
+export async function ensureStream(
+  jsm: JetStreamManager,
+  s: StreamSettings,
+): Promise<'created' | 'updated' | 'unchanged'> {
   const ours = nodeSubjects(s.node);
   let updated = false;
   // A stream update replaces the whole subject list, so two nodes extending it at the same

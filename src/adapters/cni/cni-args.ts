@@ -41,7 +41,8 @@ export function formatCniArgs(pod: CniPodRef): string {
     ['K8S_POD_UID', pod.podUid, 'podUid'],
   ];
   for (const [, value, field] of pairs) {
-    if (/[;=\0]/.test(value)) throw new InvalidArgumentError(field, `"${value}" contains ";", "=" or NUL, which CNI_ARGS cannot carry`);
+    if (/[;=\0]/.test(value))
+      throw new InvalidArgumentError(field, `"${value}" contains ";", "=" or NUL, which CNI_ARGS cannot carry`);
   }
   return ['IgnoreUnknown=1', ...pairs.map(([k, v]) => `${k}=${v}`)].join(';');
 }
@@ -65,7 +66,10 @@ export function runtimePortMappings(mappings: readonly CniPortMapping[]): CniRun
 export type CniCapabilityArgs = Record<string, unknown>;
 
 /** The runtimeConfig for `plugin`: only the capabilities it declares true, only those supplied. */
-export function runtimeConfigFor(plugin: CniPluginConfig, args: CniCapabilityArgs): Record<string, unknown> | undefined {
+export function runtimeConfigFor(
+  plugin: CniPluginConfig,
+  args: CniCapabilityArgs,
+): Record<string, unknown> | undefined {
   const out: Record<string, unknown> = {};
   for (const [name, declared] of Object.entries(plugin.capabilities ?? {})) {
     if (declared === true && args[name] !== undefined) out[name] = args[name];

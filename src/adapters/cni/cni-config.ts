@@ -63,7 +63,10 @@ export function parseNetworkConfig(file: string, text: string): CniNetworkConfig
   if (typeof json.name !== 'string' || json.name === '') throw new CniConfigError(file, 'no "name"');
   if (typeof json.cniVersion !== 'string') throw new CniConfigError(file, 'no "cniVersion"');
   if (!(SUPPORTED_CNI_VERSIONS as readonly string[]).includes(json.cniVersion)) {
-    throw new CniConfigError(file, `cniVersion ${json.cniVersion} is not supported (supported: ${SUPPORTED_CNI_VERSIONS.join(', ')})`);
+    throw new CniConfigError(
+      file,
+      `cniVersion ${json.cniVersion} is not supported (supported: ${SUPPORTED_CNI_VERSIONS.join(', ')})`,
+    );
   }
   const isList = file.endsWith('.conflist') || json.plugins !== undefined;
   if (!isList) {
@@ -85,7 +88,9 @@ export function parseNetworkConfig(file: string, text: string): CniNetworkConfig
 export async function loadNetworkConfig(confDir: string): Promise<CniNetworkConfig> {
   let names: string[];
   try {
-    names = (await readdir(confDir, { withFileTypes: true })).filter((e) => e.isFile() || e.isSymbolicLink()).map((e) => e.name);
+    names = (await readdir(confDir, { withFileTypes: true }))
+      .filter((e) => e.isFile() || e.isSymbolicLink())
+      .map((e) => e.name);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new NoNetworkConfigError(confDir);
     throw new CniConfigError(confDir, 'cannot read the directory', { cause: error });

@@ -62,7 +62,11 @@ export function pluginEnv(inv: CniInvocation, base: NodeJS.ProcessEnv = process.
 }
 
 /** The message of a failed invocation, from the plugin's JSON error if it printed one. */
-export function pluginFailure(stdout: string, stderr: string, exitCode: number | null): { detail: string; code?: number } {
+export function pluginFailure(
+  stdout: string,
+  stderr: string,
+  exitCode: number | null,
+): { detail: string; code?: number } {
   try {
     const error = JSON.parse(stdout) as { code?: unknown; msg?: unknown; details?: unknown };
     if (typeof error.msg === 'string') {
@@ -114,7 +118,10 @@ export async function execPlugin(type: string, inv: CniInvocation, stdin: unknow
     });
     child.stdin.end(JSON.stringify(stdin));
   });
-  if (spawnError) throw new CniError(type, inv.command, `cannot run ${path}: ${spawnError.message}`, undefined, { cause: spawnError });
+  if (spawnError)
+    throw new CniError(type, inv.command, `cannot run ${path}: ${spawnError.message}`, undefined, {
+      cause: spawnError,
+    });
   if (timedOut) throw new CniError(type, inv.command, `timed out after ${inv.timeoutMs} ms and was killed`);
   if (exitCode !== 0) {
     const { detail, code } = pluginFailure(stdout, stderr, exitCode);
@@ -124,6 +131,8 @@ export async function execPlugin(type: string, inv: CniInvocation, stdin: unknow
   try {
     return JSON.parse(stdout);
   } catch (error) {
-    throw new CniError(type, inv.command, `printed a result that is not JSON: ${stdout.slice(0, 200)}`, undefined, { cause: error });
+    throw new CniError(type, inv.command, `printed a result that is not JSON: ${stdout.slice(0, 200)}`, undefined, {
+      cause: error,
+    });
   }
 }

@@ -14,7 +14,14 @@
  */
 import { access } from 'node:fs/promises';
 import { isNetns } from '../netns/netns.js';
-import { formatCniArgs, pluginStdin, runtimePortMappings, type CniCapabilityArgs, type CniPodRef, type CniPortMapping } from './cni-args.js';
+import {
+  formatCniArgs,
+  pluginStdin,
+  runtimePortMappings,
+  type CniCapabilityArgs,
+  type CniPodRef,
+  type CniPortMapping,
+} from './cni-args.js';
 import { loadNetworkConfig, type CniNetworkConfig } from './cni-config.js';
 import { CniError, NoNetworkConfigError, type CniCommand } from './cni-errors.js';
 import { DEFAULT_CNI_PLUGIN_TIMEOUT_MS, execPlugin, findPlugin } from './cni-exec.js';
@@ -87,7 +94,11 @@ export class CniNetwork {
     try {
       for (const plugin of this.config.plugins) {
         last = plugin.type;
-        const out = await execPlugin(plugin.type, this.invocation('ADD', req.sandboxId, req.netnsPath, args), pluginStdin(this.config, plugin, caps, prevResult));
+        const out = await execPlugin(
+          plugin.type,
+          this.invocation('ADD', req.sandboxId, req.netnsPath, args),
+          pluginStdin(this.config, plugin, caps, prevResult),
+        );
         if (out === undefined) throw new CniError(plugin.type, 'ADD', 'printed no result');
         prevResult = out;
       }
@@ -95,7 +106,9 @@ export class CniNetwork {
       try {
         parsed = parseCniResult(prevResult);
       } catch (error) {
-        throw new CniError(last, 'ADD', `printed an unusable result: ${(error as Error).message}`, undefined, { cause: error });
+        throw new CniError(last, 'ADD', `printed an unusable result: ${(error as Error).message}`, undefined, {
+          cause: error,
+        });
       }
       const ips = podIps(parsed, DEFAULT_CNI_IFNAME);
       const [ip, ...additionalIps] = ips;
@@ -106,7 +119,13 @@ export class CniNetwork {
         await this.tearDown(req);
       } catch (undoError) {
         if (error instanceof CniError) {
-          throw new CniError(error.plugin, error.command, `${error.detail}; undoing it with DEL also failed: ${(undoError as Error).message}`, error.code, { cause: undoError });
+          throw new CniError(
+            error.plugin,
+            error.command,
+            `${error.detail}; undoing it with DEL also failed: ${(undoError as Error).message}`,
+            error.code,
+            { cause: undoError },
+          );
         }
       }
       throw error;
@@ -125,7 +144,11 @@ export class CniNetwork {
     const errors: unknown[] = [];
     for (const plugin of [...this.config.plugins].reverse()) {
       try {
-        await execPlugin(plugin.type, this.invocation('DEL', req.sandboxId, netns, args), pluginStdin(this.config, plugin, caps, prev));
+        await execPlugin(
+          plugin.type,
+          this.invocation('DEL', req.sandboxId, netns, args),
+          pluginStdin(this.config, plugin, caps, prev),
+        );
       } catch (error) {
         errors.push(error);
       }
@@ -139,7 +162,11 @@ export class CniNetwork {
     const args = formatCniArgs(req);
     const caps = this.capabilityArgs(req);
     for (const plugin of this.config.plugins) {
-      await execPlugin(plugin.type, this.invocation('CHECK', req.sandboxId, req.netnsPath, args), pluginStdin(this.config, plugin, caps, prevResult));
+      await execPlugin(
+        plugin.type,
+        this.invocation('CHECK', req.sandboxId, req.netnsPath, args),
+        pluginStdin(this.config, plugin, caps, prevResult),
+      );
     }
   }
 
@@ -148,13 +175,25 @@ export class CniNetwork {
   }
 
   private invocation(command: CniCommand, containerId: string, netns: string, args: string) {
-    return { command, containerId, netns, ifName: DEFAULT_CNI_IFNAME, args, binDir: this.binDir, timeoutMs: this.timeoutMs };
+    return {
+      command,
+      containerId,
+      netns,
+      ifName: DEFAULT_CNI_IFNAME,
+      args,
+      binDir: this.binDir,
+      timeoutMs: this.timeoutMs,
+    };
   }
 
   private async netnsStillThere(path: string): Promise<boolean> {
     if (path === '') return false;
     // /proc/<pid>/ns/net is not a mount but is a netns while the process lives.
-    if (path.startsWith('/proc/')) return access(path).then(() => true, () => false);
+    if (path.startsWith('/proc/'))
+      return access(path).then(
+        () => true,
+        () => false,
+      );
     return isNetns(path);
   }
 }
@@ -174,7 +213,9 @@ export async function networkReady(confDir: string, binDir: string): Promise<Net
   try {
     config = await loadNetworkConfig(confDir);
   } catch (error) {
-    return notReady(error instanceof NoNetworkConfigError ? `no network config found in ${confDir}` : (error as Error).message);
+    return notReady(
+      error instanceof NoNetworkConfigError ? `no network config found in ${confDir}` : (error as Error).message,
+    );
   }
   for (const plugin of config.plugins) {
     try {

@@ -48,7 +48,11 @@ export function parseCniResult(json: unknown): CniResult {
   const interfaces: CniInterface[] = [];
   for (const [i, it] of (Array.isArray(json.interfaces) ? json.interfaces : []).entries()) {
     if (!isObject(it) || !str(it.name)) throw new Error(`interfaces[${i}] has no name`);
-    interfaces.push({ name: it.name as string, ...(str(it.mac) ? { mac: it.mac as string } : {}), ...(str(it.sandbox) ? { sandbox: it.sandbox as string } : {}) });
+    interfaces.push({
+      name: it.name as string,
+      ...(str(it.mac) ? { mac: it.mac as string } : {}),
+      ...(str(it.sandbox) ? { sandbox: it.sandbox as string } : {}),
+    });
   }
   const ips: CniIpConfig[] = [];
   for (const [i, entry] of (Array.isArray(json.ips) ? json.ips : []).entries()) {

@@ -73,7 +73,14 @@ function decodeV1(metrics: Message): CgroupUsage {
   const entry = memory?.message(33);
   // containerd reports no memory when the stat has no usage entry; neither do we.
   if (memory && entry) {
-    result.memory = memoryUsage({ usage: entry.uint(2), inactiveFile: memory.uint(30), limit: entry.uint(1), rss: memory.uint(19), faults: memory.uint(26), majorFaults: memory.uint(27) });
+    result.memory = memoryUsage({
+      usage: entry.uint(2),
+      inactiveFile: memory.uint(30),
+      limit: entry.uint(1),
+      rss: memory.uint(19),
+      faults: memory.uint(26),
+      majorFaults: memory.uint(27),
+    });
   }
   return result;
 }
@@ -87,13 +94,27 @@ function decodeV2(metrics: Message): CgroupUsage {
   const memory = metrics.message(4);
   if (memory) {
     // cAdvisor (and so containerd) counts anon as RSS on cgroup v2.
-    result.memory = memoryUsage({ usage: memory.uint(32), inactiveFile: memory.uint(13), limit: memory.uint(33), rss: memory.uint(1), faults: memory.uint(18), majorFaults: memory.uint(19) });
+    result.memory = memoryUsage({
+      usage: memory.uint(32),
+      inactiveFile: memory.uint(13),
+      limit: memory.uint(33),
+      rss: memory.uint(1),
+      faults: memory.uint(18),
+      majorFaults: memory.uint(19),
+    });
   }
   return result;
 }
 
 /** containerd CRI's figures from the raw counters, the same for both cgroup versions. */
-function memoryUsage(raw: { usage: bigint; inactiveFile: bigint; limit: bigint; rss: bigint; faults: bigint; majorFaults: bigint }): MemoryUsage {
+function memoryUsage(raw: {
+  usage: bigint;
+  inactiveFile: bigint;
+  limit: bigint;
+  rss: bigint;
+  faults: bigint;
+  majorFaults: bigint;
+}): MemoryUsage {
   const workingSet = clampedDifference(raw.usage, raw.inactiveFile);
   return {
     workingSetBytes: String(workingSet),

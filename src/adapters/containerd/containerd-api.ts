@@ -151,7 +151,10 @@ export function connectContainerd({ address, namespace }: ContainerdConnectOptio
   for (const [key, fullName] of Object.entries(CONTAINERD_SERVICES) as Array<[ContainerdServiceName, string]>) {
     const Ctor = serviceConstructor(fullName);
     // channelOverride makes the target and credentials arguments unused.
-    clients[key] = new Ctor(target, credentials.createInsecure(), { channelOverride: channel, interceptors }) as ContainerdClient;
+    clients[key] = new Ctor(target, credentials.createInsecure(), {
+      channelOverride: channel,
+      interceptors,
+    }) as ContainerdClient;
   }
   return { ...clients, namespace, address, close: () => channel.close() };
 }

@@ -1,4 +1,10 @@
-import { Metadata, status as Status, type ClientReadableStream, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import {
+  Metadata,
+  status as Status,
+  type ClientReadableStream,
+  type ServiceClientConstructor,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { CriLedgerError } from '../../domain/errors.js';
 import type { ContainerdClient } from './containerd-api.js';
 
@@ -41,7 +47,9 @@ export function hasStatus(error: unknown, code: Status): boolean {
 
 function callError(client: ContainerdClient, name: string, error: ServiceError): ContainerdCallError {
   const service = (client.constructor as ServiceClientConstructor).serviceName;
-  return new ContainerdCallError(`${service}.${name}`, error.code ?? Status.UNKNOWN, error.details ?? error.message, { cause: error });
+  return new ContainerdCallError(`${service}.${name}`, error.code ?? Status.UNKNOWN, error.details ?? error.message, {
+    cause: error,
+  });
 }
 
 function callOptions(options: ContainerdCallOptions): { deadline?: number } {
@@ -75,11 +83,17 @@ export function unaryCall<Response = Record<string, unknown>>(
     if (options.signal?.aborted) return reject(options.signal.reason);
     let call: { cancel(): void } | undefined;
     const cancel = (): void => call?.cancel();
-    call = method(client, name).call(client, request, metadata(options), callOptions(options), (error: ServiceError | null, response: Response) => {
-      options.signal?.removeEventListener('abort', cancel);
-      if (error) reject(callError(client, name, error));
-      else resolve(response);
-    }) as { cancel(): void };
+    call = method(client, name).call(
+      client,
+      request,
+      metadata(options),
+      callOptions(options),
+      (error: ServiceError | null, response: Response) => {
+        options.signal?.removeEventListener('abort', cancel);
+        if (error) reject(callError(client, name, error));
+        else resolve(response);
+      },
+    ) as { cancel(): void };
     options.signal?.addEventListener('abort', cancel, { once: true });
   });
 }
@@ -96,7 +110,12 @@ export function collectStream<Message = Record<string, unknown>>(
 ): Promise<Message[]> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(options.signal.reason);
-    const stream = method(client, name).call(client, request, metadata(options), callOptions(options)) as ClientReadableStream<Message>;
+    const stream = method(client, name).call(
+      client,
+      request,
+      metadata(options),
+      callOptions(options),
+    ) as ClientReadableStream<Message>;
     const cancel = (): void => stream.cancel();
     options.signal?.addEventListener('abort', cancel, { once: true });
     const messages: Message[] = [];

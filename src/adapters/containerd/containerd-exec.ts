@@ -45,7 +45,9 @@ export class ExecTimeoutError extends CriLedgerError {
     readonly cmd: readonly string[],
     readonly timeoutMs: number,
   ) {
-    super(`exec ${JSON.stringify(cmd)} (${execId}) in container ${containerId} did not finish within ${timeoutMs} ms and was killed`);
+    super(
+      `exec ${JSON.stringify(cmd)} (${execId}) in container ${containerId} did not finish within ${timeoutMs} ms and was killed`,
+    );
   }
 }
 
@@ -141,7 +143,9 @@ export class ContainerdExec {
       return Promise.reject(new InvalidArgumentError('cmd', 'must be a non-empty list of strings'));
     }
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
-      return Promise.reject(new InvalidArgumentError('timeoutMs', `must be 0 (none) or a positive number, got ${timeoutMs}`));
+      return Promise.reject(
+        new InvalidArgumentError('timeoutMs', `must be 0 (none) or a positive number, got ${timeoutMs}`),
+      );
     }
     return unavailableAsRuntimeError(this.run(containerId, request));
   }
@@ -172,7 +176,11 @@ export class ContainerdExec {
     return { ...result, durationMs: performance.now() - began };
   }
 
-  private async runExec(progress: ExecProgress, processSpec: OciProcess, request: ExecSyncRequest): Promise<Omit<ExecSyncResult, 'durationMs'>> {
+  private async runExec(
+    progress: ExecProgress,
+    processSpec: OciProcess,
+    request: ExecSyncRequest,
+  ): Promise<Omit<ExecSyncResult, 'durationMs'>> {
     const { containerId, execId, dir } = progress;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const [stdoutPath, stderrPath] = [join(dir, 'stdout'), join(dir, 'stderr')];
@@ -185,16 +193,30 @@ export class ContainerdExec {
 
     request.signal?.throwIfAborted();
     const spec = jsonAny(OCI_PROCESS_TYPE_URL, processSpec);
-    const execRequest = { container_id: containerId, exec_id: execId, stdin: '', stdout: stdoutPath, stderr: stderrPath, terminal: false, spec };
+    const execRequest = {
+      container_id: containerId,
+      exec_id: execId,
+      stdin: '',
+      stdout: stdoutPath,
+      stderr: stderrPath,
+      terminal: false,
+      spec,
+    };
     await unaryCall(this.api.tasks, 'Exec', execRequest).catch((error: unknown) => {
       // The task went away between the check and now.
-      if (hasStatus(error, Status.NOT_FOUND)) throw new ContainerNotRunningError(containerId, 'no task', { cause: error });
+      if (hasStatus(error, Status.NOT_FOUND))
+        throw new ContainerNotRunningError(containerId, 'no task', { cause: error });
       throw error;
     });
     progress.created = true;
     // Asked before Start so the exit cannot be missed; the shim keeps an exec's exit
     // until DeleteProcess, so a Wait that reaches it late still answers.
-    const exited = unaryCall<{ exit_status: number }>(this.api.tasks, 'Wait', { container_id: containerId, exec_id: execId }, { timeoutMs: Infinity, signal: progress.waitAbort.signal });
+    const exited = unaryCall<{ exit_status: number }>(
+      this.api.tasks,
+      'Wait',
+      { container_id: containerId, exec_id: execId },
+      { timeoutMs: Infinity, signal: progress.waitAbort.signal },
+    );
     exited.catch(() => undefined);
     progress.mayRun = true;
     await unaryCall(this.api.tasks, 'Start', { container_id: containerId, exec_id: execId });
@@ -205,11 +227,20 @@ export class ContainerdExec {
       const [{ exit_status: exitCode }] = await finished;
       progress.mayRun = false;
       const [out, err] = [stdout.output(), stderr.output()];
-      return { stdout: out.data, stderr: err.data, exitCode, stdoutTruncated: out.truncated, stderrTruncated: err.truncated, execId };
+      return {
+        stdout: out.data,
+        stderr: err.data,
+        exitCode,
+        stdoutTruncated: out.truncated,
+        stderrTruncated: err.truncated,
+        execId,
+      };
     }
     // As containerd's CRI: SIGKILL the exec process (gone already is fine) and wait for it.
     // Its output is not waited for: a child it left may hold the pipes open.
-    await ignoreNotFound(unaryCall(this.api.tasks, 'Kill', { container_id: containerId, exec_id: execId, signal: SIGKILL, all: false }));
+    await ignoreNotFound(
+      unaryCall(this.api.tasks, 'Kill', { container_id: containerId, exec_id: execId, signal: SIGKILL, all: false }),
+    );
     await exited;
     progress.mayRun = false;
     if (outcome === 'timeout') throw new ExecTimeoutError(containerId, execId, request.cmd, request.timeoutMs);
@@ -228,14 +259,17 @@ export class ContainerdExec {
       throw record.reason;
     }
     if (task.status === 'rejected') {
-      if (hasStatus(task.reason, Status.NOT_FOUND)) throw new ContainerNotRunningError(containerId, 'no task', { cause: task.reason });
+      if (hasStatus(task.reason, Status.NOT_FOUND))
+        throw new ContainerNotRunningError(containerId, 'no task', { cause: task.reason });
       throw task.reason;
     }
     const status = task.value.process.status;
     if (status !== 'RUNNING') throw new ContainerNotRunningError(containerId, status.toLowerCase());
     const any = record.value.container.spec;
     if (!any || any.type_url !== OCI_SPEC_TYPE_URL) {
-      throw new CriLedgerError(`container ${containerId} has no OCI spec (type ${any?.type_url ?? 'none'}) to take the exec's process from`);
+      throw new CriLedgerError(
+        `container ${containerId} has no OCI spec (type ${any?.type_url ?? 'none'}) to take the exec's process from`,
+      );
     }
     const own = parseJsonAny<{ process?: OciProcess }>(any).process;
     if (!own) throw new CriLedgerError(`container ${containerId}'s OCI spec has no process to take the exec's from`);
@@ -257,14 +291,21 @@ export class ContainerdExec {
       const killed = await unaryCall(this.api.tasks, 'Kill', { ...ids, signal: SIGKILL, all: false }, options).then(
         () => true,
         (error: unknown) => {
-          if (!hasStatus(error, Status.NOT_FOUND) && !hasStatus(error, Status.FAILED_PRECONDITION)) failures.push(error);
+          if (!hasStatus(error, Status.NOT_FOUND) && !hasStatus(error, Status.FAILED_PRECONDITION))
+            failures.push(error);
           return false;
         },
       );
       // A fresh Wait with a deadline: the pending one has none and may have failed.
-      if (killed) await ignoreNotFound(unaryCall(this.api.tasks, 'Wait', ids, options)).catch((error: unknown) => failures.push(error));
+      if (killed)
+        await ignoreNotFound(unaryCall(this.api.tasks, 'Wait', ids, options)).catch((error: unknown) =>
+          failures.push(error),
+        );
     }
-    if (progress.created) await ignoreNotFound(unaryCall(this.api.tasks, 'DeleteProcess', ids, options)).catch((error: unknown) => failures.push(error));
+    if (progress.created)
+      await ignoreNotFound(unaryCall(this.api.tasks, 'DeleteProcess', ids, options)).catch((error: unknown) =>
+        failures.push(error),
+      );
     progress.waitAbort.abort();
     for (const reader of progress.readers) reader.close();
     await rm(progress.dir, { recursive: true, force: true });
@@ -276,7 +317,11 @@ export class ContainerdExec {
  * Resolves with what happened first: `finished` settling, the timeout (0: none), or the
  * abort. Rejects when `finished` rejects first.
  */
-function settleFirst(finished: Promise<unknown>, timeoutMs: number, signal: AbortSignal | undefined): Promise<'finished' | 'timeout' | 'aborted'> {
+function settleFirst(
+  finished: Promise<unknown>,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<'finished' | 'timeout' | 'aborted'> {
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     const onAbort = (): void => settle(() => resolve('aborted'));

@@ -46,11 +46,20 @@ export class ContainerdHealth {
   private async probe(): Promise<RuntimeHealth> {
     let health: RuntimeHealth;
     try {
-      const response = await unaryCall<{ version: string }>(this.api.version, 'Version', {}, { timeoutMs: DEFAULT_HEALTH_PROBE_TIMEOUT_MS });
+      const response = await unaryCall<{ version: string }>(
+        this.api.version,
+        'Version',
+        {},
+        { timeoutMs: DEFAULT_HEALTH_PROBE_TIMEOUT_MS },
+      );
       health = { ready: true, reason: '', message: '', version: response.version };
     } catch (error) {
       const detail = error instanceof Error ? error.message : String(error);
-      health = { ready: false, reason: 'ContainerdUnreachable', message: `containerd at ${this.api.address} did not answer: ${detail}` };
+      health = {
+        ready: false,
+        reason: 'ContainerdUnreachable',
+        message: `containerd at ${this.api.address} did not answer: ${detail}`,
+      };
     }
     this.cached = { at: this.now(), health };
     return health;

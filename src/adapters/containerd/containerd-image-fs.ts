@@ -43,16 +43,26 @@ export class ContainerdImageFs {
     const now = Date.now();
     if (this.cached && now - this.cached.at < (this.o.cacheMs ?? DEFAULT_IMAGE_FS_CACHE_MS)) return this.cached.usage;
     const { api, snapshotter } = this.o;
-    const infos = (await collectStream<{ info: WireInfo[] }>(api.snapshots, 'List', { snapshotter })).flatMap((m) => m.info);
+    const infos = (await collectStream<{ info: WireInfo[] }>(api.snapshots, 'List', { snapshotter })).flatMap(
+      (m) => m.info,
+    );
     let bytes = 0n;
     let inodes = 0n;
     for (const info of infos.filter((i) => i.kind === 'COMMITTED')) {
-      const u = await unaryCall<{ size: string; inodes: string }>(api.snapshots, 'Usage', { snapshotter, key: info.name }).catch(() => ({ size: '0', inodes: '0' }));
+      const u = await unaryCall<{ size: string; inodes: string }>(api.snapshots, 'Usage', {
+        snapshotter,
+        key: info.name,
+      }).catch(() => ({ size: '0', inodes: '0' }));
       bytes += BigInt(u.size);
       inodes += BigInt(u.inodes);
     }
     this.root ??= await this.findRoot(infos);
-    const usage = { mountpoint: this.root ?? '', usedBytes: bytes.toString(), inodesUsed: inodes.toString(), timestampNs: (BigInt(now) * 1_000_000n).toString() };
+    const usage = {
+      mountpoint: this.root ?? '',
+      usedBytes: bytes.toString(),
+      inodesUsed: inodes.toString(),
+      timestampNs: (BigInt(now) * 1_000_000n).toString(),
+    };
     this.cached = { at: now, usage };
     return usage;
   }
@@ -60,14 +70,25 @@ export class ContainerdImageFs {
   private async findRoot(infos: WireInfo[]): Promise<string | undefined> {
     const { api, snapshotter } = this.o;
     const active = infos.find((i) => i.kind === 'ACTIVE');
-    if (active) return rootFromMounts((await unaryCall<{ mounts: WireMount[] }>(api.snapshots, 'Mounts', { snapshotter, key: active.name })).mounts);
+    if (active)
+      return rootFromMounts(
+        (await unaryCall<{ mounts: WireMount[] }>(api.snapshots, 'Mounts', { snapshotter, key: active.name })).mounts,
+      );
     const committed = infos.find((i) => i.kind === 'COMMITTED');
     if (!committed) return undefined;
     const lease = `cri-ledger-fsinfo-${randomBytes(6).toString('hex')}`;
     const key = `${lease}-view`;
-    await unaryCall(api.leases, 'Create', { id: lease, labels: { 'containerd.io/gc.expire': new Date(Date.now() + VIEW_LEASE_EXPIRY_MS).toISOString() } });
+    await unaryCall(api.leases, 'Create', {
+      id: lease,
+      labels: { 'containerd.io/gc.expire': new Date(Date.now() + VIEW_LEASE_EXPIRY_MS).toISOString() },
+    });
     try {
-      const { mounts } = await unaryCall<{ mounts: WireMount[] }>(api.snapshots, 'View', { snapshotter, key, parent: committed.name, labels: {} }, { lease });
+      const { mounts } = await unaryCall<{ mounts: WireMount[] }>(
+        api.snapshots,
+        'View',
+        { snapshotter, key, parent: committed.name, labels: {} },
+        { lease },
+      );
       await unaryCall(api.snapshots, 'Remove', { snapshotter, key }).catch(() => undefined);
       return rootFromMounts(mounts);
     } finally {
@@ -85,7 +106,12 @@ interface WireMount {
 /** `<root>` from a snapshot mount's paths `<root>/snapshots/<n>/fs`. */
 export function rootFromMounts(mounts: WireMount[]): string | undefined {
   for (const m of mounts) {
-    const paths = [m.source, ...m.options.flatMap((o) => (/^(upperdir|lowerdir|workdir)=/.test(o) ? o.slice(o.indexOf('=') + 1).split(':') : []))];
+    const paths = [
+      m.source,
+      ...m.options.flatMap((o) =>
+        /^(upperdir|lowerdir|workdir)=/.test(o) ? o.slice(o.indexOf('=') + 1).split(':') : [],
+      ),
+    ];
     for (const path of paths) {
       const at = path.lastIndexOf('/snapshots/');
       if (at > 0) return path.slice(0, at);

@@ -81,7 +81,8 @@ async function readInRoot(root: string, path: string): Promise<string | undefine
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) return undefined;
-    if (stat.size > DEFAULT_MAX_VIEW_FILE_BYTES) throw new Error(`${path} in the image is larger than ${DEFAULT_MAX_VIEW_FILE_BYTES} bytes`);
+    if (stat.size > DEFAULT_MAX_VIEW_FILE_BYTES)
+      throw new Error(`${path} in the image is larger than ${DEFAULT_MAX_VIEW_FILE_BYTES} bytes`);
     return (await handle.readFile()).toString('utf8');
   } finally {
     await handle.close();
@@ -131,14 +132,24 @@ async function cleanupAll(steps: Array<() => Promise<unknown>>): Promise<void> {
  * Reads `paths` (absolute, inside the image) from a read-only view of the snapshot
  * `parent` (an image's chain id); a missing file reads as undefined.
  */
-export async function readFromImageView(api: ContainerdApi, snapshotter: string, parent: string, paths: readonly string[]): Promise<Map<string, string | undefined>> {
+export async function readFromImageView(
+  api: ContainerdApi,
+  snapshotter: string,
+  parent: string,
+  paths: readonly string[],
+): Promise<Map<string, string | undefined>> {
   const key = `${VIEW_PREFIX}${randomBytes(8).toString('hex')}`;
   const expires = new Date(Date.now() + DEFAULT_VIEW_LEASE_EXPIRY_MS).toISOString();
   await unaryCall(api.leases, 'Create', { id: key, labels: { 'containerd.io/gc.expire': expires } });
   let result: Map<string, string | undefined> | undefined;
   let failure: unknown;
   try {
-    const view = await unaryCall<{ mounts: WireMount[] }>(api.snapshots, 'View', { snapshotter, key, parent, labels: {} }, { lease: key });
+    const view = await unaryCall<{ mounts: WireMount[] }>(
+      api.snapshots,
+      'View',
+      { snapshotter, key, parent, labels: {} },
+      { lease: key },
+    );
     result = await withMountedView(view.mounts, async (root) => {
       const files = new Map<string, string | undefined>();
       for (const path of paths) files.set(path, await readInRoot(root, path));

@@ -5,7 +5,16 @@ import type { ContainerdApi } from './containerd-api.js';
 import { collectStream, hasStatus, unaryCall } from './containerd-calls.js';
 import { unavailableAsRuntimeError } from './containerd-errors.js';
 import { readFromImageView } from './containerd-image-view.js';
-import { chainId, hostPlatform, parseImageConfig, parseImageDocument, selectManifest, sha256Digest, type ImageDocument, type Platform } from './image-manifest.js';
+import {
+  chainId,
+  hostPlatform,
+  parseImageConfig,
+  parseImageDocument,
+  selectManifest,
+  sha256Digest,
+  type ImageDocument,
+  type Platform,
+} from './image-manifest.js';
 import { tryParseImageRef } from './image-ref.js';
 
 /** The snapshotter images are unpacked for (what importTestImage and pulls use). */
@@ -128,7 +137,9 @@ export class ContainerdImageStore implements ImageCatalog {
     const key = `${image.snapshotter}/${image.chainId}`;
     const cached = this.userFiles.get(key);
     if (cached) return cached;
-    const files = await unavailableAsRuntimeError(readFromImageView(this.api, image.snapshotter, image.chainId, ['/etc/passwd', '/etc/group']));
+    const files = await unavailableAsRuntimeError(
+      readFromImageView(this.api, image.snapshotter, image.chainId, ['/etc/passwd', '/etc/group']),
+    );
     const result: { passwd?: string; group?: string } = {};
     const passwd = files.get('/etc/passwd');
     const group = files.get('/etc/group');
@@ -141,7 +152,9 @@ export class ContainerdImageStore implements ImageCatalog {
 
   private async resolveImage(ref: string): Promise<ResolvedImage | undefined> {
     const images = await this.records();
-    const records = images.filter((r): r is WireImage & { target: WireDescriptor } => r.target !== null && r.target.digest !== '');
+    const records = images.filter(
+      (r): r is WireImage & { target: WireDescriptor } => r.target !== null && r.target.digest !== '',
+    );
     const hit = this.findByReference(records, ref) ?? (await this.findById(records, ref));
     if (!hit) return undefined;
     const info = await this.targetInfo(hit.target);
@@ -174,14 +187,20 @@ export class ContainerdImageStore implements ImageCatalog {
   private findByReference<R extends WireImage & { target: WireDescriptor }>(records: R[], ref: string): R | undefined {
     const parsed = tryParseImageRef(ref);
     if (!parsed) return undefined;
-    const name = parsed.digest !== undefined ? `${parsed.repository}@${parsed.digest}` : `${parsed.repository}:${parsed.tag}`;
+    const name =
+      parsed.digest !== undefined ? `${parsed.repository}@${parsed.digest}` : `${parsed.repository}:${parsed.tag}`;
     const exact = records.find((r) => r.name === name);
     if (exact || parsed.digest === undefined) return exact;
-    return records.find((r) => r.target.digest === parsed.digest && tryParseImageRef(r.name)?.repository === parsed.repository);
+    return records.find(
+      (r) => r.target.digest === parsed.digest && tryParseImageRef(r.name)?.repository === parsed.repository,
+    );
   }
 
   /** By id (`sha256:<hex>` or `<hex>`) or a unique prefix of the hex. */
-  private async findById<R extends WireImage & { target: WireDescriptor }>(records: R[], ref: string): Promise<R | undefined> {
+  private async findById<R extends WireImage & { target: WireDescriptor }>(
+    records: R[],
+    ref: string,
+  ): Promise<R | undefined> {
     const match = /^(?:sha256:)?([0-9a-f]{1,64})$/.exec(ref);
     if (!match) return undefined;
     const prefix = `sha256:${match[1]}`;
@@ -194,7 +213,9 @@ export class ContainerdImageStore implements ImageCatalog {
     const [candidates] = byId.values();
     if (!candidates) return undefined;
     // Name the image by a tag when it has one, as ImageStatus by id would show it.
-    return [...candidates].sort((a, b) => Number(a.name.includes('@')) - Number(b.name.includes('@')) || a.name.localeCompare(b.name))[0];
+    return [...candidates].sort(
+      (a, b) => Number(a.name.includes('@')) - Number(b.name.includes('@')) || a.name.localeCompare(b.name),
+    )[0];
   }
 
   /** The record's image id; undefined when its content is missing or has no manifest for this platform. */
@@ -220,7 +241,12 @@ export class ContainerdImageStore implements ImageCatalog {
   }
 
   /** Follows indexes down to the manifest for this host's platform. */
-  private async platformManifest(digest: string, mediaType: string, size: number, depth: number): Promise<Extract<ImageDocument, { kind: 'manifest' }>> {
+  private async platformManifest(
+    digest: string,
+    mediaType: string,
+    size: number,
+    depth: number,
+  ): Promise<Extract<ImageDocument, { kind: 'manifest' }>> {
     const doc = parseImageDocument(await this.readBlob(digest, size), mediaType);
     if (doc.kind === 'manifest') return doc;
     if (depth >= MAX_INDEX_DEPTH) throw new Error(`image index ${digest} nests deeper than ${MAX_INDEX_DEPTH}`);
@@ -232,10 +258,16 @@ export class ContainerdImageStore implements ImageCatalog {
 
   /** The whole blob, checked against its digest. */
   private async readBlob(digest: string, size: number): Promise<Buffer> {
-    if (size > DEFAULT_MAX_IMAGE_DOCUMENT_BYTES) throw new Error(`blob ${digest} is ${size} bytes, more than ${DEFAULT_MAX_IMAGE_DOCUMENT_BYTES}`);
-    const chunks = await collectStream<{ offset: string; data: Buffer }>(this.api.content, 'Read', { digest, offset: 0, size: 0 });
+    if (size > DEFAULT_MAX_IMAGE_DOCUMENT_BYTES)
+      throw new Error(`blob ${digest} is ${size} bytes, more than ${DEFAULT_MAX_IMAGE_DOCUMENT_BYTES}`);
+    const chunks = await collectStream<{ offset: string; data: Buffer }>(this.api.content, 'Read', {
+      digest,
+      offset: 0,
+      size: 0,
+    });
     const blob = Buffer.concat(chunks.map((c) => c.data));
-    if (digest.startsWith('sha256:') && sha256Digest(blob) !== digest) throw new Error(`blob ${digest} does not match its digest`);
+    if (digest.startsWith('sha256:') && sha256Digest(blob) !== digest)
+      throw new Error(`blob ${digest} does not match its digest`);
     return blob;
   }
 }

@@ -16,13 +16,23 @@ function isoOf(t: { seconds: string; nanos: number } | null | undefined): string
 export function readInventory(api: ContainerdApi, snapshotter: string): Promise<RuntimeInventory> {
   return unavailableAsRuntimeError(
     (async () => {
-      const { containers } = await unaryCall<{ containers: Array<{ id: string; labels: Record<string, string> }> }>(api.containers, 'List', { filters: [] });
-      const snapshots = (await collectStream<{ info: Array<{ name: string; kind: string }> }>(api.snapshots, 'List', { snapshotter })).flatMap((m) => m.info);
-      const { leases } = await unaryCall<{ leases: Array<{ id: string; created_at: { seconds: string; nanos: number } | null }> }>(api.leases, 'List', { filters: [] });
+      const { containers } = await unaryCall<{ containers: Array<{ id: string; labels: Record<string, string> }> }>(
+        api.containers,
+        'List',
+        { filters: [] },
+      );
+      const snapshots = (
+        await collectStream<{ info: Array<{ name: string; kind: string }> }>(api.snapshots, 'List', { snapshotter })
+      ).flatMap((m) => m.info);
+      const { leases } = await unaryCall<{
+        leases: Array<{ id: string; created_at: { seconds: string; nanos: number } | null }>;
+      }>(api.leases, 'List', { filters: [] });
       return {
         containers: containers.map((c) => ({ id: c.id, kind: c.labels[KIND_LABEL] ?? '' })),
         activeSnapshots: snapshots.filter((s) => s.kind === 'ACTIVE').map((s) => s.name),
-        leases: leases.filter((l) => l.id.startsWith(LEASE_PREFIX)).map((l) => ({ id: l.id, createdAt: isoOf(l.created_at) })),
+        leases: leases
+          .filter((l) => l.id.startsWith(LEASE_PREFIX))
+          .map((l) => ({ id: l.id, createdAt: isoOf(l.created_at) })),
       };
     })(),
   );

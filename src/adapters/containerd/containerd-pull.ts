@@ -11,7 +11,15 @@ import { ContainerdCallError, hasStatus, LEASE_HEADER, unaryCall } from './conta
 import { ignoreNotFound } from './containerd-errors.js';
 import { DEFAULT_IMAGE_SNAPSHOTTER } from './containerd-images.js';
 import { extractTarget, layerCompression, ReadAhead, type WireMount } from './layer-stream.js';
-import { chainId, hostPlatform, parseImageConfig, parseImageDocument, selectManifest, type OciDescriptor, type Platform } from './image-manifest.js';
+import {
+  chainId,
+  hostPlatform,
+  parseImageConfig,
+  parseImageDocument,
+  selectManifest,
+  type OciDescriptor,
+  type Platform,
+} from './image-manifest.js';
 
 /*
  * Writes an image from an ImageSource into containerd through its public API:
@@ -148,7 +156,11 @@ class PullSession {
   ) {}
 
   private call<R>(client: ContainerdClient, method: string, request: object, timeoutMs?: number): Promise<R> {
-    return unaryCall<R>(client, method, request, { lease: this.lease, signal: this.signal, ...(timeoutMs ? { timeoutMs } : {}) });
+    return unaryCall<R>(client, method, request, {
+      lease: this.lease,
+      signal: this.signal,
+      ...(timeoutMs ? { timeoutMs } : {}),
+    });
   }
 
   /** The blob's info, or undefined when the namespace does not have it. */
@@ -181,18 +193,37 @@ class PullSession {
    * Streams `data` into the content store and commits it as `desc` with `labels`.
    * Returns false when containerd already had the blob (another writer got there first).
    */
-  async writeContent(desc: Descriptor, data: Readable, labels: Record<string, string>, onBytes: (done: number) => void): Promise<boolean> {
+  async writeContent(
+    desc: Descriptor,
+    data: Readable,
+    labels: Record<string, string>,
+    onBytes: (done: number) => void,
+  ): Promise<boolean> {
     const ref = `${this.lease}-${desc.digest}`;
     const md = new Metadata();
     md.set(LEASE_HEADER, this.lease);
-    const call = (this.api.content['Write'] as (md: Metadata) => ClientDuplexStream<object, WriteResponse>).call(this.api.content, md);
+    const call = (this.api.content['Write'] as (md: Metadata) => ClientDuplexStream<object, WriteResponse>).call(
+      this.api.content,
+      md,
+    );
     let committed = false;
     const finished = new Promise<void>((resolve, reject) => {
       call.on('data', (res: WriteResponse) => {
         if (res.action === 'COMMIT') committed = true;
       });
-      call.on('error', (error: ServiceError) => reject(new ContainerdCallError('containerd.services.content.v1.Content.Write', error.code ?? Status.UNKNOWN, error.details ?? error.message, { cause: error })));
-      call.on('end', () => (committed ? resolve() : reject(new Error(`content write of ${desc.digest} ended without a commit`))));
+      call.on('error', (error: ServiceError) =>
+        reject(
+          new ContainerdCallError(
+            'containerd.services.content.v1.Content.Write',
+            error.code ?? Status.UNKNOWN,
+            error.details ?? error.message,
+            { cause: error },
+          ),
+        ),
+      );
+      call.on('end', () =>
+        committed ? resolve() : reject(new Error(`content write of ${desc.digest} ended without a commit`)),
+      );
     });
     // The stream may fail while we still read the source; the loop below looks at `failure`.
     let failure: unknown;
@@ -205,7 +236,8 @@ class PullSession {
       const head = first ? { ref, total: desc.size, expected: desc.digest } : { ref };
       first = false;
       // Backpressure: grpc-js buffers what HTTP/2 flow control does not let out yet.
-      if (!call.write({ ...head, ...message })) await Promise.race([once(call, 'drain'), finished.catch(() => undefined)]);
+      if (!call.write({ ...head, ...message }))
+        await Promise.race([once(call, 'drain'), finished.catch(() => undefined)]);
     };
     try {
       let pending: Buffer[] = [];
@@ -232,7 +264,14 @@ class PullSession {
       }
       if (failure === undefined) {
         const tail = pendingBytes === 0 ? undefined : pending.length === 1 ? pending[0]! : Buffer.concat(pending);
-        await send({ action: 'COMMIT', offset, total: desc.size, expected: desc.digest, labels, ...(tail ? { data: tail } : {}) });
+        await send({
+          action: 'COMMIT',
+          offset,
+          total: desc.size,
+          expected: desc.digest,
+          labels,
+          ...(tail ? { data: tail } : {}),
+        });
         offset += tail?.length ?? 0;
         call.end();
       }
@@ -246,7 +285,8 @@ class PullSession {
       call.cancel();
       if (hasStatus(cause, Status.ALREADY_EXISTS)) return false;
       await ignoreNotFound(unaryCall(this.api.content, 'Abort', { ref })).catch(() => undefined);
-      if (hasStatus(cause, Status.FAILED_PRECONDITION)) throw new BlobMismatchError(desc.digest, (cause as ContainerdCallError).details, { cause });
+      if (hasStatus(cause, Status.FAILED_PRECONDITION))
+        throw new BlobMismatchError(desc.digest, (cause as ContainerdCallError).details, { cause });
       throw cause;
     } finally {
       this.signal.removeEventListener('abort', cancel);
@@ -256,13 +296,19 @@ class PullSession {
   /** True when the committed snapshot `name` exists; it then stays ours for the pull. */
   async adoptSnapshot(snapshotter: string, name: string): Promise<boolean> {
     try {
-      const { info } = await this.call<{ info: { kind: string } }>(this.api.snapshots, 'Stat', { snapshotter, key: name });
+      const { info } = await this.call<{ info: { kind: string } }>(this.api.snapshots, 'Stat', {
+        snapshotter,
+        key: name,
+      });
       if (info.kind !== 'COMMITTED') return false;
     } catch (error) {
       if (hasStatus(error, Status.NOT_FOUND)) return false;
       throw error;
     }
-    await this.call(this.api.leases, 'AddResource', { id: this.lease, resource: { id: name, type: `snapshots/${snapshotter}` } });
+    await this.call(this.api.leases, 'AddResource', {
+      id: this.lease,
+      resource: { id: name, type: `snapshots/${snapshotter}` },
+    });
     return true;
   }
 
@@ -272,10 +318,20 @@ class PullSession {
    * layer holds an entry the extractor leaves to containerd, the classic way. The
    * snapshot is committed only once the bytes matched their digest and diff id.
    */
-  async unpackLayer(l: LayerUnpack, decoded: (() => Promise<LayerJob>) | undefined, blob: () => Promise<Readable>, onBytes: (done: number) => void): Promise<void> {
+  async unpackLayer(
+    l: LayerUnpack,
+    decoded: (() => Promise<LayerJob>) | undefined,
+    blob: () => Promise<Readable>,
+    onBytes: (done: number) => void,
+  ): Promise<void> {
     if (decoded) {
       const key = this.extractKey(l.index);
-      const { mounts } = await this.call<{ mounts: WireMount[] }>(this.api.snapshots, 'Prepare', { snapshotter: l.snapshotter, key, parent: l.parent, labels: {} });
+      const { mounts } = await this.call<{ mounts: WireMount[] }>(this.api.snapshots, 'Prepare', {
+        snapshotter: l.snapshotter,
+        key,
+        parent: l.parent,
+        labels: {},
+      });
       const target = extractTarget(mounts, l.parent);
       try {
         if (target) {
@@ -293,7 +349,9 @@ class PullSession {
       } catch (error) {
         // An entry the extractor leaves to containerd: the blob is read again, the classic way.
         if (!(error instanceof UnsupportedTarEntryError)) {
-          await ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter: l.snapshotter, key })).catch(() => undefined);
+          await ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter: l.snapshotter, key })).catch(
+            () => undefined,
+          );
           throw error;
         }
       }
@@ -323,14 +381,26 @@ class PullSession {
   /** The classic way: containerd's Diff.Apply of the blob in its content store. */
   private async unpack(l: LayerUnpack): Promise<void> {
     const key = this.extractKey(l.index);
-    const { mounts } = await this.call<{ mounts: unknown[] }>(this.api.snapshots, 'Prepare', { snapshotter: l.snapshotter, key, parent: l.parent, labels: {} });
+    const { mounts } = await this.call<{ mounts: unknown[] }>(this.api.snapshots, 'Prepare', {
+      snapshotter: l.snapshotter,
+      key,
+      parent: l.parent,
+      labels: {},
+    });
     try {
       const diff = { media_type: l.layer.mediaType, digest: l.layer.digest, size: l.layer.size, annotations: {} };
-      const { applied } = await this.call<{ applied: { digest: string } }>(this.api.diff, 'Apply', { diff, mounts, payloads: {} }, DEFAULT_LAYER_APPLY_TIMEOUT_MS);
+      const { applied } = await this.call<{ applied: { digest: string } }>(
+        this.api.diff,
+        'Apply',
+        { diff, mounts, payloads: {} },
+        DEFAULT_LAYER_APPLY_TIMEOUT_MS,
+      );
       if (applied.digest !== l.diffId) throw new LayerDiffIdMismatchError(l.layer.digest, l.diffId, applied.digest);
       await this.commitExtract(l.snapshotter, key, l.chain);
     } catch (error) {
-      await ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter: l.snapshotter, key })).catch(() => undefined);
+      await ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter: l.snapshotter, key })).catch(
+        () => undefined,
+      );
       throw error;
     }
   }
@@ -354,7 +424,11 @@ function toDescriptor(d: OciDescriptor): Descriptor {
 }
 
 /** Calls `report` at most every `intervalMs`, and always for the last byte. */
-function progressReporter(layer: Descriptor, intervalMs: number, report?: (p: PullProgress) => void): (done: number) => void {
+function progressReporter(
+  layer: Descriptor,
+  intervalMs: number,
+  report?: (p: PullProgress) => void,
+): (done: number) => void {
   let last = -Infinity;
   let finished = false;
   return (done) => {
@@ -368,7 +442,12 @@ function progressReporter(layer: Descriptor, intervalMs: number, report?: (p: Pu
 }
 
 /** Writes a small document (index, manifest, config) unless it is there; then labels it. */
-async function storeDocument(session: PullSession, desc: Descriptor, bytes: Buffer, labels: Record<string, string>): Promise<void> {
+async function storeDocument(
+  session: PullSession,
+  desc: Descriptor,
+  bytes: Buffer,
+  labels: Record<string, string>,
+): Promise<void> {
   const info = await session.contentInfo(desc.digest);
   if (info || !(await session.writeContent(desc, Readable.from([bytes]), labels, () => undefined))) {
     await session.adoptContent(desc.digest, labels, info);
@@ -386,9 +465,13 @@ async function pullUnderLease(session: PullSession, source: ImageSource, o: Pull
   let bytes = top.bytes;
   let doc = parseImageDocument(bytes, desc.mediaType);
   while (doc.kind === 'index') {
-    if (indexes.length >= MAX_INDEX_DEPTH) throw new Error(`image index ${top.descriptor.digest} nests deeper than ${MAX_INDEX_DEPTH}`);
+    if (indexes.length >= MAX_INDEX_DEPTH)
+      throw new Error(`image index ${top.descriptor.digest} nests deeper than ${MAX_INDEX_DEPTH}`);
     const chosen = selectManifest(doc.manifests, platform);
-    if (!chosen) throw new NoMatchingManifestError(`${source.reference}: index ${desc.digest} has no manifest for ${platform.os}/${platform.architecture}`);
+    if (!chosen)
+      throw new NoMatchingManifestError(
+        `${source.reference}: index ${desc.digest} has no manifest for ${platform.os}/${platform.architecture}`,
+      );
     indexes.push({ desc, bytes, child: doc.manifests.indexOf(chosen) });
     desc = toDescriptor(chosen);
     bytes = await source.fetch(desc);
@@ -398,7 +481,9 @@ async function pullUnderLease(session: PullSession, source: ImageSource, o: Pull
   const configBytes = await source.fetch(manifest.config);
   const { diffIds } = parseImageConfig(configBytes);
   if (diffIds.length !== manifest.layers.length) {
-    throw new Error(`${source.reference}: the manifest lists ${manifest.layers.length} layers, the config ${diffIds.length} diff ids`);
+    throw new Error(
+      `${source.reference}: the manifest lists ${manifest.layers.length} layers, the config ${diffIds.length} diff ids`,
+    );
   }
   const chains = diffIds.map((_, i) => chainId(diffIds.slice(0, i + 1)));
 
@@ -407,7 +492,13 @@ async function pullUnderLease(session: PullSession, source: ImageSource, o: Pull
   const stopOnAbort = (): void => stop.abort(session.signal.reason);
   session.signal.addEventListener('abort', stopOnAbort, { once: true });
   try {
-    return await pullLayersAndRecord(session, source, { snapshotter, manifest, indexes, top: top.descriptor, configBytes, diffIds, chains }, stop, o);
+    return await pullLayersAndRecord(
+      session,
+      source,
+      { snapshotter, manifest, indexes, top: top.descriptor, configBytes, diffIds, chains },
+      stop,
+      o,
+    );
   } finally {
     session.signal.removeEventListener('abort', stopOnAbort);
   }
@@ -423,15 +514,29 @@ interface ResolvedPull {
   chains: string[];
 }
 
-async function pullLayersAndRecord(session: PullSession, source: ImageSource, r: ResolvedPull, stop: AbortController, o: PullOptions): Promise<PulledImage> {
+async function pullLayersAndRecord(
+  session: PullSession,
+  source: ImageSource,
+  r: ResolvedPull,
+  stop: AbortController,
+  o: PullOptions,
+): Promise<PulledImage> {
   const { snapshotter, manifest, indexes, configBytes, diffIds, chains } = r;
   const interval = o.progressIntervalMs ?? DEFAULT_PULL_PROGRESS_INTERVAL_MS;
   // A layer whose chain is committed already is not read at all.
   const present: boolean[] = [];
   for (const chain of chains) present.push(await session.adoptSnapshot(snapshotter, chain));
   const reports = manifest.layers.map((layer) => progressReporter(layer, interval, o.onProgress));
-  const compression = manifest.layers.map((layer, i) => (present[i] || !session.streamUnpack ? undefined : layerCompression(layer.mediaType)));
-  const readAhead = new ReadAhead(source, manifest.layers, compression, Math.max(1, o.concurrency ?? DEFAULT_PULL_CONCURRENCY), reports);
+  const compression = manifest.layers.map((layer, i) =>
+    present[i] || !session.streamUnpack ? undefined : layerCompression(layer.mediaType),
+  );
+  const readAhead = new ReadAhead(
+    source,
+    manifest.layers,
+    compression,
+    Math.max(1, o.concurrency ?? DEFAULT_PULL_CONCURRENCY),
+    reports,
+  );
   const layers: PulledLayer[] = [];
   try {
     for (const [i, layer] of manifest.layers.entries()) {
@@ -442,13 +547,27 @@ async function pullLayersAndRecord(session: PullSession, source: ImageSource, r:
         // A layer read ahead reported its start when its reading began.
         if (compression[i] === undefined) report(0);
         const labels: Record<string, string> = layer.digest === diffIds[i] ? {} : { [UNCOMPRESSED_LABEL]: diffIds[i]! };
-        const unpack: LayerUnpack = { snapshotter, layer, index: i, parent: i === 0 ? '' : chains[i - 1]!, chain: chains[i]!, diffId: diffIds[i]!, labels };
+        const unpack: LayerUnpack = {
+          snapshotter,
+          layer,
+          index: i,
+          parent: i === 0 ? '' : chains[i - 1]!,
+          chain: chains[i]!,
+          diffId: diffIds[i]!,
+          labels,
+        };
         const streams: Array<{ destroy(error?: Error): void }> = [];
         const abort = (): void => streams.forEach((s) => s.destroy(stop.signal.reason as Error));
         stop.signal.addEventListener('abort', abort, { once: true });
-        const decoded = compression[i] === undefined ? undefined : () => readAhead.take(i).then((job) => (streams.push(job), job));
+        const decoded =
+          compression[i] === undefined ? undefined : () => readAhead.take(i).then((job) => (streams.push(job), job));
         try {
-          await session.unpackLayer(unpack, decoded, () => source.blob(layer).then((b) => (streams.push(b), b)), report);
+          await session.unpackLayer(
+            unpack,
+            decoded,
+            () => source.blob(layer).then((b) => (streams.push(b), b)),
+            report,
+          );
         } finally {
           stop.signal.removeEventListener('abort', abort);
           streams.forEach((s) => s.destroy());
@@ -464,7 +583,12 @@ async function pullLayersAndRecord(session: PullSession, source: ImageSource, r:
 
   // The documents, leaves first, each labelled with what it keeps alive.
   const topChain = chains.at(-1) ?? '';
-  await storeDocument(session, manifest.config, configBytes, topChain ? { [`${GC_REF_SNAPSHOT}.${snapshotter}`]: topChain } : {});
+  await storeDocument(
+    session,
+    manifest.config,
+    configBytes,
+    topChain ? { [`${GC_REF_SNAPSHOT}.${snapshotter}`]: topChain } : {},
+  );
   const manifestLabels: Record<string, string> = { [`${GC_REF_CONTENT}.config`]: manifest.config.digest };
   manifest.layers.forEach((layer, i) => (manifestLabels[`${GC_REF_CONTENT}.l.${i}`] = layer.digest));
   await storeDocument(session, manifest.desc, manifest.bytes, manifestLabels);
@@ -481,7 +605,12 @@ async function pullLayersAndRecord(session: PullSession, source: ImageSource, r:
   } catch (error) {
     if (!hasStatus(error, Status.ALREADY_EXISTS)) throw error;
     // A re-tag (or the same image again): the name now points at this target.
-    await unaryCall(session.api.images, 'Update', { image, update_mask: { paths: ['target'] } }, { signal: session.signal });
+    await unaryCall(
+      session.api.images,
+      'Update',
+      { image, update_mask: { paths: ['target'] } },
+      { signal: session.signal },
+    );
   }
   return {
     name: source.reference,
@@ -503,7 +632,12 @@ export async function pullImage(api: ContainerdApi, source: ImageSource, o: Pull
   o.signal?.throwIfAborted();
   const lease = `${PULL_PREFIX}${randomBytes(8).toString('hex')}`;
   const expires = new Date(Date.now() + DEFAULT_PULL_LEASE_EXPIRY_MS).toISOString();
-  await unaryCall(api.leases, 'Create', { id: lease, labels: { [GC_EXPIRE_LABEL]: expires } }, o.signal ? { signal: o.signal } : {});
+  await unaryCall(
+    api.leases,
+    'Create',
+    { id: lease, labels: { [GC_EXPIRE_LABEL]: expires } },
+    o.signal ? { signal: o.signal } : {},
+  );
   const signal = o.signal ?? new AbortController().signal;
   let result: PulledImage | undefined;
   let failure: unknown;
@@ -540,13 +674,22 @@ export class ContainerdPuller {
 
   constructor(
     private readonly api: ContainerdApi,
-    private readonly defaults: Pick<PullOptions, 'platform' | 'snapshotter' | 'progressIntervalMs' | 'concurrency' | 'streamUnpack' | 'afterLayer'> = {},
+    private readonly defaults: Pick<
+      PullOptions,
+      'platform' | 'snapshotter' | 'progressIntervalMs' | 'concurrency' | 'streamUnpack' | 'afterLayer'
+    > = {},
   ) {}
 
   pull(source: ImageSource, o: Pick<PullOptions, 'onProgress' | 'signal'> = {}): Promise<PulledImage> {
     o.signal?.throwIfAborted();
     const platform = this.defaults.platform ?? hostPlatform();
-    const key = [this.defaults.snapshotter ?? DEFAULT_IMAGE_SNAPSHOTTER, platform.os, platform.architecture, platform.variant ?? '', source.reference].join('\0');
+    const key = [
+      this.defaults.snapshotter ?? DEFAULT_IMAGE_SNAPSHOTTER,
+      platform.os,
+      platform.architecture,
+      platform.variant ?? '',
+      source.reference,
+    ].join('\0');
     let shared = this.inFlight.get(key);
     if (!shared) {
       const controller = new AbortController();

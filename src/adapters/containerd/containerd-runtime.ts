@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import type { ContainerRuntime, PreparedSnapshot, ResolvedImage, RootfsMount, RuntimeContainer, StoredContainer } from '../../commands/ports.js';
+import type {
+  ContainerRuntime,
+  PreparedSnapshot,
+  ResolvedImage,
+  RootfsMount,
+  RuntimeContainer,
+  StoredContainer,
+} from '../../commands/ports.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { hasStatus, unaryCall } from './containerd-calls.js';
 import { ignoreNotFound, unavailableAsRuntimeError } from './containerd-errors.js';
@@ -14,7 +21,11 @@ export const METADATA_TYPE_URL = 'cri-ledger.io/metadata/v1';
 /** JSON with object keys sorted: the same spec digests the same after a round trip through the log. */
 function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
+      : v,
   );
 }
 
@@ -57,12 +68,18 @@ export class ContainerdRuntime implements ContainerRuntime {
     this.api = options.api;
   }
 
-  prepareSnapshot(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<PreparedSnapshot> {
+  prepareSnapshot(
+    containerId: string,
+    image: ResolvedImage,
+    labels: Record<string, string>,
+  ): Promise<PreparedSnapshot> {
     return unavailableAsRuntimeError(this.prepare(containerId, image, labels));
   }
 
   removeSnapshot(containerId: string, snapshotter: string): Promise<void> {
-    return unavailableAsRuntimeError(ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter, key: containerId })));
+    return unavailableAsRuntimeError(
+      ignoreNotFound(unaryCall(this.api.snapshots, 'Remove', { snapshotter, key: containerId })),
+    );
   }
 
   createContainer(container: RuntimeContainer): Promise<void> {
@@ -122,17 +139,32 @@ export class ContainerdRuntime implements ContainerRuntime {
     );
   }
 
-  private async prepare(containerId: string, image: ResolvedImage, labels: Record<string, string>): Promise<PreparedSnapshot> {
+  private async prepare(
+    containerId: string,
+    image: ResolvedImage,
+    labels: Record<string, string>,
+  ): Promise<PreparedSnapshot> {
     const ref = { snapshotter: image.snapshotter, key: containerId, parent: image.chainId };
     try {
-      const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Prepare', { snapshotter: ref.snapshotter, key: ref.key, parent: ref.parent, labels });
+      const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Prepare', {
+        snapshotter: ref.snapshotter,
+        key: ref.key,
+        parent: ref.parent,
+        labels,
+      });
       return { ...ref, mounts };
     } catch (error) {
       if (!hasStatus(error, Status.ALREADY_EXISTS)) throw error;
       // A retry (after a crash, or a caller that timed out): the same snapshot is success.
-      const { info } = await unaryCall<{ info: WireSnapshotInfo }>(this.api.snapshots, 'Stat', { snapshotter: ref.snapshotter, key: ref.key });
+      const { info } = await unaryCall<{ info: WireSnapshotInfo }>(this.api.snapshots, 'Stat', {
+        snapshotter: ref.snapshotter,
+        key: ref.key,
+      });
       if (info.parent !== ref.parent || info.kind !== 'ACTIVE') throw error;
-      const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Mounts', { snapshotter: ref.snapshotter, key: ref.key });
+      const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Mounts', {
+        snapshotter: ref.snapshotter,
+        key: ref.key,
+      });
       return { ...ref, mounts };
     }
   }

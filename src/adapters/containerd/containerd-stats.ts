@@ -76,21 +76,38 @@ export class ContainerdStats {
   }
 
   /** Stats of every id with a task, from one Tasks.Metrics call (plus one Usage per snapshot). */
-  containerStats(containerIds: readonly string[], options: ContainerStatsOptions = {}, call: ContainerdCallOptions = {}): Promise<Map<string, ContainerStatsSample>> {
+  containerStats(
+    containerIds: readonly string[],
+    options: ContainerStatsOptions = {},
+    call: ContainerdCallOptions = {},
+  ): Promise<Map<string, ContainerStatsSample>> {
     return unavailableAsRuntimeError(this.collect([...new Set(containerIds)], options.snapshots, call));
   }
 
   /** The snapshot's usage; undefined when it does not exist. Cost grows with the layer's files. */
-  writableLayer(snapshotter: string, key: string, call: ContainerdCallOptions = {}): Promise<WritableLayerUsage | undefined> {
+  writableLayer(
+    snapshotter: string,
+    key: string,
+    call: ContainerdCallOptions = {},
+  ): Promise<WritableLayerUsage | undefined> {
     return unavailableAsRuntimeError(this.usage({ snapshotter, key }, call));
   }
 
-  private async collect(ids: string[], snapshots: ReadonlyMap<string, SnapshotRef> | undefined, call: ContainerdCallOptions): Promise<Map<string, ContainerStatsSample>> {
+  private async collect(
+    ids: string[],
+    snapshots: ReadonlyMap<string, SnapshotRef> | undefined,
+    call: ContainerdCallOptions,
+  ): Promise<Map<string, ContainerStatsSample>> {
     const samples = new Map<string, ContainerStatsSample>();
     // No filters would mean every task in the namespace.
     if (ids.length === 0) return samples;
     const wanted = new Set(ids);
-    const { metrics } = await unaryCall<{ metrics: WireMetric[] }>(this.api.tasks, 'Metrics', { filters: metricsFilters(ids) }, call);
+    const { metrics } = await unaryCall<{ metrics: WireMetric[] }>(
+      this.api.tasks,
+      'Metrics',
+      { filters: metricsFilters(ids) },
+      call,
+    );
     for (const metric of metrics) {
       if (!wanted.has(metric.id) || !metric.data) continue;
       try {
@@ -98,7 +115,15 @@ export class ContainerdStats {
         const timestampNs = metric.timestamp ? String(timestampToNanos(metric.timestamp)) : '0';
         samples.set(metric.id, { containerId: metric.id, timestampNs, ...usage });
       } catch (err) {
-        this.logger.error({ err, containerId: metric.id, typeUrl: metric.data.type_url, payload: Buffer.from(metric.data.value).toString('base64') }, 'cannot decode task metrics');
+        this.logger.error(
+          {
+            err,
+            containerId: metric.id,
+            typeUrl: metric.data.type_url,
+            payload: Buffer.from(metric.data.value).toString('base64'),
+          },
+          'cannot decode task metrics',
+        );
       }
     }
     if (snapshots) {
@@ -115,7 +140,12 @@ export class ContainerdStats {
 
   private async usage(ref: SnapshotRef, call: ContainerdCallOptions): Promise<WritableLayerUsage | undefined> {
     try {
-      const { size, inodes } = await unaryCall<{ size: string; inodes: string }>(this.api.snapshots, 'Usage', { snapshotter: ref.snapshotter, key: ref.key }, call);
+      const { size, inodes } = await unaryCall<{ size: string; inodes: string }>(
+        this.api.snapshots,
+        'Usage',
+        { snapshotter: ref.snapshotter, key: ref.key },
+        call,
+      );
       return { usedBytes: size, inodesUsed: inodes };
     } catch (error) {
       if (hasStatus(error, Status.NOT_FOUND)) return undefined;

@@ -85,11 +85,18 @@ export class ContainerdTaskEvents implements AsyncIterable<TaskEvent> {
   constructor(options: ContainerdTaskEventsOptions) {
     this.api = options.api;
     this.namespace = options.namespace ?? options.api.namespace;
-    this.logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'containerd-task-events', namespace: this.namespace });
-    this.initialBackoffMs = positive('backoff.initialMs', options.backoff?.initialMs ?? DEFAULT_RESUBSCRIBE_INITIAL_BACKOFF_MS);
+    this.logger = (options.logger ?? pino({ level: 'silent' })).child({
+      component: 'containerd-task-events',
+      namespace: this.namespace,
+    });
+    this.initialBackoffMs = positive(
+      'backoff.initialMs',
+      options.backoff?.initialMs ?? DEFAULT_RESUBSCRIBE_INITIAL_BACKOFF_MS,
+    );
     this.maxBackoffMs = positive('backoff.maxMs', options.backoff?.maxMs ?? DEFAULT_RESUBSCRIBE_MAX_BACKOFF_MS);
     this.probeTimeoutMs = positive('probeTimeoutMs', options.probeTimeoutMs ?? DEFAULT_SUBSCRIBE_PROBE_TIMEOUT_MS);
-    if (this.maxBackoffMs < this.initialBackoffMs) throw new InvalidArgumentError('backoff.maxMs', 'must not be below backoff.initialMs');
+    if (this.maxBackoffMs < this.initialBackoffMs)
+      throw new InvalidArgumentError('backoff.maxMs', 'must not be below backoff.initialMs');
     if (!this.namespace) throw new InvalidArgumentError('namespace', 'must not be empty');
   }
 
@@ -128,7 +135,9 @@ export class ContainerdTaskEvents implements AsyncIterable<TaskEvent> {
     let brokenAt: number | undefined;
     while (!this.abort.signal.aborted) {
       const ended = await this.subscribeOnce(() => {
-        this.push(brokenAt === undefined ? { kind: 'subscribed' } : { kind: 'resubscribed', downForMs: Date.now() - brokenAt });
+        this.push(
+          brokenAt === undefined ? { kind: 'subscribed' } : { kind: 'resubscribed', downForMs: Date.now() - brokenAt },
+        );
         if (brokenAt !== undefined) this.logger.info({ downForMs: Date.now() - brokenAt }, 'task event stream is back');
         brokenAt = undefined;
         failures = 0;
@@ -138,7 +147,10 @@ export class ContainerdTaskEvents implements AsyncIterable<TaskEvent> {
       if (ended.live) brokenAt = Date.now();
       failures += 1;
       // Expected while containerd is down, so no stack: the code and message say enough.
-      this.logger.warn({ ...describe(ended.error), wasLive: ended.live, failures, retryInMs }, 'task event stream broke; subscribing again');
+      this.logger.warn(
+        { ...describe(ended.error), wasLive: ended.live, failures, retryInMs },
+        'task event stream broke; subscribing again',
+      );
       await sleep(retryInMs, this.abort.signal);
     }
   }
@@ -151,7 +163,9 @@ export class ContainerdTaskEvents implements AsyncIterable<TaskEvent> {
     const probeTopic = `/cri-ledger/task-events/${randomBytes(8).toString('hex')}`;
     const filters = taskEventFilters(this.namespace, probeTopic);
     // No deadline: the stream lasts until containerd goes away or stop() cancels it.
-    const stream = (this.api.events['Subscribe'] as Function).call(this.api.events, { filters }) as ClientReadableStream<WireEnvelope>;
+    const stream = (this.api.events['Subscribe'] as Function).call(this.api.events, {
+      filters,
+    }) as ClientReadableStream<WireEnvelope>;
     let live = false;
     let ended = false;
     let probes: NodeJS.Timeout | undefined;
@@ -177,16 +191,30 @@ export class ContainerdTaskEvents implements AsyncIterable<TaskEvent> {
         clearTimeout(probeDeadline);
         onLive();
       });
-      stream.on('error', (error: ServiceError) => finish(new ContainerdCallError('Events.Subscribe', error.code ?? Status.UNKNOWN, error.details ?? error.message, { cause: error })));
+      stream.on('error', (error: ServiceError) =>
+        finish(
+          new ContainerdCallError('Events.Subscribe', error.code ?? Status.UNKNOWN, error.details ?? error.message, {
+            cause: error,
+          }),
+        ),
+      );
       stream.on('end', () => finish(new Error('containerd ended the event stream')));
       const probe = (): void => {
-        unaryCall(this.api.events, 'Publish', { topic: probeTopic, event: EMPTY_ANY }, { timeoutMs: this.probeTimeoutMs, signal: this.abort.signal }).catch((error: unknown) => {
+        unaryCall(
+          this.api.events,
+          'Publish',
+          { topic: probeTopic, event: EMPTY_ANY },
+          { timeoutMs: this.probeTimeoutMs, signal: this.abort.signal },
+        ).catch((error: unknown) => {
           if (!live && !this.abort.signal.aborted) finish(error);
         });
       };
       probe();
       probes = setInterval(probe, PROBE_INTERVAL_MS);
-      probeDeadline = setTimeout(() => finish(new Error(`no probe came back within ${this.probeTimeoutMs} ms`)), this.probeTimeoutMs);
+      probeDeadline = setTimeout(
+        () => finish(new Error(`no probe came back within ${this.probeTimeoutMs} ms`)),
+        this.probeTimeoutMs,
+      );
     });
   }
 
@@ -196,13 +224,19 @@ export class ContainerdTaskEvents implements AsyncIterable<TaskEvent> {
       const type = any?.type_url.slice(any.type_url.lastIndexOf('/') + 1);
       if (any && type === TASK_EXIT_TYPE) this.push(decodeTaskExit(any.value));
       else if (any && type === TASK_OOM_TYPE) this.push(decodeTaskOom(any.value));
-      else this.logger.warn({ topic: envelope.topic, typeUrl: any?.type_url }, 'ignoring an event the filters should not have passed');
+      else
+        this.logger.warn(
+          { topic: envelope.topic, typeUrl: any?.type_url },
+          'ignoring an event the filters should not have passed',
+        );
     } catch (err) {
-      this.logger.error({ err, topic: envelope.topic, payload: any && Buffer.from(any.value).toString('base64') }, 'cannot decode a task event');
+      this.logger.error(
+        { err, topic: envelope.topic, payload: any && Buffer.from(any.value).toString('base64') },
+        'cannot decode a task event',
+      );
     }
   }
 }
-
 
 interface WireEnvelope {
   namespace: string;
@@ -211,7 +245,8 @@ interface WireEnvelope {
 }
 
 function positive(field: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError(field, `must be a positive number of milliseconds, got ${value}`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new InvalidArgumentError(field, `must be a positive number of milliseconds, got ${value}`);
   return value;
 }
 

@@ -169,7 +169,11 @@ export class ContainerdTasks {
 
   /** Applies new OCI LinuxResources (JSON in an Any, as containerd's client sends them) to the task's cgroup. */
   update(containerId: string, resources: Record<string, unknown>): Promise<void> {
-    const request = { container_id: containerId, resources: jsonAny(LINUX_RESOURCES_TYPE_URL, resources), annotations: {} };
+    const request = {
+      container_id: containerId,
+      resources: jsonAny(LINUX_RESOURCES_TYPE_URL, resources),
+      annotations: {},
+    };
     return unavailableAsRuntimeError(unaryCall(this.api.tasks, 'Update', request).then(() => undefined));
   }
 
@@ -178,7 +182,11 @@ export class ContainerdTasks {
     return taskState(this.api, containerId);
   }
 
-  private async createAndStart(containerId: string, io: TaskIo, rootfs: readonly RootfsMount[] | undefined): Promise<{ pid: number }> {
+  private async createAndStart(
+    containerId: string,
+    io: TaskIo,
+    rootfs: readonly RootfsMount[] | undefined,
+  ): Promise<{ pid: number }> {
     // containerd's own client does the same: the task's rootfs is the snapshot's mounts.
     const mounts = rootfs ?? (await this.snapshotMounts(containerId));
     const request = {
@@ -200,19 +208,29 @@ export class ContainerdTasks {
       if (existing?.status !== 'CREATED') throw error;
     }
     try {
-      const { pid } = await unaryCall<{ pid: number }>(this.api.tasks, 'Start', { container_id: containerId, exec_id: '' });
+      const { pid } = await unaryCall<{ pid: number }>(this.api.tasks, 'Start', {
+        container_id: containerId,
+        exec_id: '',
+      });
       return { pid };
     } catch (error) {
       // A task that cannot start is removed, so a later start can try again from scratch.
-      await ignoreNotFound(unaryCall(this.api.tasks, 'Kill', { container_id: containerId, exec_id: '', signal: SIGKILL, all: false })).catch(() => undefined);
+      await ignoreNotFound(
+        unaryCall(this.api.tasks, 'Kill', { container_id: containerId, exec_id: '', signal: SIGKILL, all: false }),
+      ).catch(() => undefined);
       await this.delete(containerId).catch(() => undefined);
       throw error;
     }
   }
 
   private async snapshotMounts(containerId: string): Promise<RootfsMount[]> {
-    const { container } = await unaryCall<{ container: WireContainer }>(this.api.containers, 'Get', { id: containerId });
-    const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Mounts', { snapshotter: container.snapshotter, key: container.snapshot_key });
+    const { container } = await unaryCall<{ container: WireContainer }>(this.api.containers, 'Get', {
+      id: containerId,
+    });
+    const { mounts } = await unaryCall<{ mounts: RootfsMount[] }>(this.api.snapshots, 'Mounts', {
+      snapshotter: container.snapshotter,
+      key: container.snapshot_key,
+    });
     return mounts;
   }
 

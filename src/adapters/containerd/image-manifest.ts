@@ -28,7 +28,15 @@ export interface Platform {
   variant?: string;
 }
 
-const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', s390x: 's390x', ppc64: 'ppc64le', riscv64: 'riscv64' };
+const GO_ARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  s390x: 's390x',
+  ppc64: 'ppc64le',
+  riscv64: 'riscv64',
+};
 
 /** The platform this process runs on, named as Go (and so OCI) names it: linux/amd64 here. */
 export function hostPlatform(): Platform {
@@ -36,20 +44,33 @@ export function hostPlatform(): Platform {
   return architecture === 'arm64' ? { os: 'linux', architecture, variant: 'v8' } : { os: 'linux', architecture };
 }
 
-export type ImageDocument = { kind: 'index'; manifests: OciDescriptor[] } | { kind: 'manifest'; config: OciDescriptor; layers: OciDescriptor[] };
+export type ImageDocument =
+  | { kind: 'index'; manifests: OciDescriptor[] }
+  | { kind: 'manifest'; config: OciDescriptor; layers: OciDescriptor[] };
 
 /** Parses a manifest or index blob; `mediaType` is the descriptor's, when it has one. */
 export function parseImageDocument(blob: Buffer, mediaType: string): ImageDocument {
-  const doc = JSON.parse(blob.toString('utf8')) as { mediaType?: string; manifests?: unknown; config?: unknown; layers?: unknown };
+  const doc = JSON.parse(blob.toString('utf8')) as {
+    mediaType?: string;
+    manifests?: unknown;
+    config?: unknown;
+    layers?: unknown;
+  };
   const type = mediaType || doc.mediaType || '';
-  const isIndex = type === MEDIA_TYPES.ociIndex || type === MEDIA_TYPES.dockerManifestList || (!type && Array.isArray(doc.manifests));
+  const isIndex =
+    type === MEDIA_TYPES.ociIndex || type === MEDIA_TYPES.dockerManifestList || (!type && Array.isArray(doc.manifests));
   if (isIndex) {
     if (!Array.isArray(doc.manifests)) throw new Error('image index has no manifests');
     return { kind: 'index', manifests: doc.manifests as OciDescriptor[] };
   }
-  if (type && type !== MEDIA_TYPES.ociManifest && type !== MEDIA_TYPES.dockerManifest) throw new Error(`unsupported image media type ${type}`);
+  if (type && type !== MEDIA_TYPES.ociManifest && type !== MEDIA_TYPES.dockerManifest)
+    throw new Error(`unsupported image media type ${type}`);
   if (typeof doc.config !== 'object' || doc.config === null) throw new Error('image manifest has no config');
-  return { kind: 'manifest', config: doc.config as OciDescriptor, layers: Array.isArray(doc.layers) ? (doc.layers as OciDescriptor[]) : [] };
+  return {
+    kind: 'manifest',
+    config: doc.config as OciDescriptor,
+    layers: Array.isArray(doc.layers) ? (doc.layers as OciDescriptor[]) : [],
+  };
 }
 
 function matches(candidate: Platform | undefined, wanted: Platform): boolean {

@@ -13,7 +13,8 @@ export const DEFAULT_REGISTRY = 'docker.io';
 export const DEFAULT_TAG = 'latest';
 
 const MAX_NAME_LENGTH = 255;
-const DOMAIN_PATTERN = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$/;
+const DOMAIN_PATTERN =
+  /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$/;
 const PATH_COMPONENT_PATTERN = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG_PATTERN = /^[\w][\w.-]{0,127}$/;
 const DIGEST_PATTERN = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
@@ -43,7 +44,8 @@ export function parseImageRef(ref: string): ImageRef {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!DIGEST_PATTERN.test(digest)) throw invalid(ref, `bad digest "${digest}"`);
-    if (digest.startsWith('sha256:') && !SHA256_DIGEST_PATTERN.test(digest)) throw invalid(ref, 'a sha256 digest is 64 lowercase hex');
+    if (digest.startsWith('sha256:') && !SHA256_DIGEST_PATTERN.test(digest))
+      throw invalid(ref, 'a sha256 digest is 64 lowercase hex');
   }
   let tag: string | undefined;
   const colon = rest.lastIndexOf(':');
@@ -67,7 +69,8 @@ export function parseImageRef(ref: string): ImageRef {
   if (domain === 'index.docker.io') domain = DEFAULT_REGISTRY;
   if (domain === DEFAULT_REGISTRY && !path.includes('/')) path = `library/${path}`;
   if (path.toLowerCase() !== path) throw invalid(ref, 'the repository name must be lowercase');
-  if (!path.split('/').every((component) => PATH_COMPONENT_PATTERN.test(component))) throw invalid(ref, `bad repository "${path}"`);
+  if (!path.split('/').every((component) => PATH_COMPONENT_PATTERN.test(component)))
+    throw invalid(ref, `bad repository "${path}"`);
   const repository = `${domain}/${path}`;
   if (repository.length > MAX_NAME_LENGTH) throw invalid(ref, `the name is longer than ${MAX_NAME_LENGTH} characters`);
   if (digest !== undefined) return { domain, path, repository, digest };
@@ -102,5 +105,9 @@ export function tryParseImageRef(ref: string): ImageRef | undefined {
  */
 export function pullTarget(ref: string): { reference: string; registry: string } {
   const parsed = parseImageRef(ref);
-  return { reference: parsed.digest !== undefined ? `${parsed.repository}@${parsed.digest}` : `${parsed.repository}:${parsed.tag}`, registry: parsed.domain };
+  return {
+    reference:
+      parsed.digest !== undefined ? `${parsed.repository}@${parsed.digest}` : `${parsed.repository}:${parsed.tag}`,
+    registry: parsed.domain,
+  };
 }

@@ -17,8 +17,16 @@ export interface WireMount {
 
 /** How a layer's blob is compressed, for the media types this process extracts itself. */
 export function layerCompression(mediaType: string): 'gzip' | 'none' | undefined {
-  if (/^application\/vnd\.oci\.image\.layer\.(nondistributable\.)?v1\.tar\+gzip$/.test(mediaType) || mediaType === 'application/vnd.docker.image.rootfs.diff.tar.gzip') return 'gzip';
-  if (/^application\/vnd\.oci\.image\.layer\.(nondistributable\.)?v1\.tar$/.test(mediaType) || mediaType === 'application/vnd.docker.image.rootfs.diff.tar') return 'none';
+  if (
+    /^application\/vnd\.oci\.image\.layer\.(nondistributable\.)?v1\.tar\+gzip$/.test(mediaType) ||
+    mediaType === 'application/vnd.docker.image.rootfs.diff.tar.gzip'
+  )
+    return 'gzip';
+  if (
+    /^application\/vnd\.oci\.image\.layer\.(nondistributable\.)?v1\.tar$/.test(mediaType) ||
+    mediaType === 'application/vnd.docker.image.rootfs.diff.tar'
+  )
+    return 'none';
   return undefined;
 }
 
@@ -30,12 +38,18 @@ export function layerCompression(mediaType: string): 'gzip' | 'none' | undefined
 export function extractTarget(mounts: WireMount[], parent: string): ExtractTarget | undefined {
   if (mounts.length !== 1) return undefined;
   const m = mounts[0]!;
-  if (m.type === 'bind' && parent === '' && m.source.startsWith('/')) return { root: m.source, lowerDirs: [], whiteouts: 'none' };
+  if (m.type === 'bind' && parent === '' && m.source.startsWith('/'))
+    return { root: m.source, lowerDirs: [], whiteouts: 'none' };
   if (m.type !== 'overlay') return undefined;
-  const option = (name: string): string | undefined => m.options.find((o) => o.startsWith(`${name}=`))?.slice(name.length + 1);
+  const option = (name: string): string | undefined =>
+    m.options.find((o) => o.startsWith(`${name}=`))?.slice(name.length + 1);
   const upper = option('upperdir');
   if (!upper?.startsWith('/')) return undefined;
-  return { root: upper, lowerDirs: (option('lowerdir') ?? '').split(':').filter((d) => d !== ''), whiteouts: 'overlay' };
+  return {
+    root: upper,
+    lowerDirs: (option('lowerdir') ?? '').split(':').filter((d) => d !== ''),
+    whiteouts: 'overlay',
+  };
 }
 
 /**
@@ -67,13 +81,19 @@ export class ReadAhead {
   }
 
   close(): void {
-    for (const layer of this.opened.values()) layer.then((job) => job.destroy(), () => undefined);
+    for (const layer of this.opened.values())
+      layer.then(
+        (job) => job.destroy(),
+        () => undefined,
+      );
     this.opened.clear();
   }
 
   private open(i: number): Promise<LayerJob> {
     this.onBytes[i]!(0);
-    const opening = this.source.blob(this.layers[i]!).then((blob) => openLayerJob(blob, this.compression[i]!, this.onBytes[i]!));
+    const opening = this.source
+      .blob(this.layers[i]!)
+      .then((blob) => openLayerJob(blob, this.compression[i]!, this.onBytes[i]!));
     opening.catch(() => undefined); // seen by take()'s caller, or dropped by close()
     return opening;
   }

@@ -38,7 +38,8 @@ export function callerOf(call: CancellableCall, clock: () => number = Date.now):
     gaveUp() {
       // The deadline first: grpc-js cancels the call when it passes, and that is why.
       if (hasDeadline && clock() >= deadlineMs) return { at: new Date(deadlineMs).toISOString(), reason: 'deadline' };
-      if (cancelledAtMs !== undefined || call.cancelled) return { at: new Date(cancelledAtMs ?? clock()).toISOString(), reason: 'cancelled' };
+      if (cancelledAtMs !== undefined || call.cancelled)
+        return { at: new Date(cancelledAtMs ?? clock()).toISOString(), reason: 'cancelled' };
       return undefined;
     },
   };

@@ -64,7 +64,9 @@ export const runtimeServiceV1 = serviceDefinition<RuntimeServiceV1Definition>('r
 /** `runtime.v1.ImageService`. */
 export const imageServiceV1 = serviceDefinition<ImageServiceV1Definition>('runtime.v1.ImageService');
 /** `runtime.v1alpha2.RuntimeService`: the same messages as v1, for older kubelets and tools. */
-export const runtimeServiceV1alpha2 = serviceDefinition<RuntimeServiceV1alpha2Definition>('runtime.v1alpha2.RuntimeService');
+export const runtimeServiceV1alpha2 = serviceDefinition<RuntimeServiceV1alpha2Definition>(
+  'runtime.v1alpha2.RuntimeService',
+);
 /** `runtime.v1alpha2.ImageService`. */
 export const imageServiceV1alpha2 = serviceDefinition<ImageServiceV1alpha2Definition>('runtime.v1alpha2.ImageService');
 
@@ -97,20 +99,44 @@ export type { VersionResponse, VersionResponse__Output } from './generated/runti
 export type { StatusRequest, StatusRequest__Output } from './generated/runtime/v1/StatusRequest.js';
 export type { StatusResponse, StatusResponse__Output } from './generated/runtime/v1/StatusResponse.js';
 export type { RuntimeCondition, RuntimeCondition__Output } from './generated/runtime/v1/RuntimeCondition.js';
-export type { RunPodSandboxRequest, RunPodSandboxRequest__Output } from './generated/runtime/v1/RunPodSandboxRequest.js';
-export type { RunPodSandboxResponse, RunPodSandboxResponse__Output } from './generated/runtime/v1/RunPodSandboxResponse.js';
+export type {
+  RunPodSandboxRequest,
+  RunPodSandboxRequest__Output,
+} from './generated/runtime/v1/RunPodSandboxRequest.js';
+export type {
+  RunPodSandboxResponse,
+  RunPodSandboxResponse__Output,
+} from './generated/runtime/v1/RunPodSandboxResponse.js';
 export type { PodSandboxConfig, PodSandboxConfig__Output } from './generated/runtime/v1/PodSandboxConfig.js';
 export type { PodSandboxMetadata, PodSandboxMetadata__Output } from './generated/runtime/v1/PodSandboxMetadata.js';
-export type { CreateContainerRequest, CreateContainerRequest__Output } from './generated/runtime/v1/CreateContainerRequest.js';
-export type { CreateContainerResponse, CreateContainerResponse__Output } from './generated/runtime/v1/CreateContainerResponse.js';
+export type {
+  CreateContainerRequest,
+  CreateContainerRequest__Output,
+} from './generated/runtime/v1/CreateContainerRequest.js';
+export type {
+  CreateContainerResponse,
+  CreateContainerResponse__Output,
+} from './generated/runtime/v1/CreateContainerResponse.js';
 export type { ContainerConfig, ContainerConfig__Output } from './generated/runtime/v1/ContainerConfig.js';
 export type { ContainerMetadata, ContainerMetadata__Output } from './generated/runtime/v1/ContainerMetadata.js';
-export type { ListContainersRequest, ListContainersRequest__Output } from './generated/runtime/v1/ListContainersRequest.js';
-export type { ListContainersResponse, ListContainersResponse__Output } from './generated/runtime/v1/ListContainersResponse.js';
+export type {
+  ListContainersRequest,
+  ListContainersRequest__Output,
+} from './generated/runtime/v1/ListContainersRequest.js';
+export type {
+  ListContainersResponse,
+  ListContainersResponse__Output,
+} from './generated/runtime/v1/ListContainersResponse.js';
 export type { ContainerFilter, ContainerFilter__Output } from './generated/runtime/v1/ContainerFilter.js';
 export type { Container, Container__Output } from './generated/runtime/v1/Container.js';
-export type { ContainerStatusRequest, ContainerStatusRequest__Output } from './generated/runtime/v1/ContainerStatusRequest.js';
-export type { ContainerStatusResponse, ContainerStatusResponse__Output } from './generated/runtime/v1/ContainerStatusResponse.js';
+export type {
+  ContainerStatusRequest,
+  ContainerStatusRequest__Output,
+} from './generated/runtime/v1/ContainerStatusRequest.js';
+export type {
+  ContainerStatusResponse,
+  ContainerStatusResponse__Output,
+} from './generated/runtime/v1/ContainerStatusResponse.js';
 export type { ContainerStatus, ContainerStatus__Output } from './generated/runtime/v1/ContainerStatus.js';
 export { ContainerState, type ContainerState__Output } from './generated/runtime/v1/ContainerState.js';
 export { PodSandboxState, type PodSandboxState__Output } from './generated/runtime/v1/PodSandboxState.js';

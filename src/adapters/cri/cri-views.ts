@@ -25,7 +25,12 @@ export function nanos(iso: string | undefined): string {
   return (BigInt(ms) * 1_000_000n + subMs).toString();
 }
 
-const CONTAINER_STATE = { CREATING: 'CONTAINER_UNKNOWN', CREATED: 'CONTAINER_CREATED', RUNNING: 'CONTAINER_RUNNING', EXITED: 'CONTAINER_EXITED' } as const;
+const CONTAINER_STATE = {
+  CREATING: 'CONTAINER_UNKNOWN',
+  CREATED: 'CONTAINER_CREATED',
+  RUNNING: 'CONTAINER_RUNNING',
+  EXITED: 'CONTAINER_EXITED',
+} as const;
 
 /** kubelet sees a container once ContainerCreated is recorded; one still CREATING is not listed. */
 export function visibleContainers(records: Iterable<ContainerRecord>): ContainerRecord[] {
@@ -36,7 +41,10 @@ function matchesLabels(labels: Record<string, string>, selector: Record<string, 
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
 }
 
-export function filterContainers(records: ContainerRecord[], filter: ContainerFilter__Output | null): ContainerRecord[] {
+export function filterContainers(
+  records: ContainerRecord[],
+  filter: ContainerFilter__Output | null,
+): ContainerRecord[] {
   if (!filter) return records;
   return records.filter(
     (r) =>
@@ -75,7 +83,11 @@ export function containerStatusMessage(r: ContainerRecord): ContainerStatus {
     imageRef: r.imageRef,
     imageId: r.imageRef,
     reason: r.reason ?? '',
-    message: r.message || (r.missingInRuntimeSince ? `containerd no longer holds this container (found at ${r.missingInRuntimeSince}); remove it` : ''),
+    message:
+      r.message ||
+      (r.missingInRuntimeSince
+        ? `containerd no longer holds this container (found at ${r.missingInRuntimeSince}); remove it`
+        : ''),
     labels: r.labels,
     annotations: r.annotations,
     mounts: (r.mounts ?? []).map((m) => ({ ...m, propagation: m.propagation as never })),
@@ -86,7 +98,10 @@ export function containerStatusMessage(r: ContainerRecord): ContainerStatus {
 
 /** Where ContainerStats and ListContainerStats get samples: one containerd call for many ids (ContainerdStats). */
 export interface StatsSource {
-  containerStats(containerIds: readonly string[], options?: { snapshots?: ReadonlyMap<string, { snapshotter: string; key: string }> }): Promise<Map<string, ContainerStatsSample>>;
+  containerStats(
+    containerIds: readonly string[],
+    options?: { snapshots?: ReadonlyMap<string, { snapshotter: string; key: string }> },
+  ): Promise<Map<string, ContainerStatsSample>>;
 }
 
 /** A CRI ContainerStats: attributes always; cpu, memory and the writable layer when there is a sample. */
@@ -112,7 +127,14 @@ export function containerStatsMessage(r: ContainerRecord, sample: ContainerStats
         }
       : {}),
     ...(sample.writableLayer
-      ? { writableLayer: { timestamp: t, fsId: { mountpoint: '' }, usedBytes: { value: sample.writableLayer.usedBytes }, inodesUsed: { value: sample.writableLayer.inodesUsed } } }
+      ? {
+          writableLayer: {
+            timestamp: t,
+            fsId: { mountpoint: '' },
+            usedBytes: { value: sample.writableLayer.usedBytes },
+            inodesUsed: { value: sample.writableLayer.inodesUsed },
+          },
+        }
       : {}),
   };
 }
@@ -127,11 +149,19 @@ function sum(values: Array<string | undefined>): string {
  * containers' (the pod cgroup's total, from the tasks containerd reports), and each
  * container's own stats.
  */
-export function podSandboxStatsMessage(r: SandboxRecord, pause: ContainerStatsSample | undefined, containers: object[], running: Array<ContainerStatsSample | undefined>) {
+export function podSandboxStatsMessage(
+  r: SandboxRecord,
+  pause: ContainerStatsSample | undefined,
+  containers: object[],
+  running: Array<ContainerStatsSample | undefined>,
+) {
   const attributes = { id: r.id, metadata: r.metadata, labels: r.labels, annotations: r.annotations };
   const all = [pause, ...running].filter((s): s is ContainerStatsSample => s !== undefined);
   if (all.length === 0) return { attributes, linux: { containers } };
-  const t = all.map((s) => BigInt(s.timestampNs)).reduce((a, b) => (a > b ? a : b)).toString();
+  const t = all
+    .map((s) => BigInt(s.timestampNs))
+    .reduce((a, b) => (a > b ? a : b))
+    .toString();
   return {
     attributes,
     linux: {
@@ -166,7 +196,15 @@ export function filterSandboxes(records: SandboxRecord[], filter: PodSandboxFilt
 }
 
 export function sandboxMessage(r: SandboxRecord): PodSandbox {
-  return { id: r.id, metadata: r.metadata, state: SANDBOX_STATE[r.state], createdAt: nanos(r.createdAt), labels: r.labels, annotations: r.annotations, runtimeHandler: r.runtimeHandler };
+  return {
+    id: r.id,
+    metadata: r.metadata,
+    state: SANDBOX_STATE[r.state],
+    createdAt: nanos(r.createdAt),
+    labels: r.labels,
+    annotations: r.annotations,
+    runtimeHandler: r.runtimeHandler,
+  };
 }
 
 export function sandboxStatusMessage(r: SandboxRecord): PodSandboxStatus {
@@ -176,7 +214,9 @@ export function sandboxStatusMessage(r: SandboxRecord): PodSandboxStatus {
     state: SANDBOX_STATE[r.state],
     createdAt: nanos(r.createdAt),
     network: { ip: r.ip ?? '', additionalIps: (r.additionalIps ?? []).map((ip) => ({ ip })) },
-    linux: { namespaces: { options: { ...(r.namespaceOptions as unknown as Record<string, NamespaceMode>), targetId: '' } } },
+    linux: {
+      namespaces: { options: { ...(r.namespaceOptions as unknown as Record<string, NamespaceMode>), targetId: '' } },
+    },
     labels: r.labels,
     annotations: r.annotations,
     runtimeHandler: r.runtimeHandler,

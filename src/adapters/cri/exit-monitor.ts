@@ -92,7 +92,12 @@ export class ExitMonitor {
             // The exit of an earlier task of this container (a start whose record could
             // not be written was undone, then retried) is not this run's exit.
             if (record.pid !== undefined && event.pid !== 0 && event.pid !== record.pid) break;
-            await recordExit(lifecycle, { containerId: event.containerId, exitCode: event.exitCode, exitedAt: event.exitedAt, correlationId: newEventId() });
+            await recordExit(lifecycle, {
+              containerId: event.containerId,
+              exitCode: event.exitCode,
+              exitedAt: event.exitedAt,
+              correlationId: newEventId(),
+            });
             break;
           case 'subscribed':
           case 'resubscribed':
@@ -118,13 +123,22 @@ export class ExitMonitor {
         const state = await lifecycle.tasks.state(c.id);
         if (state?.status === 'RUNNING' || state?.status === 'PAUSED' || state?.status === 'CREATED') {
           if (!lifecycle.logs.attached(c.id)) {
-            await lifecycle.logs.attach(c.id, { logPath: c.logPath ?? '', io: lifecycle.files.ioFor(c.id, { stdin: c.stdin ?? false, tty: c.tty ?? false }) });
+            await lifecycle.logs.attach(c.id, {
+              logPath: c.logPath ?? '',
+              io: lifecycle.files.ioFor(c.id, { stdin: c.stdin ?? false, tty: c.tty ?? false }),
+            });
           }
           continue;
         }
-        const exit = state?.status === 'STOPPED' && state.exitCode !== undefined ? { exitCode: state.exitCode, exitedAt: state.exitedAt ?? new Date().toISOString() } : { exitCode: UNKNOWN_EXIT_CODE, exitedAt: new Date().toISOString() };
+        const exit =
+          state?.status === 'STOPPED' && state.exitCode !== undefined
+            ? { exitCode: state.exitCode, exitedAt: state.exitedAt ?? new Date().toISOString() }
+            : { exitCode: UNKNOWN_EXIT_CODE, exitedAt: new Date().toISOString() };
         if (await recordExit(lifecycle, { containerId: c.id, ...exit, correlationId: newEventId() })) {
-          logger.info({ containerId: c.id, exitCode: exit.exitCode, task: state?.status ?? 'gone' }, 'recorded an exit missed while not subscribed');
+          logger.info(
+            { containerId: c.id, exitCode: exit.exitCode, task: state?.status ?? 'gone' },
+            'recorded an exit missed while not subscribed',
+          );
         }
       } catch (error) {
         complete = false;
@@ -149,7 +163,9 @@ export class ExitMonitor {
     } catch (error) {
       logger.error({ err: error }, 'listing containerd tasks failed; checking each stopped container');
     }
-    const idle = [...lifecycle.ledger.projections.containers.values()].filter((c) => (c.state === 'CREATED' || c.state === 'EXITED') && (withTask?.has(c.id) ?? true));
+    const idle = [...lifecycle.ledger.projections.containers.values()].filter(
+      (c) => (c.state === 'CREATED' || c.state === 'EXITED') && (withTask?.has(c.id) ?? true),
+    );
     for (const c of idle) {
       try {
         await lifecycle.locks.run(c.id, async () => {
@@ -159,7 +175,10 @@ export class ExitMonitor {
           if (!task) return;
           if (task.status !== 'STOPPED') await lifecycle.tasks.stop(c.id, SIGKILL, 0);
           await lifecycle.tasks.delete(c.id);
-          logger.warn({ containerId: c.id, state: current.state, task: task.status }, 'deleted a task the log does not account for');
+          logger.warn(
+            { containerId: c.id, state: current.state, task: task.status },
+            'deleted a task the log does not account for',
+          );
         });
       } catch (error) {
         logger.error({ err: error, containerId: c.id }, 'checking a stopped container for a stray task failed');

@@ -56,16 +56,29 @@ export function imageHandlers(deps: ImageHandlerDeps): UntypedServiceImplementat
       try {
         target = pullTarget(ref);
       } catch (cause) {
-        throw new InvalidArgumentError('image.image', `"${ref}" is not an image reference: ${(cause as Error).message}`, { cause });
+        throw new InvalidArgumentError(
+          'image.image',
+          `"${ref}" is not an image reference: ${(cause as Error).message}`,
+          { cause },
+        );
       }
-      const result = await deps.pulls.pull({ ...target, ...(request.auth ? { auth: request.auth } : {}), correlationId: correlationIdOf(call) });
+      const result = await deps.pulls.pull({
+        ...target,
+        ...(request.auth ? { auth: request.auth } : {}),
+        correlationId: correlationIdOf(call),
+      });
       return { imageRef: result.imageId };
     }),
     ImageStatus: unary<{ image: ImageSpecMessage | null; verbose: boolean }, object>(async (request) => {
       const image = await deps.images.resolve(imageRefOf(request.image, 'image.image'));
       // An absent image is not an error: kubelet asks before it pulls.
       if (!image) return { image: null, info: {} };
-      return { image: imageMessage(image, deps.sandboxImage), info: request.verbose ? { info: JSON.stringify({ id: image.id, chainId: image.chainId, config: image.config }) } : {} };
+      return {
+        image: imageMessage(image, deps.sandboxImage),
+        info: request.verbose
+          ? { info: JSON.stringify({ id: image.id, chainId: image.chainId, config: image.config }) }
+          : {},
+      };
     }),
     ListImages: unary<{ filter: { image: ImageSpecMessage | null } | null }, object>(async (request) => {
       const wanted = request.filter?.image?.image?.trim();
@@ -76,12 +89,25 @@ export function imageHandlers(deps: ImageHandlerDeps): UntypedServiceImplementat
       return { images: (await deps.images.list()).map((i) => imageMessage(i, deps.sandboxImage)) };
     }),
     RemoveImage: unary<{ image: ImageSpecMessage | null }, object>(async (request, call) => {
-      await removeImage({ ledger: deps.ledger, images: deps.images }, { ref: imageRefOf(request.image, 'image.image'), correlationId: correlationIdOf(call) });
+      await removeImage(
+        { ledger: deps.ledger, images: deps.images },
+        { ref: imageRefOf(request.image, 'image.image'), correlationId: correlationIdOf(call) },
+      );
       return {};
     }),
     ImageFsInfo: unary<unknown, object>(async () => {
       const u = await deps.imageFs.usage();
-      return { imageFilesystems: [{ timestamp: u.timestampNs, fsId: { mountpoint: u.mountpoint }, usedBytes: { value: u.usedBytes }, inodesUsed: { value: u.inodesUsed } }], containerFilesystems: [] };
+      return {
+        imageFilesystems: [
+          {
+            timestamp: u.timestampNs,
+            fsId: { mountpoint: u.mountpoint },
+            usedBytes: { value: u.usedBytes },
+            inodesUsed: { value: u.inodesUsed },
+          },
+        ],
+        containerFilesystems: [],
+      };
     }),
   };
 }

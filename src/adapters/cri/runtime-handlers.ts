@@ -2,7 +2,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { callerOf, deadlineMsOf, type CancellableCall } from './caller.js';
 import { unary } from './runtime-info.js';
-import { createContainer, type CreateContainerCommand, type CreateContainerDeps } from '../../commands/create-container.js';
+import {
+  createContainer,
+  type CreateContainerCommand,
+  type CreateContainerDeps,
+} from '../../commands/create-container.js';
 import type { Ledger } from '../../commands/ledger.js';
 import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from '../../commands/run-pod-sandbox.js';
 import { removePodSandbox } from '../../commands/remove-pod-sandbox.js';
@@ -17,7 +21,12 @@ import {
   type LifecycleDeps,
 } from '../../commands/container-lifecycle.js';
 import { runtimeFor } from '../../commands/pod-runtime.js';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, OperationTimeoutError } from '../../domain/errors.js';
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  OperationTimeoutError,
+} from '../../domain/errors.js';
 import type { EventData } from '../../domain/events.js';
 import { containerStream, nodeStream, sandboxStream } from '../../domain/ids.js';
 import type { ContainerRecord } from '../../projections/container-store.js';
@@ -56,7 +65,15 @@ export interface ExecRunner {
   execSync(
     containerId: string,
     o: { cmd: string[]; timeoutMs: number },
-  ): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number; stdoutTruncated: boolean; stderrTruncated: boolean; durationMs: number; execId: string }>;
+  ): Promise<{
+    stdout: Buffer;
+    stderr: Buffer;
+    exitCode: number;
+    stdoutTruncated: boolean;
+    stderrTruncated: boolean;
+    durationMs: number;
+    execId: string;
+  }>;
 }
 
 export interface RuntimeHandlerDeps {
@@ -90,7 +107,13 @@ export function deadlineOf(call: Pick<CancellableCall, 'getDeadline'>): { deadli
 
 /** What CreateContainer and RunPodSandbox take from the call: digest, correlation, time, the caller and its deadline. */
 function sagaCall(request: object, call: CancellableCall & { metadata: Metadata }) {
-  return { requestDigest: requestDigest(request), correlationId: correlationIdOf(call), now: new Date().toISOString(), caller: callerOf(call), ...deadlineOf(call) };
+  return {
+    requestDigest: requestDigest(request),
+    correlationId: correlationIdOf(call),
+    now: new Date().toISOString(),
+    caller: callerOf(call),
+    ...deadlineOf(call),
+  };
 }
 
 /** A fresh 64-hex container or sandbox id. */
@@ -106,16 +129,22 @@ export function requestDigest(request: unknown): string {
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value ?? null);
 }
 
-
 /** Each container's rootfs snapshot, for the writable layer's usage. */
 function snapshotsOf(records: ContainerRecord[]): Map<string, { snapshotter: string; key: string }> {
-  return new Map(records.map((r) => [r.id, { snapshotter: r.snapshot?.snapshotter ?? DEFAULT_IMAGE_SNAPSHOTTER, key: r.snapshot?.key ?? r.id }]));
+  return new Map(
+    records.map((r) => [
+      r.id,
+      { snapshotter: r.snapshot?.snapshotter ?? DEFAULT_IMAGE_SNAPSHOTTER, key: r.snapshot?.key ?? r.id },
+    ]),
+  );
 }
 
 export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImplementation {
@@ -125,8 +154,18 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     const ids = new Set(sandboxes.map((s) => s.id));
     const containers = visibleContainers(projections.containers.values()).filter((c) => ids.has(c.sandboxId));
     const running = containers.filter((c) => c.state === 'RUNNING');
-    const samples = await deps.stats.containerStats([...sandboxes.filter((s) => s.state === 'READY').map((s) => s.id), ...running.map((c) => c.id)], { snapshots: snapshotsOf(running) });
-    return sandboxes.map((s) => podSandboxStatsMessage(s, samples.get(s.id), containers.filter((c) => c.sandboxId === s.id).map((c) => containerStatsMessage(c, samples.get(c.id))), running.filter((c) => c.sandboxId === s.id).map((c) => samples.get(c.id))));
+    const samples = await deps.stats.containerStats(
+      [...sandboxes.filter((s) => s.state === 'READY').map((s) => s.id), ...running.map((c) => c.id)],
+      { snapshots: snapshotsOf(running) },
+    );
+    return sandboxes.map((s) =>
+      podSandboxStatsMessage(
+        s,
+        samples.get(s.id),
+        containers.filter((c) => c.sandboxId === s.id).map((c) => containerStatsMessage(c, samples.get(c.id))),
+        running.filter((c) => c.sandboxId === s.id).map((c) => samples.get(c.id)),
+      ),
+    );
   };
   return {
     RunPodSandbox: unary<RunPodSandboxRequest__Output, { podSandboxId: string }>(async (request, call) => {
@@ -152,13 +191,24 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       return { containerId };
     }),
     StopPodSandbox: unary<{ podSandboxId: string }, object>(async (request, call) => {
-      await stopPodSandbox({ ledger: deps.ledger, ...deps.sandboxes, lifecycle: deps.lifecycle }, operation(call, request.podSandboxId));
+      await stopPodSandbox(
+        { ledger: deps.ledger, ...deps.sandboxes, lifecycle: deps.lifecycle },
+        operation(call, request.podSandboxId),
+      );
       return {};
     }),
     RemovePodSandbox: unary<{ podSandboxId: string }, object>(async (request, call) => {
       const s = deps.sandboxes;
       await removePodSandbox(
-        { ledger: deps.ledger, tasks: s.tasks, network: s.network, runtime: s.runtime, podFiles: s.files, lifecycle: deps.lifecycle, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER },
+        {
+          ledger: deps.ledger,
+          tasks: s.tasks,
+          network: s.network,
+          runtime: s.runtime,
+          podFiles: s.files,
+          lifecycle: deps.lifecycle,
+          snapshotter: DEFAULT_IMAGE_SNAPSHOTTER,
+        },
         operation(call, request.podSandboxId),
       );
       return {};
@@ -168,7 +218,10 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       return {};
     }),
     StopContainer: unary<{ containerId: string; timeout: string }, object>(async (request, call) => {
-      await stopContainer(deps.lifecycle, { ...containerOperation(call, request.containerId), timeoutMs: Number(request.timeout) * 1000 });
+      await stopContainer(deps.lifecycle, {
+        ...containerOperation(call, request.containerId),
+        timeoutMs: Number(request.timeout) * 1000,
+      });
       return {};
     }),
     RemoveContainer: unary<{ containerId: string }, object>(async (request, call) => {
@@ -178,7 +231,10 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     ReopenContainerLog: unary<{ containerId: string }, object>(async (request) => {
       const record = projections.findContainer(request.containerId);
       if (!record || record.state === 'CREATING') throw new NotFoundError('container', request.containerId);
-      if (record.state !== 'RUNNING') throw new FailedPreconditionError(`container ${record.id} is ${record.state}, not RUNNING: its log is not open`);
+      if (record.state !== 'RUNNING')
+        throw new FailedPreconditionError(
+          `container ${record.id} is ${record.state}, not RUNNING: its log is not open`,
+        );
       await deps.lifecycle.logs.reopen(record.id);
       return {};
     }),
@@ -186,70 +242,116 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       const op = containerOperation(call, request.containerId);
       const record = projections.findContainer(op.containerId);
       if (!record || record.state === 'CREATING') throw new NotFoundError('container', op.containerId);
-      if (record.state !== 'RUNNING') throw new FailedPreconditionError(`container ${record.id} is ${record.state}, not RUNNING`);
+      if (record.state !== 'RUNNING')
+        throw new FailedPreconditionError(`container ${record.id} is ${record.state}, not RUNNING`);
       if (request.cmd.length === 0) throw new InvalidArgumentError('cmd', 'must name a command');
       const timeoutMs = Number(request.timeout) * 1000;
       const started = performance.now();
       const recordExec = (data: EventData['ExecRan']) =>
-        appendContainerEvents(deps.lifecycle, record.id, () => [{ type: 'ExecRan', correlationId: op.correlationId, data }]).catch(() => undefined);
+        appendContainerEvents(deps.lifecycle, record.id, () => [
+          { type: 'ExecRan', correlationId: op.correlationId, data },
+        ]).catch(() => undefined);
       try {
         const r = await deps.exec.execSync(record.id, { cmd: request.cmd, timeoutMs });
         await recordExec({
-          execId: r.execId, cmd: request.cmd, exitCode: r.exitCode, timedOut: false, durationMs: Math.round(r.durationMs * 1000) / 1000,
-          stdoutBytes: r.stdout.length, stderrBytes: r.stderr.length, truncated: r.stdoutTruncated || r.stderrTruncated,
+          execId: r.execId,
+          cmd: request.cmd,
+          exitCode: r.exitCode,
+          timedOut: false,
+          durationMs: Math.round(r.durationMs * 1000) / 1000,
+          stdoutBytes: r.stdout.length,
+          stderrBytes: r.stderr.length,
+          truncated: r.stdoutTruncated || r.stderrTruncated,
         });
         return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
       } catch (error) {
         if (!(error instanceof ExecTimeoutError)) throw error;
         const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-        await recordExec({ execId: error.execId, cmd: request.cmd, exitCode: -1, timedOut: true, durationMs, stdoutBytes: 0, stderrBytes: 0, truncated: false });
-        throw new OperationTimeoutError(`command ${JSON.stringify(request.cmd)} in container ${record.id} timed out after ${request.timeout}s; it was killed`, { cause: error });
+        await recordExec({
+          execId: error.execId,
+          cmd: request.cmd,
+          exitCode: -1,
+          timedOut: true,
+          durationMs,
+          stdoutBytes: 0,
+          stderrBytes: 0,
+          truncated: false,
+        });
+        throw new OperationTimeoutError(
+          `command ${JSON.stringify(request.cmd)} in container ${record.id} timed out after ${request.timeout}s; it was killed`,
+          { cause: error },
+        );
       }
     }),
-    UpdateContainerResources: unary<{ containerId: string; linux: Partial<CriLinuxResources> | null }, object>(async (request, call) => {
-      if (!request.linux) throw new InvalidArgumentError('linux', 'must be set (only Linux resources are supported)');
-      const l = request.linux;
-      const resources: CriLinuxResources = {
-        cpuPeriod: String(l.cpuPeriod ?? '0'),
-        cpuQuota: String(l.cpuQuota ?? '0'),
-        cpuShares: String(l.cpuShares ?? '0'),
-        memoryLimitInBytes: String(l.memoryLimitInBytes ?? '0'),
-        oomScoreAdj: String(l.oomScoreAdj ?? '0'),
-        cpusetCpus: l.cpusetCpus ?? '',
-        cpusetMems: l.cpusetMems ?? '',
-      };
-      await updateContainerResources(deps.lifecycle, { ...containerOperation(call, request.containerId), resources });
-      return {};
-    }),
+    UpdateContainerResources: unary<{ containerId: string; linux: Partial<CriLinuxResources> | null }, object>(
+      async (request, call) => {
+        if (!request.linux) throw new InvalidArgumentError('linux', 'must be set (only Linux resources are supported)');
+        const l = request.linux;
+        const resources: CriLinuxResources = {
+          cpuPeriod: String(l.cpuPeriod ?? '0'),
+          cpuQuota: String(l.cpuQuota ?? '0'),
+          cpuShares: String(l.cpuShares ?? '0'),
+          memoryLimitInBytes: String(l.memoryLimitInBytes ?? '0'),
+          oomScoreAdj: String(l.oomScoreAdj ?? '0'),
+          cpusetCpus: l.cpusetCpus ?? '',
+          cpusetMems: l.cpusetMems ?? '',
+        };
+        await updateContainerResources(deps.lifecycle, { ...containerOperation(call, request.containerId), resources });
+        return {};
+      },
+    ),
     PodSandboxStats: unary<{ podSandboxId: string }, object>(async (request) => {
       const sandbox = projections.findSandbox(request.podSandboxId);
       if (!sandbox || sandbox.state === 'CREATING') throw new NotFoundError('sandbox', request.podSandboxId);
       return { stats: (await podStats([sandbox]))[0] };
     }),
-    ListPodSandboxStats: unary<{ filter: { id: string; labelSelector: Record<string, string> } | null }, object>(async (request) => {
-      const sandboxes = filterSandboxes(visibleSandboxes(projections.sandboxes.values()), request.filter && { ...request.filter, state: null });
-      return { stats: await podStats(sandboxes) };
-    }),
+    ListPodSandboxStats: unary<{ filter: { id: string; labelSelector: Record<string, string> } | null }, object>(
+      async (request) => {
+        const sandboxes = filterSandboxes(
+          visibleSandboxes(projections.sandboxes.values()),
+          request.filter && { ...request.filter, state: null },
+        );
+        return { stats: await podStats(sandboxes) };
+      },
+    ),
     ContainerStats: unary<{ containerId: string }, object>(async (request) => {
       const record = projections.findContainer(request.containerId);
       if (!record || record.state === 'CREATING') throw new NotFoundError('container', request.containerId);
-      const samples = record.state === 'RUNNING' ? await deps.stats.containerStats([record.id], { snapshots: snapshotsOf([record]) }) : new Map();
+      const samples =
+        record.state === 'RUNNING'
+          ? await deps.stats.containerStats([record.id], { snapshots: snapshotsOf([record]) })
+          : new Map();
       return { stats: containerStatsMessage(record, samples.get(record.id)) };
     }),
-    ListContainerStats: unary<{ filter: { id: string; podSandboxId: string; labelSelector: Record<string, string> } | null }, object>(async (request) => {
+    ListContainerStats: unary<
+      { filter: { id: string; podSandboxId: string; labelSelector: Record<string, string> } | null },
+      object
+    >(async (request) => {
       // The stats filter is the list filter without a state: the same matching.
-      const records = filterContainers(visibleContainers(projections.containers.values()), request.filter && { ...request.filter, state: null });
+      const records = filterContainers(
+        visibleContainers(projections.containers.values()),
+        request.filter && { ...request.filter, state: null },
+      );
       const running = records.filter((r) => r.state === 'RUNNING');
-      const samples = await deps.stats.containerStats(running.map((r) => r.id), { snapshots: snapshotsOf(running) });
+      const samples = await deps.stats.containerStats(
+        running.map((r) => r.id),
+        { snapshots: snapshotsOf(running) },
+      );
       return { stats: records.map((r) => containerStatsMessage(r, samples.get(r.id))) };
     }),
-    UpdateRuntimeConfig: unary<{ runtimeConfig: { networkConfig: { podCidr: string } | null } | null }, object>(async (request, call) => {
-      const podCidr = request.runtimeConfig?.networkConfig?.podCidr ?? '';
-      await deps.ledger.append(nodeStream(deps.node), 'any', [{ type: 'PodCidrUpdated', correlationId: correlationIdOf(call), data: { podCidr } }]);
-      return {};
-    }),
+    UpdateRuntimeConfig: unary<{ runtimeConfig: { networkConfig: { podCidr: string } | null } | null }, object>(
+      async (request, call) => {
+        const podCidr = request.runtimeConfig?.networkConfig?.podCidr ?? '';
+        await deps.ledger.append(nodeStream(deps.node), 'any', [
+          { type: 'PodCidrUpdated', correlationId: correlationIdOf(call), data: { podCidr } },
+        ]);
+        return {};
+      },
+    ),
     ListContainers: unary<ListContainersRequest__Output, object>(async (request) => ({
-      containers: filterContainers(visibleContainers(projections.containers.values()), request.filter).map(containerMessage),
+      containers: filterContainers(visibleContainers(projections.containers.values()), request.filter).map(
+        containerMessage,
+      ),
     })),
     ContainerStatus: unary<ContainerStatusRequest__Output, object>(async (request) => {
       const record = projections.findContainer(request.containerId);

@@ -32,7 +32,9 @@ export interface RuntimeInfoDeps {
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
 
 /** Wraps an async handler: a thrown error becomes its status through the one mapping place. */
-export function unary<Req, Res>(handler: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): Unary<Req, Res> {
+export function unary<Req, Res>(
+  handler: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>,
+): Unary<Req, Res> {
   return (call, callback) => {
     handler(call.request, call).then(
       (response) => callback(null, response),
@@ -52,7 +54,9 @@ export function runtimeInfoHandlers(deps: RuntimeInfoDeps): UntypedServiceImplem
     })),
     Status: unary<StatusRequest__Output, StatusResponse>(async (request) => {
       const [runtime, network] = await Promise.all([deps.runtimeReady(), deps.networkReady()]);
-      const info: Record<string, string> = request.verbose ? { config: JSON.stringify(deps.effectiveConfig()), podCidr: await deps.podCidr() } : {};
+      const info: Record<string, string> = request.verbose
+        ? { config: JSON.stringify(deps.effectiveConfig()), podCidr: await deps.podCidr() }
+        : {};
       return {
         status: {
           conditions: [
@@ -69,6 +73,9 @@ export function runtimeInfoHandlers(deps: RuntimeInfoDeps): UntypedServiceImplem
 }
 
 /** A CRI service: the implemented handlers over UNIMPLEMENTED placeholders for the rest. */
-export function criService(definition: ServiceDefinition, implemented: UntypedServiceImplementation): { definition: ServiceDefinition; implementation: UntypedServiceImplementation } {
+export function criService(
+  definition: ServiceDefinition,
+  implemented: UntypedServiceImplementation,
+): { definition: ServiceDefinition; implementation: UntypedServiceImplementation } {
   return { definition, implementation: { ...unimplementedHandlers(definition), ...implemented } };
 }

@@ -52,7 +52,11 @@ export class UnclaimedResultTimer {
   private arm(retryInMs?: number): void {
     if (this.stopped || this.sweeping) return;
     const now = this.now();
-    const { due, nextAtMs } = dueUnclaimed(this.o.ledger.projections.undelivered.values(), now, this.o.unclaimedTimeoutMs);
+    const { due, nextAtMs } = dueUnclaimed(
+      this.o.ledger.projections.undelivered.values(),
+      now,
+      this.o.unclaimedTimeoutMs,
+    );
     const at = due.length > 0 ? now + (retryInMs ?? 0) : nextAtMs;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -67,10 +71,18 @@ export class UnclaimedResultTimer {
     this.sweeping = (async () => {
       let retry = false;
       try {
-        const { outcomes } = await reapUnclaimed({ ...this.o.reap, ledger: this.o.ledger, unclaimedTimeoutMs: this.o.unclaimedTimeoutMs }, { nowMs: this.now(), correlationId: newEventId() });
+        const { outcomes } = await reapUnclaimed(
+          { ...this.o.reap, ledger: this.o.ledger, unclaimedTimeoutMs: this.o.unclaimedTimeoutMs },
+          { nowMs: this.now(), correlationId: newEventId() },
+        );
         for (const r of outcomes) {
-          if (r.result === 'removed') this.o.logger.warn({ stream: r.stream, name: r.name }, 'removed a result nobody claimed');
-          if (r.result === 'failed') this.o.logger.error({ stream: r.stream, name: r.name, error: r.error }, 'could not remove a result nobody claimed; will try again');
+          if (r.result === 'removed')
+            this.o.logger.warn({ stream: r.stream, name: r.name }, 'removed a result nobody claimed');
+          if (r.result === 'failed')
+            this.o.logger.error(
+              { stream: r.stream, name: r.name, error: r.error },
+              'could not remove a result nobody claimed; will try again',
+            );
         }
         retry = outcomes.some((r) => r.result === 'failed');
       } catch (error) {
@@ -79,7 +91,11 @@ export class UnclaimedResultTimer {
       }
       this.sweeping = undefined;
       // Anything still due (a failed undo, or a name busy with a request) is looked at again soon.
-      this.arm(retry ? (this.o.retryMs ?? DEFAULT_UNCLAIMED_RETRY_MS) : Math.min(this.o.retryMs ?? DEFAULT_UNCLAIMED_RETRY_MS, 250));
+      this.arm(
+        retry
+          ? (this.o.retryMs ?? DEFAULT_UNCLAIMED_RETRY_MS)
+          : Math.min(this.o.retryMs ?? DEFAULT_UNCLAIMED_RETRY_MS, 250),
+      );
     })();
   }
 }

@@ -1,4 +1,11 @@
-import type { CommitListener, EventLog, ExpectedVersion, FollowOptions, RawRecord, ReadAllOptions } from '../../commands/ports.js';
+import type {
+  CommitListener,
+  EventLog,
+  ExpectedVersion,
+  FollowOptions,
+  RawRecord,
+  ReadAllOptions,
+} from '../../commands/ports.js';
 import { ConcurrencyError, CorruptRecordError, InvalidArgumentError, LedgerClosedError } from '../../domain/errors.js';
 import {
   CURRENT_VERSION,
@@ -92,7 +99,8 @@ export abstract class BaseEventLog implements EventLog {
   append(stream: string, expected: ExpectedVersion, events: readonly NewEvent[]): Promise<LedgerEvent[]> {
     if (this.closed) return Promise.reject(new LedgerClosedError());
     if (stream.length === 0) return Promise.reject(new InvalidArgumentError('stream', 'must not be empty'));
-    if (events.length === 0) return Promise.reject(new InvalidArgumentError('events', 'an append needs at least one event'));
+    if (events.length === 0)
+      return Promise.reject(new InvalidArgumentError('events', 'an append needs at least one event'));
     let checked: NewEvent[];
     try {
       checked = events.map(parseNewEvent);
@@ -194,7 +202,8 @@ export abstract class BaseEventLog implements EventLog {
       for (const record of chunk) {
         const event = decodeEvent(record.json, record.seq);
         last = event.seq;
-        if (learn && (this.versions.get(event.stream) ?? 0) < event.version) this.versions.set(event.stream, event.version);
+        if (learn && (this.versions.get(event.stream) ?? 0) < event.version)
+          this.versions.set(event.stream, event.version);
         if (until !== undefined && Date.parse(event.at) > until) return;
         if (types && !types.has(event.type)) continue;
         if (streams && !streams.has(event.stream)) continue;
@@ -260,7 +269,8 @@ export abstract class BaseEventLog implements EventLog {
         buffered -= batch.length;
         const fresh = batch[0]!.seq >= next ? batch : batch.filter((e) => e.seq >= next);
         if (fresh.length === 0) continue;
-        if (fresh[0]!.seq !== next) throw new CorruptRecordError(next, `follow expected seq ${next}, got ${fresh[0]!.seq}`);
+        if (fresh[0]!.seq !== next)
+          throw new CorruptRecordError(next, `follow expected seq ${next}, got ${fresh[0]!.seq}`);
         yield fresh;
         next = fresh[fresh.length - 1]!.seq + 1;
       }
@@ -284,7 +294,10 @@ export abstract class BaseEventLog implements EventLog {
 
 /** Builds the stored envelope with keys in the schema's order, so decode(encode(e)) re-encodes identically. */
 function seqRange(options: { fromSeq?: number; toSeq?: number }): { fromSeq: number; toSeq: number } {
-  return { fromSeq: Math.max(1, options.fromSeq ?? 1), toSeq: Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) };
+  return {
+    fromSeq: Math.max(1, options.fromSeq ?? 1),
+    toSeq: Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+  };
 }
 
 function stamp(

@@ -2,7 +2,12 @@ import { mkdir, readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { RawRecord } from '../../commands/ports.js';
-import { CorruptRecordError, InvalidArgumentError, LedgerLockedError, MissingRecordError } from '../../domain/errors.js';
+import {
+  CorruptRecordError,
+  InvalidArgumentError,
+  LedgerLockedError,
+  MissingRecordError,
+} from '../../domain/errors.js';
 import { decodeEvent, type LedgerEvent } from '../../domain/events.js';
 import { BaseEventLog, type EventLogOptions } from './base-event-log.js';
 import { LedgerStorageError, storageError } from './storage-errors.js';
@@ -87,7 +92,12 @@ export class LevelDbEventLog extends BaseEventLog {
    */
   static async open(options: LevelDbEventLogOptions): Promise<LevelDbEventLog> {
     await mkdir(options.dir, { recursive: true });
-    const db = new Level<string, string>(options.dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', maxOpenFiles: DEFAULT_MAX_OPEN_FILES, maxFileSize: DEFAULT_TABLE_FILE_BYTES });
+    const db = new Level<string, string>(options.dir, {
+      keyEncoding: 'utf8',
+      valueEncoding: 'utf8',
+      maxOpenFiles: DEFAULT_MAX_OPEN_FILES,
+      maxFileSize: DEFAULT_TABLE_FILE_BYTES,
+    });
     try {
       await db.open();
     } catch (error) {
@@ -96,9 +106,15 @@ export class LevelDbEventLog extends BaseEventLog {
     }
     try {
       const layout = await db.get(LAYOUT_KEY);
-      if (layout === undefined) await db.put(LAYOUT_KEY, LAYOUT_VERSION, { sync: true }).catch((error: unknown) => Promise.reject(storageError(options.dir, error)));
+      if (layout === undefined)
+        await db
+          .put(LAYOUT_KEY, LAYOUT_VERSION, { sync: true })
+          .catch((error: unknown) => Promise.reject(storageError(options.dir, error)));
       else if (layout !== LAYOUT_VERSION) {
-        throw new CorruptRecordError(undefined, `key layout ${layout} in ${options.dir}; this build reads layout ${LAYOUT_VERSION}`);
+        throw new CorruptRecordError(
+          undefined,
+          `key layout ${layout} in ${options.dir}; this build reads layout ${LAYOUT_VERSION}`,
+        );
       }
       const log = new LevelDbEventLog(db, options);
       const last = await lastEntry(db, LOG, seqKey(Number.MAX_SAFE_INTEGER));
@@ -160,7 +176,10 @@ export class LevelDbEventLog extends BaseEventLog {
       const last = await lastEntry(this.db, LOG, seqKey(Number.MAX_SAFE_INTEGER));
       const stored = last ? Number(last[0].slice(LOG.length)) : 0;
       if (stored !== this.headSeq) {
-        throw (this.diverged = new LedgerStorageError(this.dir, `a write reported as failed was stored after all (the log ends at seq ${stored}, this process is at ${this.headSeq}); restart the service to load it`));
+        throw (this.diverged = new LedgerStorageError(
+          this.dir,
+          `a write reported as failed was stored after all (the log ends at seq ${stored}, this process is at ${this.headSeq}); restart the service to load it`,
+        ));
       }
       this.failedWrite = undefined;
     })().finally(() => (this.reopening = undefined));
@@ -214,7 +233,11 @@ export class LevelDbEventLog extends BaseEventLog {
 
   protected async *readRecordChunks(range: { fromSeq: number; toSeq: number }): AsyncIterable<RawRecord[]> {
     if (range.fromSeq > range.toSeq) return;
-    const iterator = this.db.iterator({ gte: seqKey(range.fromSeq), lte: seqKey(range.toSeq), highWaterMarkBytes: DEFAULT_SCAN_CHUNK_BYTES });
+    const iterator = this.db.iterator({
+      gte: seqKey(range.fromSeq),
+      lte: seqKey(range.toSeq),
+      highWaterMarkBytes: DEFAULT_SCAN_CHUNK_BYTES,
+    });
     let expected = range.fromSeq;
     // Read ahead: LevelDB's thread fetches the next chunks back to back (one iterator
     // takes one request at a time, so they are chained) while this one is decoded; a
@@ -222,10 +245,12 @@ export class LevelDbEventLog extends BaseEventLog {
     let chain: Promise<unknown> = Promise.resolve();
     let ended = false;
     const request = (): Promise<Array<[string, string]>> => {
-      const fetched = chain.then(() => (ended ? [] : iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS))).then((entries) => {
-        if (entries.length === 0) ended = true;
-        return entries;
-      });
+      const fetched = chain
+        .then(() => (ended ? [] : iterator.nextv(DEFAULT_SCAN_CHUNK_RECORDS)))
+        .then((entries) => {
+          if (entries.length === 0) ended = true;
+          return entries;
+        });
       chain = fetched.catch(() => undefined);
       fetched.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
       return fetched;

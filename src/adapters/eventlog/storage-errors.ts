@@ -12,7 +12,10 @@ export class LedgerDiskFullError extends CriLedgerError {
     readonly dir: string,
     options?: { cause?: unknown },
   ) {
-    super(`the disk holding the ledger at ${dir} is full (no space left on device): nothing was written; free space there`, options);
+    super(
+      `the disk holding the ledger at ${dir} is full (no space left on device): nothing was written; free space there`,
+      options,
+    );
   }
 }
 
@@ -31,7 +34,11 @@ const DISK_FULL = /No space left on device|Disk quota exceeded|ENOSPC|EDQUOT/i;
 
 function messages(error: unknown): string[] {
   const out: string[] = [];
-  for (let e = error as { message?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (
+    let e = error as { message?: unknown; cause?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
     if (typeof e.message === 'string') out.push(e.message);
   }
   return out;

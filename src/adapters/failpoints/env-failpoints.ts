@@ -23,10 +23,15 @@ export class FailpointError extends CriLedgerError {
 /** Parses the variable's value; a malformed entry names itself. */
 export function parseFailpoints(value: string | undefined): Map<string, FailpointAction> {
   const points = new Map<string, FailpointAction>();
-  for (const entry of (value ?? '').split(',').map((e) => e.trim()).filter((e) => e.length > 0)) {
+  for (const entry of (value ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e.length > 0)) {
     const m = /^([A-Za-z]+\.[A-Za-z]+)=(error|crash|delay\((\d+)\))$/.exec(entry);
-    if (!m) throw new InvalidArgumentError(FAILPOINTS_ENV, `"${entry}" is not <Operation>.<Step>=error|crash|delay(ms)`);
-    const action: FailpointAction = m[2] === 'error' ? { kind: 'error' } : m[2] === 'crash' ? { kind: 'crash' } : { kind: 'delay', ms: Number(m[3]) };
+    if (!m)
+      throw new InvalidArgumentError(FAILPOINTS_ENV, `"${entry}" is not <Operation>.<Step>=error|crash|delay(ms)`);
+    const action: FailpointAction =
+      m[2] === 'error' ? { kind: 'error' } : m[2] === 'crash' ? { kind: 'crash' } : { kind: 'delay', ms: Number(m[3]) };
     points.set(m[1]!, action);
   }
   return points;

@@ -19,8 +19,12 @@ export class HostContainerFiles implements ContainerFiles {
   constructor(private readonly o: { root: string; stateDir: string }) {}
 
   dirsFor(containerId: string): ContainerDirs {
-    if (!RESOURCE_ID.safeParse(containerId).success) throw new InvalidArgumentError('containerId', 'must be 64 hex characters');
-    return { root: join(this.o.root, 'containers', containerId), volatile: join(this.o.stateDir, 'containers', containerId) };
+    if (!RESOURCE_ID.safeParse(containerId).success)
+      throw new InvalidArgumentError('containerId', 'must be 64 hex characters');
+    return {
+      root: join(this.o.root, 'containers', containerId),
+      volatile: join(this.o.stateDir, 'containers', containerId),
+    };
   }
 
   async createDirs(containerId: string): Promise<ContainerDirs> {
@@ -35,7 +39,8 @@ export class HostContainerFiles implements ContainerFiles {
     for (const path of hostPaths) {
       // The spec factory checked these already; a path outside the root would be a bug, not input.
       const rel = relative(root, resolve(path));
-      if (rel.startsWith('..') || rel.startsWith(sep)) throw new InvalidArgumentError('volume', `${path} is outside ${root}`);
+      if (rel.startsWith('..') || rel.startsWith(sep))
+        throw new InvalidArgumentError('volume', `${path} is outside ${root}`);
       await mkdir(path, { recursive: true, mode: 0o755 });
     }
   }
@@ -44,7 +49,12 @@ export class HostContainerFiles implements ContainerFiles {
     const { volatile } = this.dirsFor(containerId);
     const stdout = join(volatile, 'stdout');
     // With a TTY, stdout and stderr are one stream.
-    return { stdout, stderr: options.tty ? stdout : join(volatile, 'stderr'), terminal: options.tty, ...(options.stdin ? { stdin: join(volatile, 'stdin') } : {}) };
+    return {
+      stdout,
+      stderr: options.tty ? stdout : join(volatile, 'stderr'),
+      terminal: options.tty,
+      ...(options.stdin ? { stdin: join(volatile, 'stdin') } : {}),
+    };
   }
 
   async createIo(containerId: string, options: { stdin: boolean; tty: boolean }): Promise<ContainerIo> {

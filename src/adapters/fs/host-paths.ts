@@ -1,4 +1,15 @@
-import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+} from 'node:fs';
 import { dirname, posix } from 'node:path';
 import type { CreatedHostPath, MountSource } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
@@ -68,7 +79,8 @@ function checkCreatable(hostPath: string, field: string): void {
   for (const prefix of prefixes(hostPath)) {
     const part = partAt(prefix);
     if (part === 'missing') return; // everything from here on is made
-    if (part !== 'directory') throw new InvalidArgumentError(field, `${hostPath} does not exist and cannot be made: ${part.why}`);
+    if (part !== 'directory')
+      throw new InvalidArgumentError(field, `${hostPath} does not exist and cannot be made: ${part.why}`);
   }
 }
 
@@ -93,10 +105,20 @@ export function createHostDirectory(source: MountSource): CreatedHostPath {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const part = partAt(prefix);
-      if (part !== 'directory') throw new InvalidArgumentError(source.field, `${source.path} could not be made: ${part === 'missing' ? `${prefix} vanished` : part.why}`);
+      if (part !== 'directory')
+        throw new InvalidArgumentError(
+          source.field,
+          `${source.path} could not be made: ${part === 'missing' ? `${prefix} vanished` : part.why}`,
+        );
     }
   }
-  return { field: source.field, path: source.path, created: made, mode: HOST_DIRECTORY_MODE, pin: pinOf(source.path, source.field) };
+  return {
+    field: source.field,
+    path: source.path,
+    created: made,
+    mode: HOST_DIRECTORY_MODE,
+    pin: pinOf(source.path, source.field),
+  };
 }
 
 function pinOf(path: string, field: string): MountSource {
@@ -104,7 +126,11 @@ function pinOf(path: string, field: string): MountSource {
   try {
     fd = openSync(path, O_PATH | constants.O_NOFOLLOW);
   } catch (cause) {
-    throw new InvalidArgumentError(field, `cannot open ${path} without following a symlink: ${(cause as Error).message}`, { cause });
+    throw new InvalidArgumentError(
+      field,
+      `cannot open ${path} without following a symlink: ${(cause as Error).message}`,
+      { cause },
+    );
   }
   try {
     const opened = readlinkSync(`/proc/self/fd/${fd}`);
@@ -127,18 +153,30 @@ export function checkMountSource(pin: MountSource): void {
     } catch {
       return; // still absent: runc refuses to mount it
     }
-    if (real !== pin.path) throw new InvalidArgumentError(pin.field, `${pin.path} did not exist at CreateContainer and now leads through a symlink to ${real}`);
+    if (real !== pin.path)
+      throw new InvalidArgumentError(
+        pin.field,
+        `${pin.path} did not exist at CreateContainer and now leads through a symlink to ${real}`,
+      );
     return;
   }
   let now: MountSource;
   try {
     now = pinOf(pin.path, pin.field);
   } catch (error) {
-    const why = error instanceof InvalidArgumentError ? error.message.slice(`${pin.field}: `.length) : (error as Error).message;
-    throw new InvalidArgumentError(pin.field, `${pin.path} is no longer the directory or file CreateContainer resolved: ${why}`, { cause: error });
+    const why =
+      error instanceof InvalidArgumentError ? error.message.slice(`${pin.field}: `.length) : (error as Error).message;
+    throw new InvalidArgumentError(
+      pin.field,
+      `${pin.path} is no longer the directory or file CreateContainer resolved: ${why}`,
+      { cause: error },
+    );
   }
   if (now.dev !== pin.dev || now.ino !== pin.ino) {
-    throw new InvalidArgumentError(pin.field, `${pin.path} was replaced since CreateContainer resolved it (inode ${pin.dev}:${pin.ino}, now ${now.dev}:${now.ino})`);
+    throw new InvalidArgumentError(
+      pin.field,
+      `${pin.path} was replaced since CreateContainer resolved it (inode ${pin.dev}:${pin.ino}, now ${now.dev}:${now.ino})`,
+    );
   }
 }
 
@@ -166,7 +204,10 @@ export function checkLogPathOnHost(logDirectory: string, logPath: string, field:
     try {
       const real = realpathSync(existing);
       if (real !== realDir && !real.startsWith(`${realDir}/`)) {
-        throw new InvalidArgumentError(field, `${existing} resolves to ${real}, outside the log directory ${logDirectory}`);
+        throw new InvalidArgumentError(
+          field,
+          `${existing} resolves to ${real}, outside the log directory ${logDirectory}`,
+        );
       }
       return;
     } catch (error) {
@@ -196,7 +237,11 @@ export function readLocalhostProfile(path: string, field: string): string {
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new InvalidArgumentError(field, `localhost profile ${path} is not a regular file`);
-    if (st.size > MAX_SECCOMP_PROFILE_BYTES) throw new InvalidArgumentError(field, `localhost profile ${path} is larger than ${MAX_SECCOMP_PROFILE_BYTES} bytes`);
+    if (st.size > MAX_SECCOMP_PROFILE_BYTES)
+      throw new InvalidArgumentError(
+        field,
+        `localhost profile ${path} is larger than ${MAX_SECCOMP_PROFILE_BYTES} bytes`,
+      );
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);

@@ -19,30 +19,46 @@ export class HostPodFiles implements PodFiles {
   constructor(private readonly o: { root: string; stateDir: string; hostEtc?: string }) {}
 
   private dirs(sandboxId: string): { root: string; volatile: string } {
-    if (!RESOURCE_ID.safeParse(sandboxId).success) throw new InvalidArgumentError('sandboxId', 'must be 64 hex characters');
+    if (!RESOURCE_ID.safeParse(sandboxId).success)
+      throw new InvalidArgumentError('sandboxId', 'must be 64 hex characters');
     return { root: join(this.o.root, 'sandboxes', sandboxId), volatile: join(this.o.stateDir, 'sandboxes', sandboxId) };
   }
 
   /** Where a sandbox's files are, for the containers' specs; `devShm` is the host's with host IPC. */
   filesFor(sandboxId: string, hostIpc = false): SandboxFiles {
     const { root, volatile } = this.dirs(sandboxId);
-    return { hostname: join(root, 'hostname'), hosts: join(root, 'hosts'), resolvConf: join(root, 'resolv.conf'), devShm: hostIpc ? '/dev/shm' : join(volatile, 'shm') };
+    return {
+      hostname: join(root, 'hostname'),
+      hosts: join(root, 'hosts'),
+      resolvConf: join(root, 'resolv.conf'),
+      devShm: hostIpc ? '/dev/shm' : join(volatile, 'shm'),
+    };
   }
 
-  async create(sandboxId: string, o: { hostname: string; dns: { servers: string[]; searches: string[]; options: string[] } | null; hostIpc: boolean }): Promise<void> {
+  async create(
+    sandboxId: string,
+    o: { hostname: string; dns: { servers: string[]; searches: string[]; options: string[] } | null; hostIpc: boolean },
+  ): Promise<void> {
     const { root } = this.dirs(sandboxId);
     const files = this.filesFor(sandboxId, o.hostIpc);
     const etc = this.o.hostEtc ?? '/etc';
     await mkdir(root, { recursive: true, mode: 0o755 });
     await writeFile(files.hostname, `${o.hostname}\n`, { mode: 0o644 });
     await copyFile(join(etc, 'hosts'), files.hosts);
-    if (o.dns && (o.dns.servers.length > 0 || o.dns.searches.length > 0 || o.dns.options.length > 0)) await writeFile(files.resolvConf, resolvConf(o.dns), { mode: 0o644 });
+    if (o.dns && (o.dns.servers.length > 0 || o.dns.searches.length > 0 || o.dns.options.length > 0))
+      await writeFile(files.resolvConf, resolvConf(o.dns), { mode: 0o644 });
     else await copyFile(join(etc, 'resolv.conf'), files.resolvConf);
     if (!o.hostIpc) {
       await mkdir(files.devShm, { recursive: true, mode: 0o700 });
       if (!(await isMountPoint(files.devShm))) {
         const { MS_NOSUID, MS_NODEV, MS_NOEXEC } = mountFlags();
-        await mount('shm', files.devShm, 'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, `mode=1777,size=${DEFAULT_SHM_SIZE_BYTES}`);
+        await mount(
+          'shm',
+          files.devShm,
+          'tmpfs',
+          MS_NOSUID | MS_NODEV | MS_NOEXEC,
+          `mode=1777,size=${DEFAULT_SHM_SIZE_BYTES}`,
+        );
       }
     }
   }
@@ -71,6 +87,9 @@ export function resolvConf(dns: { servers: string[]; searches: string[]; options
  * /proc/self/mountinfo, which grows with every pod on the node. A missing path is not.
  */
 async function isMountPoint(path: string): Promise<boolean> {
-  const [own, parent] = await Promise.all([stat(path).catch(() => undefined), stat(dirname(path)).catch(() => undefined)]);
+  const [own, parent] = await Promise.all([
+    stat(path).catch(() => undefined),
+    stat(dirname(path)).catch(() => undefined),
+  ]);
   return own !== undefined && parent !== undefined && own.dev !== parent.dev;
 }

@@ -137,7 +137,8 @@ export class AuthorityFilter {
           this.take(FRAME_HEADER_BYTES);
           continue;
         }
-        if (type !== TYPE_SETTINGS && type !== TYPE_WINDOW_UPDATE && type !== TYPE_PRIORITY) this.passedAnswerable = true;
+        if (type !== TYPE_SETTINGS && type !== TYPE_WINDOW_UPDATE && type !== TYPE_PRIORITY)
+          this.passedAnswerable = true;
         out.push(this.take(FRAME_HEADER_BYTES));
         this.forwarding = length;
         continue;
@@ -147,7 +148,8 @@ export class AuthorityFilter {
       const streamId = this.input.readUInt32BE(5) & 0x7fffffff;
       const frame = this.input.subarray(0, FRAME_HEADER_BYTES + length);
       const payload = frame.subarray(FRAME_HEADER_BYTES);
-      const followed = type === TYPE_HEADERS ? this.openBlock(frame, streamId, flags, payload) : this.continueBlock(frame, streamId);
+      const followed =
+        type === TYPE_HEADERS ? this.openBlock(frame, streamId, flags, payload) : this.continueBlock(frame, streamId);
       if (!followed) return this.giveUp(out);
       this.take(frame.length);
       if (flags & FLAG_END_HEADERS) {

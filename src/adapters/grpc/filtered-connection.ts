@@ -52,7 +52,8 @@ export function handOver(socket: Socket, inject: (connection: Duplex) => void, l
     stopPeeking();
     inject(filteredConnection(socket, filter, filtered, true));
   };
-  const onEarlyError = (error: Error): void => logger.debug({ err: error }, 'a connection failed before its first request');
+  const onEarlyError = (error: Error): void =>
+    logger.debug({ err: error }, 'a connection failed before its first request');
   const stopPeeking = (): void => {
     socket.off('data', onData);
     socket.off('end', onEarlyEnd);

@@ -45,7 +45,10 @@ export interface SocketServer {
 export async function startSocketServer(options: SocketServerOptions): Promise<SocketServer> {
   const socketPath = resolve(options.socketPath);
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
-    throw new InvalidArgumentError('socket', `${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, the limit for a unix socket path`);
+    throw new InvalidArgumentError(
+      'socket',
+      `${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, the limit for a unix socket path`,
+    );
   }
   await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
   await removeStaleSocket(socketPath);
@@ -80,7 +83,9 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
   }
   await chmod(socketPath, 0o600);
   // A failed accept (EMFILE, say) is worth a warning, not the process.
-  connections.on('error', (error) => options.logger.warn({ err: error }, 'accepting a connection on the socket failed'));
+  connections.on('error', (error) =>
+    options.logger.warn({ err: error }, 'accepting a connection on the socket failed'),
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -127,6 +132,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw error;
   }
-  if (!stats.isSocket()) throw new InvalidArgumentError('socket', `${path} exists and is not a socket; refusing to replace it`);
+  if (!stats.isSocket())
+    throw new InvalidArgumentError('socket', `${path} exists and is not a socket; refusing to replace it`);
   await unlink(path);
 }

@@ -24,7 +24,11 @@ export function boundedStatusInterceptor(): ServerInterceptor {
   return (_method, call) =>
     new ServerInterceptingCall(call, {
       sendStatus(status, next) {
-        next(status.details.length > MAX_STATUS_DETAILS_CHARS ? { ...status, details: boundedDetails(status.details) } : status);
+        next(
+          status.details.length > MAX_STATUS_DETAILS_CHARS
+            ? { ...status, details: boundedDetails(status.details) }
+            : status,
+        );
       },
     });
 }

@@ -47,11 +47,21 @@ export function grpcCodeFor(error: unknown): Status {
   if (error instanceof AmbiguousIdError) return Status.INVALID_ARGUMENT;
   if (error instanceof NotFoundError) return Status.NOT_FOUND;
   if (error instanceof FailedPreconditionError) return Status.FAILED_PRECONDITION;
-  if (error instanceof RegistryNotFoundError || error instanceof PlatformNotFoundError || error instanceof NoMatchingManifestError) return Status.NOT_FOUND;
+  if (
+    error instanceof RegistryNotFoundError ||
+    error instanceof PlatformNotFoundError ||
+    error instanceof NoMatchingManifestError
+  )
+    return Status.NOT_FOUND;
   if (error instanceof RegistryUnauthenticatedError) return Status.UNAUTHENTICATED;
   if (error instanceof RegistryPermissionDeniedError) return Status.PERMISSION_DENIED;
   if (error instanceof RegistryUnavailableError) return Status.UNAVAILABLE;
-  if (error instanceof ContentVerificationError || error instanceof BlobMismatchError || error instanceof LayerDiffIdMismatchError) return Status.DATA_LOSS;
+  if (
+    error instanceof ContentVerificationError ||
+    error instanceof BlobMismatchError ||
+    error instanceof LayerDiffIdMismatchError
+  )
+    return Status.DATA_LOSS;
   if (error instanceof HostsConfigError) return Status.FAILED_PRECONDITION;
   if (error instanceof ImageArchiveError) return Status.INVALID_ARGUMENT;
   if (error instanceof OperationTimeoutError || error instanceof ExecTimeoutError) return Status.DEADLINE_EXCEEDED;
@@ -78,7 +88,8 @@ export function grpcCodeFor(error: unknown): Status {
 export function toServiceError(error: unknown): ServiceError {
   const code = grpcCodeFor(error);
   const message = error instanceof Error ? error.message : String(error);
-  const details = code === Status.INTERNAL && !(error instanceof CriLedgerError) ? `internal error: ${message}` : message;
+  const details =
+    code === Status.INTERNAL && !(error instanceof CriLedgerError) ? `internal error: ${message}` : message;
   const out = new Error(details) as ServiceError;
   out.code = code;
   out.details = details;
@@ -105,7 +116,9 @@ export function fromServiceError(error: unknown, rpc: string): Error {
     if (e.code === Status.INVALID_ARGUMENT) {
       // The server's message starts with the field it names: keep it a field error.
       const colon = details.indexOf(': ');
-      return colon > 0 ? new InvalidArgumentError(details.slice(0, colon), details.slice(colon + 2)) : new InvalidArgumentError(rpc, details);
+      return colon > 0
+        ? new InvalidArgumentError(details.slice(0, colon), details.slice(colon + 2))
+        : new InvalidArgumentError(rpc, details);
     }
     return new RemoteCallError(e.code, rpc, details);
   }

@@ -5,7 +5,13 @@ import { pipeline, Readable, Transform, type TransformCallback } from 'node:stre
 import { CriLedgerError } from '../../domain/errors.js';
 import type { ContainerdApi } from '../containerd/containerd-api.js';
 import { pullImage, type ContainerdPuller, type PulledImage, type PullOptions } from '../containerd/containerd-pull.js';
-import { hostPlatform, MEDIA_TYPES, selectManifest, sha256Digest, type Platform } from '../containerd/image-manifest.js';
+import {
+  hostPlatform,
+  MEDIA_TYPES,
+  selectManifest,
+  sha256Digest,
+  type Platform,
+} from '../containerd/image-manifest.js';
 import { normalizeImageRef } from '../containerd/image-ref.js';
 import type { Descriptor, ImageSource } from './image-source.js';
 import { indexTar, resolveTarFile, type TarEntry } from './tar-index.js';
@@ -47,14 +53,18 @@ class ArchiveBlobs {
   private entry(desc: Descriptor): TarEntry {
     const entry = this.entries.get(desc.digest);
     if (!entry) throw new ImageArchiveError(`${this.file} has no blob ${desc.digest}`);
-    if (entry.size !== desc.size) throw new ImageArchiveError(`${this.file}: blob ${desc.digest} is ${entry.size} bytes, its descriptor says ${desc.size}`);
+    if (entry.size !== desc.size)
+      throw new ImageArchiveError(
+        `${this.file}: blob ${desc.digest} is ${entry.size} bytes, its descriptor says ${desc.size}`,
+      );
     return entry;
   }
 
   async read(desc: Descriptor): Promise<Buffer> {
     const made = this.made.get(desc.digest);
     const bytes = made ?? (await readEntry(this.file, this.entry(desc), MAX_DOCUMENT_BYTES));
-    if (bytes.length !== desc.size || sha256Digest(bytes) !== desc.digest) throw new ImageArchiveError(`${this.file}: blob ${desc.digest} does not match its descriptor`);
+    if (bytes.length !== desc.size || sha256Digest(bytes) !== desc.digest)
+      throw new ImageArchiveError(`${this.file}: blob ${desc.digest} does not match its descriptor`);
     return bytes;
   }
 
@@ -62,7 +72,10 @@ class ArchiveBlobs {
     const made = this.made.get(desc.digest);
     if (made) return verifying(Readable.from([made]), desc);
     const entry = this.entry(desc);
-    const raw = entry.size === 0 ? Readable.from([]) : createReadStream(this.file, { start: entry.offset, end: entry.offset + entry.size - 1 });
+    const raw =
+      entry.size === 0
+        ? Readable.from([])
+        : createReadStream(this.file, { start: entry.offset, end: entry.offset + entry.size - 1 });
     return verifying(raw, desc);
   }
 }
@@ -74,13 +87,15 @@ function verifying(raw: Readable, desc: Descriptor): Readable {
   const check = new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       seen += chunk.length;
-      if (seen > desc.size) return callback(new ImageArchiveError(`blob ${desc.digest} is longer than ${desc.size} bytes`));
+      if (seen > desc.size)
+        return callback(new ImageArchiveError(`blob ${desc.digest} is longer than ${desc.size} bytes`));
       hash.update(chunk);
       callback(null, chunk);
     },
     flush(callback: TransformCallback) {
       const digest = `sha256:${hash.digest('hex')}`;
-      if (seen !== desc.size || digest !== desc.digest) return callback(new ImageArchiveError(`blob ${desc.digest} read as ${digest} (${seen} bytes)`));
+      if (seen !== desc.size || digest !== desc.digest)
+        return callback(new ImageArchiveError(`blob ${desc.digest} read as ${digest} (${seen} bytes)`));
       callback();
     },
   });
@@ -140,7 +155,11 @@ export interface ImageArchive {
   images: ArchiveSource[];
 }
 
-function imageName(file: string, annotations: Record<string, string> | undefined, baseName: string | undefined): string | undefined {
+function imageName(
+  file: string,
+  annotations: Record<string, string> | undefined,
+  baseName: string | undefined,
+): string | undefined {
   const full = annotations?.[CONTAINERD_NAME];
   if (full) return normalizeImageRef(full);
   const ref = annotations?.[OCI_REF_NAME];
@@ -150,14 +169,20 @@ function imageName(file: string, annotations: Record<string, string> | undefined
   return normalizeImageRef(`${baseName}:${ref}`);
 }
 
-async function openOciLayout(file: string, entries: Map<string, TarEntry>, o: OpenArchiveOptions): Promise<ImageArchive> {
+async function openOciLayout(
+  file: string,
+  entries: Map<string, TarEntry>,
+  o: OpenArchiveOptions,
+): Promise<ImageArchive> {
   const blobs = new Map<string, TarEntry>();
   for (const entry of entries.values()) {
     const match = /^blobs\/(sha256)\/([0-9a-f]{64})$/.exec(entry.name);
     const target = match && resolveTarFile(entries, entry.name);
     if (target) blobs.set(`${match[1]}:${match[2]}`, target);
   }
-  const index = JSON.parse((await readEntry(file, resolveTarFile(entries, 'index.json')!, MAX_DOCUMENT_BYTES)).toString('utf8')) as { manifests?: Descriptor[] };
+  const index = JSON.parse(
+    (await readEntry(file, resolveTarFile(entries, 'index.json')!, MAX_DOCUMENT_BYTES)).toString('utf8'),
+  ) as { manifests?: Descriptor[] };
   const byName = new Map<string, Descriptor[]>();
   for (const desc of index.manifests ?? []) {
     const name = imageName(file, desc.annotations, o.baseName);
@@ -167,7 +192,8 @@ async function openOciLayout(file: string, entries: Map<string, TarEntry>, o: Op
   const platform = o.platform ?? hostPlatform();
   const images = [...byName].map(([name, descs]) => {
     const chosen = descs.length === 1 ? descs[0]! : (selectManifest(descs, platform) as Descriptor | undefined);
-    if (!chosen) throw new ImageArchiveError(`${file}: no entry named ${name} is for ${platform.os}/${platform.architecture}`);
+    if (!chosen)
+      throw new ImageArchiveError(`${file}: no entry named ${name} is for ${platform.os}/${platform.architecture}`);
     const { annotations: _annotations, platform: _platform, ...top } = chosen;
     return new ArchiveSource(name, 'oci-layout', archiveBlobs, top);
   });
@@ -195,7 +221,9 @@ interface DockerSaveEntry {
 
 async function openDockerSave(file: string, entries: Map<string, TarEntry>): Promise<ImageArchive> {
   const manifestEntry = resolveTarFile(entries, 'manifest.json')!;
-  const saved = JSON.parse((await readEntry(file, manifestEntry, MAX_DOCUMENT_BYTES)).toString('utf8')) as DockerSaveEntry[];
+  const saved = JSON.parse(
+    (await readEntry(file, manifestEntry, MAX_DOCUMENT_BYTES)).toString('utf8'),
+  ) as DockerSaveEntry[];
   const blobs = new Map<string, TarEntry>();
   const made = new Map<string, Buffer>();
   const layerCache = new Map<string, Descriptor>();
@@ -223,10 +251,17 @@ async function openDockerSave(file: string, entries: Map<string, TarEntry>): Pro
       }
       layers.push(layer);
     }
-    const manifestBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.dockerManifest, config, layers }));
-    const manifest = { mediaType: MEDIA_TYPES.dockerManifest, digest: sha256Digest(manifestBytes), size: manifestBytes.length };
+    const manifestBytes = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.dockerManifest, config, layers }),
+    );
+    const manifest = {
+      mediaType: MEDIA_TYPES.dockerManifest,
+      digest: sha256Digest(manifestBytes),
+      size: manifestBytes.length,
+    };
     made.set(manifest.digest, manifestBytes);
-    for (const tag of image.RepoTags ?? []) images.push(new ArchiveSource(normalizeImageRef(tag), 'docker-save', archiveBlobs, manifest));
+    for (const tag of image.RepoTags ?? [])
+      images.push(new ArchiveSource(normalizeImageRef(tag), 'docker-save', archiveBlobs, manifest));
   }
   return { file, format: 'docker-save', images };
 }
@@ -241,9 +276,12 @@ export async function openImageArchive(file: string, o: OpenArchiveOptions = {})
     await handle.close();
   }
   // Docker 25+ writes both layouts into one tar; the OCI one carries the real manifests.
-  if (resolveTarFile(entries, 'index.json') && resolveTarFile(entries, 'oci-layout')) return openOciLayout(file, entries, o);
+  if (resolveTarFile(entries, 'index.json') && resolveTarFile(entries, 'oci-layout'))
+    return openOciLayout(file, entries, o);
   if (resolveTarFile(entries, 'manifest.json')) return openDockerSave(file, entries);
-  throw new ImageArchiveError(`${file} is neither an OCI image layout (index.json, oci-layout) nor a docker save archive (manifest.json)`);
+  throw new ImageArchiveError(
+    `${file} is neither an OCI image layout (index.json, oci-layout) nor a docker save archive (manifest.json)`,
+  );
 }
 
 export interface ImportArchiveOptions extends PullOptions, OpenArchiveOptions {
@@ -252,7 +290,11 @@ export interface ImportArchiveOptions extends PullOptions, OpenArchiveOptions {
 }
 
 /** Pulls every named image of the archive `file` into containerd, one after another. */
-export async function importArchive(api: ContainerdApi, file: string, o: ImportArchiveOptions = {}): Promise<PulledImage[]> {
+export async function importArchive(
+  api: ContainerdApi,
+  file: string,
+  o: ImportArchiveOptions = {},
+): Promise<PulledImage[]> {
   const archive = await openImageArchive(file, o);
   if (archive.images.length === 0) throw new ImageArchiveError(`${file} names no image`);
   const pulled: PulledImage[] = [];

@@ -109,7 +109,11 @@ class Extraction {
         await this.ensureDir(targetParts.slice(0, -1), entry.path, false);
         const source = join(this.target.root, ...targetParts);
         const stat = await lstatOrUndefined(source);
-        if (!stat || stat.isDirectory()) throw new UnsafeLayerEntryError(entry.path, `links to ${JSON.stringify(entry.linkname)}, which is not a file of this layer`);
+        if (!stat || stat.isDirectory())
+          throw new UnsafeLayerEntryError(
+            entry.path,
+            `links to ${JSON.stringify(entry.linkname)}, which is not a file of this layer`,
+          );
         await link(source, path);
         return; // a hard link shares its target's inode and attributes
       }
@@ -133,7 +137,8 @@ class Extraction {
       return;
     }
     const name = base.slice(WHITEOUT_PREFIX.length);
-    if (name === '' || name === '.' || name === '..') throw new UnsafeLayerEntryError(entry.path, 'is a whiteout of nothing');
+    if (name === '' || name === '.' || name === '..')
+      throw new UnsafeLayerEntryError(entry.path, 'is a whiteout of nothing');
     const path = join(dir, name);
     // A whiteout hides what is below; an entry this layer made at that path stays.
     if (await lstatOrUndefined(path)) return;
@@ -153,10 +158,13 @@ class Extraction {
       if (this.dirs.has(rel)) continue;
       const path = join(this.target.root, rel);
       const stat = await lstatOrUndefined(path);
-      if (stat?.isSymbolicLink()) throw new UnsafeLayerEntryError(entryPath, `goes through the symlink ${JSON.stringify(rel)}`);
-      if (stat && !stat.isDirectory()) throw new UnsafeLayerEntryError(entryPath, `goes through ${JSON.stringify(rel)}, which is not a directory`);
+      if (stat?.isSymbolicLink())
+        throw new UnsafeLayerEntryError(entryPath, `goes through the symlink ${JSON.stringify(rel)}`);
+      if (stat && !stat.isDirectory())
+        throw new UnsafeLayerEntryError(entryPath, `goes through ${JSON.stringify(rel)}, which is not a directory`);
       if (!stat) {
-        if (!create) throw new UnsafeLayerEntryError(entryPath, `names ${JSON.stringify(rel)}, which this layer does not have`);
+        if (!create)
+          throw new UnsafeLayerEntryError(entryPath, `names ${JSON.stringify(rel)}, which this layer does not have`);
         const below = await this.lowerDir(rel);
         await mkdir(path, { mode: 0o700 });
         await lchown(path, below?.uid ?? 0, below?.gid ?? 0);

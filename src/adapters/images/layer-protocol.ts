@@ -65,5 +65,9 @@ export function deserializeLayerError(wire: LayerErrorWire): Error {
 
 /** A zlib failure or a malformed tar: what a blob that does not match its digest also looks like. */
 export function isLayerDataError(error: Error): boolean {
-  return error instanceof CorruptTarError || (typeof (error as NodeJS.ErrnoException).code === 'string' && (error as NodeJS.ErrnoException).code!.startsWith('Z_'));
+  return (
+    error instanceof CorruptTarError ||
+    (typeof (error as NodeJS.ErrnoException).code === 'string' &&
+      (error as NodeJS.ErrnoException).code!.startsWith('Z_'))
+  );
 }

@@ -37,7 +37,8 @@ class LayerWorker {
     const die = (why: string): void => {
       if (this.dead) return;
       this.dead = true;
-      for (const job of this.jobs.values()) job.receive({ op: 'failed', id: 0, error: { name: 'Error', message: `the layer worker ${why}` } });
+      for (const job of this.jobs.values())
+        job.receive({ op: 'failed', id: 0, error: { name: 'Error', message: `the layer worker ${why}` } });
       this.jobs.clear();
     };
     this.worker.on('error', (error) => die(`failed: ${error.message}`));
@@ -125,7 +126,11 @@ export class LayerJob {
     this.worker.forget(this.id);
     this.discarding = true;
     this.wake();
-    this.resolveSettled(message.op === 'done' ? { ok: true, diffId: message.diffId } : { ok: false, error: deserializeLayerError(message.error) });
+    this.resolveSettled(
+      message.op === 'done'
+        ? { ok: true, diffId: message.diffId }
+        : { ok: false, error: deserializeLayerError(message.error) },
+    );
   }
 
   /**
@@ -135,7 +140,13 @@ export class LayerJob {
    */
   async extract(target: ExtractTarget): Promise<string> {
     this.worker.post({ op: 'extract', id: this.id, target });
-    const [pumped, settled] = await Promise.all([this.pumped.then(() => undefined, (error: unknown) => error ?? new Error('the layer blob failed')), this.settled]);
+    const [pumped, settled] = await Promise.all([
+      this.pumped.then(
+        () => undefined,
+        (error: unknown) => error ?? new Error('the layer blob failed'),
+      ),
+      this.settled,
+    ]);
     if (pumped !== undefined) throw pumped;
     if (!settled.ok) throw settled.error;
     return settled.diffId;
@@ -165,7 +176,8 @@ export class LayerJob {
       this.worker.post({ op: 'data', id: this.id, bytes }, [bytes]);
       piece = Buffer.allocUnsafeSlow(SEND_PIECE_BYTES);
       filled = 0;
-      while (this.inFlight > IN_FLIGHT_BYTES && !this.discarding) await new Promise<void>((resolve) => (this.creditWaiter = resolve));
+      while (this.inFlight > IN_FLIGHT_BYTES && !this.discarding)
+        await new Promise<void>((resolve) => (this.creditWaiter = resolve));
     };
     try {
       for await (const chunk of this.blob) {

@@ -54,7 +54,10 @@ class Job {
         callback();
       },
     });
-    const stages = compression === 'gzip' ? [this.input, credit, createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }), this.tar] : [this.input, credit, this.tar];
+    const stages =
+      compression === 'gzip'
+        ? [this.input, credit, createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES }), this.tar]
+        : [this.input, credit, this.tar];
     // A failure of any stage reaches the tar's reader, or fails the job when nobody reads yet.
     pipeline(stages, (error) => {
       if (error && !this.extracting) this.fail(error);

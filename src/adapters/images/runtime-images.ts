@@ -13,7 +13,14 @@ import type { ImageSource } from './image-source.js';
 
 /** A pull's result in the command's terms, with where the content came from. */
 export function pullResultOf(pulled: PulledImage, origin: string): PullResult {
-  return { name: pulled.name, origin, imageId: pulled.id, targetDigest: pulled.targetDigest, size: pulled.size, layers: pulled.layers };
+  return {
+    name: pulled.name,
+    origin,
+    imageId: pulled.id,
+    targetDigest: pulled.targetDigest,
+    size: pulled.size,
+    layers: pulled.layers,
+  };
 }
 
 /**
@@ -28,7 +35,10 @@ export class RuntimeImagePuller implements ImagePuller {
     },
   ) {}
 
-  async pull(reference: string, o: { auth?: RegistryAuth; onProgress: (p: PullProgress) => void }): Promise<PullResult> {
+  async pull(
+    reference: string,
+    o: { auth?: RegistryAuth; onProgress: (p: PullProgress) => void },
+  ): Promise<PullResult> {
     const source = await this.o.sourceFor(reference, o.auth);
     return pullResultOf(await this.o.puller.pull(source, { onProgress: o.onProgress }), source.origin);
   }
@@ -39,10 +49,15 @@ export class RuntimeImagePuller implements ImagePuller {
  * from the node's disk and records each image it writes as ImagePulled (origin
  * `oci-archive:<path>` or `docker-archive:<path>`), as if it had been pulled.
  */
-export function imagesAdminHandlers(deps: { ledger: Ledger; puller: ContainerdPuller; images: { invalidate(): void } }): UntypedServiceImplementation {
+export function imagesAdminHandlers(deps: {
+  ledger: Ledger;
+  puller: ContainerdPuller;
+  images: { invalidate(): void };
+}): UntypedServiceImplementation {
   return {
     Import: unary<{ path: string }, object>(async (request, call) => {
-      if (!isAbsolute(request.path)) throw new InvalidArgumentError('path', `"${request.path}" must be an absolute path on the node`);
+      if (!isAbsolute(request.path))
+        throw new InvalidArgumentError('path', `"${request.path}" must be an absolute path on the node`);
       const correlationId = correlationIdOf(call as { metadata: Metadata });
       const archive = await openImageArchive(request.path);
       const images = [];
@@ -51,7 +66,11 @@ export function imagesAdminHandlers(deps: { ledger: Ledger; puller: ContainerdPu
         const pulled = await deps.puller.pull(source, {}).finally(() => deps.images.invalidate());
         const result = pullResultOf(pulled, source.origin);
         await deps.ledger.append(imageStream(result.name), 'any', [
-          { type: 'ImagePulled', correlationId, data: pulledData(result, Math.round((performance.now() - started) * 1000) / 1000) },
+          {
+            type: 'ImagePulled',
+            correlationId,
+            data: pulledData(result, Math.round((performance.now() - started) * 1000) / 1000),
+          },
         ]);
         images.push({ name: result.name, imageId: result.imageId, size: result.size });
       }

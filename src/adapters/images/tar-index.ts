@@ -76,7 +76,14 @@ export function normalizeTarPath(name: string): string {
   return normalized.endsWith('/') ? normalized.slice(0, -1) : normalized;
 }
 
-const TYPES: Record<string, TarEntry['type']> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '5': 'dir' };
+const TYPES: Record<string, TarEntry['type']> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '5': 'dir',
+};
 
 /** Every entry of the tar open as `handle` (named `file` in errors), by normalized path. */
 export async function indexTar(handle: FileHandle, file: string): Promise<Map<string, TarEntry>> {
@@ -116,7 +123,8 @@ export async function indexTar(handle: FileHandle, file: string): Promise<Map<st
       continue;
     }
     const prefix = header.subarray(257, 262).toString('ascii') === 'ustar' ? text(header, 345, 155) : '';
-    const rawName = pax.get('path') ?? longName ?? (prefix ? `${prefix}/${text(header, 0, 100)}` : text(header, 0, 100));
+    const rawName =
+      pax.get('path') ?? longName ?? (prefix ? `${prefix}/${text(header, 0, 100)}` : text(header, 0, 100));
     const name = normalizeTarPath(rawName);
     const linkname = pax.get('linkpath') ?? longLink ?? text(header, 157, 100);
     if (name !== '') entries.set(name, { name, type: TYPES[typeflag] ?? 'other', offset: dataOffset, size, linkname });
@@ -134,10 +142,11 @@ export function resolveTarFile(entries: Map<string, TarEntry>, name: string): Ta
     if (entry.type === 'file') return entry;
     if (entry.type === 'hardlink') entry = entries.get(normalizeTarPath(entry.linkname));
     else if (entry.type === 'symlink') {
-      const target = entry.linkname.startsWith('/') ? entry.linkname : posix.join(posix.dirname(entry.name), entry.linkname);
+      const target = entry.linkname.startsWith('/')
+        ? entry.linkname
+        : posix.join(posix.dirname(entry.name), entry.linkname);
       entry = entries.get(normalizeTarPath(target));
-    }
-    else return undefined;
+    } else return undefined;
   }
   return undefined;
 }

@@ -39,7 +39,17 @@ export class CorruptTarError extends CriLedgerError {}
 /** A well-formed entry of a kind this reader does not extract (GNU sparse, vendor types). */
 export class UnsupportedTarEntryError extends CriLedgerError {}
 
-const TYPES: Record<string, TarEntryType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };
+const TYPES: Record<string, TarEntryType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
+};
 
 /** Pulls exact byte counts out of an async iterable of buffers without copying bodies. */
 class ByteQueue {
@@ -78,7 +88,8 @@ class ByteQueue {
   async *pieces(n: number): AsyncGenerator<Buffer> {
     let left = n;
     while (left > 0) {
-      if (this.queued === 0 && !(await this.fill(1))) throw new CorruptTarError(`the archive ends ${left} bytes before the end of an entry`);
+      if (this.queued === 0 && !(await this.fill(1)))
+        throw new CorruptTarError(`the archive ends ${left} bytes before the end of an entry`);
       const head = this.chunks[0]!;
       const piece = head.length <= left ? head : head.subarray(0, left);
       this.consume(piece.length);
@@ -152,7 +163,8 @@ export function parsePax(data: Buffer): Map<string, Buffer> {
   while (at < data.length) {
     const space = data.indexOf(0x20, at);
     const length = space === -1 ? NaN : Number(data.toString('latin1', at, space));
-    if (!Number.isInteger(length) || length <= 0 || at + length > data.length || data[at + length - 1] !== 0x0a) throw new CorruptTarError('a PAX header record is malformed');
+    if (!Number.isInteger(length) || length <= 0 || at + length > data.length || data[at + length - 1] !== 0x0a)
+      throw new CorruptTarError('a PAX header record is malformed');
     const record = data.subarray(space + 1, at + length - 1);
     const eq = record.indexOf(0x3d);
     if (eq <= 0) throw new CorruptTarError('a PAX header record has no key');
@@ -177,7 +189,10 @@ export interface TarItem {
 }
 
 /** The entries of the tar archive `source`, in order; ends at the end-of-archive blocks (the rest is read and dropped). */
-export async function* readTar(source: AsyncIterable<Buffer>, o: { maxMetaBytes?: number } = {}): AsyncGenerator<TarItem> {
+export async function* readTar(
+  source: AsyncIterable<Buffer>,
+  o: { maxMetaBytes?: number } = {},
+): AsyncGenerator<TarItem> {
   const maxMeta = o.maxMetaBytes ?? DEFAULT_MAX_TAR_META_BYTES;
   const bytes = new ByteQueue(source[Symbol.asyncIterator]());
   const global = new Map<string, Buffer>();
@@ -211,7 +226,9 @@ export async function* readTar(source: AsyncIterable<Buffer>, o: { maxMetaBytes?
     longName = longLink = undefined;
     let type = TYPES[flag];
     if (type === undefined || [...pax.keys()].some((k) => k.startsWith('GNU.sparse.'))) {
-      throw new UnsupportedTarEntryError(`tar entry ${JSON.stringify(path)} has type ${JSON.stringify(flag)}, which is not extracted here`);
+      throw new UnsupportedTarEntryError(
+        `tar entry ${JSON.stringify(path)} has type ${JSON.stringify(flag)}, which is not extracted here`,
+      );
     }
     // Old tars mark a directory by a trailing slash on a regular entry.
     if (type === 'file' && flag !== '7' && path.endsWith('/')) type = 'dir';

@@ -55,7 +55,10 @@ export function compileFilter(filter: EventFilter, prefix = 'filter'): CompiledF
   const untilMs = filter.until ? parseTime(filter.until, `${prefix}.until`) : undefined;
   for (const type of filter.types ?? []) {
     if (!KNOWN_TYPES.has(type)) {
-      throw new InvalidArgumentError(`${prefix}.types`, `unknown event type "${type}" (known: ${EVENT_TYPES.join(', ')})`);
+      throw new InvalidArgumentError(
+        `${prefix}.types`,
+        `unknown event type "${type}" (known: ${EVENT_TYPES.join(', ')})`,
+      );
     }
   }
   for (const stream of filter.streams ?? []) {

@@ -1,4 +1,11 @@
-import { credentials, Metadata, status as Status, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  Metadata,
+  status as Status,
+  type Client,
+  type ClientReadableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { fromServiceError } from '../grpc/status.js';
 import { MAX_MESSAGE_BYTES } from '../grpc/socket-server.js';
 import type { EventFilter } from './event-filter.js';
@@ -11,7 +18,12 @@ export const DEFAULT_STATUS_DEADLINE_MS = 10_000;
 type LedgerStub = Client & {
   ReadEvents(request: WireReadRequest, metadata: Metadata): ClientReadableStream<EventRecord>;
   Follow(request: WireReadRequest, metadata: Metadata): ClientReadableStream<EventRecord>;
-  Status(request: object, metadata: Metadata, options: { deadline: number }, callback: (error: ServiceError | null, response?: WireStatus) => void): void;
+  Status(
+    request: object,
+    metadata: Metadata,
+    options: { deadline: number },
+    callback: (error: ServiceError | null, response?: WireStatus) => void,
+  ): void;
 };
 
 /** A client of `cri_ledger.v1.Ledger` on a service's unix socket. */
@@ -55,7 +67,11 @@ export class LedgerClient {
  * Iterates a server stream. Leaving the loop early (or aborting) cancels the call on the
  * server, so a `events | head` does not leave a reader running in the service.
  */
-async function* iterate(open: () => ClientReadableStream<EventRecord>, rpc: string, signal?: AbortSignal): AsyncIterable<EventRecord> {
+async function* iterate(
+  open: () => ClientReadableStream<EventRecord>,
+  rpc: string,
+  signal?: AbortSignal,
+): AsyncIterable<EventRecord> {
   const call = open();
   let finished = false;
   const cancel = (): void => call.cancel();

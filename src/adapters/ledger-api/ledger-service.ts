@@ -58,7 +58,12 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
   };
 
   /** Sends the stored records from `filter.fromSeq` to `toSeq`; returns the next seq, or undefined when the filter ended. */
-  const sendStored = async (call: Stream, filter: CompiledFilter, toSeq: number, signal: AbortSignal): Promise<number | undefined> => {
+  const sendStored = async (
+    call: Stream,
+    filter: CompiledFilter,
+    toSeq: number,
+    signal: AbortSignal,
+  ): Promise<number | undefined> => {
     let next = filter.fromSeq;
     for await (const record of log.readRecords({ fromSeq: next, toSeq: Math.min(toSeq, filter.toSeq) })) {
       if (signal.aborted) return next;
@@ -161,7 +166,8 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
 
   const headAt = async (head: number): Promise<string> => {
     if (head === 0) return '';
-    for await (const record of log.readRecords({ fromSeq: head, toSeq: head })) return decodeEvent(record.json, record.seq).at;
+    for await (const record of log.readRecords({ fromSeq: head, toSeq: head }))
+      return decodeEvent(record.json, record.seq).at;
     return '';
   };
 

@@ -56,7 +56,13 @@ export interface WireStatus {
   head: number;
   headAt: string;
   relay: WireRelayStatus | null;
-  counts: { containers: number; sandboxes: number; containerNames: number; sandboxNames: number; operationsInFlight: number } | null;
+  counts: {
+    containers: number;
+    sandboxes: number;
+    containerNames: number;
+    sandboxNames: number;
+    operationsInFlight: number;
+  } | null;
   operations: WireOperationInFlight[];
   startedAt: string;
 }

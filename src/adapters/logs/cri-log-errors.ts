@@ -45,7 +45,10 @@ export class LogWriteError extends CriLedgerError {
     readonly path: string,
     options?: { cause?: unknown },
   ) {
-    super(`writing container log ${path} failed; output is dropped until the log is reopened: ${describe(options?.cause)}`, options);
+    super(
+      `writing container log ${path} failed; output is dropped until the log is reopened: ${describe(options?.cause)}`,
+      options,
+    );
   }
 }
 

@@ -79,7 +79,8 @@ export class LineSplitter {
   private pendingLength = 0;
 
   constructor(readonly maxLineBytes: number = DEFAULT_MAX_LINE_BYTES) {
-    if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1) throw new RangeError(`maxLineBytes must be a positive integer, got ${maxLineBytes}`);
+    if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1)
+      throw new RangeError(`maxLineBytes must be a positive integer, got ${maxLineBytes}`);
     this.pending = Buffer.allocUnsafe(maxLineBytes + 1);
   }
 
@@ -114,7 +115,8 @@ export class LineSplitter {
       out.push({ tag: 'P', text: Buffer.from(this.pending.subarray(at, at + this.maxLineBytes)) });
       at += this.maxLineBytes;
     }
-    if (this.pendingLength > at) out.push({ tag: 'P', text: Buffer.from(this.pending.subarray(at, this.pendingLength)) });
+    if (this.pendingLength > at)
+      out.push({ tag: 'P', text: Buffer.from(this.pending.subarray(at, this.pendingLength)) });
     this.pendingLength = 0;
     return out;
   }
@@ -145,7 +147,12 @@ export class LineSplitter {
         this.pendingLength = bytes.copy(this.pending, 0, start, end);
         return;
       }
-      const taken = bytes.copy(this.pending, this.pendingLength, start, Math.min(end, start + max + 1 - this.pendingLength));
+      const taken = bytes.copy(
+        this.pending,
+        this.pendingLength,
+        start,
+        Math.min(end, start + max + 1 - this.pendingLength),
+      );
       this.pendingLength += taken;
       start += taken;
       if (this.pendingLength <= max || (start === end && this.pending[max] === CR)) return;

@@ -3,8 +3,21 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { InvalidArgumentError } from '../../domain/errors.js';
-import { LogDirectoryNotFoundError, LogFileOpenError, LogSourceError, LogWriteError, LogWriterClosedError } from './cri-log-errors.js';
-import { DEFAULT_MAX_LINE_BYTES, formatRecords, formatRfc3339Nano, LineSplitter, type LogPiece, type LogStreamName } from './cri-log-format.js';
+import {
+  LogDirectoryNotFoundError,
+  LogFileOpenError,
+  LogSourceError,
+  LogWriteError,
+  LogWriterClosedError,
+} from './cri-log-errors.js';
+import {
+  DEFAULT_MAX_LINE_BYTES,
+  formatRecords,
+  formatRfc3339Nano,
+  LineSplitter,
+  type LogPiece,
+  type LogStreamName,
+} from './cri-log-format.js';
 import { systemClockNs, type EpochNsClock } from './log-clock.js';
 
 /** A new log file's mode, as containerd creates it (the process umask still applies). */
@@ -80,9 +93,16 @@ export class CriLogWriter {
   /** Opens (appends to, or creates with mode 0640) the log file; its directory must exist. */
   static async open(o: CriLogWriterOptions): Promise<CriLogWriter> {
     const maxLineBytes = o.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-    if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1) throw new InvalidArgumentError('maxLineBytes', `must be a positive integer, got ${maxLineBytes}`);
+    if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1)
+      throw new InvalidArgumentError('maxLineBytes', `must be a positive integer, got ${maxLineBytes}`);
     const file = await openLogFile(o.path);
-    return new CriLogWriter(o.path, maxLineBytes, o.now ?? systemClockNs(), o.onError ?? ((e) => process.emitWarning(e)), file);
+    return new CriLogWriter(
+      o.path,
+      maxLineBytes,
+      o.now ?? systemClockNs(),
+      o.onError ?? ((e) => process.emitWarning(e)),
+      file,
+    );
   }
 
   /**
@@ -236,10 +256,15 @@ export class CriLogWriter {
 async function openLogFile(path: string): Promise<FileHandle> {
   try {
     // O_NOFOLLOW: a symlink planted at the log file's name is refused, not followed to a host file.
-    return await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, DEFAULT_LOG_FILE_MODE);
+    return await open(
+      path,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW,
+      DEFAULT_LOG_FILE_MODE,
+    );
   } catch (e) {
     // With O_CREAT, ENOENT can only mean a missing directory on the way to the file.
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new LogDirectoryNotFoundError(path, dirname(path), { cause: e });
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new LogDirectoryNotFoundError(path, dirname(path), { cause: e });
     throw new LogFileOpenError(path, { cause: e });
   }
 }

@@ -36,14 +36,29 @@ export class HostContainerLogs implements ContainerLogs {
   async attach(containerId: string, o: { logPath: string; io: ContainerIo }): Promise<void> {
     if (this.attachedById.has(containerId)) return;
     const writer = o.logPath
-      ? await CriLogWriter.open({ path: o.logPath, onError: (error) => this.o.logger.warn({ err: error, containerId }, 'container log') })
+      ? await CriLogWriter.open({
+          path: o.logPath,
+          onError: (error) => this.o.logger.warn({ err: error, containerId }, 'container log'),
+        })
       : undefined;
-    const streams: Array<['stdout' | 'stderr', string]> = o.io.terminal || o.io.stderr === o.io.stdout ? [['stdout', o.io.stdout]] : [['stdout', o.io.stdout], ['stderr', o.io.stderr]];
+    const streams: Array<['stdout' | 'stderr', string]> =
+      o.io.terminal || o.io.stderr === o.io.stdout
+        ? [['stdout', o.io.stdout]]
+        : [
+            ['stdout', o.io.stdout],
+            ['stderr', o.io.stderr],
+          ];
     const sockets: Socket[] = [];
     try {
       for (const [name, path] of streams) {
-        const socket = new Socket({ fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
-        socket.on('error', (error) => this.o.logger.warn({ err: error, containerId, stream: name }, 'container output'));
+        const socket = new Socket({
+          fd: openSync(path, constants.O_RDONLY | constants.O_NONBLOCK),
+          readable: true,
+          writable: false,
+        });
+        socket.on('error', (error) =>
+          this.o.logger.warn({ err: error, containerId, stream: name }, 'container output'),
+        );
         sockets.push(socket);
         if (writer) writer.attach(name, socket);
         else socket.resume();
@@ -87,9 +102,13 @@ export class HostContainerLogs implements ContainerLogs {
     const entry = this.attachedById.get(containerId);
     if (!entry) return;
     const open = entry.sockets.filter((s) => !s.closed);
-    const drained = Promise.all(open.map((s) => new Promise((done) => s.once('close', done)))).then(() => entry.writer?.closed);
+    const drained = Promise.all(open.map((s) => new Promise((done) => s.once('close', done)))).then(
+      () => entry.writer?.closed,
+    );
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise((done) => (timer = setTimeout(done, this.o.drainTimeoutMs ?? DEFAULT_LOG_DRAIN_TIMEOUT_MS)));
+    const timedOut = new Promise(
+      (done) => (timer = setTimeout(done, this.o.drainTimeoutMs ?? DEFAULT_LOG_DRAIN_TIMEOUT_MS)),
+    );
     await Promise.race([drained, timedOut]).finally(() => clearTimeout(timer));
     await this.abandon(containerId);
   }

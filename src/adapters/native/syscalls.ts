@@ -11,13 +11,34 @@ import { CriLedgerError } from '../../domain/errors.js';
 
 interface NativeSyscalls {
   mkfifo(path: string, mode: number): void;
-  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): Promise<void>;
+  mount(
+    source: string | null,
+    target: string,
+    fstype: string | null,
+    flags: number,
+    data: string | null,
+  ): Promise<void>;
   umount2(target: string, flags: number): Promise<void>;
   bindNewNetns(target: string): Promise<void>;
   mknod(path: string, mode: number, major: number, minor: number): void;
   lsetxattr(path: string, name: string, value: Buffer): void;
   lgetxattr(path: string, name: string): Buffer | undefined;
-  flags: Record<'MS_RDONLY' | 'MS_NOSUID' | 'MS_NODEV' | 'MS_NOEXEC' | 'MS_BIND' | 'MS_REC' | 'MS_PRIVATE' | 'MS_SLAVE' | 'MS_SHARED' | 'MNT_DETACH' | 'S_IFCHR' | 'S_IFBLK' | 'S_IFIFO', number>;
+  flags: Record<
+    | 'MS_RDONLY'
+    | 'MS_NOSUID'
+    | 'MS_NODEV'
+    | 'MS_NOEXEC'
+    | 'MS_BIND'
+    | 'MS_REC'
+    | 'MS_PRIVATE'
+    | 'MS_SLAVE'
+    | 'MS_SHARED'
+    | 'MNT_DETACH'
+    | 'S_IFCHR'
+    | 'S_IFBLK'
+    | 'S_IFIFO',
+    number
+  >;
 }
 
 /** The native module is missing or does not load (not built, or built for another Node). */
@@ -32,9 +53,12 @@ function native(): NativeSyscalls {
     try {
       loaded = createRequire(import.meta.url)(MODULE_PATH) as NativeSyscalls;
     } catch (cause) {
-      throw new NativeModuleError(`cannot load cri-ledger's native module (${MODULE_PATH}); build it with scripts/build-native.sh: ${(cause as Error).message}`, {
-        cause,
-      });
+      throw new NativeModuleError(
+        `cannot load cri-ledger's native module (${MODULE_PATH}); build it with scripts/build-native.sh: ${(cause as Error).message}`,
+        {
+          cause,
+        },
+      );
     }
   }
   return loaded;
@@ -49,7 +73,13 @@ export function mkfifo(path: string, mode: number): void {
 }
 
 /** mount(2). `source`, `fstype` and `data` may be null (a bind or a propagation change). */
-export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): Promise<void> {
+export function mount(
+  source: string | null,
+  target: string,
+  fstype: string | null,
+  flags: number,
+  data: string | null = null,
+): Promise<void> {
   return native().mount(source, target, fstype, flags, data);
 }
 

@@ -44,7 +44,8 @@ export interface MountInfo {
 
 /** Parses /proc/self/mountinfo text (mount points have spaces etc. as octal escapes). */
 export function parseMountInfo(text: string): MountInfo[] {
-  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const unescape = (s: string): string =>
+    s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
   const mounts: MountInfo[] = [];
   for (const line of text.split('\n')) {
     if (!line) continue;
@@ -87,7 +88,8 @@ async function ensureSharedMountPoint(dir: string): Promise<void> {
   const own = (await mounts()).filter((m) => m.mountPoint === dir);
   const top = own.at(-1);
   if (top && /\bshared:/.test(top.optional)) return;
-  if (!top) await sys(dir, 'bind-mounting the directory onto itself', () => mount(dir, dir, null, mountFlags().MS_BIND));
+  if (!top)
+    await sys(dir, 'bind-mounting the directory onto itself', () => mount(dir, dir, null, mountFlags().MS_BIND));
   await sys(dir, 'making the mount shared', () => mount(null, dir, null, mountFlags().MS_SHARED));
 }
 

@@ -46,7 +46,9 @@ export function buildContainerSpec(input: ContainerSpecInput): SpecResult {
   );
 
   // Privileged: every capability this service holds, not every one the kernel knows (runc cannot grant more).
-  const capabilities = privileged ? capabilitySets(host.heldCapabilities) : containerCapabilities(sc?.capabilities ?? null, host.heldCapabilities);
+  const capabilities = privileged
+    ? capabilitySets(host.heldCapabilities)
+    : containerCapabilities(sc?.capabilities ?? null, host.heldCapabilities);
   const hostname = sandboxConfig.hostname !== '' ? sandboxConfig.hostname : host.hostname;
 
   const process: OciProcess = {
@@ -67,9 +69,19 @@ export function buildContainerSpec(input: ContainerSpecInput): SpecResult {
       notes.push(`resources: oom_score_adj ${requested} clamped to ${process.oomScoreAdj} (restrictOomScoreAdj)`);
     }
   }
-  const apparmor = appArmorProfile(appArmorChoice(sc?.apparmor ?? null, sc?.apparmorProfile ?? '', SC), privileged, host.apparmor, notes);
+  const apparmor = appArmorProfile(
+    appArmorChoice(sc?.apparmor ?? null, sc?.apparmorProfile ?? '', SC),
+    privileged,
+    host.apparmor,
+    notes,
+  );
   if (apparmor !== undefined) process.apparmorProfile = apparmor;
-  const labels = selinuxLabels(sc?.selinuxOptions ?? sandboxSc?.selinuxOptions ?? null, privileged, host.selinux, notes);
+  const labels = selinuxLabels(
+    sc?.selinuxOptions ?? sandboxSc?.selinuxOptions ?? null,
+    privileged,
+    host.selinux,
+    notes,
+  );
   if (labels.processLabel !== undefined) process.selinuxLabel = labels.processLabel;
 
   // Mounts: defaults, the pod's files, the request's mounts, image volumes.
@@ -83,13 +95,19 @@ export function buildContainerSpec(input: ContainerSpecInput): SpecResult {
     input.hostPropagation,
     notes,
   );
-  const relabel = labels.mountLabel !== undefined ? plan.relabel.map((path) => ({ path, label: labels.mountLabel as string })) : [];
+  const relabel =
+    labels.mountLabel !== undefined ? plan.relabel.map((path) => ({ path, label: labels.mountLabel as string })) : [];
   if (!host.selinux && config.mounts.some((m) => m.selinuxRelabel)) {
     notes.push('selinux: the host has no SELinux; mounts asking for a relabel are mounted as they are');
   }
 
   const devices = privileged ? privilegedDevices(host.devices) : criDevices(config.devices, input.deviceInfo);
-  const paths = pathLists(sc?.maskedPaths ?? [], sc?.readonlyPaths ?? [], privileged, options.defaultPathsWhenUnset ?? false);
+  const paths = pathLists(
+    sc?.maskedPaths ?? [],
+    sc?.readonlyPaths ?? [],
+    privileged,
+    options.defaultPathsWhenUnset ?? false,
+  );
 
   const linux: OciLinux = {
     namespaces: containerNamespaces({
@@ -101,7 +119,12 @@ export function buildContainerSpec(input: ContainerSpecInput): SpecResult {
       privileged,
     }),
     resources: containerResources(resources, host, { devices: devices.cgroup }, notes),
-    cgroupsPath: cgroupsPath(sandboxConfig.linux?.cgroupParent ?? '', input.containerId, options.containerdNamespace, 'sandbox_config.linux.cgroup_parent'),
+    cgroupsPath: cgroupsPath(
+      sandboxConfig.linux?.cgroupParent ?? '',
+      input.containerId,
+      options.containerdNamespace,
+      'sandbox_config.linux.cgroup_parent',
+    ),
     devices: devices.devices,
     maskedPaths: paths.maskedPaths,
     readonlyPaths: paths.readonlyPaths,

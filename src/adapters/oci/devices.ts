@@ -21,7 +21,10 @@ function ociDevice(d: HostDevice, path: string): OciDevice {
  * the container with the host node's numbers and owner, and allowed in the device cgroup
  * with the requested permissions (a subset of r, w, m; empty means rwm as containerd).
  */
-export function criDevices(requested: readonly Device__Output[], deviceInfo: (hostPath: string) => readonly HostDevice[]): DevicePlan {
+export function criDevices(
+  requested: readonly Device__Output[],
+  deviceInfo: (hostPath: string) => readonly HostDevice[],
+): DevicePlan {
   const plan: DevicePlan = { devices: [], cgroup: [{ ...DENY_ALL_DEVICES }] };
   requested.forEach((d, i) => {
     const field = `config.devices[${i}]`;
@@ -30,7 +33,8 @@ export function criDevices(requested: readonly Device__Output[], deviceInfo: (ho
       throw new InvalidArgumentError(`${field}.permissions`, `"${d.permissions}" is not a combination of r, w and m`);
     }
     const nodes = deviceInfo(d.hostPath);
-    if (nodes.length === 0) throw new InvalidArgumentError(`${field}.host_path`, `${d.hostPath} is not a device or a directory of devices`);
+    if (nodes.length === 0)
+      throw new InvalidArgumentError(`${field}.host_path`, `${d.hostPath} is not a device or a directory of devices`);
     const containerPath = d.containerPath !== '' ? d.containerPath : d.hostPath;
     const single = nodes.length === 1 && nodes[0]?.path === d.hostPath;
     for (const node of nodes) {

@@ -58,7 +58,8 @@ export function hostPropagation(hostPath: string): HostPropagation {
   const mounts = parseMountInfo(read('/proc/self/mountinfo') ?? '');
   let best: { mountPoint: string; optional: string } | undefined;
   for (const m of mounts) {
-    const inside = hostPath === m.mountPoint || hostPath.startsWith(m.mountPoint.endsWith('/') ? m.mountPoint : `${m.mountPoint}/`);
+    const inside =
+      hostPath === m.mountPoint || hostPath.startsWith(m.mountPoint.endsWith('/') ? m.mountPoint : `${m.mountPoint}/`);
     if (inside && (!best || m.mountPoint.length >= best.mountPoint.length)) best = m;
   }
   const optional = best?.optional ?? '';
@@ -78,8 +79,11 @@ export function readHostFacts(): HostFacts {
     apparmor: read('/sys/module/apparmor/parameters/enabled')?.trim() === 'Y',
     selinux: existsSync('/sys/fs/selinux/enforce'),
     seccomp: /^Seccomp:\s*\d/m.test(status),
-    swapControllerAvailable: cgroupVersion === 2 ? true : existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
-    hugetlbControllerAvailable: existsSync(cgroupVersion === 2 ? '/sys/fs/cgroup/cgroup.controllers' : '/sys/fs/cgroup/hugetlb'),
+    swapControllerAvailable:
+      cgroupVersion === 2 ? true : existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
+    hugetlbControllerAvailable: existsSync(
+      cgroupVersion === 2 ? '/sys/fs/cgroup/cgroup.controllers' : '/sys/fs/cgroup/hugetlb',
+    ),
     heldCapabilities: heldCapabilities(status) ?? kernelCapabilities,
     devices: deviceInfo('/dev'),
     currentOomScoreAdj: Number(read('/proc/self/oom_score_adj')?.trim() ?? 0),

@@ -32,7 +32,8 @@ export function imageVolumeDirs(
     if (raw.split('/').includes('..')) throw new InvalidArgumentError(field, 'a volume path must not contain ".."');
     if (!raw.startsWith('/')) throw new InvalidArgumentError(field, 'a volume path must be absolute');
     // oxlint-disable-next-line no-control-regex -- refusing control characters is the point
-    if (/[\u0000-\u001f\u007f]/.test(raw)) throw new InvalidArgumentError(field, 'a volume path must not contain control characters');
+    if (/[\u0000-\u001f\u007f]/.test(raw))
+      throw new InvalidArgumentError(field, 'a volume path must not contain control characters');
     const containerPath = clean(raw);
     if (mounted.has(containerPath) || dirs.some((d) => d.containerPath === containerPath)) continue;
     const id = createHash('sha256').update(containerPath).digest('hex');

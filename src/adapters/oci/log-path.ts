@@ -17,9 +17,14 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 export function containerLogPath(logDirectory: string, logPath: string): string {
   const field = 'config.log_path';
   if (CONTROL.test(logPath)) throw new InvalidArgumentError(field, 'contains NUL or control characters');
-  if (CONTROL.test(logDirectory)) throw new InvalidArgumentError('sandbox_config.log_directory', 'contains NUL or control characters');
+  if (CONTROL.test(logDirectory))
+    throw new InvalidArgumentError('sandbox_config.log_directory', 'contains NUL or control characters');
   if (logDirectory === '' || logPath === '') return '';
-  if (posix.isAbsolute(logPath)) throw new InvalidArgumentError(field, `"${logPath}" is absolute: it must be relative to the log directory ${logDirectory}`);
+  if (posix.isAbsolute(logPath))
+    throw new InvalidArgumentError(
+      field,
+      `"${logPath}" is absolute: it must be relative to the log directory ${logDirectory}`,
+    );
   const dir = posix.normalize(logDirectory);
   const joined = posix.join(dir, logPath);
   const rel = posix.relative(dir, joined);

@@ -30,7 +30,12 @@ export function defaultMounts(): OciMount[] {
     },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+    {
+      destination: '/sys/fs/cgroup',
+      type: 'cgroup',
+      source: 'cgroup',
+      options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
+    },
   ];
 }
 
@@ -82,7 +87,10 @@ export function sandboxFileMounts(files: SandboxFiles, readonlyRootfs: boolean, 
  * absolute, without `..` or control bytes: runc resolves the container path inside the
  * rootfs, but the spec recorded in the log should say plainly where each mount goes.
  */
-export function criMounts(mounts: readonly Mount__Output[], resolve: (p: string, field: string) => string): BindRequest[] {
+export function criMounts(
+  mounts: readonly Mount__Output[],
+  resolve: (p: string, field: string) => string,
+): BindRequest[] {
   return mounts.map((m, i) => {
     const field = `config.mounts[${i}]`;
     absolutePath(m.containerPath, `${field}.container_path`);
@@ -125,7 +133,13 @@ export function planMounts(
   for (const m of runtime) if (!requestedAt.has(clean(m.containerPath))) binds.push(m);
   for (const v of volumes) {
     if (requestedAt.has(clean(v.containerPath))) continue;
-    binds.push({ ...v, readonly: false, selinuxRelabel: true, propagation: 'PROPAGATION_PRIVATE', field: 'image volume' });
+    binds.push({
+      ...v,
+      readonly: false,
+      selinuxRelabel: true,
+      propagation: 'PROPAGATION_PRIVATE',
+      field: 'image volume',
+    });
   }
   const depth = (p: string): number => clean(p).split('/').filter(Boolean).length;
   // Array.prototype.sort is stable: equal depths keep their order.
@@ -148,7 +162,10 @@ export function planMounts(
       case 'PROPAGATION_BIDIRECTIONAL':
         // Mounts made in the container reach the host only if the host side is shared.
         if (!hostPropagation(m.hostPath).shared) {
-          throw new InvalidArgumentError(`${m.field}.container_path`, `${m.containerPath}: bidirectional propagation needs the host mount of ${m.hostPath} to be shared`);
+          throw new InvalidArgumentError(
+            `${m.field}.container_path`,
+            `${m.containerPath}: bidirectional propagation needs the host mount of ${m.hostPath} to be shared`,
+          );
         }
         options.push('rshared');
         rootfsPropagation = 'rshared';
@@ -156,7 +173,10 @@ export function planMounts(
       case 'PROPAGATION_HOST_TO_CONTAINER': {
         const p = hostPropagation(m.hostPath);
         if (!p.shared && !p.slave) {
-          throw new InvalidArgumentError(`${m.field}.container_path`, `${m.containerPath}: host-to-container propagation needs the host mount of ${m.hostPath} to be shared or slave`);
+          throw new InvalidArgumentError(
+            `${m.field}.container_path`,
+            `${m.containerPath}: host-to-container propagation needs the host mount of ${m.hostPath} to be shared or slave`,
+          );
         }
         options.push('rslave');
         if (rootfsPropagation !== 'rshared') rootfsPropagation = 'rslave';

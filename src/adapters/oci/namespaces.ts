@@ -40,7 +40,10 @@ export function containerNamespaces(input: ContainerNamespaceInput): OciNamespac
   const hostNetwork = o?.network === 'NODE';
   const namespaces: OciNamespace[] = [{ type: 'mount' }];
   if (!hostNetwork) {
-    namespaces.push({ type: 'network', path: input.netnsPath !== '' ? input.netnsPath : procNamespace(input.sandboxPid, 'net') });
+    namespaces.push({
+      type: 'network',
+      path: input.netnsPath !== '' ? input.netnsPath : procNamespace(input.sandboxPid, 'net'),
+    });
     namespaces.push({ type: 'uts', path: procNamespace(input.sandboxPid, 'uts') });
   }
   if (o?.ipc !== 'NODE') namespaces.push({ type: 'ipc', path: procNamespace(input.sandboxPid, 'ipc') });
@@ -56,7 +59,10 @@ export function containerNamespaces(input: ContainerNamespaceInput): OciNamespac
       break;
     case 'TARGET':
       if (input.targetPid === undefined || input.targetPid <= 0) {
-        throw new InvalidArgumentError(`${field}.target_id`, `target container "${o?.targetId ?? ''}" has no running task`);
+        throw new InvalidArgumentError(
+          `${field}.target_id`,
+          `target container "${o?.targetId ?? ''}" has no running task`,
+        );
       }
       namespaces.push({ type: 'pid', path: procNamespace(input.targetPid, 'pid') });
       break;
@@ -78,7 +84,8 @@ export function sandboxNamespaces(options: NamespaceOption__Output | null, netns
   rejectUserNamespace(options, field);
   const namespaces: OciNamespace[] = [{ type: 'mount' }];
   if (options?.network !== 'NODE') {
-    if (netnsPath === '') throw new InvalidArgumentError(`${field}.network`, 'a pod-network sandbox needs its network namespace');
+    if (netnsPath === '')
+      throw new InvalidArgumentError(`${field}.network`, 'a pod-network sandbox needs its network namespace');
     namespaces.push({ type: 'network', path: netnsPath }, { type: 'uts' });
   }
   if (options?.pid !== 'NODE') namespaces.push({ type: 'pid' });

@@ -1,4 +1,10 @@
-import type { MountSource, ContainerSpecInput as PortInput, ResolvedImage, SandboxSpecFactory, SpecFactory } from '../../commands/ports.js';
+import type {
+  MountSource,
+  ContainerSpecInput as PortInput,
+  ResolvedImage,
+  SandboxSpecFactory,
+  SpecFactory,
+} from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { checkLogPathOnHost, readLocalhostProfile, resolveMountSource } from '../fs/host-paths.js';
 import type { ContainerConfig__Output } from '../cri/generated/runtime/v1/ContainerConfig.js';
@@ -30,8 +36,14 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
   async containerSpec(input: PortInput) {
     const config = input.config as ContainerConfig__Output;
     const sandboxConfig = input.sandboxConfig as PodSandboxConfig__Output | null;
-    if (sandboxConfig === null || sandboxConfig === undefined) throw new InvalidArgumentError('sandbox_config', 'must be set');
-    const volumes = imageVolumeDirs(input.image.config.volumes, config.mounts ?? [], input.dirs.root, this.o.ignoreImageDefinedVolumes ?? false);
+    if (sandboxConfig === null || sandboxConfig === undefined)
+      throw new InvalidArgumentError('sandbox_config', 'must be set');
+    const volumes = imageVolumeDirs(
+      input.image.config.volumes,
+      config.mounts ?? [],
+      input.dirs.root,
+      this.o.ignoreImageDefinedVolumes ?? false,
+    );
     const logPath = containerLogPath(sandboxConfig.logDirectory ?? '', config.logPath ?? '');
     checkLogPathOnHost(sandboxConfig.logDirectory ?? '', logPath, 'config.log_path');
     const mountSources: MountSource[] = [];
@@ -46,7 +58,14 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
       config,
       sandboxConfig,
       image: { name: input.image.name, config: input.image.config, ...input.userFiles },
-      sandbox: { pid: input.sandbox.pid, netnsPath: input.sandbox.hostNetwork ? '' : input.sandbox.netnsPath, files: this.o.sandboxFiles(input.sandbox.id, sandboxConfig.linux?.securityContext?.namespaceOptions?.ipc === 'NODE') },
+      sandbox: {
+        pid: input.sandbox.pid,
+        netnsPath: input.sandbox.hostNetwork ? '' : input.sandbox.netnsPath,
+        files: this.o.sandboxFiles(
+          input.sandbox.id,
+          sandboxConfig.linux?.securityContext?.namespaceOptions?.ipc === 'NODE',
+        ),
+      },
       imageVolumes: volumes,
       resolveHostPath: resolveHostPath,
       hostPropagation,
@@ -55,7 +74,13 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
       host: this.o.host,
       options: this.o.options,
     });
-    return { spec: result.spec as unknown as Record<string, unknown>, volumeHostPaths: volumes.map((v) => v.hostPath), mountSources, logPath, notes: result.notes };
+    return {
+      spec: result.spec as unknown as Record<string, unknown>,
+      volumeHostPaths: volumes.map((v) => v.hostPath),
+      mountSources,
+      logPath,
+      notes: result.notes,
+    };
   }
 
   async sandboxSpec(input: { sandboxId: string; config: unknown; image: ResolvedImage; netnsPath: string }) {

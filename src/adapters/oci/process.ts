@@ -11,7 +11,10 @@ export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/
  * image's Entrypoint and `args` replace its Cmd; a command without args drops the image's
  * Cmd, because the Cmd was written as arguments for the image's own entrypoint.
  */
-export function processArgs(config: Pick<ContainerConfig__Output, 'command' | 'args'>, image: ImageConfigInput): string[] {
+export function processArgs(
+  config: Pick<ContainerConfig__Output, 'command' | 'args'>,
+  image: ImageConfigInput,
+): string[] {
   let command = [...config.command];
   let args = [...config.args];
   if (command.length === 0) {
@@ -55,7 +58,11 @@ export function mergeEnv(...lists: readonly (readonly string[])[]): string[] {
 }
 
 /** PATH default, HOSTNAME, then the image's env, then the request's envs (which win). */
-export function containerEnv(config: Pick<ContainerConfig__Output, 'envs'>, image: ImageConfigInput, hostname: string): string[] {
+export function containerEnv(
+  config: Pick<ContainerConfig__Output, 'envs'>,
+  image: ImageConfigInput,
+  hostname: string,
+): string[] {
   const requested = config.envs.map((kv) => `${kv.key}=${kv.value}`);
   return mergeEnv([DEFAULT_PATH_ENV], [`HOSTNAME=${hostname}`], image.env ?? [], requested);
 }

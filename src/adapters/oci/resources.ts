@@ -65,8 +65,13 @@ export function containerResources(
   if (period < 0) throw new InvalidArgumentError(f('cpu_period'), 'must not be negative');
   if (shares < 0) throw new InvalidArgumentError(f('cpu_shares'), 'must not be negative');
   // The kernel's own bounds: absurd values are refused here, not by runc half-way through.
-  if (period !== 0 && (period < CPU_PERIOD_MIN || period > CPU_PERIOD_MAX)) throw new InvalidArgumentError(f('cpu_period'), `${period} is outside ${CPU_PERIOD_MIN}..${CPU_PERIOD_MAX} µs`);
-  if (quota < -1 || (quota > 0 && quota < CPU_QUOTA_MIN)) throw new InvalidArgumentError(f('cpu_quota'), `${quota} is not -1 (no limit), 0 (unset) or at least ${CPU_QUOTA_MIN} µs`);
+  if (period !== 0 && (period < CPU_PERIOD_MIN || period > CPU_PERIOD_MAX))
+    throw new InvalidArgumentError(f('cpu_period'), `${period} is outside ${CPU_PERIOD_MIN}..${CPU_PERIOD_MAX} µs`);
+  if (quota < -1 || (quota > 0 && quota < CPU_QUOTA_MIN))
+    throw new InvalidArgumentError(
+      f('cpu_quota'),
+      `${quota} is not -1 (no limit), 0 (unset) or at least ${CPU_QUOTA_MIN} µs`,
+    );
   if (shares > CPU_SHARES_MAX) throw new InvalidArgumentError(f('cpu_shares'), `${shares} is above ${CPU_SHARES_MAX}`);
   if (period !== 0) cpu.period = period;
   if (quota !== 0) cpu.quota = quota;
@@ -77,7 +82,11 @@ export function containerResources(
 
   const limit = int64Field(r.memoryLimitInBytes, f('memory_limit_in_bytes'));
   if (limit < 0) throw new InvalidArgumentError(f('memory_limit_in_bytes'), `${limit} is negative`);
-  if (limit !== 0 && limit < MEMORY_LIMIT_MIN) throw new InvalidArgumentError(f('memory_limit_in_bytes'), `${limit} bytes is below the ${MEMORY_LIMIT_MIN}-byte minimum (runc and the kernel refuse less)`);
+  if (limit !== 0 && limit < MEMORY_LIMIT_MIN)
+    throw new InvalidArgumentError(
+      f('memory_limit_in_bytes'),
+      `${limit} bytes is below the ${MEMORY_LIMIT_MIN}-byte minimum (runc and the kernel refuse less)`,
+    );
   if (limit !== 0) {
     const swap = int64Field(r.memorySwapLimitInBytes, f('memory_swap_limit_in_bytes'));
     out.memory = { limit };
@@ -112,10 +121,16 @@ export function containerResources(
  * a `..` component or a control byte is refused: runc would clean it, but the spec in
  * the log should say where the pod's cgroup is.
  */
-export function cgroupsPath(cgroupParent: string, id: string, containerdNamespace: string, field = 'linux.cgroup_parent'): string {
+export function cgroupsPath(
+  cgroupParent: string,
+  id: string,
+  containerdNamespace: string,
+  field = 'linux.cgroup_parent',
+): string {
   if (cgroupParent === '') return posix.join('/', containerdNamespace, id);
   plainText(cgroupParent, field);
-  if (cgroupParent.split('/').includes('..')) throw new InvalidArgumentError(field, `"${cgroupParent}" contains a ".." component`);
+  if (cgroupParent.split('/').includes('..'))
+    throw new InvalidArgumentError(field, `"${cgroupParent}" contains a ".." component`);
   const base = posix.basename(cgroupParent);
   if (base.endsWith('.slice')) return `${base}:${SYSTEMD_CGROUP_PREFIX}:${id}`;
   return posix.join(cgroupParent, id);

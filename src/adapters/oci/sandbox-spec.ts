@@ -30,11 +30,14 @@ export function buildSandboxSpec(input: SandboxSpecInput): SpecResult {
   const hostNetwork = nsOptions?.network === 'NODE';
 
   const args = [...(image.config.entrypoint ?? []), ...(image.config.cmd ?? [])];
-  if (args.length === 0) throw new InvalidArgumentError('sandbox_image', `the sandbox image ${image.name} has no Entrypoint or Cmd`);
+  if (args.length === 0)
+    throw new InvalidArgumentError('sandbox_image', `the sandbox image ${image.name} has no Entrypoint or Cmd`);
 
   const fromRequest = requestedUser('', sc?.runAsUser ?? null, sc?.runAsGroup ?? null, SC);
   const source =
-    fromRequest !== '' ? { userstr: fromRequest, field: `${SC}.run_as_user` } : { userstr: image.config.user ?? '', field: 'sandbox_image.config.User' };
+    fromRequest !== ''
+      ? { userstr: fromRequest, field: `${SC}.run_as_user` }
+      : { userstr: image.config.user ?? '', field: 'sandbox_image.config.User' };
   const user = resolveUser(source, image.passwd, image.group);
   // pause needs none of them; the default set keeps the spec containerd's, less any this
   // service does not hold itself, which runc could not grant and would fail the pod on.
@@ -53,13 +56,26 @@ export function buildSandboxSpec(input: SandboxSpecInput): SpecResult {
   ];
 
   const oomField = 'sandbox oom_score_adj';
-  const oom = oomScoreAdj(DEFAULT_SANDBOX_OOM_SCORE_ADJ, options.restrictOomScoreAdj, host.currentOomScoreAdj, oomField);
-  if (oom !== DEFAULT_SANDBOX_OOM_SCORE_ADJ) notes.push(`resources: sandbox oom_score_adj ${DEFAULT_SANDBOX_OOM_SCORE_ADJ} clamped to ${oom} (restrictOomScoreAdj)`);
+  const oom = oomScoreAdj(
+    DEFAULT_SANDBOX_OOM_SCORE_ADJ,
+    options.restrictOomScoreAdj,
+    host.currentOomScoreAdj,
+    oomField,
+  );
+  if (oom !== DEFAULT_SANDBOX_OOM_SCORE_ADJ)
+    notes.push(
+      `resources: sandbox oom_score_adj ${DEFAULT_SANDBOX_OOM_SCORE_ADJ} clamped to ${oom} (restrictOomScoreAdj)`,
+    );
 
   const linux: OciLinux = {
     namespaces: sandboxNamespaces(nsOptions, input.netnsPath),
     resources: { devices: [{ ...DENY_ALL_DEVICES }], cpu: { shares: DEFAULT_SANDBOX_CPU_SHARES } },
-    cgroupsPath: cgroupsPath(config.linux?.cgroupParent ?? '', input.sandboxId, options.containerdNamespace, 'config.linux.cgroup_parent'),
+    cgroupsPath: cgroupsPath(
+      config.linux?.cgroupParent ?? '',
+      input.sandboxId,
+      options.containerdNamespace,
+      'config.linux.cgroup_parent',
+    ),
     sysctl: { ...config.linux?.sysctls },
     maskedPaths: [...DEFAULT_MASKED_PATHS],
     readonlyPaths: [...DEFAULT_READONLY_PATHS],

@@ -14,7 +14,11 @@ export type SeccompChoice = { kind: 'unconfined' } | { kind: 'default' } | { kin
  * `seccomp_profile_path` string; neither set means unconfined, as with containerd's
  * default config (kubelet sends RuntimeDefault explicitly when the pod wants it).
  */
-export function seccompChoice(profile: SecurityProfile__Output | null, profilePath: string, fieldPrefix: string): SeccompChoice {
+export function seccompChoice(
+  profile: SecurityProfile__Output | null,
+  profilePath: string,
+  fieldPrefix: string,
+): SeccompChoice {
   if (profile !== null) {
     const field = `${fieldPrefix}.seccomp`;
     if (profile.profileType !== 'Localhost' && profile.localhostRef !== '') {
@@ -26,7 +30,10 @@ export function seccompChoice(profile: SecurityProfile__Output | null, profilePa
       case 'RuntimeDefault':
         return { kind: 'default' };
       case 'Localhost':
-        return { kind: 'localhost', path: localPath(profile.localhostRef.replace(/^localhost\//, ''), `${field}.localhost_ref`) };
+        return {
+          kind: 'localhost',
+          path: localPath(profile.localhostRef.replace(/^localhost\//, ''), `${field}.localhost_ref`),
+        };
       default:
         throw new InvalidArgumentError(`${field}.profile_type`, `unknown profile type ${String(profile.profileType)}`);
     }
@@ -41,7 +48,10 @@ export function seccompChoice(profile: SecurityProfile__Output | null, profilePa
       return { kind: 'default' };
     default:
       if (!profilePath.startsWith(LOCALHOST_PREFIX)) {
-        throw new InvalidArgumentError(field, `unsupported profile "${profilePath}": use unconfined, runtime/default, docker/default or localhost/<path>`);
+        throw new InvalidArgumentError(
+          field,
+          `unsupported profile "${profilePath}": use unconfined, runtime/default, docker/default or localhost/<path>`,
+        );
       }
       return { kind: 'localhost', path: localPath(profilePath.slice(LOCALHOST_PREFIX.length), field) };
   }
@@ -49,7 +59,8 @@ export function seccompChoice(profile: SecurityProfile__Output | null, profilePa
 
 /** An absolute host path without `..` or control bytes (`localhost/../../etc/shadow` is refused, not cleaned). */
 function localPath(path: string, field: string): string {
-  if (!path.startsWith('/')) throw new InvalidArgumentError(field, `the localhost profile "${path}" must be an absolute path on the host`);
+  if (!path.startsWith('/'))
+    throw new InvalidArgumentError(field, `the localhost profile "${path}" must be an absolute path on the host`);
   return absolutePath(path, field);
 }
 
@@ -72,7 +83,9 @@ export function seccompFor(choice: SeccompChoice, ctx: SeccompContext): OciSecco
   try {
     loaded = ctx.loadLocalhostProfile(choice.path);
   } catch (err) {
-    throw new InvalidArgumentError(ctx.field, `cannot load seccomp profile ${choice.path}: ${(err as Error).message}`, { cause: err });
+    throw new InvalidArgumentError(ctx.field, `cannot load seccomp profile ${choice.path}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (typeof loaded === 'string') {
     try {
@@ -95,7 +108,8 @@ export function parseSeccompProfile(json: unknown, field: string): OciSeccomp {
   };
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return bad('not a JSON object');
   const o = json as Record<string, unknown>;
-  if (typeof o.defaultAction !== 'string' || !o.defaultAction.startsWith('SCMP_ACT_')) return bad('defaultAction is missing');
+  if (typeof o.defaultAction !== 'string' || !o.defaultAction.startsWith('SCMP_ACT_'))
+    return bad('defaultAction is missing');
   const profile: OciSeccomp = { defaultAction: o.defaultAction as OciSeccomp['defaultAction'] };
   if (typeof o.defaultErrnoRet === 'number') profile.defaultErrnoRet = o.defaultErrnoRet;
   if (Array.isArray(o.architectures)) profile.architectures = o.architectures.map(String);

@@ -4,13 +4,26 @@ import type { SELinuxOption__Output } from '../cri/generated/runtime/v1/SELinuxO
 
 /** kubelet's masked paths for procMount Default (what it sends; used when asked to fill in unset lists). */
 export const DEFAULT_MASKED_PATHS: readonly string[] = [
-  '/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
-  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
 ];
 
 /** kubelet's read-only paths for procMount Default. */
 export const DEFAULT_READONLY_PATHS: readonly string[] = [
-  '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger',
+  '/proc/bus',
+  '/proc/fs',
+  '/proc/irq',
+  '/proc/sys',
+  '/proc/sysrq-trigger',
 ];
 
 /** The AppArmor profile for RuntimeDefault; the host must have it loaded (see docs/oci-spec.md). */
@@ -51,7 +64,11 @@ export type AppArmorChoice = { kind: 'unconfined' } | { kind: 'default' } | { ki
  * `apparmor_profile` string; unset means the runtime default, as containerd does after
  * kubernetes#51746.
  */
-export function appArmorChoice(profile: SecurityProfile__Output | null, legacy: string, fieldPrefix: string): AppArmorChoice {
+export function appArmorChoice(
+  profile: SecurityProfile__Output | null,
+  legacy: string,
+  fieldPrefix: string,
+): AppArmorChoice {
   if (profile !== null) {
     switch (profile.profileType) {
       case 'Unconfined':
@@ -64,7 +81,10 @@ export function appArmorChoice(profile: SecurityProfile__Output | null, legacy: 
         return { kind: 'localhost', name };
       }
       default:
-        throw new InvalidArgumentError(`${fieldPrefix}.apparmor.profile_type`, `unknown profile type ${String(profile.profileType)}`);
+        throw new InvalidArgumentError(
+          `${fieldPrefix}.apparmor.profile_type`,
+          `unknown profile type ${String(profile.profileType)}`,
+        );
     }
   }
   if (legacy === '' || legacy === 'runtime/default') return { kind: 'default' };
@@ -79,7 +99,12 @@ export function appArmorChoice(profile: SecurityProfile__Output | null, legacy: 
  * The process's AppArmor profile, or undefined. Without AppArmor on the host this is a
  * no-op with a note (a profile could not be enforced, and runc would fail on it).
  */
-export function appArmorProfile(choice: AppArmorChoice, privileged: boolean, hostAppArmor: boolean, notes: string[]): string | undefined {
+export function appArmorProfile(
+  choice: AppArmorChoice,
+  privileged: boolean,
+  hostAppArmor: boolean,
+  notes: string[],
+): string | undefined {
   if (choice.kind === 'unconfined') return undefined;
   if (!hostAppArmor) {
     const what = choice.kind === 'default' ? 'runtime/default' : `localhost/${choice.name}`;

@@ -50,7 +50,16 @@ export function parseGroup(text: string | undefined): GroupEntry[] {
   return records(text).flatMap(([name, , gid, members]) => {
     const g = numeric(gid);
     if (!name || g === undefined) return [];
-    return [{ name, gid: g, members: (members ?? '').split(',').map((m) => m.trim()).filter(Boolean) }];
+    return [
+      {
+        name,
+        gid: g,
+        members: (members ?? '')
+          .split(',')
+          .map((m) => m.trim())
+          .filter(Boolean),
+      },
+    ];
   });
 }
 
@@ -77,7 +86,10 @@ export function requestedUser(
   if (runAsGroup === null) return user;
   const group = idField(runAsGroup.value, `${fieldPrefix}.run_as_group`);
   if (user === '') {
-    throw new InvalidArgumentError(`${fieldPrefix}.run_as_group`, `group ${group} is set without run_as_user or run_as_username`);
+    throw new InvalidArgumentError(
+      `${fieldPrefix}.run_as_group`,
+      `group ${group} is set without run_as_user or run_as_username`,
+    );
   }
   return `${user}:${group}`;
 }
@@ -94,7 +106,11 @@ export interface ResolvedUser {
  * with gid 0 (as docker does), a name missing from it is an error; a group name must be in
  * /etc/group.
  */
-export function resolveUser(source: UserSource, passwdText: string | undefined, groupText: string | undefined): ResolvedUser {
+export function resolveUser(
+  source: UserSource,
+  passwdText: string | undefined,
+  groupText: string | undefined,
+): ResolvedUser {
   const { userstr, field } = source;
   if (userstr === '') return withName({ uid: 0, gid: 0 }, passwdText);
   const parts = userstr.split(':');

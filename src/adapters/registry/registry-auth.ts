@@ -83,7 +83,12 @@ export class RegistryAuthorizer {
   }
 
   /** The Authorization header answering `challenges`; concurrent callers share one token request. */
-  async authorize(origin: string, challenges: AuthChallenge[], scope: string, tls: HttpRequest['tls']): Promise<string> {
+  async authorize(
+    origin: string,
+    challenges: AuthChallenge[],
+    scope: string,
+    tls: HttpRequest['tls'],
+  ): Promise<string> {
     const key = `${origin} ${scope}`;
     let pending = this.pending.get(key);
     if (!pending) {
@@ -105,9 +110,15 @@ export class RegistryAuthorizer {
     }
     if (basic) {
       if (!creds) throw new AttemptFailure('unauthenticated', '401, Basic auth asked and no credentials given');
-      return { header: `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`, expiresAt: Infinity };
+      return {
+        header: `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`,
+        expiresAt: Infinity,
+      };
     }
-    throw new AttemptFailure('unauthenticated', `401 with no supported challenge (${challenges.map((c) => c.scheme).join(', ') || 'none'})`);
+    throw new AttemptFailure(
+      'unauthenticated',
+      `401 with no supported challenge (${challenges.map((c) => c.scheme).join(', ') || 'none'})`,
+    );
   }
 
   private async fetchToken(challenge: AuthChallenge, ourScope: string, tls: HttpRequest['tls']): Promise<Cached> {
@@ -122,9 +133,19 @@ export class RegistryAuthorizer {
     const service = challenge.params.service;
     const scope = challenge.params.scope ?? ourScope;
     const creds = credentials(this.auth);
-    const request: HttpRequest = { method: 'GET', url, headers: { 'user-agent': CLIENT_ID, accept: 'application/json' }, tls };
+    const request: HttpRequest = {
+      method: 'GET',
+      url,
+      headers: { 'user-agent': CLIENT_ID, accept: 'application/json' },
+      tls,
+    };
     if (this.auth?.identityToken) {
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.auth.identityToken, client_id: CLIENT_ID, scope });
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: this.auth.identityToken,
+        client_id: CLIENT_ID,
+        scope,
+      });
       if (service) form.set('service', service);
       request.method = 'POST';
       request.body = form.toString();
@@ -132,7 +153,8 @@ export class RegistryAuthorizer {
     } else {
       if (service) url.searchParams.set('service', service);
       for (const s of scope.split(' ')) url.searchParams.append('scope', s);
-      if (creds) request.headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+      if (creds)
+        request.headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
     }
     const where = `token service ${url.origin}${url.pathname}`;
     let res;
@@ -156,7 +178,11 @@ export class RegistryAuthorizer {
     }
     const token = body.access_token || body.token;
     if (!token) throw new AttemptFailure('protocol', `${where} sent no token`);
-    const lifetimeMs = (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_LIFETIME_S) * 1000;
-    return { header: `Bearer ${token}`, expiresAt: this.now() + lifetimeMs - Math.min(DEFAULT_TOKEN_RENEW_MARGIN_MS, lifetimeMs / 2) };
+    const lifetimeMs =
+      (typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_LIFETIME_S) * 1000;
+    return {
+      header: `Bearer ${token}`,
+      expiresAt: this.now() + lifetimeMs - Math.min(DEFAULT_TOKEN_RENEW_MARGIN_MS, lifetimeMs / 2),
+    };
   }
 }

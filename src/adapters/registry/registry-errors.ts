@@ -32,7 +32,12 @@ export abstract class RegistryError extends CriLedgerError {
 
 /** The repository, tag, manifest or blob does not exist on the registry (gRPC NOT_FOUND). */
 export class RegistryNotFoundError extends RegistryError {
-  constructor(reference: string, registry: string, readonly what: string, attempts: readonly RegistryAttempt[]) {
+  constructor(
+    reference: string,
+    registry: string,
+    readonly what: string,
+    attempts: readonly RegistryAttempt[],
+  ) {
     super(reference, registry, attempts, `${reference} not found on registry ${registry} (${what})`);
   }
 }
@@ -53,15 +58,32 @@ export class RegistryPermissionDeniedError extends RegistryError {
 
 /** No host could be reached or answered usefully: refused, DNS, TLS, timeout, 5xx, 429 (gRPC UNAVAILABLE). */
 export class RegistryUnavailableError extends RegistryError {
-  constructor(reference: string, registry: string, attempts: readonly RegistryAttempt[], options?: { cause?: unknown }) {
+  constructor(
+    reference: string,
+    registry: string,
+    attempts: readonly RegistryAttempt[],
+    options?: { cause?: unknown },
+  ) {
     super(reference, registry, attempts, `registry ${registry} is unavailable for ${reference}`, options);
   }
 }
 
 /** The registry answered something this client cannot use: an unexpected status, a schema 1 or malformed manifest (gRPC UNKNOWN). */
 export class RegistryProtocolError extends RegistryError {
-  constructor(reference: string, registry: string, detail: string, attempts: readonly RegistryAttempt[] = [], options?: { cause?: unknown }) {
-    super(reference, registry, attempts, `registry ${registry} gave an unusable answer for ${reference}: ${detail}`, options);
+  constructor(
+    reference: string,
+    registry: string,
+    detail: string,
+    attempts: readonly RegistryAttempt[] = [],
+    options?: { cause?: unknown },
+  ) {
+    super(
+      reference,
+      registry,
+      attempts,
+      `registry ${registry} gave an unusable answer for ${reference}: ${detail}`,
+      options,
+    );
   }
 }
 

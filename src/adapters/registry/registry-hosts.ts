@@ -44,14 +44,20 @@ function host(file: string, url: string, table: TomlTable, where: string): Regis
   } catch {
     throw new HostsConfigError(file, `${where}: "${url}" is not a URL`);
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new HostsConfigError(file, `${where}: "${url}" is neither http nor https`);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new HostsConfigError(file, `${where}: "${url}" is neither http nor https`);
   const origin = withScheme.replace(/\/+$/, '');
   const api = parsed.pathname.replace(/\/+$/, '').endsWith('/v2') ? origin : `${origin}/v2`;
 
   const caps = table.capabilities;
   let capabilities = ALL_CAPABILITIES;
   if (caps !== undefined) {
-    if (!Array.isArray(caps) || !caps.every((c): c is HostCapability => typeof c === 'string' && (ALL_CAPABILITIES as readonly string[]).includes(c))) {
+    if (
+      !Array.isArray(caps) ||
+      !caps.every(
+        (c): c is HostCapability => typeof c === 'string' && (ALL_CAPABILITIES as readonly string[]).includes(c),
+      )
+    ) {
       throw new HostsConfigError(file, `${where}: capabilities must be a list of "pull", "resolve", "push"`);
     }
     capabilities = caps;

@@ -48,13 +48,15 @@ export function nodeHttpTransport(timeoutMs = DEFAULT_REGISTRY_RESPONSE_TIMEOUT_
       if (request.url.protocol === 'https:' && request.tls) {
         options.rejectUnauthorized = !request.tls.skipVerify;
         // `ca` replaces the system roots in node; a registry's private CA is in addition to them.
-        if (request.tls.ca.length > 0) options.ca = [...rootCertificates, ...request.tls.ca.map((b) => b.toString('utf8'))];
+        if (request.tls.ca.length > 0)
+          options.ca = [...rootCertificates, ...request.tls.ca.map((b) => b.toString('utf8'))];
       }
       const send = request.url.protocol === 'https:' ? https.request : http.request;
       const req = send(request.url, options, (res) => {
         req.setTimeout(0);
         const headers: Record<string, string | undefined> = {};
-        for (const [name, value] of Object.entries(res.headers)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+        for (const [name, value] of Object.entries(res.headers))
+          headers[name] = Array.isArray(value) ? value.join(', ') : value;
         resolve({ status: res.statusCode ?? 0, headers, body: res });
       });
       req.on('timeout', () => req.destroy(new Error(`no response within ${timeoutMs} ms`)));

@@ -2,7 +2,15 @@ import { readFile } from 'node:fs/promises';
 import { pipeline, type Readable } from 'node:stream';
 import type { Descriptor, ImageSource } from '../images/image-source.js';
 import { formatImageRef, parseImageRef, type ImageRef } from '../containerd/image-ref.js';
-import { hostPlatform, MEDIA_TYPES, parseImageDocument, selectManifest, sha256Digest, type OciDescriptor, type Platform } from '../containerd/image-manifest.js';
+import {
+  hostPlatform,
+  MEDIA_TYPES,
+  parseImageDocument,
+  selectManifest,
+  sha256Digest,
+  type OciDescriptor,
+  type Platform,
+} from '../containerd/image-manifest.js';
 import { RegistryAuthorizer, parseChallenges, type RegistryAuth } from './registry-auth.js';
 import {
   ContentVerificationError,
@@ -16,7 +24,15 @@ import {
   type RegistryAttempt,
 } from './registry-errors.js';
 import { loadRegistryHosts, type HostCapability, type RegistryHost } from './registry-hosts.js';
-import { AttemptFailure, nodeHttpTransport, readBody, readErrorBody, type HttpRequest, type HttpResponse, type HttpTransport } from './registry-http.js';
+import {
+  AttemptFailure,
+  nodeHttpTransport,
+  readBody,
+  readErrorBody,
+  type HttpRequest,
+  type HttpResponse,
+  type HttpTransport,
+} from './registry-http.js';
 import { digestOf, VerifyingStream } from './verifying-stream.js';
 
 /*
@@ -32,7 +48,12 @@ export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const MAX_FETCH_BYTES = 16 * 1024 * 1024;
 export const MAX_REDIRECTS = 5;
 
-const MANIFEST_TYPES: readonly string[] = [MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList, MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest];
+const MANIFEST_TYPES: readonly string[] = [
+  MEDIA_TYPES.ociIndex,
+  MEDIA_TYPES.dockerManifestList,
+  MEDIA_TYPES.ociManifest,
+  MEDIA_TYPES.dockerManifest,
+];
 const ACCEPT_MANIFESTS = MANIFEST_TYPES.join(', ');
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const USER_AGENT = 'cri-ledger';
@@ -63,14 +84,20 @@ function formatPlatform(p: Platform | undefined): string {
 }
 
 function toDescriptor(d: OciDescriptor, fallbackType: string): Descriptor {
-  return { mediaType: d.mediaType ?? fallbackType, digest: d.digest, size: d.size, ...(d.platform ? { platform: d.platform } : {}) };
+  return {
+    mediaType: d.mediaType ?? fallbackType,
+    digest: d.digest,
+    size: d.size,
+    ...(d.platform ? { platform: d.platform } : {}),
+  };
 }
 
 /** `MANIFEST_UNKNOWN manifest unknown` from a distribution error body, else its start. */
 function errorDetail(body: string): string {
   try {
     const parsed = JSON.parse(body) as { errors?: { code?: string; message?: string }[] };
-    if (Array.isArray(parsed.errors) && parsed.errors.length > 0) return parsed.errors.map((e) => [e.code, e.message].filter(Boolean).join(' ')).join('; ');
+    if (Array.isArray(parsed.errors) && parsed.errors.length > 0)
+      return parsed.errors.map((e) => [e.code, e.message].filter(Boolean).join(' ')).join('; ');
   } catch {
     // Not JSON: a proxy's HTML page, say.
   }
@@ -111,21 +138,34 @@ export class RegistrySource implements ImageSource {
   async resolve(): Promise<{ descriptor: Descriptor; bytes: Buffer }> {
     const object = this.ref.digest ?? this.ref.tag!;
     // A tag needs a host trusted to resolve names; a digest is checked, so any puller will do.
-    const res = await this.request(`manifest ${object}`, `manifests/${object}`, ACCEPT_MANIFESTS, this.ref.digest ? 'pull' : 'resolve');
+    const res = await this.request(
+      `manifest ${object}`,
+      `manifests/${object}`,
+      ACCEPT_MANIFESTS,
+      this.ref.digest ? 'pull' : 'resolve',
+    );
     const bytes = await this.readWhole(res.body, MAX_MANIFEST_BYTES, object);
     const mediaType = this.manifestMediaType(res.headers['content-type'], bytes);
     // By tag, the registry's Docker-Content-Digest (when sent) must match what arrived.
     const claimed = this.ref.digest ?? res.headers['docker-content-digest'];
     const actual = (claimed && digestOf(bytes, claimed)) || sha256Digest(bytes);
     if (claimed && actual !== claimed) {
-      throw new ContentVerificationError(this.reference, claimed, `the manifest from ${this.origin} hashes to ${actual}`);
+      throw new ContentVerificationError(
+        this.reference,
+        claimed,
+        `the manifest from ${this.origin} hashes to ${actual}`,
+      );
     }
     return { descriptor: { mediaType, digest: actual, size: bytes.length }, bytes };
   }
 
   async fetch(descriptor: Descriptor): Promise<Buffer> {
     if (descriptor.size > MAX_FETCH_BYTES) {
-      throw new RegistryProtocolError(this.reference, this.ref.domain, `${descriptor.digest} is ${descriptor.size} bytes, more than fetch() buffers (${MAX_FETCH_BYTES}); read it with blob()`);
+      throw new RegistryProtocolError(
+        this.reference,
+        this.ref.domain,
+        `${descriptor.digest} is ${descriptor.size} bytes, more than fetch() buffers (${MAX_FETCH_BYTES}); read it with blob()`,
+      );
     }
     return this.readWhole(await this.blob(descriptor), MAX_FETCH_BYTES, descriptor.digest);
   }
@@ -134,12 +174,24 @@ export class RegistrySource implements ImageSource {
     const verifier = new VerifyingStream(descriptor, this.reference);
     const isManifest = MANIFEST_TYPES.includes(descriptor.mediaType);
     const path = `${isManifest ? 'manifests' : 'blobs'}/${descriptor.digest}`;
-    const res = await this.request(`${isManifest ? 'manifest' : 'blob'} ${descriptor.digest}`, path, isManifest ? ACCEPT_MANIFESTS : '*/*', 'pull');
+    const res = await this.request(
+      `${isManifest ? 'manifest' : 'blob'} ${descriptor.digest}`,
+      path,
+      isManifest ? ACCEPT_MANIFESTS : '*/*',
+      'pull',
+    );
     // A body cut short (the registry died, the connection reset) reaches the reader as
     // the registry being unavailable, naming the blob and where it was read from.
     const origin = this.origin;
     res.body.once('error', (cause) =>
-      verifier.destroy(new RegistryUnavailableError(this.reference, this.ref.domain, [{ url: origin, outcome: `reading ${descriptor.digest} broke off: ${cause.message}` }], { cause })),
+      verifier.destroy(
+        new RegistryUnavailableError(
+          this.reference,
+          this.ref.domain,
+          [{ url: origin, outcome: `reading ${descriptor.digest} broke off: ${cause.message}` }],
+          { cause },
+        ),
+      ),
     );
     pipeline(res.body, verifier, () => {});
     return verifier;
@@ -151,20 +203,41 @@ export class RegistrySource implements ImageSource {
     let doc = this.parse(bytes, descriptor);
     if (doc.kind === 'index') {
       const chosen = selectManifest(doc.manifests, this.platform);
-      if (!chosen) throw new PlatformNotFoundError(this.reference, formatPlatform(this.platform), doc.manifests.map((m) => formatPlatform(m.platform)));
+      if (!chosen)
+        throw new PlatformNotFoundError(
+          this.reference,
+          formatPlatform(this.platform),
+          doc.manifests.map((m) => formatPlatform(m.platform)),
+        );
       descriptor = toDescriptor(chosen, MEDIA_TYPES.ociManifest);
       bytes = await this.fetch(descriptor);
       doc = this.parse(bytes, descriptor);
-      if (doc.kind === 'index') throw new RegistryProtocolError(this.reference, this.ref.domain, `${descriptor.digest} is an index inside an index`);
+      if (doc.kind === 'index')
+        throw new RegistryProtocolError(
+          this.reference,
+          this.ref.domain,
+          `${descriptor.digest} is an index inside an index`,
+        );
     }
-    return { descriptor, bytes, config: toDescriptor(doc.config, 'application/vnd.oci.image.config.v1+json'), layers: doc.layers.map((l) => toDescriptor(l, 'application/vnd.oci.image.layer.v1.tar+gzip')) };
+    return {
+      descriptor,
+      bytes,
+      config: toDescriptor(doc.config, 'application/vnd.oci.image.config.v1+json'),
+      layers: doc.layers.map((l) => toDescriptor(l, 'application/vnd.oci.image.layer.v1.tar+gzip')),
+    };
   }
 
   private parse(bytes: Buffer, descriptor: Descriptor): ReturnType<typeof parseImageDocument> {
     try {
       return parseImageDocument(bytes, descriptor.mediaType);
     } catch (error) {
-      throw new RegistryProtocolError(this.reference, this.ref.domain, `${descriptor.digest}: ${(error as Error).message}`, [], { cause: error });
+      throw new RegistryProtocolError(
+        this.reference,
+        this.ref.domain,
+        `${descriptor.digest}: ${(error as Error).message}`,
+        [],
+        { cause: error },
+      );
     }
   }
 
@@ -175,14 +248,23 @@ export class RegistrySource implements ImageSource {
     try {
       doc = JSON.parse(bytes.toString('utf8')) as typeof doc;
     } catch {
-      throw new RegistryProtocolError(this.reference, this.ref.domain, `the manifest from ${this.origin} (${type || 'no content type'}) is not JSON`);
+      throw new RegistryProtocolError(
+        this.reference,
+        this.ref.domain,
+        `the manifest from ${this.origin} (${type || 'no content type'}) is not JSON`,
+      );
     }
     if (typeof doc.mediaType === 'string' && MANIFEST_TYPES.includes(doc.mediaType)) return doc.mediaType;
-    if (doc.schemaVersion === 1) throw new RegistryProtocolError(this.reference, this.ref.domain, 'Docker schema 1 manifests are not supported');
+    if (doc.schemaVersion === 1)
+      throw new RegistryProtocolError(this.reference, this.ref.domain, 'Docker schema 1 manifests are not supported');
     // An OCI document may leave mediaType out; its shape says what it is.
     if (Array.isArray(doc.manifests)) return MEDIA_TYPES.ociIndex;
     if (doc.config !== undefined) return MEDIA_TYPES.ociManifest;
-    throw new RegistryProtocolError(this.reference, this.ref.domain, `unsupported manifest type ${type || '(none)'} from ${this.origin}`);
+    throw new RegistryProtocolError(
+      this.reference,
+      this.ref.domain,
+      `unsupported manifest type ${type || '(none)'} from ${this.origin}`,
+    );
   }
 
   private async readWhole(body: Readable, limit: number, what: string): Promise<Buffer> {
@@ -190,7 +272,12 @@ export class RegistrySource implements ImageSource {
       return await readBody(body, limit);
     } catch (error) {
       if (error instanceof ContentVerificationError) throw error;
-      throw new RegistryUnavailableError(this.reference, this.ref.domain, [{ url: this.origin, outcome: `reading ${what}: ${(error as Error).message}` }], { cause: error });
+      throw new RegistryUnavailableError(
+        this.reference,
+        this.ref.domain,
+        [{ url: this.origin, outcome: `reading ${what}: ${(error as Error).message}` }],
+        { cause: error },
+      );
     }
   }
 
@@ -223,8 +310,10 @@ export class RegistrySource implements ImageSource {
     if (kinds.includes('unauthenticated')) throw new RegistryUnauthenticatedError(this.reference, registry, attempts);
     if (kinds.includes('denied')) throw new RegistryPermissionDeniedError(this.reference, registry, attempts);
     // The last host is the registry itself: its 404 is the answer even when a mirror was down.
-    if (kinds[kinds.length - 1] === 'not-found') throw new RegistryNotFoundError(this.reference, registry, what, attempts);
-    if (kinds.includes('unavailable') || kinds.length === 0) throw new RegistryUnavailableError(this.reference, registry, attempts);
+    if (kinds[kinds.length - 1] === 'not-found')
+      throw new RegistryNotFoundError(this.reference, registry, what, attempts);
+    if (kinds.includes('unavailable') || kinds.length === 0)
+      throw new RegistryUnavailableError(this.reference, registry, attempts);
     if (kinds.includes('not-found')) throw new RegistryNotFoundError(this.reference, registry, what, attempts);
     throw new RegistryProtocolError(this.reference, registry, `no host answered ${what}`, attempts);
   }
@@ -247,7 +336,12 @@ export class RegistrySource implements ImageSource {
     throw new AttemptFailure('unauthenticated', `401 with the credentials given${detail ? ` ${detail}` : ''}`);
   }
 
-  private async follow(url: URL, accept: string, authorization: string | undefined, tls: HttpRequest['tls']): Promise<HttpResponse> {
+  private async follow(
+    url: URL,
+    accept: string,
+    authorization: string | undefined,
+    tls: HttpRequest['tls'],
+  ): Promise<HttpResponse> {
     let current = url;
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { accept, 'user-agent': USER_AGENT };
@@ -281,5 +375,12 @@ export async function registrySource(reference: string, options: RegistrySourceO
     );
     tls.set(host, { skipVerify: host.skipVerify, ca });
   }
-  return new RegistrySource(ref, hosts, tls, options.auth, options.platform ?? hostPlatform(), options.transport ?? nodeHttpTransport());
+  return new RegistrySource(
+    ref,
+    hosts,
+    tls,
+    options.auth,
+    options.platform ?? hostPlatform(),
+    options.transport ?? nodeHttpTransport(),
+  );
 }

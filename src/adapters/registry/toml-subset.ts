@@ -77,7 +77,8 @@ class Parser {
 
   private expect(c: string): void {
     this.skipBlank(false);
-    if (this.peek() !== c) this.fail(`expected "${c}"${this.peek() === undefined ? ' before the end' : ` at "${this.peek()}"`}`);
+    if (this.peek() !== c)
+      this.fail(`expected "${c}"${this.peek() === undefined ? ' before the end' : ` at "${this.peek()}"`}`);
     this.pos++;
   }
 
@@ -131,7 +132,8 @@ class Parser {
     if (c === '{') this.fail('inline tables are not supported; use a [table] header');
     const rest = this.text.slice(this.pos);
     const word = /^(true|false|[+-]?[0-9](?:_?[0-9])*)(?=[\s,\]#]|$)/.exec(rest);
-    if (!word) this.fail(`unsupported value "${rest.split(/[\s,\]]/)[0]}" (strings, booleans, integers and arrays only)`);
+    if (!word)
+      this.fail(`unsupported value "${rest.split(/[\s,\]]/)[0]}" (strings, booleans, integers and arrays only)`);
     this.pos += word[1]!.length;
     if (word[1] === 'true') return true;
     if (word[1] === 'false') return false;

@@ -40,7 +40,13 @@ export class VerifyingStream extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.seen += chunk.length;
     if (this.seen > this.descriptor.size) {
-      callback(new ContentVerificationError(this.reference, this.descriptor.digest, `more than the expected ${this.descriptor.size} bytes`));
+      callback(
+        new ContentVerificationError(
+          this.reference,
+          this.descriptor.digest,
+          `more than the expected ${this.descriptor.size} bytes`,
+        ),
+      );
       return;
     }
     this.hash.update(chunk);
@@ -49,7 +55,13 @@ export class VerifyingStream extends Transform {
 
   override _flush(callback: TransformCallback): void {
     if (this.seen !== this.descriptor.size) {
-      callback(new ContentVerificationError(this.reference, this.descriptor.digest, `got ${this.seen} bytes, expected ${this.descriptor.size}`));
+      callback(
+        new ContentVerificationError(
+          this.reference,
+          this.descriptor.digest,
+          `got ${this.seen} bytes, expected ${this.descriptor.size}`,
+        ),
+      );
       return;
     }
     const actual = `${this.descriptor.digest.slice(0, this.descriptor.digest.indexOf(':'))}:${this.hash.digest('hex')}`;

@@ -42,7 +42,9 @@ export function registerEvents(program: Command): void {
     .option('--stream <stream>', 'only this stream, e.g. container-<id> (repeatable)', collect, [])
     .option('--type <type>', 'only this event type, e.g. Compensated (repeatable)', collect, [])
     .option('--json', 'print each event as its stored JSON, one per line (NDJSON)');
-  withSourceOptions(withConfigOptions(command)).action((options: EventsOptions, cmd: Command) => runEvents(options, cmd));
+  withSourceOptions(withConfigOptions(command)).action((options: EventsOptions, cmd: Command) =>
+    runEvents(options, cmd),
+  );
 }
 
 async function runEvents(options: EventsOptions, cmd: Command): Promise<void> {
@@ -58,7 +60,8 @@ async function runEvents(options: EventsOptions, cmd: Command): Promise<void> {
     }
   }
   for (const stream of options.stream) {
-    if (!/^(container|sandbox|image)-./.test(stream)) throw new InvalidArgumentError('--stream', `"${stream}" is not <container|sandbox|image>-<id>`);
+    if (!/^(container|sandbox|image)-./.test(stream))
+      throw new InvalidArgumentError('--stream', `"${stream}" is not <container|sandbox|image>-<id>`);
   }
 
   await withSource(cmd, async (source) => {
@@ -68,7 +71,15 @@ async function runEvents(options: EventsOptions, cmd: Command): Promise<void> {
       if (options.json) print(e.json);
       else {
         const ev = e.event;
-        table.row([String(e.seq), ev.at, shortStream(ev.stream), String(ev.version), ev.type, ev.correlationId, summarize(ev)]);
+        table.row([
+          String(e.seq),
+          ev.at,
+          shortStream(ev.stream),
+          String(ev.version),
+          ev.type,
+          ev.correlationId,
+          summarize(ev),
+        ]);
       }
     };
     if (!options.follow) {

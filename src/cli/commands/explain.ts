@@ -8,9 +8,16 @@ import { note, print } from './support/output.js';
 export function registerExplain(program: Command): void {
   const command = program
     .command('explain')
-    .description('what the log says about one container or sandbox, in plain words: who holds its name, how it was created, stalls, retries, why it exited or was undone')
-    .argument('<ref>', 'full id, unique id prefix, full CRI name, or the short metadata name if only one full name has it');
-  withSourceOptions(withConfigOptions(command)).action((ref: string, _options: object, cmd: Command) => runExplain(ref, cmd));
+    .description(
+      'what the log says about one container or sandbox, in plain words: who holds its name, how it was created, stalls, retries, why it exited or was undone',
+    )
+    .argument(
+      '<ref>',
+      'full id, unique id prefix, full CRI name, or the short metadata name if only one full name has it',
+    );
+  withSourceOptions(withConfigOptions(command)).action((ref: string, _options: object, cmd: Command) =>
+    runExplain(ref, cmd),
+  );
 }
 
 async function runExplain(ref: string, cmd: Command): Promise<void> {

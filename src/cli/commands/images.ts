@@ -17,25 +17,40 @@ import { print } from './support/output.js';
  * read an archive from this node's disk (cri_ledger.v1.Images/Import).
  */
 
-type Unary = (request: object, options: object, callback: (error: ServiceError | null, response: Record<string, unknown>) => void) => void;
+type Unary = (
+  request: object,
+  options: object,
+  callback: (error: ServiceError | null, response: Record<string, unknown>) => void,
+) => void;
 
 /** One unary call on a grpc-js generic client; a failure comes back as a domain-shaped error. */
 function call<T>(client: Client, method: string, request: object): Promise<T> {
   return new Promise((done, fail) =>
-    (client as unknown as Record<string, Unary>)[method]!.call(client, request, {}, (error, response) => (error ? fail(fromServiceError(error, method)) : done(response as T))),
+    (client as unknown as Record<string, Unary>)[method]!.call(client, request, {}, (error, response) =>
+      error ? fail(fromServiceError(error, method)) : done(response as T),
+    ),
   );
 }
 
 export function registerImages(program: Command): void {
   const images = program.command('images').description("the running service's images: list, pull, import");
-  withConfigOptions(images.command('ls').description('list the images (CRI ListImages)').option('--json', 'print the CRI images as JSON')).action(
-    (options: { json?: boolean }, cmd: Command) => list(options, cmd),
-  );
-  withConfigOptions(images.command('pull').description('pull an image (CRI PullImage), with a bar per layer on a terminal').argument('<ref>', 'image reference')).action(
-    (ref: string, _options: unknown, cmd: Command) => pull(ref, cmd),
-  );
   withConfigOptions(
-    images.command('import').description('import an OCI image-layout tar or a `docker save` tar from this node').argument('<file>', 'the archive'),
+    images
+      .command('ls')
+      .description('list the images (CRI ListImages)')
+      .option('--json', 'print the CRI images as JSON'),
+  ).action((options: { json?: boolean }, cmd: Command) => list(options, cmd));
+  withConfigOptions(
+    images
+      .command('pull')
+      .description('pull an image (CRI PullImage), with a bar per layer on a terminal')
+      .argument('<ref>', 'image reference'),
+  ).action((ref: string, _options: unknown, cmd: Command) => pull(ref, cmd));
+  withConfigOptions(
+    images
+      .command('import')
+      .description('import an OCI image-layout tar or a `docker save` tar from this node')
+      .argument('<file>', 'the archive'),
   ).action((file: string, _options: unknown, cmd: Command) => importArchive(file, cmd));
 }
 
@@ -61,9 +76,21 @@ async function list(options: { json?: boolean }, cmd: Command): Promise<void> {
   await withClient(cmd, async (client) => {
     const { images } = await call<{ images: CriImage[] }>(client, 'listImages', {});
     if (options.json) return print(JSON.stringify(images, null, 2));
-    const rows = images.flatMap((i) => (i.repoTags.length > 0 ? i.repoTags : ['<none>']).map((tag) => [tag, i.id.replace('sha256:', '').slice(0, 12), humanBytes(Number(i.size))]));
+    const rows = images.flatMap((i) =>
+      (i.repoTags.length > 0 ? i.repoTags : ['<none>']).map((tag) => [
+        tag,
+        i.id.replace('sha256:', '').slice(0, 12),
+        humanBytes(Number(i.size)),
+      ]),
+    );
     const widths = [0, 1, 2].map((c) => Math.max(['IMAGE', 'ID', 'SIZE'][c]!.length, ...rows.map((r) => r[c]!.length)));
-    for (const row of [['IMAGE', 'ID', 'SIZE'], ...rows]) print(row.map((v, c) => v.padEnd(widths[c]!)).join('  ').trimEnd());
+    for (const row of [['IMAGE', 'ID', 'SIZE'], ...rows])
+      print(
+        row
+          .map((v, c) => v.padEnd(widths[c]!))
+          .join('  ')
+          .trimEnd(),
+      );
   });
 }
 
@@ -86,15 +113,29 @@ async function followProgress(socket: string, ref: string): Promise<{ stop(): vo
   const { normalizeImageRef } = await import('../../adapters/containerd/image-ref.js');
   const ledger = LedgerClient.connect(socket);
   const status = await ledger.status();
-  const multi = new MultiBar({ stream: process.stderr, format: '{layer} [{bar}] {percentage}% {value}/{total} bytes', hideCursor: true, clearOnComplete: true, fps: 5 }, Presets.shades_classic);
+  const multi = new MultiBar(
+    {
+      stream: process.stderr,
+      format: '{layer} [{bar}] {percentage}% {value}/{total} bytes',
+      hideCursor: true,
+      clearOnComplete: true,
+      fps: 5,
+    },
+    Presets.shades_classic,
+  );
   const layers = new Map<string, SingleBar>();
   const abort = new AbortController();
   const stream = imageStream(normalizeImageRef(ref));
   // Draws while the pull runs. The follow ends when stop() aborts it or the service goes
   // away; the pull reports its own errors, so the follow's are dropped.
   void (async () => {
-    for await (const record of ledger.follow({ fromSeq: status.head + 1, streams: [stream], types: ['ImagePullProgress'] }, abort.signal)) {
-      const { layer, done, total } = (JSON.parse(record.json) as { data: { layer: string; done: number; total: number } }).data;
+    for await (const record of ledger.follow(
+      { fromSeq: status.head + 1, streams: [stream], types: ['ImagePullProgress'] },
+      abort.signal,
+    )) {
+      const { layer, done, total } = (
+        JSON.parse(record.json) as { data: { layer: string; done: number; total: number } }
+      ).data;
       let bar = layers.get(layer);
       if (!bar) layers.set(layer, (bar = multi.create(total, 0, { layer: layer.replace('sha256:', '').slice(0, 12) })));
       bar.update(done);
@@ -114,7 +155,11 @@ async function importArchive(file: string, cmd: Command): Promise<void> {
   const Images = imagesServiceClass();
   const client = new Images(`unix://${socket}`, credentials.createInsecure());
   try {
-    const { images } = await call<{ images: Array<{ name: string; imageId: string; size: number }> }>(client, 'import', { path: resolve(file) });
+    const { images } = await call<{ images: Array<{ name: string; imageId: string; size: number }> }>(
+      client,
+      'import',
+      { path: resolve(file) },
+    );
     for (const image of images) print(`${image.name}  ${image.imageId}  ${humanBytes(image.size)}`);
   } finally {
     client.close();

@@ -18,10 +18,14 @@ interface ReplayOptions {
 export function registerReplay(program: Command): void {
   const command = program
     .command('replay')
-    .description('show the projections (containers, sandboxes, names, operations in flight) as they stood at a point in the log')
+    .description(
+      'show the projections (containers, sandboxes, names, operations in flight) as they stood at a point in the log',
+    )
     .requiredOption('--until <seq|time>', 'a seq (e.g. 1200), or a time: RFC 3339, or a duration ago (10m)')
     .option('--json', 'print the projections snapshot as JSON');
-  withSourceOptions(withConfigOptions(command)).action((options: ReplayOptions, cmd: Command) => runReplay(options, cmd));
+  withSourceOptions(withConfigOptions(command)).action((options: ReplayOptions, cmd: Command) =>
+    runReplay(options, cmd),
+  );
 }
 
 async function runReplay(options: ReplayOptions, cmd: Command): Promise<void> {
@@ -61,7 +65,15 @@ function printProjections(p: Projections, at: string | undefined): void {
     ['ID', 'NAME', 'STATE', 'SANDBOX', 'IMAGE', 'LAST EVENT', 'SEQ'],
     ...[...p.containers.values()]
       .sort((a, b) => a.reservedAt.localeCompare(b.reservedAt) || a.id.localeCompare(b.id))
-      .map((c) => [shortId(c.id), c.name, c.state + (c.state === 'EXITED' && c.exitCode !== undefined ? `(${c.exitCode})` : ''), shortId(c.sandboxId), c.image, c.lastEvent.type, String(c.lastEvent.seq)]),
+      .map((c) => [
+        shortId(c.id),
+        c.name,
+        c.state + (c.state === 'EXITED' && c.exitCode !== undefined ? `(${c.exitCode})` : ''),
+        shortId(c.sandboxId),
+        c.image,
+        c.lastEvent.type,
+        String(c.lastEvent.seq),
+      ]),
   ]);
   section(`SANDBOXES (${p.sandboxes.size})`, [
     ['ID', 'NAME', 'STATE', 'IP', 'LAST EVENT', 'SEQ'],
@@ -75,12 +87,22 @@ function printProjections(p: Projections, at: string | undefined): void {
   ].sort(([, a], [, b]) => a.reservedSeq - b.reservedSeq);
   section(`NAMES HELD (${names.length})`, [
     ['NAME', 'KIND', 'HOLDER', 'SINCE SEQ', 'HELD FOR', 'CORRELATION'],
-    ...names.map(([kind, h]) => [h.name, kind, shortId(h.holderId), String(h.reservedSeq), age(h.reservedAt), h.correlationId]),
+    ...names.map(([kind, h]) => [
+      h.name,
+      kind,
+      shortId(h.holderId),
+      String(h.reservedSeq),
+      age(h.reservedAt),
+      h.correlationId,
+    ]),
   ]);
   print();
   print(`OPERATIONS IN FLIGHT (${p.operations.size})`);
   if (p.operations.size > 0) {
-    for (const line of formatInFlight([...p.operations.values()].map((o) => ({ ...o, ageMs: Math.max(0, atMs - Date.parse(o.startedAt)) })))) print(line);
+    for (const line of formatInFlight(
+      [...p.operations.values()].map((o) => ({ ...o, ageMs: Math.max(0, atMs - Date.parse(o.startedAt)) })),
+    ))
+      print(line);
   }
 }
 
@@ -88,5 +110,9 @@ function section(title: string, [header, ...rows]: string[][]): void {
   print();
   print(title);
   if (rows.length === 0) return;
-  for (const line of formatTable(header!.map((h) => ({ header: h, align: h.endsWith('SEQ') || h === 'HELD FOR' ? 'right' : 'left' })), rows)) print(line);
+  for (const line of formatTable(
+    header!.map((h) => ({ header: h, align: h.endsWith('SEQ') || h === 'HELD FOR' ? 'right' : 'left' })),
+    rows,
+  ))
+    print(line);
 }

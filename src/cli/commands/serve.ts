@@ -14,7 +14,9 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
 const EXIT_AFTER_SHUTDOWN_MS = 2_000;
 
 export function registerServe(program: Command): void {
-  const command = program.command('serve').description('run the cri-ledger service on its unix socket (until SIGTERM or SIGINT)');
+  const command = program
+    .command('serve')
+    .description('run the cri-ledger service on its unix socket (until SIGTERM or SIGINT)');
   withConfigOptions(command).action((_options: unknown, cmd: Command) => serve(configFrom(cmd)));
 }
 
@@ -59,7 +61,9 @@ export async function serve(config: Config): Promise<void> {
     import('../../adapters/grpc/socket-server.js'),
     import('../../adapters/ledger-api/ledger-service.js'),
     import('../cri-services.js'),
-    config.nats.url ? Promise.all([import('../../adapters/bus/nats-relay.js'), import('../../adapters/bus/nats-stream-config.js')]) : undefined,
+    config.nats.url
+      ? Promise.all([import('../../adapters/bus/nats-relay.js'), import('../../adapters/bus/nats-stream-config.js')])
+      : undefined,
   ]);
   modules.catch(() => undefined); // awaited below; a failure is handled there
   let StreamConfigMismatch: (new (...args: never[]) => Error) | undefined;
@@ -85,12 +89,21 @@ export async function serve(config: Config): Promise<void> {
         },
       });
     }
-    const service = createLedgerService({ ledger, node: config.node, ...(relay ? { relay } : {}), natsStream: config.nats.stream });
+    const service = createLedgerService({
+      ledger,
+      node: config.node,
+      ...(relay ? { relay } : {}),
+      natsStream: config.nats.stream,
+    });
     // Every CRI RPC is registered: the ones not implemented yet answer UNIMPLEMENTED
     // naming the RPC, so kubelet and crictl never see "unknown service".
     const criServices = createCriServices(config, ledger, logger);
     cri = criServices;
-    server = await startSocketServer({ socketPath: config.socket, services: [service, ...criServices.services], logger });
+    server = await startSocketServer({
+      socketPath: config.socket,
+      services: [service, ...criServices.services],
+      logger,
+    });
     criServices.start();
   } catch (error) {
     process.off('SIGTERM', onSignal);
@@ -137,14 +150,28 @@ async function openLog(dir: string, node: string): Promise<LevelDbEventLog> {
     if (error instanceof LedgerDiskFullError) {
       // Opening writes (LevelDB turns its write-ahead log into a table): refuse to start
       // rather than serve a log that cannot record anything.
-      throw new CriLedgerError(`cannot start: the disk holding the ledger at ${dir} is full (no space left on device); free space there, then start again`, { cause: error });
+      throw new CriLedgerError(
+        `cannot start: the disk holding the ledger at ${dir} is full (no space left on device); free space there, then start again`,
+        { cause: error },
+      );
     }
     if (!(error instanceof LedgerLockedError)) throw error;
-    throw new CriLedgerError(`the ledger at ${dir} is held by another cri-ledger process: a service is already running on this root`, { cause: error });
+    throw new CriLedgerError(
+      `the ledger at ${dir} is held by another cri-ledger process: a service is already running on this root`,
+      { cause: error },
+    );
   }
 }
 
-async function shutdown(o: StopRequest & { server: SocketServer; relay: NatsRelay | undefined; log: LevelDbEventLog; logger: Logger; cri?: CriServices }): Promise<number> {
+async function shutdown(
+  o: StopRequest & {
+    server: SocketServer;
+    relay: NatsRelay | undefined;
+    log: LevelDbEventLog;
+    logger: Logger;
+    cri?: CriServices;
+  },
+): Promise<number> {
   o.logger.info({ reason: o.reason }, 'shutting down');
   let code = o.code;
   const step = async (what: string, action: () => Promise<void>): Promise<void> => {

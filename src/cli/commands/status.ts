@@ -11,7 +11,9 @@ export function registerStatus(program: Command): void {
     .command('status')
     .description('where the log, the NATS relay and the projections stand (or the JetStream stream, with --nats)')
     .option('--json', 'print the status as JSON');
-  withSourceOptions(withConfigOptions(command)).action((options: { json?: boolean }, cmd: Command) => runStatus(options, cmd));
+  withSourceOptions(withConfigOptions(command)).action((options: { json?: boolean }, cmd: Command) =>
+    runStatus(options, cmd),
+  );
 }
 
 async function runStatus(options: { json?: boolean }, cmd: Command): Promise<void> {
@@ -53,7 +55,10 @@ function printLedger(s: LedgerStatus): void {
   rows.push(
     ['containers', String(s.counts.containers)],
     ['sandboxes', String(s.counts.sandboxes)],
-    ['names held', `${s.counts.containerNames + s.counts.sandboxNames} (${s.counts.containerNames} container, ${s.counts.sandboxNames} sandbox)`],
+    [
+      'names held',
+      `${s.counts.containerNames + s.counts.sandboxNames} (${s.counts.containerNames} container, ${s.counts.sandboxNames} sandbox)`,
+    ],
     ['in flight', String(s.counts.operationsInFlight)],
   );
   fields(rows);
@@ -75,7 +80,10 @@ function printStream(s: StreamStatus): void {
   ];
   if (s.first) rows.push(['first', `stream seq ${s.first.seq} (${s.first.at})`]);
   if (s.last) rows.push(['last', `stream seq ${s.last.seq} (${s.last.at})`]);
-  rows.push(['node', s.node], ['subjects', `${s.nodeSubjects}: ${s.nodeMessages} messages on ${s.nodeSubjectCount} subjects`]);
+  rows.push(
+    ['node', s.node],
+    ['subjects', `${s.nodeSubjects}: ${s.nodeMessages} messages on ${s.nodeSubjectCount} subjects`],
+  );
   if (s.nodeHead) rows.push(['node head', `ledger seq ${s.nodeHead.seq} (${s.nodeHead.at})`]);
   fields(rows);
 }

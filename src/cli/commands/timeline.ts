@@ -25,7 +25,9 @@ export function registerTimeline(program: Command): void {
     .description('every event of one container or sandbox, with the time each step took')
     .argument('<ref>', 'full id, unique id prefix, or full CRI name (also of removed or compensated ones)')
     .option('--json', 'print the events as their stored JSON, one per line');
-  withSourceOptions(withConfigOptions(command)).action((ref: string, options: { json?: boolean }, cmd: Command) => runTimeline(ref, options, cmd));
+  withSourceOptions(withConfigOptions(command)).action((ref: string, options: { json?: boolean }, cmd: Command) =>
+    runTimeline(ref, options, cmd),
+  );
 }
 
 async function runTimeline(ref: string, options: { json?: boolean }, cmd: Command): Promise<void> {
@@ -58,8 +60,13 @@ async function resolve(source: EventSource, ref: string): Promise<Known> {
   if (byName.length > 0) {
     const newest = byName[byName.length - 1]!;
     if (byName.length > 1) {
-      const others = byName.slice(0, -1).map((k) => shortId(k.id)).join(', ');
-      note(`note: ${ref} was also held by ${others}; showing the newest, ${shortId(newest.id)} (pass an id to see another)`);
+      const others = byName
+        .slice(0, -1)
+        .map((k) => shortId(k.id))
+        .join(', ');
+      note(
+        `note: ${ref} was also held by ${others}; showing the newest, ${shortId(newest.id)} (pass an id to see another)`,
+      );
     }
     return newest;
   }
@@ -95,7 +102,11 @@ function printTimeline(target: Known, events: SourcedEvent[]): void {
   const last = events[events.length - 1];
   if (!first || !last) return;
   const total = Date.parse(last.event.at) - Date.parse(first.event.at);
-  const open = SAGA_BEGIN.has(first.event.type) && !events.some((e) => SAGA_END.has(e.event.type) || e.event.type.endsWith('Removed'));
+  const open =
+    SAGA_BEGIN.has(first.event.type) &&
+    !events.some((e) => SAGA_END.has(e.event.type) || e.event.type.endsWith('Removed'));
   print('');
-  print(`total ${formatDuration(total)} over ${events.length} events (seq ${first.seq}..${last.seq}); last: ${last.event.type}${open ? ' (still in flight)' : ''}`);
+  print(
+    `total ${formatDuration(total)} over ${events.length} events (seq ${first.seq}..${last.seq}); last: ${last.event.type}${open ? ' (still in flight)' : ''}`,
+  );
 }

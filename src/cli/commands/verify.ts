@@ -26,8 +26,13 @@ export function registerVerify(program: Command): void {
     .command('verify')
     .description(`check the log's invariants; exits ${VIOLATION_EXIT_CODE} when one is broken`)
     .option('--json', 'print the report as JSON')
-    .option('--against-containerd', "also compare the log's containers and sandboxes with containerd's (the configured address and namespace)");
-  withSourceOptions(withConfigOptions(command)).action((options: { json?: boolean; againstContainerd?: boolean }, cmd: Command) => runVerify(options, cmd));
+    .option(
+      '--against-containerd',
+      "also compare the log's containers and sandboxes with containerd's (the configured address and namespace)",
+    );
+  withSourceOptions(withConfigOptions(command)).action(
+    (options: { json?: boolean; againstContainerd?: boolean }, cmd: Command) => runVerify(options, cmd),
+  );
 }
 
 async function runVerify(options: { json?: boolean; againstContainerd?: boolean }, cmd: Command): Promise<void> {
@@ -72,10 +77,18 @@ function printReport(report: VerifyReport & { source: string }): void {
     print('');
     print(`VIOLATIONS (${report.violations.length})`);
     const rows = report.violations.map((v) => [v.seq === undefined ? '-' : String(v.seq), v.check, v.detail]);
-    for (const line of formatTable([{ header: 'SEQ', align: 'right' }, { header: 'CHECK' }, { header: 'DETAIL' }], rows)) print(line);
+    for (const line of formatTable(
+      [{ header: 'SEQ', align: 'right' }, { header: 'CHECK' }, { header: 'DETAIL' }],
+      rows,
+    ))
+      print(line);
   }
   print('');
-  print(report.violations.length === 0 ? 'result: ok' : `result: ${report.violations.length} violation${report.violations.length === 1 ? '' : 's'}`);
+  print(
+    report.violations.length === 0
+      ? 'result: ok'
+      : `result: ${report.violations.length} violation${report.violations.length === 1 ? '' : 's'}`,
+  );
 }
 
 /**

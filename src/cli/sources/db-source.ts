@@ -4,14 +4,30 @@ import { RELAY_CURSOR } from '../../adapters/bus/outbox-cursor.js';
 import { compileFilter } from '../../adapters/ledger-api/event-filter.js';
 import { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
 import { Ledger } from '../../commands/ledger.js';
-import { MissingRecordError, CriLedgerError, InvalidArgumentError, LedgerLockedError, NotFoundError } from '../../domain/errors.js';
+import {
+  MissingRecordError,
+  CriLedgerError,
+  InvalidArgumentError,
+  LedgerLockedError,
+  NotFoundError,
+} from '../../domain/errors.js';
 import { decodeEvent } from '../../domain/events.js';
-import { sourced, type EventFilter, type EventSource, type LedgerStatus, type SourcedEvent, type SourcedRecord } from './event-source.js';
+import {
+  sourced,
+  type EventFilter,
+  type EventSource,
+  type LedgerStatus,
+  type SourcedEvent,
+  type SourcedRecord,
+} from './event-source.js';
 
 /** The log is open in the running service; the socket is the way in. */
 export class LedgerInUseError extends CriLedgerError {
   constructor(dir: string, options?: { cause?: unknown }) {
-    super(`the ledger at ${dir} is held by the running cri-ledger service; drop --db to read through its socket`, options);
+    super(
+      `the ledger at ${dir} is held by the running cri-ledger service; drop --db to read through its socket`,
+      options,
+    );
   }
 }
 
@@ -77,7 +93,10 @@ export class DbSource implements EventSource {
   }
 
   follow(): AsyncIterable<SourcedEvent> {
-    throw new InvalidArgumentError('--follow', 'a --db log cannot change while this command holds it; follow the running service (the default) or --nats');
+    throw new InvalidArgumentError(
+      '--follow',
+      'a --db log cannot change while this command holds it; follow the running service (the default) or --nats',
+    );
   }
 
   async status(onProgress?: (done: number, total: number) => void): Promise<LedgerStatus> {

@@ -39,8 +39,23 @@ export interface LedgerStatus {
   head: number;
   headAt?: string;
   /** `running` is false for a stopped service's log: the relay's state is unknown then. */
-  relay: { running: boolean; enabled?: boolean; connected?: boolean; cursor: number; lag: number; lastError?: string; lastPublishAt?: string; stream?: string };
-  counts: { containers: number; sandboxes: number; containerNames: number; sandboxNames: number; operationsInFlight: number };
+  relay: {
+    running: boolean;
+    enabled?: boolean;
+    connected?: boolean;
+    cursor: number;
+    lag: number;
+    lastError?: string;
+    lastPublishAt?: string;
+    stream?: string;
+  };
+  counts: {
+    containers: number;
+    sandboxes: number;
+    containerNames: number;
+    sandboxNames: number;
+    operationsInFlight: number;
+  };
   operations: InFlight[];
   startedAt?: string;
 }

@@ -4,7 +4,13 @@ import { compileFilter } from '../../adapters/ledger-api/event-filter.js';
 import { CriLedgerError, NotFoundError } from '../../domain/errors.js';
 import { decodeEvent } from '../../domain/events.js';
 import { parseStream } from '../../domain/ids.js';
-import { type EventFilter, type EventSource, type SourcedEvent, type SourcedRecord, type StreamStatus } from './event-source.js';
+import {
+  type EventFilter,
+  type EventSource,
+  type SourcedEvent,
+  type SourcedRecord,
+  type StreamStatus,
+} from './event-source.js';
 
 /** A connect attempt gives up after this. */
 export const DEFAULT_NATS_CONNECT_TIMEOUT_MS = 5_000;
@@ -39,7 +45,11 @@ export class NatsSource implements EventSource {
   static async open(options: { url: string; stream: string; node: string }): Promise<NatsSource> {
     let nc: NatsConnection;
     try {
-      nc = await connect({ servers: options.url.split(',').map((s) => s.trim()), name: 'cri-ledger-cli', timeout: DEFAULT_NATS_CONNECT_TIMEOUT_MS });
+      nc = await connect({
+        servers: options.url.split(',').map((s) => s.trim()),
+        name: 'cri-ledger-cli',
+        timeout: DEFAULT_NATS_CONNECT_TIMEOUT_MS,
+      });
     } catch (cause) {
       throw new CriLedgerError(`cannot reach NATS at ${options.url}: ${(cause as Error).message}`, { cause });
     }
@@ -84,7 +94,9 @@ export class NatsSource implements EventSource {
 
   private async *events(filter: EventFilter, follow: boolean, signal?: AbortSignal): AsyncIterable<SourcedEvent> {
     const f = compileFilter(filter);
-    const start: Partial<OrderedConsumerOptions> = filter.since ? { opt_start_time: new Date(filter.since).toISOString() } : {};
+    const start: Partial<OrderedConsumerOptions> = filter.since
+      ? { opt_start_time: new Date(filter.since).toISOString() }
+      : {};
     // A relay that restarted may re-send events the dedupe window no longer remembers:
     // each node's seqs only grow, so anything at or below the last one is a duplicate.
     let last = 0;
@@ -98,7 +110,12 @@ export class NatsSource implements EventSource {
     }
   }
 
-  private async *messages(subject: string, start: Partial<OrderedConsumerOptions>, follow: boolean, signal?: AbortSignal): AsyncIterable<JsMsg> {
+  private async *messages(
+    subject: string,
+    start: Partial<OrderedConsumerOptions>,
+    follow: boolean,
+    signal?: AbortSignal,
+  ): AsyncIterable<JsMsg> {
     const consumer = await this.nc.jetstream().consumers.get(this.stream, { filterSubjects: subject, ...start });
     const info = await consumer.info();
     if (info.num_pending === 0 && !follow) {

@@ -11,11 +11,17 @@ import type { EventSource } from './event-source.js';
 export function withSourceOptions(command: Command): Command {
   return command
     .option('--db [dir]', "read a stopped service's ledger directory (default: <root>/ledger)")
-    .option('--nats [url]', "read the JetStream stream (default: the configured nats.url); off the node, also pass --node <publishing node>");
+    .option(
+      '--nats [url]',
+      'read the JetStream stream (default: the configured nats.url); off the node, also pass --node <publishing node>',
+    );
 }
 
 /** Which source the flags ask for, resolved against the configuration. */
-export type SourceChoice = { kind: 'socket'; socket: string } | { kind: 'db'; dir: string } | { kind: 'nats'; url: string; stream: string; node: string };
+export type SourceChoice =
+  | { kind: 'socket'; socket: string }
+  | { kind: 'db'; dir: string }
+  | { kind: 'nats'; url: string; stream: string; node: string };
 
 export function chooseSource(opts: { db?: string | boolean; nats?: string | boolean }, config: Config): SourceChoice {
   if (opts.db !== undefined && opts.nats !== undefined) {

@@ -4,7 +4,14 @@ import { RemoteCallError } from '../../adapters/grpc/status.js';
 import { LedgerClient } from '../../adapters/ledger-api/ledger-client.js';
 import type { WireStatus } from '../../adapters/ledger-api/wire.js';
 import { CriLedgerError } from '../../domain/errors.js';
-import { sourced, type EventFilter, type EventSource, type LedgerStatus, type SourcedEvent, type SourcedRecord } from './event-source.js';
+import {
+  sourced,
+  type EventFilter,
+  type EventSource,
+  type LedgerStatus,
+  type SourcedEvent,
+  type SourcedRecord,
+} from './event-source.js';
 
 /** The service is not there to answer; says what to do instead. */
 export class ServiceUnreachableError extends CriLedgerError {
@@ -36,7 +43,10 @@ export class SocketSource implements EventSource {
       if (!stats.isSocket()) throw new ServiceUnreachableError(socketPath, 'not a socket');
     } catch (error) {
       if (error instanceof ServiceUnreachableError) throw error;
-      throw new ServiceUnreachableError(socketPath, (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such socket' : (error as Error).message);
+      throw new ServiceUnreachableError(
+        socketPath,
+        (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such socket' : (error as Error).message,
+      );
     }
     return new SocketSource(socketPath, LedgerClient.connect(socketPath));
   }
@@ -83,7 +93,11 @@ export class SocketSource implements EventSource {
 
   /** A connection failure becomes advice; a status from the service is kept as it is. */
   private explain(error: unknown): unknown {
-    if (error instanceof RemoteCallError && error.code === Status.UNAVAILABLE && /connect|No connection/i.test(error.details)) {
+    if (
+      error instanceof RemoteCallError &&
+      error.code === Status.UNAVAILABLE &&
+      /connect|No connection/i.test(error.details)
+    ) {
       return new ServiceUnreachableError(this.socketPath, error.details);
     }
     return error;
@@ -97,7 +111,13 @@ function toLedgerStatus(s: WireStatus, source: string): LedgerStatus {
     source,
     node: s.node,
     head: s.head,
-    relay: { running: true, enabled: relay?.enabled ?? false, connected: relay?.connected ?? false, cursor: relay?.cursor ?? 0, lag: relay?.lag ?? 0 },
+    relay: {
+      running: true,
+      enabled: relay?.enabled ?? false,
+      connected: relay?.connected ?? false,
+      cursor: relay?.cursor ?? 0,
+      lag: relay?.lag ?? 0,
+    },
     counts: s.counts ?? { containers: 0, sandboxes: 0, containerNames: 0, sandboxNames: 0, operationsInFlight: 0 },
     operations: s.operations.map((op) => ({
       stream: op.stream,

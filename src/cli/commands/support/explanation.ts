@@ -11,7 +11,15 @@ import { formatDuration } from './time.js';
  */
 
 /** The event types `explain` scans the whole log for: reservations and how each ended. */
-export const RESERVATION_TYPES = ['NameReserved', 'SandboxReserved', 'ContainerCreated', 'SandboxReady', 'Compensated', 'ContainerRemoved', 'SandboxRemoved'] as const;
+export const RESERVATION_TYPES = [
+  'NameReserved',
+  'SandboxReserved',
+  'ContainerCreated',
+  'SandboxReady',
+  'Compensated',
+  'ContainerRemoved',
+  'SandboxRemoved',
+] as const;
 
 /** One container or sandbox the log has reserved a name for, and what became of it. */
 export interface Reservation {
@@ -51,8 +59,10 @@ export function reservations(events: Iterable<LedgerEvent>): Reservation[] {
     const r = byStream.get(event.stream);
     if (!r) continue;
     if (event.type === 'ContainerCreated' || event.type === 'SandboxReady') r.createdAt = event.at;
-    else if (event.type === 'ContainerRemoved' || event.type === 'SandboxRemoved') r.released ??= { how: 'removed', at: event.at };
-    else if (event.type === 'Compensated') r.released ??= { how: 'compensated', at: event.at, failedStep: event.data.failedStep };
+    else if (event.type === 'ContainerRemoved' || event.type === 'SandboxRemoved')
+      r.released ??= { how: 'removed', at: event.at };
+    else if (event.type === 'Compensated')
+      r.released ??= { how: 'compensated', at: event.at, failedStep: event.data.failedStep };
   }
   return [...byStream.values()].sort((a, b) => a.reservedSeq - b.reservedSeq);
 }
@@ -71,7 +81,12 @@ export function resolveReference(known: readonly Reservation[], ref: string): Re
   const newestOf = (matches: Reservation[]): Resolved => {
     const target = matches[matches.length - 1]!;
     const others = matches.slice(0, -1);
-    const notes = others.length === 0 ? [] : [`note: ${target.name} was also reserved by ${others.map((o) => shortId(o.id)).join(', ')}; explaining the newest, ${shortId(target.id)} (pass an id to see another)`];
+    const notes =
+      others.length === 0
+        ? []
+        : [
+            `note: ${target.name} was also reserved by ${others.map((o) => shortId(o.id)).join(', ')}; explaining the newest, ${shortId(target.id)} (pass an id to see another)`,
+          ];
     return { target, notes };
   };
   const byName = known.filter((k) => k.name === ref);
@@ -84,7 +99,10 @@ export function resolveReference(known: readonly Reservation[], ref: string): Re
   const byShort = known.filter((k) => k.shortName === ref);
   const fullNames = [...new Set(byShort.map((k) => k.name))];
   if (fullNames.length > 1) {
-    throw new InvalidArgumentError('ref', `"${ref}" is the name of ${fullNames.length} containers or sandboxes (${fullNames.join(', ')}); pass the full name or an id`);
+    throw new InvalidArgumentError(
+      'ref',
+      `"${ref}" is the name of ${fullNames.length} containers or sandboxes (${fullNames.join(', ')}); pass the full name or an id`,
+    );
   }
   if (byShort.length > 0) return newestOf(byShort);
   throw new NotFoundError('container or sandbox', ref);
@@ -118,7 +136,9 @@ export function explain(input: ExplainInput): string[] {
 
   out.push(nameSentence(input, created));
   if (reserved && created) {
-    out.push(`created by request ${reserved.correlationId} at ${created.at}, ${since(reserved.at, created.at)} after the name was reserved (seq ${reserved.seq}..${created.seq}).`);
+    out.push(
+      `created by request ${reserved.correlationId} at ${created.at}, ${since(reserved.at, created.at)} after the name was reserved (seq ${reserved.seq}..${created.seq}).`,
+    );
   }
   for (const line of stallSentences(events, input.nowMs)) out.push(line);
   if (compensated) out.push(...compensationSentences(compensated));
@@ -143,7 +163,9 @@ export function explain(input: ExplainInput): string[] {
   out.push(...deliverySentences(events));
   out.push(...lifecycleSentences(events));
   if (removed) out.push(removalSentence(removed as LedgerEvent<'ContainerRemoved'> | LedgerEvent<'SandboxRemoved'>));
-  out.push(`source: ${input.source}, ${events.length} events (seq ${events[0]?.seq ?? 0}..${events[events.length - 1]?.seq ?? 0}).`);
+  out.push(
+    `source: ${input.source}, ${events.length} events (seq ${events[0]?.seq ?? 0}..${events[events.length - 1]?.seq ?? 0}).`,
+  );
   return out;
 }
 
@@ -159,12 +181,17 @@ function nameSentence(input: ExplainInput, created: LedgerEvent | undefined): st
   } else {
     const r = target.released;
     sentence = `name ${target.name} was held by ${target.kind} ${shortId(target.id)} from ${target.reservedAt}`;
-    if (r) sentence += ` until ${r.at}, when it was ${r.how === 'removed' ? 'removed' : `compensated (${r.failedStep})`}`;
-    if (holder) sentence += `; it is now held by ${holder.kind} ${shortId(holder.id)} (since ${holder.reservedAt}, request ${holder.correlationId})`;
+    if (r)
+      sentence += ` until ${r.at}, when it was ${r.how === 'removed' ? 'removed' : `compensated (${r.failedStep})`}`;
+    if (holder)
+      sentence += `; it is now held by ${holder.kind} ${shortId(holder.id)} (since ${holder.reservedAt}, request ${holder.correlationId})`;
     else sentence += '; nobody holds it now';
   }
   if (others.length > 0) {
-    const fates = others.map((o) => `${shortId(o.id)} (${o.released ? (o.released.how === 'removed' ? 'removed' : `compensated at ${o.released.failedStep}`) : o.createdAt ? 'created' : 'in flight'})`);
+    const fates = others.map(
+      (o) =>
+        `${shortId(o.id)} (${o.released ? (o.released.how === 'removed' ? 'removed' : `compensated at ${o.released.failedStep}`) : o.createdAt ? 'created' : 'in flight'})`,
+    );
     sentence += `; ${others.length} other ${others.length === 1 ? 'attempt' : 'attempts'} reserved this name: ${fates.join(', ')}`;
   }
   return `${sentence}.`;
@@ -179,8 +206,12 @@ function stallSentences(events: readonly LedgerEvent[], nowMs: number): string[]
     const next = events.slice(i + 1).find((n) => n.type !== 'OperationStalled');
     const end = next ? next.at : new Date(nowMs).toISOString();
     const into = d.elapsedMs > 0 ? `${formatDuration(d.elapsedMs)} into the step` : 'before the step began';
-    const how = next ? `until the next event, ${next.type}, at ${next.at}; the work went on for the caller's retry` : 'and it is still there';
-    out.push(`stalled in ${d.step} for ${since(d.deadline, end)} past the caller's deadline ${d.deadline} (which passed ${into}), ${how}.`);
+    const how = next
+      ? `until the next event, ${next.type}, at ${next.at}; the work went on for the caller's retry`
+      : 'and it is still there';
+    out.push(
+      `stalled in ${d.step} for ${since(d.deadline, end)} past the caller's deadline ${d.deadline} (which passed ${into}), ${how}.`,
+    );
   });
   return out;
 }
@@ -196,7 +227,9 @@ function compensationSentences(e: LedgerEvent<'Compensated'>): string[] {
   const failed = d.undone.filter((u) => !u.ok).length;
   return [
     first,
-    undone.length === 0 ? 'nothing needed undoing.' : `undone, newest first: ${undone.join(', ')}${failed > 0 ? `; ${failed} undo(s) failed and may have left something behind` : ''}.`,
+    undone.length === 0
+      ? 'nothing needed undoing.'
+      : `undone, newest first: ${undone.join(', ')}${failed > 0 ? `; ${failed} undo(s) failed and may have left something behind` : ''}.`,
     d.name ? `the name ${d.name} was released.` : 'no name had been reserved.',
   ];
 }
@@ -207,11 +240,20 @@ function deliverySentences(events: readonly LedgerEvent[]): string[] {
   for (const e of events) {
     if (e.type === 'RecoveryDecided') {
       const d = e.data;
-      out.push(`startup recovery at ${e.at} found ${d.operation} stopped after ${d.lastStep} and decided to ${d.decision === 'rollForward' ? 'roll it forward' : 'compensate it'}: ${d.reason}.`);
+      out.push(
+        `startup recovery at ${e.at} found ${d.operation} stopped after ${d.lastStep} and decided to ${d.decision === 'rollForward' ? 'roll it forward' : 'compensate it'}: ${d.reason}.`,
+      );
     } else if (e.type === 'ResultUndelivered') {
       const d = e.data;
-      const why = d.reason === 'cancelled' ? 'the caller cancelled its call' : d.reason === 'deadline' ? `the caller's deadline${d.callerDeadline ? ` ${d.callerDeadline}` : ''} passed` : 'it was rolled forward at startup, with no caller waiting';
-      out.push(`the result never reached a caller (${why}, ${d.gaveUpAt}); a retry with the same request gets this id, one with another request replaces it, and nobody claiming it gets it removed.`);
+      const why =
+        d.reason === 'cancelled'
+          ? 'the caller cancelled its call'
+          : d.reason === 'deadline'
+            ? `the caller's deadline${d.callerDeadline ? ` ${d.callerDeadline}` : ''} passed`
+            : 'it was rolled forward at startup, with no caller waiting';
+      out.push(
+        `the result never reached a caller (${why}, ${d.gaveUpAt}); a retry with the same request gets this id, one with another request replaces it, and nobody claiming it gets it removed.`,
+      );
     }
   }
   return out;
@@ -220,7 +262,10 @@ function deliverySentences(events: readonly LedgerEvent[]): string[] {
 function removalSentence(e: LedgerEvent<'ContainerRemoved'> | LedgerEvent<'SandboxRemoved'>): string {
   const discarded = e.data.discarded;
   if (!discarded) return `removed at ${e.at}; the name was released then.`;
-  const why = discarded.reason === 'superseded' ? `a request with another digest${discarded.supersededBy ? ` (${discarded.supersededBy})` : ''} came for the name` : 'nobody claimed the undelivered result in time';
+  const why =
+    discarded.reason === 'superseded'
+      ? `a request with another digest${discarded.supersededBy ? ` (${discarded.supersededBy})` : ''} came for the name`
+      : 'nobody claimed the undelivered result in time';
   const undone = discarded.undone.map((u) => `${u.step} ${u.ok ? 'ok' : `FAILED (${u.error ?? 'no reason given'})`}`);
   return `removed by the service at ${e.at}, never delivered: ${why}${undone.length > 0 ? `; undone: ${undone.join(', ')}` : ''}; the name was released then.`;
 }
@@ -234,10 +279,14 @@ function lifecycleSentences(events: readonly LedgerEvent[]): string[] {
         out.push(`started at ${e.data.startedAt} (pid ${e.data.pid}).`);
         break;
       case 'ContainerStopped':
-        out.push(`stopped by StopContainer at ${e.data.stoppedAt} with ${e.data.signal}${e.data.killed ? `, then SIGKILL after the ${formatDuration(e.data.timeoutMs)} timeout` : ''}.`);
+        out.push(
+          `stopped by StopContainer at ${e.data.stoppedAt} with ${e.data.signal}${e.data.killed ? `, then SIGKILL after the ${formatDuration(e.data.timeoutMs)} timeout` : ''}.`,
+        );
         break;
       case 'ContainerExited':
-        out.push(`exited at ${e.data.finishedAt} with code ${e.data.exitCode}, reason ${e.data.reason}${exitHint(e.data.reason, e.data.exitCode)}${e.data.message ? `: ${quoted(e.data.message)}` : ''}.`);
+        out.push(
+          `exited at ${e.data.finishedAt} with code ${e.data.exitCode}, reason ${e.data.reason}${exitHint(e.data.reason, e.data.exitCode)}${e.data.message ? `: ${quoted(e.data.message)}` : ''}.`,
+        );
         break;
       case 'SandboxReady':
         out.push(`ready at ${e.data.createdAt}: pause pid ${e.data.pid}, IP ${e.data.ip || 'none (host network)'}.`);

@@ -71,7 +71,11 @@ export class LogVerifier {
       event = decodeEvent(record.json, record.where ? undefined : record.seq);
     } catch (error) {
       const at = record.where ? ` (${record.where})` : '';
-      this.violations.push({ check: 'decode', seq: record.seq || undefined, detail: `${(error as Error).message}${at}` });
+      this.violations.push({
+        check: 'decode',
+        seq: record.seq || undefined,
+        detail: `${(error as Error).message}${at}`,
+      });
       this.salvageVersion(record.json);
       return;
     }
@@ -106,7 +110,10 @@ export class LogVerifier {
       this.firstSeq = seq;
       if (seq !== 1) this.fail('seq', 1, seq === 2 ? 'seq 1 is missing' : `seqs 1..${seq - 1} are missing`);
     } else if (seq > this.expectedSeq) {
-      const gap = seq - 1 === this.expectedSeq ? `seq ${this.expectedSeq} is missing` : `seqs ${this.expectedSeq}..${seq - 1} are missing`;
+      const gap =
+        seq - 1 === this.expectedSeq
+          ? `seq ${this.expectedSeq} is missing`
+          : `seqs ${this.expectedSeq}..${seq - 1} are missing`;
       this.fail('seq', this.expectedSeq, gap);
     } else if (seq < this.expectedSeq) {
       this.fail('seq', seq, `seq ${seq} appears again after seq ${this.expectedSeq - 1}`);
@@ -139,7 +146,11 @@ export class LogVerifier {
   }
 
   private checkNames(event: LedgerEvent): void {
-    const kind = event.stream.startsWith('container-') ? 'container' : event.stream.startsWith('sandbox-') ? 'sandbox' : undefined;
+    const kind = event.stream.startsWith('container-')
+      ? 'container'
+      : event.stream.startsWith('sandbox-')
+        ? 'sandbox'
+        : undefined;
     if (!kind) return;
     const id = parseStream(event.stream).id;
     const held = this.names[kind];
@@ -151,7 +162,11 @@ export class LogVerifier {
     if (reserve !== undefined) {
       const holder = held.get(reserve);
       if (holder && holder.id !== id) {
-        this.fail('names', event.seq, `${kind} name ${reserve} reserved by ${id.slice(0, 12)} while ${holder.id.slice(0, 12)} holds it (since seq ${holder.seq})`);
+        this.fail(
+          'names',
+          event.seq,
+          `${kind} name ${reserve} reserved by ${id.slice(0, 12)} while ${holder.id.slice(0, 12)} holds it (since seq ${holder.seq})`,
+        );
       } else if (!holder) held.set(reserve, { id, seq: event.seq });
     }
     if (release !== undefined && held.get(release)?.id === id) held.delete(release);
@@ -161,7 +176,15 @@ export class LogVerifier {
     if (SAGA_BEGIN.has(event.type)) {
       const name = event.type === 'NameReserved' || event.type === 'SandboxReserved' ? event.data.name : '';
       const operation = event.type === 'NameReserved' ? 'CreateContainer' : 'RunPodSandbox';
-      this.sagas.set(event.stream, { stream: event.stream, operation, name, startedSeq: event.seq, startedAt: event.at, lastStep: event.type, correlationId: event.correlationId });
+      this.sagas.set(event.stream, {
+        stream: event.stream,
+        operation,
+        name,
+        startedSeq: event.seq,
+        startedAt: event.at,
+        lastStep: event.type,
+        correlationId: event.correlationId,
+      });
       return;
     }
     const open = this.sagas.get(event.stream);
@@ -169,12 +192,18 @@ export class LogVerifier {
       // A stall record is not a step reached.
       if (event.type === 'OperationStalled') open.stalled = { step: event.data.step };
       else open.lastStep = event.type;
-      if (SAGA_END.has(event.type) || event.type === 'ContainerRemoved' || event.type === 'SandboxRemoved') this.sagas.delete(event.stream);
+      if (SAGA_END.has(event.type) || event.type === 'ContainerRemoved' || event.type === 'SandboxRemoved')
+        this.sagas.delete(event.stream);
       return;
     }
     // A terminal event with no saga open: the saga ended twice, or never began.
     const sagaOperation = event.type === 'Compensated' ? event.data.operation : undefined;
-    if (event.type === 'ContainerCreated' || event.type === 'SandboxReady' || sagaOperation === 'CreateContainer' || sagaOperation === 'RunPodSandbox') {
+    if (
+      event.type === 'ContainerCreated' ||
+      event.type === 'SandboxReady' ||
+      sagaOperation === 'CreateContainer' ||
+      sagaOperation === 'RunPodSandbox'
+    ) {
       this.fail('sagas', event.seq, `${event.type} in ${event.stream} ends no saga in flight`);
     }
   }

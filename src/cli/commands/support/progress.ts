@@ -18,7 +18,13 @@ const NONE: Progress = { update: () => undefined, stop: () => undefined };
 export function startProgress(label: string, total: number): Progress {
   if (!process.stderr.isTTY || total < MIN_PROGRESS_TOTAL) return NONE;
   const bar = new SingleBar(
-    { stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} events, eta {eta_formatted}`, hideCursor: true, clearOnComplete: true, fps: 10 },
+    {
+      stream: process.stderr,
+      format: `${label} [{bar}] {percentage}% {value}/{total} events, eta {eta_formatted}`,
+      hideCursor: true,
+      clearOnComplete: true,
+      fps: 10,
+    },
     Presets.shades_classic,
   );
   bar.start(total, 0);

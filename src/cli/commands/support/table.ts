@@ -16,15 +16,26 @@ function line(columns: readonly Column[], widths: readonly number[], cells: read
   // The last column is not padded, so lines carry no trailing blanks.
   const last = cells.length - 1;
   return cells
-    .map((cell, i) => (i === last && columns[i]?.align !== 'right' ? cell : pad(cell, widths[i] ?? 0, columns[i]?.align)))
+    .map((cell, i) =>
+      i === last && columns[i]?.align !== 'right' ? cell : pad(cell, widths[i] ?? 0, columns[i]?.align),
+    )
     .join(GAP)
     .trimEnd();
 }
 
 /** Lines of a table whose columns are as wide as their widest cell. */
 export function formatTable(columns: readonly Column[], rows: readonly (readonly string[])[]): string[] {
-  const widths = columns.map((c, i) => Math.max(c.header.length, c.width ?? 0, ...rows.map((r) => (r[i] ?? '').length)));
-  return [line(columns, widths, columns.map((c) => c.header)), ...rows.map((r) => line(columns, widths, r))];
+  const widths = columns.map((c, i) =>
+    Math.max(c.header.length, c.width ?? 0, ...rows.map((r) => (r[i] ?? '').length)),
+  );
+  return [
+    line(
+      columns,
+      widths,
+      columns.map((c) => c.header),
+    ),
+    ...rows.map((r) => line(columns, widths, r)),
+  ];
 }
 
 /**
@@ -59,7 +70,13 @@ export class StreamingTable {
     if (!this.held) return;
     const held = this.held;
     this.held = undefined;
-    this.write(line(this.columns, this.widths, this.columns.map((c) => c.header)));
+    this.write(
+      line(
+        this.columns,
+        this.widths,
+        this.columns.map((c) => c.header),
+      ),
+    );
     for (const cells of held) this.write(line(this.columns, this.widths, cells));
   }
 }

@@ -11,7 +11,8 @@ export function parseTimeArg(value: string, flag: string, now = Date.now()): str
   const text = value.trim();
   if (DURATION.test(text)) return new Date(now - parseDuration(text)).toISOString();
   const ms = Date.parse(text);
-  if (Number.isNaN(ms)) throw new InvalidArgumentError(flag, `"${value}" is not a time (RFC 3339, or a duration ago such as 10m)`);
+  if (Number.isNaN(ms))
+    throw new InvalidArgumentError(flag, `"${value}" is not a time (RFC 3339, or a duration ago such as 10m)`);
   return new Date(ms).toISOString();
 }
 
