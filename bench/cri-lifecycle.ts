@@ -101,7 +101,7 @@ export async function lifecyclePhase(
   return latencies;
 }
 
-async function podWithContainers(
+export async function podWithContainers(
   runtime: Runtime,
   pod: string,
   logRoot: string,

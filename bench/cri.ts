@@ -9,6 +9,7 @@ import {
   containerStatusPhase,
   cycleContainer,
   emptyLifecycleLatencies,
+  podWithContainers,
   LIFECYCLE_RPCS,
   lifecyclePhase,
   LIST_CONTAINERS_PER_POD,
@@ -29,6 +30,7 @@ import {
   throwIfInterrupted,
   type Runtime,
 } from './support/cri-runtime.js';
+import { DEFAULT_READ_CALLS, pathAuthorityClient, readRows, readsPhase, type ReadTarget } from './cri-reads.js';
 import { percentile, report, type Row } from './table.js';
 
 /*
@@ -301,6 +303,12 @@ export async function runCriBench(args: string[]): Promise<void> {
   const statusCalls = flag(args, 'status-calls', DEFAULT_STATUS_CALLS);
   const listContainers = flag(args, 'list-containers', DEFAULT_LIST_CONTAINERS);
   const listCalls = flag(args, 'list-calls', DEFAULT_LIST_CALLS);
+  const readCalls = flag(args, 'read-calls', DEFAULT_READ_CALLS);
+  // --ledger-main runs another build's dist/src/cli/main.js (a before/after comparison);
+  // --only-reads measures Version and ContainerStatus and nothing else.
+  const mainAt = args.indexOf('--ledger-main');
+  const ledgerMain = mainAt >= 0 ? args[mainAt + 1] : undefined;
+  const onlyReads = args.includes('--only-reads');
 
   const releaseInterrupts = catchInterrupts();
   const work = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-cri-'));
@@ -318,6 +326,7 @@ export async function runCriBench(args: string[]): Promise<void> {
     await mkdir(join(work, 'cni'));
     await mkdir(logRoot);
     serve = await startServe({
+      ...(ledgerMain ? { main: ledgerMain } : {}),
       root: join(work, 'ledger'),
       socket: join(work, 'cri-ledger.sock'),
       args: [
@@ -337,6 +346,29 @@ export async function runCriBench(args: string[]): Promise<void> {
         version: 'v1',
       });
       console.error(`${runtime.key}: ${version.runtimeName} ${version.runtimeVersion}`);
+    }
+
+    const readTargets: ReadTarget[] = [];
+    for (const runtime of runtimes) {
+      const containerId = (
+        await podWithContainers(runtime, `reads-${runtime.key.replace('_', '-')}`, logRoot, ['app'], 1)
+      )[0]!;
+      await call(runtime, 'startContainer', { containerId });
+      readTargets.push({ key: runtime.key, runtime, containerId });
+      if (runtime.key === 'cri_ledger')
+        readTargets.push({ key: 'cri_ledger_path_authority', runtime: pathAuthorityClient(serve.socket), containerId });
+    }
+    const reads = readRows(await readsPhase(readTargets, readCalls));
+    for (const target of readTargets) if (target.key === 'cri_ledger_path_authority') target.runtime.client.close();
+    for (const runtime of runtimes) await removeAll(runtime, true);
+    if (onlyReads) {
+      report('cri-reads', reads, {
+        measured_at: new Date().toISOString(),
+        node: process.version,
+        ledger_main: ledgerMain ?? 'this build',
+        read_calls: readCalls,
+      });
+      return;
     }
 
     // Warm-up: first calls load code paths and caches on both sides; not measured.
@@ -404,6 +436,7 @@ export async function runCriBench(args: string[]): Promise<void> {
       rows.push({ metric: `${runtime.key}_errors`, value: runtime.errors.length, unit: 'errors' });
     }
     rows.push(...headlineRows(rows, seq.get('cri_ledger')!, status, list, listContainers));
+    rows.push(...reads);
     report('cri', rows, {
       measured_at: new Date().toISOString(),
       node: process.version,

@@ -81,6 +81,8 @@ export interface ServeProcess {
  * socket accepts connections (the service binds it last, after loading). Rejects if it exits first.
  */
 export async function startServe(options: {
+  /** Another build's dist/src/cli/main.js (benchmarks compare builds); this build's by default. */
+  main?: string;
   root: string;
   socket: string;
   args?: readonly string[];
@@ -100,7 +102,7 @@ export async function startServe(options: {
     'test-node',
     ...(options.args ?? []),
   ];
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], {
+  const child = spawn(process.execPath, [options.main ?? CLI_MAIN, ...args], {
     env: cleanEnv(options.env),
     stdio: ['ignore', 'ignore', 'pipe'],
   });
