@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { collectStream, unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
-import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { ledgerHead, startCriHarness, type CriHarness } from '../support/cri-harness.js';
 
 /*
  * CreateContainer failing at each step on real containerd (CRI_LEDGER_FAILPOINTS), and
@@ -38,14 +37,7 @@ describe('CreateContainer failures on real containerd leave nothing behind', () 
   let podId = '';
   const start = (failpoints?: string) => h.restart(failpoints);
   const call = <T = Record<string, unknown>>(method: string, request: object): Promise<T> => h.call<T>(method, request);
-  const head = async () => {
-    const client = LedgerClient.connect(h.socket);
-    try {
-      return (await client.status()).head;
-    } finally {
-      client.close();
-    }
-  };
+  const head = (): Promise<number> => ledgerHead(h.socket);
 
   const podConfig = {
     metadata: { name: 'fail', uid: 'uid-fail', namespace: 'default', attempt: 0 },

@@ -7,7 +7,7 @@ import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { decodeEvent, type LedgerEvent } from '../../src/domain/events.js';
 import { runCli } from '../support/cli.js';
-import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { ledgerHead, startCriHarness, type CriHarness } from '../support/cri-harness.js';
 import { removeAllPods } from '../support/pods.js';
 
 /*
@@ -48,14 +48,7 @@ describe('a missing mount host path', () => {
       client.close();
     }
   };
-  const head = async (): Promise<number> => {
-    const client = LedgerClient.connect(h.socket);
-    try {
-      return (await client.status()).head;
-    } finally {
-      client.close();
-    }
-  };
+  const head = (): Promise<number> => ledgerHead(h.socket);
 
   before(async () => {
     h = await startCriHarness({ prefix: 'cri-ledger-e2e-hostpaths-' });

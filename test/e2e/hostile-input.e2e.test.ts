@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
-import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
-import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { ledgerHead, startCriHarness, type CriHarness } from '../support/cri-harness.js';
 import { removeAllPods } from '../support/pods.js';
 
 /*
@@ -23,14 +22,7 @@ describe('hostile input over the CRI socket', () => {
     metadata: { name: 'hostile', uid: 'uid-hostile', namespace: 'default', attempt: 0 },
     linux: { securityContext: { namespaceOptions: { network: 'NODE' } } },
   };
-  const head = async () => {
-    const client = LedgerClient.connect(h.socket);
-    try {
-      return (await client.status()).head;
-    } finally {
-      client.close();
-    }
-  };
+  const head = (): Promise<number> => ledgerHead(h.socket);
   const create = (config: Record<string, unknown>) =>
     call<{ containerId: string }>('createContainer', {
       podSandboxId: podId,

@@ -4,7 +4,8 @@ import { connect as http2Connect, constants as h2 } from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
-import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { ledgerHead, startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { FRAME, frame, goAwayCode, PREFACE, parseFrames } from '../support/http2-frames.js';
 import { grpcFrame, tag, varint, WIRE } from '../support/protobuf-wire.js';
 
 /*
@@ -14,34 +15,6 @@ import { grpcFrame, tag, varint, WIRE } from '../support/protobuf-wire.js';
  * call ends with a non-OK grpc-status), no event is written, and the service answers
  * Version on a fresh connection afterwards.
  */
-
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-const FRAME = {
-  DATA: 0,
-  HEADERS: 1,
-  PRIORITY: 2,
-  RST_STREAM: 3,
-  SETTINGS: 4,
-  PING: 6,
-  GOAWAY: 7,
-  WINDOW_UPDATE: 8,
-  CONTINUATION: 9,
-};
-
-function frame(
-  type: number,
-  flags: number,
-  streamId: number,
-  payload: Buffer,
-  declaredLength = payload.length,
-): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(declaredLength, 0, 3);
-  header.writeUInt8(type, 3);
-  header.writeUInt8(flags, 4);
-  header.writeUInt32BE(streamId >>> 0, 5);
-  return Buffer.concat([header, payload]);
-}
 
 /**
  * Writes `bytes`, then collects what the server sends until it closes the connection or
@@ -69,26 +42,7 @@ function exchange(path: string, bytes: Buffer): Promise<{ received: Buffer; clos
 }
 
 /** The types of the HTTP/2 frames in what the server sent. */
-function frameTypes(bytes: Buffer): number[] {
-  const types: number[] = [];
-  for (let i = 0; i + 9 <= bytes.length; ) {
-    const length = bytes.readUIntBE(i, 3);
-    types.push(bytes.readUInt8(i + 3));
-    i += 9 + length;
-  }
-  return types;
-}
-
-/** The error code of the first complete GOAWAY frame the server sent, if any. */
-function goAwayCode(bytes: Buffer): number | undefined {
-  for (let i = 0; i + 9 <= bytes.length; ) {
-    const length = bytes.readUIntBE(i, 3);
-    if (bytes.readUInt8(i + 3) === FRAME.GOAWAY && i + 9 + length <= bytes.length && length >= 8)
-      return bytes.readUInt32BE(i + 9 + 4);
-    i += 9 + length;
-  }
-  return undefined;
-}
+const frameTypes = (bytes: Buffer): number[] => parseFrames(bytes).map((f) => f.type);
 
 /** A gRPC call over a real HTTP/2 client whose body is `body` as given: returns the call's grpc-status and message. */
 function grpcCall(socketPath: string, method: string, body: Buffer): Promise<{ status: number; message: string }> {
@@ -121,14 +75,7 @@ function grpcCall(socketPath: string, method: string, body: Buffer): Promise<{ s
 
 describe('raw garbage on the CRI socket', () => {
   let h: CriHarness;
-  const head = async () => {
-    const client = LedgerClient.connect(h.socket);
-    try {
-      return (await client.status()).head;
-    } finally {
-      client.close();
-    }
-  };
+  const head = (): Promise<number> => ledgerHead(h.socket);
   const survives = async (before: number) => {
     // A fresh connection: the old one may rightly be gone.
     const client = LedgerClient.connect(h.socket);

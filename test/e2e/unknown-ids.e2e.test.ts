@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
-import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { ledgerHead, startCriHarness, type CriHarness } from '../support/cri-harness.js';
 import { hexId } from '../support/fixtures.js';
 
 /*
@@ -12,14 +11,7 @@ import { hexId } from '../support/fixtures.js';
 
 describe('stop and remove of what does not exist', () => {
   let h: CriHarness;
-  const head = async (): Promise<number> => {
-    const client = LedgerClient.connect(h.socket);
-    try {
-      return (await client.status()).head;
-    } finally {
-      client.close();
-    }
-  };
+  const head = (): Promise<number> => ledgerHead(h.socket);
 
   before(async () => {
     h = await startCriHarness({ prefix: 'cri-ledger-e2e-unknown-' });

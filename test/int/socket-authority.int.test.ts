@@ -18,6 +18,7 @@ import { pino } from 'pino';
 import { encodeHeaderBlock, type HeaderField } from '../../src/adapters/grpc/hpack.js';
 import { MAX_MESSAGE_BYTES, type SocketServer, startSocketServer } from '../../src/adapters/grpc/socket-server.js';
 import { tempRoot } from '../support/cli.js';
+import { frame, goAwayCode, PREFACE } from '../support/http2-frames.js';
 
 /*
  * The socket server on its own, with a bytes-in, bytes-out service: every :authority a
@@ -55,15 +56,6 @@ const EchoClient = makeGenericClientConstructor(echoService, 'Echo');
 const echo = (client: Echo, request: Buffer, metadata = new Metadata()): Promise<Buffer> =>
   new Promise((resolve, reject) => client.Echo(request, metadata, (e, r) => (e ? reject(e) : resolve(r))));
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(streamId, 5);
-  return Buffer.concat([header, payload]);
-}
 const requestHeaders = (authority: string): HeaderField[] =>
   [
     [':method', 'POST'],
@@ -81,17 +73,13 @@ function grpcMessage(body: Buffer): Buffer {
 }
 
 /** The first GOAWAY's error code in what the server sent on `socket`, or undefined when it closed without one. */
-function goAwayCode(socket: Socket): Promise<number | undefined> {
+function goAwayOn(socket: Socket): Promise<number | undefined> {
   return new Promise((resolve) => {
     let received = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);
-      for (let at = 0; at + 9 <= received.length; ) {
-        const length = received.readUIntBE(at, 3);
-        if (received[at + 3] === 7 && at + 9 + length <= received.length)
-          return resolve(received.readUInt32BE(at + 13));
-        at += 9 + length;
-      }
+      const code = goAwayCode(received);
+      if (code !== undefined) resolve(code);
     });
     socket.on('close', () => resolve(undefined));
     socket.on('error', () => undefined);
@@ -185,7 +173,7 @@ describe('the CRI socket serves any :authority', () => {
 
   it('ends a rewritten connection that turns to broken HPACK with COMPRESSION_ERROR, and serves the others', async () => {
     const broken = connect(socketPath);
-    const code = goAwayCode(broken);
+    const code = goAwayOn(broken);
     broken.write(Buffer.concat([PREFACE, frame(4, 0, 0, Buffer.alloc(0)), frame(4, 1, 0, Buffer.alloc(0))]));
     broken.write(frame(1, 0x4, 1, encodeHeaderBlock(requestHeaders(socketPath))));
     broken.write(frame(0, 0x1, 1, grpcMessage(Buffer.alloc(3))));

@@ -10,6 +10,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
+import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 import { runCli, startServe, tempRoot, type ServeProcess } from './cli.js';
 import { removeLedgerCgroups, removeRuncCgroups } from './cgroups.js';
@@ -62,6 +63,16 @@ export interface CriHarness {
   /** Interfaces attached to the test bridge (empty when no pod is on it). */
   bridgePorts(): string;
   cleanup(): Promise<void>;
+}
+
+/** The ledger's head seq, read through the service's Ledger API: tests compare it to see that nothing was written. */
+export async function ledgerHead(socket: string): Promise<number> {
+  const client = LedgerClient.connect(socket);
+  try {
+    return (await client.status()).head;
+  } finally {
+    client.close();
+  }
 }
 
 /** `env` is added to every start's environment (CRI_LEDGER_NATS_URL, say). */

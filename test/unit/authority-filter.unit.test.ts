@@ -6,40 +6,9 @@ import {
   isServableAuthority,
 } from '../../src/adapters/grpc/authority-filter.js';
 import { encodeHeaderBlock, HpackDecoder, type HeaderField } from '../../src/adapters/grpc/hpack.js';
+import { FRAME, frame, PREFACE, type ParsedFrame, parseFrames } from '../support/http2-frames.js';
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const T = { DATA: 0, HEADERS: 1, SETTINGS: 4, PUSH_PROMISE: 5, PING: 6, CONTINUATION: 9 };
-
-function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(streamId, 5);
-  return Buffer.concat([header, payload]);
-}
-
-interface Frame {
-  type: number;
-  flags: number;
-  streamId: number;
-  payload: Buffer;
-}
-
-function parseFrames(bytes: Buffer): Frame[] {
-  const frames: Frame[] = [];
-  for (let at = 0; at < bytes.length; ) {
-    const length = bytes.readUIntBE(at, 3);
-    frames.push({
-      type: bytes[at + 3]!,
-      flags: bytes[at + 4]!,
-      streamId: bytes.readUInt32BE(at + 5),
-      payload: bytes.subarray(at + 9, at + 9 + length),
-    });
-    at += 9 + length;
-  }
-  return frames;
-}
+const T = FRAME;
 
 const field = (name: string, value: string): HeaderField => ({ name, value, sensitive: false });
 const request = (authority: string): HeaderField[] => [
@@ -65,7 +34,7 @@ function filterBoth(input: Buffer, dropAck = false): { out: Buffer; filter: Auth
 }
 
 /** The header lists of the HEADERS (+CONTINUATION) blocks in `frames`, decoded as the server would. */
-function headerLists(frames: Frame[]): string[][][] {
+function headerLists(frames: ParsedFrame[]): string[][][] {
   const decoder = new HpackDecoder();
   const lists: string[][][] = [];
   let block: Buffer[] = [];
