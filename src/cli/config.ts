@@ -291,9 +291,22 @@ export interface ConfigSources {
  * bad value came from.
  */
 export function loadConfig(sources: ConfigSources = {}): Config {
+  return loadConfigWithOrigins(sources).config;
+}
+
+/** Where each key's value came from: `default`, `in FILE`, `from ENV_VAR` or `from --flag`. */
+export type ConfigOrigins = ReadonlyMap<string, string>;
+
+/** loadConfig, and where each key's value came from (a command may act on "set" versus "default"). */
+export function loadConfigWithOrigins(sources: ConfigSources = {}): { config: Config; origins: ConfigOrigins } {
   const merged: Record<string, unknown> = sources.file ? readFile(sources.file) : {};
   const origin = new Map<string, string>();
-  for (const def of CONFIG_KEYS) origin.set(def.key, sources.file ? `in ${sources.file}` : 'default');
+  for (const def of CONFIG_KEYS) {
+    const inFile = def.key
+      .split('.')
+      .reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], merged);
+    origin.set(def.key, sources.file && inFile !== undefined ? `in ${sources.file}` : 'default');
+  }
   const layers: Array<[string, (d: (typeof CONFIG_KEYS)[number]) => string | boolean | undefined]> = [
     ['env', (d) => sources.env?.[d.env]],
     ['flag', (d) => sources.flags?.[d.flag]],
@@ -319,7 +332,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     const where = origin.get(key);
     throw new InvalidArgumentError(key, `${issue.message}${unknown}${where ? ` (${where})` : ''}`);
   }
-  return result.data;
+  return { config: result.data, origins: origin };
 }
 
 /** Where the service's own files live, derived from the configured dirs. */

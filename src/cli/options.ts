@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { CONFIG_KEYS, loadConfig, type Config } from './config.js';
+import { CONFIG_KEYS, type Config, type ConfigOrigins, loadConfigWithOrigins } from './config.js';
 
 /** Adds --config and one flag per configuration key to a command. */
 export function withConfigOptions(command: Command): Command {
@@ -16,6 +16,11 @@ export function withConfigOptions(command: Command): Command {
 
 /** The configuration for a command: file, then environment, then its flags. */
 export function configFrom(command: Command): Config {
+  return configWithOrigins(command).config;
+}
+
+/** configFrom, and where each key's value came from (`default` when nothing set it). */
+export function configWithOrigins(command: Command): { config: Config; origins: ConfigOrigins } {
   const opts = command.opts<Record<string, string | boolean | undefined>>();
   const flags: Record<string, string | boolean | undefined> = {};
   for (const def of CONFIG_KEYS) {
@@ -24,7 +29,7 @@ export function configFrom(command: Command): Config {
     if (command.getOptionValueSource(camel(def.flag)) === 'cli') flags[def.flag] = opts[camel(def.flag)];
   }
   const file = opts.config as string | undefined;
-  return loadConfig({ ...(file ? { file } : {}), env: process.env, flags });
+  return loadConfigWithOrigins({ ...(file ? { file } : {}), env: process.env, flags });
 }
 
 function camel(flag: string): string {

@@ -16,6 +16,8 @@ export interface LedgerServiceOptions {
   relay?: { status(): RelayStatus };
   /** The JetStream stream the relay publishes to, for Status. */
   natsStream?: string;
+  /** The containerd address and namespace the service works on, for Status. */
+  containerd?: { address: string; namespace: string };
   now?: () => number;
 }
 
@@ -161,6 +163,7 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
       counts: p.counts(),
       operations,
       startedAt,
+      containerd: options.containerd ?? null,
     };
   };
 

@@ -65,6 +65,7 @@ export interface WireStatus {
   } | null;
   operations: WireOperationInFlight[];
   startedAt: string;
+  containerd: { address: string; namespace: string } | null;
 }
 
 /** The domain filter of a request: empty strings and zeroes mean "not set". */

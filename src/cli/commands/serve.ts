@@ -94,6 +94,7 @@ export async function serve(config: Config): Promise<void> {
       node: config.node,
       ...(relay ? { relay } : {}),
       natsStream: config.nats.stream,
+      containerd: { address: config.containerd.address, namespace: config.containerd.namespace },
     });
     // Every CRI RPC is registered: the ones not implemented yet answer UNIMPLEMENTED
     // naming the RPC, so kubelet and crictl never see "unknown service".

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { Projections } from '../../projections/projections.js';
 import { diffAgainstRuntime, inSync, orphanLabel } from '../../projections/runtime-diff.js';
-import { configFrom, withConfigOptions } from '../options.js';
+import { withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
+import { containerdTarget } from './support/containerd-target.js';
 import { CHECKS, LogVerifier, type Check, type VerifyReport } from './support/log-verifier.js';
 import { formatInFlight } from './support/in-flight.js';
 import { print } from './support/output.js';
@@ -28,7 +29,8 @@ export function registerVerify(program: Command): void {
     .option('--json', 'print the report as JSON')
     .option(
       '--against-containerd',
-      "also compare the log's containers and sandboxes with containerd's (the configured address and namespace)",
+      "also compare the log's containers and sandboxes with containerd's: the service's own through the socket; " +
+        'with --db or --nats, pass --containerd-address and --containerd-namespace',
     );
   withSourceOptions(withConfigOptions(command)).action(
     (options: { json?: boolean; againstContainerd?: boolean }, cmd: Command) => runVerify(options, cmd),
@@ -101,22 +103,23 @@ async function runAgainstContainerd(options: { json?: boolean }, cmd: Command): 
     import('../../adapters/containerd/containerd-inventory.js'),
     import('../../adapters/containerd/containerd-images.js'),
   ]);
-  const config = configFrom(cmd);
-  const projections = await withSource(cmd, async (source) => {
+  const { target, projections } = await withSource(cmd, async (source) => {
+    const target = await containerdTarget(cmd, source);
     const p = new Projections();
     for await (const { event } of source.readEvents()) p.apply(event);
-    return p;
+    return { target, projections: p };
   });
-  const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
+  if (target.disagreement) console.error(`cri-ledger verify: note: ${target.disagreement}`);
+  const api = connectContainerd({ address: target.address, namespace: target.namespace });
   let diff;
   try {
     diff = diffAgainstRuntime(projections, await readInventory(api, DEFAULT_IMAGE_SNAPSHOTTER));
   } finally {
     api.close();
   }
-  if (options.json) print(JSON.stringify(diff, null, 2));
+  if (options.json) print(JSON.stringify({ containerd: target, ...diff }, null, 2));
   else {
-    print(`compared the log with containerd at ${config.containerd.address}, namespace ${config.containerd.namespace}`);
+    print(`compared the log with containerd at ${target.address}, namespace ${target.namespace} (from ${target.from})`);
     const rows = [
       ...diff.orphanContainers.map((c) => ['in containerd only', orphanLabel(c.kind), c.id]),
       ...diff.orphanSnapshots.map((key) => ['in containerd only', 'snapshot', key]),

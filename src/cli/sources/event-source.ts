@@ -58,6 +58,8 @@ export interface LedgerStatus {
   };
   operations: InFlight[];
   startedAt?: string;
+  /** The containerd the running service works on; unknown for a stopped service's log. */
+  containerd?: { address: string; namespace: string };
 }
 
 /** Where a JetStream stream stands, and this node's part of it. */
