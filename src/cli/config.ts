@@ -73,6 +73,13 @@ export const CONFIG_KEYS = [
     help: 'clamp oom_score_adj',
   },
   {
+    key: 'metrics.address',
+    env: 'CRI_LEDGER_METRICS_ADDRESS',
+    flag: 'metrics-address',
+    kind: 'string',
+    help: 'host:port for Prometheus /metrics; unset turns metrics off',
+  },
+  {
     key: 'nats.url',
     env: 'CRI_LEDGER_NATS_URL',
     flag: 'nats-url',
@@ -180,6 +187,15 @@ export const ConfigSchema = z
       .string()
       .regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)')
       .default(() => nodeName()),
+    metrics: z
+      .object({
+        address: z
+          .string()
+          .regex(/^(\[[^\]]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9101')
+          .optional(),
+      })
+      .strict()
+      .default({}),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(DEFAULT_LOG_LEVEL),
     unclaimedResultTimeout: DURATION.min(100, 'must be at least 100ms').default(DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS),
   })

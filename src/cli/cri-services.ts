@@ -45,6 +45,7 @@ import { KeyedLock } from '../commands/keyed-lock.js';
 import { reconcileWithRuntime, recoverInFlight, type RecoveryDeps } from '../commands/recover.js';
 import { diffAgainstRuntime, inSync } from '../projections/runtime-diff.js';
 import type { Ledger } from '../commands/ledger.js';
+import type { SagaObserver } from '../commands/saga.js';
 import { NameReservations } from '../commands/name-reservations.js';
 import { nodeStream } from '../domain/ids.js';
 import type { Config } from './config.js';
@@ -67,9 +68,16 @@ export interface CriServices {
   /** Stops following task events and copying container output (before the log closes). */
   stop(): Promise<void>;
   close(): void;
+  /** Whether containerd answered the last health probe (cached for a second). */
+  containerdUp(): Promise<boolean>;
 }
 
-export function createCriServices(config: Config, ledger: Ledger, logger: Logger): CriServices {
+export function createCriServices(
+  config: Config,
+  ledger: Ledger,
+  logger: Logger,
+  observe: { sagaObserver?: SagaObserver } = {},
+): CriServices {
   // Leases of cri-ledger's older than this belong to operations of an earlier process.
   const startedAt = new Date().toISOString();
   const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
@@ -215,6 +223,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       sandboxImage: config.sandboxImage,
       pullSandboxImage: (correlationId) => imagePulls.pull({ ...pullTarget(config.sandboxImage), correlationId }),
       failpoints,
+      ...(observe.sagaObserver ? { sagaObserver: observe.sagaObserver } : {}),
     },
     containers: {
       names: containerNames,
@@ -224,6 +233,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       specs,
       failpoints,
       locks: lifecycle.locks,
+      ...(observe.sagaObserver ? { sagaObserver: observe.sagaObserver } : {}),
     },
   });
   // Layers go straight into their snapshots unless their blobs are to be kept (docs/images.md).
@@ -274,6 +284,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
       criService(imageServiceV1alpha2, imageService),
       { definition: imagesServiceClass().service, implementation: imagesAdminHandlers({ ledger, puller, images }) },
     ],
+    containerdUp: async () => (await health.check()).ready,
     start: () => {
       exits.start();
       unclaimed.start();

@@ -9,7 +9,7 @@ import type { KeyedLock } from './keyed-lock.js';
 import { resultUndelivered, retryServed, runOnce, type NameReservations } from './name-reservations.js';
 import type { Caller, ContainerFiles, ContainerRuntime, ImageStore, SnapshotRef, SpecFactory } from './ports.js';
 import { KIND_LABEL, runtimeFor } from './pod-runtime.js';
-import { runSaga, type Failpoints, type SagaStep } from './saga.js';
+import { runSaga, type Failpoints, type SagaObserver, type SagaStep } from './saga.js';
 import { specDigest } from './spec-digest.js';
 import { discardContainerResult, supersededMessage } from './undelivered-results.js';
 
@@ -77,6 +77,8 @@ export interface CreateContainerDeps {
   files: ContainerFiles;
   specs: SpecFactory;
   failpoints?: Failpoints;
+  /** Step and saga durations, for metrics. */
+  sagaObserver?: SagaObserver;
   /** The lifecycle lock, held while an undelivered container is removed to make way for another request. */
   locks?: KeyedLock;
 }
@@ -339,6 +341,7 @@ async function create(
       ctx: undefined,
       name,
       ...(deps.failpoints ? { failpoints: deps.failpoints } : {}),
+      ...(deps.sagaObserver ? { observer: deps.sagaObserver } : {}),
       ...(command.deadline === undefined ? {} : { deadline: command.deadline }),
     });
   } finally {

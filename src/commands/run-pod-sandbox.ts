@@ -17,7 +17,7 @@ import type {
   TaskRuntime,
 } from './ports.js';
 import { endPauseTask, KIND_LABEL, runtimeFor } from './pod-runtime.js';
-import { runSaga, type Failpoints, type SagaStep } from './saga.js';
+import { runSaga, type Failpoints, type SagaObserver, type SagaStep } from './saga.js';
 import { specDigest } from './spec-digest.js';
 import { discardSandboxResult, supersededMessage } from './undelivered-results.js';
 
@@ -116,6 +116,8 @@ export interface RunPodSandboxDeps {
   /** The pause image reference (config `sandboxImage`). */
   sandboxImage: string;
   failpoints?: Failpoints;
+  /** Step and saga durations, for metrics. */
+  sagaObserver?: SagaObserver;
 }
 
 /** `<name>_<namespace>_<uid>_<attempt>`, as kubelet names sandboxes. */
@@ -395,6 +397,7 @@ async function run(
       ctx: undefined,
       name,
       ...(deps.failpoints ? { failpoints: deps.failpoints } : {}),
+      ...(deps.sagaObserver ? { observer: deps.sagaObserver } : {}),
       ...(command.deadline === undefined ? {} : { deadline: command.deadline }),
     });
   } finally {

@@ -72,6 +72,12 @@ export const SYSTEM_TIMER: StallTimer = {
 // setTimeout fires at once for a delay above 2^31-1 ms; a later deadline is re-armed.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** Hears how long each step and each whole saga took (metrics); must not throw. */
+export interface SagaObserver {
+  step(operation: string, step: string, durationMs: number, ok: boolean): void;
+  ended(operation: string, durationMs: number, outcome: 'done' | 'compensated'): void;
+}
+
 export interface SagaOptions<Ctx> {
   operation: string;
   ledger: Ledger;
@@ -93,6 +99,7 @@ export interface SagaOptions<Ctx> {
   deadline?: number;
   /** The watchdog's clock and timers (default: the system's). */
   timer?: StallTimer;
+  observer?: SagaObserver;
 }
 
 /** Runs the steps in order; on failure compensates and rethrows the step's own error. Returns the stream version. */
@@ -137,11 +144,14 @@ export async function runSaga<Ctx>(o: SagaOptions<Ctx>): Promise<number> {
       return true;
     },
   });
+  const clock = o.clock ?? (() => performance.now());
+  const sagaStarted = clock();
   try {
     for (let k = 0; k < o.steps.length; k++) {
       const step = o.steps[k]!;
       const last = k === o.steps.length - 1;
       watchdog.enter(k);
+      const stepStarted = clock();
       try {
         if (!step.pure) await flush();
         const events = (await step.run(o.ctx)) ?? [];
@@ -151,19 +161,23 @@ export async function runSaga<Ctx>(o: SagaOptions<Ctx>): Promise<number> {
           watchdog.stop();
           await flush();
         }
+        o.observer?.step(o.operation, step.name, clock() - stepStarted, true);
       } catch (error) {
+        o.observer?.step(o.operation, step.name, clock() - stepStarted, false);
         watchdog.stop();
         pending.push(...watchdog.deferred());
         // What earlier steps recorded is written before Compensated (it is what happened);
         // the failed step's own events are not.
         await flush().catch(() => undefined);
         await compensate(o, k, error, version).catch(() => undefined);
+        o.observer?.ended(o.operation, clock() - sagaStarted, 'compensated');
         throw error;
       }
     }
   } finally {
     watchdog.stop();
   }
+  o.observer?.ended(o.operation, clock() - sagaStarted, 'done');
   return version;
 }
 

@@ -39,7 +39,8 @@ export function natsServerBinary(): string {
   throw new Error('nats-server not found on PATH or at /usr/sbin/nats-server (apt-get install nats-server)');
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);

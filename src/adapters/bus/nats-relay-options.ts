@@ -98,6 +98,8 @@ export interface RelayStatus {
   /** The last failure seen (connect, stream check, publish); kept after recovery. */
   lastError?: string;
   lastPublishAt?: string;
+  /** Failures seen since start (connect, stream check, publish), for metrics. */
+  errors?: number;
 }
 
 /** The status to report when no NATS URL is configured: the log keeps everything. */

@@ -34,6 +34,7 @@ export class NatsRelay {
   private inflight = 0;
   private stopping = false;
   private lastError: string | undefined;
+  private errors = 0;
   private lastPublishAt: string | undefined;
   private round: AbortController | undefined;
   private readonly stopSignal = new AbortController();
@@ -76,7 +77,14 @@ export class NatsRelay {
   status(): RelayStatus {
     const head = this.o.log.head();
     const cursor = this.cursor.value;
-    const s: RelayStatus = { enabled: true, connected: this.connected, cursor, head, lag: Math.max(0, head - cursor) };
+    const s: RelayStatus = {
+      enabled: true,
+      connected: this.connected,
+      cursor,
+      head,
+      lag: Math.max(0, head - cursor),
+      errors: this.errors,
+    };
     if (this.lastError !== undefined) s.lastError = this.lastError;
     if (this.lastPublishAt !== undefined) s.lastPublishAt = this.lastPublishAt;
     return s;
@@ -266,6 +274,7 @@ export class NatsRelay {
   }
 
   private noteError(error: unknown, message: string): void {
+    this.errors++;
     const text = error instanceof Error ? error.message : String(error);
     // Repeating the same failure each retry would flood the log; the lag timer reports on.
     if (text !== this.lastError) this.logger.warn({ err: error, ...this.status() }, message);

@@ -20,14 +20,28 @@ import { newEventId } from '../ids/event-id.js';
 /** Live events a follower may buffer before it falls back to reading the store. */
 export const DEFAULT_FOLLOW_BUFFER_EVENTS = 10_000;
 
+/** One committed batch, as metrics see it. */
+export interface BatchStats {
+  events: number;
+  appends: number;
+  /** The synced write of the batch (LevelDB's write with sync: the fsync). */
+  writeMs: number;
+  /** Per append in the batch: from append() to its commit. */
+  appendMs: number[];
+}
+
 export interface EventLogOptions {
   node: string;
   /** Milliseconds since the epoch; injectable for tests. */
   now?: () => number;
   newId?: () => string;
+  /** Hears every committed batch (metrics); must not throw. */
+  onBatch?: (stats: BatchStats) => void;
 }
 
 interface PendingAppend {
+  /** performance.now() when append() was called. */
+  queuedAt: number;
   stream: string;
   expected: ExpectedVersion;
   events: readonly NewEvent[];
@@ -108,7 +122,7 @@ export abstract class BaseEventLog implements EventLog {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ stream, expected, events: checked, resolve, reject });
+      this.queue.push({ queuedAt: performance.now(), stream, expected, events: checked, resolve, reject });
       this.writing ??= this.flush();
     });
   }
@@ -158,6 +172,7 @@ export abstract class BaseEventLog implements EventLog {
       }
     }
     if (accepted.length === 0) return;
+    const writeStarted = performance.now();
     try {
       await this.writeBatch(all, records);
     } catch (error) {
@@ -169,6 +184,15 @@ export abstract class BaseEventLog implements EventLog {
     this.lastAtMs = atMs;
     for (const listener of this.listeners) listener(all);
     for (const { p, stamped } of accepted) p.resolve(stamped);
+    if (this.options.onBatch) {
+      const committed = performance.now();
+      this.options.onBatch({
+        events: all.length,
+        appends: accepted.length,
+        writeMs: committed - writeStarted,
+        appendMs: accepted.map(({ p }) => committed - p.queuedAt),
+      });
+    }
   }
 
   onCommit(listener: CommitListener): () => void {

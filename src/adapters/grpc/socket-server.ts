@@ -1,7 +1,13 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type Server as NetServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  type ServerInterceptor,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { handOver } from './filtered-connection.js';
@@ -26,6 +32,8 @@ export interface SocketServerOptions {
   socketPath: string;
   services: readonly SocketService[];
   logger: Logger;
+  /** Run inside the logging and status-bound interceptors (metrics). */
+  interceptors?: readonly ServerInterceptor[];
 }
 
 export interface SocketServer {
@@ -57,7 +65,7 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     // The last interceptor is the outermost: a handler's status passes the bound first, then the log.
-    interceptors: [rpcLoggingInterceptor(options.logger), boundedStatusInterceptor()],
+    interceptors: [...(options.interceptors ?? []), rpcLoggingInterceptor(options.logger), boundedStatusInterceptor()],
   });
   for (const service of options.services) server.addService(service.definition, service.implementation);
 

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import type { NatsRelay } from '../../adapters/bus/nats-relay.js';
+import type { BatchStats } from '../../adapters/eventlog/base-event-log.js';
 import type { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
+import type { MetricsServer } from '../../adapters/metrics/metrics-server.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
 import { createLogger, type Logger } from '../../adapters/logging/logger.js';
 import { CriLedgerError, LedgerLockedError } from '../../domain/errors.js';
@@ -41,7 +43,12 @@ export async function serve(config: Config): Promise<void> {
   const dir = ledgerDir(config);
   // Loaded here, not at the top: every other command shares this module graph, and
   // none of them needs the relay or the gRPC server.
-  const [{ Ledger }, log] = await Promise.all([import('../../commands/ledger.js'), openLog(dir, config.node)]);
+  // Metrics, when configured, are made first: the log reports each batch to them.
+  const metrics = config.metrics.address ? await createMetrics() : undefined;
+  const [{ Ledger }, log] = await Promise.all([
+    import('../../commands/ledger.js'),
+    openLog(dir, config.node, metrics ? (stats) => metrics.ledger.onBatch(stats) : undefined),
+  ]);
 
   let requestStop!: (request: StopRequest) => void;
   const stopRequested = new Promise<StopRequest>((resolve) => (requestStop = resolve));
@@ -52,6 +59,7 @@ export async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   let relay: NatsRelay | undefined;
+  let metricsServer: MetricsServer | undefined;
   let server: SocketServer | undefined;
   let cri: CriServices | undefined;
   // What serving needs is loaded while the projections are: the rebuild waits on
@@ -98,18 +106,29 @@ export async function serve(config: Config): Promise<void> {
     });
     // Every CRI RPC is registered: the ones not implemented yet answer UNIMPLEMENTED
     // naming the RPC, so kubelet and crictl never see "unknown service".
-    const criServices = createCriServices(config, ledger, logger);
+    const criServices = createCriServices(config, ledger, logger, metrics ? { sagaObserver: metrics.ledger.saga } : {});
     cri = criServices;
+    if (metrics && config.metrics.address) {
+      metrics.ledger.attach({
+        ledger,
+        ledgerDir: dir,
+        ...(relay ? { relay } : {}),
+        containerdUp: () => criServices.containerdUp(),
+      });
+      metricsServer = await metrics.serve(config.metrics.address, logger);
+    }
     server = await startSocketServer({
       socketPath: config.socket,
       services: [service, ...criServices.services],
       logger,
+      ...(metrics ? { interceptors: [metrics.rpc] } : {}),
     });
     criServices.start();
   } catch (error) {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     cri?.close();
+    await metricsServer?.close();
     await relay?.stop().catch(() => undefined);
     await log.close();
     if (StreamConfigMismatch && error instanceof StreamConfigMismatch) {
@@ -135,18 +154,35 @@ export async function serve(config: Config): Promise<void> {
   process.once('SIGINT', force);
 
   process.exitCode = await shutdown({ reason, code, server, relay, log, logger, ...(cri ? { cri } : {}) });
+  await metricsServer?.close();
   cri?.close();
   setTimeout(() => process.exit(), EXIT_AFTER_SHUTDOWN_MS).unref();
 }
 
 /** Opens the log; a held lock means another service runs on this root. */
-async function openLog(dir: string, node: string): Promise<LevelDbEventLog> {
+/** The metrics, loaded only when an address is configured (prom-client is not free to load). */
+async function createMetrics() {
+  const [{ Registry }, { rpcMetricsInterceptor }, { ledgerMetrics }, { startMetricsServer }] = await Promise.all([
+    import('prom-client'),
+    import('../../adapters/metrics/rpc-metrics.js'),
+    import('../../adapters/metrics/ledger-metrics.js'),
+    import('../../adapters/metrics/metrics-server.js'),
+  ]);
+  const registry = new Registry();
+  return {
+    rpc: rpcMetricsInterceptor(registry),
+    ledger: ledgerMetrics(registry),
+    serve: (address: string, logger: Logger) => startMetricsServer(registry, address, logger),
+  };
+}
+
+async function openLog(dir: string, node: string, onBatch?: (stats: BatchStats) => void): Promise<LevelDbEventLog> {
   const [{ LevelDbEventLog }, { LedgerDiskFullError }] = await Promise.all([
     import('../../adapters/eventlog/leveldb-event-log.js'),
     import('../../adapters/eventlog/storage-errors.js'),
   ]);
   try {
-    return await LevelDbEventLog.open({ dir, node });
+    return await LevelDbEventLog.open({ dir, node, ...(onBatch ? { onBatch } : {}) });
   } catch (error) {
     if (error instanceof LedgerDiskFullError) {
       // Opening writes (LevelDB turns its write-ahead log into a table): refuse to start
