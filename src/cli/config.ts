@@ -20,6 +20,8 @@ export const DEFAULT_NATS_DUPLICATE_WINDOW_MS = 10 * 60_000;
 /** 0: keep events until the stream's other limits say otherwise. */
 export const DEFAULT_NATS_MAX_AGE_MS = 0;
 export const DEFAULT_LOG_LEVEL = 'info';
+/** containerd's CRI buffers 1,000 events per subscriber; the log can afford to wait longer. */
+export const DEFAULT_CONTAINER_EVENTS_MAX_LAG = 10_000;
 /**
  * How long past its caller's deadline a created container or sandbox whose id reached
  * no caller waits for a retry to claim it before it is removed: kubelet's 2-minute
@@ -71,6 +73,13 @@ export const CONFIG_KEYS = [
     flag: 'restrict-oom-score-adj',
     kind: 'bool',
     help: 'clamp oom_score_adj',
+  },
+  {
+    key: 'containerEvents.maxLag',
+    env: 'CRI_LEDGER_CONTAINER_EVENTS_MAX_LAG',
+    flag: 'container-events-max-lag',
+    kind: 'int',
+    help: 'events a GetContainerEvents subscriber may fall behind before it is ended (RESOURCE_EXHAUSTED)',
   },
   {
     key: 'metrics.address',
@@ -187,6 +196,10 @@ export const ConfigSchema = z
       .string()
       .regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)')
       .default(() => nodeName()),
+    containerEvents: z
+      .object({ maxLag: z.number().int().min(1).default(DEFAULT_CONTAINER_EVENTS_MAX_LAG) })
+      .strict()
+      .default({ maxLag: DEFAULT_CONTAINER_EVENTS_MAX_LAG }),
     metrics: z
       .object({
         address: z

@@ -18,6 +18,7 @@ import { readInventory } from '../adapters/containerd/containerd-inventory.js';
 import { newEventId } from '../adapters/ids/event-id.js';
 import { ContainerdPuller } from '../adapters/containerd/containerd-pull.js';
 import { normalizeImageRef, pullTarget } from '../adapters/containerd/image-ref.js';
+import { containerEventsService } from '../adapters/cri/container-events.js';
 import { ExitMonitor } from '../adapters/cri/exit-monitor.js';
 import { UnclaimedResultTimer } from '../adapters/cri/unclaimed-results.js';
 import { imageHandlers } from '../adapters/cri/image-handlers.js';
@@ -276,9 +277,17 @@ export function createCriServices(
     (error: unknown) =>
       logger.warn({ err: error, containerd: config.containerd.address }, 'checking containerd failed'),
   );
+  const containerEvents = containerEventsService({ ledger, maxLagEvents: config.containerEvents.maxLag, logger });
   return {
     services: [
-      criService(runtimeServiceV1, { ...runtimeInfoHandlers(info('v1')), ...handlers }),
+      {
+        ...criService(runtimeServiceV1, {
+          ...runtimeInfoHandlers(info('v1')),
+          ...handlers,
+          GetContainerEvents: containerEvents.GetContainerEvents,
+        }),
+        drain: containerEvents.drain,
+      },
       criService(imageServiceV1, imageService),
       criService(runtimeServiceV1alpha2, { ...runtimeInfoHandlers(info('v1alpha2')), ...handlers }),
       criService(imageServiceV1alpha2, imageService),

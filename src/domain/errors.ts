@@ -13,6 +13,9 @@ export class CriLedgerError extends Error {
 /** The request is well-formed but the object is in the wrong state for it (gRPC FAILED_PRECONDITION). */
 export class FailedPreconditionError extends CriLedgerError {}
 
+/** An event subscriber fell further behind the log than the service lets it (gRPC RESOURCE_EXHAUSTED). */
+export class SubscriberTooSlowError extends CriLedgerError {}
+
 /** An operation ran past its own timeout (ExecSync's): DEADLINE_EXCEEDED, which kubelet reads as a probe timeout. */
 export class OperationTimeoutError extends CriLedgerError {}
 

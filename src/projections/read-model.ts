@@ -56,6 +56,17 @@ export class ReadModel<Doc> {
     return this.docs.size;
   }
 
+  /**
+   * An independent read model at the same position: it can then be moved on by other
+   * events without touching this one. Documents are immutable, so only the map is copied.
+   */
+  copy(): ReadModel<Doc> {
+    const twin = new ReadModel(this.projection);
+    for (const [key, doc] of this.docs) twin.docs.set(key, doc);
+    twin.lastSeq = this.lastSeq;
+    return twin;
+  }
+
   /** A plain, key-sorted copy of every document, for comparisons and `replay --json`. */
   snapshot(): Record<string, Doc> {
     return Object.fromEntries([...this.docs.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));

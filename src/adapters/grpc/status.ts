@@ -12,6 +12,7 @@ import {
   NotImplementedError,
   OperationTimeoutError,
   RuntimeUnavailableError,
+  SubscriberTooSlowError,
   UnknownEventError,
 } from '../../domain/errors.js';
 import { ContainerNotRunningError, ExecTimeoutError } from '../containerd/containerd-exec.js';
@@ -74,6 +75,7 @@ export function grpcCodeFor(error: unknown): Status {
   // The log could not take the events (nothing of them was stored): a full disk is the
   // operator's to fix, kubelet's retry succeeds once space is freed.
   if (error instanceof LedgerDiskFullError) return Status.RESOURCE_EXHAUSTED;
+  if (error instanceof SubscriberTooSlowError) return Status.RESOURCE_EXHAUSTED;
   if (error instanceof LedgerStorageError) return Status.UNAVAILABLE;
   // A record this build cannot read: the data is there but unusable, not a server bug.
   if (error instanceof CorruptRecordError || error instanceof UnknownEventError) return Status.DATA_LOSS;
