@@ -82,6 +82,13 @@ export const CONFIG_KEYS = [
     help: 'events a GetContainerEvents subscriber may fall behind before it is ended (RESOURCE_EXHAUSTED)',
   },
   {
+    key: 'tracing.otlpEndpoint',
+    env: 'CRI_LEDGER_TRACING_OTLP_ENDPOINT',
+    flag: 'tracing-otlp-endpoint',
+    kind: 'string',
+    help: 'OTLP/HTTP traces URL (e.g. http://127.0.0.1:4318/v1/traces); unset turns tracing off',
+  },
+  {
     key: 'metrics.address',
     env: 'CRI_LEDGER_METRICS_ADDRESS',
     flag: 'metrics-address',
@@ -200,6 +207,10 @@ export const ConfigSchema = z
       .object({ maxLag: z.number().int().min(1).default(DEFAULT_CONTAINER_EVENTS_MAX_LAG) })
       .strict()
       .default({ maxLag: DEFAULT_CONTAINER_EVENTS_MAX_LAG }),
+    tracing: z
+      .object({ otlpEndpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional() })
+      .strict()
+      .default({}),
     metrics: z
       .object({
         address: z

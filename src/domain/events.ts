@@ -439,6 +439,11 @@ export interface EnvelopeFields {
   correlationId: string;
   /** The event or request that caused this one, if any. */
   causationId: string | null;
+  /**
+   * The W3C trace id (32 hex digits) of the request that caused it, when tracing is on
+   * and the call was traced; absent otherwise (and in events written before tracing).
+   */
+  traceId?: string;
 }
 
 /** A stored event, discriminated by `type`. */
@@ -452,6 +457,7 @@ export type NewEvent<T extends EventType = EventType> = {
 }[T];
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+const TRACE_ID = /^[0-9a-f]{32}$/;
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
 const isText = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
@@ -475,6 +481,8 @@ function envelopeDefect(raw: unknown): string | undefined {
   if (!isText(e.node)) return 'node: must be a non-empty string';
   if (!isText(e.correlationId)) return 'correlationId: must be a non-empty string';
   if (e.causationId !== null && typeof e.causationId !== 'string') return 'causationId: must be a string or null';
+  if (e.traceId !== undefined && (typeof e.traceId !== 'string' || !TRACE_ID.test(e.traceId)))
+    return 'traceId: must be 32 hex digits';
   if (!('data' in e)) return 'data: missing';
   return undefined;
 }

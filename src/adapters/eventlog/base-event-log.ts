@@ -37,11 +37,14 @@ export interface EventLogOptions {
   newId?: () => string;
   /** Hears every committed batch (metrics); must not throw. */
   onBatch?: (stats: BatchStats) => void;
+  /** The trace id of the request an append is made for, read when append() is called (tracing). */
+  traceId?: () => string | undefined;
 }
 
 interface PendingAppend {
   /** performance.now() when append() was called. */
   queuedAt: number;
+  traceId: string | undefined;
   stream: string;
   expected: ExpectedVersion;
   events: readonly NewEvent[];
@@ -122,7 +125,8 @@ export abstract class BaseEventLog implements EventLog {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ queuedAt: performance.now(), stream, expected, events: checked, resolve, reject });
+      const traceId = this.options.traceId?.();
+      this.queue.push({ queuedAt: performance.now(), traceId, stream, expected, events: checked, resolve, reject });
       this.writing ??= this.flush();
     });
   }
@@ -162,7 +166,15 @@ export abstract class BaseEventLog implements EventLog {
       if (!before.has(p.stream)) before.set(p.stream, current);
       let version = current;
       const stamped = p.events.map((e) =>
-        stamp(e, { id: this.newId(), seq: ++seq, stream: p.stream, version: ++version, at, node: this.options.node }),
+        stamp(e, {
+          id: this.newId(),
+          seq: ++seq,
+          stream: p.stream,
+          version: ++version,
+          at,
+          node: this.options.node,
+          traceId: p.traceId,
+        }),
       );
       this.versions.set(p.stream, version);
       accepted.push({ p, stamped });
@@ -326,8 +338,17 @@ function seqRange(options: { fromSeq?: number; toSeq?: number }): { fromSeq: num
 
 function stamp(
   e: NewEvent,
-  f: { id: string; seq: number; stream: string; version: number; at: string; node: string },
+  f: {
+    id: string;
+    seq: number;
+    stream: string;
+    version: number;
+    at: string;
+    node: string;
+    traceId?: string | undefined;
+  },
 ): LedgerEvent {
+  const traced = f.traceId === undefined ? {} : { traceId: f.traceId };
   return {
     id: f.id,
     seq: f.seq,
@@ -339,6 +360,7 @@ function stamp(
     node: f.node,
     correlationId: e.correlationId,
     causationId: e.causationId ?? null,
+    ...traced,
     data: e.data,
   } as LedgerEvent;
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { NatsRelay } from '../../adapters/bus/nats-relay.js';
-import type { BatchStats } from '../../adapters/eventlog/base-event-log.js';
+import type { BatchStats, EventLogOptions } from '../../adapters/eventlog/base-event-log.js';
 import type { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
 import type { MetricsServer } from '../../adapters/metrics/metrics-server.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
@@ -45,9 +45,14 @@ export async function serve(config: Config): Promise<void> {
   // none of them needs the relay or the gRPC server.
   // Metrics, when configured, are made first: the log reports each batch to them.
   const metrics = config.metrics.address ? await createMetrics() : undefined;
+  // Tracing too: the log stamps each event with the trace id of the call it is for.
+  const tracing = config.tracing.otlpEndpoint ? await createTracing(config) : undefined;
   const [{ Ledger }, log] = await Promise.all([
     import('../../commands/ledger.js'),
-    openLog(dir, config.node, metrics ? (stats) => metrics.ledger.onBatch(stats) : undefined),
+    openLog(dir, config.node, {
+      ...(metrics ? { onBatch: (stats: BatchStats) => metrics.ledger.onBatch(stats) } : {}),
+      ...(tracing ? { traceId: () => tracing.currentTraceId() } : {}),
+    }),
   ]);
 
   let requestStop!: (request: StopRequest) => void;
@@ -78,6 +83,7 @@ export async function serve(config: Config): Promise<void> {
   try {
     logger.info({ dir, head: log.head() }, 'loading projections');
     const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
+    if (tracing) log.onCommit((events) => tracing.onCommit(events));
     const [{ startSocketServer }, { createLedgerService }, { createCriServices }, nats] = await modules;
     StreamConfigMismatch = nats?.[1].StreamConfigMismatchError;
     if (config.nats.url && nats) {
@@ -121,7 +127,7 @@ export async function serve(config: Config): Promise<void> {
       socketPath: config.socket,
       services: [service, ...criServices.services],
       logger,
-      ...(metrics ? { interceptors: [metrics.rpc] } : {}),
+      interceptors: [...(metrics ? [metrics.rpc] : []), ...(tracing ? [tracing.interceptor] : [])],
     });
     criServices.start();
   } catch (error) {
@@ -155,6 +161,7 @@ export async function serve(config: Config): Promise<void> {
 
   process.exitCode = await shutdown({ reason, code, server, relay, log, logger, ...(cri ? { cri } : {}) });
   await metricsServer?.close();
+  await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, 'flushing traces failed'));
   cri?.close();
   setTimeout(() => process.exit(), EXIT_AFTER_SHUTDOWN_MS).unref();
 }
@@ -176,13 +183,26 @@ async function createMetrics() {
   };
 }
 
-async function openLog(dir: string, node: string, onBatch?: (stats: BatchStats) => void): Promise<LevelDbEventLog> {
+/** Tracing, loaded only when an OTLP endpoint is configured. */
+async function createTracing(config: Config) {
+  const [{ startTracing }, { packageVersion }] = await Promise.all([
+    import('../../adapters/tracing/tracing.js'),
+    import('../cri-services.js'),
+  ]);
+  return startTracing({ endpoint: config.tracing.otlpEndpoint!, node: config.node, version: packageVersion() });
+}
+
+async function openLog(
+  dir: string,
+  node: string,
+  hooks: Pick<EventLogOptions, 'onBatch' | 'traceId'> = {},
+): Promise<LevelDbEventLog> {
   const [{ LevelDbEventLog }, { LedgerDiskFullError }] = await Promise.all([
     import('../../adapters/eventlog/leveldb-event-log.js'),
     import('../../adapters/eventlog/storage-errors.js'),
   ]);
   try {
-    return await LevelDbEventLog.open({ dir, node, ...(onBatch ? { onBatch } : {}) });
+    return await LevelDbEventLog.open({ dir, node, ...hooks });
   } catch (error) {
     if (error instanceof LedgerDiskFullError) {
       // Opening writes (LevelDB turns its write-ahead log into a table): refuse to start
