@@ -49,6 +49,9 @@ build() {
 # which dials the socket as kubelet, crictl and critest do (see docs/testing.md).
 DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables gcc libc6-dev docker-registry openssl
   golang-go golang-google-grpc-dev)
+# Only the tests need these: Chromium loads the CLI's HTML and SVG pictures headless
+# (test/int/pictures.int.test.ts, scripts/screenshot.sh).
+TEST_DEBIAN_PACKAGES=(chromium)
 
 # prepare installs what is missing and builds: what every entry point does first.
 prepare() {

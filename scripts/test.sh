@@ -6,6 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 prepare
+ensure_debian_packages "${TEST_DEBIAN_PACKAGES[@]}"
 # Lint (oxlint, type-aware) and the format check (Biome): a finding fails the run before any test.
 log "linting and checking the format (npm run lint)"
 npm run --silent lint

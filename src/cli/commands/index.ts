@@ -5,6 +5,7 @@ import { registerImages } from './images.js';
 import { registerReplay } from './replay.js';
 import { registerServe } from './serve.js';
 import { registerStatus } from './status.js';
+import { registerReport } from './report.js';
 import { registerTimeline } from './timeline.js';
 import { registerVerify } from './verify.js';
 
@@ -14,6 +15,7 @@ export function registerCommands(program: Command): void {
   registerStatus(program);
   registerEvents(program);
   registerTimeline(program);
+  registerReport(program);
   registerExplain(program);
   registerReplay(program);
   registerVerify(program);

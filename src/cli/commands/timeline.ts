@@ -6,6 +6,7 @@ import { withConfigOptions } from '../options.js';
 import type { EventSource, SourcedEvent } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { note, print } from './support/output.js';
+import { pictureFormat, writePicture } from './support/pictures.js';
 import { shortId, summarize } from './support/summary.js';
 import { formatTable } from './support/table.js';
 import { formatDuration } from './support/time.js';
@@ -17,6 +18,14 @@ interface Known {
   stream: string;
   name: string;
   seq: number;
+  /** A container's pod sandbox. */
+  podId?: string;
+}
+
+interface TimelineOptions {
+  json?: boolean;
+  format: string;
+  output?: string;
 }
 
 export function registerTimeline(program: Command): void {
@@ -24,15 +33,31 @@ export function registerTimeline(program: Command): void {
     .command('timeline')
     .description('every event of one container or sandbox, with the time each step took')
     .argument('<ref>', 'full id, unique id prefix, or full CRI name (also of removed or compensated ones)')
-    .option('--json', 'print the events as their stored JSON, one per line');
-  withSourceOptions(withConfigOptions(command)).action((ref: string, options: { json?: boolean }, cmd: Command) =>
+    .option('--json', 'print the events as their stored JSON, one per line')
+    .option('--format <format>', 'text, or a picture: html (a page) or svg; a pod shows a lane per container', 'text')
+    .option('--output <file>', 'write the picture to FILE instead of stdout');
+  withSourceOptions(withConfigOptions(command)).action((ref: string, options: TimelineOptions, cmd: Command) =>
     runTimeline(ref, options, cmd),
   );
 }
 
-async function runTimeline(ref: string, options: { json?: boolean }, cmd: Command): Promise<void> {
+async function runTimeline(ref: string, options: TimelineOptions, cmd: Command): Promise<void> {
+  const format = pictureFormat(options.format);
   await withSource(cmd, async (source) => {
-    const target = await resolve(source, ref);
+    const { target, known } = await resolve(source, ref);
+    if (format !== 'text') {
+      // A pod's picture has its containers' lanes too.
+      const streams = [target.stream, ...known.filter((k) => k.podId === target.id).map((k) => k.stream)];
+      const events = [];
+      for await (const e of source.readEvents({ streams })) events.push(e.event);
+      await writePicture(events, {
+        title: `${target.kind} ${target.name}`,
+        subtitle: `${target.id} · ${events.length} events · from ${source.description}`,
+        format,
+        output: options.output,
+      });
+      return;
+    }
     const events: SourcedEvent[] = [];
     for await (const e of source.readEvents({ streams: [target.stream] })) events.push(e);
     if (options.json) {
@@ -48,13 +73,14 @@ async function runTimeline(ref: string, options: { json?: boolean }, cmd: Comman
  * so a container that was removed or compensated long ago still has a timeline. A name
  * reused by a later attempt resolves to the newest holder; the others are mentioned.
  */
-async function resolve(source: EventSource, ref: string): Promise<Known> {
+async function resolve(source: EventSource, ref: string): Promise<{ target: Known; known: Known[] }> {
   const known: Known[] = [];
   for await (const { event } of source.readEvents({ types: [...SAGA_BEGIN] })) {
     if (event.type !== 'NameReserved' && event.type !== 'SandboxReserved') continue;
     const { kind, id } = parseStream(event.stream);
     if (kind !== 'container' && kind !== 'sandbox') continue;
-    known.push({ kind, id, stream: event.stream, name: event.data.name, seq: event.seq });
+    const podId = event.type === 'NameReserved' ? { podId: event.data.sandboxId } : {};
+    known.push({ kind, id, stream: event.stream, name: event.data.name, seq: event.seq, ...podId });
   }
   const byName = known.filter((k) => k.name === ref);
   if (byName.length > 0) {
@@ -68,12 +94,12 @@ async function resolve(source: EventSource, ref: string): Promise<Known> {
         `note: ${ref} was also held by ${others}; showing the newest, ${shortId(newest.id)} (pass an id to see another)`,
       );
     }
-    return newest;
+    return { target: newest, known };
   }
   if (/^[0-9a-f]+$/.test(ref)) {
     const id = resolveIdPrefix(ref, new Set(known.map((k) => k.id)), 'ref');
     const found = id === undefined ? undefined : known.find((k) => k.id === id);
-    if (found) return found;
+    if (found) return { target: found, known };
   }
   throw new NotFoundError('container or sandbox', ref);
 }
