@@ -1,6 +1,7 @@
 import { runCriBench } from './cri.js';
 import { runImagesBench } from './images.js';
 import { runLedgerBench } from './ledger.js';
+import { runOverheadBench } from './overhead.js';
 import { runRestartBench } from './restart.js';
 
 /** `npm run bench -- <suite>`: each suite prints a table and writes bench/results/<suite>.json. */
@@ -9,6 +10,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   cri: runCriBench,
   images: runImagesBench,
   restart: runRestartBench,
+  overhead: runOverheadBench,
 };
 
 const [suite, ...args] = process.argv.slice(2);

@@ -11,6 +11,7 @@ import {
 } from '@grpc/grpc-js';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { pino } from 'pino';
+import { correlationIdFrom } from '../../src/adapters/grpc/rpc-logging.js';
 import { type SocketServer, startSocketServer } from '../../src/adapters/grpc/socket-server.js';
 import { startTracing, type Tracing } from '../../src/adapters/tracing/tracing.js';
 import type { LedgerEvent } from '../../src/domain/events.js';
@@ -18,8 +19,8 @@ import { tempRoot } from '../support/cli.js';
 import { until } from '../support/until.js';
 
 /*
- * The tracing adapter with an in-process exporter, on the real socket server: the
- * handler runs in the call's span (what the log reads to stamp envelopes), a traceparent
+ * The tracing adapter with an in-process exporter, on the real socket server: the call's
+ * correlation id leads to its trace id (what the log reads to stamp envelopes), a traceparent
  * makes the call a child of the caller's span, and committed events of a traced call
  * become child spans carrying their seq.
  */
@@ -54,10 +55,10 @@ describe('tracing with an in-process exporter', () => {
         {
           definition: service,
           implementation: {
-            Call(_call: unknown, done: (e: null, r: Buffer) => void) {
-              // What the log does at append(): the trace id of the call being served.
-              seenInHandler = tracing.currentTraceId();
-              const traceId = seenInHandler;
+            Call(call: { metadata: Metadata }, done: (e: null, r: Buffer) => void) {
+              // What the log does at append(): the trace id of the call with the event's correlation id.
+              const correlationId = correlationIdFrom(call.metadata)!;
+              seenInHandler = tracing.traceIdFor(correlationId);
               const event = (seq: number, type: string) =>
                 ({
                   seq,
@@ -65,7 +66,7 @@ describe('tracing with an in-process exporter', () => {
                   stream: 'container-x',
                   id: `e${seq}`,
                   at: new Date().toISOString(),
-                  traceId,
+                  correlationId,
                 }) as unknown as LedgerEvent;
               tracing.onCommit([event(7, 'NameReserved'), event(8, 'SpecGenerated')]);
               done(null, Buffer.from('ok'));
@@ -86,7 +87,7 @@ describe('tracing with an in-process exporter', () => {
     await temp?.cleanup();
   });
 
-  it("runs the handler in the call's span, under the caller's, and makes its events child spans with their seq", async () => {
+  it("ties the call's correlation id to its trace, under the caller's, and makes its events child spans with their seq", async () => {
     const metadata = new Metadata();
     metadata.set('traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
     await new Promise<Buffer>((resolve, reject) =>
@@ -115,6 +116,6 @@ describe('tracing with an in-process exporter', () => {
     );
     assert.match(seenInHandler ?? '', /^[0-9a-f]{32}$/);
     assert.notEqual(seenInHandler, '0af7651916cd43dd8448eb211c80319c');
-    assert.equal(tracing.currentTraceId(), undefined, 'outside a call there is no trace');
+    assert.equal(tracing.traceIdFor('not-a-call'), undefined, 'an id no call has is not traced');
   });
 });

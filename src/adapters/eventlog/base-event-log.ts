@@ -37,14 +37,13 @@ export interface EventLogOptions {
   newId?: () => string;
   /** Hears every committed batch (metrics); must not throw. */
   onBatch?: (stats: BatchStats) => void;
-  /** The trace id of the request an append is made for, read when append() is called (tracing). */
-  traceId?: () => string | undefined;
+  /** The trace id of the traced call with this correlation id, if any (tracing). */
+  traceId?: (correlationId: string) => string | undefined;
 }
 
 interface PendingAppend {
   /** performance.now() when append() was called. */
   queuedAt: number;
-  traceId: string | undefined;
   stream: string;
   expected: ExpectedVersion;
   events: readonly NewEvent[];
@@ -125,8 +124,7 @@ export abstract class BaseEventLog implements EventLog {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      const traceId = this.options.traceId?.();
-      this.queue.push({ queuedAt: performance.now(), traceId, stream, expected, events: checked, resolve, reject });
+      this.queue.push({ queuedAt: performance.now(), stream, expected, events: checked, resolve, reject });
       this.writing ??= this.flush();
     });
   }
@@ -173,7 +171,7 @@ export abstract class BaseEventLog implements EventLog {
           version: ++version,
           at,
           node: this.options.node,
-          traceId: p.traceId,
+          traceId: this.options.traceId?.(e.correlationId),
         }),
       );
       this.versions.set(p.stream, version);

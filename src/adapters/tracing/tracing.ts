@@ -1,41 +1,46 @@
 import {
-  context,
-  propagation,
   type Context,
+  ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
   type TextMapGetter,
   trace,
 } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, type SpanExporter, TracerProvider } from '@opentelemetry/sdk-trace';
 import { type Metadata, ServerInterceptingCall, type ServerInterceptor, status as Status } from '@grpc/grpc-js';
 import type { LedgerEvent } from '../../domain/events.js';
-import { correlationIdFrom } from '../grpc/rpc-logging.js';
+import { newEventId } from '../ids/event-id.js';
+import { CORRELATION_METADATA_KEYS, correlationIdFrom } from '../grpc/rpc-logging.js';
 
 /*
  * OTLP traces, off unless an endpoint is configured. Every call on the socket is a
  * server span, a child of the caller's span when its metadata carries a W3C
- * `traceparent` (as containerd's CRI honours it). The handler runs in that span's
- * context, so each event the call appends carries the trace id in its envelope
- * (`traceId`), and the span carries the call's correlation id: either leads to the other.
- * Each event the call records becomes a child span from the previous event of its
- * stream (or the call's start) to the event, with the event's seq: a CreateContainer's
- * saga steps, one span each.
+ * `traceparent` (as containerd's CRI honours it). Every event a call causes carries the
+ * call's correlation id, so the log asks `traceIdFor(correlationId)` and stamps the
+ * trace id in the envelope (`traceId`); the span carries the correlation id: either
+ * leads to the other. Each event the call records becomes a child span from the previous
+ * event of its stream (or the call's start) to the event, with the event's seq: a
+ * CreateContainer's saga steps, one span each.
+ *
+ * No async context manager: AsyncLocalStorage would make every promise of the process
+ * pay for the few places that need a trace id (measured: +5 % on CreateContainer). The
+ * correlation id already ties an event to its call.
  */
 
 /** Spans are batched and sent this often, so a trace shows up within seconds. */
 export const DEFAULT_TRACE_EXPORT_INTERVAL_MS = 1_000;
+/** A call's events are traced this long after it answered: a saga goes on past its caller's deadline. */
+export const TRACE_GRACE_MS = 60_000;
 
 export interface Tracing {
-  /** The interceptor that makes each call a span (innermost, inside the correlation id's). */
+  /** The interceptor that makes each call a span. */
   interceptor: ServerInterceptor;
-  /** The trace id of the call being served in the current async context, for the log's envelopes. */
-  currentTraceId(): string | undefined;
+  /** The trace id of the call with this correlation id, while it is traced: for the log's envelopes. */
+  traceIdFor(correlationId: string): string | undefined;
   /** Turns the events of traced calls into step spans; give it the log's commits. */
   onCommit(events: readonly LedgerEvent[]): void;
   shutdown(): Promise<void>;
@@ -64,35 +69,32 @@ export function startTracing(o: {
     }),
     spanProcessors: [new BatchSpanProcessor({ exporter, scheduledDelayMillis: DEFAULT_TRACE_EXPORT_INTERVAL_MS })],
   });
-  const contextManager = new AsyncLocalStorageContextManager().enable();
-  context.setGlobalContextManager(contextManager);
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  const propagator = new W3CTraceContextPropagator();
   const tracer = provider.getTracer('cri-ledger');
-  /** Calls in progress by trace id: where their events' spans go, and the last event time per stream. */
-  const active = new Map<string, { ctx: Context; startedAt: number; last: Map<string, number> }>();
+  /** Traced calls by correlation id: where their events' spans go, and the last event time per stream. */
+  const active = new Map<string, { traceId: string; ctx: Context; startedAt: number; last: Map<string, number> }>();
 
   const interceptor: ServerInterceptor = (method, call) => {
     let span: Span | undefined;
-    let received: Metadata | undefined;
-    let ctx: Context = context.active();
+    let correlationId = '';
     let ended = false;
     const end = (code: Status, details?: string): void => {
       if (ended || !span) return;
       ended = true;
-      // Read at the end: the logging interceptor may give the call its id after this one saw it.
-      span.setAttribute('cri_ledger.correlation_id', (received && correlationIdFrom(received)) ?? '');
       span.setAttribute('rpc.grpc.status_code', code);
       if (code !== Status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: details ?? Status[code] ?? '' });
       span.end();
-      active.delete(span.spanContext().traceId);
+      const id = correlationId;
+      setTimeout(() => active.delete(id), TRACE_GRACE_MS).unref();
     };
-    const within = (fn: () => void): void => context.with(ctx, fn);
     return new ServerInterceptingCall(call, {
       start(next) {
         next({
           onReceiveMetadata(metadata, nextMetadata) {
-            received = metadata;
-            const parent = propagation.extract(context.active(), metadata, metadataGetter);
+            // The id the logging interceptor would give it, given here first: the log needs it now.
+            correlationId = correlationIdFrom(metadata) ?? newEventId();
+            metadata.set(CORRELATION_METADATA_KEYS[0], correlationId);
+            const parent = propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
             const slash = method.path.lastIndexOf('/');
             span = tracer.startSpan(
               method.path.slice(1),
@@ -102,17 +104,20 @@ export function startTracing(o: {
                   'rpc.system': 'grpc',
                   'rpc.service': method.path.slice(1, slash),
                   'rpc.method': method.path.slice(slash + 1),
+                  'cri_ledger.correlation_id': correlationId,
                 },
               },
               parent,
             );
-            ctx = trace.setSpan(parent, span);
-            active.set(span.spanContext().traceId, { ctx, startedAt: Date.now(), last: new Map() });
-            within(() => nextMetadata(metadata));
+            const traceId = span.spanContext().traceId;
+            active.set(correlationId, {
+              traceId,
+              ctx: trace.setSpan(parent, span),
+              startedAt: Date.now(),
+              last: new Map(),
+            });
+            nextMetadata(metadata);
           },
-          // grpc-js runs the handler from these: in the span's context, so are its appends.
-          onReceiveMessage: (message, nextMessage) => within(() => nextMessage(message)),
-          onReceiveHalfClose: (nextHalfClose) => within(() => nextHalfClose()),
           onCancel: () => end(Status.CANCELLED),
         });
       },
@@ -125,13 +130,10 @@ export function startTracing(o: {
 
   return {
     interceptor,
-    currentTraceId: () => {
-      const id = trace.getSpan(context.active())?.spanContext().traceId;
-      return id && active.has(id) ? id : undefined;
-    },
+    traceIdFor: (correlationId) => active.get(correlationId)?.traceId,
     onCommit(events) {
       for (const e of events) {
-        const call = e.traceId === undefined ? undefined : active.get(e.traceId);
+        const call = active.get(e.correlationId);
         if (!call) continue;
         const at = Date.parse(e.at);
         const from = Math.min(at, call.last.get(e.stream) ?? call.startedAt);
@@ -150,7 +152,6 @@ export function startTracing(o: {
     },
     async shutdown() {
       await provider.shutdown();
-      contextManager.disable();
     },
   };
 }

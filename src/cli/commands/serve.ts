@@ -45,13 +45,13 @@ export async function serve(config: Config): Promise<void> {
   // none of them needs the relay or the gRPC server.
   // Metrics, when configured, are made first: the log reports each batch to them.
   const metrics = config.metrics.address ? await createMetrics() : undefined;
-  // Tracing too: the log stamps each event with the trace id of the call it is for.
+  // Tracing too: the log stamps each event with the trace id of the call that caused it.
   const tracing = config.tracing.otlpEndpoint ? await createTracing(config) : undefined;
   const [{ Ledger }, log] = await Promise.all([
     import('../../commands/ledger.js'),
     openLog(dir, config.node, {
       ...(metrics ? { onBatch: (stats: BatchStats) => metrics.ledger.onBatch(stats) } : {}),
-      ...(tracing ? { traceId: () => tracing.currentTraceId() } : {}),
+      ...(tracing ? { traceId: (correlationId: string) => tracing.traceIdFor(correlationId) } : {}),
     }),
   ]);
 
