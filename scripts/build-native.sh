@@ -14,3 +14,7 @@ mkdir -p "$ROOT_DIR/dist/native"
 cc -O2 -Wall -Wextra -Werror -std=gnu11 -shared -fPIC -pthread \
   -DNODE_GYP_MODULE_NAME=cri_ledger_syscalls -I"$include_dir" \
   -o "$ROOT_DIR/dist/native/cri_ledger_syscalls.node" "$ROOT_DIR/native/syscalls.c"
+# systemd's readiness notification (native/notify.c): its own module, loaded only by serve.
+cc -O2 -Wall -Wextra -Werror -std=gnu11 -shared -fPIC \
+  -DNODE_GYP_MODULE_NAME=cri_ledger_notify -I"$include_dir" \
+  -o "$ROOT_DIR/dist/native/cri_ledger_notify.node" "$ROOT_DIR/native/notify.c"

@@ -5,10 +5,12 @@ import type { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.
 import type { MetricsServer } from '../../adapters/metrics/metrics-server.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
 import { createLogger, type Logger } from '../../adapters/logging/logger.js';
+import { systemdNotify } from '../../adapters/native/notify.js';
 import { CriLedgerError, LedgerLockedError } from '../../domain/errors.js';
 import { ledgerDir, type Config } from '../config.js';
 import type { CriServices } from '../cri-services.js';
 import { configFrom, withConfigOptions } from '../options.js';
+import { note, print } from './support/output.js';
 
 /** How long in-flight calls may run on after SIGTERM before they are cut off. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 5_000;
@@ -18,8 +20,15 @@ const EXIT_AFTER_SHUTDOWN_MS = 2_000;
 export function registerServe(program: Command): void {
   const command = program
     .command('serve')
-    .description('run the cri-ledger service on its unix socket (until SIGTERM or SIGINT)');
-  withConfigOptions(command).action((_options: unknown, cmd: Command) => serve(configFrom(cmd)));
+    .description('run the cri-ledger service on its unix socket (until SIGTERM or SIGINT)')
+    .option('--check-config', 'validate the configuration (file, environment, flags), print it, and exit');
+  withConfigOptions(command).action((options: { checkConfig?: boolean }, cmd: Command) => {
+    const config = configFrom(cmd);
+    if (!options.checkConfig) return serve(config);
+    // For provisioning pipelines: a bad value has already failed above, naming the key.
+    print(JSON.stringify(config, null, 2));
+    note('cri-ledger: the configuration is valid');
+  });
 }
 
 interface StopRequest {
@@ -147,8 +156,11 @@ export async function serve(config: Config): Promise<void> {
 
   // `node` is on every line already (the logger's base).
   logger.info({ socket: server.socketPath, head: log.head(), relay: relay ? 'on' : 'off' }, 'ready');
+  // Under systemd (Type=notify): the unit is started now, not when the process began.
+  notifySystemd(logger, `READY=1\nSTATUS=serving on ${server.socketPath}\nMAINPID=${process.pid}`);
 
   const { reason, code } = await stopRequested;
+  notifySystemd(logger, `STOPPING=1\nSTATUS=stopping (${reason})`);
   // A second signal while shutting down means "now".
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
@@ -167,6 +179,14 @@ export async function serve(config: Config): Promise<void> {
 }
 
 /** Opens the log; a held lock means another service runs on this root. */
+function notifySystemd(logger: Logger, state: string): void {
+  try {
+    if (systemdNotify(state)) logger.debug({ state }, 'told systemd');
+  } catch (error) {
+    logger.warn({ err: error }, 'telling systemd (NOTIFY_SOCKET) failed');
+  }
+}
+
 /** The metrics, loaded only when an address is configured (prom-client is not free to load). */
 async function createMetrics() {
   const [{ Registry }, { rpcMetricsInterceptor }, { ledgerMetrics }, { startMetricsServer }] = await Promise.all([
