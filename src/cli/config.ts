@@ -75,6 +75,13 @@ export const CONFIG_KEYS = [
     help: 'clamp oom_score_adj',
   },
   {
+    key: 'cgroupDriver',
+    env: 'CRI_LEDGER_CGROUP_DRIVER',
+    flag: 'cgroup-driver',
+    kind: 'string',
+    help: "cgroupfs or systemd: must match kubelet's cgroupDriver",
+  },
+  {
     key: 'containerEvents.maxLag',
     env: 'CRI_LEDGER_CONTAINER_EVENTS_MAX_LAG',
     flag: 'container-events-max-lag',
@@ -203,6 +210,7 @@ export const ConfigSchema = z
       .string()
       .regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)')
       .default(() => nodeName()),
+    cgroupDriver: z.enum(['cgroupfs', 'systemd']).default('cgroupfs'),
     containerEvents: z
       .object({ maxLag: z.number().int().min(1).default(DEFAULT_CONTAINER_EVENTS_MAX_LAG) })
       .strict()

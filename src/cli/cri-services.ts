@@ -90,6 +90,7 @@ export function createCriServices(
     runtimeReady: () => health.check(),
     networkReady: () => networkReady(config.cni.confDir, config.cni.binDir),
     effectiveConfig: () => config,
+    cgroupDriver: config.cgroupDriver,
     podCidr: async () => {
       const events = await ledger.log.readStream(nodeStream(config.node));
       const last = events.filter((e) => e.type === 'PodCidrUpdated').at(-1);
@@ -101,11 +102,19 @@ export function createCriServices(
   const podFiles = new HostPodFiles({ root: config.root, stateDir: config.stateDir });
   const specs = new OciSpecFactory({
     host: readHostFacts(),
-    options: { restrictOomScoreAdj: config.restrictOomScoreAdj, containerdNamespace: config.containerd.namespace },
+    options: {
+      restrictOomScoreAdj: config.restrictOomScoreAdj,
+      containerdNamespace: config.containerd.namespace,
+      cgroupDriver: config.cgroupDriver,
+    },
     sandboxFiles: (id, hostIpc) => podFiles.filesFor(id, hostIpc),
   });
   const failpoints = envFailpoints();
-  const tasks = new ContainerdTasks({ api, runcRoot: join(config.stateDir, 'runc') });
+  const tasks = new ContainerdTasks({
+    api,
+    runcRoot: join(config.stateDir, 'runc'),
+    systemdCgroup: config.cgroupDriver === 'systemd',
+  });
   const containerFiles = new HostContainerFiles({ root: config.root, stateDir: config.stateDir });
   const logs = new HostContainerLogs({ logger });
   const lifecycle: LifecycleDeps = {

@@ -1,3 +1,4 @@
+import { encodeRuncOptions } from '../../src/adapters/containerd/runc-options.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { imageVolumeDirs } from '../../src/adapters/oci/image-volumes.js';
@@ -205,8 +206,13 @@ describe('localhost seccomp profiles', () => {
 });
 
 describe('cgroups path and oom score', () => {
-  it('falls back to /<namespace>/<id> without a cgroup parent', () => {
+  it('falls back to /<namespace>/<id> without a cgroup parent, system.slice with the systemd driver', () => {
     assert.equal(cgroupsPath('', 'abc', 'cri-ledger'), '/cri-ledger/abc');
+    assert.equal(cgroupsPath('', 'abc', 'cri-ledger', 'f', 'systemd'), 'system.slice:cri-ledger:abc');
+    assert.equal(
+      cgroupsPath('kubepods-besteffort-pod1.slice', 'abc', 'cri-ledger', 'f', 'systemd'),
+      'kubepods-besteffort-pod1.slice:cri-ledger:abc',
+    );
   });
 
   it('refuses a cgroup parent with ".." or a control byte, naming the field', () => {
@@ -225,5 +231,16 @@ describe('cgroups path and oom score', () => {
     assert.equal(oomScoreAdj(-998, true, -500, 'f'), -500);
     assert.equal(oomScoreAdj(100, true, -500, 'f'), 100);
     assert.equal(oomScoreAdj(-998, false, -500, 'f'), -998);
+  });
+});
+
+describe("runc's shim options", () => {
+  it('encodes root, binary name and the systemd cgroup driver with upstream field numbers', () => {
+    // binary_name = 6 (0x32), root = 7 (0x3a), systemd_cgroup = 9 as a varint (0x48).
+    assert.deepEqual(
+      [...encodeRuncOptions({ binaryName: 'runc', root: '/r', systemdCgroup: true })],
+      [0x32, 4, ...Buffer.from('runc'), 0x3a, 2, ...Buffer.from('/r'), 0x48, 1],
+    );
+    assert.deepEqual([...encodeRuncOptions({ root: '/r', systemdCgroup: false })], [0x3a, 2, ...Buffer.from('/r')]);
   });
 });

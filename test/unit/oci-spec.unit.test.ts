@@ -923,12 +923,37 @@ describe('cgroups path, sysctls and annotations', () => {
     );
   });
 
-  it('uses slice:prefix:name under a systemd parent', () => {
+  it('uses slice:prefix:name under a systemd parent with the systemd driver, on cgroup v1 and v2', () => {
     const sandbox = sandboxConfig();
-    const spec = given(containerConfig(), {
-      sandboxConfig: { ...sandbox, linux: { ...sandbox.linux!, cgroupParent: '/kubepods.slice/kubepods-pod1.slice' } },
-    }).spec();
-    assert.equal(spec.linux.cgroupsPath, `kubepods-pod1.slice:cri-ledger:${CONTAINER_ID}`);
+    for (const cgroupVersion of [1, 2] as const) {
+      const spec = given(containerConfig(), {
+        sandboxConfig: {
+          ...sandbox,
+          linux: { ...sandbox.linux!, cgroupParent: '/kubepods.slice/kubepods-pod1.slice' },
+        },
+        options: { cgroupDriver: 'systemd' },
+        host: { cgroupVersion },
+      }).spec();
+      assert.equal(spec.linux.cgroupsPath, `kubepods-pod1.slice:cri-ledger:${CONTAINER_ID}`);
+    }
+  });
+
+  it('refuses a cgroup parent that does not fit the driver, naming the field and saying which way to fix it', () => {
+    const sandbox = sandboxConfig();
+    const withParent = (cgroupParent: string) => ({ ...sandbox, linux: { ...sandbox.linux!, cgroupParent } });
+    assert.throws(
+      () => given(containerConfig(), { sandboxConfig: withParent('kubepods-burstable-pod1.slice') }).spec(),
+      (e: Error) =>
+        /sandbox_config\.linux\.cgroup_parent: .*systemd slice, but cgroupDriver is cgroupfs/.test(e.message),
+    );
+    assert.throws(
+      () =>
+        given(containerConfig(), {
+          sandboxConfig: withParent('/kubepods/burstable/pod1'),
+          options: { cgroupDriver: 'systemd' },
+        }).spec(),
+      (e: Error) => /not a systemd slice, but cgroupDriver is systemd/.test(e.message),
+    );
   });
 
   it('leaves sysctls to the pause container, whose namespaces they belong to', () => {

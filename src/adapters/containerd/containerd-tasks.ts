@@ -114,7 +114,10 @@ export class ContainerdTasks {
   private readonly api: ContainerdApi;
   private readonly runcRoot: string;
 
-  constructor(o: { api: ContainerdApi; runcRoot: string }) {
+  private readonly systemdCgroup: boolean;
+
+  constructor(o: { api: ContainerdApi; runcRoot: string; systemdCgroup?: boolean }) {
+    this.systemdCgroup = o.systemdCgroup ?? false;
     this.api = o.api;
     this.runcRoot = o.runcRoot;
   }
@@ -196,7 +199,7 @@ export class ContainerdTasks {
       stdout: io.stdout ?? '',
       stderr: io.terminal ? '' : (io.stderr ?? ''),
       terminal: io.terminal,
-      options: runcOptionsAny({ root: this.runcRoot }),
+      options: runcOptionsAny({ root: this.runcRoot, systemdCgroup: this.systemdCgroup }),
     };
     try {
       await unaryCall(this.api.tasks, 'Create', request);

@@ -9,12 +9,16 @@ export interface RuncOptions {
   root?: string;
   /** runc binary instead of `runc` from PATH. */
   binaryName?: string;
+  /** runc's systemd cgroup driver (containerd's SystemdCgroup): cgroupsPath is `slice:prefix:name`. */
+  systemdCgroup?: boolean;
 }
 
 // Field numbers from oci.proto. Only length-delimited strings are written, so the
 // encoder needs no more than a tag, a varint length and the UTF-8 bytes.
 const FIELD_BINARY_NAME = 6;
 const FIELD_ROOT = 7;
+const FIELD_SYSTEMD_CGROUP = 9;
+const WIRE_TYPE_VARINT = 0;
 const WIRE_TYPE_LEN = 2;
 
 function varint(value: number): number[] {
@@ -36,13 +40,14 @@ function stringField(field: number, value: string): Buffer {
 /**
  * The protobuf encoding of `options`, hand-written rather than through protobufjs: that
  * package is only a transitive dependency of @grpc/proto-loader here, and two string
- * fields do not justify depending on it directly. Fields are written in field-number
+ * fields and a bool do not justify depending on it directly. Fields are written in field-number
  * order and empty strings are left out, as proto3 encoders do.
  */
 export function encodeRuncOptions(options: RuncOptions): Buffer {
   const parts: Buffer[] = [];
   if (options.binaryName) parts.push(stringField(FIELD_BINARY_NAME, options.binaryName));
   if (options.root) parts.push(stringField(FIELD_ROOT, options.root));
+  if (options.systemdCgroup) parts.push(Buffer.from([...varint((FIELD_SYSTEMD_CGROUP << 3) | WIRE_TYPE_VARINT), 1]));
   return Buffer.concat(parts);
 }
 

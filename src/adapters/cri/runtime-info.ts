@@ -27,6 +27,8 @@ export interface RuntimeInfoDeps {
   effectiveConfig: () => unknown;
   /** The pod CIDR kubelet last gave with UpdateRuntimeConfig ('' if never). */
   podCidr: () => Promise<string>;
+  /** How containers' cgroups are placed; newer kubelets read it from RuntimeConfig. */
+  cgroupDriver?: 'cgroupfs' | 'systemd';
 }
 
 type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
@@ -67,8 +69,10 @@ export function runtimeInfoHandlers(deps: RuntimeInfoDeps): UntypedServiceImplem
         info,
       };
     }),
-    // cri-ledger places containers under cgroupfs paths (<cgroup_parent>/<id>).
-    RuntimeConfig: unary<unknown, RuntimeConfigResponse>(async () => ({ linux: { cgroupDriver: 'CGROUPFS' } })),
+    // Newer kubelets (KubeletCgroupDriverFromCRI) take their cgroup driver from here.
+    RuntimeConfig: unary<unknown, RuntimeConfigResponse>(async () => ({
+      linux: { cgroupDriver: deps.cgroupDriver === 'systemd' ? 'SYSTEMD' : 'CGROUPFS' },
+    })),
   };
 }
 

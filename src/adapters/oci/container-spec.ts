@@ -124,6 +124,7 @@ export function buildContainerSpec(input: ContainerSpecInput): SpecResult {
       input.containerId,
       options.containerdNamespace,
       'sandbox_config.linux.cgroup_parent',
+      options.cgroupDriver,
     ),
     devices: devices.devices,
     maskedPaths: paths.maskedPaths,

@@ -114,24 +114,50 @@ export function containerResources(
   return out;
 }
 
+/** How runc places cgroups: as paths in the cgroup tree, or as systemd units (containerd's SystemdCgroup). */
+export type CgroupDriver = 'cgroupfs' | 'systemd';
+
 /**
- * The cgroup path under the pod's cgroup parent. A parent ending in `.slice` is a systemd
- * one, and runc's systemd driver wants `slice:prefix:name`; otherwise (cgroupfs) it is
- * `<parent>/<id>`. With no parent, containerd's default `/<namespace>/<id>`. A parent with
- * a `..` component or a control byte is refused: runc would clean it, but the spec in
- * the log should say where the pod's cgroup is.
+ * The cgroup path under the pod's cgroup parent, for the configured driver.
+ *
+ * - `systemd`: kubelet (cgroupDriver: systemd) sends a slice (`kubepods-burstable-pod<uid>.slice`,
+ *   or a path ending in one), and runc's systemd driver wants `slice:prefix:name`. With no
+ *   parent, `system.slice`.
+ * - `cgroupfs`: `<parent>/<id>`; with no parent, containerd's default `/<namespace>/<id>`.
+ *
+ * A parent that does not fit the driver is refused, naming the field: kubelet and the
+ * runtime disagree about the driver, and the pod's cgroups would land outside kubelet's
+ * hierarchy (its QoS, eviction and stats would go wrong). A parent with a `..` component or
+ * a control byte is refused too: the spec in the log should say where the cgroup is.
  */
 export function cgroupsPath(
   cgroupParent: string,
   id: string,
   containerdNamespace: string,
   field = 'linux.cgroup_parent',
+  driver: CgroupDriver = 'cgroupfs',
 ): string {
-  if (cgroupParent === '') return posix.join('/', containerdNamespace, id);
+  if (cgroupParent === '')
+    return driver === 'systemd'
+      ? `system.slice:${SYSTEMD_CGROUP_PREFIX}:${id}`
+      : posix.join('/', containerdNamespace, id);
   plainText(cgroupParent, field);
   if (cgroupParent.split('/').includes('..'))
     throw new InvalidArgumentError(field, `"${cgroupParent}" contains a ".." component`);
   const base = posix.basename(cgroupParent);
-  if (base.endsWith('.slice')) return `${base}:${SYSTEMD_CGROUP_PREFIX}:${id}`;
+  const slice = base.endsWith('.slice');
+  if (driver === 'systemd') {
+    if (!slice)
+      throw new InvalidArgumentError(
+        field,
+        `"${cgroupParent}" is not a systemd slice, but cgroupDriver is systemd: set kubelet's cgroupDriver to systemd too, or cri-ledger's to cgroupfs`,
+      );
+    return `${base}:${SYSTEMD_CGROUP_PREFIX}:${id}`;
+  }
+  if (slice)
+    throw new InvalidArgumentError(
+      field,
+      `"${cgroupParent}" is a systemd slice, but cgroupDriver is cgroupfs: set cri-ledger's cgroupDriver to systemd (kubelet uses the systemd driver)`,
+    );
   return posix.join(cgroupParent, id);
 }

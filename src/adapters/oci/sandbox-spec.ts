@@ -75,6 +75,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): SpecResult {
       input.sandboxId,
       options.containerdNamespace,
       'config.linux.cgroup_parent',
+      options.cgroupDriver,
     ),
     sysctl: { ...config.linux?.sysctls },
     maskedPaths: [...DEFAULT_MASKED_PATHS],

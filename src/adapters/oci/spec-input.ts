@@ -1,3 +1,4 @@
+import type { CgroupDriver } from './resources.js';
 import type { ContainerConfig__Output } from '../cri/generated/runtime/v1/ContainerConfig.js';
 import type { PodSandboxConfig__Output } from '../cri/generated/runtime/v1/PodSandboxConfig.js';
 import type { OciSpec } from './oci-spec.js';
@@ -79,6 +80,8 @@ export interface SpecOptions {
   restrictOomScoreAdj: boolean;
   /** The containerd namespace: the cgroup path when the sandbox names no cgroup parent is /<namespace>/<id>. */
   containerdNamespace: string;
+  /** How runc places cgroups (default cgroupfs); the pod's cgroup parent must fit it. */
+  cgroupDriver?: CgroupDriver;
   /**
    * Apply kubelet's default masked and read-only paths when the request lists none. Off by
    * default: kubelet sends its defaults for procMount Default and empty lists for Unmasked,
