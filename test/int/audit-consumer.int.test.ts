@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { connect, nanos, RetentionPolicy, StorageType } from 'nats';
+import { pino } from 'pino';
+import { NatsRelay } from '../../src/adapters/bus/nats-relay.js';
+import { LevelDbEventLog } from '../../src/adapters/eventlog/leveldb-event-log.js';
+import type { LedgerEvent } from '../../src/domain/events.js';
+import { tempRoot, writeScenarioLog } from '../support/cli.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { until } from '../support/until.js';
+
+/*
+ * The fleet audit consumer of docs/nats.md (examples/audit-consumer.ts), run as written:
+ * two nodes' relays publish into one stream; the consumer reads every event of both once
+ * per id, is killed halfway and resumes where it stopped, and narrows by node and type.
+ */
+
+const CONSUMER = fileURLToPath(new URL('../../examples/audit-consumer.js', import.meta.url));
+
+/** Runs the consumer until it has been idle 5 s (past its 2 s ack wait), or until `killAfter` lines (SIGKILL). */
+function consume(args: string[], killAfter?: number): Promise<Array<{ id: string; node: string; type: string }>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CONSUMER, ...args, '--ack-wait', '2s', '--idle-exit', '5s'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    let buffer = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk;
+      const parts = buffer.split('\n');
+      buffer = parts.pop()!;
+      lines.push(...parts);
+      if (killAfter !== undefined && lines.length >= killAfter) child.kill('SIGKILL');
+    });
+    child.on('exit', (code, signal) => {
+      if (code !== 0 && signal !== 'SIGKILL') reject(new Error(`consumer exited ${code}: ${stderr}`));
+      else resolve(lines.filter(Boolean).map((l) => JSON.parse(l) as { id: string; node: string; type: string }));
+    });
+  });
+}
+
+describe('the fleet audit consumer recipe', () => {
+  let nats: NatsServer;
+  let temp: { dir: string; cleanup: () => Promise<void> };
+  const relays: NatsRelay[] = [];
+  const logs: LevelDbEventLog[] = [];
+  const published: LedgerEvent[] = [];
+
+  before(async () => {
+    nats = await startNatsServer();
+    temp = await tempRoot('cri-ledger-audit-');
+    // The fleet's stream, made once by the operator with every node's subjects (docs/nats.md):
+    // the relays find it covers them and change nothing.
+    const nc = await connect({ servers: nats.url });
+    await (await nc.jetstreamManager()).streams.add({
+      name: 'CRI_LEDGER',
+      subjects: ['cri-ledger.>'],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      num_replicas: 1,
+      duplicate_window: nanos(120_000),
+      max_age: 0,
+    });
+    await nc.close();
+    for (const node of ['node-a', 'node-b']) {
+      const dir = join(temp.dir, node);
+      published.push(...(await writeScenarioLog(dir, { pods: 3, seed: node.length, node })));
+      const log = await LevelDbEventLog.open({ dir, node });
+      logs.push(log);
+      const relay = await NatsRelay.start({
+        log,
+        servers: nats.url,
+        node,
+        replicas: 1,
+        duplicateWindowMs: 120_000,
+        maxAgeMs: 0,
+        logger: pino({ level: 'silent' }),
+      });
+      relays.push(relay);
+    }
+    await until('both relays to drain', async () => relays.every((r) => r.status().lag === 0), 30_000);
+  });
+  after(async () => {
+    for (const r of relays) await r.stop();
+    for (const l of logs) await l.close();
+    await nats?.stop();
+    await temp?.cleanup();
+  });
+
+  it("reads every node's events once per id, across a kill and a restart of the consumer", async () => {
+    const seen = join(temp.dir, 'seen.txt');
+    const args = ['--nats', nats.url, '--durable', 'audit', '--seen', seen];
+    const first = await consume(args, 40);
+    assert.ok(first.length >= 40 && first.length < published.length, `killed halfway (${first.length})`);
+    const rest = await consume(args);
+    const all = [...first, ...rest].map((e) => e.id);
+    assert.equal(new Set(all).size, all.length, 'no event twice');
+    assert.deepEqual(new Set(all), new Set(published.map((e) => e.id)), 'every event of both nodes');
+    assert.deepEqual(new Set([...first, ...rest].map((e) => e.node)), new Set(['node-a', 'node-b']));
+  });
+
+  it('narrows to one node and one event type with a durable of its own', async () => {
+    const got = await consume([
+      '--nats',
+      nats.url,
+      '--durable',
+      'starts-on-a',
+      '--node',
+      'node-a',
+      '--type',
+      'ContainerStarted',
+      '--seen',
+      join(temp.dir, 'seen-starts.txt'),
+    ]);
+    const expected = published.filter((e) => e.node === 'node-a' && e.type === 'ContainerStarted').map((e) => e.id);
+    assert.ok(expected.length > 0);
+    assert.deepEqual(
+      got.map((e) => e.id),
+      expected,
+      "node-a's starts, in its log's order",
+    );
+  });
+});
