@@ -51,6 +51,11 @@ export function generateScenario(options: {
       continue;
     }
     push(lane, podStream, [ev.sandboxReady()]);
+    // Some pods are port-forwarded to; one in ten such sessions is left open.
+    if (rnd() < 0.2) {
+      push(lane, podStream, [ev.portForwardStarted(`pf-${p}`)]);
+      if (rnd() < 0.9) push(lane, podStream, [ev.portForwardEnded(`pf-${p}`)]);
+    }
     const torndown = rnd() < (options.teardownRate ?? 0.5);
     for (let k = 0; k < perPod; k++) {
       const label = `c${p}-${k}`;
@@ -69,6 +74,11 @@ export function generateScenario(options: {
       push(lane, stream, [ev.snapshotPrepared(c, corr)]);
       push(lane, stream, [ev.containerCreated(1, corr)]);
       push(lane, stream, [ev.containerStarted()]);
+      // Some running containers get an exec session; a few are left open.
+      if (rnd() < 0.3) {
+        push(lane, stream, [ev.execStarted(`exec-${label}`)]);
+        if (rnd() < 0.9) push(lane, stream, [ev.execEnded(`exec-${label}`)]);
+      }
       if (rnd() < 0.7 || torndown) push(lane, stream, [ev.containerExited(rnd() < 0.8 ? 0 : 1)]);
       if (torndown) {
         push(lane, stream, [ev.containerStopped()]);
