@@ -42,7 +42,14 @@ import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
 import type { LifecycleDeps } from '../commands/container-lifecycle.js';
 import { ImagePulls } from '../commands/image-service.js';
 import { KeyedLock } from '../commands/keyed-lock.js';
-import { reconcileWithRuntime, recoverInFlight, type RecoveryDeps } from '../commands/recover.js';
+import type { ExecProcesses, StreamingSessions } from '../commands/ports.js';
+import {
+  endSessionsLeftOpen,
+  reconcileWithRuntime,
+  recoverInFlight,
+  type EndedSession,
+  type RecoveryDeps,
+} from '../commands/recover.js';
 import { diffAgainstRuntime, inSync } from '../projections/runtime-diff.js';
 import type { Ledger } from '../commands/ledger.js';
 import { NameReservations } from '../commands/name-reservations.js';
@@ -69,7 +76,18 @@ export interface CriServices {
   close(): void;
 }
 
-export function createCriServices(config: Config, ledger: Ledger, logger: Logger): CriServices {
+/** The streaming server Exec, Attach and PortForward hand out URLs on, and the exec backend's kill for recovery. */
+export interface StreamingWiring {
+  server?: StreamingSessions;
+  execs?: ExecProcesses;
+}
+
+export function createCriServices(
+  config: Config,
+  ledger: Ledger,
+  logger: Logger,
+  streaming: StreamingWiring = {},
+): CriServices {
   // Leases of cri-ledger's older than this belong to operations of an earlier process.
   const startedAt = new Date().toISOString();
   const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
@@ -110,6 +128,9 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     snapshotter: DEFAULT_IMAGE_SNAPSHOTTER,
     failpoints,
   };
+  // Sessions a previous process left open: nothing bridges them now. Read before this
+  // process can start one, ended (service-restarted) once the service runs.
+  const sessionsLeftOpen = [...ledger.projections.sessions.values()];
   // The sagas a previous process left in flight: compensated once containerd answers.
   let toRecover = [...ledger.projections.operations.values()];
   const network = new CniPodNetwork({
@@ -202,6 +223,7 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     ledger,
     node: config.node,
     lifecycle,
+    ...(streaming.server ? { streaming: streaming.server } : {}),
     exec: new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') }),
     stats: new ContainerdStats({ api }),
     sandboxes: {
@@ -249,6 +271,22 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     imageFs: new ContainerdImageFs({ api, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER }),
     sandboxImage: normalizeImageRef(config.sandboxImage),
   });
+  const sessionRecovery = {
+    ledger,
+    locks: lifecycle.locks,
+    now: () => new Date().toISOString(),
+    ...(streaming.execs ? { execs: streaming.execs } : {}),
+  };
+  const reportEnded = (ended: EndedSession[]): void => {
+    for (const e of ended) {
+      if (e.recorded && !e.killError)
+        logger.warn(
+          { sessionId: e.sessionId, stream: e.stream, kind: e.kind },
+          'ended a session the previous process left open',
+        );
+      else logger.error({ ...e }, 'could not fully end a session the previous process left open');
+    }
+  };
   // Only a log line at startup: the service does not wait for containerd, and Status reports it.
   void health.check().then(
     (h) => {
@@ -277,6 +315,10 @@ export function createCriServices(config: Config, ledger: Ledger, logger: Logger
     start: () => {
       exits.start();
       unclaimed.start();
+      if (sessionsLeftOpen.length > 0)
+        void endSessionsLeftOpen(sessionRecovery, sessionsLeftOpen).then(reportEnded, (error: unknown) =>
+          logger.error({ err: error }, 'ending the sessions the previous process left open failed'),
+        );
     },
     async stop() {
       await unclaimed.stop();
