@@ -95,24 +95,20 @@ export async function recordSessionStarted(
 ): Promise<void> {
   const p = deps.ledger.projections;
   const opened = { transport: start.transport, protocol: start.protocol, startedAt: start.startedAt };
-  // A session id is used once; a second start of it (a bug upstream) records nothing.
-  const fresh = (event: NewEvent) => () => (p.sessions.get(payload.sessionId) ? undefined : event);
+  const correlationId = payload.correlationId;
   if (payload.kind === 'portforward') {
-    const sandbox = p.sandboxes.get(payload.sandboxId);
-    if (!sandbox) throw new NotFoundError('sandbox', payload.sandboxId);
-    if (sandbox.state !== 'READY')
-      throw new FailedPreconditionError(`sandbox ${sandbox.id} is ${sandbox.state}, not READY`);
     const data = { sessionId: payload.sessionId, ports: payload.ports, ...opened };
-    const event: NewEvent = { type: 'PortForwardStarted', correlationId: payload.correlationId, data };
-    await appendUnderLock(deps, sandboxStream(sandbox.id), sandbox.id, fresh(event));
+    await appendUnderLock(deps, sandboxStream(payload.sandboxId), payload.sandboxId, () => {
+      const sandbox = p.sandboxes.get(payload.sandboxId);
+      if (!sandbox) throw new NotFoundError('sandbox', payload.sandboxId);
+      if (sandbox.state !== 'READY')
+        throw new FailedPreconditionError(`sandbox ${sandbox.id} is ${sandbox.state}, not READY`);
+      // A session id is used once; a second start of it (a bug upstream) records nothing.
+      return p.sessions.get(payload.sessionId) ? undefined : { type: 'PortForwardStarted', correlationId, data };
+    });
     return;
   }
-  const container = p.containers.get(payload.containerId);
-  if (!container || container.state === 'CREATING') throw new NotFoundError('container', payload.containerId);
-  if (container.state !== 'RUNNING')
-    throw new FailedPreconditionError(`container ${container.id} is ${container.state}, not RUNNING`);
   const streams = { stdin: payload.stdin, stdout: payload.stdout, stderr: payload.stderr };
-  const correlationId = payload.correlationId;
   const audit = payload.auditRequestId ? { auditRequestId: payload.auditRequestId } : {};
   const event: NewEvent =
     payload.kind === 'exec'
@@ -126,7 +122,14 @@ export async function recordSessionStarted(
           correlationId,
           data: { sessionId: payload.sessionId, tty: payload.tty, streams, ...opened, ...audit },
         };
-  await appendUnderLock(deps, containerStream(container.id), container.id, fresh(event));
+  // Checked under the container's lock: a StopContainer or an exit record is not in between.
+  await appendUnderLock(deps, containerStream(payload.containerId), payload.containerId, () => {
+    const container = p.containers.get(payload.containerId);
+    if (!container || container.state === 'CREATING') throw new NotFoundError('container', payload.containerId);
+    if (container.state !== 'RUNNING')
+      throw new FailedPreconditionError(`container ${container.id} is ${container.state}, not RUNNING`);
+    return p.sessions.get(payload.sessionId) ? undefined : event;
+  });
 }
 
 /** The end event of an open session, with the start as its cause. */
