@@ -21,10 +21,10 @@ import { unary } from './runtime-info.js';
 // The streaming contracts and the domain name the same kinds and endings: a change to
 // one that the other lacks fails to compile here.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const sameKinds: Same<SessionKind, DomainSessionKind> = true;
-const sameEnds: Same<SessionEnd, SessionEndReason> = true;
-void sameKinds;
-void sameEnds;
+export const SESSION_CONTRACTS_MATCH: {
+  kinds: Same<SessionKind, DomainSessionKind>;
+  ends: Same<SessionEnd, SessionEndReason>;
+} = { kinds: true, ends: true };
 
 export function streamingHandlers(deps: StreamingDeps): UntypedServiceImplementation {
   return {
