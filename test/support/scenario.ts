@@ -23,14 +23,19 @@ export function random(seed: number): () => number {
 /**
  * A node's history: `pods` sandboxes, each with a few containers that are created
  * (some compensated mid-saga), started, exited, stopped and removed; `teardownRate` of
- * the pods (default half) are torn down; a few sagas are left in flight. Streams interleave as they would on a node.
+ * the pods (default half) are torn down; a few sagas are left in flight. Some containers
+ * get an exec session and some pods a port forward, all ended unless `openSessions`.
+ * Streams interleave as they would on a node.
  */
 export function generateScenario(options: {
   pods: number;
   seed?: number;
   containersPerPod?: number;
   teardownRate?: number;
+  /** Leave about one streaming session in ten open (a service would end them at its next start). */
+  openSessions?: boolean;
 }): ScenarioAppend[] {
+  const ends = (roll: number): boolean => !options.openSessions || roll < 0.9;
   const rnd = random(options.seed ?? 1);
   const perPod = options.containersPerPod ?? 3;
   const versions = new Map<string, number>();
@@ -54,7 +59,7 @@ export function generateScenario(options: {
     // Some pods are port-forwarded to; one in ten such sessions is left open.
     if (rnd() < 0.2) {
       push(lane, podStream, [ev.portForwardStarted(`pf-${p}`)]);
-      if (rnd() < 0.9) push(lane, podStream, [ev.portForwardEnded(`pf-${p}`)]);
+      if (ends(rnd())) push(lane, podStream, [ev.portForwardEnded(`pf-${p}`)]);
     }
     const torndown = rnd() < (options.teardownRate ?? 0.5);
     for (let k = 0; k < perPod; k++) {
@@ -77,7 +82,7 @@ export function generateScenario(options: {
       // Some running containers get an exec session; a few are left open.
       if (rnd() < 0.3) {
         push(lane, stream, [ev.execStarted(`exec-${label}`)]);
-        if (rnd() < 0.9) push(lane, stream, [ev.execEnded(`exec-${label}`)]);
+        if (ends(rnd())) push(lane, stream, [ev.execEnded(`exec-${label}`)]);
       }
       if (rnd() < 0.7 || torndown) push(lane, stream, [ev.containerExited(rnd() < 0.8 ? 0 : 1)]);
       if (torndown) {

@@ -208,7 +208,8 @@ async function scenarioEvents(
 ): Promise<{ log: MemoryEventLog; ledger: Ledger; events: LedgerEvent[] }> {
   const log = new MemoryEventLog();
   const ledger = await Ledger.load(log);
-  for (const a of generateScenario({ pods, seed })) await ledger.append(a.stream, a.expected, a.events);
+  for (const a of generateScenario({ pods, seed, openSessions: true }))
+    await ledger.append(a.stream, a.expected, a.events);
   const events: LedgerEvent[] = [];
   for await (const e of log.readAll()) events.push(e);
   return { log, ledger, events };
