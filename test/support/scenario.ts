@@ -23,8 +23,8 @@ export function random(seed: number): () => number {
 /**
  * A node's history: `pods` sandboxes, each with a few containers that are created
  * (some compensated mid-saga), started, exited, stopped and removed; `teardownRate` of
- * the pods (default half) are torn down; a few sagas are left in flight. Some containers
- * get an exec session and some pods a port forward, all ended unless `openSessions`.
+ * the pods (default half) are torn down; a few sagas are left in flight. With `sessions`,
+ * some containers get an exec session and some pods a port forward.
  * Streams interleave as they would on a node.
  */
 export function generateScenario(options: {
@@ -32,7 +32,12 @@ export function generateScenario(options: {
   seed?: number;
   containersPerPod?: number;
   teardownRate?: number;
-  /** Leave about one streaming session in ten open (a service would end them at its next start). */
+  /**
+   * Give some containers an exec session and some pods a port forward. Off by default,
+   * so the histories benchmarks and older tests generate stay as they were.
+   */
+  sessions?: boolean;
+  /** With sessions: leave about one in ten open (a service ends them at its next start). */
   openSessions?: boolean;
 }): ScenarioAppend[] {
   const ends = (roll: number): boolean => !options.openSessions || roll < 0.9;
@@ -56,8 +61,8 @@ export function generateScenario(options: {
       continue;
     }
     push(lane, podStream, [ev.sandboxReady()]);
-    // Some pods are port-forwarded to; one in ten such sessions is left open.
-    if (rnd() < 0.2) {
+    // With sessions, some pods are port-forwarded to.
+    if (options.sessions && rnd() < 0.2) {
       push(lane, podStream, [ev.portForwardStarted(`pf-${p}`)]);
       if (ends(rnd())) push(lane, podStream, [ev.portForwardEnded(`pf-${p}`)]);
     }
@@ -79,8 +84,8 @@ export function generateScenario(options: {
       push(lane, stream, [ev.snapshotPrepared(c, corr)]);
       push(lane, stream, [ev.containerCreated(1, corr)]);
       push(lane, stream, [ev.containerStarted()]);
-      // Some running containers get an exec session; a few are left open.
-      if (rnd() < 0.3) {
+      // With sessions, some running containers get an exec session.
+      if (options.sessions && rnd() < 0.3) {
         push(lane, stream, [ev.execStarted(`exec-${label}`)]);
         if (ends(rnd())) push(lane, stream, [ev.execEnded(`exec-${label}`)]);
       }

@@ -208,7 +208,7 @@ async function scenarioEvents(
 ): Promise<{ log: MemoryEventLog; ledger: Ledger; events: LedgerEvent[] }> {
   const log = new MemoryEventLog();
   const ledger = await Ledger.load(log);
-  for (const a of generateScenario({ pods, seed, openSessions: true }))
+  for (const a of generateScenario({ pods, seed, sessions: true, openSessions: true }))
     await ledger.append(a.stream, a.expected, a.events);
   const events: LedgerEvent[] = [];
   for await (const e of log.readAll()) events.push(e);
