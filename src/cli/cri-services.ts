@@ -43,7 +43,14 @@ import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
 import type { LifecycleDeps } from '../commands/container-lifecycle.js';
 import { ImagePulls } from '../commands/image-service.js';
 import { KeyedLock } from '../commands/keyed-lock.js';
-import { reconcileWithRuntime, recoverInFlight, type RecoveryDeps } from '../commands/recover.js';
+import type { ExecProcesses, StreamingSessions } from '../commands/ports.js';
+import {
+  endSessionsLeftOpen,
+  reconcileWithRuntime,
+  recoverInFlight,
+  type EndedSession,
+  type RecoveryDeps,
+} from '../commands/recover.js';
 import { diffAgainstRuntime, inSync } from '../projections/runtime-diff.js';
 import type { Ledger } from '../commands/ledger.js';
 import type { SagaObserver } from '../commands/saga.js';
@@ -73,11 +80,19 @@ export interface CriServices {
   containerdUp(): Promise<boolean>;
 }
 
+/** The streaming server Exec, Attach and PortForward hand out URLs on, and the exec backend's kill for recovery. */
+export interface StreamingWiring {
+  server?: StreamingSessions;
+  execs?: ExecProcesses;
+  /** Step and saga durations, for metrics. */
+  sagaObserver?: SagaObserver;
+}
+
 export function createCriServices(
   config: Config,
   ledger: Ledger,
   logger: Logger,
-  observe: { sagaObserver?: SagaObserver } = {},
+  wiring: StreamingWiring = {},
 ): CriServices {
   // Leases of cri-ledger's older than this belong to operations of an earlier process.
   const startedAt = new Date().toISOString();
@@ -128,6 +143,9 @@ export function createCriServices(
     snapshotter: DEFAULT_IMAGE_SNAPSHOTTER,
     failpoints,
   };
+  // Sessions a previous process left open: nothing bridges them now. Read before this
+  // process can start one, ended (service-restarted) once the service runs.
+  const sessionsLeftOpen = [...ledger.projections.sessions.values()];
   // The sagas a previous process left in flight: compensated once containerd answers.
   let toRecover = [...ledger.projections.operations.values()];
   const network = new CniPodNetwork({
@@ -220,6 +238,7 @@ export function createCriServices(
     ledger,
     node: config.node,
     lifecycle,
+    ...(wiring.server ? { streaming: wiring.server } : {}),
     exec: new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') }),
     stats: new ContainerdStats({ api }),
     sandboxes: {
@@ -233,7 +252,7 @@ export function createCriServices(
       sandboxImage: config.sandboxImage,
       pullSandboxImage: (correlationId) => imagePulls.pull({ ...pullTarget(config.sandboxImage), correlationId }),
       failpoints,
-      ...(observe.sagaObserver ? { sagaObserver: observe.sagaObserver } : {}),
+      ...(wiring.sagaObserver ? { sagaObserver: wiring.sagaObserver } : {}),
     },
     containers: {
       names: containerNames,
@@ -243,7 +262,7 @@ export function createCriServices(
       specs,
       failpoints,
       locks: lifecycle.locks,
-      ...(observe.sagaObserver ? { sagaObserver: observe.sagaObserver } : {}),
+      ...(wiring.sagaObserver ? { sagaObserver: wiring.sagaObserver } : {}),
     },
   });
   // Layers go straight into their snapshots unless their blobs are to be kept (docs/images.md).
@@ -269,6 +288,22 @@ export function createCriServices(
     imageFs: new ContainerdImageFs({ api, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER }),
     sandboxImage: normalizeImageRef(config.sandboxImage),
   });
+  const sessionRecovery = {
+    ledger,
+    locks: lifecycle.locks,
+    now: () => new Date().toISOString(),
+    ...(wiring.execs ? { execs: wiring.execs } : {}),
+  };
+  const reportEnded = (ended: EndedSession[]): void => {
+    for (const e of ended) {
+      if (e.recorded && !e.killError)
+        logger.warn(
+          { sessionId: e.sessionId, stream: e.stream, kind: e.kind },
+          'ended a session the previous process left open',
+        );
+      else logger.error({ ...e }, 'could not fully end a session the previous process left open');
+    }
+  };
   // Only a log line at startup: the service does not wait for containerd, and Status reports it.
   void health.check().then(
     (h) => {
@@ -306,6 +341,10 @@ export function createCriServices(
     start: () => {
       exits.start();
       unclaimed.start();
+      if (sessionsLeftOpen.length > 0)
+        void endSessionsLeftOpen(sessionRecovery, sessionsLeftOpen).then(reportEnded, (error: unknown) =>
+          logger.error({ err: error }, 'ending the sessions the previous process left open failed'),
+        );
     },
     async stop() {
       await unclaimed.stop();

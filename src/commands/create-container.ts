@@ -45,6 +45,7 @@ export const CreateContainerRequest = z.object({
       labels: RECORD.default({}),
       annotations: RECORD.default({}),
       stdin: z.boolean().default(false),
+      stdinOnce: z.boolean().default(false),
       tty: z.boolean().default(false),
       envs: z.array(z.object({ key: z.string(), value: z.string() }).passthrough()).default([]),
     })
@@ -221,6 +222,7 @@ async function create(
     annotations: config.annotations,
     stdin: config.stdin,
     tty: config.tty,
+    stdinOnce: config.stdinOnce,
     stopSignal: image.config.stopSignal || 'SIGTERM',
     mounts: criMounts(config),
     resources: criResources(built.spec),

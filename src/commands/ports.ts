@@ -1,4 +1,4 @@
-import type { EventType, LedgerEvent, NewEvent } from '../domain/events.js';
+import type { EventType, LedgerEvent, NewEvent, SessionKind } from '../domain/events.js';
 
 /** `number`: the stream must be at exactly this version (0 = the stream has no events). */
 export type ExpectedVersion = number | 'any';
@@ -412,4 +412,140 @@ export interface SandboxSpecFactory {
     image: ResolvedImage;
     netnsPath: string;
   }): Promise<{ spec: Record<string, unknown>; notes: string[] }>;
+}
+
+/*
+ * What the CRI edge reads from the runtime, behind ports too (issue 14), so the edge
+ * imports commands and ports, never src/adapters/containerd.
+ */
+
+/** ExecSync's runner: a command in a running container, its output kept (ContainerdExec). Throws ExecTimeoutError. */
+export interface ExecRunner {
+  execSync(
+    containerId: string,
+    o: { cmd: string[]; timeoutMs: number },
+  ): Promise<{
+    stdout: Uint8Array;
+    stderr: Uint8Array;
+    exitCode: number;
+    stdoutTruncated: boolean;
+    stderrTruncated: boolean;
+    durationMs: number;
+    execId: string;
+  }>;
+}
+
+/** One container's usage at one moment; every count a decimal string (they pass 2^53). */
+export interface ContainerStatsSample {
+  containerId: string;
+  /** When the cgroup was read, nanoseconds since the epoch. */
+  timestampNs: string;
+  cpu?: { usageCoreNanoSeconds: string };
+  memory?: {
+    workingSetBytes: string;
+    availableBytes: string;
+    usageBytes: string;
+    rssBytes: string;
+    pageFaults: string;
+    majorPageFaults: string;
+  };
+  /** Only for a container whose snapshot was named and exists. */
+  writableLayer?: { usedBytes: string; inodesUsed: string };
+}
+
+/** Where ContainerStats and ListContainerStats get samples: one runtime call for many ids (ContainerdStats). */
+export interface StatsSource {
+  containerStats(
+    containerIds: readonly string[],
+    options?: { snapshots?: ReadonlyMap<string, { snapshotter: string; key: string }> },
+  ): Promise<Map<string, ContainerStatsSample>>;
+}
+
+/** What the image layers take on disk (ImageFsInfo), counts as decimal strings (ContainerdImageFs). */
+export interface ImageFsUsageSource {
+  usage(): Promise<{ mountpoint: string; usedBytes: string; inodesUsed: string; timestampNs: string }>;
+}
+
+/** What the runtime's task event subscription yields (ContainerdTaskEvents). */
+export type TaskEvent =
+  /** A process of a task exited; `execId` is '' for the task's init process (the container). */
+  | { kind: 'exit'; containerId: string; execId: string; pid: number; exitCode: number; exitedAt: string }
+  /** The kernel's OOM killer acted in the container's cgroup; the exit follows separately. */
+  | { kind: 'oom'; containerId: string }
+  /** The first subscription is live. */
+  | { kind: 'subscribed' }
+  /** The subscription broke and is live again. */
+  | { kind: 'resubscribed'; downForMs: number };
+
+/** Task exits and OOMs, followed for as long as the service runs; resubscribes by itself. */
+export interface TaskEvents extends AsyncIterable<TaskEvent> {
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/*
+ * Streaming sessions (Exec, Attach, PortForward; src/commands/streaming-sessions.ts).
+ * The CRI call validates and registers a payload with the streaming server, which
+ * answers a single-use URL; the session handlers get the payload back once a client
+ * uses it (src/adapters/streaming/contracts.ts).
+ */
+
+/** What every session carries from the CRI call that asked for it. */
+interface SessionPayloadBase {
+  /** Fresh per call (a ULID); the session's events and, for exec, the containerd exec id use it. */
+  sessionId: string;
+  /** The CRI call's correlation id: the session's events are recorded with it. */
+  correlationId: string;
+}
+
+/** Exec and Attach requests may name the API server request behind them (CRI `audit_request_id`). */
+interface AuditedPayload extends SessionPayloadBase {
+  /** '' when the call carried none. */
+  auditRequestId: string;
+}
+
+/** Exec: run `cmd` in the running container; stderr is false whenever tty is true. */
+export interface ExecSessionPayload extends AuditedPayload {
+  kind: 'exec';
+  containerId: string;
+  cmd: string[];
+  tty: boolean;
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+}
+
+/** Attach: to the container's own stdio; `tty` and `stdinOnce` are the container's, as created. */
+export interface AttachSessionPayload extends AuditedPayload {
+  kind: 'attach';
+  containerId: string;
+  tty: boolean;
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  stdinOnce: boolean;
+}
+
+/** PortForward: connections to ports inside the pod's network namespace (the host's for a host-network pod). */
+export interface PortForwardSessionPayload extends SessionPayloadBase {
+  kind: 'portforward';
+  sandboxId: string;
+  /** The ports the request named; [] lets the client name any. */
+  ports: number[];
+  /** The pod's netns file; '' for a host-network pod (connect on the host). */
+  netnsPath: string;
+  hostNetwork: boolean;
+}
+
+export type SessionPayload = ExecSessionPayload | AttachSessionPayload | PortForwardSessionPayload;
+
+/** The streaming server as the commands see it (`StreamingServer<SessionPayload>` implements it). */
+export interface StreamingSessions {
+  /** A single-use, expiring URL for the session; the payload comes back to the session handler. */
+  register(kind: SessionKind, payload: SessionPayload): string;
+}
+
+/** Ends an exec process a previous service process left running (startup recovery); fine when it is gone. */
+export interface ExecProcesses {
+  kill(containerId: string, execId: string): Promise<void>;
 }

@@ -1,11 +1,20 @@
-import { ContainerCreatedV1, type EventData, type NewEvent } from '../domain/events.js';
+import { ContainerCreatedV2, type EventData, type NewEvent } from '../domain/events.js';
 import type { ContainerRecord } from '../projections/container-store.js';
 import type { OperationInFlight } from '../projections/operations.js';
 import { orphanLabel, type RuntimeDiff } from '../projections/runtime-diff.js';
 import { CREATED_EXTENSION_KEY } from './create-container.js';
 import type { Ledger } from './ledger.js';
 import { endPauseTask } from './pod-runtime.js';
-import type { ContainerFiles, ContainerRuntime, PodFiles, SandboxNetwork, TaskRuntime } from './ports.js';
+import type { OpenSession } from '../projections/open-sessions.js';
+import type {
+  ContainerFiles,
+  ContainerRuntime,
+  ExecProcesses,
+  PodFiles,
+  SandboxNetwork,
+  TaskRuntime,
+} from './ports.js';
+import { recordSessionEnded, type SessionRecordDeps } from './session-records.js';
 import { specDigest } from './spec-digest.js';
 import { containerUndos, runUndos, sandboxUndos, type UndoResult } from './undo-by-id.js';
 
@@ -85,7 +94,7 @@ export function decideCreateContainerRecovery(
   stored: { specDigest: string; snapshotKey: string; extension: Record<string, unknown> } | undefined,
   snapshotExists: boolean,
 ): RecoveryDecision & { evidence: RollForwardEvidence } {
-  const created = ContainerCreatedV1.safeParse(stored?.extension[CREATED_EXTENSION_KEY]);
+  const created = ContainerCreatedV2.safeParse(stored?.extension[CREATED_EXTENSION_KEY]);
   const evidence: RollForwardEvidence = {
     containerRecord: stored !== undefined,
     specDigestMatches:
@@ -301,4 +310,58 @@ export async function reconcileWithRuntime(
     ]);
   }
   return diff;
+}
+
+/** What was recorded for a session a previous process left open. */
+export interface EndedSession {
+  sessionId: string;
+  kind: OpenSession['kind'];
+  stream: string;
+  /** Whether the end is on the record (false: the append failed, `recordError` says why). */
+  recorded: boolean;
+  recordError?: string;
+  /** The exec process could not be killed (it may still run); why. */
+  killError?: string;
+}
+
+/**
+ * Ends every session a previous process left open (`sessions`, read before this process
+ * could start any), reason `service-restarted`: the bytes went through a process that is
+ * gone, so no session can still be bridged, and none may stay open on the record. An
+ * exec's process is killed first when `execs` is given (its containerd exec id is the
+ * session id), so a dropped `exec -it` does not outlive the restart either. Bytes were
+ * counted by the dead process: they are left out, not recorded as 0.
+ */
+export async function endSessionsLeftOpen(
+  deps: SessionRecordDeps & { execs?: ExecProcesses; now: () => string },
+  sessions: readonly OpenSession[],
+): Promise<EndedSession[]> {
+  const out: EndedSession[] = [];
+  for (const s of sessions) {
+    let killError: string | undefined;
+    if (s.kind === 'exec' && deps.execs) {
+      try {
+        await deps.execs.kill(s.targetId, s.sessionId);
+      } catch (error) {
+        killError = error instanceof Error ? error.message : String(error);
+      }
+    }
+    const error = `the service restarted while the session was open${killError ? `; its process could not be killed: ${killError}` : ''}`;
+    const ended: EndedSession = { sessionId: s.sessionId, kind: s.kind, stream: s.stream, recorded: false };
+    if (killError) ended.killError = killError;
+    try {
+      // One that cannot be written (a full disk) does not keep the others open.
+      await recordSessionEnded(deps, {
+        sessionId: s.sessionId,
+        reason: 'service-restarted',
+        error,
+        endedAt: deps.now(),
+      });
+      ended.recorded = true;
+    } catch (failure) {
+      ended.recordError = failure instanceof Error ? failure.message : String(failure);
+    }
+    out.push(ended);
+  }
+  return out;
 }

@@ -43,7 +43,11 @@ export async function stopPodSandbox(
     await deps.network.tearDown(podNetworkRequest(sandbox, deps.network));
     await deps.network.removeNetns(sandbox.id);
   }
-  await deps.ledger.append(sandboxStream(sandbox.id), sandbox.version, [
+  // Read again: a port-forward session may have ended (and been recorded) while the
+  // network went down; a concurrent stop may have recorded the stop already.
+  const current = deps.ledger.projections.sandboxes.get(sandbox.id);
+  if (!current || current.state === 'NOTREADY') return;
+  await deps.ledger.append(sandboxStream(sandbox.id), current.version, [
     { type: 'SandboxStopped', correlationId: o.correlationId, data: { stoppedAt: o.now } },
   ]);
 }

@@ -140,3 +140,20 @@ export class LedgerClosedError extends CriLedgerError {
     super('the ledger is closed');
   }
 }
+
+/**
+ * An ExecSync command outlived its timeout and was SIGKILLed and deleted (DEADLINE_EXCEEDED).
+ * The runtime adapter throws it; ExecSync records the timeout with `execId` and answers it.
+ */
+export class ExecTimeoutError extends CriLedgerError {
+  constructor(
+    readonly containerId: string,
+    readonly execId: string,
+    readonly cmd: readonly string[],
+    readonly timeoutMs: number,
+  ) {
+    super(
+      `exec ${JSON.stringify(cmd)} (${execId}) in container ${containerId} did not finish within ${timeoutMs} ms and was killed`,
+    );
+  }
+}

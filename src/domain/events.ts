@@ -76,6 +76,14 @@ export const ContainerCreatedV1 = z.object({
 });
 
 /**
+ * v2 adds `stdinOnce`: Attach closes the container's stdin after the first attached
+ * client detaches when it is set, and only the log can say so after a restart. A v1
+ * record carries none (read as false). Still optional in v2: the data the saga keeps in
+ * containerd's record may come from a build before it (startup recovery rolls it forward).
+ */
+export const ContainerCreatedV2 = ContainerCreatedV1.extend({ stdinOnce: z.boolean().optional() });
+
+/**
  * CreateContainer made a mount's missing host path, as containerd and CRI-O do: one
  * record per mount, in the container's stream, so an audit shows which host directories
  * a pod made. Compensation leaves them (docs/decisions.md), so a failed creation keeps
@@ -341,12 +349,127 @@ export const RecoveryDecidedV1 = z.object({
     .optional(),
 });
 
+/*
+ * Streaming sessions (issue 14, docs/streaming.md): Exec and Attach in the container's
+ * stream, PortForward in the sandbox's. Each pair shares a session id; the envelope's
+ * correlationId is the one of the CRI Exec, Attach or PortForward call that asked for
+ * the session's URL. The session's bytes and the process's environment are never
+ * recorded: only who ran what, when, how it ended and how many bytes went each way.
+ */
+
+/** The three kinds of streaming session. */
+export const SESSION_KINDS = ['exec', 'attach', 'portforward'] as const;
+export type SessionKind = (typeof SESSION_KINDS)[number];
+
+/** How a session ended (the streaming contracts' `SessionEnd`). */
+export const SESSION_ENDS = [
+  'exited',
+  'client-gone',
+  'idle-timeout',
+  'container-exited',
+  'shutdown',
+  'service-restarted',
+  'error',
+] as const;
+export type SessionEndReason = (typeof SESSION_ENDS)[number];
+
+const SESSION_ID = z.string().min(1).max(128);
+const TRANSPORT = z.enum(['spdy', 'websocket']);
+const BYTES = z.number().int().nonnegative();
+const PORT = z.number().int().min(1).max(65_535);
+
+/** Which of the session's standard streams the client asked for. */
+export const SessionStreams = z.object({ stdin: z.boolean(), stdout: z.boolean(), stderr: z.boolean() });
+
+/** A client attached to the container's own stdio (CRI Attach). */
+export const AttachStartedV1 = z.object({
+  sessionId: SESSION_ID,
+  tty: z.boolean(),
+  streams: SessionStreams,
+  transport: TRANSPORT,
+  /** The negotiated protocol, e.g. `v5.channel.k8s.io`. */
+  protocol: z.string(),
+  startedAt: TIME,
+  /** The API server's audit id of the request behind the session, when the CRI call carried one. */
+  auditRequestId: z.string().optional(),
+});
+
+/** A command began in the container (CRI Exec). `cmd` is the argv as asked; the env is never recorded. */
+export const ExecStartedV1 = z.object({
+  sessionId: SESSION_ID,
+  cmd: z.array(z.string()).min(1),
+  tty: z.boolean(),
+  streams: SessionStreams,
+  transport: TRANSPORT,
+  protocol: z.string(),
+  startedAt: TIME,
+  auditRequestId: z.string().optional(),
+});
+
+/** An Exec or Attach session ended. `bytesIn` came from the client (stdin), `bytesOut` went to it. */
+export const ExecEndedV1 = z.object({
+  sessionId: SESSION_ID,
+  reason: z.enum(SESSION_ENDS),
+  /** The process's exit code (Exec), or the container's when it exited during an Attach. */
+  exitCode: z.number().int().optional(),
+  /** Absent when nobody counted them (a session ended by startup recovery). */
+  bytesIn: BYTES.optional(),
+  bytesOut: BYTES.optional(),
+  /** What went wrong (reason `error`), or what recovery could not do. */
+  error: z.string().optional(),
+  endedAt: TIME,
+  durationMs: z.number().nonnegative(),
+});
+export const AttachEndedV1 = ExecEndedV1;
+
+/** A port-forward connection to the pod opened; `ports` are the ones the request allowed ([]: any the client asks for). */
+export const PortForwardStartedV1 = z.object({
+  sessionId: SESSION_ID,
+  ports: z.array(PORT),
+  transport: TRANSPORT,
+  protocol: z.string(),
+  startedAt: TIME,
+});
+
+/** A port-forward connection closed: what went through each port it forwarded to. */
+export const PortForwardEndedV1 = z.object({
+  sessionId: SESSION_ID,
+  reason: z.enum(SESSION_ENDS),
+  ports: z.array(
+    z.object({
+      port: PORT,
+      /** Forwarding requests the client made to this port, and how many of them failed. */
+      connections: BYTES,
+      errors: BYTES,
+      bytesIn: BYTES,
+      bytesOut: BYTES,
+    }),
+  ),
+  bytesIn: BYTES.optional(),
+  bytesOut: BYTES.optional(),
+  error: z.string().optional(),
+  endedAt: TIME,
+  durationMs: z.number().nonnegative(),
+});
+
+/** The events that start a streaming session, and those that end one. */
+export const SESSION_STARTED_TYPE = {
+  exec: 'ExecStarted',
+  attach: 'AttachStarted',
+  portforward: 'PortForwardStarted',
+} as const satisfies Record<SessionKind, string>;
+export const SESSION_ENDED_TYPE = {
+  exec: 'ExecEnded',
+  attach: 'AttachEnded',
+  portforward: 'PortForwardEnded',
+} as const satisfies Record<SessionKind, string>;
+
 /** Each event type, its schemas by version. The last entry is the one written. */
 export const EVENT_SCHEMAS = {
   NameReserved: { 1: NameReservedV1 },
   SpecGenerated: { 1: SpecGeneratedV1 },
   SnapshotPrepared: { 1: SnapshotPreparedV1 },
-  ContainerCreated: { 1: ContainerCreatedV1 },
+  ContainerCreated: { 1: ContainerCreatedV1, 2: ContainerCreatedV2 },
   HostPathCreated: { 1: HostPathCreatedV1 },
   Compensated: { 1: CompensatedV1 },
   SandboxReserved: { 1: SandboxReservedV1, 2: SandboxReservedV2 },
@@ -371,6 +494,13 @@ export const EVENT_SCHEMAS = {
   // Retries and recovery (issue 6)
   ResultUndelivered: { 1: ResultUndeliveredV1 },
   RecoveryDecided: { 1: RecoveryDecidedV1 },
+  // Streaming sessions (issue 14)
+  ExecStarted: { 1: ExecStartedV1 },
+  ExecEnded: { 1: ExecEndedV1 },
+  AttachStarted: { 1: AttachStartedV1 },
+  AttachEnded: { 1: AttachEndedV1 },
+  PortForwardStarted: { 1: PortForwardStartedV1 },
+  PortForwardEnded: { 1: PortForwardEndedV1 },
 } as const satisfies Record<string, Record<number, z.ZodType>>;
 
 export type EventType = keyof typeof EVENT_SCHEMAS;
@@ -381,7 +511,7 @@ export const CURRENT_VERSION = {
   NameReserved: 1,
   SpecGenerated: 1,
   SnapshotPrepared: 1,
-  ContainerCreated: 1,
+  ContainerCreated: 2,
   HostPathCreated: 1,
   Compensated: 1,
   SandboxReserved: 2,
@@ -406,6 +536,13 @@ export const CURRENT_VERSION = {
   // Retries and recovery (issue 6)
   ResultUndelivered: 1,
   RecoveryDecided: 1,
+  // Streaming sessions (issue 14)
+  ExecStarted: 1,
+  ExecEnded: 1,
+  AttachStarted: 1,
+  AttachEnded: 1,
+  PortForwardStarted: 1,
+  PortForwardEnded: 1,
 } as const satisfies Record<EventType, number>;
 
 type Schemas<T extends EventType> = (typeof EVENT_SCHEMAS)[T];

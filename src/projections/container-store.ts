@@ -47,6 +47,8 @@ export interface ContainerRecord {
   stoppedWith?: string;
   stdin?: boolean;
   tty?: boolean;
+  /** Attach closes stdin after the first client detaches (ContainerCreated v2; absent: false). */
+  stdinOnce?: boolean;
   mounts?: Array<{
     containerPath: string;
     hostPath: string;
@@ -127,6 +129,9 @@ export const containerStore: Projection<ContainerRecord> = {
           annotations: event.data.annotations,
           ...(event.data.stdin === undefined ? {} : { stdin: event.data.stdin }),
           ...(event.data.tty === undefined ? {} : { tty: event.data.tty }),
+          ...('stdinOnce' in event.data && event.data.stdinOnce !== undefined
+            ? { stdinOnce: event.data.stdinOnce }
+            : {}),
           ...(event.data.stopSignal === undefined ? {} : { stopSignal: event.data.stopSignal }),
           ...(event.data.mounts === undefined ? {} : { mounts: event.data.mounts }),
           ...(event.data.resources === undefined ? {} : { resources: event.data.resources }),
@@ -156,6 +161,12 @@ export const containerStore: Projection<ContainerRecord> = {
       case 'OperationStalled':
         // Still CREATING: the last event says where it is stuck.
         return touch(doc, event, {});
+      case 'ExecStarted':
+      case 'ExecEnded':
+      case 'AttachStarted':
+      case 'AttachEnded':
+        // The state is the task's; a session only moves the stream version on.
+        return touch(doc, event, {});
       case 'ContainerResourcesUpdated':
         return touch(doc, event, { resources: event.data.resources });
       case 'Compensated':
@@ -171,6 +182,8 @@ export const containerStore: Projection<ContainerRecord> = {
       case 'SandboxStopped':
       case 'SandboxRemoved':
       case 'PodCidrUpdated':
+      case 'PortForwardStarted':
+      case 'PortForwardEnded':
         return doc;
       default:
         return assertNever(event);

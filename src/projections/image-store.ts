@@ -74,6 +74,12 @@ export const imageStore: Projection<ImageRecord> = {
       case 'RecoveryDecided':
         return doc;
       case 'OperationStalled':
+      case 'ExecStarted':
+      case 'ExecEnded':
+      case 'AttachStarted':
+      case 'AttachEnded':
+      case 'PortForwardStarted':
+      case 'PortForwardEnded':
         return doc;
       default:
         return assertNever(event);

@@ -90,6 +90,12 @@ export const containerNameIndex = nameIndex('container-names', 'container-', (ev
     case 'RecoveryDecided':
       return undefined;
     case 'OperationStalled':
+    case 'ExecStarted':
+    case 'ExecEnded':
+    case 'AttachStarted':
+    case 'AttachEnded':
+    case 'PortForwardStarted':
+    case 'PortForwardEnded':
       return undefined;
     default:
       return assertNever(event);

@@ -79,6 +79,12 @@ export const operationsInFlight: Projection<OperationInFlight> = {
       case 'PodCidrUpdated':
       case 'RuntimeReconciled':
       case 'ResultUndelivered':
+      case 'ExecStarted':
+      case 'ExecEnded':
+      case 'AttachStarted':
+      case 'AttachEnded':
+      case 'PortForwardStarted':
+      case 'PortForwardEnded':
         return doc;
       case 'OperationStalled':
         // Not a step reached: lastStep stays the last one recorded.

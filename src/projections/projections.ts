@@ -4,6 +4,7 @@ import { resolveIdPrefix } from '../domain/ids.js';
 import { containerStore, type ContainerRecord } from './container-store.js';
 import { imageStore, type ImageRecord } from './image-store.js';
 import { containerNameIndex, type NameHold } from './name-index.js';
+import { openSessions, type OpenSession } from './open-sessions.js';
 import { operationsInFlight, type OperationInFlight } from './operations.js';
 import { ReadModel } from './read-model.js';
 import { sandboxNameIndex } from './sandbox-name-index.js';
@@ -19,6 +20,7 @@ export interface ProjectionsSnapshot {
   operations: Record<string, OperationInFlight>;
   images: Record<string, ImageRecord>;
   undelivered: Record<string, UndeliveredResult>;
+  sessions: Record<string, OpenSession>;
 }
 
 export interface ProjectionCounts {
@@ -27,6 +29,8 @@ export interface ProjectionCounts {
   containerNames: number;
   sandboxNames: number;
   operationsInFlight: number;
+  /** Exec, Attach and PortForward sessions started and not ended. */
+  openSessions: number;
 }
 
 /**
@@ -42,6 +46,8 @@ export class Projections {
   readonly images = new ReadModel(imageStore);
   /** Results created but delivered to no caller, by stream (the retry rules and the unclaimed timers read it). */
   readonly undelivered = new ReadModel(undeliveredResults);
+  /** Streaming sessions started and not ended, by session id (startup recovery ends them). */
+  readonly sessions = new ReadModel(openSessions);
   private readonly all = [
     this.containers,
     this.containerNames,
@@ -50,6 +56,7 @@ export class Projections {
     this.operations,
     this.images,
     this.undelivered,
+    this.sessions,
   ] as const;
 
   apply(event: LedgerEvent): void {
@@ -96,6 +103,7 @@ export class Projections {
       containerNames: this.containerNames.size,
       sandboxNames: this.sandboxNames.size,
       operationsInFlight: this.operations.size,
+      openSessions: this.sessions.size,
     };
   }
 
@@ -116,6 +124,7 @@ export class Projections {
       operations: this.operations.snapshot(),
       images: this.images.snapshot(),
       undelivered: this.undelivered.snapshot(),
+      sessions: this.sessions.snapshot(),
     };
   }
 }

@@ -35,6 +35,12 @@ export const sandboxNameIndex = nameIndex('sandbox-names', 'sandbox-', (event) =
     case 'RecoveryDecided':
       return undefined;
     case 'OperationStalled':
+    case 'ExecStarted':
+    case 'ExecEnded':
+    case 'AttachStarted':
+    case 'AttachEnded':
+    case 'PortForwardStarted':
+    case 'PortForwardEnded':
       return undefined;
     default:
       return assertNever(event);

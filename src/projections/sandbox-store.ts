@@ -109,6 +109,10 @@ export const sandboxStore: Projection<SandboxRecord> = {
         return touch(doc, event, {});
       case 'SnapshotPrepared':
         return touch(doc, event, { snapshot: event.data });
+      case 'PortForwardStarted':
+      case 'PortForwardEnded':
+        // A session only moves the stream version on.
+        return touch(doc, event, {});
       case 'NameReserved':
       case 'SpecGenerated':
       case 'ContainerCreated':
@@ -125,6 +129,10 @@ export const sandboxStore: Projection<SandboxRecord> = {
       case 'ContainerResourcesUpdated':
       case 'ContainerRemoved':
       case 'PodCidrUpdated':
+      case 'ExecStarted':
+      case 'ExecEnded':
+      case 'AttachStarted':
+      case 'AttachEnded':
         return doc;
       default:
         return assertNever(event);

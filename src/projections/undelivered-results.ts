@@ -8,7 +8,7 @@ import type { Projection } from './read-model.js';
  *
  *   ResultUndelivered ──> undelivered ──RetryServed (a retry with the same digest got it)──> (gone)
  *                              │  ──ContainerStarted or Exited (a start failed) / a container created
- *                              │    in the sandbox / SandboxStopped
+ *                              │    in the sandbox / SandboxStopped / a port forward to the pod
  *                              │      (someone used the id: delivered in fact)──> (gone)
  *                              └──ContainerRemoved / SandboxRemoved / Compensated──> (gone)
  *
@@ -61,6 +61,7 @@ export const undeliveredResults: Projection<UndeliveredResult> = {
       case 'ContainerExited':
       case 'NameReserved':
       case 'SandboxStopped':
+      case 'PortForwardStarted':
       case 'ContainerRemoved':
       case 'SandboxRemoved':
       case 'Compensated':
@@ -83,6 +84,11 @@ export const undeliveredResults: Projection<UndeliveredResult> = {
       case 'RuntimeReconciled':
       case 'RecoveryDecided':
       case 'OperationStalled':
+      case 'ExecStarted':
+      case 'ExecEnded':
+      case 'AttachStarted':
+      case 'AttachEnded':
+      case 'PortForwardEnded':
         return doc;
       default:
         return assertNever(event);

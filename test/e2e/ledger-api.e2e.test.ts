@@ -137,6 +137,7 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
       containerNames: expected.containerNames.size,
       sandboxNames: expected.sandboxNames.size,
       operationsInFlight: expected.operations.size,
+      openSessions: expected.sessions.size,
     });
     assert.ok(expected.operations.size > 0, 'the scenario leaves sagas in flight');
     assert.deepEqual(s.operations.map((o) => o.stream).sort(), [...expected.operations.keys()].sort());
@@ -158,21 +159,30 @@ describe('cri-ledger serve: the Ledger API on its socket', () => {
     assert.equal((await client.status()).head, events.length);
   });
 
-  it('serves the CRI services beside the ledger, answering UNIMPLEMENTED naming the RPC until handlers land', async () => {
-    for (const [definition, rpc] of [
-      [runtimeServiceV1, 'runtime.v1.RuntimeService/CheckpointContainer'],
-      [runtimeServiceV1alpha2, 'runtime.v1alpha2.RuntimeService/Attach'],
-    ] as const) {
+  it('serves the CRI services beside the ledger: UNIMPLEMENTED names the RPC, v1alpha2 reaches the v1 handlers', async () => {
+    const calls = [
+      // Still unimplemented: the answer names the RPC.
+      [
+        runtimeServiceV1,
+        'checkpointContainer',
+        Status.UNIMPLEMENTED,
+        /runtime\.v1\.RuntimeService\/CheckpointContainer is not implemented/,
+      ],
+      // Implemented for both versions: an unknown container is NOT_FOUND, not UNIMPLEMENTED.
+      [runtimeServiceV1alpha2, 'attach', Status.NOT_FOUND, /container "x" not found/],
+    ] as const;
+    for (const [definition, method, code, details] of calls) {
       const Client = makeGenericClientConstructor(definition, 'RuntimeService');
       const cri = new Client(`unix://${socket}`, credentials.createInsecure());
       try {
         const error = await new Promise<ServiceError>((resolve, reject) =>
-          (cri as unknown as Record<string, (r: object, cb: (e: ServiceError | null) => void) => void>)[
-            rpc.endsWith('CheckpointContainer') ? 'checkpointContainer' : 'attach'
-          ]!({ containerId: 'x' }, (e) => (e ? resolve(e) : reject(new Error(`${rpc} answered`)))),
+          (cri as unknown as Record<string, (r: object, cb: (e: ServiceError | null) => void) => void>)[method]!(
+            { containerId: 'x', stdout: true },
+            (e) => (e ? resolve(e) : reject(new Error(`${method} answered`))),
+          ),
         );
-        assert.equal(error.code, Status.UNIMPLEMENTED);
-        assert.match(error.details, new RegExp(`${rpc.replace(/\./g, '\\.')} is not implemented`));
+        assert.equal(error.code, code, error.details);
+        assert.match(error.details, details);
       } finally {
         cri.close();
       }

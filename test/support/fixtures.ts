@@ -152,6 +152,58 @@ export const ev = {
   sandboxRemoved(s: { name: string }, seconds = 6): NewEvent<'SandboxRemoved'> {
     return { type: 'SandboxRemoved', correlationId: 'req-rmpod', data: { name: s.name, removedAt: time(seconds) } };
   },
+  execStarted(sessionId: string, cmd = ['sh', '-c', 'ls /'], seconds = 2.5): NewEvent<'ExecStarted'> {
+    return {
+      type: 'ExecStarted',
+      correlationId: `req-exec-${sessionId}`,
+      data: {
+        sessionId,
+        cmd,
+        tty: false,
+        streams: { stdin: false, stdout: true, stderr: true },
+        transport: 'spdy',
+        protocol: 'v4.channel.k8s.io',
+        startedAt: time(seconds),
+      },
+    };
+  },
+  execEnded(sessionId: string, exitCode = 0, seconds = 2.75): NewEvent<'ExecEnded'> {
+    return {
+      type: 'ExecEnded',
+      correlationId: `req-exec-${sessionId}`,
+      data: {
+        sessionId,
+        reason: 'exited',
+        exitCode,
+        bytesIn: 0,
+        bytesOut: 42,
+        endedAt: time(seconds),
+        durationMs: 250,
+      },
+    };
+  },
+  portForwardStarted(sessionId: string, ports = [8080], seconds = 1.5): NewEvent<'PortForwardStarted'> {
+    return {
+      type: 'PortForwardStarted',
+      correlationId: `req-pf-${sessionId}`,
+      data: { sessionId, ports, transport: 'websocket', protocol: 'portforward.k8s.io', startedAt: time(seconds) },
+    };
+  },
+  portForwardEnded(sessionId: string, ports = [8080], seconds = 2): NewEvent<'PortForwardEnded'> {
+    return {
+      type: 'PortForwardEnded',
+      correlationId: `req-pf-${sessionId}`,
+      data: {
+        sessionId,
+        reason: 'client-gone',
+        ports: ports.map((port) => ({ port, connections: 1, errors: 0, bytesIn: 10, bytesOut: 20 })),
+        bytesIn: 10 * ports.length,
+        bytesOut: 20 * ports.length,
+        endedAt: time(seconds),
+        durationMs: 500,
+      },
+    };
+  },
 };
 
 /** The streams a container's and a sandbox's events go to. */

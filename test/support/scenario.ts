@@ -23,14 +23,24 @@ export function random(seed: number): () => number {
 /**
  * A node's history: `pods` sandboxes, each with a few containers that are created
  * (some compensated mid-saga), started, exited, stopped and removed; `teardownRate` of
- * the pods (default half) are torn down; a few sagas are left in flight. Streams interleave as they would on a node.
+ * the pods (default half) are torn down; a few sagas are left in flight. With `sessions`,
+ * some containers get an exec session and some pods a port forward.
+ * Streams interleave as they would on a node.
  */
 export function generateScenario(options: {
   pods: number;
   seed?: number;
   containersPerPod?: number;
   teardownRate?: number;
+  /**
+   * Give some containers an exec session and some pods a port forward. Off by default,
+   * so the histories benchmarks and older tests generate stay as they were.
+   */
+  sessions?: boolean;
+  /** With sessions: leave about one in ten open (a service ends them at its next start). */
+  openSessions?: boolean;
 }): ScenarioAppend[] {
+  const ends = (roll: number): boolean => !options.openSessions || roll < 0.9;
   const rnd = random(options.seed ?? 1);
   const perPod = options.containersPerPod ?? 3;
   const versions = new Map<string, number>();
@@ -51,6 +61,11 @@ export function generateScenario(options: {
       continue;
     }
     push(lane, podStream, [ev.sandboxReady()]);
+    // With sessions, some pods are port-forwarded to.
+    if (options.sessions && rnd() < 0.2) {
+      push(lane, podStream, [ev.portForwardStarted(`pf-${p}`)]);
+      if (ends(rnd())) push(lane, podStream, [ev.portForwardEnded(`pf-${p}`)]);
+    }
     const torndown = rnd() < (options.teardownRate ?? 0.5);
     for (let k = 0; k < perPod; k++) {
       const label = `c${p}-${k}`;
@@ -69,6 +84,11 @@ export function generateScenario(options: {
       push(lane, stream, [ev.snapshotPrepared(c, corr)]);
       push(lane, stream, [ev.containerCreated(1, corr)]);
       push(lane, stream, [ev.containerStarted()]);
+      // With sessions, some running containers get an exec session.
+      if (options.sessions && rnd() < 0.3) {
+        push(lane, stream, [ev.execStarted(`exec-${label}`)]);
+        if (ends(rnd())) push(lane, stream, [ev.execEnded(`exec-${label}`)]);
+      }
       if (rnd() < 0.7 || torndown) push(lane, stream, [ev.containerExited(rnd() < 0.8 ? 0 : 1)]);
       if (torndown) {
         push(lane, stream, [ev.containerStopped()]);

@@ -28,3 +28,15 @@ it('keeps domain, commands and projections free of I/O imports and of adapters',
   );
   assert.deepEqual(offenders, []);
 });
+
+it('keeps the CRI edge off the containerd adapter: it reaches the runtime through ports', () => {
+  const files = sources('src/adapters/cri').filter((f) => !f.includes('/generated/'));
+  assert.ok(files.length >= 5, `expected the CRI edge's sources, found ${files.length}`);
+  const offenders = files.flatMap((file) =>
+    readFileSync(join(ROOT, file), 'utf8')
+      .split('\n')
+      .filter((line) => /from\s+['"]\.\.\/containerd\//.test(line))
+      .map((line) => `${file}: ${line.trim()}`),
+  );
+  assert.deepEqual(offenders, []);
+});

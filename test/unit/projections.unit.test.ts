@@ -5,6 +5,7 @@ import type { LedgerEvent, NewEvent } from '../../src/domain/events.js';
 import { AmbiguousIdError } from '../../src/domain/errors.js';
 import { containerStore } from '../../src/projections/container-store.js';
 import { containerNameIndex } from '../../src/projections/name-index.js';
+import { openSessions } from '../../src/projections/open-sessions.js';
 import { operationsInFlight } from '../../src/projections/operations.js';
 import { Projections } from '../../src/projections/projections.js';
 import type { Projection } from '../../src/projections/read-model.js';
@@ -183,6 +184,7 @@ const PROJECTIONS: Array<Projection<unknown>> = [
   sandboxStore,
   sandboxNameIndex,
   operationsInFlight,
+  openSessions,
 ] as Array<Projection<unknown>>;
 
 /** Folds events straight through `evolve`, with no seq guard, to test evolve itself. */
@@ -206,7 +208,8 @@ async function scenarioEvents(
 ): Promise<{ log: MemoryEventLog; ledger: Ledger; events: LedgerEvent[] }> {
   const log = new MemoryEventLog();
   const ledger = await Ledger.load(log);
-  for (const a of generateScenario({ pods, seed })) await ledger.append(a.stream, a.expected, a.events);
+  for (const a of generateScenario({ pods, seed, sessions: true, openSessions: true }))
+    await ledger.append(a.stream, a.expected, a.events);
   const events: LedgerEvent[] = [];
   for await (const e of log.readAll()) events.push(e);
   return { log, ledger, events };

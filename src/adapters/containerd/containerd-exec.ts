@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { status as Status } from '@grpc/grpc-js';
-import { CriLedgerError, InvalidArgumentError, NotFoundError } from '../../domain/errors.js';
+import { CriLedgerError, ExecTimeoutError, InvalidArgumentError, NotFoundError } from '../../domain/errors.js';
 import { mkfifo } from '../native/syscalls.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { hasStatus, unaryCall } from './containerd-calls.js';
@@ -37,19 +37,8 @@ export const OCI_PROCESS_TYPE_URL = 'types.containerd.io/opencontainers/runtime-
 const SIGKILL = osConstants.signals.SIGKILL;
 const openFile = promisify(open);
 
-/** An exec outlived its timeout; it has been SIGKILLed and deleted. Maps to DEADLINE_EXCEEDED. */
-export class ExecTimeoutError extends CriLedgerError {
-  constructor(
-    readonly containerId: string,
-    readonly execId: string,
-    readonly cmd: readonly string[],
-    readonly timeoutMs: number,
-  ) {
-    super(
-      `exec ${JSON.stringify(cmd)} (${execId}) in container ${containerId} did not finish within ${timeoutMs} ms and was killed`,
-    );
-  }
-}
+// The timeout error is the domain's: ExecSync (src/commands) catches it without importing this adapter.
+export { ExecTimeoutError };
 
 /** The container exists but has no running task to exec in. Maps to FAILED_PRECONDITION. */
 export class ContainerNotRunningError extends CriLedgerError {

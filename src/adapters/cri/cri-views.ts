@@ -1,4 +1,4 @@
-import type { ContainerStatsSample } from '../containerd/containerd-stats.js';
+import type { ContainerStatsSample } from '../../commands/ports.js';
 import type { ContainerRecord } from '../../projections/container-store.js';
 import type { SandboxRecord } from '../../projections/sandbox-store.js';
 import type { Container } from './generated/runtime/v1/Container.js';
@@ -94,14 +94,6 @@ export function containerStatusMessage(r: ContainerRecord): ContainerStatus {
     logPath: r.logPath ?? '',
     ...(r.resources ? { resources: { linux: { ...r.resources, hugepageLimits: [], unified: {} } } } : {}),
   };
-}
-
-/** Where ContainerStats and ListContainerStats get samples: one containerd call for many ids (ContainerdStats). */
-export interface StatsSource {
-  containerStats(
-    containerIds: readonly string[],
-    options?: { snapshots?: ReadonlyMap<string, { snapshotter: string; key: string }> },
-  ): Promise<Map<string, ContainerStatsSample>>;
 }
 
 /** A CRI ContainerStats: attributes always; cpu, memory and the writable layer when there is a sample. */

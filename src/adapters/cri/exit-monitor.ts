@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { recordExit, UNKNOWN_EXIT_CODE, type LifecycleDeps } from '../../commands/container-lifecycle.js';
 import { SIGKILL } from '../../commands/pod-runtime.js';
-import type { ContainerdTaskEvents } from '../containerd/containerd-task-events.js';
+import type { TaskEvents } from '../../commands/ports.js';
 import { newEventId } from '../ids/event-id.js';
 
 /**
@@ -30,7 +30,7 @@ export class ExitMonitor {
 
   constructor(
     private readonly o: {
-      events: ContainerdTaskEvents;
+      events: TaskEvents;
       lifecycle: LifecycleDeps;
       logger: Logger;
       /** Runs first whenever containerd is reachable again (startup recovery of sagas cut short). */

@@ -1,10 +1,9 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { removeImage, type ImagePulls } from '../../commands/image-service.js';
 import type { Ledger } from '../../commands/ledger.js';
-import type { ImageCatalog, RegistryAuth, ResolvedImage } from '../../commands/ports.js';
+import type { ImageCatalog, ImageFsUsageSource, RegistryAuth, ResolvedImage } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
-import type { ContainerdImageFs } from '../containerd/containerd-image-fs.js';
-import { pullTarget } from '../containerd/image-ref.js';
+import { pullTarget } from '../../domain/image-ref.js';
 import { correlationIdOf } from '../grpc/rpc-logging.js';
 import { unary } from './runtime-info.js';
 
@@ -18,7 +17,7 @@ export interface ImageHandlerDeps {
   ledger: Ledger;
   images: ImageCatalog;
   pulls: ImagePulls;
-  imageFs: ContainerdImageFs;
+  imageFs: ImageFsUsageSource;
   /** The sandbox image, normalized: reported pinned, as containerd's CRI pins it. */
   sandboxImage: string;
 }

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Metadata, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { callerOf, deadlineMsOf, type CancellableCall } from './caller.js';
 import { unary } from './runtime-info.js';
+import { streamingHandlers } from './streaming-handlers.js';
 import {
   createContainer,
   type CreateContainerCommand,
@@ -12,7 +13,6 @@ import { runPodSandbox, type RunPodSandboxCommand, type RunPodSandboxDeps } from
 import { removePodSandbox } from '../../commands/remove-pod-sandbox.js';
 import { stopPodSandbox } from '../../commands/stop-pod-sandbox.js';
 import {
-  appendContainerEvents,
   removeContainer,
   startContainer,
   stopContainer,
@@ -21,24 +21,17 @@ import {
   type LifecycleDeps,
 } from '../../commands/container-lifecycle.js';
 import { runtimeFor } from '../../commands/pod-runtime.js';
-import {
-  FailedPreconditionError,
-  InvalidArgumentError,
-  NotFoundError,
-  OperationTimeoutError,
-} from '../../domain/errors.js';
-import type { EventData } from '../../domain/events.js';
+import { execSync } from '../../commands/exec-sync.js';
+import type { ExecRunner, StatsSource, StreamingSessions } from '../../commands/ports.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../domain/errors.js';
 import { containerStream, nodeStream, sandboxStream } from '../../domain/ids.js';
 import type { ContainerRecord } from '../../projections/container-store.js';
 import type { SandboxRecord } from '../../projections/sandbox-store.js';
-import { ExecTimeoutError } from '../containerd/containerd-exec.js';
-import { DEFAULT_IMAGE_SNAPSHOTTER } from '../containerd/containerd-images.js';
 import { correlationIdOf } from '../grpc/rpc-logging.js';
 import {
   containerMessage,
   containerStatsMessage,
   podSandboxStatsMessage,
-  type StatsSource,
   containerStatusMessage,
   filterContainers,
   filterSandboxes,
@@ -60,22 +53,6 @@ import type { RunPodSandboxRequest__Output } from './generated/runtime/v1/RunPod
  * statuses in src/adapters/grpc/status.ts.
  */
 
-/** ExecSync's runner (ContainerdExec). */
-export interface ExecRunner {
-  execSync(
-    containerId: string,
-    o: { cmd: string[]; timeoutMs: number },
-  ): Promise<{
-    stdout: Buffer;
-    stderr: Buffer;
-    exitCode: number;
-    stdoutTruncated: boolean;
-    stderrTruncated: boolean;
-    durationMs: number;
-    execId: string;
-  }>;
-}
-
 export interface RuntimeHandlerDeps {
   ledger: Ledger;
   /** This node's name: UpdateRuntimeConfig records into stream `node-<node>`. */
@@ -85,6 +62,8 @@ export interface RuntimeHandlerDeps {
   lifecycle: LifecycleDeps;
   exec: ExecRunner;
   stats: StatsSource;
+  /** The streaming server Exec, Attach and PortForward register sessions with; absent: they answer UNIMPLEMENTED. */
+  streaming?: StreamingSessions;
 }
 
 function operation(call: { metadata: Metadata }, sandboxId: string) {
@@ -137,18 +116,19 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** Each container's rootfs snapshot, for the writable layer's usage. */
-function snapshotsOf(records: ContainerRecord[]): Map<string, { snapshotter: string; key: string }> {
+/** Each container's rootfs snapshot, for the writable layer's usage; `snapshotter` for records that predate SnapshotPrepared. */
+function snapshotsOf(
+  records: ContainerRecord[],
+  snapshotter: string,
+): Map<string, { snapshotter: string; key: string }> {
   return new Map(
-    records.map((r) => [
-      r.id,
-      { snapshotter: r.snapshot?.snapshotter ?? DEFAULT_IMAGE_SNAPSHOTTER, key: r.snapshot?.key ?? r.id },
-    ]),
+    records.map((r) => [r.id, { snapshotter: r.snapshot?.snapshotter ?? snapshotter, key: r.snapshot?.key ?? r.id }]),
   );
 }
 
 export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImplementation {
   const projections = deps.ledger.projections;
+  const snapshots = (records: ContainerRecord[]) => snapshotsOf(records, deps.lifecycle.snapshotter);
   /** Pod stats: the pause task's and its running containers' samples, in one containerd call. */
   const podStats = async (sandboxes: SandboxRecord[]) => {
     const ids = new Set(sandboxes.map((s) => s.id));
@@ -156,7 +136,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     const running = containers.filter((c) => c.state === 'RUNNING');
     const samples = await deps.stats.containerStats(
       [...sandboxes.filter((s) => s.state === 'READY').map((s) => s.id), ...running.map((c) => c.id)],
-      { snapshots: snapshotsOf(running) },
+      { snapshots: snapshots(running) },
     );
     return sandboxes.map((s) =>
       podSandboxStatsMessage(
@@ -168,6 +148,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
     );
   };
   return {
+    ...streamingHandlers({ projections, ...(deps.streaming ? { streaming: deps.streaming } : {}) }),
     RunPodSandbox: unary<RunPodSandboxRequest__Output, { podSandboxId: string }>(async (request, call) => {
       const podSandboxId = await runPodSandbox(
         { ledger: deps.ledger, ...deps.sandboxes },
@@ -207,7 +188,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
           runtime: s.runtime,
           podFiles: s.files,
           lifecycle: deps.lifecycle,
-          snapshotter: DEFAULT_IMAGE_SNAPSHOTTER,
+          snapshotter: deps.lifecycle.snapshotter,
         },
         operation(call, request.podSandboxId),
       );
@@ -238,51 +219,12 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       await deps.lifecycle.logs.reopen(record.id);
       return {};
     }),
-    ExecSync: unary<{ containerId: string; cmd: string[]; timeout: string }, object>(async (request, call) => {
-      const op = containerOperation(call, request.containerId);
-      const record = projections.findContainer(op.containerId);
-      if (!record || record.state === 'CREATING') throw new NotFoundError('container', op.containerId);
-      if (record.state !== 'RUNNING')
-        throw new FailedPreconditionError(`container ${record.id} is ${record.state}, not RUNNING`);
-      if (request.cmd.length === 0) throw new InvalidArgumentError('cmd', 'must name a command');
-      const timeoutMs = Number(request.timeout) * 1000;
-      const started = performance.now();
-      const recordExec = (data: EventData['ExecRan']) =>
-        appendContainerEvents(deps.lifecycle, record.id, () => [
-          { type: 'ExecRan', correlationId: op.correlationId, data },
-        ]).catch(() => undefined);
-      try {
-        const r = await deps.exec.execSync(record.id, { cmd: request.cmd, timeoutMs });
-        await recordExec({
-          execId: r.execId,
-          cmd: request.cmd,
-          exitCode: r.exitCode,
-          timedOut: false,
-          durationMs: Math.round(r.durationMs * 1000) / 1000,
-          stdoutBytes: r.stdout.length,
-          stderrBytes: r.stderr.length,
-          truncated: r.stdoutTruncated || r.stderrTruncated,
-        });
-        return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
-      } catch (error) {
-        if (!(error instanceof ExecTimeoutError)) throw error;
-        const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-        await recordExec({
-          execId: error.execId,
-          cmd: request.cmd,
-          exitCode: -1,
-          timedOut: true,
-          durationMs,
-          stdoutBytes: 0,
-          stderrBytes: 0,
-          truncated: false,
-        });
-        throw new OperationTimeoutError(
-          `command ${JSON.stringify(request.cmd)} in container ${record.id} timed out after ${request.timeout}s; it was killed`,
-          { cause: error },
-        );
-      }
-    }),
+    ExecSync: unary<{ containerId: string; cmd: string[]; timeout: string }, object>(async (request, call) =>
+      execSync(
+        { lifecycle: deps.lifecycle, exec: deps.exec, clock: () => performance.now() },
+        { ...request, correlationId: correlationIdOf(call) },
+      ),
+    ),
     UpdateContainerResources: unary<{ containerId: string; linux: Partial<CriLinuxResources> | null }, object>(
       async (request, call) => {
         if (!request.linux) throw new InvalidArgumentError('linux', 'must be set (only Linux resources are supported)');
@@ -319,7 +261,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       if (!record || record.state === 'CREATING') throw new NotFoundError('container', request.containerId);
       const samples =
         record.state === 'RUNNING'
-          ? await deps.stats.containerStats([record.id], { snapshots: snapshotsOf([record]) })
+          ? await deps.stats.containerStats([record.id], { snapshots: snapshots([record]) })
           : new Map();
       return { stats: containerStatsMessage(record, samples.get(record.id)) };
     }),
@@ -335,7 +277,7 @@ export function runtimeHandlers(deps: RuntimeHandlerDeps): UntypedServiceImpleme
       const running = records.filter((r) => r.state === 'RUNNING');
       const samples = await deps.stats.containerStats(
         running.map((r) => r.id),
-        { snapshots: snapshotsOf(running) },
+        { snapshots: snapshots(running) },
       );
       return { stats: records.map((r) => containerStatsMessage(r, samples.get(r.id))) };
     }),

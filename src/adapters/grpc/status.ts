@@ -4,6 +4,7 @@ import {
   ConcurrencyError,
   CorruptRecordError,
   CriLedgerError,
+  ExecTimeoutError,
   FailedPreconditionError,
   InvalidArgumentError,
   LedgerClosedError,
@@ -15,7 +16,7 @@ import {
   SubscriberTooSlowError,
   UnknownEventError,
 } from '../../domain/errors.js';
-import { ContainerNotRunningError, ExecTimeoutError } from '../containerd/containerd-exec.js';
+import { ContainerNotRunningError } from '../containerd/containerd-exec.js';
 import { BlobMismatchError, LayerDiffIdMismatchError, NoMatchingManifestError } from '../containerd/containerd-pull.js';
 import { LedgerDiskFullError, LedgerStorageError } from '../eventlog/storage-errors.js';
 import { ImageArchiveError } from '../images/archive-source.js';

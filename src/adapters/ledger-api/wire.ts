@@ -62,6 +62,7 @@ export interface WireStatus {
     containerNames: number;
     sandboxNames: number;
     operationsInFlight: number;
+    openSessions: number;
   } | null;
   operations: WireOperationInFlight[];
   startedAt: string;

@@ -60,6 +60,7 @@ function printLedger(s: LedgerStatus): void {
       `${s.counts.containerNames + s.counts.sandboxNames} (${s.counts.containerNames} container, ${s.counts.sandboxNames} sandbox)`,
     ],
     ['in flight', String(s.counts.operationsInFlight)],
+    ['open sessions', String(s.counts.openSessions)],
   );
   fields(rows);
   printInFlight(s.operations);

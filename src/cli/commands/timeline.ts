@@ -7,6 +7,7 @@ import type { EventSource, SourcedEvent } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { note, print } from './support/output.js';
 import { pictureFormat, writePicture } from './support/pictures.js';
+import { sessionRows, sessionStories } from './support/sessions.js';
 import { shortId, summarize } from './support/summary.js';
 import { formatTable } from './support/table.js';
 import { formatDuration } from './support/time.js';
@@ -135,4 +136,24 @@ function printTimeline(target: Known, events: SourcedEvent[]): void {
   print(
     `total ${formatDuration(total)} over ${events.length} events (seq ${first.seq}..${last.seq}); last: ${last.event.type}${open ? ' (still in flight)' : ''}`,
   );
+  printSessions(events);
+}
+
+/** Exec, Attach and PortForward sessions, start paired with end: who ran what, how long, how it ended. */
+function printSessions(events: SourcedEvent[]): void {
+  const stories = sessionStories(events.map((e) => e.event));
+  if (stories.length === 0) return;
+  print('');
+  print(`SESSIONS (${stories.length})`);
+  const columns = [
+    { header: 'SESSION' },
+    { header: 'KIND' },
+    { header: 'CORRELATION' },
+    { header: 'STARTED' },
+    { header: 'DURATION', align: 'right' as const },
+    { header: 'OUTCOME' },
+    { header: 'BYTES' },
+    { header: 'WHAT' },
+  ];
+  for (const line of formatTable(columns, sessionRows(stories, Date.now()))) print(line);
 }

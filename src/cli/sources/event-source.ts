@@ -55,6 +55,8 @@ export interface LedgerStatus {
     containerNames: number;
     sandboxNames: number;
     operationsInFlight: number;
+    /** Streaming sessions started and not ended (0 from a service before they existed). */
+    openSessions: number;
   };
   operations: InFlight[];
   startedAt?: string;

@@ -118,7 +118,14 @@ function toLedgerStatus(s: WireStatus, source: string): LedgerStatus {
       cursor: relay?.cursor ?? 0,
       lag: relay?.lag ?? 0,
     },
-    counts: s.counts ?? { containers: 0, sandboxes: 0, containerNames: 0, sandboxNames: 0, operationsInFlight: 0 },
+    counts: s.counts ?? {
+      containers: 0,
+      sandboxes: 0,
+      containerNames: 0,
+      sandboxNames: 0,
+      operationsInFlight: 0,
+      openSessions: 0,
+    },
     operations: s.operations.map((op) => ({
       stream: op.stream,
       operation: op.operation,

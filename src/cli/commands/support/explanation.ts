@@ -1,6 +1,7 @@
 import { InvalidArgumentError, NotFoundError } from '../../../domain/errors.js';
 import type { LedgerEvent } from '../../../domain/events.js';
 import { parseStream, resolveIdPrefix } from '../../../domain/ids.js';
+import { sessionSentences, sessionStories } from './sessions.js';
 import { shortId } from './summary.js';
 import { formatDuration } from './time.js';
 
@@ -162,6 +163,7 @@ export function explain(input: ExplainInput): string[] {
   }
   out.push(...deliverySentences(events));
   out.push(...lifecycleSentences(events));
+  out.push(...sessionSentences(sessionStories(events), input.nowMs));
   if (removed) out.push(removalSentence(removed as LedgerEvent<'ContainerRemoved'> | LedgerEvent<'SandboxRemoved'>));
   out.push(
     `source: ${input.source}, ${events.length} events (seq ${events[0]?.seq ?? 0}..${events[events.length - 1]?.seq ?? 0}).`,

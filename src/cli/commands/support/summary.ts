@@ -81,7 +81,57 @@ export function summarize(event: LedgerEvent): string {
       return `${event.data.reason}: the id reached no caller (request=${event.data.requestDigest.slice(0, 19)})`;
     case 'RecoveryDecided':
       return `${event.data.decision} at ${event.data.lastStep}: ${quote(event.data.reason)}`;
+    case 'ExecStarted':
+      return `session=${event.data.sessionId} cmd=${quote(event.data.cmd.join(' '))} ${sessionStart(event.data)}`;
+    case 'AttachStarted':
+      return `session=${event.data.sessionId} ${sessionStart(event.data)}`;
+    case 'PortForwardStarted':
+      return `session=${event.data.sessionId} ports=${event.data.ports.join(',') || 'any'} ${event.data.transport}`;
+    case 'ExecEnded':
+    case 'AttachEnded':
+    case 'PortForwardEnded':
+      return `session=${event.data.sessionId} ${sessionEnd(event.data)}`;
     default:
       return assertNever(event);
   }
+}
+
+function sessionStart(d: {
+  tty: boolean;
+  streams: { stdin: boolean; stdout: boolean; stderr: boolean };
+  transport: string;
+  protocol: string;
+}): string {
+  const streams = (['stdin', 'stdout', 'stderr'] as const).filter((s) => d.streams[s]).join('+') || 'none';
+  return `${d.tty ? 'tty ' : ''}streams=${streams} ${d.transport}${d.protocol ? `/${d.protocol}` : ''}`;
+}
+
+/** `exited exit=0 in=12B out=3.4KiB 2.1s`: how a session ended and what went through it. */
+export function sessionEnd(d: {
+  reason: string;
+  exitCode?: number | undefined;
+  bytesIn?: number | undefined;
+  bytesOut?: number | undefined;
+  error?: string | undefined;
+  durationMs: number;
+}): string {
+  const parts = [d.reason];
+  if (d.exitCode !== undefined) parts.push(`exit=${d.exitCode}`);
+  if (d.bytesIn !== undefined || d.bytesOut !== undefined)
+    parts.push(`in=${formatBytes(d.bytesIn ?? 0)} out=${formatBytes(d.bytesOut ?? 0)}`);
+  parts.push(formatDuration(d.durationMs));
+  if (d.error) parts.push(`error=${quote(d.error)}`);
+  return parts.join(' ');
+}
+
+/** Bytes as people read them: `512B`, `3.4KiB`, `1.2GiB`. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n}B` : `${value.toFixed(1)}${units[unit]}`;
 }
