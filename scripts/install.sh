@@ -22,6 +22,8 @@ cp -a "$ROOT_DIR/package.json" "$ROOT_DIR/package-lock.json" "$ROOT_DIR/bin" "$R
 cp -a "$ROOT_DIR/node_modules" "$app.new/"
 # Only what the service and CLI run on: the test and lint tools stay behind.
 (cd "$app.new" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+# npm leaves the scope directories of what it pruned (@biomejs, @oxlint, ...) behind, empty.
+find "$app.new/node_modules" -mindepth 1 -maxdepth 1 -type d -empty -delete
 rm -rf "$app.new/dist/test" "$app.new/dist/bench" "$app.new/dist/go"
 rm -rf "$app"
 mv "$app.new" "$app"

@@ -44,8 +44,8 @@ describe('installing cri-ledger as a service', () => {
     ])
       assert.ok(existsSync(join(root, path)), path);
     assert.ok(statSync(join(root, 'usr/local/bin/cri-ledger')).mode & 0o111, 'the CLI is executable');
-    for (const dev of ['typescript', 'oxlint', '@biomejs', 'fast-check'])
-      assert.ok(!existsSync(join(app(), 'node_modules', dev)), `${dev} is not installed`);
+    for (const dev of ['typescript', 'oxlint', '@biomejs/biome', 'fast-check'])
+      assert.ok(!existsSync(join(app(), 'node_modules', dev, 'package.json')), `${dev} is not installed`);
     assert.ok(existsSync(join(app(), 'node_modules/@grpc/grpc-js')));
   });
 
