@@ -5,7 +5,7 @@ import { closeWriter } from '../fs/fifo-ends.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { unavailableAsRuntimeError } from './containerd-errors.js';
 import { signalNumber } from './containerd-tasks.js';
-import { checkCmd, checkTerminalSize, ExecProcess } from './exec-process.js';
+import { checkCmd, checkTerminalSize, ExecProcess, type ExecStdio } from './exec-process.js';
 
 /*
  * An interactive exec (the backend of CRI Exec): the process runs with the stdio the
@@ -77,7 +77,7 @@ export function startExecSession(
   const drainMs = request.outputDrainMs ?? DEFAULT_EXEC_OUTPUT_DRAIN_MS;
   const stdio = { tty, stdin, stdout, stderr };
   const launched = ExecProcess.launch({ ...o, containerId, cmd, stdio, ...(signal ? { signal } : {}) }).then(
-    (proc) => new ContainerdExecSession(proc, tty, drainMs, signal),
+    (proc) => new ContainerdExecSession(proc, stdio, drainMs, signal),
   );
   return unavailableAsRuntimeError(launched);
 }
@@ -87,20 +87,25 @@ class ContainerdExecSession implements ExecSession {
   readonly stdin?: Socket;
   readonly stdout?: Socket;
   readonly stderr?: Socket;
+  private readonly tty: boolean;
   private stdinClosed: Promise<void> | undefined;
   private waited: Promise<{ exitCode: number }> | undefined;
   private readonly onAbort = (): void => void this.cleanup().catch(() => undefined);
 
   constructor(
     private readonly proc: ExecProcess,
-    private readonly tty: boolean,
+    stdio: ExecStdio,
     private readonly drainMs: number,
     private readonly signal: AbortSignal | undefined,
   ) {
     this.execId = proc.execId;
+    this.tty = stdio.tty;
     if (proc.stdin) this.stdin = proc.stdin;
-    if (proc.stdout) this.stdout = proc.stdout;
-    if (proc.stderr) this.stderr = proc.stderr;
+    // An output nobody asked for is read and dropped, so the process never blocks on it.
+    if (stdio.stdout) this.stdout = proc.stdout;
+    else proc.stdout?.resume();
+    if (stdio.stderr) this.stderr = proc.stderr;
+    else proc.stderr?.resume();
     // Our stdin end is O_RDWR, so it never fails with EPIPE; the handler only keeps a
     // late error (after cleanup) from crashing the process.
     this.stdin?.on('error', () => undefined);
@@ -143,7 +148,7 @@ class ContainerdExecSession implements ExecSession {
 
   /** Resolves when every output FIFO has closed (ended and read, or destroyed), or after drainMs. */
   private async outputEnded(): Promise<void> {
-    const open = [this.stdout, this.stderr].filter((s): s is Socket => s !== undefined && !s.closed);
+    const open = [this.proc.stdout, this.proc.stderr].filter((s): s is Socket => s !== undefined && !s.closed);
     if (open.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
     const closed = Promise.all(open.map((s) => new Promise((resolve) => s.once('close', resolve))));

@@ -79,9 +79,11 @@ export interface LaunchOptions {
  * blocks until a reader exists, and Start waits for that open.
  */
 export class ExecProcess {
-  /** Our write side of its stdin (O_RDWR: opened before the shim's reader exists). */
+  /** Our write side of its stdin (O_RDWR: opened before the shim's reader exists), when asked for. */
   stdin: Socket | undefined;
+  /** Always there: the shim needs it. */
   stdout: Socket | undefined;
+  /** There unless the process has a tty. */
   stderr: Socket | undefined;
   /** Resolves with the exit status once the process has exited; rejects if Wait fails. */
   readonly exited: Promise<number>;
@@ -154,8 +156,11 @@ export class ExecProcess {
   private async createAndStart(spec: OciProcess, stdio: ExecStdio, signal: AbortSignal | undefined): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const path = (name: string): string => join(this.dir, name);
-    const wanted = (['stdin', 'stdout', 'stderr'] as const).filter(
-      (name) => stdio[name] && !(stdio.tty && name === 'stderr'),
+    // The shim (containerd 1.6) opens both output paths of a process without a tty, even
+    // one nobody asked for, as containerd's CRI makes them: the caller drains what it did
+    // not ask for. With a tty there is only stdout.
+    const wanted = (['stdin', 'stdout', 'stderr'] as const).filter((name) =>
+      name === 'stdin' ? stdio.stdin : !(stdio.tty && name === 'stderr'),
     );
     for (const name of wanted) mkfifo(path(name), 0o600);
     for (const name of wanted)
