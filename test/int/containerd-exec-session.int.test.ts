@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import { connectContainerd, type ContainerdApi } from '../../src/adapters/containerd/containerd-api.js';
@@ -17,6 +16,7 @@ import { InvalidArgumentError } from '../../src/domain/errors.js';
 import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 import { createTestContainer, DEVPTS_MOUNT, tearDownRuncTests } from '../support/runc-containers.js';
+import { collect, openFdsUnder, seen } from '../support/streams.js';
 import { until } from '../support/until.js';
 
 const NAMESPACE = 'cri-ledger-exec-session-test';
@@ -55,34 +55,6 @@ after(async () => {
   await tearDownRuncTests({ created, tasks, runtime, api, workDir, containerd });
 });
 
-/** Everything `readable` delivers until it ends. */
-function collect(readable: Readable | undefined): Promise<string> {
-  assert.ok(readable, 'the stream was asked for');
-  const chunks: Buffer[] = [];
-  readable.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return new Promise((resolve, reject) => {
-    readable.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    readable.once('error', reject);
-  });
-}
-
-/** Resolves once what `readable` delivered so far matches `pattern`; returns all of it. */
-function seen(readable: Readable | undefined, pattern: RegExp): Promise<string> {
-  assert.ok(readable);
-  let text = '';
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      text += chunk.toString('utf8');
-      if (pattern.test(text)) {
-        readable.off('data', onData);
-        resolve(text);
-      }
-    };
-    readable.on('data', onData);
-    readable.once('error', reject);
-  });
-}
-
 async function pids(): Promise<number[]> {
   const { processes } = await unaryCall<{ processes: Array<{ pid: number }> }>(api.tasks, 'ListPids', {
     container_id: running,
@@ -90,17 +62,7 @@ async function pids(): Promise<number[]> {
   return processes.map((p) => p.pid).sort((a, b) => a - b);
 }
 
-function openFifoFds(): string[] {
-  const targets: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      targets.push(readlinkSync(`/proc/self/fd/${fd}`));
-    } catch {
-      // Closed while we looked.
-    }
-  }
-  return targets.filter((target) => target.startsWith(fifoDir));
-}
+const openFifoFds = (): string[] => openFdsUnder(fifoDir);
 
 /** Only the container's init runs, the shim forgot the exec, and no FIFO or fd of ours is left. */
 async function assertNothingLeft(session: ExecSession): Promise<void> {
@@ -127,6 +89,22 @@ describe('ContainerdExec.startExecSession', { timeout: TEST_TIMEOUT_MS }, () => 
     assert.deepEqual({ out, err, exit }, { out: 'out\n', err: 'err\n', exit: { exitCode: 3 } });
     await session.cleanup();
     await assertNothingLeft(session);
+  });
+
+  it('ends a session whose process exits at once without output', async () => {
+    for (let i = 0; i < 10; i++) {
+      const session = await exec.startExecSession(running, {
+        cmd: ['true'],
+        tty: false,
+        stdin: false,
+        stdout: true,
+        stderr: true,
+      });
+      const [out, err, exit] = await Promise.all([collect(session.stdout), collect(session.stderr), session.wait()]);
+      assert.deepEqual({ out, err, exit }, { out: '', err: '', exit: { exitCode: 0 } });
+      await session.cleanup();
+      await assertNothingLeft(session);
+    }
   });
 
   it('forwards stdin and gives the process end-of-file when stdin ends', async () => {

@@ -147,17 +147,18 @@ class ContainerAttachSession implements AttachSession {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
     if (tap.stdout) this.stdout = tap.stdout;
     if (tap.stderr) this.stderr = tap.stderr;
-    void tap.ended.then(() => this.end('container-exited'));
+    const exited = (): void => this.end('container-exited');
+    tap.ended.then(exited, exited);
     if (stdin) {
       this.stdin = stdin;
       // EPIPE once the container has exited: the attach ends through tap.ended.
       stdin.on('error', () => undefined);
+      // The client's stdin ended: as containerd's CRI, the attach ends unless it closed the container's stdin for good.
+      const stdinEnded = (): void => {
+        if (!this.closesForGood() && !this.detaching) this.end('stdin-closed');
+      };
       stdin.once('finish', () => {
-        void this.finishStdin()
-          .catch(() => undefined)
-          .then(() => {
-            if (!this.closesForGood() && !this.detaching) this.end('stdin-closed');
-          });
+        this.finishStdin().then(stdinEnded, stdinEnded);
       });
     }
   }

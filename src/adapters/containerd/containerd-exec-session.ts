@@ -42,6 +42,10 @@ export interface ExecSession {
   readonly execId: string;
   /** Bytes for the process's stdin. Ending it (or piping a stream that ends into it) is closeStdin(). */
   readonly stdin?: Writable;
+  /**
+   * The process's output. It may have ended already (a process that exited at once with
+   * nothing to say): pipe() and stream.finished() handle that; a bare 'end' listener does not.
+   */
   readonly stdout?: Readable;
   readonly stderr?: Readable;
   /** The pty's size in characters; nothing without a tty. */

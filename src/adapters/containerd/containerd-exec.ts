@@ -200,6 +200,9 @@ class FifoCapture {
   ) {
     this.done = new Promise<void>((resolve, reject) => {
       socket.on('data', (chunk: Buffer) => this.take(chunk));
+      // An empty FIFO whose writer came and went during the launch has ended already:
+      // a socket emits 'end' on EOF with nothing buffered, listener or not.
+      if (socket.readableEnded) return resolve();
       socket.once('end', resolve);
       socket.once('error', reject);
     });
