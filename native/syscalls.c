@@ -1,7 +1,8 @@
 /*
  * The few Linux system calls cri-ledger needs that Node has no API for: mkfifo, mknod,
  * lsetxattr and lgetxattr (a pull writes layers' device nodes, overlay whiteouts and xattrs), mount,
- * umount2, and making a persistent network namespace. Each used to be a child process
+ * umount2, making a persistent network namespace, and a socket in a pod's network
+ * namespace (port forwarding). Each used to be a child process
  * (mkfifo(1), mount(8), unshare(1)); spawning one from Node costs about 12 ms on these
  * machines, which was most of CreateContainer's and a good part of RunPodSandbox's
  * latency. A system call costs microseconds.
@@ -28,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -70,6 +73,8 @@ static const char *errno_name(int e) {
     case ENOTSUP: return "ENOTSUP";
     case E2BIG: return "E2BIG";
     case ERANGE: return "ERANGE";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case ENFILE: return "ENFILE";
     default: return "UNKNOWN";
   }
 }
@@ -387,6 +392,70 @@ static napi_value js_bind_new_netns(napi_env env, napi_callback_info info) {
   return queue_work(env, w);
 }
 
+/*
+ * socketInNetns(netnsPath, family) -> fd: an unconnected, non-blocking TCP socket (family
+ * 4 or 6) that belongs to the network namespace at netnsPath (a pod's). A socket keeps
+ * the namespace it was made in, so the calling thread (Node's main thread) enters the
+ * namespace for the socket(2) call only and goes back before returning, on every path.
+ * No JavaScript runs meanwhile, and setns(CLONE_NEWNET) moves this thread alone, so
+ * nothing else ever sees the pod's namespace. If the way back fails, the process aborts:
+ * going on in a pod's namespace would send the service's own traffic there.
+ */
+static napi_value js_socket_in_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char *path;
+  double family = 0;
+  if (!string_arg(env, argv, argc, 0, 0, &path)) return NULL;
+  if (!number_arg(env, argv, argc, 1, &family)) {
+    free(path);
+    return NULL;
+  }
+  if (family != 4 && family != 6) {
+    free(path);
+    napi_throw_type_error(env, NULL, "cri-ledger native: family must be 4 or 6");
+    return NULL;
+  }
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    napi_throw(env, make_error(env, errno, "open", path));
+    free(path);
+    return NULL;
+  }
+  int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (own < 0) {
+    int e = errno;
+    close(target);
+    napi_throw(env, make_error(env, e, "open", "/proc/thread-self/ns/net"));
+    free(path);
+    return NULL;
+  }
+  int fd = -1, e = 0;
+  const char *failed = NULL;
+  if (setns(target, CLONE_NEWNET) != 0) {
+    e = errno;
+    failed = "setns";
+  } else {
+    fd = socket(family == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      e = errno;
+      failed = "socket";
+    }
+    if (setns(own, CLONE_NEWNET) != 0) {
+      perror("cri-ledger native: cannot return to the service's own network namespace");
+      abort();
+    }
+  }
+  close(own);
+  close(target);
+  napi_value result = NULL;
+  if (failed) napi_throw(env, make_error(env, e, failed, path));
+  else napi_create_int32(env, fd, &result);
+  free(path);
+  return result;
+}
+
 static void set_function(napi_env env, napi_value exports, const char *name, napi_callback fn) {
   napi_value value;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &value);
@@ -407,6 +476,7 @@ static napi_value init(napi_env env, napi_value exports) {
   set_function(env, exports, "mount", js_mount);
   set_function(env, exports, "umount2", js_umount2);
   set_function(env, exports, "bindNewNetns", js_bind_new_netns);
+  set_function(env, exports, "socketInNetns", js_socket_in_netns);
   /* The flag values from the C headers, so TypeScript never hard-codes them. */
   napi_value flags;
   napi_create_object(env, &flags);

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ContainerIo, ContainerLogs } from '../../commands/ports.js';
 import { FailedPreconditionError } from '../../domain/errors.js';
 import { CriLogWriter } from './cri-log-writer.js';
+import { type OutputTap, OutputTaps } from './output-taps.js';
 
 /** How long detach waits for a stopped container's output to drain before it cuts it off. */
 export const DEFAULT_LOG_DRAIN_TIMEOUT_MS = 2_000;
@@ -11,6 +12,8 @@ export const DEFAULT_LOG_DRAIN_TIMEOUT_MS = 2_000;
 interface Attached {
   writer: CriLogWriter | undefined;
   sockets: Socket[];
+  /** Attached clients (CRI Attach) get a copy of what is read, beside the log. */
+  taps: OutputTaps;
 }
 
 /**
@@ -27,6 +30,9 @@ interface Attached {
  * opened again the same way.
  * With no log path the output is read and dropped, so a container never blocks on a
  * full pipe, as containerd does.
+ *
+ * tapOutput() gives attached clients a copy of the raw output while it goes on to the
+ * log; a client that falls behind loses output (see output-taps.ts), never the log.
  */
 export class HostContainerLogs implements ContainerLogs {
   private readonly attachedById = new Map<string, Attached>();
@@ -49,6 +55,7 @@ export class HostContainerLogs implements ContainerLogs {
             ['stderr', o.io.stderr],
           ];
     const sockets: Socket[] = [];
+    const taps = new OutputTaps(streams.map(([name]) => name));
     try {
       for (const [name, path] of streams) {
         const socket = new Socket({
@@ -60,6 +67,10 @@ export class HostContainerLogs implements ContainerLogs {
           this.o.logger.warn({ err: error, containerId, stream: name }, 'container output'),
         );
         sockets.push(socket);
+        // Before the writer's listener: a tap sees each chunk as the log does, and when the
+        // writer pauses the socket (a slow log file) the taps wait with it.
+        socket.on('data', (chunk: Buffer) => taps.feed(name, chunk));
+        socket.once('close', () => taps.end(name));
         if (writer) writer.attach(name, socket);
         else socket.resume();
       }
@@ -68,7 +79,7 @@ export class HostContainerLogs implements ContainerLogs {
       await writer?.close();
       throw error;
     }
-    const entry: Attached = { writer, sockets };
+    const entry: Attached = { writer, sockets, taps };
     this.attachedById.set(containerId, entry);
     // The container's output ended (it exited): forget it once everything is written.
     void Promise.all(sockets.map((s) => new Promise((done) => s.once('close', done))))
@@ -92,6 +103,19 @@ export class HostContainerLogs implements ContainerLogs {
     const entry = this.attachedById.get(containerId);
     if (!entry) throw new FailedPreconditionError(`container ${containerId} is not running: its log is not open`);
     await entry.writer?.reopen();
+  }
+
+  /**
+   * A copy of the running container's output from now on, for an attached client
+   * (`maxBufferedBytes` per stream, see OutputCopy); undefined when its output is not
+   * being read (it is not running, or the service has not reattached it yet).
+   */
+  tapOutput(
+    containerId: string,
+    streams: { stdout: boolean; stderr: boolean },
+    maxBufferedBytes?: number,
+  ): OutputTap | undefined {
+    return this.attachedById.get(containerId)?.taps.tap(streams, maxBufferedBytes);
   }
 
   attached(containerId: string): boolean {

@@ -1,5 +1,6 @@
 /**
- * mkfifo, mknod, lsetxattr, lgetxattr, mount, umount2 and network-namespace creation as system calls, from the small
+ * mkfifo, mknod, lsetxattr, lgetxattr, mount, umount2, network-namespace creation and a socket in a
+ * network namespace as system calls, from the small
  * native module in `native/syscalls.c` (built into `dist/native/` by
  * scripts/build-native.sh). They replace child processes (mkfifo(1), mount(8),
  * unshare(1)), each of which cost about 12 ms to spawn from Node on these machines.
@@ -20,6 +21,7 @@ interface NativeSyscalls {
   ): Promise<void>;
   umount2(target: string, flags: number): Promise<void>;
   bindNewNetns(target: string): Promise<void>;
+  socketInNetns(netnsPath: string, family: 4 | 6): number;
   mknod(path: string, mode: number, major: number, minor: number): void;
   lsetxattr(path: string, name: string, value: Buffer): void;
   lgetxattr(path: string, name: string): Buffer | undefined;
@@ -94,6 +96,16 @@ export function umount(target: string, options: { detach?: boolean } = {}): Prom
  */
 export function bindNewNetns(target: string): Promise<void> {
   return native().bindNewNetns(target);
+}
+
+/**
+ * An unconnected, non-blocking TCP socket (IPv4 or IPv6) that lives in the network
+ * namespace at `netnsPath`: the calling thread enters the namespace for the socket(2)
+ * call only and is back in its own before this returns (see native/syscalls.c).
+ * Returns the descriptor, which the caller owns.
+ */
+export function socketInNetns(netnsPath: string, family: 4 | 6): number {
+  return native().socketInNetns(netnsPath, family);
 }
 
 /** The kinds of node mknod makes: a character or block device, or a FIFO. */

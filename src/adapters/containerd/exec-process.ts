@@ -1,0 +1,266 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { status as Status } from '@grpc/grpc-js';
+import { CriLedgerError, InvalidArgumentError, NotFoundError } from '../../domain/errors.js';
+import { openFifoReader, openFifoWriter } from '../fs/fifo-ends.js';
+import { mkfifo } from '../native/syscalls.js';
+import type { ContainerdApi } from './containerd-api.js';
+import { hasStatus, unaryCall } from './containerd-calls.js';
+import { ignoreNotFound } from './containerd-errors.js';
+import { jsonAny, OCI_SPEC_TYPE_URL, parseJsonAny, type WireAny } from './containerd-wire.js';
+
+/** The deadline of each containerd call made to clean up after an exec. */
+export const DEFAULT_EXEC_CLEANUP_TIMEOUT_MS = 10_000;
+/** The Any type URL containerd registers for an OCI process spec (JSON). */
+export const OCI_PROCESS_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
+
+const SIGKILL = osConstants.signals.SIGKILL;
+
+/** The container has no running task to exec in or attach to. Maps to FAILED_PRECONDITION. */
+export class ContainerNotRunningError extends CriLedgerError {
+  constructor(
+    readonly containerId: string,
+    /** What it is instead: `no task`, `created`, `stopped`, `paused`. */
+    readonly state: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`container ${containerId} is not running (${state})`, options);
+  }
+}
+
+/** Rejects an argv that is not a non-empty list of strings. */
+export function checkCmd(cmd: readonly string[]): void {
+  if (!Array.isArray(cmd) || cmd.length === 0 || !cmd.every((arg) => typeof arg === 'string'))
+    throw new InvalidArgumentError('cmd', 'must be a non-empty list of strings');
+}
+
+/** Rejects a terminal size that tasks.ResizePty cannot carry (uint32, and a pty's are 16-bit). */
+export function checkTerminalSize(width: number, height: number): void {
+  const valid = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffff;
+  if (!valid(width) || !valid(height))
+    throw new InvalidArgumentError('size', `bad terminal size ${width}x${height}: each must be 0 to 65535`);
+}
+
+/** Which stdio an exec process gets. With `tty` the shim makes a pty: output comes on stdout, and there is no stderr. */
+export interface ExecStdio {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  tty: boolean;
+}
+
+/** An OCI process spec; only the fields the exec replaces are named. */
+type OciProcess = Record<string, unknown> & { args?: string[]; terminal?: boolean; env?: string[] };
+
+export interface LaunchOptions {
+  api: ContainerdApi;
+  /** The parent of the exec's own FIFO directory. */
+  fifoDir: string;
+  containerId: string;
+  cmd: readonly string[];
+  stdio: ExecStdio;
+  /** Checked before tasks.Exec: an abort then creates nothing in the shim. */
+  signal?: AbortSignal;
+}
+
+/**
+ * One exec process in a container's shim, and our ends of its stdio FIFOs, from launch
+ * to deletion (ExecSync and interactive exec sessions alike):
+ *
+ *   containers.Get (process spec) + tasks.Get (running?)
+ *   -> mkdir <fifoDir>/<execId>, mkfifo, open our ends -> tasks.Exec
+ *   -> tasks.Wait (pending, so the exit cannot be missed) -> tasks.Start
+ *   -> cleanUp: SIGKILL if it may still run, DeleteProcess, close our ends, remove the dir
+ *
+ * Our ends are open before Exec because the shim's open of an output FIFO's write side
+ * blocks until a reader exists, and Start waits for that open.
+ */
+export class ExecProcess {
+  /** Our write side of its stdin (O_RDWR: opened before the shim's reader exists), when asked for. */
+  stdin: Socket | undefined;
+  /** Always there: the shim needs it. */
+  stdout: Socket | undefined;
+  /** There unless the process has a tty. */
+  stderr: Socket | undefined;
+  /** Resolves with the exit status once the process has exited; rejects if Wait fails. */
+  readonly exited: Promise<number>;
+  private resolveExit!: (wait: Promise<{ exit_status: number }>) => void;
+  private created = false;
+  /** Start was sent and no exit has been seen: the process may be running. */
+  private mayRun = false;
+  private readonly waitAbort = new AbortController();
+  private cleaning: Promise<void> | undefined;
+
+  private constructor(
+    private readonly api: ContainerdApi,
+    readonly containerId: string,
+    readonly execId: string,
+    readonly dir: string,
+  ) {
+    this.exited = new Promise<{ exit_status: number }>((resolve) => (this.resolveExit = resolve)).then((response) => {
+      this.mayRun = false;
+      return response.exit_status;
+    });
+    this.exited.catch(() => undefined);
+  }
+
+  /**
+   * Creates and starts the process; on any failure removes what it made and rethrows
+   * (NotFoundError, ContainerNotRunningError, the signal's reason, a ContainerdCallError).
+   */
+  static async launch(o: LaunchOptions): Promise<ExecProcess> {
+    o.signal?.throwIfAborted();
+    const spec = await execProcessSpec(o.api, o.containerId, o.cmd, o.stdio.tty);
+    const execId = `exec-${randomBytes(8).toString('hex')}`;
+    const proc = new ExecProcess(o.api, o.containerId, execId, join(o.fifoDir, execId));
+    try {
+      await proc.createAndStart(spec, o.stdio, o.signal);
+    } catch (error) {
+      await proc.cleanUp().catch(() => undefined);
+      throw error;
+    }
+    return proc;
+  }
+
+  /** Sends `signal` to the process; one that has exited or was deleted is fine. */
+  async kill(signal: number): Promise<void> {
+    const request = { container_id: this.containerId, exec_id: this.execId, signal, all: false };
+    await ignoreNotFound(unaryCall(this.api.tasks, 'Kill', request));
+  }
+
+  /** tasks.ResizePty: the pty's size in characters (only a tty process has one). */
+  async resize(width: number, height: number): Promise<void> {
+    const request = { container_id: this.containerId, exec_id: this.execId, width, height };
+    await ignoreNotFound(unaryCall(this.api.tasks, 'ResizePty', request));
+  }
+
+  /** tasks.CloseIO(stdin): the shim closes its own write side, so the process reads EOF once ours is closed too. */
+  async closeStdin(): Promise<void> {
+    const request = { container_id: this.containerId, exec_id: this.execId, stdin: true };
+    await ignoreNotFound(unaryCall(this.api.tasks, 'CloseIO', request));
+  }
+
+  /**
+   * Leaves nothing behind: kills a process that may still run, deletes it from the shim,
+   * closes our FIFO ends and removes the FIFO directory. The directory goes even when
+   * containerd fails; the first containerd error is thrown after that. Idempotent.
+   */
+  cleanUp(): Promise<void> {
+    this.cleaning ??= this.removeAll();
+    return this.cleaning;
+  }
+
+  private async createAndStart(spec: OciProcess, stdio: ExecStdio, signal: AbortSignal | undefined): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const path = (name: string): string => join(this.dir, name);
+    // The shim (containerd 1.6) opens both output paths of a process without a tty, even
+    // one nobody asked for, as containerd's CRI makes them: the caller drains what it did
+    // not ask for. With a tty there is only stdout.
+    const wanted = (['stdin', 'stdout', 'stderr'] as const).filter((name) =>
+      name === 'stdin' ? stdio.stdin : !(stdio.tty && name === 'stderr'),
+    );
+    for (const name of wanted) mkfifo(path(name), 0o600);
+    for (const name of wanted)
+      this[name] =
+        name === 'stdin' ? await openFifoWriter(path(name), 'before-reader') : await openFifoReader(path(name));
+    signal?.throwIfAborted();
+    const request = {
+      container_id: this.containerId,
+      exec_id: this.execId,
+      stdin: this.stdin ? path('stdin') : '',
+      stdout: this.stdout ? path('stdout') : '',
+      stderr: this.stderr ? path('stderr') : '',
+      terminal: stdio.tty,
+      spec: jsonAny(OCI_PROCESS_TYPE_URL, spec),
+    };
+    await unaryCall(this.api.tasks, 'Exec', request).catch((error: unknown) => {
+      // The task went away between the check and now.
+      if (hasStatus(error, Status.NOT_FOUND))
+        throw new ContainerNotRunningError(this.containerId, 'no task', { cause: error });
+      throw error;
+    });
+    this.created = true;
+    const ids = { container_id: this.containerId, exec_id: this.execId };
+    // The shim keeps an exec's exit until DeleteProcess, so a Wait that reaches it late still answers.
+    this.resolveExit(
+      unaryCall<{ exit_status: number }>(this.api.tasks, 'Wait', ids, {
+        timeoutMs: Infinity,
+        signal: this.waitAbort.signal,
+      }),
+    );
+    this.mayRun = true;
+    await unaryCall(this.api.tasks, 'Start', ids);
+  }
+
+  private async removeAll(): Promise<void> {
+    const ids = { container_id: this.containerId, exec_id: this.execId };
+    const options = { timeoutMs: DEFAULT_EXEC_CLEANUP_TIMEOUT_MS };
+    const failures: unknown[] = [];
+    if (this.mayRun) {
+      // NOT_FOUND: it has exited; FAILED_PRECONDITION: it never started (Start failed).
+      const killed = await unaryCall(this.api.tasks, 'Kill', { ...ids, signal: SIGKILL, all: false }, options).then(
+        () => true,
+        (error: unknown) => {
+          if (!hasStatus(error, Status.NOT_FOUND) && !hasStatus(error, Status.FAILED_PRECONDITION))
+            failures.push(error);
+          return false;
+        },
+      );
+      // A fresh Wait with a deadline: the pending one has none and may have failed.
+      if (killed)
+        await ignoreNotFound(unaryCall(this.api.tasks, 'Wait', ids, options)).catch((error: unknown) =>
+          failures.push(error),
+        );
+    }
+    if (this.created)
+      await ignoreNotFound(unaryCall(this.api.tasks, 'DeleteProcess', ids, options)).catch((error: unknown) =>
+        failures.push(error),
+      );
+    this.waitAbort.abort();
+    for (const end of [this.stdin, this.stdout, this.stderr]) end?.destroy();
+    await rm(this.dir, { recursive: true, force: true });
+    if (failures.length > 0) throw failures[0];
+  }
+}
+
+/**
+ * The container's own process spec with `args` = cmd, as containerd's CRI builds an
+ * exec's: with a tty, `terminal` and TERM=xterm (replacing the container's TERM).
+ */
+async function execProcessSpec(
+  api: ContainerdApi,
+  containerId: string,
+  cmd: readonly string[],
+  tty: boolean,
+): Promise<OciProcess> {
+  // Both at once: one round trip. A missing container explains a missing task.
+  const [record, task] = await Promise.allSettled([
+    unaryCall<{ container: { spec: WireAny | null } }>(api.containers, 'Get', { id: containerId }),
+    unaryCall<{ process: { status: string } }>(api.tasks, 'Get', { container_id: containerId, exec_id: '' }),
+  ]);
+  if (record.status === 'rejected') {
+    if (hasStatus(record.reason, Status.NOT_FOUND)) throw new NotFoundError('container', containerId);
+    throw record.reason;
+  }
+  if (task.status === 'rejected') {
+    if (hasStatus(task.reason, Status.NOT_FOUND))
+      throw new ContainerNotRunningError(containerId, 'no task', { cause: task.reason });
+    throw task.reason;
+  }
+  const status = task.value.process.status;
+  if (status !== 'RUNNING') throw new ContainerNotRunningError(containerId, status.toLowerCase());
+  const any = record.value.container.spec;
+  if (!any || any.type_url !== OCI_SPEC_TYPE_URL) {
+    throw new CriLedgerError(
+      `container ${containerId} has no OCI spec (type ${any?.type_url ?? 'none'}) to take the exec's process from`,
+    );
+  }
+  const own = parseJsonAny<{ process?: OciProcess }>(any).process;
+  if (!own) throw new CriLedgerError(`container ${containerId}'s OCI spec has no process to take the exec's from`);
+  if (!tty) return { ...own, args: [...cmd], terminal: false };
+  const env = [...(own.env ?? []).filter((entry) => !entry.startsWith('TERM=')), 'TERM=xterm'];
+  return { ...own, args: [...cmd], terminal: true, env };
+}
