@@ -76,6 +76,23 @@ describe('streaming over SPDY/3.1 (spdystream client)', () => {
     assert.equal(result.stdout.toString(), '80x24\n100x40\n');
   });
 
+  it('runs exec -it: stdin, a tty and a resize stream together', async () => {
+    const result = await runSpdyClient(
+      [
+        '-url',
+        server.register('exec', payload(['cat'], { stdin: true, tty: true })),
+        '-stdin',
+        '-tty',
+        '-resize',
+        '80x24',
+      ],
+      'ls -l\nexit\n',
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), 'ls -l\nexit\n');
+    assert.equal(result.status, SUCCESS);
+  });
+
   it('negotiates the older protocols a client offers, with their error stream formats', async () => {
     const v4 = await runSpdyClient([
       '-url',
