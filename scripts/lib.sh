@@ -46,9 +46,11 @@ build() {
 # native module (native/syscalls.c); docker-registry is the registry the registry
 # client's tests pull from, and openssl makes the certificate its token auth trusts;
 # golang-go and golang-google-grpc-dev (grpc-go's source) build the tests' Go CRI client,
-# which dials the socket as kubelet, crictl and critest do (see docs/testing.md).
+# which dials the socket as kubelet, crictl and critest do, and
+# golang-github-docker-spdystream-dev (the SPDY library under client-go) the tests'
+# streaming client (see docs/testing.md).
 DEBIAN_PACKAGES=(nats-server containerd runc busybox-static containernetworking-plugins iptables gcc libc6-dev docker-registry openssl
-  golang-go golang-google-grpc-dev)
+  golang-go golang-google-grpc-dev golang-github-docker-spdystream-dev)
 # Only the tests need these: Chromium loads the CLI's HTML and SVG pictures headless
 # (test/int/pictures.int.test.ts, scripts/screenshot.sh).
 TEST_DEBIAN_PACKAGES=(chromium)

@@ -2,6 +2,12 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import {
+  DEFAULT_STREAMING_ADDRESS,
+  DEFAULT_STREAMING_IDLE_TIMEOUT_MS,
+  DEFAULT_STREAMING_PORT,
+  DEFAULT_STREAMING_TOKEN_TTL_MS,
+} from '../adapters/streaming/streaming-options.js';
 import { InvalidArgumentError } from '../domain/errors.js';
 
 export const DEFAULT_ROOT = '/var/lib/cri-ledger';
@@ -152,6 +158,48 @@ export const CONFIG_KEYS = [
     kind: 'duration',
     help: 'how long past its caller deadline an undelivered container or sandbox waits for a retry, e.g. 2m',
   },
+  {
+    key: 'streaming.address',
+    env: 'CRI_LEDGER_STREAMING_ADDRESS',
+    flag: 'streaming-address',
+    kind: 'string',
+    help: 'address of the exec, attach and port-forward streaming server',
+  },
+  {
+    key: 'streaming.port',
+    env: 'CRI_LEDGER_STREAMING_PORT',
+    flag: 'streaming-port',
+    kind: 'int',
+    help: 'streaming server port, 0 = a free port chosen at start',
+  },
+  {
+    key: 'streaming.tlsCertFile',
+    env: 'CRI_LEDGER_STREAMING_TLS_CERT_FILE',
+    flag: 'streaming-tls-cert-file',
+    kind: 'string',
+    help: 'PEM certificate: the streaming server speaks HTTPS (with the key file)',
+  },
+  {
+    key: 'streaming.tlsKeyFile',
+    env: 'CRI_LEDGER_STREAMING_TLS_KEY_FILE',
+    flag: 'streaming-tls-key-file',
+    kind: 'string',
+    help: "PEM key of the streaming server's certificate",
+  },
+  {
+    key: 'streaming.idleTimeout',
+    env: 'CRI_LEDGER_STREAMING_IDLE_TIMEOUT',
+    flag: 'streaming-idle-timeout',
+    kind: 'duration',
+    help: 'end a streaming session after this long without bytes either way, e.g. 4h',
+  },
+  {
+    key: 'streaming.tokenTtl',
+    env: 'CRI_LEDGER_STREAMING_TOKEN_TTL',
+    flag: 'streaming-token-ttl',
+    kind: 'duration',
+    help: 'how long an unused exec, attach or port-forward URL stays valid, e.g. 1m',
+  },
 ] as const satisfies ReadonlyArray<{ key: string; env: string; flag: string; kind: Kind; help: string }>;
 
 const DURATION = z.number().int().nonnegative();
@@ -230,6 +278,26 @@ export const ConfigSchema = z
       .default({}),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default(DEFAULT_LOG_LEVEL),
     unclaimedResultTimeout: DURATION.min(100, 'must be at least 100ms').default(DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS),
+    streaming: z
+      .object({
+        address: z.string().min(1).default(DEFAULT_STREAMING_ADDRESS),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_STREAMING_PORT),
+        tlsCertFile: z.string().min(1).optional(),
+        tlsKeyFile: z.string().min(1).optional(),
+        idleTimeout: DURATION.min(1000, 'must be at least 1s').default(DEFAULT_STREAMING_IDLE_TIMEOUT_MS),
+        tokenTtl: DURATION.min(1000, 'must be at least 1s').default(DEFAULT_STREAMING_TOKEN_TTL_MS),
+      })
+      .strict()
+      .refine((s) => (s.tlsCertFile === undefined) === (s.tlsKeyFile === undefined), {
+        message: 'streaming.tlsCertFile and streaming.tlsKeyFile go together: set both or neither',
+        path: ['tlsCertFile'],
+      })
+      .default({
+        address: DEFAULT_STREAMING_ADDRESS,
+        port: DEFAULT_STREAMING_PORT,
+        idleTimeout: DEFAULT_STREAMING_IDLE_TIMEOUT_MS,
+        tokenTtl: DEFAULT_STREAMING_TOKEN_TTL_MS,
+      }),
   })
   .strict();
 
@@ -312,13 +380,19 @@ function readFile(path: string): Record<string, unknown> {
       throw new InvalidArgumentError('unclaimedResultTimeout', `in ${path}: ${(cause as Error).message}`);
     }
   }
-  const nats = obj.nats as Record<string, unknown> | undefined;
-  for (const k of ['duplicateWindow', 'maxAge']) {
-    if (nats && typeof nats[k] === 'string') {
-      try {
-        nats[k] = parseDuration(nats[k] as string);
-      } catch (cause) {
-        throw new InvalidArgumentError(`nats.${k}`, `in ${path}: ${(cause as Error).message}`);
+  const durations: Array<[string, string[]]> = [
+    ['nats', ['duplicateWindow', 'maxAge']],
+    ['streaming', ['idleTimeout', 'tokenTtl']],
+  ];
+  for (const [section, keys] of durations) {
+    const values = obj[section] as Record<string, unknown> | undefined;
+    for (const k of keys) {
+      if (values && typeof values[k] === 'string') {
+        try {
+          values[k] = parseDuration(values[k] as string);
+        } catch (cause) {
+          throw new InvalidArgumentError(`${section}.${k}`, `in ${path}: ${(cause as Error).message}`);
+        }
       }
     }
   }

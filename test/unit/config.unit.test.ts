@@ -127,6 +127,41 @@ describe('configuration', () => {
     );
   });
 
+  it('serves streaming on loopback, a free port, plain HTTP, 4 h idle and 1 min tokens by default', () => {
+    const { streaming } = loadConfig({ env: {} });
+    assert.deepEqual(streaming, { address: '127.0.0.1', port: 0, idleTimeout: 4 * 3_600_000, tokenTtl: 60_000 });
+  });
+
+  it('reads the streaming keys from a file, the environment and flags', () => {
+    const fromFile = loadConfig({
+      file: file('s.yaml', 'streaming:\n  address: 0.0.0.0\n  port: 10010\n  idleTimeout: 30m\n  tokenTtl: 90s\n'),
+      env: {},
+    }).streaming;
+    assert.deepEqual(fromFile, { address: '0.0.0.0', port: 10010, idleTimeout: 1_800_000, tokenTtl: 90_000 });
+    const layered = loadConfig({
+      env: {
+        CRI_LEDGER_STREAMING_PORT: '10011',
+        CRI_LEDGER_STREAMING_TLS_CERT_FILE: '/etc/cert.pem',
+        CRI_LEDGER_STREAMING_TLS_KEY_FILE: '/etc/key.pem',
+      },
+      flags: { 'streaming-port': '10012', 'streaming-idle-timeout': '1h' },
+    }).streaming;
+    assert.equal(layered.port, 10012);
+    assert.equal(layered.idleTimeout, 3_600_000);
+    assert.equal(layered.tlsCertFile, '/etc/cert.pem');
+    assert.equal(layered.tlsKeyFile, '/etc/key.pem');
+  });
+
+  it('refuses a streaming certificate without its key, a port past 65535 and a sub-second token TTL', () => {
+    rejects(
+      { env: { CRI_LEDGER_STREAMING_TLS_CERT_FILE: '/etc/cert.pem' } },
+      'streaming.tlsCertFile',
+      /both or neither/,
+    );
+    rejects({ env: { CRI_LEDGER_STREAMING_PORT: '70000' } }, 'streaming.port', /65535/);
+    rejects({ flags: { 'streaming-token-ttl': '10ms' } }, 'streaming.tokenTtl', /at least 1s/);
+  });
+
   it('parses durations in the forms operators write', () => {
     assert.equal(parseDuration('250ms'), 250);
     assert.equal(parseDuration('1h30m'), 5_400_000);

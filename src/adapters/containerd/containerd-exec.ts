@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { CriLedgerError, ExecTimeoutError, InvalidArgumentError } from '../../domain/errors.js';
+import { ExecTimeoutError, InvalidArgumentError } from '../../domain/errors.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { unavailableAsRuntimeError } from './containerd-errors.js';
 import { type ExecSession, type ExecSessionRequest, startExecSession } from './containerd-exec-session.js';
