@@ -19,6 +19,10 @@ import { newEventId } from '../adapters/ids/event-id.js';
 import { ContainerdPuller } from '../adapters/containerd/containerd-pull.js';
 import { normalizeImageRef, pullTarget } from '../adapters/containerd/image-ref.js';
 import { containerEventsService } from '../adapters/cri/container-events.js';
+import { ContainerdAttach } from '../adapters/containerd/containerd-attach.js';
+import { killExec } from '../adapters/containerd/exec-process.js';
+import type { SessionHandlers } from '../adapters/streaming/contracts.js';
+import { sessionHandlers } from '../adapters/streaming/session-bridge.js';
 import { ExitMonitor } from '../adapters/cri/exit-monitor.js';
 import { UnclaimedResultTimer } from '../adapters/cri/unclaimed-results.js';
 import { imageHandlers } from '../adapters/cri/image-handlers.js';
@@ -43,7 +47,7 @@ import { OciSpecFactory } from '../adapters/oci/oci-spec-factory.js';
 import type { LifecycleDeps } from '../commands/container-lifecycle.js';
 import { ImagePulls } from '../commands/image-service.js';
 import { KeyedLock } from '../commands/keyed-lock.js';
-import type { ExecProcesses, StreamingSessions } from '../commands/ports.js';
+import type { ExecProcesses, SessionPayload, StreamingSessions } from '../commands/ports.js';
 import {
   endSessionsLeftOpen,
   reconcileWithRuntime,
@@ -78,6 +82,8 @@ export interface CriServices {
   close(): void;
   /** Whether containerd answered the last health probe (cached for a second). */
   containerdUp(): Promise<boolean>;
+  /** What the streaming server runs a session with once its client connects (exec, attach, port forward). */
+  sessionHandlers: SessionHandlers<SessionPayload>;
 }
 
 /** The streaming server Exec, Attach and PortForward hand out URLs on, and the exec backend's kill for recovery. */
@@ -288,11 +294,23 @@ export function createCriServices(
     imageFs: new ContainerdImageFs({ api, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER }),
     sandboxImage: normalizeImageRef(config.sandboxImage),
   });
+  const execBackend = new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') });
+  const sessionHandlersOf = sessionHandlers({
+    records: { ledger, locks: lifecycle.locks },
+    startExec: (containerId, request) => execBackend.startExecSession(containerId, request),
+    attach: new ContainerdAttach({
+      api,
+      output: logs,
+      stdinPath: (id) => containerFiles.ioFor(id, { stdin: true, tty: false }).stdin!,
+    }),
+    logger,
+  });
   const sessionRecovery = {
     ledger,
     locks: lifecycle.locks,
     now: () => new Date().toISOString(),
-    ...(wiring.execs ? { execs: wiring.execs } : {}),
+    // An exec a crashed process left running is killed by its session id (its containerd exec id).
+    execs: wiring.execs ?? { kill: (containerId: string, execId: string) => killExec(api, containerId, execId) },
   };
   const reportEnded = (ended: EndedSession[]): void => {
     for (const e of ended) {
@@ -338,6 +356,7 @@ export function createCriServices(
       { definition: imagesServiceClass().service, implementation: imagesAdminHandlers({ ledger, puller, images }) },
     ],
     containerdUp: async () => (await health.check()).ready,
+    sessionHandlers: sessionHandlersOf,
     start: () => {
       exits.start();
       unclaimed.start();

@@ -35,6 +35,8 @@ export interface ExecSessionRequest {
   signal?: AbortSignal;
   /** DEFAULT_EXEC_OUTPUT_DRAIN_MS. */
   outputDrainMs?: number;
+  /** containerd's id for the process (a streaming session's id); random by default. */
+  execId?: string;
 }
 
 /** One running exec process and its stdio. Each method may be called after the exit. */
@@ -80,7 +82,8 @@ export function startExecSession(
   }
   const drainMs = request.outputDrainMs ?? DEFAULT_EXEC_OUTPUT_DRAIN_MS;
   const stdio = { tty, stdin, stdout, stderr };
-  const launched = ExecProcess.launch({ ...o, containerId, cmd, stdio, ...(signal ? { signal } : {}) }).then(
+  const launch = { ...o, containerId, cmd, stdio, ...(signal ? { signal } : {}) };
+  const launched = ExecProcess.launch({ ...launch, ...(request.execId ? { execId: request.execId } : {}) }).then(
     (proc) => new ContainerdExecSession(proc, stdio, drainMs, signal),
   );
   return unavailableAsRuntimeError(launched);

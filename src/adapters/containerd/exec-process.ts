@@ -64,6 +64,8 @@ export interface LaunchOptions {
   stdio: ExecStdio;
   /** Checked before tasks.Exec: an abort then creates nothing in the shim. */
   signal?: AbortSignal;
+  /** The exec id to give containerd (a session's id, so recovery can find it); a random one by default. */
+  execId?: string;
 }
 
 /**
@@ -114,7 +116,7 @@ export class ExecProcess {
   static async launch(o: LaunchOptions): Promise<ExecProcess> {
     o.signal?.throwIfAborted();
     const spec = await execProcessSpec(o.api, o.containerId, o.cmd, o.stdio.tty);
-    const execId = `exec-${randomBytes(8).toString('hex')}`;
+    const execId = o.execId ?? `exec-${randomBytes(8).toString('hex')}`;
     const proc = new ExecProcess(o.api, o.containerId, execId, join(o.fifoDir, execId));
     try {
       await proc.createAndStart(spec, o.stdio, o.signal);
@@ -263,4 +265,23 @@ async function execProcessSpec(
   if (!tty) return { ...own, args: [...cmd], terminal: false };
   const env = [...(own.env ?? []).filter((entry) => !entry.startsWith('TERM=')), 'TERM=xterm'];
   return { ...own, args: [...cmd], terminal: true, env };
+}
+
+/**
+ * Kills and deletes an exec process by id, for startup recovery: a session a crashed
+ * service left open may have left its process running. One that is gone is fine.
+ */
+export async function killExec(api: ContainerdApi, containerId: string, execId: string): Promise<void> {
+  const ids = { container_id: containerId, exec_id: execId };
+  await ignoreNotFound(unaryCall(api.tasks, 'Kill', { ...ids, signal: osConstants.signals.SIGKILL, all: false }));
+  // The shim refuses to delete a process that has not exited yet: give the SIGKILL a moment.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ignoreNotFound(unaryCall(api.tasks, 'DeleteProcess', ids));
+      return;
+    } catch (error) {
+      if (attempt >= 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }

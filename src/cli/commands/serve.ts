@@ -6,7 +6,9 @@ import type { MetricsServer } from '../../adapters/metrics/metrics-server.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
 import { createLogger, type Logger } from '../../adapters/logging/logger.js';
 import { systemdNotify } from '../../adapters/native/notify.js';
-import { CriLedgerError, LedgerLockedError } from '../../domain/errors.js';
+import type { SessionHandlers, StreamingServer } from '../../adapters/streaming/contracts.js';
+import type { SessionPayload, StreamingSessions } from '../../commands/ports.js';
+import { CriLedgerError, LedgerLockedError, RuntimeUnavailableError } from '../../domain/errors.js';
 import { ledgerDir, type Config } from '../config.js';
 import type { CriServices } from '../cri-services.js';
 import { configFrom, withConfigOptions } from '../options.js';
@@ -75,6 +77,7 @@ export async function serve(config: Config): Promise<void> {
   let relay: NatsRelay | undefined;
   let metricsServer: MetricsServer | undefined;
   let server: SocketServer | undefined;
+  let streaming: StreamingServer<SessionPayload> | undefined;
   let cri: CriServices | undefined;
   // What serving needs is loaded while the projections are: the rebuild waits on
   // LevelDB's reads, and loading these modules (and parsing the CRI protos) fills those
@@ -121,8 +124,22 @@ export async function serve(config: Config): Promise<void> {
     });
     // Every CRI RPC is registered: the ones not implemented yet answer UNIMPLEMENTED
     // naming the RPC, so kubelet and crictl never see "unknown service".
-    const criServices = createCriServices(config, ledger, logger, metrics ? { sagaObserver: metrics.ledger.saga } : {});
+    // Exec, Attach and PortForward hand out URLs on the streaming server, which starts once
+    // the handlers it runs sessions with exist (they are the CRI services' adapters).
+    let streamingServer: StreamingServer<SessionPayload> | undefined;
+    const urls: StreamingSessions = {
+      register: (kind, payload) => {
+        if (!streamingServer) throw new RuntimeUnavailableError('the streaming server is not listening yet');
+        return streamingServer.register(kind, payload);
+      },
+    };
+    const criServices = createCriServices(config, ledger, logger, {
+      server: urls,
+      ...(metrics ? { sagaObserver: metrics.ledger.saga } : {}),
+    });
     cri = criServices;
+    streamingServer = await startStreaming(config, criServices.sessionHandlers, logger);
+    streaming = streamingServer;
     if (metrics && config.metrics.address) {
       metrics.ledger.attach({
         ledger,
@@ -143,6 +160,7 @@ export async function serve(config: Config): Promise<void> {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     cri?.close();
+    await streaming?.close().catch(() => undefined);
     await metricsServer?.close();
     await relay?.stop().catch(() => undefined);
     await log.close();
@@ -171,7 +189,16 @@ export async function serve(config: Config): Promise<void> {
   process.once('SIGTERM', force);
   process.once('SIGINT', force);
 
-  process.exitCode = await shutdown({ reason, code, server, relay, log, logger, ...(cri ? { cri } : {}) });
+  process.exitCode = await shutdown({
+    reason,
+    code,
+    server,
+    relay,
+    log,
+    logger,
+    ...(cri ? { cri } : {}),
+    ...(streaming ? { streaming } : {}),
+  });
   await metricsServer?.close();
   await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, 'flushing traces failed'));
   cri?.close();
@@ -185,6 +212,38 @@ function notifySystemd(logger: Logger, state: string): void {
   } catch (error) {
     logger.warn({ err: error }, 'telling systemd (NOTIFY_SOCKET) failed');
   }
+}
+
+/** The streaming server for Exec, Attach and PortForward, as the streaming.* keys configure it. */
+async function startStreaming(
+  config: Config,
+  handlers: SessionHandlers<SessionPayload>,
+  logger: Logger,
+): Promise<StreamingServer<SessionPayload>> {
+  const { startStreamingServer } = await import('../../adapters/streaming/streaming-server.js');
+  const s = config.streaming;
+  const server = await startStreamingServer<SessionPayload>({
+    address: s.address,
+    port: s.port,
+    ...(s.tlsCertFile && s.tlsKeyFile ? { tls: { certFile: s.tlsCertFile, keyFile: s.tlsKeyFile } } : {}),
+    idleTimeoutMs: s.idleTimeout,
+    tokenTtlMs: s.tokenTtl,
+    handlers,
+    logger,
+    streamsOf: (p) =>
+      p.kind === 'portforward'
+        ? { stdin: false, stdout: false, stderr: false, tty: false }
+        : {
+            stdin: p.stdin,
+            stdout: p.stdout,
+            stderr: p.stderr,
+            tty: p.tty,
+            ...(p.kind === 'exec' ? { command: p.cmd } : {}),
+          },
+    portsOf: (p) => (p.kind === 'portforward' ? p.ports : []),
+  });
+  logger.info({ address: server.address }, 'streaming server listening (exec, attach, port-forward)');
+  return server;
 }
 
 /** The metrics, loaded only when an address is configured (prom-client is not free to load). */
@@ -247,6 +306,7 @@ async function shutdown(
     log: LevelDbEventLog;
     logger: Logger;
     cri?: CriServices;
+    streaming?: StreamingServer<SessionPayload>;
   },
 ): Promise<number> {
   o.logger.info({ reason: o.reason }, 'shutting down');
@@ -260,6 +320,8 @@ async function shutdown(
     }
   };
   await step('closing the socket', () => o.server.close(DEFAULT_SHUTDOWN_GRACE_MS));
+  // Open exec, attach and port-forward sessions end (recorded as `shutdown`) while the log is open.
+  await step('closing the streaming server', async () => o.streaming?.close());
   // Calls in flight have finished or compensated; task events stop before the log closes.
   await step('stopping task events and container output', async () => o.cri?.stop());
   await step('stopping the relay', async () => o.relay?.stop());

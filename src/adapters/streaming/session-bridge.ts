@@ -1,0 +1,204 @@
+import type { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import type {
+  AttachSessionPayload,
+  ExecSessionPayload,
+  PortForwardSessionPayload,
+  SessionPayload,
+} from '../../commands/ports.js';
+import {
+  type ForwardedPort,
+  recordSessionEnded,
+  recordSessionStarted,
+  type SessionRecordDeps,
+} from '../../commands/session-records.js';
+import type { ContainerdAttach } from '../containerd/containerd-attach.js';
+import type { ExecSession, ExecSessionRequest } from '../containerd/containerd-exec-session.js';
+import { connectToPodPort } from '../netns/pod-port.js';
+import type { PortForwardStreams, RemoteCommandStreams, SessionEnd, SessionHandlers } from './contracts.js';
+
+/*
+ * Where a streaming session meets its backend and its record. Each handler records the
+ * start (which checks again that the container runs, or the pod is ready), bridges the
+ * client's streams to a containerd exec process, the container's own stdio, or
+ * connections in the pod's network namespace, and records how it ended, once: the
+ * process exited, the client went away, the idle timeout or a shutdown ended it. The
+ * session's bytes go through and are counted; they are never recorded.
+ */
+
+export interface SessionBridgeDeps {
+  records: SessionRecordDeps;
+  startExec(containerId: string, request: ExecSessionRequest): Promise<ExecSession>;
+  attach: Pick<ContainerdAttach, 'attachContainer'>;
+  logger: Logger;
+}
+
+const now = (): string => new Date().toISOString();
+const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPayload> {
+  /** Records the start; on refusal, answers the client with the reason and records nothing. */
+  const started = async (
+    payload: SessionPayload,
+    streams: { transport: 'spdy' | 'websocket' },
+    protocol: string,
+    refuse: (error: string) => Promise<void>,
+  ): Promise<boolean> => {
+    try {
+      await recordSessionStarted(d.records, payload, { transport: streams.transport, protocol, startedAt: now() });
+      return true;
+    } catch (error) {
+      await refuse(message(error)).catch(() => undefined);
+      return false;
+    }
+  };
+  const ended = (finish: Parameters<typeof recordSessionEnded>[1]): Promise<void> =>
+    recordSessionEnded(d.records, finish).then(
+      () => undefined,
+      (error: unknown) => d.logger.warn({ err: error, sessionId: finish.sessionId }, 'recording a session end failed'),
+    );
+
+  return {
+    async exec(payload, streams) {
+      const p = payload as ExecSessionPayload;
+      if (!(await started(p, streams, streams.protocol, (error) => streams.finish({ error })))) return;
+      const abort = new AbortController();
+      let session: ExecSession;
+      try {
+        session = await d.startExec(p.containerId, {
+          cmd: p.cmd,
+          tty: p.tty,
+          stdin: p.stdin,
+          stdout: p.stdout,
+          stderr: p.stderr && !p.tty,
+          signal: abort.signal,
+          execId: p.sessionId,
+        });
+      } catch (error) {
+        await ended({
+          sessionId: p.sessionId,
+          reason: 'error',
+          error: message(error),
+          bytes: streams.bytes(),
+          endedAt: now(),
+        });
+        await streams.finish({ error: message(error) });
+        return;
+      }
+      bridge(streams, session, (w, h) => session.resize(w, h));
+      const outcome = await Promise.race([
+        session.wait().then((r) => ({ exitCode: r.exitCode })),
+        streams.closed.then((reason) => ({ reason })),
+      ]);
+      if ('exitCode' in outcome) {
+        await streams.finish({ exitCode: outcome.exitCode });
+        await ended({
+          sessionId: p.sessionId,
+          reason: 'exited',
+          exitCode: outcome.exitCode,
+          bytes: streams.bytes(),
+          endedAt: now(),
+        });
+      } else {
+        // The client is gone (or the session timed out, or the service stops): the process must not outlive it.
+        abort.abort();
+        await ended({ sessionId: p.sessionId, reason: outcome.reason, bytes: streams.bytes(), endedAt: now() });
+      }
+      await session.cleanup().catch((error: unknown) => d.logger.warn({ err: error }, 'cleaning up an exec failed'));
+    },
+
+    async attach(payload, streams) {
+      const p = payload as AttachSessionPayload;
+      if (!(await started(p, streams, streams.protocol, (error) => streams.finish({ error })))) return;
+      let session;
+      try {
+        session = await d.attach.attachContainer(p.containerId, {
+          stdin: p.stdin,
+          stdout: p.stdout,
+          stderr: p.stderr && !p.tty,
+          tty: p.tty,
+          stdinOnce: p.stdinOnce,
+        });
+      } catch (error) {
+        await ended({
+          sessionId: p.sessionId,
+          reason: 'error',
+          error: message(error),
+          bytes: streams.bytes(),
+          endedAt: now(),
+        });
+        await streams.finish({ error: message(error) });
+        return;
+      }
+      bridge(streams, session, (w, h) => session.resize(w, h));
+      const outcome = await Promise.race([
+        session.ended.then((end) => ({ end })),
+        streams.closed.then((reason) => ({ reason })),
+      ]);
+      const reason: SessionEnd =
+        'end' in outcome ? (outcome.end === 'container-exited' ? 'container-exited' : 'client-gone') : outcome.reason;
+      if ('end' in outcome) await streams.finish({ exitCode: 0 });
+      await session.detach().catch(() => undefined);
+      await ended({ sessionId: p.sessionId, reason, bytes: streams.bytes(), endedAt: now() });
+    },
+
+    async portForward(payload, streams) {
+      const p = payload as PortForwardSessionPayload;
+      if (!(await started(p, streams, 'portforward.k8s.io', async () => undefined))) return;
+      const perPort = new Map<number, ForwardedPort>();
+      const stats = (port: number): ForwardedPort => {
+        let s = perPort.get(port);
+        if (!s) perPort.set(port, (s = { port, connections: 0, errors: 0, bytesIn: 0, bytesOut: 0 }));
+        return s;
+      };
+      const open = new Set<Socket>();
+      streams.onRequest(({ port, data, error }) => {
+        const s = stats(port);
+        connectToPodPort(p.hostNetwork ? undefined : p.netnsPath, port).then(
+          (socket) => {
+            s.connections++;
+            open.add(socket);
+            socket.on('error', () => undefined);
+            data.on('data', (c: Buffer) => (s.bytesIn += c.length));
+            socket.on('data', (c: Buffer) => (s.bytesOut += c.length));
+            data.pipe(socket);
+            socket.pipe(data);
+            socket.on('close', () => open.delete(socket));
+          },
+          (failure: unknown) => {
+            s.errors++;
+            error.end(message(failure));
+            data.end();
+          },
+        );
+      });
+      const reason = await streams.closed;
+      for (const socket of open) socket.destroy();
+      await ended({
+        sessionId: p.sessionId,
+        reason,
+        bytes: streams.bytes(),
+        ports: [...perPort.values()],
+        endedAt: now(),
+      });
+    },
+  };
+}
+
+/** Client stdin into the process, its output out to the client, resizes through. */
+function bridge(
+  streams: RemoteCommandStreams,
+  session: { stdin?: Writable; stdout?: Readable; stderr?: Readable },
+  resize: (width: number, height: number) => Promise<void>,
+): void {
+  if (streams.stdin && session.stdin) streams.stdin.pipe(session.stdin);
+  else streams.stdin?.resume();
+  // The protocol server ends its streams itself with finish(); the backends' streams end first.
+  if (session.stdout && streams.stdout) session.stdout.pipe(streams.stdout, { end: false });
+  if (session.stderr && streams.stderr) session.stderr.pipe(streams.stderr, { end: false });
+  session.stdin?.on('error', () => undefined);
+  streams.onResize(({ width, height }) => void resize(width, height).catch(() => undefined));
+}
+
+export type { PortForwardStreams };

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
+import { decodeEvent, type LedgerEvent } from '../../src/domain/events.js';
+import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { runSpdyClient, startSpdyClient } from '../support/spdy-go-client.js';
+import { until } from '../support/until.js';
+
+/*
+ * Exec through the whole service, as kubectl and crictl do it: the CRI Exec call answers
+ * a URL on the service's streaming server, the SPDY client (spdystream, the library under
+ * client-go) opens it, a containerd exec process runs in the real container, the exit
+ * code comes back on the error stream as kubelet formats it, and the session is on the
+ * record (ExecStarted, ExecEnded with how it ended and the bytes, never the bytes themselves).
+ */
+
+describe('exec sessions end to end, over SPDY', () => {
+  let h: CriHarness;
+  let containerId = '';
+  const pod = {
+    metadata: { name: 'sessions', uid: 'uid-sessions', namespace: 'default', attempt: 0 },
+    linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
+  };
+  const execUrl = async (cmd: string[], o: { tty?: boolean; stdin?: boolean } = {}): Promise<string> =>
+    (
+      await h.call<{ url: string }>('exec', {
+        containerId,
+        cmd,
+        tty: o.tty ?? false,
+        stdin: o.stdin ?? false,
+        stdout: true,
+        stderr: !o.tty,
+      })
+    ).url;
+  const sessionEvents = async (): Promise<LedgerEvent[]> => {
+    const client = LedgerClient.connect(h.socket);
+    const out: LedgerEvent[] = [];
+    try {
+      for await (const r of client.readEvents({ streams: [`container-${containerId}`] })) out.push(decodeEvent(r.json));
+    } finally {
+      client.close();
+    }
+    return out.filter((e) => e.type === 'ExecStarted' || e.type === 'ExecEnded');
+  };
+
+  before(async () => {
+    h = await startCriHarness({ prefix: 'cri-ledger-e2e-sessions-' });
+    const { podSandboxId } = await h.call<{ podSandboxId: string }>('runPodSandbox', { config: pod });
+    containerId = (
+      await h.call<{ containerId: string }>('createContainer', {
+        podSandboxId,
+        sandboxConfig: pod,
+        config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] },
+      })
+    ).containerId;
+    await h.call('startContainer', { containerId });
+  });
+  after(() => h?.cleanup());
+
+  it('runs a command, returns its output and its non-zero exit code as kubelet does, and records both ends', async () => {
+    const url = await execUrl(['sh', '-c', 'echo out; echo err >&2; exit 3']);
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/exec\/[A-Za-z0-9_-]{22,}$/);
+    const result = await runSpdyClient(['-url', url, '-mode', 'exec']);
+    assert.equal(result.stdout.toString(), 'out\n');
+    assert.match(result.stderr, /err/);
+    assert.equal(result.code, 3, result.stderr);
+    assert.match(result.status, /"reason":"NonZeroExitCode".*"message":"3"/);
+    await until('ExecEnded', async () => (await sessionEvents()).some((e) => e.type === 'ExecEnded'));
+    const [start, end] = await sessionEvents();
+    assert.equal(start?.type, 'ExecStarted');
+    assert.deepEqual(start?.type === 'ExecStarted' && start.data.cmd, ['sh', '-c', 'echo out; echo err >&2; exit 3']);
+    assert.equal(end?.type === 'ExecEnded' && end.data.reason, 'exited');
+    assert.equal(end?.type === 'ExecEnded' && end.data.exitCode, 3);
+    assert.ok(end?.type === 'ExecEnded' && (end.data.bytesOut ?? 0) >= 8, JSON.stringify(end?.data));
+    assert.ok(!JSON.stringify(end).includes('out\\n'), 'the bytes of the session are not recorded');
+  });
+
+  it('forwards stdin to the process and closes it on the client’s end', async () => {
+    const result = await runSpdyClient(
+      ['-url', await execUrl(['cat'], { stdin: true }), '-stdin'],
+      'hello through stdin',
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), 'hello through stdin');
+  });
+
+  it('gives a tty the size the client sends', async () => {
+    const url = await execUrl(['sh', '-c', 'sleep 1; stty size'], { tty: true });
+    const result = await runSpdyClient(['-url', url, '-tty', '-stderr=false', '-resize', '100x40']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout.toString(), /40 100/);
+  });
+
+  it('kills the process of a client that drops an exec -it session, and records client-gone', async () => {
+    const before = (await sessionEvents()).length;
+    const url = await execUrl(['sh', '-c', 'echo started; sleep 600'], { tty: true, stdin: true });
+    const run = startSpdyClient(['-url', url, '-tty', '-stderr=false', '-stdin']);
+    await until('the session to start', async () => (await sessionEvents()).length > before);
+    run.child.kill('SIGKILL');
+    await run.result;
+    await until(
+      'ExecEnded',
+      async () => (await sessionEvents()).slice(before).some((e) => e.type === 'ExecEnded'),
+      30_000,
+    );
+    const end = (await sessionEvents()).slice(before).find((e) => e.type === 'ExecEnded');
+    assert.equal(end?.type === 'ExecEnded' && end.data.reason, 'client-gone');
+    // The exec's sleep is gone: only the container's own sleep is left.
+    const ps = await h.call<{ stdout: Buffer; exitCode: number }>('execSync', {
+      containerId,
+      cmd: ['ps'],
+      timeout: 10,
+    });
+    assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 600/);
+  });
+
+  it('refuses a URL used twice', async () => {
+    const url = await execUrl(['true']);
+    assert.equal((await runSpdyClient(['-url', url, '-mode', 'exec'])).code, 0);
+    const again = await runSpdyClient(['-url', url, '-mode', 'exec']);
+    assert.notEqual(again.code, 0);
+  });
+});
