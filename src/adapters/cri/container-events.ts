@@ -8,6 +8,7 @@ import type { ReadModel } from '../../projections/read-model.js';
 import type { ContainerRecord } from '../../projections/container-store.js';
 import type { SandboxRecord } from '../../projections/sandbox-store.js';
 import { ServiceShuttingDownError, toServiceError } from '../grpc/status.js';
+import { writeWithBackpressure } from '../grpc/stream-write.js';
 import type { ContainerEventResponse } from './generated/runtime/v1/ContainerEventResponse.js';
 import { containerStatusMessage, nanos, sandboxStatusMessage, visibleContainers } from './cri-views.js';
 
@@ -55,7 +56,8 @@ export function containerEventsService(o: ContainerEventsOptions): {
     });
     try {
       for await (const event of log.follow(sent + 1, { signal: stop.signal })) {
-        for (const response of responses(event, containers, sandboxes)) await write(call, response, stop.signal);
+        for (const response of responses(event, containers, sandboxes))
+          await writeWithBackpressure(call, response, stop.signal);
         sent = event.seq;
         if (stop.signal.aborted) break;
       }
@@ -114,19 +116,5 @@ function responses(
       podSandboxStatus: pod ? sandboxStatusMessage(pod) : null,
       containersStatuses: members.map(containerStatusMessage),
     };
-  });
-}
-
-/** Writes one response, waiting for the client when the transport's buffer is full. */
-async function write(call: Call, response: ContainerEventResponse, signal: AbortSignal): Promise<void> {
-  if (call.write(response) || signal.aborted) return;
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      call.off('drain', done);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    call.on('drain', done);
-    signal.addEventListener('abort', done);
   });
 }

@@ -4,6 +4,7 @@ import { LedgerClosedError } from '../../domain/errors.js';
 import { decodeEvent, encodeEvent } from '../../domain/events.js';
 import { disabledRelayStatus, type RelayStatus } from '../bus/nats-relay.js';
 import { ServiceShuttingDownError, toServiceError } from '../grpc/status.js';
+import { writeWithBackpressure } from '../grpc/stream-write.js';
 import type { SocketService } from '../grpc/socket-server.js';
 import { compileFilter, type CompiledFilter } from './event-filter.js';
 import { ledgerServiceClass } from './ledger-definition.js';
@@ -45,19 +46,8 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
     return controller;
   };
 
-  /** Writes one record, waiting for the client when the transport's buffer is full. */
-  const send = async (call: Stream, record: EventRecord, signal: AbortSignal): Promise<void> => {
-    if (call.write(record) || signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        call.off('drain', done);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      call.on('drain', done);
-      signal.addEventListener('abort', done);
-    });
-  };
+  const send = (call: Stream, record: EventRecord, signal: AbortSignal): Promise<void> =>
+    writeWithBackpressure(call, record, signal);
 
   /** Sends the stored records from `filter.fromSeq` to `toSeq`; returns the next seq, or undefined when the filter ended. */
   const sendStored = async (

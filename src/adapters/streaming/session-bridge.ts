@@ -53,6 +53,21 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       return false;
     }
   };
+  /** Starts a session's backend; when it fails, records the error as the session's end and answers it. */
+  const backend = async <T>(
+    p: SessionPayload,
+    streams: RemoteCommandStreams,
+    start: () => Promise<T>,
+  ): Promise<T | undefined> => {
+    try {
+      return await start();
+    } catch (error) {
+      const text = message(error);
+      await ended({ sessionId: p.sessionId, reason: 'error', error: text, bytes: streams.bytes(), endedAt: now() });
+      await streams.finish({ error: text });
+      return undefined;
+    }
+  };
   const ended = (finish: Parameters<typeof recordSessionEnded>[1]): Promise<void> =>
     recordSessionEnded(d.records, finish).then(
       () => undefined,
@@ -64,9 +79,8 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       const p = payload as ExecSessionPayload;
       if (!(await started(p, streams, streams.protocol, (error) => streams.finish({ error })))) return;
       const abort = new AbortController();
-      let session: ExecSession;
-      try {
-        session = await d.startExec(p.containerId, {
+      const session = await backend(p, streams, () =>
+        d.startExec(p.containerId, {
           cmd: p.cmd,
           tty: p.tty,
           stdin: p.stdin,
@@ -74,18 +88,9 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
           stderr: p.stderr && !p.tty,
           signal: abort.signal,
           execId: p.sessionId,
-        });
-      } catch (error) {
-        await ended({
-          sessionId: p.sessionId,
-          reason: 'error',
-          error: message(error),
-          bytes: streams.bytes(),
-          endedAt: now(),
-        });
-        await streams.finish({ error: message(error) });
-        return;
-      }
+        }),
+      );
+      if (!session) return;
       bridge(streams, session, (w, h) => session.resize(w, h));
       const outcome = await Promise.race([
         session.wait().then((r) => ({ exitCode: r.exitCode })),
@@ -111,26 +116,16 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
     async attach(payload, streams) {
       const p = payload as AttachSessionPayload;
       if (!(await started(p, streams, streams.protocol, (error) => streams.finish({ error })))) return;
-      let session;
-      try {
-        session = await d.attach.attachContainer(p.containerId, {
+      const session = await backend(p, streams, () =>
+        d.attach.attachContainer(p.containerId, {
           stdin: p.stdin,
           stdout: p.stdout,
           stderr: p.stderr && !p.tty,
           tty: p.tty,
           stdinOnce: p.stdinOnce,
-        });
-      } catch (error) {
-        await ended({
-          sessionId: p.sessionId,
-          reason: 'error',
-          error: message(error),
-          bytes: streams.bytes(),
-          endedAt: now(),
-        });
-        await streams.finish({ error: message(error) });
-        return;
-      }
+        }),
+      );
+      if (!session) return;
       bridge(streams, session, (w, h) => session.resize(w, h));
       const outcome = await Promise.race([
         session.ended.then((end) => ({ end })),
