@@ -3,6 +3,7 @@ import { runImagesBench } from './images.js';
 import { runLedgerBench } from './ledger.js';
 import { runOverheadBench } from './overhead.js';
 import { runRestartBench } from './restart.js';
+import { runStreamingBench } from './streaming.js';
 
 /** `npm run bench -- <suite>`: each suite prints a table and writes bench/results/<suite>.json. */
 const SUITES: Record<string, (args: string[]) => Promise<void>> = {
@@ -11,6 +12,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   images: runImagesBench,
   restart: runRestartBench,
   overhead: runOverheadBench,
+  streaming: runStreamingBench,
 };
 
 const [suite, ...args] = process.argv.slice(2);
