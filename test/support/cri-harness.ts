@@ -162,22 +162,35 @@ export async function startCriHarness(
     bridgePorts: () =>
       bridge ? spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).stdout : '',
     async cleanup() {
+      // Every step runs even when one before it failed (a busy machine makes a cgroup or a
+      // shim slow to go): a skipped unmount or temp dir would outlive the test.
+      const failures: unknown[] = [];
+      const step = async (action: () => unknown): Promise<void> => {
+        try {
+          await action();
+        } catch (error) {
+          failures.push(error);
+        }
+      };
       client?.close();
       imageClient?.close();
       api.close();
-      await serve?.stop('SIGKILL');
-      await containerd.stop();
+      await step(() => serve?.stop('SIGKILL'));
+      await step(() => containerd.stop());
       // The shims died with containerd, so runc never deleted the pods' cgroups.
-      await removeRuncCgroups(join(root, 'state', 'runc'));
+      await step(() => removeRuncCgroups(join(root, 'state', 'runc')));
       await removeLedgerCgroups(join(root, 'ledger'), CRI_NAMESPACE).catch(() => undefined);
       // Pod /dev/shm tmpfs and netns files live under the service's state dir.
-      for (const mount of mountsUnder(root)) execFileSync('umount', ['-l', mount]);
+      await step(() => {
+        for (const mount of mountsUnder(root)) execFileSync('umount', ['-l', mount]);
+      });
       if (o.portmap) {
-        removeNetworkHostports(network);
-        if (madeSharedHostportChains) removeSharedHostportChainsIfEmpty();
+        await step(() => removeNetworkHostports(network));
+        if (madeSharedHostportChains) await step(() => removeSharedHostportChainsIfEmpty());
       }
       if (bridge) spawnSync('ip', ['link', 'del', bridge]);
-      await temp.cleanup();
+      await step(() => temp.cleanup());
+      if (failures.length > 0) throw failures[0];
     },
   };
   try {
