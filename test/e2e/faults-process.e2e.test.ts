@@ -144,7 +144,9 @@ describe('the service process under faults', () => {
       t.diagnostic(
         `second serve (socket ${socket === h.socket ? 'the same' : 'another'}) exited ${second.code} in ${tookMs} ms: ${second.stderr.trim().split('\n').at(-1)}`,
       );
-      assert.ok(tookMs < 5_000, `failed in ${tookMs} ms`);
+      // The failure this guards against is waiting on the lock without end: a bound in
+      // tens of seconds, far from any machine's noise.
+      assert.ok(tookMs < 60_000, `failed in ${tookMs} ms`);
       if (socket !== h.socket) assert.equal(existsSync(socket), false, 'the refused instance bound no socket');
     }
     const now = statSync(h.socket);
