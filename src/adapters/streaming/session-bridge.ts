@@ -16,7 +16,7 @@ import {
 import type { ContainerdAttach } from '../containerd/containerd-attach.js';
 import type { ExecSession, ExecSessionRequest } from '../containerd/containerd-exec-session.js';
 import { connectToPodPort } from '../netns/pod-port.js';
-import type { PortForwardStreams, RemoteCommandStreams, SessionEnd, SessionHandlers } from './contracts.js';
+import type { RemoteCommandStreams, SessionEnd, SessionHandlers } from './contracts.js';
 
 /*
  * Where a streaming session meets its backend and its record. Each handler records the
@@ -195,5 +195,3 @@ function bridge(
   session.stdin?.on('error', () => undefined);
   streams.onResize(({ width, height }) => void resize(width, height).catch(() => undefined));
 }
-
-export type { PortForwardStreams };

@@ -86,6 +86,7 @@ export async function serve(config: Config): Promise<void> {
     import('../../adapters/grpc/socket-server.js'),
     import('../../adapters/ledger-api/ledger-service.js'),
     import('../cri-services.js'),
+    import('../../adapters/streaming/streaming-server.js'),
     config.nats.url
       ? Promise.all([import('../../adapters/bus/nats-relay.js'), import('../../adapters/bus/nats-stream-config.js')])
       : undefined,
@@ -96,7 +97,8 @@ export async function serve(config: Config): Promise<void> {
     logger.info({ dir, head: log.head() }, 'loading projections');
     const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
     if (tracing) log.onCommit((events) => tracing.onCommit(events));
-    const [{ startSocketServer }, { createLedgerService }, { createCriServices }, nats] = await modules;
+    const [{ startSocketServer }, { createLedgerService }, { createCriServices }, { startStreamingServer }, nats] =
+      await modules;
     StreamConfigMismatch = nats?.[1].StreamConfigMismatchError;
     if (config.nats.url && nats) {
       relay = await nats[0].NatsRelay.start({
@@ -138,7 +140,7 @@ export async function serve(config: Config): Promise<void> {
       ...(metrics ? { sagaObserver: metrics.ledger.saga } : {}),
     });
     cri = criServices;
-    streamingServer = await startStreaming(config, criServices.sessionHandlers, logger);
+    streamingServer = await startStreaming(startStreamingServer, config, criServices.sessionHandlers, logger);
     streaming = streamingServer;
     if (metrics && config.metrics.address) {
       metrics.ledger.attach({
@@ -216,11 +218,11 @@ function notifySystemd(logger: Logger, state: string): void {
 
 /** The streaming server for Exec, Attach and PortForward, as the streaming.* keys configure it. */
 async function startStreaming(
+  startStreamingServer: typeof import('../../adapters/streaming/streaming-server.js').startStreamingServer,
   config: Config,
   handlers: SessionHandlers<SessionPayload>,
   logger: Logger,
 ): Promise<StreamingServer<SessionPayload>> {
-  const { startStreamingServer } = await import('../../adapters/streaming/streaming-server.js');
   const s = config.streaming;
   const server = await startStreamingServer<SessionPayload>({
     address: s.address,
