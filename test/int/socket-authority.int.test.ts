@@ -7,7 +7,6 @@ import {
   type ChannelOptions,
   type Client,
   credentials,
-  type MethodDefinition,
   makeGenericClientConstructor,
   Metadata,
   type ServiceDefinition,
@@ -19,6 +18,7 @@ import { encodeHeaderBlock, type HeaderField } from '../../src/adapters/grpc/hpa
 import { MAX_MESSAGE_BYTES, type SocketServer, startSocketServer } from '../../src/adapters/grpc/socket-server.js';
 import { tempRoot } from '../support/cli.js';
 import { frame, goAwayCode, PREFACE } from '../support/http2-frames.js';
+import { rawUnaryMethod } from '../support/raw-service.js';
 
 /*
  * The socket server on its own, with a bytes-in, bytes-out service: every :authority a
@@ -26,16 +26,7 @@ import { frame, goAwayCode, PREFACE } from '../support/http2-frames.js';
  * broken or stalled connection ends or waits alone while others are served.
  */
 
-const raw = (b: Buffer): Buffer => b;
-const method: MethodDefinition<Buffer, Buffer> = {
-  path: '/test.Echo/Echo',
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: raw,
-  requestDeserialize: raw,
-  responseSerialize: raw,
-  responseDeserialize: raw,
-};
+const method = rawUnaryMethod('/test.Echo/Echo');
 const echoService: ServiceDefinition = { Echo: method };
 /** Answers `<request bytes>:<authority the handler saw>`, or `x-size` bytes when asked. */
 const echoImplementation = {

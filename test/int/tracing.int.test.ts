@@ -4,7 +4,6 @@ import { after, before, describe, it } from 'node:test';
 import {
   type Client,
   credentials,
-  type MethodDefinition,
   Metadata,
   makeGenericClientConstructor,
   type ServiceDefinition,
@@ -16,6 +15,7 @@ import { type SocketServer, startSocketServer } from '../../src/adapters/grpc/so
 import { startTracing, type Tracing } from '../../src/adapters/tracing/tracing.js';
 import type { LedgerEvent } from '../../src/domain/events.js';
 import { tempRoot } from '../support/cli.js';
+import { rawUnaryMethod } from '../support/raw-service.js';
 import { until } from '../support/until.js';
 
 /*
@@ -25,16 +25,7 @@ import { until } from '../support/until.js';
  * become child spans carrying their seq.
  */
 
-const raw = (b: Buffer): Buffer => b;
-const method: MethodDefinition<Buffer, Buffer> = {
-  path: '/test.Traced/Call',
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: raw,
-  requestDeserialize: raw,
-  responseSerialize: raw,
-  responseDeserialize: raw,
-};
+const method = rawUnaryMethod('/test.Traced/Call');
 const service: ServiceDefinition = { Call: method };
 type Traced = Client & { Call(r: Buffer, m: Metadata, cb: (e: Error | null, r: Buffer) => void): void };
 
