@@ -102,7 +102,9 @@ export async function startServe(options: {
     'test-node',
     ...(options.args ?? []),
   ];
-  const child = spawn(process.execPath, [options.main ?? CLI_MAIN, ...args], {
+  // Node flags for the service (a bench's `--cpu-prof`), which NODE_OPTIONS refuses.
+  const nodeArgs = process.env.CRI_LEDGER_SERVE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, options.main ?? CLI_MAIN, ...args], {
     env: cleanEnv(options.env),
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { NatsRelay } from '../../adapters/bus/nats-relay.js';
 import type { BatchStats, EventLogOptions } from '../../adapters/eventlog/base-event-log.js';
+import { afterCommit, afterCommitOne } from '../../adapters/eventlog/after-commit.js';
 import type { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
 import type { MetricsServer } from '../../adapters/metrics/metrics-server.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
@@ -61,7 +62,7 @@ export async function serve(config: Config): Promise<void> {
   const [{ Ledger }, log] = await Promise.all([
     import('../../commands/ledger.js'),
     openLog(dir, config.node, {
-      ...(metrics ? { onBatch: (stats: BatchStats) => metrics.ledger.onBatch(stats) } : {}),
+      ...(metrics ? { onBatch: afterCommitOne((stats: BatchStats) => metrics.ledger.onBatch(stats)) } : {}),
       ...(tracing ? { traceId: (correlationId: string) => tracing.traceIdFor(correlationId) } : {}),
     }),
   ]);
@@ -96,7 +97,7 @@ export async function serve(config: Config): Promise<void> {
   try {
     logger.info({ dir, head: log.head() }, 'loading projections');
     const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
-    if (tracing) log.onCommit((events) => tracing.onCommit(events));
+    if (tracing) log.onCommit(afterCommit((events) => tracing.onCommit(events)));
     const [{ startSocketServer }, { createLedgerService }, { createCriServices }, { startStreamingServer }, nats] =
       await modules;
     StreamConfigMismatch = nats?.[1].StreamConfigMismatchError;
