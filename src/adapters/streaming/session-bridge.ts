@@ -53,15 +53,21 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       return false;
     }
   };
-  /** Starts a session's backend; when it fails, records the error as the session's end and answers it. */
+  /**
+   * Starts a session's backend; when it fails, records the error as the session's end and
+   * answers it. With `recorded` (the start's recording, run alongside), a start that was
+   * not recorded was already answered by `started`: nothing more is said or written.
+   */
   const backend = async <T>(
     p: SessionPayload,
     streams: RemoteCommandStreams,
     start: () => Promise<T>,
+    recorded?: Promise<boolean>,
   ): Promise<T | undefined> => {
     try {
       return await start();
     } catch (error) {
+      if (recorded && !(await recorded)) return undefined;
       const text = message(error);
       await ended({ sessionId: p.sessionId, reason: 'error', error: text, bytes: streams.bytes(), endedAt: now() });
       await streams.finish({ error: text });
@@ -77,18 +83,30 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
   return {
     async exec(payload, streams) {
       const p = payload as ExecSessionPayload;
-      if (!(await started(p, streams, streams.protocol, (error) => streams.finish({ error })))) return;
+      // The process is made in containerd while the start is recorded, and runs only
+      // once the record is committed: on the record before anything runs, without
+      // waiting for the log in series.
+      const recorded = started(p, streams, streams.protocol, (error) => streams.finish({ error }));
+      const gate = recorded.then((ok) => {
+        if (!ok) throw new Error('the session start was not recorded');
+      });
+      gate.catch(() => undefined); // a launch that fails first never awaits it
       const abort = new AbortController();
-      const session = await backend(p, streams, () =>
-        d.startExec(p.containerId, {
-          cmd: p.cmd,
-          tty: p.tty,
-          stdin: p.stdin,
-          stdout: p.stdout,
-          stderr: p.stderr && !p.tty,
-          signal: abort.signal,
-          execId: p.sessionId,
-        }),
+      const session = await backend(
+        p,
+        streams,
+        () =>
+          d.startExec(p.containerId, {
+            cmd: p.cmd,
+            tty: p.tty,
+            stdin: p.stdin,
+            stdout: p.stdout,
+            stderr: p.stderr && !p.tty,
+            signal: abort.signal,
+            execId: p.sessionId,
+            startAfter: gate,
+          }),
+        recorded,
       );
       if (!session) return;
       bridge(streams, session, (w, h) => session.resize(w, h));
