@@ -1,5 +1,6 @@
 import { runCriBench } from './cri.js';
 import { runImagesBench } from './images.js';
+import { runKubeletLoadBench } from './kubelet-load.js';
 import { runLedgerBench } from './ledger.js';
 import { runOverheadBench } from './overhead.js';
 import { runRestartBench } from './restart.js';
@@ -13,6 +14,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   restart: runRestartBench,
   overhead: runOverheadBench,
   streaming: runStreamingBench,
+  'kubelet-load': runKubeletLoadBench,
 };
 
 const [suite, ...args] = process.argv.slice(2);
