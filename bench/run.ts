@@ -1,4 +1,5 @@
 import { runCriBench } from './cri.js';
+import { runCriGoBench } from './cri-go.js';
 import { runImagesBench } from './images.js';
 import { runKubeletLoadBench } from './kubelet-load.js';
 import { runLedgerBench } from './ledger.js';
@@ -10,6 +11,7 @@ import { runStreamingBench } from './streaming.js';
 const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   ledger: runLedgerBench,
   cri: runCriBench,
+  'cri-go': runCriGoBench,
   images: runImagesBench,
   restart: runRestartBench,
   overhead: runOverheadBench,

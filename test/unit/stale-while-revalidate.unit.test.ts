@@ -46,4 +46,30 @@ describe('staleWhileRevalidate', () => {
     clock = 500;
     await assert.rejects(get(), /read failed/);
   });
+
+  it('forgets the value on invalidate, and a read begun before it stores nothing', async () => {
+    let clock = 0;
+    let value = 'old';
+    let release: (() => void) | undefined;
+    let slow = false;
+    const get = staleWhileRevalidate(
+      async () => {
+        const seen = value;
+        if (slow) await new Promise<void>((resolve) => (release = resolve));
+        return seen;
+      },
+      { freshMs: 10, maxStaleMs: 100, now: () => clock },
+    );
+    assert.equal(await get(), 'old');
+    clock = 50;
+    slow = true;
+    assert.equal(await get(), 'old', 'a background read of the old value starts');
+    value = 'new';
+    slow = false;
+    get.invalidate();
+    assert.equal(await get(), 'new', 'after invalidate the caller waits for a read of its own');
+    release!();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(await get(), 'new', 'the read begun before invalidate did not overwrite it');
+  });
 });
