@@ -64,9 +64,7 @@ describe('HPACK decoder', () => {
 
   it('keeps the never-indexed bit of a sensitive field', () => {
     const block = Buffer.concat([Buffer.from([0x10, 6]), Buffer.from('secret'), Buffer.from([2]), Buffer.from('s3')]);
-    assert.deepEqual(new HpackDecoder().decode(block), [
-      { name: 'secret', value: 's3', sensitive: true, valueAt: [8, 11] },
-    ]);
+    assert.deepEqual(new HpackDecoder().decode(block), [{ name: 'secret', value: 's3', sensitive: true }]);
   });
 
   const refusals: Array<[string, Buffer]> = [
@@ -123,10 +121,7 @@ describe('HPACK encoder without a dynamic table', () => {
       fc.property(fc.array(field, { maxLength: 20 }), (generated) => {
         const fields = generated.map((f) => ({ ...f }));
         const decoder = new HpackDecoder();
-        assert.deepEqual(
-          decoder.decode(encodeHeaderBlock(fields)).map(({ name, value, sensitive }) => ({ name, value, sensitive })),
-          fields,
-        );
+        assert.deepEqual(decoder.decode(encodeHeaderBlock(fields)), fields);
         // Index 62 would be the first dynamic entry: there must be none.
         assert.throws(() => decoder.decode(Buffer.from([0xbe])), HpackError);
       }),

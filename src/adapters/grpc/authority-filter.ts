@@ -1,11 +1,5 @@
 import { HpackError } from './hpack-errors.js';
-import {
-  DEFAULT_HEADER_TABLE_SIZE_BYTES,
-  encodeHeaderBlock,
-  HpackDecoder,
-  type HeaderField,
-  replaceValuesInPlace,
-} from './hpack.js';
+import { DEFAULT_HEADER_TABLE_SIZE_BYTES, encodeHeaderBlock, HpackDecoder, type HeaderField } from './hpack.js';
 
 /*
  * What a client sends to the socket, HTTP/2 frame by frame, with one change: a request's
@@ -17,14 +11,9 @@ import {
  * PROTOCOL_ERROR before grpc-js sees the call. On a unix socket the authority means
  * nothing, so it is replaced; every other check stays nghttp2's.
  *
- * To find the header the whole header block is decoded (the client's HPACK dynamic table
- * followed entry by entry). A refused authority sent as a literal is replaced in place by
- * one of the same length (`localhost` cut or padded with dots), so the server's table
- * stays the client's and the socket itself can be handed to the server after the first
- * request (filtered-connection.ts); otherwise the block is encoded again without a
- * dynamic table, `localhost` as the authority, and the connection stays filtered. Frames
- * other than HEADERS and CONTINUATION pass through as they are, streamed, never
- * buffered whole.
+ * To change one header the whole header block is decoded (the client's HPACK dynamic
+ * table followed entry by entry) and encoded again without a dynamic table. Frames other
+ * than HEADERS and CONTINUATION pass through as they are, streamed, never buffered whole.
  *
  * The filter never judges a connection itself. What it cannot follow (a missing preface,
  * HPACK it cannot decode, a frame larger than the server allows, a frame inside a header
@@ -64,13 +53,6 @@ const VALID_AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:@[\]]+$/;
 export const isServableAuthority = (value: string): boolean => VALID_AUTHORITY.test(value);
 
 /**
- * A servable authority of `length` octets, standing in for a refused one of that length
- * (a socket path): `localhost`, cut short or padded with dots (`localhost......`).
- */
-export const sameLengthAuthority = (length: number): string =>
-  length <= LOCAL_AUTHORITY.length ? LOCAL_AUTHORITY.slice(0, length) : LOCAL_AUTHORITY.padEnd(length, '.');
-
-/**
  * An empty SETTINGS frame: the server's connection preface, all settings at their
  * defaults. The socket sends it at accept (see filtered-connection.ts); the HTTP/2
  * server's own SETTINGS follow as an ordinary later SETTINGS frame.
@@ -102,13 +84,6 @@ export class AuthorityFilter {
   firstBlock: 'pending' | 'untouched' | 'rewritten' | 'given up' = 'pending';
   /** A frame the server may have to answer (PING, RST_STREAM, GOAWAY, DATA, ...) has been passed on. */
   passedAnswerable = false;
-  /**
-   * Every header block so far went on either as sent or with authorities replaced in
-   * place (same octet length, same representations): the server's HPACK dynamic table
-   * is then the same as the client's encoder's, and the client's later blocks can go to
-   * the server as sent. False once a block had to be encoded again.
-   */
-  mirrors = true;
 
   /** Input bytes taken so far. */
   private consumed = 0;
@@ -218,58 +193,27 @@ export class AuthorityFilter {
     return true;
   }
 
-  /**
-   * Decodes the finished block and passes it on: as sent when nghttp2 can take it; with
-   * each refused authority replaced in place by one of the same length while the tables
-   * still mirror (see `mirrors`); else encoded again, the authority `localhost`.
-   */
+  /** Decodes the finished block, replaces what nghttp2 would refuse, and frames it again. */
   private closeBlock(): Buffer[] | undefined {
     const block = this.block!;
-    const bytes = block.fragments.length === 1 ? block.fragments[0]! : Buffer.concat(block.fragments);
     let fields: HeaderField[];
     try {
-      fields = this.decoder.decode(bytes);
+      fields = this.decoder.decode(block.fragments.length === 1 ? block.fragments[0]! : Buffer.concat(block.fragments));
     } catch (error) {
       if (error instanceof HpackError) return undefined;
       throw error;
     }
     this.block = undefined;
-    const refused = fields.filter(
-      (field) => (field.name === ':authority' || field.name === 'host') && !isServableAuthority(field.value),
-    );
-    for (const field of refused) this.onRewrite(field.value);
-    if (this.firstBlock === 'pending') this.firstBlock = refused.length > 0 ? 'rewritten' : 'untouched';
-    if (this.mirrors) {
-      // One named by a dynamic-table index needs nothing: the server's entry is already the
-      // stand-in. An empty one (the static table's, or a literal) has no stand-in.
-      const literals = refused.filter((field) => field.valueAt);
-      const empty = refused.some((field) => field.value.length === 0);
-      if (!empty && literals.length === 0) return block.raw;
-      if (!empty) {
-        const replaced = replaceValuesInPlace(
-          bytes,
-          literals.map((field) => ({ field, value: sameLengthAuthority(field.value.length) })),
-        );
-        return frameHeaderBlock(block.streamId, block.endStream, block.priority, replaced);
+    let rewritten = false;
+    for (const field of fields) {
+      if ((field.name === ':authority' || field.name === 'host') && !isServableAuthority(field.value)) {
+        this.onRewrite(field.value);
+        field.value = LOCAL_AUTHORITY;
+        rewritten = true;
       }
-      this.mirrors = false;
     }
-    for (const field of refused) field.value = LOCAL_AUTHORITY;
+    if (this.firstBlock === 'pending') this.firstBlock = rewritten ? 'rewritten' : 'untouched';
     return frameHeaderBlock(block.streamId, block.endStream, block.priority, encodeHeaderBlock(fields));
-  }
-
-  /**
-   * What the filter holds and has not passed on (an open header block's frames, a frame
-   * cut off at the end of the last chunk), as the client sent it; from here on the
-   * filter passes everything through. For handing the socket itself to the server once
-   * `mirrors` says the server's HPACK table follows the client's without the filter.
-   */
-  release(): Buffer[] {
-    const held = [...(this.block?.raw ?? []), ...(this.input.length > 0 ? [this.input] : [])];
-    this.block = undefined;
-    this.input = Buffer.alloc(0);
-    this.state = 'passthrough';
-    return held;
   }
 
   private take(bytes: number): Buffer {

@@ -16,10 +16,7 @@ export const MAX_PEEK_BYTES = 64 * 1024;
  * If the first request's authority is servable as sent (grpc-js; grpc-go since it sends
  * `localhost`), the socket itself is handed over with what was read put back, less that
  * acknowledgement: nghttp2 reads it natively and calls cost what they cost before. If the
- * authority was replaced in place (a socket path, as kubelet and crictl send it), the
- * socket is handed over too, with the filtered bytes put back: the client's later
- * requests name the authority by its HPACK table index, which now leads to the stand-in.
- * If it had to be encoded again (an empty one, one from the dynamic table), the server
+ * authority had to be replaced (a socket path, a `unix:` URI, an empty one), the server
  * gets a stream that runs every later byte through the same filter. A client that
  * switches to an unservable authority later on a connection that began with a servable
  * one is not followed: nghttp2 resets those streams, as it did without the filter.
@@ -45,10 +42,6 @@ export function handOver(socket: Socket, inject: (connection: Duplex) => void, l
     // and the acknowledgement is gone, or the filter gave up (nghttp2 judges the bytes).
     if (filter.firstBlock === 'given up' || (filter.firstBlock === 'untouched' && ackSeen)) {
       socket.unshift(withoutSettingsAck(Buffer.concat(raw), filter.settingsAckAt));
-      inject(socket);
-    } else if (filter.firstBlock === 'rewritten' && ackSeen && filter.mirrors) {
-      // The authority was replaced in place: what the filter passed on, then the socket itself.
-      socket.unshift(Buffer.concat([...filtered, ...filter.release()]));
       inject(socket);
     } else {
       inject(filteredConnection(socket, filter, filtered));

@@ -13,8 +13,6 @@ export interface HeaderField {
   name: string;
   value: string;
   sensitive: boolean;
-  /** Decoded from a literal: where its value's string (length prefix and octets) lies in the block. */
-  valueAt?: readonly [start: number, end: number];
 }
 
 /** SETTINGS_HEADER_TABLE_SIZE's initial value, which neither Node nor grpc-js changes. */
@@ -138,9 +136,7 @@ export class HpackDecoder {
   private readLiteral(reader: Reader, prefixBits: number, sensitive: boolean): HeaderField {
     const index = readInteger(reader, prefixBits);
     const name = index === 0 ? readString(reader) : this.lookup(index).name;
-    const start = reader.at;
-    const value = readString(reader);
-    return { name, value, sensitive, valueAt: [start, reader.at] };
+    return { name, value: readString(reader), sensitive };
   }
 
   private lookup(index: number): { name: string; value: string } {
@@ -201,32 +197,6 @@ function readString(reader: Reader): string {
   const raw = reader.block.subarray(reader.at, end);
   reader.at = end;
   return (huffman ? huffmanDecode(raw) : raw).toString('latin1');
-}
-
-/**
- * `block` with the values of some of its literal fields replaced by others of the same
- * octet length, written unencoded: every representation and every dynamic-table entry
- * size stay as the client made them, so a decoder that reads this block holds the same
- * table as the client's encoder and can read the client's later blocks as sent.
- * `replacements` pairs fields decoded from `block` (with `valueAt`) with their new values.
- */
-export function replaceValuesInPlace(
-  block: Buffer,
-  replacements: ReadonlyArray<{ field: HeaderField; value: string }>,
-): Buffer {
-  const pieces: Buffer[] = [];
-  let at = 0;
-  for (const { field, value } of [...replacements].sort((a, b) => a.field.valueAt![0] - b.field.valueAt![0])) {
-    if (!field.valueAt || value.length !== field.value.length)
-      throw new Error('replaceValuesInPlace: a literal field and a value of its length are needed');
-    const [start, end] = field.valueAt;
-    const out: number[] = [];
-    writeString(out, value);
-    pieces.push(block.subarray(at, start), Buffer.from(out));
-    at = end;
-  }
-  pieces.push(block.subarray(at));
-  return Buffer.concat(pieces);
 }
 
 /**
