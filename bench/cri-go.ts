@@ -157,6 +157,7 @@ export async function runCriGoBench(args: string[]): Promise<void> {
     await mkdir(join(work, 'cni'));
     await mkdir(logRoot);
     serve = await startServe({
+      warmUp: true,
       root: join(work, 'ledger'),
       socket: join(work, 'cri-ledger.sock'),
       args: [

@@ -85,6 +85,7 @@ export async function runStreamingBench(_args: string[]): Promise<void> {
     await mkdir(join(work, 'cni'));
     await mkdir(logRoot);
     serve = await startServe({
+      warmUp: true,
       root: join(work, 'ledger'),
       socket: join(work, 'cri-ledger.sock'),
       args: [

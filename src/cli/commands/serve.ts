@@ -180,8 +180,13 @@ export async function serve(config: Config): Promise<void> {
   // Under systemd (Type=notify): the unit is started now, not when the process began.
   notifySystemd(logger, `READY=1\nSTATUS=serving on ${server.socketPath}\nMAINPID=${process.pid}`);
 
+  const warmUpStop = new AbortController();
+  const warming = config.warmUpCalls > 0 ? startWarmUp(config, cri, logger, warmUpStop.signal) : undefined;
+
   const { reason, code } = await stopRequested;
   notifySystemd(logger, `STOPPING=1\nSTATUS=stopping (${reason})`);
+  warmUpStop.abort();
+  await warming;
   // A second signal while shutting down means "now".
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
@@ -206,6 +211,45 @@ export async function serve(config: Config): Promise<void> {
   await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, 'flushing traces failed'));
   cri?.close();
   setTimeout(() => process.exit(), EXIT_AFTER_SHUTDOWN_MS).unref();
+}
+
+/**
+ * The warm-up (warm-up.ts) in the background, after the socket serves. Its failure is
+ * only logged: the service serves as it would have without it.
+ */
+async function startWarmUp(
+  config: Config,
+  cri: CriServices | undefined,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!cri) return;
+  try {
+    const [{ warmUp }, { imageServiceV1, runtimeServiceV1 }] = await Promise.all([
+      import('../../adapters/grpc/warm-up.js'),
+      import('../../adapters/cri/cri-definition.js'),
+    ]);
+    const unknown = 'warm-up-0000000000000000000000000000000000000000000000000000000000';
+    const result = await warmUp({
+      services: cri.services,
+      calls: [
+        { service: runtimeServiceV1, method: 'Version', request: { version: 'v1' } },
+        { service: runtimeServiceV1, method: 'Status', request: { verbose: false } },
+        { service: runtimeServiceV1, method: 'ListPodSandbox', request: {} },
+        { service: runtimeServiceV1, method: 'ListContainers', request: {} },
+        { service: runtimeServiceV1, method: 'PodSandboxStatus', request: { podSandboxId: unknown } },
+        { service: runtimeServiceV1, method: 'ContainerStatus', request: { containerId: unknown } },
+        { service: imageServiceV1, method: 'ImageStatus', request: { image: { image: 'warm-up.invalid/none:0' } } },
+      ],
+      total: config.warmUpCalls,
+      stateDir: config.stateDir,
+      logger,
+      signal,
+    });
+    logger.debug(result, 'warmed up');
+  } catch (error) {
+    logger.warn({ err: error }, 'the warm-up failed; serving without it');
+  }
 }
 
 /** Opens the log; a held lock means another service runs on this root. */
