@@ -1,12 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServe, type ServeProcess } from '../test/support/cli.js';
-import { mountsUnder, type PrivateContainerd } from '../test/support/containerd.js';
 import { type GoCriClient, startGoCriClient } from '../test/support/go-cri-client.js';
-import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../test/support/oci-image.js';
-import { CONTAINERD_CRI_NAMESPACE, startContainerdWithCri } from './support/containerd-with-cri.js';
 import {
   catchInterrupts,
   containerConfig,
@@ -14,6 +9,7 @@ import {
   podConfig,
   throwIfInterrupted,
 } from './support/cri-runtime.js';
+import { type SideBySide, startSideBySide, stopSideBySide } from './support/side-by-side.js';
 import { percentile, report, type Row } from './table.js';
 
 /*
@@ -32,7 +28,6 @@ import { percentile, report, type Row } from './table.js';
 const DEFAULT_PODS = 50;
 const WARMUP_PODS = 5;
 const FIRST_CALLS = 1_000;
-const LEDGER_NAMESPACE = 'cri-ledger';
 const CGROUP_PARENT = 'cri-go-bench';
 
 const RPCS = [
@@ -128,47 +123,16 @@ async function readCalls(t: Target, name: string, logRoot: string): Promise<numb
   return times;
 }
 
-async function removeBenchCgroups(): Promise<void> {
-  const remove = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => []))
-      if (entry.isDirectory()) await remove(join(dir, entry.name));
-    await rmdir(dir).catch(() => undefined);
-  };
-  for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[]))
-    await remove(join('/sys/fs/cgroup', controller, CGROUP_PARENT));
-}
-
 export async function runCriGoBench(args: string[]): Promise<void> {
   const at = args.indexOf('--pods');
   const pods = at >= 0 ? Number(args[at + 1]) : DEFAULT_PODS;
   const releaseInterrupts = catchInterrupts();
   const work = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-cri-go-'));
   const logRoot = join(work, 'pod-logs');
-  let containerd: PrivateContainerd | undefined;
-  let serve: ServeProcess | undefined;
+  const side: SideBySide = { work, logRoot, cgroupParents: [CGROUP_PARENT] };
   const targets: Target[] = [];
   try {
-    containerd = await startContainerdWithCri();
-    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) {
-      const image = await buildTestImage(spec, join(work, 'images'));
-      for (const namespace of [CONTAINERD_CRI_NAMESPACE, LEDGER_NAMESPACE])
-        await importTestImage(containerd.address, namespace, image);
-    }
-    await mkdir(join(work, 'cni'));
-    await mkdir(logRoot);
-    serve = await startServe({
-      warmUp: true,
-      root: join(work, 'ledger'),
-      socket: join(work, 'cri-ledger.sock'),
-      args: [
-        '--containerd-address',
-        containerd.address,
-        '--cni-conf-dir',
-        join(work, 'cni'),
-        '--restrict-oom-score-adj',
-        'true',
-      ],
-    });
+    const { containerd, serve } = await startSideBySide(side);
     for (const [key, socket] of [
       ['cri_ledger', serve.socket],
       ['containerd_cri', containerd.address],
@@ -232,11 +196,7 @@ export async function runCriGoBench(args: string[]): Promise<void> {
       }
       await t.client.close();
     }
-    await serve?.stop('SIGTERM').catch(() => undefined);
-    await containerd?.stop().catch(() => undefined);
-    for (const mount of mountsUnder(work)) execFileSync('umount', ['-l', mount]);
-    await rm(work, { recursive: true, force: true });
-    await removeBenchCgroups();
+    await stopSideBySide(side);
     releaseInterrupts();
   }
 }

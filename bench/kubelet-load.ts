@@ -1,12 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServe, type ServeProcess } from '../test/support/cli.js';
-import { mountsUnder, type PrivateContainerd } from '../test/support/containerd.js';
-import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../test/support/oci-image.js';
-import { CONTAINERD_CRI_NAMESPACE, startContainerdWithCri } from './support/containerd-with-cri.js';
+import type { PrivateContainerd } from '../test/support/containerd.js';
 import {
   call,
   catchInterrupts,
@@ -18,6 +14,7 @@ import {
   type Runtime,
   throwIfInterrupted,
 } from './support/cri-runtime.js';
+import { type SideBySide, startSideBySide, stopSideBySide } from './support/side-by-side.js';
 import { percentile, report, type Row } from './table.js';
 
 /*
@@ -47,7 +44,6 @@ const RELIST_MS = 1_000;
 const STATS_MS = 10_000;
 const STATUS_MS = 5_000;
 const STOP_GRACE_S = 10;
-const LEDGER_NAMESPACE = 'cri-ledger';
 
 const POLLED = ['list_pod_sandbox', 'list_containers', 'list_pod_sandbox_stats', 'list_container_stats', 'status'];
 const LIFECYCLE = [
@@ -95,17 +91,6 @@ const CGROUP_PARENT = 'kubepods-bench';
 function kubeletPod(name: string, logRoot: string): object {
   const base = podConfig(name, logRoot) as { linux: object };
   return { ...base, linux: { ...base.linux, cgroupParent: `/${CGROUP_PARENT}/pod-${name}` } };
-}
-
-/** Removes the bench's cgroup tree under every controller, deepest first. */
-async function removeBenchCgroups(): Promise<void> {
-  const remove = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => []))
-      if (entry.isDirectory()) await remove(join(dir, entry.name));
-    await rmdir(dir).catch(() => undefined);
-  };
-  for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[]))
-    await remove(join('/sys/fs/cgroup', controller, CGROUP_PARENT));
 }
 
 /** A container that exits on SIGTERM, as a well-behaved app does: StopContainer measures the runtime, not a grace period. */
@@ -266,31 +251,10 @@ export async function runKubeletLoadBench(args: string[]): Promise<void> {
   const releaseInterrupts = catchInterrupts();
   const work = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-kubelet-'));
   const logRoot = join(work, 'pod-logs');
-  let containerd: PrivateContainerd | undefined;
-  let serve: ServeProcess | undefined;
+  const side: SideBySide = { work, logRoot, cgroupParents: [CGROUP_PARENT] };
   const runtimes: Runtime[] = [];
   try {
-    containerd = await startContainerdWithCri();
-    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) {
-      const image = await buildTestImage(spec, join(work, 'images'));
-      for (const namespace of [CONTAINERD_CRI_NAMESPACE, LEDGER_NAMESPACE])
-        await importTestImage(containerd.address, namespace, image);
-    }
-    await mkdir(join(work, 'cni'));
-    await mkdir(logRoot);
-    serve = await startServe({
-      warmUp: true,
-      root: join(work, 'ledger'),
-      socket: join(work, 'cri-ledger.sock'),
-      args: [
-        '--containerd-address',
-        containerd.address,
-        '--cni-conf-dir',
-        join(work, 'cni'),
-        '--restrict-oom-score-adj',
-        'true',
-      ],
-    });
+    const { containerd, serve } = await startSideBySide(side);
     const ledger = connect('cri_ledger', serve.socket);
     const cri = connect('containerd_cri', containerd.address);
     runtimes.push(ledger, cri);
@@ -374,11 +338,7 @@ export async function runKubeletLoadBench(args: string[]): Promise<void> {
       }
       runtime.client.close();
     }
-    await serve?.stop('SIGTERM').catch(() => undefined);
-    await containerd?.stop().catch(() => undefined);
-    for (const mount of mountsUnder(work)) execFileSync('umount', ['-l', mount]);
-    await rm(work, { recursive: true, force: true });
-    await removeBenchCgroups();
+    await stopSideBySide(side);
     releaseInterrupts();
   }
 }

@@ -1,13 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runSpdyClient } from '../test/support/spdy-go-client.js';
 import { until } from '../test/support/until.js';
-import { startServe, type ServeProcess } from '../test/support/cli.js';
-import { mountsUnder, type PrivateContainerd } from '../test/support/containerd.js';
-import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../test/support/oci-image.js';
-import { CONTAINERD_CRI_NAMESPACE, startContainerdWithCri } from './support/containerd-with-cri.js';
 import {
   call,
   catchInterrupts,
@@ -18,6 +13,7 @@ import {
   type Runtime,
   throwIfInterrupted,
 } from './support/cri-runtime.js';
+import { type SideBySide, startSideBySide, stopSideBySide } from './support/side-by-side.js';
 import { percentile, report, type Row } from './table.js';
 
 /*
@@ -28,7 +24,6 @@ import { percentile, report, type Row } from './table.js';
  * server in the pod. The runtimes take turns, the first one alternating.
  */
 
-const LEDGER_NAMESPACE = 'cri-ledger';
 const ROUND_TRIPS = 40;
 const COPIES = 4;
 const COPY_BYTES = 100 * 1024 * 1024;
@@ -65,38 +60,17 @@ async function forwardOnce(
     '-size',
     String(bytes),
   ]);
-  return { ok: result.code === 0, ms: performance.now() - started, detail: `${result.stdout}${result.stderr}` };
+  return { ok: result.code === 0, ms: performance.now() - started, detail: `${result.stdout.toString()}${result.stderr}` };
 }
 
 export async function runStreamingBench(_args: string[]): Promise<void> {
   const releaseInterrupts = catchInterrupts();
   const work = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-streaming-'));
   const logRoot = join(work, 'pod-logs');
-  let containerd: PrivateContainerd | undefined;
-  let serve: ServeProcess | undefined;
+  const side: SideBySide = { work, logRoot, cgroupParents: [] };
   const targets: Array<{ runtime: Runtime; containerId: string; pod: string; port: number }> = [];
   try {
-    containerd = await startContainerdWithCri();
-    for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) {
-      const image = await buildTestImage(spec, join(work, 'images'));
-      for (const namespace of [CONTAINERD_CRI_NAMESPACE, LEDGER_NAMESPACE])
-        await importTestImage(containerd.address, namespace, image);
-    }
-    await mkdir(join(work, 'cni'));
-    await mkdir(logRoot);
-    serve = await startServe({
-      warmUp: true,
-      root: join(work, 'ledger'),
-      socket: join(work, 'cri-ledger.sock'),
-      args: [
-        '--containerd-address',
-        containerd.address,
-        '--cni-conf-dir',
-        join(work, 'cni'),
-        '--restrict-oom-score-adj',
-        'true',
-      ],
-    });
+    const { containerd, serve } = await startSideBySide(side);
     for (const runtime of [connect('cri_ledger', serve.socket), connect('containerd_cri', containerd.address)]) {
       const pod = `stream-${runtime.key.replace('_', '-')}`;
       const { podSandboxId } = await call<{ podSandboxId: string }>(runtime, 'runPodSandbox', {
@@ -201,10 +175,7 @@ export async function runStreamingBench(_args: string[]): Promise<void> {
       await call(t.runtime, 'removePodSandbox', { podSandboxId: t.pod }).catch(() => undefined);
       t.runtime.client.close();
     }
-    await serve?.stop('SIGTERM').catch(() => undefined);
-    await containerd?.stop().catch(() => undefined);
-    for (const mount of mountsUnder(work)) execFileSync('umount', ['-l', mount]);
-    await rm(work, { recursive: true, force: true });
+    await stopSideBySide(side);
     releaseInterrupts();
   }
 }
