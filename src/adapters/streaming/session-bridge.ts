@@ -168,9 +168,10 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       const open = new Set<Socket>();
       streams.onRequest(({ port, data, error }) => {
         const s = stats(port);
+        // Every request counts, the failed ones too: `errors` says how many of them failed.
+        s.connections++;
         connectToPodPort(p.hostNetwork ? undefined : p.netnsPath, port).then(
           (socket) => {
-            s.connections++;
             open.add(socket);
             socket.on('error', () => undefined);
             data.on('data', (c: Buffer) => (s.bytesIn += c.length));
@@ -181,7 +182,7 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
           },
           (failure: unknown) => {
             s.errors++;
-            error.end(message(failure));
+            error.end(forwardError(port, p.sandboxId, failure));
             data.end();
           },
         );
@@ -197,6 +198,15 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       });
     },
   };
+}
+
+/**
+ * kubelet's text for a request that could not be forwarded, byte for byte: client-go shows
+ * it as is (`error forwarding port 80 to pod <id>, uid : ...`). Behind CRI the pod is the
+ * sandbox id and the uid is empty, as with containerd.
+ */
+function forwardError(port: number, sandboxId: string, failure: unknown): string {
+  return `error forwarding port ${port} to pod ${sandboxId}, uid : ${message(failure)}`;
 }
 
 /** Client stdin into the process, its output out to the client, resizes through. */
