@@ -158,7 +158,7 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
 
     async portForward(payload, streams) {
       const p = payload as PortForwardSessionPayload;
-      if (!(await started(p, streams, 'portforward.k8s.io', async () => undefined))) return;
+      if (!(await started(p, streams, streams.protocol, async () => undefined))) return;
       const perPort = new Map<number, ForwardedPort>();
       const stats = (port: number): ForwardedPort => {
         let s = perPort.get(port);
