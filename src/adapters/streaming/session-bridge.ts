@@ -158,7 +158,20 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
 
     async portForward(payload, streams) {
       const p = payload as PortForwardSessionPayload;
-      if (!(await started(p, streams, streams.protocol, async () => undefined))) return;
+      let refusal: string | undefined;
+      const refuse = async (error: string): Promise<void> => {
+        refusal = error;
+      };
+      if (!(await started(p, streams, streams.protocol, refuse))) {
+        // As containerd answers a forward to a pod that is gone: each request gets the reason
+        // on its error stream, until the client leaves (or the idle timeout ends it).
+        streams.onRequest(({ port, data, error }) => {
+          error.end(forwardError(port, p.sandboxId, refusal));
+          data.end();
+        });
+        await streams.closed;
+        return;
+      }
       const perPort = new Map<number, ForwardedPort>();
       const stats = (port: number): ForwardedPort => {
         let s = perPort.get(port);
