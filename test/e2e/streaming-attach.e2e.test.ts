@@ -202,7 +202,10 @@ describe('attach sessions end to end, over SPDY', () => {
   });
 
   it('honours stdin_once: the client’s end closes the container’s stdin, and the attach lasts until its output ends', async () => {
-    const id = await runContainer('once', ['sh', '-c', 'cat; echo done-reading'], { stdin: true, stdinOnce: true });
+    const id = await runContainer('once', ['sh', '-c', 'cat; echo done-reading; exit 7'], {
+      stdin: true,
+      stdinOnce: true,
+    });
     const result = await runSpdyClient(
       ['-url', await attachUrl(id, { stdin: true }), '-mode', 'attach', '-stdin'],
       'line one\nline two\n',
@@ -212,6 +215,7 @@ describe('attach sessions end to end, over SPDY', () => {
     assert.match(result.status, /"status":"Success"/);
     const [, ended] = await endedSession(id, 0);
     assert.equal(ended.type === 'AttachEnded' && ended.data.reason, 'container-exited');
+    assert.equal(ended.type === 'AttachEnded' && ended.data.exitCode, 7, 'the container’s exit code is recorded');
     assert.equal(ended.type === 'AttachEnded' && ended.data.bytesIn, 18);
     await until('the container to exit', async () => (await state(id)) === 'CONTAINER_EXITED');
     assert.deepEqual(await logLines('once', 'stdout'), ['line one', 'line two', 'done-reading']);

@@ -31,8 +31,17 @@ export interface SessionBridgeDeps {
   records: SessionRecordDeps;
   startExec(containerId: string, request: ExecSessionRequest): Promise<ExecSession>;
   attach: Pick<ContainerdAttach, 'attachContainer'>;
+  /** DEFAULT_ATTACH_EXIT_WAIT_MS unless set. */
+  attachExitWaitMs?: number;
   logger: Logger;
 }
+
+/**
+ * How long an attach that ended with the container's output waits for the container's exit
+ * to be on the record, for its exit code: the task's exit event comes just after the FIFOs close.
+ */
+export const DEFAULT_ATTACH_EXIT_WAIT_MS = 2_000;
+const EXIT_POLL_MS = 25;
 
 const now = (): string => new Date().toISOString();
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
@@ -72,6 +81,16 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       await ended({ sessionId: p.sessionId, reason: 'error', error: text, bytes: streams.bytes(), endedAt: now() });
       await streams.finish({ error: text });
       return undefined;
+    }
+  };
+  /** The container's exit code once ContainerExited is on the record; undefined if it is not within the wait. */
+  const exitCodeOf = async (containerId: string): Promise<number | undefined> => {
+    const deadline = Date.now() + (d.attachExitWaitMs ?? DEFAULT_ATTACH_EXIT_WAIT_MS);
+    for (;;) {
+      const container = d.records.ledger.projections.containers.get(containerId);
+      if (container?.state === 'EXITED') return container.exitCode;
+      if (!container || Date.now() >= deadline) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, EXIT_POLL_MS));
     }
   };
   const ended = (finish: Parameters<typeof recordSessionEnded>[1]): Promise<void> =>
@@ -153,7 +172,14 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
         'end' in outcome ? (outcome.end === 'container-exited' ? 'container-exited' : 'client-gone') : outcome.reason;
       if ('end' in outcome) await streams.finish({ exitCode: 0 });
       await session.detach().catch(() => undefined);
-      await ended({ sessionId: p.sessionId, reason, bytes: streams.bytes(), endedAt: now() });
+      const exitCode = reason === 'container-exited' ? await exitCodeOf(p.containerId) : undefined;
+      await ended({
+        sessionId: p.sessionId,
+        reason,
+        ...(exitCode === undefined ? {} : { exitCode }),
+        bytes: streams.bytes(),
+        endedAt: now(),
+      });
     },
 
     async portForward(payload, streams) {
