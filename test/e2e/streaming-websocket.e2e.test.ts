@@ -10,9 +10,10 @@ import { openWsSession, type WsSession } from '../support/ws-stream-client.js';
 
 /*
  * The WebSocket transport through the whole service, as kubectl 1.30+ and newer crictl
- * reach kubelet's streaming server: CRI Exec or PortForward answers a URL, a `ws` client
- * opens it with a channel subprotocol (binary v5 and v4, the base64 ones), and a real
- * containerd runs the command, or a pod's echo server answers the forwarded port. Each
+ * reach kubelet's streaming server: CRI Exec, Attach or PortForward answers a URL, a `ws`
+ * client opens it with a channel subprotocol (binary v5 and v4, the base64 ones), and a
+ * real containerd runs the command, the container's own stdio answers, or a pod's echo
+ * server answers the forwarded port. Each
  * session is recorded with its transport and negotiated protocol.
  */
 
@@ -23,7 +24,7 @@ const ERROR = 3;
 const RESIZE = 4;
 const SUCCESS = '{"metadata":{},"status":"Success"}';
 
-describe('exec and port-forward sessions end to end, over WebSocket', () => {
+describe('exec, attach and port-forward sessions end to end, over WebSocket', () => {
   let h: CriHarness;
   let podId = '';
   let containerId = '';
@@ -44,7 +45,7 @@ describe('exec and port-forward sessions end to end, over WebSocket', () => {
   /** The start and end of the one session whose start is the newest of `types`, once it has ended. */
   const lastSession = async (
     stream: string,
-    types: ['ExecStarted', 'ExecEnded'] | ['PortForwardStarted', 'PortForwardEnded'],
+    types: ['ExecStarted', 'ExecEnded'] | ['AttachStarted', 'AttachEnded'] | ['PortForwardStarted', 'PortForwardEnded'],
   ): Promise<[LedgerEvent, LedgerEvent]> => {
     let pair: LedgerEvent[] = [];
     await until(`${types[1]}`, async () => {
@@ -151,6 +152,42 @@ describe('exec and port-forward sessions end to end, over WebSocket', () => {
     await session.closed;
     assert.match(session.text(STDOUT), /40 100/);
     assert.equal(session.channels.get(STDERR), undefined, 'a terminal has no stderr');
+  });
+
+  it('attaches over v5: typed lines reach the container’s stdin, v5’s close detaches with Success', async () => {
+    const { containerId: reader } = await h.call<{ containerId: string }>('createContainer', {
+      podSandboxId: podId,
+      sandboxConfig: pod,
+      config: {
+        metadata: { name: 'reader', attempt: 0 },
+        image: { image: 'busybox' },
+        command: ['sh', '-c', 'while read l; do echo got-$l; echo err-$l >&2; done'],
+        stdin: true,
+      },
+    });
+    await h.call('startContainer', { containerId: reader });
+    const { url } = await h.call<{ url: string }>('attach', {
+      containerId: reader,
+      stdin: true,
+      stdout: true,
+      stderr: true,
+    });
+    const session = await openWsSession(url, ['v5.channel.k8s.io']);
+    session.send(STDIN, 'one\n');
+    await until(
+      'the answer on both outputs',
+      async () => session.text(STDOUT) === 'got-one\n' && session.text(STDERR) === 'err-one\n',
+    );
+    session.closeChannel(STDIN);
+    assert.equal(await session.closed, 1000);
+    assert.equal(session.text(ERROR), SUCCESS);
+    const [started, ended] = await lastSession(`container-${reader}`, ['AttachStarted', 'AttachEnded']);
+    assert.equal(started.type === 'AttachStarted' && started.data.transport, 'websocket');
+    assert.equal(started.type === 'AttachStarted' && started.data.protocol, 'v5.channel.k8s.io');
+    assert.equal(ended.type === 'AttachEnded' && ended.data.reason, 'client-gone');
+    assert.equal(ended.type === 'AttachEnded' && ended.data.bytesIn, 4);
+    const status = await h.call<{ status: { state: string } }>('containerStatus', { containerId: reader });
+    assert.equal(status.status.state, 'CONTAINER_RUNNING', 'detaching leaves the container running');
   });
 
   it('forwards each ?port= into the pod’s namespace on its channel pair, answers a refused one, and records both', async () => {
