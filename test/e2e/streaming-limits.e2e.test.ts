@@ -4,14 +4,15 @@ import { after, before, describe, it } from 'node:test';
 import { type CriHarness, ledgerHead, startCriHarness } from '../support/cri-harness.js';
 import { removeAllPods } from '../support/pods.js';
 import { ofSession, streamEvents } from '../support/session-events.js';
-import { runSpdyClient } from '../support/spdy-go-client.js';
+import { runSpdyClient, startSpdyClient } from '../support/spdy-go-client.js';
 import { until } from '../support/until.js';
 import { openWsSession } from '../support/ws-stream-client.js';
 
 /*
  * The edges of streaming sessions through the whole service: a URL that expired unused
  * (the service's `streaming.tokenTtl`, set short here through its environment), many
- * sessions at once on one container, and a WebSocket client that drops an exec.
+ * sessions at once on one container, a WebSocket client that drops an exec, and a
+ * service stopped (SIGTERM) under open sessions.
  */
 
 const TOKEN_TTL_MS = 3_000;
@@ -19,6 +20,7 @@ const TOKEN_TTL_MS = 3_000;
 describe('streaming sessions at their limits, end to end', () => {
   let h: CriHarness;
   let containerId = '';
+  let podId = '';
   const pod = {
     metadata: { name: 'limits', uid: 'uid-limits', namespace: 'default', attempt: 0 },
     linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
@@ -32,10 +34,10 @@ describe('streaming sessions at their limits, end to end', () => {
       prefix: 'cri-ledger-e2e-stream-limits-',
       env: { CRI_LEDGER_STREAMING_TOKEN_TTL: `${TOKEN_TTL_MS / 1000}s` },
     });
-    const { podSandboxId } = await h.call<{ podSandboxId: string }>('runPodSandbox', { config: pod });
+    podId = (await h.call<{ podSandboxId: string }>('runPodSandbox', { config: pod })).podSandboxId;
     containerId = (
       await h.call<{ containerId: string }>('createContainer', {
-        podSandboxId,
+        podSandboxId: podId,
         sandboxConfig: pod,
         config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] },
       })
@@ -113,5 +115,50 @@ describe('streaming sessions at their limits, end to end', () => {
     });
     const ps = await h.call<{ stdout: Buffer }>('execSync', { containerId, cmd: ['ps'], timeout: 10 });
     assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 987/);
+  });
+
+  // Last: it restarts the service.
+  it('ends every open session with shutdown when the service is stopped, and kills the exec', async () => {
+    const known = (await execEvents()).length;
+    const exec = startSpdyClient(['-url', await execUrl(['sh', '-c', 'echo up; exec sleep 654'], true), '-stdin']);
+    const attachUrl = (await h.call<{ url: string }>('attach', { containerId, stdout: true, stderr: true })).url;
+    const attach = startSpdyClient(['-url', attachUrl, '-mode', 'attach']);
+    const forwardUrl = (await h.call<{ url: string }>('portForward', { podSandboxId: podId, port: [9] })).url;
+    const forward = startSpdyClient([
+      '-url',
+      forwardUrl,
+      '-mode',
+      'portforward',
+      '-requests',
+      '0',
+      '-hold-ms',
+      '30000',
+    ]);
+    const sandboxEvents = () => streamEvents(h.socket, `sandbox-${podId}`, ['PortForwardStarted', 'PortForwardEnded']);
+    const attachEvents = () => streamEvents(h.socket, `container-${containerId}`, ['AttachStarted', 'AttachEnded']);
+    await until('the three sessions to start', async () => {
+      const execs = (await execEvents()).slice(known);
+      return (
+        execs.some((e) => e.type === 'ExecStarted') &&
+        (await attachEvents()).some((e) => e.type === 'AttachStarted') &&
+        (await sandboxEvents()).some((e) => e.type === 'PortForwardStarted')
+      );
+    });
+    await h.restart();
+    // Every client is let go: the connections closed with the service.
+    await Promise.all([exec.result, attach.result, forward.result]);
+    const ends = [...(await execEvents()).slice(known), ...(await attachEvents()), ...(await sandboxEvents())].filter(
+      (e) => e.type === 'ExecEnded' || e.type === 'AttachEnded' || e.type === 'PortForwardEnded',
+    );
+    assert.deepEqual(
+      ends.map((e) => [e.type, (e.data as { reason: string }).reason]),
+      [
+        ['ExecEnded', 'shutdown'],
+        ['AttachEnded', 'shutdown'],
+        ['PortForwardEnded', 'shutdown'],
+      ],
+    );
+    const ps = await h.call<{ stdout: Buffer }>('execSync', { containerId, cmd: ['ps'], timeout: 10 });
+    assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 654/);
   });
 });
