@@ -182,6 +182,28 @@ describe('attach sessions end to end, over SPDY', () => {
     assert.match(logged, /again-2/);
   });
 
+  it('leaves a tty container’s stdin open when an attach -it client is killed', async () => {
+    const id = await runContainer('dropped', ['sh'], { stdin: true, tty: true });
+    const attachIt = async (typed: string, expected: string) => {
+      const url = await attachUrl(id, { stdin: true, tty: true });
+      const run = startSpdyClient(['-url', url, '-mode', 'attach', '-tty', '-stderr=false', '-stdin']);
+      const out: Buffer[] = [];
+      stdoutOf(run, out);
+      run.child.stdin!.write(`${typed}\n`);
+      await until(`${expected} at the client`, async () => Buffer.concat(out).toString().includes(expected));
+      return run;
+    };
+    const dropped = await attachIt('echo first-$((2+2))', 'first-4');
+    dropped.child.kill('SIGKILL');
+    await dropped.result;
+    const [, ended] = await endedSession(id, 0);
+    assert.equal(ended.type === 'AttachEnded' && ended.data.reason, 'client-gone');
+    const next = await attachIt('echo second-$((3+3))', 'second-6');
+    next.child.stdin!.end();
+    assert.equal((await next.result).code, 0);
+    assert.equal(await state(id), 'CONTAINER_RUNNING');
+  });
+
   it('keeps a container’s stdin open across attaches when it was created without stdin_once', async () => {
     const id = await runContainer('reader', ['sh', '-c', 'while read l; do echo got-$l; done; echo stdin-ended'], {
       stdin: true,

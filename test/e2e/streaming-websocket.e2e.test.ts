@@ -212,6 +212,24 @@ describe('exec, attach and port-forward sessions end to end, over WebSocket', ()
     ]);
   });
 
+  it('closes the pod-side connection of a client that drops a port forward mid-stream', async () => {
+    const established = async () => {
+      const r = await h.call<{ stdout: Buffer }>('execSync', { containerId, cmd: ['netstat', '-tn'], timeout: 10 });
+      return Buffer.from(r.stdout)
+        .toString()
+        .split('\n')
+        .filter((l) => l.includes(':8080 ') && l.includes('ESTABLISHED'));
+    };
+    const session = await openWsSession(`${await forwardUrl([])}?port=8080`, ['v4.channel.k8s.io']);
+    session.send(0, 'still open');
+    await until('the echo', async () => session.text(0).endsWith('still open'));
+    assert.notDeepEqual(await established(), [], 'the forwarded connection is open in the pod');
+    session.ws.terminate();
+    const [, ended] = await lastForward();
+    assert.equal(ended.type === 'PortForwardEnded' && ended.data.reason, 'client-gone');
+    await until('no connection left in the pod', async () => (await established()).length === 0);
+  });
+
   it('forwards the PortForward request’s ports when the URL names none, in base64 too', async () => {
     const session = await openWsSession(await forwardUrl([8080]), ['v4.base64.channel.k8s.io']);
     assert.equal(session.protocol, 'v4.base64.channel.k8s.io');
