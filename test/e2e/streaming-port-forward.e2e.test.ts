@@ -3,6 +3,7 @@ import { randomInt } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { LedgerEvent } from '../../src/domain/events.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { echoServerConfig } from '../support/echo-server.js';
 import { removeAllPods } from '../support/pods.js';
 import { ofSession, streamEvents } from '../support/session-events.js';
 import { runSpdyClient } from '../support/spdy-go-client.js';
@@ -13,8 +14,9 @@ import { until } from '../support/until.js';
  * port-forward` do it over SPDY: CRI PortForward answers a URL, the client opens a data
  * and an error stream per forwarded connection, and the service connects each one to the
  * port inside the pod's network namespace (or on the host, for a host-network pod). An
- * echo server in the container (busybox nc, one `cat` per connection) sends every byte
- * back. The session is on the record with the bytes per port, never the bytes themselves.
+ * echo server in the container (test/support/go/tcp-echo-server) sends every byte back,
+ * or resets the connection on its reset port. The session is on the record with the
+ * bytes per port, never the bytes themselves.
  */
 
 interface ForwardReport {
@@ -29,21 +31,19 @@ describe('port-forward sessions end to end, over SPDY', () => {
   let hostPodId = '';
   /** The host-network pod's echo port: the host's network is shared, so it is picked at random. */
   const hostPort = randomInt(20_000, 40_000);
+  /** The pod-network echo server resets every connection on this port. */
+  const resetPort = 8081;
   const netPod = { metadata: { name: 'pf-net', uid: 'uid-pf-net', namespace: 'default', attempt: 0 } };
   const hostPod = {
     metadata: { name: 'pf-host', uid: 'uid-pf-host', namespace: 'default', attempt: 0 },
     linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
   };
   /** Runs an echo server on `port` in a container of the pod; resolves once it listens. */
-  const runEchoServer = async (podSandboxId: string, sandboxConfig: object, port: number) => {
+  const runEchoServer = async (podSandboxId: string, sandboxConfig: object, port: number, reset?: number) => {
     const { containerId } = await h.call<{ containerId: string }>('createContainer', {
       podSandboxId,
       sandboxConfig,
-      config: {
-        metadata: { name: 'echo', attempt: 0 },
-        image: { image: 'busybox' },
-        command: ['nc', '-ll', '-p', String(port), '-e', 'cat'],
-      },
+      config: { metadata: { name: 'echo', attempt: 0 }, image: { image: 'busybox' }, ...echoServerConfig(port, reset) },
     });
     await h.call('startContainer', { containerId });
     await until(`the echo server to listen on ${port}`, async () => {
@@ -76,7 +76,7 @@ describe('port-forward sessions end to end, over SPDY', () => {
     h = await startCriHarness({ network: true, prefix: 'cri-ledger-e2e-portfwd-' });
     netPodId = (await h.call<{ podSandboxId: string }>('runPodSandbox', { config: netPod })).podSandboxId;
     hostPodId = (await h.call<{ podSandboxId: string }>('runPodSandbox', { config: hostPod })).podSandboxId;
-    await runEchoServer(netPodId, netPod, 8080);
+    await runEchoServer(netPodId, netPod, 8080, resetPort);
     await runEchoServer(hostPodId, hostPod, hostPort);
   });
   after(async () => {
@@ -114,6 +114,18 @@ describe('port-forward sessions end to end, over SPDY', () => {
     assert.deepEqual(ended.type === 'PortForwardEnded' && ended.data.ports, [
       { port: hostPort, connections: 3, errors: 3, bytesIn: 0, bytesOut: 0 },
     ]);
+  });
+
+  it('ends a request whose connection the pod reset, with the reason on its error stream', async () => {
+    const report = await forward(await forwardUrl(netPodId, [resetPort]), resetPort, 4, 1024);
+    assert.equal(report.matched, 0);
+    assert.equal(report.errors.length, 4, JSON.stringify(report));
+    for (const error of report.errors)
+      assert.ok(error.startsWith(`error forwarding port ${resetPort} to pod ${netPodId}, uid : `), error);
+    const [, ended] = await endedSession(netPodId, 4);
+    const port = ended.type === 'PortForwardEnded' ? ended.data.ports[0] : undefined;
+    assert.equal(port?.connections, 4);
+    assert.equal(port?.errors, 4, 'a reset connection is a failed request');
   });
 
   it('forwards to a host-network pod’s port on the host', async () => {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { LedgerEvent } from '../../src/domain/events.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { echoServerConfig } from '../support/echo-server.js';
 import { removeAllPods } from '../support/pods.js';
 import { ofSession, streamEvents } from '../support/session-events.js';
 import { until } from '../support/until.js';
@@ -67,11 +68,7 @@ describe('exec, attach and port-forward sessions end to end, over WebSocket', ()
       await h.call<{ containerId: string }>('createContainer', {
         podSandboxId: podId,
         sandboxConfig: pod,
-        config: {
-          metadata: { name: 'echo', attempt: 0 },
-          image: { image: 'busybox' },
-          command: ['nc', '-ll', '-p', '8080', '-e', 'cat'],
-        },
+        config: { metadata: { name: 'echo', attempt: 0 }, image: { image: 'busybox' }, ...echoServerConfig(8080) },
       })
     ).containerId;
     await h.call('startContainer', { containerId });

@@ -205,6 +205,7 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
         return s;
       };
       const open = new Set<Socket>();
+      let closing = false;
       streams.onRequest(({ port, data, error }) => {
         const s = stats(port);
         // Every request counts, the failed ones too: `errors` says how many of them failed.
@@ -212,12 +213,22 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
         connectToPodPort(p.hostNetwork ? undefined : p.netnsPath, port).then(
           (socket) => {
             open.add(socket);
-            socket.on('error', () => undefined);
+            let broken: Error | undefined;
+            socket.on('error', (e: Error) => (broken ??= e));
             data.on('data', (c: Buffer) => (s.bytesIn += c.length));
             socket.on('data', (c: Buffer) => (s.bytesOut += c.length));
             data.pipe(socket);
             socket.pipe(data);
-            socket.on('close', () => open.delete(socket));
+            socket.on('close', () => {
+              open.delete(socket);
+              // pipe() ends `data` only after an orderly end: a connection the pod reset
+              // would leave the client's request open for ever. Say why, as kubelet does.
+              if (broken && !closing) {
+                s.errors++;
+                error.write(forwardError(port, p.sandboxId, broken));
+              }
+              if (!data.writableEnded) data.end();
+            });
           },
           (failure: unknown) => {
             s.errors++;
@@ -227,6 +238,7 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
         );
       });
       const reason = await streams.closed;
+      closing = true;
       for (const socket of open) socket.destroy();
       await ended({
         sessionId: p.sessionId,
