@@ -11,8 +11,8 @@ import { openWsSession } from '../support/ws-stream-client.js';
 /*
  * The edges of streaming sessions through the whole service: a URL that expired unused
  * (the service's `streaming.tokenTtl`, set short here through its environment), many
- * sessions at once on one container, a WebSocket client that drops an exec, and a
- * service stopped (SIGTERM) under open sessions.
+ * sessions at once on one container, a WebSocket client that drops an exec, a service
+ * stopped (SIGTERM) under open sessions, and `streaming.idleTimeout`.
  */
 
 const TOKEN_TTL_MS = 3_000;
@@ -117,7 +117,7 @@ describe('streaming sessions at their limits, end to end', () => {
     assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 987/);
   });
 
-  // Last: it restarts the service.
+  // These two restart the service: they come last.
   it('ends every open session with shutdown when the service is stopped, and kills the exec', async () => {
     const known = (await execEvents()).length;
     const exec = startSpdyClient(['-url', await execUrl(['sh', '-c', 'echo up; exec sleep 654'], true), '-stdin']);
@@ -160,5 +160,19 @@ describe('streaming sessions at their limits, end to end', () => {
     );
     const ps = await h.call<{ stdout: Buffer }>('execSync', { containerId, cmd: ['ps'], timeout: 10 });
     assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 654/);
+  });
+
+  it('ends a quiet exec at streaming.idleTimeout, kills its process, and records idle-timeout', async () => {
+    await h.restart(undefined, { CRI_LEDGER_STREAMING_IDLE_TIMEOUT: '2s' });
+    const known = (await execEvents()).length;
+    const started = Date.now();
+    const result = await runSpdyClient(['-url', await execUrl(['sleep', '321'])]);
+    assert.notEqual(result.code, 0);
+    await until('ExecEnded', async () => (await execEvents()).length >= known + 2);
+    const ended = (await execEvents()).slice(known).find((e) => e.type === 'ExecEnded');
+    assert.equal(ended?.type === 'ExecEnded' && ended.data.reason, 'idle-timeout');
+    assert.ok(Date.now() - started >= 2_000, 'not before the idle timeout');
+    const ps = await h.call<{ stdout: Buffer }>('execSync', { containerId, cmd: ['ps'], timeout: 10 });
+    assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 321/);
   });
 });
