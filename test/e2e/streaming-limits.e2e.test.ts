@@ -15,7 +15,7 @@ import { openWsSession } from '../support/ws-stream-client.js';
  * stopped (SIGTERM) under open sessions, and `streaming.idleTimeout`.
  */
 
-const TOKEN_TTL_MS = 3_000;
+const TOKEN_TTL_MS = 5_000;
 
 describe('streaming sessions at their limits, end to end', () => {
   let h: CriHarness;
