@@ -68,7 +68,11 @@ describe('exec, attach and port-forward sessions end to end, over WebSocket', ()
       await h.call<{ containerId: string }>('createContainer', {
         podSandboxId: podId,
         sandboxConfig: pod,
-        config: { metadata: { name: 'echo', attempt: 0 }, image: { image: 'busybox' }, ...echoServerConfig(8080) },
+        config: {
+          metadata: { name: 'echo', attempt: 0 },
+          image: { image: 'busybox' },
+          ...echoServerConfig(8080, 8081),
+        },
       })
     ).containerId;
     await h.call('startContainer', { containerId });
@@ -225,6 +229,18 @@ describe('exec, attach and port-forward sessions end to end, over WebSocket', ()
     const [, ended] = await lastForward();
     assert.equal(ended.type === 'PortForwardEnded' && ended.data.reason, 'client-gone');
     await until('no connection left in the pod', async () => (await established()).length === 0);
+  });
+
+  it('keeps forwarding one port while the client still writes to another whose connection the pod reset', async () => {
+    const session = await openWsSession(`${await forwardUrl([])}?port=8081&port=8080`, ['v4.channel.k8s.io']);
+    session.send(0, 'x');
+    await until('the reset on its error channel', async () => session.text(1).slice(2).includes('uid : '));
+    // What the client goes on sending to the broken port is dropped, never left to block the others.
+    for (let i = 0; i < 64; i++) session.send(0, randomBytes(64 * 1024));
+    session.send(2, 'still forwarding');
+    await until('the echo on the other port', async () => session.text(2).endsWith('still forwarding'));
+    session.ws.close();
+    await session.closed;
   });
 
   it('forwards the PortForward request’s ports when the URL names none, in base64 too', async () => {

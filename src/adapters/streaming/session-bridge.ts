@@ -194,6 +194,7 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
         streams.onRequest(({ port, data, error }) => {
           error.end(forwardError(port, p.sandboxId, refusal));
           data.end();
+          discard(data);
         });
         await streams.closed;
         return;
@@ -228,12 +229,14 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
                 error.write(forwardError(port, p.sandboxId, broken));
               }
               if (!data.writableEnded) data.end();
+              discard(data);
             });
           },
           (failure: unknown) => {
             s.errors++;
             error.end(forwardError(port, p.sandboxId, failure));
             data.end();
+            discard(data);
           },
         );
       });
@@ -258,6 +261,16 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
  */
 function forwardError(port: number, sandboxId: string, failure: unknown): string {
   return `error forwarding port ${port} to pod ${sandboxId}, uid : ${message(failure)}`;
+}
+
+/**
+ * Drops what the client still sends on a request whose pod side is gone. Left unread, it
+ * would fill the request's buffer, and a full buffer pauses the whole connection: every
+ * other request on it would stall.
+ */
+function discard(data: Readable): void {
+  data.unpipe();
+  data.resume();
 }
 
 /** Client stdin into the process, its output out to the client, resizes through. */
