@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { runCli } from '../support/cli.js';
-import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
+import { type CriHarness, ledgerHead, startCriHarness } from '../support/cri-harness.js';
 import { removeAllPods } from '../support/pods.js';
 import { streamEvents } from '../support/session-events.js';
 import { runSpdyClient } from '../support/spdy-go-client.js';
@@ -34,10 +34,8 @@ describe('Exec, Attach and PortForward over the CRI socket', () => {
         config: { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '3600'] },
       })
     ).containerId;
-  const head = async () => {
-    const r = await runCli(['status', '--socket', h.socket, '--json']);
-    return (JSON.parse(r.stdout) as { head: number }).head;
-  };
+  /** The log's head, through the Ledger API in this process (a CLI per call costs seconds on a loaded machine). */
+  const head = () => ledgerHead(h.socket);
   /** Calls `method` and expects the status `code` with a message matching `pattern`, and no event written. */
   const refused = async (method: string, request: object, code: Status, pattern: RegExp) => {
     const before = await head();
