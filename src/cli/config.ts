@@ -8,6 +8,7 @@ import {
   DEFAULT_STREAMING_PORT,
   DEFAULT_STREAMING_TOKEN_TTL_MS,
 } from '../adapters/streaming/streaming-options.js';
+import { DEFAULT_RETENTION_INTERVAL_MS, RETENTION_OFF } from '../commands/retention-policy.js';
 import { InvalidArgumentError } from '../domain/errors.js';
 
 export const DEFAULT_ROOT = '/var/lib/cri-ledger';
@@ -35,7 +36,7 @@ export const DEFAULT_CONTAINER_EVENTS_MAX_LAG = 10_000;
  */
 export const DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS = 2 * 60_000;
 
-type Kind = 'string' | 'int' | 'bool' | 'duration';
+type Kind = 'string' | 'int' | 'bool' | 'duration' | 'size';
 
 /** Every configuration key: its path, environment variable, flag and value kind. */
 export const CONFIG_KEYS = [
@@ -142,6 +143,27 @@ export const CONFIG_KEYS = [
     flag: 'nats-max-age',
     kind: 'duration',
     help: 'stream max age, 0 = unlimited',
+  },
+  {
+    key: 'retention.maxAge',
+    env: 'CRI_LEDGER_RETENTION_MAX_AGE',
+    flag: 'retention-max-age',
+    kind: 'duration',
+    help: "remove removed containers' and sandboxes' events older than this from the local log, e.g. 7d; 0 = off",
+  },
+  {
+    key: 'retention.maxBytes',
+    env: 'CRI_LEDGER_RETENTION_MAX_BYTES',
+    flag: 'retention-max-bytes',
+    kind: 'size',
+    help: "above this log size, remove the oldest removed containers' and sandboxes' events, e.g. 2GiB; 0 = off",
+  },
+  {
+    key: 'retention.interval',
+    env: 'CRI_LEDGER_RETENTION_INTERVAL',
+    flag: 'retention-interval',
+    kind: 'duration',
+    help: 'how often retention checks its rules, e.g. 1m',
   },
   { key: 'node', env: 'CRI_LEDGER_NODE', flag: 'node', kind: 'string', help: 'node name (default: hostname)' },
   {
@@ -254,6 +276,14 @@ export const ConfigSchema = z
         duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS,
         maxAge: DEFAULT_NATS_MAX_AGE_MS,
       }),
+    retention: z
+      .object({
+        maxAge: DURATION.default(RETENTION_OFF),
+        maxBytes: z.number().int().nonnegative().default(RETENTION_OFF),
+        interval: DURATION.min(100, 'must be at least 100ms').default(DEFAULT_RETENTION_INTERVAL_MS),
+      })
+      .strict()
+      .default({ maxAge: RETENTION_OFF, maxBytes: RETENTION_OFF, interval: DEFAULT_RETENTION_INTERVAL_MS }),
     node: z
       .string()
       .regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)')
@@ -325,6 +355,16 @@ export function parseDuration(value: string | number): number {
   return Math.round(total);
 }
 
+/** "512MiB", "2GB", "1.5GiB", "800k", or a number of bytes. */
+export function parseSize(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?$/i.exec(value.trim());
+  if (!m) throw new Error(`"${value}" is not a size (e.g. 800MiB, 2GB, 1073741824)`);
+  const power = ' kmgt'.indexOf((m[2] || ' ').toLowerCase());
+  const base = m[3] ? 1024 : 1000;
+  return Math.round(Number(m[1]) * base ** power);
+}
+
 function convert(kind: Kind, raw: string): unknown {
   switch (kind) {
     case 'string':
@@ -338,6 +378,8 @@ function convert(kind: Kind, raw: string): unknown {
       throw new Error(`"${raw}" is not true or false`);
     case 'duration':
       return parseDuration(raw);
+    case 'size':
+      return parseSize(raw);
   }
 }
 
@@ -383,7 +425,16 @@ function readFile(path: string): Record<string, unknown> {
   const durations: Array<[string, string[]]> = [
     ['nats', ['duplicateWindow', 'maxAge']],
     ['streaming', ['idleTimeout', 'tokenTtl']],
+    ['retention', ['maxAge', 'interval']],
   ];
+  const retention = obj.retention as Record<string, unknown> | undefined;
+  if (retention && typeof retention.maxBytes === 'string') {
+    try {
+      retention.maxBytes = parseSize(retention.maxBytes);
+    } catch (cause) {
+      throw new InvalidArgumentError('retention.maxBytes', `in ${path}: ${(cause as Error).message}`);
+    }
+  }
   for (const [section, keys] of durations) {
     const values = obj[section] as Record<string, unknown> | undefined;
     for (const k of keys) {

@@ -6,9 +6,17 @@ import { disabledRelayStatus, type RelayStatus } from '../bus/nats-relay.js';
 import { ServiceShuttingDownError, toServiceError } from '../grpc/status.js';
 import { writeWithBackpressure } from '../grpc/stream-write.js';
 import type { SocketService } from '../grpc/socket-server.js';
+import { prunedReport, type PrunedRecord } from '../eventlog/pruned-report.js';
 import { compileFilter, type CompiledFilter } from './event-filter.js';
 import { ledgerServiceClass } from './ledger-definition.js';
-import { filterFromWire, type EventRecord, type WireReadRequest, type WireStatus } from './wire.js';
+import {
+  filterFromWire,
+  type EventRecord,
+  type WirePrunedRequest,
+  type WirePrunedResponse,
+  type WireReadRequest,
+  type WireStatus,
+} from './wire.js';
 
 export interface LedgerServiceOptions {
   ledger: Ledger;
@@ -19,6 +27,10 @@ export interface LedgerServiceOptions {
   natsStream?: string;
   /** The containerd address and namespace the service works on, for Status. */
   containerd?: { address: string; namespace: string };
+  /** Retention's record of what it removed (the LevelDB log), for Pruned. */
+  pruned?: PrunedRecord;
+  /** The retention policy, when retention runs, for Pruned. */
+  retention?: { maxAgeMs: number; maxBytes: number };
   now?: () => number;
 }
 
@@ -125,6 +137,24 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
         callback(toServiceError(error));
       }
     },
+
+    async Pruned(
+      call: ServerUnaryCall<WirePrunedRequest, WirePrunedResponse>,
+      callback: sendUnaryData<WirePrunedResponse>,
+    ): Promise<void> {
+      try {
+        const r = call.request;
+        const report = options.pruned
+          ? await prunedReport(options.pruned, r, options.retention)
+          : await prunedReport(NOTHING_PRUNED, r);
+        callback(null, {
+          ...report,
+          streamsAsked: report.streamsAsked.map((t) => ({ ...t, name: t.name ?? '' })),
+        });
+      } catch (error) {
+        callback(toServiceError(error));
+      }
+    },
   };
 
   const status = async (): Promise<WireStatus> => {
@@ -173,3 +203,11 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
     },
   };
 }
+
+/** The record of a log retention never touched. */
+const NOTHING_PRUNED: PrunedRecord = {
+  head: () => 0,
+  prunedSummary: () => undefined,
+  prunedWithin: () => ({ ranges: [], events: 0 }),
+  tombstone: async () => undefined,
+};

@@ -4,7 +4,7 @@ import { diffAgainstRuntime, inSync, orphanLabel } from '../../projections/runti
 import { withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { containerdTarget } from './support/containerd-target.js';
-import { CHECKS, LogVerifier, type Check, type VerifyReport } from './support/log-verifier.js';
+import { CHECKS, LogVerifier, withoutPruned, type Check, type VerifyReport } from './support/log-verifier.js';
 import { formatInFlight } from './support/in-flight.js';
 import { print } from './support/output.js';
 import { startProgress } from './support/progress.js';
@@ -52,6 +52,13 @@ async function runVerify(options: { json?: boolean; againstContainerd?: boolean 
       progress.stop();
     }
     const out = verifier.report();
+    // Holes retention made and recorded are not defects: say how many, keep the rest.
+    const pruned = source.pruned?.bind(source);
+    if (pruned && out.violations.some((v) => v.gap || v.streamStart)) {
+      const { violations, explained } = await withoutPruned(out.violations, pruned);
+      out.violations = violations;
+      if (explained > 0) out.prunedGaps = explained;
+    }
     return { source: source.description, ...out };
   });
   if (options.json) print(JSON.stringify(report, null, 2));
@@ -62,6 +69,10 @@ async function runVerify(options: { json?: boolean; againstContainerd?: boolean 
 function printReport(report: VerifyReport & { source: string }): void {
   const range = report.firstSeq === undefined ? 'an empty log' : `seq ${report.firstSeq}..${report.lastSeq}`;
   print(`verified ${report.records} records (${range}), ${report.streams} streams, from ${report.source}`);
+  if (report.prunedGaps)
+    print(
+      `${report.prunedGaps} gaps are events retention removed and recorded (see \`cri-ledger events\`; NATS holds them: --nats)`,
+    );
   print('');
   const rows = CHECKS.map((check) => {
     const found = report.violations.filter((v) => v.check === check);

@@ -1,0 +1,115 @@
+import type { StreamEntry } from '../projections/stream-catalogue.js';
+
+/*
+ * Retention: which events the local log may drop. Pure: the catalogue, the clock, the
+ * log's size and the relay's position arrive as input; the answer is a list of streams
+ * and how many of their oldest events to remove in this pass.
+ *
+ * Only ended streams are pruned (a removed container or sandbox, or a compensated
+ * creation), whole, oldest first, and only when all of these hold:
+ *  - no session is still open in the stream (its end event is still to come);
+ *  - the live read models no longer hold it (`isLive`: not in the container or sandbox
+ *    store, no saga in flight, no undelivered result);
+ *  - it ended at least `minEndedAgeMs` ago (late appends: a session's end, a retry);
+ *  - with a relay configured, its last event is at or below the relay's published
+ *    cursor: JetStream holds every event removed, so the audit trail stays whole.
+ * Then the age rule prunes a stream whose last event is older than `maxAgeMs`, and the
+ * size rule, while the log is above `maxBytes`, prunes the oldest eligible streams
+ * until their recorded size covers the excess. A pass removes at most `batchEvents`.
+ */
+
+/** Retention off: nothing is ever removed. */
+export const RETENTION_OFF = 0;
+/** A stream must have ended this long ago before any rule may prune it. */
+export const DEFAULT_RETENTION_MIN_ENDED_AGE_MS = 60_000;
+/** Events one pass removes at most (one synced LevelDB batch). */
+export const DEFAULT_RETENTION_BATCH_EVENTS = 1_000;
+/** How often the service checks the rules. */
+export const DEFAULT_RETENTION_INTERVAL_MS = 60_000;
+
+export interface RetentionPolicy {
+  /** Prune ended streams whose last event is older than this; 0 = no age rule. */
+  maxAgeMs: number;
+  /** Prune the oldest ended streams while the log's directory is larger; 0 = no size rule. */
+  maxBytes: number;
+  minEndedAgeMs: number;
+  batchEvents: number;
+}
+
+export interface RetentionInput {
+  policy: RetentionPolicy;
+  nowMs: number;
+  streams: Iterable<StreamEntry>;
+  /** The log directory's size on disk. */
+  logBytes: number;
+  /** The relay's published cursor; undefined when no relay is configured. */
+  publishedSeq: number | undefined;
+  /** True while the live read models still hold the stream's container or sandbox. */
+  isLive: (stream: string) => boolean;
+}
+
+export interface PrunePick {
+  stream: string;
+  /** How many of its oldest events to remove in this pass. */
+  events: number;
+  reason: 'age' | 'size';
+}
+
+/** Why ended streams were kept in this pass, counted for status and logs. */
+export interface HeldBack {
+  openSessions: number;
+  live: number;
+  recent: number;
+  unpublished: number;
+}
+
+export interface RetentionPlan {
+  picks: PrunePick[];
+  /** Ended streams that every safety rule allows to prune (whether or not a rule asked). */
+  eligible: number;
+  heldBack: HeldBack;
+}
+
+export function retentionEnabled(policy: Pick<RetentionPolicy, 'maxAgeMs' | 'maxBytes'>): boolean {
+  return policy.maxAgeMs > RETENTION_OFF || policy.maxBytes > RETENTION_OFF;
+}
+
+/** Decides this pass's pruning. Never picks a stream that has not ended or is held back. */
+export function planRetention(input: RetentionInput): RetentionPlan {
+  const { policy, nowMs } = input;
+  const heldBack: HeldBack = { openSessions: 0, live: 0, recent: 0, unpublished: 0 };
+  const eligible: StreamEntry[] = [];
+  for (const entry of input.streams) {
+    if (entry.endedAt === undefined) continue;
+    if (entry.openSessions.length > 0) heldBack.openSessions++;
+    else if (input.isLive(entry.stream)) heldBack.live++;
+    else if (nowMs - Date.parse(entry.lastAt) < policy.minEndedAgeMs) heldBack.recent++;
+    else if (input.publishedSeq !== undefined && entry.lastSeq > input.publishedSeq) heldBack.unpublished++;
+    else eligible.push(entry);
+  }
+  const plan: RetentionPlan = { picks: [], eligible: eligible.length, heldBack };
+  if (!retentionEnabled(policy)) return plan;
+  eligible.sort((a, b) => a.lastSeq - b.lastSeq);
+  let budget = policy.batchEvents;
+  const take = (entry: StreamEntry, reason: PrunePick['reason']): void => {
+    const events = Math.min(entry.events, budget);
+    plan.picks.push({ stream: entry.stream, events, reason });
+    budget -= events;
+  };
+  const rest: StreamEntry[] = [];
+  for (const entry of eligible) {
+    if (budget <= 0) return plan;
+    if (policy.maxAgeMs > RETENTION_OFF && nowMs - Date.parse(entry.lastAt) >= policy.maxAgeMs) take(entry, 'age');
+    else rest.push(entry);
+  }
+  if (policy.maxBytes > RETENTION_OFF && input.logBytes > policy.maxBytes) {
+    // Each event is stored twice (by seq and by stream): the recorded size counts one copy.
+    let excess = input.logBytes - policy.maxBytes;
+    for (const entry of rest) {
+      if (budget <= 0 || excess <= 0) break;
+      take(entry, 'size');
+      excess -= 2 * entry.bytes;
+    }
+  }
+  return plan;
+}
