@@ -49,6 +49,7 @@ export interface RetentionStatus {
 export class LogRetention {
   private readonly catalogue = new Map<string, StreamEntry>();
   private ready = false;
+  private passing = false;
   private stopped = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private running: Promise<void> | undefined;
@@ -112,7 +113,17 @@ export class LogRetention {
 
   /** One pass; true when it used its whole batch (more may be waiting). */
   async pass(): Promise<boolean> {
-    if (!this.ready || this.stopped) return false;
+    // One pass at a time: the catalogue is updated from each pass's result.
+    if (!this.ready || this.stopped || this.passing) return false;
+    this.passing = true;
+    try {
+      return await this.prunePass();
+    } finally {
+      this.passing = false;
+    }
+  }
+
+  private async prunePass(): Promise<boolean> {
     const started = performance.now();
     const log = this.o.log;
     try {
