@@ -6,7 +6,7 @@ import { withConfigOptions } from '../options.js';
 import type { EventSource, SourcedEvent } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { note, print } from './support/output.js';
-import { notInLocalLog, prunedRecord, streamNote } from './support/pruned-notes.js';
+import { notInLocalLog, partlyPruned, prunedRecord, streamNote } from './support/pruned-notes.js';
 import { pictureFormat, writePicture } from './support/pictures.js';
 import { sessionRows, sessionStories } from './support/sessions.js';
 import { shortId, summarize } from './support/summary.js';
@@ -47,7 +47,11 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
   const format = pictureFormat(options.format);
   await withSource(cmd, async (source) => {
     const { target, known } = await resolve(source, ref).catch(async (error: unknown) => {
-      throw (error instanceof NotFoundError && (await notInLocalLog(source, ref))) || error;
+      if (!(error instanceof NotFoundError)) throw error;
+      // Retention may have removed the reservation but not yet the rest: show the rest.
+      const partly = await partlyPruned(source, ref);
+      if (partly) return { target: partly, known: [] };
+      throw (await notInLocalLog(source, ref)) ?? error;
     });
     if (format !== 'text') {
       // A pod's picture has its containers' lanes too.

@@ -11,6 +11,25 @@ import { shortId } from './summary.js';
 const WHERE =
   'read it from NATS: add --nats (and, off the node, --node <node>); the relay published every removed event before it went, when one is configured';
 
+/** The streams a full id may name. */
+function streamsOf(ref: string): string[] {
+  return /^[0-9a-f]{64}$/.test(ref) ? [`container-${ref}`, `sandbox-${ref}`] : [];
+}
+
+/**
+ * A container or sandbox whose beginning (its reservation) retention removed while the
+ * rest of its stream is still held: what `timeline` needs to show the rest.
+ */
+export async function partlyPruned(
+  source: EventSource,
+  ref: string,
+): Promise<{ kind: 'container' | 'sandbox'; id: string; stream: string; name: string; seq: number } | undefined> {
+  const t = (await prunedRecord(source, { streams: streamsOf(ref) }))?.streamsAsked[0];
+  if (!t || t.complete) return undefined;
+  const kind = t.stream.startsWith('sandbox-') ? 'sandbox' : 'container';
+  return { kind, id: ref, stream: t.stream, name: t.name ?? '(removed by retention)', seq: t.firstSeq };
+}
+
 /** The container or sandbox is not in the local log any more: retention removed it. */
 export class PrunedFromLogError extends CriLedgerError {
   constructor(message: string) {
@@ -54,10 +73,17 @@ export function streamNote(kind: string, id: string, report: PrunedReport | unde
  * streams: a full id it removed is named precisely; anything else may be among them.
  */
 export async function notInLocalLog(source: EventSource, ref: string): Promise<PrunedFromLogError | undefined> {
-  const ids = /^[0-9a-f]{64}$/.test(ref) ? [`container-${ref}`, `sandbox-${ref}`] : [];
-  const report = await prunedRecord(source, { streams: ids });
+  const report = await prunedRecord(source, { streams: streamsOf(ref) });
   if (!report) return undefined;
   const t = report.streamsAsked[0];
+  if (t && !t.complete) {
+    const kind = t.stream.startsWith('sandbox-') ? 'sandbox' : 'container';
+    return new PrunedFromLogError(
+      `the local log no longer holds the beginning of ${kind} ${ref}${t.name ? ` (${t.name})` : ''}: retention ` +
+        `removed its first ${t.events} events (versions 1..${t.version}, seq ${t.firstSeq}..${t.lastSeq}) at ` +
+        `${t.prunedAt}, its reservation with them; \`cri-ledger timeline ${ref}\` shows the rest; ${WHERE}`,
+    );
+  }
   if (t) {
     const kind = t.stream.startsWith('sandbox-') ? 'sandbox' : 'container';
     return new PrunedFromLogError(
