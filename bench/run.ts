@@ -3,6 +3,7 @@ import { runImagesBench } from './images.js';
 import { runLedgerBench } from './ledger.js';
 import { runOverheadBench } from './overhead.js';
 import { runRestartBench } from './restart.js';
+import { runRetentionBench } from './retention.js';
 import { runStreamingBench } from './streaming.js';
 
 /** `npm run bench -- <suite>`: each suite prints a table and writes bench/results/<suite>.json. */
@@ -11,6 +12,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   cri: runCriBench,
   images: runImagesBench,
   restart: runRestartBench,
+  retention: runRetentionBench,
   overhead: runOverheadBench,
   streaming: runStreamingBench,
 };

@@ -42,6 +42,11 @@ export interface RetentionInput {
   streams: Iterable<StreamEntry>;
   /** The log directory's size on disk. */
   logBytes: number;
+  /**
+   * Disk bytes per byte of recorded JSON (LevelDB compresses; each event is stored
+   * twice): turns a stream's recorded size into what removing it frees. Default 2.
+   */
+  diskBytesPerJsonByte?: number;
   /** The relay's published cursor; undefined when no relay is configured. */
   publishedSeq: number | undefined;
   /** True while the live read models still hold the stream's container or sandbox. */
@@ -103,12 +108,15 @@ export function planRetention(input: RetentionInput): RetentionPlan {
     else rest.push(entry);
   }
   if (policy.maxBytes > RETENTION_OFF && input.logBytes > policy.maxBytes) {
-    // Each event is stored twice (by seq and by stream): the recorded size counts one copy.
+    // Each event is stored twice (by seq and by stream), compressed: the ratio says how
+    // much disk one recorded byte takes. The next pass measures again, so an estimate
+    // off either way is corrected within a pass or two.
+    const perByte = input.diskBytesPerJsonByte ?? 2;
     let excess = input.logBytes - policy.maxBytes;
     for (const entry of rest) {
       if (budget <= 0 || excess <= 0) break;
       take(entry, 'size');
-      excess -= 2 * entry.bytes;
+      excess -= perByte * entry.bytes;
     }
   }
   return plan;
