@@ -8,6 +8,7 @@ import { liveIn } from '../../src/cli/retention.js';
 import { Ledger } from '../../src/commands/ledger.js';
 import type { NewEvent } from '../../src/domain/events.js';
 import { runCli, startServe, tempRoot, type CliResult } from '../support/cli.js';
+import { startNatsServer } from '../support/nats-server.js';
 import { container, ev, sandbox, streams } from '../support/fixtures.js';
 
 /*
@@ -170,6 +171,43 @@ describe('serve with retention.maxAge', () => {
       }
     } finally {
       await root.cleanup();
+    }
+  });
+});
+
+describe('serve with retention and a NATS relay', () => {
+  it('removes locally only what JetStream holds, and --nats still tells the whole story', async () => {
+    const [root, nats] = await Promise.all([tempRoot(), startNatsServer()]);
+    try {
+      await writeLog(join(root.dir, 'ledger'), false);
+      const socket = join(root.dir, 'cri.sock');
+      const serve = await startServe({
+        root: root.dir,
+        socket,
+        args: ['--nats-url', nats.url, '--retention-max-age', '1h', '--retention-interval', '100ms'],
+      });
+      try {
+        let stderr = '';
+        for (let i = 0; i < 100 && !/retention removed its 6 events/.test(stderr); i++) {
+          stderr = (await runCli(['timeline', gone.id, '--socket', socket])).stderr;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.match(stderr, /retention removed its 6 events/);
+        const local = ok(await runCli(['events', '--json', '--socket', socket]))
+          .stdout.trim()
+          .split('\n');
+        const onNats = ok(await runCli(['events', '--json', '--nats', nats.url, '--node', 'test-node']));
+        const all = onNats.stdout.trim().split('\n');
+        assert.equal(all.length, 16, 'JetStream holds every event, removed ones too');
+        assert.equal(local.length, 16 - 12, 'gone and cut (6 events each) are removed locally');
+        const timeline = ok(await runCli(['timeline', gone.id, '--nats', nats.url, '--node', 'test-node']));
+        assert.match(timeline.stdout, /NameReserved[\s\S]*ContainerRemoved/);
+        assert.match(timeline.stdout, /over 6 events/);
+      } finally {
+        await serve.stop();
+      }
+    } finally {
+      await Promise.all([root.cleanup(), nats.stop()]);
     }
   });
 });
