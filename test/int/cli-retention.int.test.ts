@@ -110,6 +110,11 @@ function describeSource(name: string, cli: () => (args: string[]) => Promise<Cli
       assert.match(result.stdout, /NameReserved/);
     });
 
+    it('status says what retention removed', async () => {
+      const result = ok(await cli()(['status']));
+      assert.match(result.stdout, /retention\s+.*10 events of 2 ended streams removed/);
+    });
+
     it('events --from past the holes says nothing', async () => {
       const result = ok(await cli()(['events', '--from', '13']));
       assert.equal(result.stderr, '');
