@@ -82,10 +82,25 @@ function describeSource(name: string, cli: () => (args: string[]) => Promise<Cli
       assert.match(stderr, /add --nats/);
     });
 
-    it('explain by name says the log was pruned and where to look', async () => {
+    it("explain by name finds the removed container in retention's record and says where to look", async () => {
       const stderr = failed(await cli()(['explain', gone.name]));
-      assert.match(stderr, /not found in the local log, which retention has pruned: 10 events of 2 ended/);
+      assert.match(
+        stderr,
+        new RegExp(`container ${gone.id} \\(${gone.name}\\) ended and the local log no longer holds it`),
+      );
+      assert.match(stderr, /retention removed its 6 events/);
       assert.match(stderr, /--nats/);
+    });
+
+    it('explain of a name nobody removed says the log was pruned and where else to look', async () => {
+      const stderr = failed(await cli()(['explain', 'never_pod1_default_uid-pod1_0']));
+      assert.match(stderr, /not found in the local log, which retention has pruned: 10 events of 2 ended/);
+    });
+
+    it('timeline by the name of a stream cut short shows the rest', async () => {
+      const result = ok(await cli()(['timeline', cut.name]));
+      assert.match(result.stdout, new RegExp(`container ${cut.id}`));
+      assert.match(result.stdout, /ContainerRemoved/);
     });
 
     it('timeline of a stream cut short says the beginning is missing, then prints the rest', async () => {

@@ -395,6 +395,12 @@ export class LevelDbEventLog extends BaseEventLog {
     return PrunedIndex.tombstone(this.db, stream);
   }
 
+  /** The tombstones of pruned streams that reserved one of `names`. */
+  async tombstonesNamed(names: readonly string[]): Promise<Tombstone[]> {
+    await this.readable();
+    return PrunedIndex.tombstonesNamed(this.db, names);
+  }
+
   /** The size of the log's directory on disk, in bytes. */
   async diskBytes(): Promise<number> {
     let total = 0;

@@ -126,6 +126,17 @@ export class PrunedIndex {
     return this.ranges.current.size;
   }
 
+  /** Every tombstone whose stream reserved one of `names`, oldest removal first (a full scan). */
+  static async tombstonesNamed(db: Level<string, string>, names: readonly string[]): Promise<Tombstone[]> {
+    const wanted = new Set(names);
+    const out: Tombstone[] = [];
+    for await (const [, raw] of db.iterator({ gte: TOMBSTONE, lt: `${TOMBSTONE}\xff` })) {
+      const t = JSON.parse(raw) as Tombstone;
+      if (t.name !== undefined && wanted.has(t.name)) out.push(t);
+    }
+    return out.sort((a, b) => a.lastSeq - b.lastSeq);
+  }
+
   static async tombstone(db: Level<string, string>, stream: string): Promise<Tombstone | undefined> {
     const raw = await db.get(TOMBSTONE + stream);
     return raw === undefined ? undefined : (JSON.parse(raw) as Tombstone);

@@ -7,6 +7,8 @@ export interface PrunedQuery {
   toSeq?: number;
   /** Streams whose tombstones to return. */
   streams?: readonly string[];
+  /** Full CRI names whose pruned streams' tombstones to return. */
+  names?: readonly string[];
 }
 
 /** The answer, the same from a stopped log, the running service's socket, and its Pruned RPC. */
@@ -25,6 +27,8 @@ export interface PrunedReport {
   /** The running service's policy (0 when off or unknown). */
   maxAgeMs: number;
   maxBytes: number;
+  /** False for a stopped service's log: its policy is not recorded. */
+  policyKnown: boolean;
 }
 
 /** The parts of the LevelDB log the report reads. */
@@ -33,12 +37,13 @@ export interface PrunedRecord {
   prunedSummary(): PruneSummary | undefined;
   prunedWithin(fromSeq: number, toSeq: number): { ranges: Array<readonly [number, number]>; events: number };
   tombstone(stream: string): Promise<Tombstone | undefined>;
+  tombstonesNamed(names: readonly string[]): Promise<Tombstone[]>;
 }
 
 export async function prunedReport(
   log: PrunedRecord,
   query: PrunedQuery,
-  policy: { maxAgeMs: number; maxBytes: number } = { maxAgeMs: 0, maxBytes: 0 },
+  policy?: { maxAgeMs: number; maxBytes: number },
 ): Promise<PrunedReport> {
   const summary = log.prunedSummary();
   const report: PrunedReport = {
@@ -52,8 +57,9 @@ export async function prunedReport(
     firstInRange: 0,
     lastInRange: 0,
     streamsAsked: [],
-    maxAgeMs: policy.maxAgeMs,
-    maxBytes: policy.maxBytes,
+    maxAgeMs: policy?.maxAgeMs ?? 0,
+    maxBytes: policy?.maxBytes ?? 0,
+    policyKnown: policy !== undefined,
   };
   if (!summary) return report;
   const within = log.prunedWithin(Math.max(1, query.fromSeq ?? 1), query.toSeq || log.head());
@@ -63,6 +69,10 @@ export async function prunedReport(
   for (const stream of query.streams ?? []) {
     const t = await log.tombstone(stream);
     if (t) report.streamsAsked.push(t);
+  }
+  if (query.names && query.names.length > 0) {
+    const seen = new Set(report.streamsAsked.map((t) => t.stream));
+    for (const t of await log.tombstonesNamed(query.names)) if (!seen.has(t.stream)) report.streamsAsked.push(t);
   }
   return report;
 }

@@ -210,4 +210,5 @@ const NOTHING_PRUNED: PrunedRecord = {
   prunedSummary: () => undefined,
   prunedWithin: () => ({ ranges: [], events: 0 }),
   tombstone: async () => undefined,
+  tombstonesNamed: async () => [],
 };

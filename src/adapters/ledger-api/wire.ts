@@ -101,6 +101,7 @@ export interface WirePrunedRequest {
   fromSeq: number;
   toSeq: number;
   streams: string[];
+  names: string[];
 }
 
 export interface WirePrunedStream {
@@ -130,4 +131,5 @@ export interface WirePrunedResponse {
   streamsAsked: WirePrunedStream[];
   maxAgeMs: number;
   maxBytes: number;
+  policyKnown: boolean;
 }

@@ -11,7 +11,7 @@ import type { SessionPayload, StreamingSessions } from '../../commands/ports.js'
 import { CriLedgerError, LedgerLockedError, RuntimeUnavailableError } from '../../domain/errors.js';
 import type { LogRetention } from '../../adapters/eventlog/log-retention.js';
 import { ledgerDir, type Config } from '../config.js';
-import { startRetention } from '../retention.js';
+import { retentionPolicy, startRetention } from '../retention.js';
 import type { CriServices } from '../cri-services.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { note, print } from './support/output.js';
@@ -125,7 +125,7 @@ export async function serve(config: Config): Promise<void> {
     const service = createLedgerService({
       ledger,
       pruned: log,
-      ...(retention ? { retention: retention.status().policy } : {}),
+      retention: retentionPolicy(config),
       node: config.node,
       ...(relay ? { relay } : {}),
       natsStream: config.nats.stream,

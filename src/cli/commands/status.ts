@@ -46,7 +46,8 @@ function retentionLine(p: PrunedReport): string {
   const removed = p.pruned
     ? `${p.events} events of ${p.streams} ended streams removed, ${p.firstPrunedAt}..${p.lastPrunedAt} (NATS holds them: --nats)`
     : 'nothing removed';
-  return `${rules.length > 0 ? rules.join(', ') : 'off'}; ${removed}`;
+  const policy = !p.policyKnown ? 'rules unknown (service stopped)' : rules.length > 0 ? rules.join(', ') : 'off';
+  return `${policy}; ${removed}`;
 }
 
 function printLedger(s: LedgerStatus, pruned?: PrunedReport): void {

@@ -71,7 +71,12 @@ export class SocketSource implements EventSource {
 
   async pruned(query: PrunedQuery): Promise<PrunedReport | undefined> {
     const r = await this.unreachable(() =>
-      this.client.pruned({ fromSeq: query.fromSeq ?? 0, toSeq: query.toSeq ?? 0, streams: [...(query.streams ?? [])] }),
+      this.client.pruned({
+        fromSeq: query.fromSeq ?? 0,
+        toSeq: query.toSeq ?? 0,
+        streams: [...(query.streams ?? [])],
+        names: [...(query.names ?? [])],
+      }),
     );
     if (!r) return undefined;
     return {

@@ -24,10 +24,11 @@ export async function partlyPruned(
   source: EventSource,
   ref: string,
 ): Promise<{ kind: 'container' | 'sandbox'; id: string; stream: string; name: string; seq: number } | undefined> {
-  const t = (await prunedRecord(source, { streams: streamsOf(ref) }))?.streamsAsked[0];
+  const t = (await prunedRecord(source, { streams: streamsOf(ref), names: [ref] }))?.streamsAsked.at(-1);
   if (!t || t.complete) return undefined;
   const kind = t.stream.startsWith('sandbox-') ? 'sandbox' : 'container';
-  return { kind, id: ref, stream: t.stream, name: t.name ?? '(removed by retention)', seq: t.firstSeq };
+  const id = t.stream.slice(t.stream.indexOf('-') + 1);
+  return { kind, id, stream: t.stream, name: t.name ?? '(removed by retention)', seq: t.firstSeq };
 }
 
 /** The container or sandbox is not in the local log any more: retention removed it. */
@@ -61,10 +62,12 @@ export function rangeNote(report: PrunedReport | undefined): string | undefined 
 export function streamNote(kind: string, id: string, report: PrunedReport | undefined): string | undefined {
   const t = report?.streamsAsked[0];
   if (!t) return undefined;
-  const what = t.complete ? `all ${t.events} of its events` : `its first ${t.events} events (versions 1..${t.version})`;
+  const what = t.complete
+    ? `all ${t.events} of its events (`
+    : `its first ${t.events} events (versions 1..${t.version}, `;
   return (
-    `note: the local log no longer holds the beginning of ${kind} ${shortId(id)}: retention removed ${what} ` +
-    `(seq ${t.firstSeq}..${t.lastSeq}, recorded ${t.firstAt}..${t.lastAt}) at ${t.prunedAt}; ${WHERE}`
+    `note: the local log no longer holds the beginning of ${kind} ${shortId(id)}: retention removed ${what}` +
+    `seq ${t.firstSeq}..${t.lastSeq}, recorded ${t.firstAt}..${t.lastAt}) at ${t.prunedAt}; ${WHERE}`
   );
 }
 
@@ -73,21 +76,22 @@ export function streamNote(kind: string, id: string, report: PrunedReport | unde
  * streams: a full id it removed is named precisely; anything else may be among them.
  */
 export async function notInLocalLog(source: EventSource, ref: string): Promise<PrunedFromLogError | undefined> {
-  const report = await prunedRecord(source, { streams: streamsOf(ref) });
+  const report = await prunedRecord(source, { streams: streamsOf(ref), names: [ref] });
   if (!report) return undefined;
-  const t = report.streamsAsked[0];
-  if (t && !t.complete) {
-    const kind = t.stream.startsWith('sandbox-') ? 'sandbox' : 'container';
-    return new PrunedFromLogError(
-      `the local log no longer holds the beginning of ${kind} ${ref}${t.name ? ` (${t.name})` : ''}: retention ` +
-        `removed its first ${t.events} events (versions 1..${t.version}, seq ${t.firstSeq}..${t.lastSeq}) at ` +
-        `${t.prunedAt}, its reservation with them; \`cri-ledger timeline ${ref}\` shows the rest; ${WHERE}`,
-    );
-  }
+  // A name several removed holders had: the newest, as for names the log still holds.
+  const t = report.streamsAsked.at(-1);
   if (t) {
     const kind = t.stream.startsWith('sandbox-') ? 'sandbox' : 'container';
+    const id = t.stream.slice(t.stream.indexOf('-') + 1);
+    const named = t.name ? ` (${t.name})` : '';
+    if (!t.complete)
+      return new PrunedFromLogError(
+        `the local log no longer holds the beginning of ${kind} ${id}${named}: retention removed its first ` +
+          `${t.events} events (versions 1..${t.version}, seq ${t.firstSeq}..${t.lastSeq}) at ${t.prunedAt}, its ` +
+          `reservation with them; \`cri-ledger timeline ${id}\` shows the rest; ${WHERE}`,
+      );
     return new PrunedFromLogError(
-      `${kind} ${ref}${t.name ? ` (${t.name})` : ''} ended and the local log no longer holds it: retention removed its ` +
+      `${kind} ${id}${named} ended and the local log no longer holds it: retention removed its ` +
         `${t.events} events (seq ${t.firstSeq}..${t.lastSeq}, recorded ${t.firstAt}..${t.lastAt}) at ${t.prunedAt}; ${WHERE}`,
     );
   }
