@@ -35,7 +35,7 @@ function flag(args: string[], name: string, fallback: number): number {
 }
 
 /** An OCI spec of the size and shape a real container's has (~4 KB): what SpecGenerated carries. */
-export function realisticSpec(i: number): Record<string, unknown> {
+function realisticSpec(i: number): Record<string, unknown> {
   return {
     ociVersion: '1.0.2-dev',
     process: {

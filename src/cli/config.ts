@@ -36,7 +36,7 @@ export const DEFAULT_CONTAINER_EVENTS_MAX_LAG = 10_000;
  */
 export const DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS = 2 * 60_000;
 
-type Kind = 'string' | 'int' | 'bool' | 'duration' | 'size';
+type Kind = 'string' | 'int' | 'bool' | 'duration';
 
 /** Every configuration key: its path, environment variable, flag and value kind. */
 export const CONFIG_KEYS = [
@@ -155,7 +155,8 @@ export const CONFIG_KEYS = [
     key: 'retention.maxBytes',
     env: 'CRI_LEDGER_RETENTION_MAX_BYTES',
     flag: 'retention-max-bytes',
-    kind: 'size',
+    // A size in words ("2GiB") or bytes, read by the schema (see `retention` there).
+    kind: 'string',
     help: "above this log size, remove the oldest removed containers' and sandboxes' events, e.g. 2GiB; 0 = off",
   },
   {
@@ -276,11 +277,18 @@ export const ConfigSchema = z
         duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS,
         maxAge: DEFAULT_NATS_MAX_AGE_MS,
       }),
+    // Durations and sizes in words are read here, so a file, the environment and a flag
+    // all take "7d" and "2GiB" (the other keys' words are read by readFile and convert).
     retention: z
       .object({
-        maxAge: DURATION.default(RETENTION_OFF),
-        maxBytes: z.number().int().nonnegative().default(RETENTION_OFF),
-        interval: DURATION.min(100, 'must be at least 100ms').default(DEFAULT_RETENTION_INTERVAL_MS),
+        maxAge: inWords(parseDuration, DURATION).default(RETENTION_OFF),
+        maxBytes: inWords(
+          parseSize,
+          z.number({ error: 'must be a size, e.g. 800MiB, 2GB or 1073741824' }).int().nonnegative(),
+        ).default(RETENTION_OFF),
+        interval: inWords(parseDuration, DURATION.min(100, 'must be at least 100ms')).default(
+          DEFAULT_RETENTION_INTERVAL_MS,
+        ),
       })
       .strict()
       .default({ maxAge: RETENTION_OFF, maxBytes: RETENTION_OFF, interval: DEFAULT_RETENTION_INTERVAL_MS }),
@@ -355,6 +363,18 @@ export function parseDuration(value: string | number): number {
   return Math.round(total);
 }
 
+/** A number schema that also takes words ("7d", "2GiB") `parse` reads; words it cannot read fail the schema. */
+function inWords(parse: (text: string) => number, schema: z.ZodNumber) {
+  return z.preprocess((value) => {
+    if (typeof value !== 'string') return value;
+    try {
+      return parse(value);
+    } catch {
+      return value;
+    }
+  }, schema);
+}
+
 /** "512MiB", "2GB", "1.5GiB", "800k", or a number of bytes. */
 export function parseSize(value: string | number): number {
   if (typeof value === 'number') return value;
@@ -378,8 +398,6 @@ function convert(kind: Kind, raw: string): unknown {
       throw new Error(`"${raw}" is not true or false`);
     case 'duration':
       return parseDuration(raw);
-    case 'size':
-      return parseSize(raw);
   }
 }
 
@@ -425,16 +443,7 @@ function readFile(path: string): Record<string, unknown> {
   const durations: Array<[string, string[]]> = [
     ['nats', ['duplicateWindow', 'maxAge']],
     ['streaming', ['idleTimeout', 'tokenTtl']],
-    ['retention', ['maxAge', 'interval']],
   ];
-  const retention = obj.retention as Record<string, unknown> | undefined;
-  if (retention && typeof retention.maxBytes === 'string') {
-    try {
-      retention.maxBytes = parseSize(retention.maxBytes);
-    } catch (cause) {
-      throw new InvalidArgumentError('retention.maxBytes', `in ${path}: ${(cause as Error).message}`);
-    }
-  }
   for (const [section, keys] of durations) {
     const values = obj[section] as Record<string, unknown> | undefined;
     for (const k of keys) {

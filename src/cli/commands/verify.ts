@@ -4,7 +4,7 @@ import { diffAgainstRuntime, inSync, orphanLabel } from '../../projections/runti
 import { withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { containerdTarget } from './support/containerd-target.js';
-import { CHECKS, LogVerifier, withoutPruned, type Check, type VerifyReport } from './support/log-verifier.js';
+import { CHECKS, LogVerifier, type Check, type VerifyReport } from './support/log-verifier.js';
 import { formatInFlight } from './support/in-flight.js';
 import { print } from './support/output.js';
 import { startProgress } from './support/progress.js';
@@ -51,14 +51,9 @@ async function runVerify(options: { json?: boolean; againstContainerd?: boolean 
     } finally {
       progress.stop();
     }
-    const out = verifier.report();
     // Holes retention made and recorded are not defects: say how many, keep the rest.
-    const pruned = source.pruned?.bind(source);
-    if (pruned && out.violations.some((v) => v.gap || v.streamStart)) {
-      const { violations, explained } = await withoutPruned(out.violations, pruned);
-      out.violations = violations;
-      if (explained > 0) out.prunedGaps = explained;
-    }
+    if (source.pruned) await verifier.explainPruned(source.pruned.bind(source));
+    const out = verifier.report();
     return { source: source.description, ...out };
   });
   if (options.json) print(JSON.stringify(report, null, 2));

@@ -65,6 +65,7 @@ export class LogVerifier {
   private firstSeq: number | undefined;
   private expectedSeq: number | undefined;
   private lastAt = -Infinity;
+  private prunedGaps = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -93,6 +94,14 @@ export class LogVerifier {
     this.checkSaga(event);
   }
 
+  /** Drops the seq gaps and stream starts retention's record explains (see `withoutPruned`). */
+  async explainPruned(pruned: PrunedLookup): Promise<void> {
+    if (!this.violations.some((v) => v.gap || v.streamStart)) return;
+    const { violations, explained } = await withoutPruned(this.violations, pruned);
+    this.violations.splice(0, this.violations.length, ...violations);
+    this.prunedGaps += explained;
+  }
+
   report(): VerifyReport {
     const now = this.now();
     const out: VerifyReport = {
@@ -101,6 +110,7 @@ export class LogVerifier {
       violations: [...this.violations],
       inFlight: [...this.sagas.values()].map((s) => ({ ...s, ageMs: Math.max(0, now - Date.parse(s.startedAt)) })),
     };
+    if (this.prunedGaps > 0) out.prunedGaps = this.prunedGaps;
     if (this.firstSeq !== undefined) out.firstSeq = this.firstSeq;
     if (this.expectedSeq !== undefined) out.lastSeq = this.expectedSeq - 1;
     return out;
@@ -227,17 +237,20 @@ export class LogVerifier {
   }
 }
 
+/** Retention's record of a log, as `EventSource.pruned` answers. */
+export type PrunedLookup = (query: {
+  fromSeq?: number;
+  toSeq?: number;
+  streams?: readonly string[];
+}) => Promise<{ eventsInRange: number; streamsAsked: Array<{ stream: string; version: number }> } | undefined>;
+
 /**
  * Drops the violations that retention's record explains: seq gaps it removed whole, and
  * streams whose first versions it removed. What is left is a real defect.
  */
 export async function withoutPruned(
   violations: readonly Violation[],
-  pruned: (query: {
-    fromSeq?: number;
-    toSeq?: number;
-    streams?: readonly string[];
-  }) => Promise<{ eventsInRange: number; streamsAsked: Array<{ stream: string; version: number }> } | undefined>,
+  pruned: PrunedLookup,
 ): Promise<{ violations: Violation[]; explained: number }> {
   const kept: Violation[] = [];
   let explained = 0;
