@@ -23,14 +23,14 @@ export interface LedgerServiceOptions {
   node: string;
   /** The running relay; absent when no NATS URL is configured. */
   relay?: { status(): RelayStatus };
+  /** Retention's record of what it removed (the LevelDB log), for Pruned. */
+  pruned?: PrunedRecord;
+  /** The retention policy the service runs with, for Pruned. */
+  retention?: { maxAgeMs: number; maxBytes: number };
   /** The JetStream stream the relay publishes to, for Status. */
   natsStream?: string;
   /** The containerd address and namespace the service works on, for Status. */
   containerd?: { address: string; namespace: string };
-  /** Retention's record of what it removed (the LevelDB log), for Pruned. */
-  pruned?: PrunedRecord;
-  /** The retention policy, when retention runs, for Pruned. */
-  retention?: { maxAgeMs: number; maxBytes: number };
   now?: () => number;
 }
 
