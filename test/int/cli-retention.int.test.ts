@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LevelDbEventLog } from '../../src/adapters/eventlog/leveldb-event-log.js';
 import { LogRetention } from '../../src/adapters/eventlog/log-retention.js';
+import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { createLogger } from '../../src/adapters/logging/logger.js';
 import { liveIn } from '../../src/cli/retention.js';
 import { Ledger } from '../../src/commands/ledger.js';
@@ -163,6 +164,22 @@ describe('cli after retention', { concurrency: false }, () => {
     });
     after(() => serve.stop());
     describeSource('the socket', () => (args) => runCli([...args, '--socket', socket()]));
+
+    it('Follow from seq 1 steps over the holes, then goes live', async () => {
+      const client = LedgerClient.connect(socket());
+      const stop = new AbortController();
+      const seqs: number[] = [];
+      try {
+        for await (const record of client.follow({ fromSeq: 1 }, stop.signal)) {
+          seqs.push(record.seq);
+          if (record.seq === 16) stop.abort();
+        }
+      } finally {
+        client.close();
+      }
+      // 3..12 were removed: the pod's two events, what is left of `cut`, and `live`.
+      assert.deepEqual(seqs, [1, 2, 13, 14, 15, 16]);
+    });
   });
 });
 
