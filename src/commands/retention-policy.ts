@@ -11,6 +11,9 @@ import type { StreamEntry } from '../projections/stream-catalogue.js';
  *  - the live read models no longer hold it (`isLive`: not in the container or sandbox
  *    store, no saga in flight, no undelivered result);
  *  - it ended at least `minEndedAgeMs` ago (late appends: a session's end, a retry);
+ *  - a container's sandbox stream, if still held, never recorded ResultUndelivered: the
+ *    container's reservation may be what claimed it, and a replay without it would
+ *    bring the claim back (and the unclaimed timer would remove a live pod);
  *  - with a relay configured, its last event is at or below the relay's published
  *    cursor: JetStream holds every event removed, so the audit trail stays whole.
  * Then the age rule prunes a stream whose last event is older than `maxAgeMs`, and the
@@ -63,6 +66,8 @@ export interface PrunePick {
 /** Why ended streams were kept in this pass, counted for status and logs. */
 export interface HeldBack {
   openSessions: number;
+  /** Containers whose reservation may have claimed their sandbox's undelivered result. */
+  claims: number;
   live: number;
   recent: number;
   unpublished: number;
@@ -82,11 +87,14 @@ export function retentionEnabled(policy: Pick<RetentionPolicy, 'maxAgeMs' | 'max
 /** Decides this pass's pruning. Never picks a stream that has not ended or is held back. */
 export function planRetention(input: RetentionInput): RetentionPlan {
   const { policy, nowMs } = input;
-  const heldBack: HeldBack = { openSessions: 0, live: 0, recent: 0, unpublished: 0 };
+  const heldBack: HeldBack = { openSessions: 0, claims: 0, live: 0, recent: 0, unpublished: 0 };
   const eligible: StreamEntry[] = [];
-  for (const entry of input.streams) {
+  const streams = [...input.streams];
+  const claimable = new Set(streams.filter((e) => e.undelivered).map((e) => e.stream));
+  for (const entry of streams) {
     if (entry.endedAt === undefined) continue;
     if (entry.openSessions.length > 0) heldBack.openSessions++;
+    else if (entry.sandboxId !== undefined && claimable.has(`sandbox-${entry.sandboxId}`)) heldBack.claims++;
     else if (input.isLive(entry.stream)) heldBack.live++;
     else if (nowMs - Date.parse(entry.lastAt) < policy.minEndedAgeMs) heldBack.recent++;
     else if (input.publishedSeq !== undefined && entry.lastSeq > input.publishedSeq) heldBack.unpublished++;

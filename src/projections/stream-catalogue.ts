@@ -10,6 +10,11 @@ import { assertNever, type EventType, type LedgerEvent } from '../domain/events.
  * with ExecEnded or AttachEnded after ContainerRemoved (open-sessions.ts). So an entry
  * also counts the sessions started and not ended in its stream; retention waits for 0.
  * Image and node streams never end: they are not catalogued, so never pruned.
+ *
+ * One event reaches across streams in the read models: a container's NameReserved
+ * claims its sandbox's undelivered result (undelivered-results.ts). So an entry keeps
+ * its container's sandbox, and a sandbox's whether it ever had a ResultUndelivered:
+ * while such a sandbox stream is held, its containers' streams must stay too.
  */
 
 export interface StreamEntry {
@@ -30,6 +35,10 @@ export interface StreamEntry {
   endedBy?: EventType;
   /** Ids of sessions started and not ended in this stream. */
   openSessions: readonly string[];
+  /** A container's sandbox id, from its reservation. */
+  sandboxId?: string;
+  /** A sandbox stream that recorded ResultUndelivered: a container's reservation may have claimed it. */
+  undelivered?: true;
 }
 
 /** The terminal events: after one of them the container or sandbox no longer exists. */
@@ -64,8 +73,11 @@ export function evolveStreamEntry(entry: StreamEntry | undefined, event: LedgerE
   };
   switch (event.type) {
     case 'NameReserved':
+      return { ...next, name: event.data.name, sandboxId: event.data.sandboxId };
     case 'SandboxReserved':
       return { ...next, name: event.data.name };
+    case 'ResultUndelivered':
+      return event.stream.startsWith('sandbox-') ? { ...next, undelivered: true } : next;
     case 'ContainerRemoved':
     case 'SandboxRemoved':
     case 'Compensated':
@@ -98,7 +110,6 @@ export function evolveStreamEntry(entry: StreamEntry | undefined, event: LedgerE
     case 'PodCidrUpdated':
     case 'RuntimeReconciled':
     case 'OperationStalled':
-    case 'ResultUndelivered':
     case 'RecoveryDecided':
       return next;
     default:

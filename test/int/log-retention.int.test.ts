@@ -188,6 +188,30 @@ describe('log retention (LevelDB)', () => {
       assert.equal(next!.seq, head + 1);
     }));
 
+  it("rebuilds the same state when a pod's undelivered result was claimed by a container since removed", () =>
+    withLog(async (f) => {
+      const undelivered: NewEvent = {
+        type: 'ResultUndelivered',
+        correlationId: 'req-pod',
+        data: {
+          name: pod.name,
+          requestDigest: `sha256:${'a'.repeat(64)}`,
+          reason: 'deadline',
+          gaveUpAt: new Date(T0).toISOString(),
+        },
+      };
+      await write(f.log, [
+        [sp, [ev.sandboxReserved(pod), ev.sandboxReady(), undelivered]],
+        [s1, removed(c1)],
+      ]);
+      const before = await Ledger.load(f.log);
+      assert.equal(before.projections.undelivered.get(sp), undefined, "c1's reservation claimed the pod");
+      await prune(f.log, before);
+      assert.equal((await f.log.readStream(s1)).length, 6, 'kept: the claim is in its reservation');
+      const log = await f.reopen();
+      assert.deepEqual(state(await Ledger.load(log)), state(before));
+    }));
+
   it('keeps the head and time order when the newest events are the ones removed', () =>
     withLog(async (f) => {
       const written = await write(f.log, [

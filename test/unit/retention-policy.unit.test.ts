@@ -175,6 +175,29 @@ describe('retention policy', () => {
     assert.equal(p.eligible, 1);
   });
 
+  it("keeps a container while its sandbox's undelivered result may be claimed by its reservation", () => {
+    const undelivered: NewEvent = {
+      type: 'ResultUndelivered',
+      correlationId: 'req-pod',
+      data: { name: pod.name, requestDigest: `sha256:${'a'.repeat(64)}`, reason: 'deadline', gaveUpAt: time(1) },
+    };
+    const events = history(
+      [sp, ev.sandboxReserved(pod)],
+      [sp, ev.sandboxReady()],
+      [sp, undelivered],
+      ...removedContainer(c1, s1),
+    );
+    const p = plan(events);
+    assert.deepEqual(p.picks, []);
+    assert.equal(p.heldBack.claims, 1);
+    // Without the sandbox's stream in the log (removed, or never an undelivered result), it may go.
+    const withoutPod = plan(events.filter((e) => e.stream !== sp));
+    assert.deepEqual(
+      withoutPod.picks.map((x) => x.stream),
+      [s1],
+    );
+  });
+
   it('prunes a compensated creation: it ended without a container', () => {
     const p = plan(history([s1, ev.nameReserved(c1)], [s1, ev.compensated(c1.name)]));
     assert.deepEqual(p.picks, [{ stream: s1, events: 2, reason: 'age' }]);
