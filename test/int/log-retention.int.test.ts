@@ -287,6 +287,22 @@ describe('log retention (LevelDB)', () => {
       assert.ok((await log.diskBytes()) < sizeBefore, 'the removed records were compacted away');
     }));
 
+  it('keeps only the newest tombstones, and the holes of older ones stay covered', () =>
+    withLog(async (f) => {
+      await write(f.log, HISTORY);
+      await f.log.close();
+      f.log = await LevelDbEventLog.open({ dir: f.dir, node: 'n', keepTombstones: 1 });
+      await prune(f.log, await Ledger.load(f.log));
+      // c1 ended first and went first; c4's tombstone is the one kept.
+      assert.equal(await f.log.tombstone(s1), undefined);
+      assert.equal((await f.log.tombstone(s4))?.events, 2);
+      assert.equal(f.log.prunedSummary()?.streams, 2);
+      const log = await f.reopen();
+      const report = await prunedReport(log, {});
+      assert.equal(report.eventsInRange, 8, 'the seq ranges still say what went');
+      assert.ok((await all(log)).length > 0);
+    }));
+
   it('tells readers and verify where the holes are, and verify finds nothing wrong', () =>
     withLog(async ({ log }) => {
       const written = await write(log, HISTORY);

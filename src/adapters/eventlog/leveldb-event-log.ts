@@ -10,7 +10,13 @@ import {
 } from '../../domain/errors.js';
 import { decodeEvent, type LedgerEvent } from '../../domain/events.js';
 import { BaseEventLog, type EventLogOptions } from './base-event-log.js';
-import { PrunedIndex, type PruneSummary, type RemovedRecord, type Tombstone } from './pruned-index.js';
+import {
+  DEFAULT_KEEP_TOMBSTONES,
+  PrunedIndex,
+  type PruneSummary,
+  type RemovedRecord,
+  type Tombstone,
+} from './pruned-index.js';
 import { LedgerStorageError, storageError } from './storage-errors.js';
 
 /*
@@ -87,6 +93,8 @@ export interface PrunedStream {
 
 export interface LevelDbEventLogOptions extends EventLogOptions {
   dir: string;
+  /** Tombstones of pruned streams kept, the newest (default DEFAULT_KEEP_TOMBSTONES). */
+  keepTombstones?: number;
 }
 
 /** The EventLog on an embedded LevelDB directory, held by one process at a time. */
@@ -338,7 +346,9 @@ export class LevelDbEventLog extends BaseEventLog {
       removed.set(stream, { records, complete: entries.length <= limit, before });
     }
     if (removed.size === 0) return [];
-    const write = this.pruned.prepare(removed, prunedAt);
+    const added = [...removed.values()].filter((r) => r.before === undefined).length;
+    const keep = (this.options as LevelDbEventLogOptions).keepTombstones ?? DEFAULT_KEEP_TOMBSTONES;
+    const write = this.pruned.prepare(removed, prunedAt, await this.pruned.expiring(this.db, added, keep));
     try {
       await this.write(async () => {
         const batch = this.db.batch();

@@ -8,6 +8,7 @@ import { SeqRanges, type SeqRange } from './seq-ranges.js';
  *
  *   g!<from seq, 16 digits>   -> <to seq>        a range of removed seqs (merged when they touch)
  *   x!<stream>                -> tombstone JSON  one pruned stream: how much, which seqs, when
+ *   y!<n, 16 digits>          -> <stream>        the n-th tombstone written: the newest are kept
  *   m!pruned                  -> summary JSON    totals, first and last prune, the newest removed seq
  *
  * They are written in the same synced batch as the deletes, so the store never has a
@@ -18,9 +19,17 @@ import { SeqRanges, type SeqRange } from './seq-ranges.js';
 const RANGE = 'g!';
 const TOMBSTONE = 'x!';
 const SUMMARY_KEY = 'm!pruned';
+const TOMBSTONE_ORDER = 'y!';
+/**
+ * Tombstones kept, the newest: ~300 bytes each, so ~30 MB at most. Older ones go (their
+ * holes stay covered by the seq ranges; only the per-stream detail is lost locally),
+ * so the record of removals is bounded too, not only the events.
+ */
+export const DEFAULT_KEEP_TOMBSTONES = 100_000;
 const SEQ_DIGITS = 16;
 
 const rangeKey = (from: number): string => RANGE + String(from).padStart(SEQ_DIGITS, '0');
+const orderKey = (n: number): string => TOMBSTONE_ORDER + String(n).padStart(SEQ_DIGITS, '0');
 
 /** One pruned stream, as its tombstone records it. */
 export interface Tombstone {
@@ -61,6 +70,13 @@ export interface RemovedRecord {
   at: string;
   bytes: number;
   name?: string;
+}
+
+/** Tombstones a pass expires: the stored ones' deletes, and the number below which new ones are not kept. */
+export interface Expiry {
+  through: number;
+  ops: PruneWrite['ops'];
+  streams: Set<string>;
 }
 
 /** The batch operations one pass adds beside its deletes, and the state to commit after it. */
@@ -137,6 +153,25 @@ export class PrunedIndex {
     return out.sort((a, b) => a.lastSeq - b.lastSeq);
   }
 
+  /**
+   * The delete ops that expire the oldest tombstones once `added` new ones are written,
+   * keeping the newest `keep` (the n-th tombstone is `y!<n>`, n from 1).
+   */
+  async expiring(db: Level<string, string>, added: number, keep: number): Promise<Expiry> {
+    const before = this.summaryValue?.streams ?? 0;
+    const through = before + added - keep;
+    const expiry: Expiry = { through, ops: [], streams: new Set() };
+    // Those stored already; the batch's own new ones past the limit are never written.
+    const to = Math.min(through, before);
+    if (to < 1) return expiry;
+    const from = Math.max(1, before - keep + 1);
+    for await (const [key, stream] of db.iterator({ gte: orderKey(from), lte: orderKey(to) })) {
+      expiry.ops.push({ type: 'del', key }, { type: 'del', key: TOMBSTONE + stream });
+      expiry.streams.add(stream);
+    }
+    return expiry;
+  }
+
   static async tombstone(db: Level<string, string>, stream: string): Promise<Tombstone | undefined> {
     const raw = await db.get(TOMBSTONE + stream);
     return raw === undefined ? undefined : (JSON.parse(raw) as Tombstone);
@@ -149,11 +184,13 @@ export class PrunedIndex {
   prepare(
     removed: ReadonlyMap<string, { records: RemovedRecord[]; complete: boolean; before: Tombstone | undefined }>,
     prunedAt: string,
+    expiry: Expiry = { through: 0, ops: [], streams: new Set() },
   ): PruneWrite {
     const saved = new SeqRanges(this.ranges.current.all());
     const seqs: number[] = [];
     const tombstones: Tombstone[] = [];
-    const ops: PruneWrite['ops'] = [];
+    // The expired go first: nothing below puts back what they delete.
+    const ops: PruneWrite['ops'] = [...expiry.ops];
     let events = 0;
     let bytes = 0;
     let newStreams = 0;
@@ -179,8 +216,10 @@ export class PrunedIndex {
         ...(name === undefined ? {} : { name }),
       };
       tombstones.push(t);
-      ops.push({ type: 'put', key: TOMBSTONE + stream, value: JSON.stringify(t) });
-      if (!before) newStreams++;
+      const n = before ? undefined : (this.summaryValue?.streams ?? 0) + ++newStreams;
+      const kept = n === undefined ? !expiry.streams.has(stream) : n > expiry.through;
+      if (kept) ops.push({ type: 'put', key: TOMBSTONE + stream, value: JSON.stringify(t) });
+      if (kept && n !== undefined) ops.push({ type: 'put', key: orderKey(n), value: stream });
       events += records.length;
       bytes += recordBytes;
       for (const r of records) {
