@@ -15,7 +15,10 @@ import type { StreamEntry } from '../projections/stream-catalogue.js';
  *    container's reservation may be what claimed it, and a replay without it would
  *    bring the claim back (and the unclaimed timer would remove a live pod);
  *  - with a relay configured, its last event is at or below the relay's published
- *    cursor: JetStream holds every event removed, so the audit trail stays whole.
+ *    cursor: JetStream holds every event removed, so the audit trail stays whole;
+ *  - with snapshots of the projections, its last event is at or below the oldest one a
+ *    start may load (`snapshotSeq`): a snapshot taken while the container lived, then
+ *    replayed without its removal, would bring it back.
  * Then the age rule prunes a stream whose last event is older than `maxAgeMs`, and the
  * size rule, while the log is above `maxBytes`, prunes the oldest eligible streams
  * until their recorded size covers the excess. A pass removes at most `batchEvents`.
@@ -52,6 +55,8 @@ export interface RetentionInput {
   diskBytesPerJsonByte?: number;
   /** The relay's published cursor; undefined when no relay is configured. */
   publishedSeq: number | undefined;
+  /** The seq of the oldest snapshot a start may load; undefined when none is kept. */
+  snapshotSeq?: number | undefined;
   /** True while the live read models still hold the stream's container or sandbox. */
   isLive: (stream: string) => boolean;
 }
@@ -71,6 +76,8 @@ export interface HeldBack {
   live: number;
   recent: number;
   unpublished: number;
+  /** Ended after the oldest snapshot a start may load. */
+  unsnapshotted: number;
 }
 
 export interface RetentionPlan {
@@ -87,7 +94,7 @@ export function retentionEnabled(policy: Pick<RetentionPolicy, 'maxAgeMs' | 'max
 /** Decides this pass's pruning. Never picks a stream that has not ended or is held back. */
 export function planRetention(input: RetentionInput): RetentionPlan {
   const { policy, nowMs } = input;
-  const heldBack: HeldBack = { openSessions: 0, claims: 0, live: 0, recent: 0, unpublished: 0 };
+  const heldBack: HeldBack = { openSessions: 0, claims: 0, live: 0, recent: 0, unpublished: 0, unsnapshotted: 0 };
   const eligible: StreamEntry[] = [];
   const streams = [...input.streams];
   const claimable = new Set(streams.filter((e) => e.undelivered).map((e) => e.stream));
@@ -98,6 +105,7 @@ export function planRetention(input: RetentionInput): RetentionPlan {
     else if (input.isLive(entry.stream)) heldBack.live++;
     else if (nowMs - Date.parse(entry.lastAt) < policy.minEndedAgeMs) heldBack.recent++;
     else if (input.publishedSeq !== undefined && entry.lastSeq > input.publishedSeq) heldBack.unpublished++;
+    else if (input.snapshotSeq !== undefined && entry.lastSeq > input.snapshotSeq) heldBack.unsnapshotted++;
     else eligible.push(entry);
   }
   const plan: RetentionPlan = { picks: [], eligible: eligible.length, heldBack };

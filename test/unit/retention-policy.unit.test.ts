@@ -118,6 +118,16 @@ describe('retention policy', () => {
     assert.deepEqual(plan(events, { publishedSeq: 0 }).picks, []);
   });
 
+  it('never picks a stream that ended after the oldest snapshot a start may load', () => {
+    const events = history(...removedContainer(c1, s1), ...removedContainer(c2, s2));
+    const p = plan(events, { snapshotSeq: 6 });
+    assert.deepEqual(
+      p.picks.map((x) => x.stream),
+      [s1],
+    );
+    assert.equal(p.heldBack.unsnapshotted, 1);
+  });
+
   it('waits for the minimum time after the end, even under the size rule', () => {
     const events = history(...removedContainer(c1, s1));
     const justAfter = Date.parse(events.at(-1)!.at) + 1000;

@@ -24,6 +24,11 @@ export interface LogRetentionOptions {
   relay: boolean;
   /** True while the live read models still hold the stream's container or sandbox. */
   isLive: (stream: string) => boolean;
+  /**
+   * The seq of the oldest snapshot of the projections a start may load (undefined: none).
+   * A stream that ended after it must stay: see retention-policy.ts.
+   */
+  snapshotSeq?: () => Promise<number | undefined>;
   logger: Logger;
   intervalMs?: number;
   now?: () => number;
@@ -153,6 +158,7 @@ export class LogRetention {
         // Image and node streams are not catalogued: the ratio errs high, so a pass frees less, never more.
         diskBytesPerJsonByte: perJsonByte,
         publishedSeq: this.o.relay ? await log.readCursor(RELAY_CURSOR) : undefined,
+        snapshotSeq: await this.o.snapshotSeq?.(),
         isLive: this.o.isLive,
       });
       let events = 0;
