@@ -16,7 +16,7 @@ import type { StreamEntry } from '../projections/stream-catalogue.js';
  *    bring the claim back (and the unclaimed timer would remove a live pod);
  *  - with a relay configured, its last event is at or below the relay's published
  *    cursor: JetStream holds every event removed, so the audit trail stays whole;
- *  - with snapshots of the projections, its last event is at or below the oldest one a
+ *  - with snapshots of the projections, its last event is before the oldest one a
  *    start may load (`snapshotSeq`): a snapshot taken while the container lived, then
  *    replayed without its removal, would bring it back.
  * Then the age rule prunes a stream whose last event is older than `maxAgeMs`, and the
@@ -105,7 +105,9 @@ export function planRetention(input: RetentionInput): RetentionPlan {
     else if (input.isLive(entry.stream)) heldBack.live++;
     else if (nowMs - Date.parse(entry.lastAt) < policy.minEndedAgeMs) heldBack.recent++;
     else if (input.publishedSeq !== undefined && entry.lastSeq > input.publishedSeq) heldBack.unpublished++;
-    else if (input.snapshotSeq !== undefined && entry.lastSeq > input.snapshotSeq) heldBack.unsnapshotted++;
+    // Strictly before it: the event at a snapshot's seq (how a start checks the snapshot
+    // belongs to this log) is in a stream that stays too.
+    else if (input.snapshotSeq !== undefined && entry.lastSeq >= input.snapshotSeq) heldBack.unsnapshotted++;
     else eligible.push(entry);
   }
   const plan: RetentionPlan = { picks: [], eligible: eligible.length, heldBack };

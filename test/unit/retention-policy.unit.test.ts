@@ -120,7 +120,9 @@ describe('retention policy', () => {
 
   it('never picks a stream that ended after the oldest snapshot a start may load', () => {
     const events = history(...removedContainer(c1, s1), ...removedContainer(c2, s2));
-    const p = plan(events, { snapshotSeq: 6 });
+    // c1 ends at seq 6: a snapshot at 6 is anchored to its last event, so it stays.
+    assert.deepEqual(plan(events, { snapshotSeq: 6 }).picks, []);
+    const p = plan(events, { snapshotSeq: 7 });
     assert.deepEqual(
       p.picks.map((x) => x.stream),
       [s1],
