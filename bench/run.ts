@@ -5,6 +5,7 @@ import { runKubeletLoadBench } from './kubelet-load.js';
 import { runLedgerBench } from './ledger.js';
 import { runOverheadBench } from './overhead.js';
 import { runRestartBench } from './restart.js';
+import { runRetentionBench } from './retention.js';
 import { runStreamingBench } from './streaming.js';
 
 /** `npm run bench -- <suite>`: each suite prints a table and writes bench/results/<suite>.json. */
@@ -14,6 +15,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   'cri-go': runCriGoBench,
   images: runImagesBench,
   restart: runRestartBench,
+  retention: runRetentionBench,
   overhead: runOverheadBench,
   streaming: runStreamingBench,
   'kubelet-load': runKubeletLoadBench,

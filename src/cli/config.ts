@@ -8,6 +8,7 @@ import {
   DEFAULT_STREAMING_PORT,
   DEFAULT_STREAMING_TOKEN_TTL_MS,
 } from '../adapters/streaming/streaming-options.js';
+import { DEFAULT_RETENTION_INTERVAL_MS, RETENTION_OFF } from '../commands/retention-policy.js';
 import { InvalidArgumentError } from '../domain/errors.js';
 
 export const DEFAULT_ROOT = '/var/lib/cri-ledger';
@@ -150,6 +151,28 @@ export const CONFIG_KEYS = [
     kind: 'duration',
     help: 'stream max age, 0 = unlimited',
   },
+  {
+    key: 'retention.maxAge',
+    env: 'CRI_LEDGER_RETENTION_MAX_AGE',
+    flag: 'retention-max-age',
+    kind: 'duration',
+    help: "remove removed containers' and sandboxes' events older than this from the local log, e.g. 7d; 0 = off",
+  },
+  {
+    key: 'retention.maxBytes',
+    env: 'CRI_LEDGER_RETENTION_MAX_BYTES',
+    flag: 'retention-max-bytes',
+    // A size in words ("2GiB") or bytes, read by the schema (see `retention` there).
+    kind: 'string',
+    help: "above this log size, remove the oldest removed containers' and sandboxes' events, e.g. 2GiB; 0 = off",
+  },
+  {
+    key: 'retention.interval',
+    env: 'CRI_LEDGER_RETENTION_INTERVAL',
+    flag: 'retention-interval',
+    kind: 'duration',
+    help: 'how often retention checks its rules, e.g. 1m',
+  },
   { key: 'node', env: 'CRI_LEDGER_NODE', flag: 'node', kind: 'string', help: 'node name (default: hostname)' },
   {
     key: 'logLevel',
@@ -263,6 +286,21 @@ export const ConfigSchema = z
         duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS,
         maxAge: DEFAULT_NATS_MAX_AGE_MS,
       }),
+    // Durations and sizes in words are read here, so a file, the environment and a flag
+    // all take "7d" and "2GiB" (the other keys' words are read by readFile and convert).
+    retention: z
+      .object({
+        maxAge: inWords(parseDuration, DURATION).default(RETENTION_OFF),
+        maxBytes: inWords(
+          parseSize,
+          z.number({ error: 'must be a size, e.g. 800MiB, 2GB or 1073741824' }).int().nonnegative(),
+        ).default(RETENTION_OFF),
+        interval: inWords(parseDuration, DURATION.min(100, 'must be at least 100ms')).default(
+          DEFAULT_RETENTION_INTERVAL_MS,
+        ),
+      })
+      .strict()
+      .default({ maxAge: RETENTION_OFF, maxBytes: RETENTION_OFF, interval: DEFAULT_RETENTION_INTERVAL_MS }),
     node: z
       .string()
       .regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)')
@@ -333,6 +371,28 @@ export function parseDuration(value: string | number): number {
     rest = rest.slice(m[0].length);
   }
   return Math.round(total);
+}
+
+/** A number schema that also takes words ("7d", "2GiB") `parse` reads; words it cannot read fail the schema. */
+function inWords(parse: (text: string) => number, schema: z.ZodNumber) {
+  return z.preprocess((value) => {
+    if (typeof value !== 'string') return value;
+    try {
+      return parse(value);
+    } catch {
+      return value;
+    }
+  }, schema);
+}
+
+/** "512MiB", "2GB", "1.5GiB", "800k", or a number of bytes. */
+export function parseSize(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?$/i.exec(value.trim());
+  if (!m) throw new Error(`"${value}" is not a size (e.g. 800MiB, 2GB, 1073741824)`);
+  const power = ' kmgt'.indexOf((m[2] || ' ').toLowerCase());
+  const base = m[3] ? 1024 : 1000;
+  return Math.round(Number(m[1]) * base ** power);
 }
 
 function convert(kind: Kind, raw: string): unknown {

@@ -3,7 +3,9 @@ import type { LedgerEvent } from '../../domain/events.js';
 import { withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { explain, RESERVATION_TYPES, reservations, resolveReference } from './support/explanation.js';
+import { NotFoundError } from '../../domain/errors.js';
 import { note, print } from './support/output.js';
+import { notInLocalLog, prunedRecord, streamNote } from './support/pruned-notes.js';
 
 export function registerExplain(program: Command): void {
   const command = program
@@ -27,10 +29,20 @@ async function runExplain(ref: string, cmd: Command): Promise<void> {
     const scanned: LedgerEvent[] = [];
     for await (const { event } of source.readEvents({ types: [...RESERVATION_TYPES] })) scanned.push(event);
     const known = reservations(scanned);
-    const { target, notes } = resolveReference(known, ref);
+    let resolved: ReturnType<typeof resolveReference>;
+    try {
+      resolved = resolveReference(known, ref);
+    } catch (error) {
+      throw (error instanceof NotFoundError && (await notInLocalLog(source, ref))) || error;
+    }
+    const { target, notes } = resolved;
     for (const line of notes) note(line);
     const events: LedgerEvent[] = [];
     for await (const { event } of source.readEvents({ streams: [target.stream] })) events.push(event);
+    if ((events[0]?.version ?? 0) !== 1) {
+      const line = streamNote(target.kind, target.id, await prunedRecord(source, { streams: [target.stream] }));
+      if (line) note(line);
+    }
     for (const line of explain({ target, events, known, source: source.description, nowMs: Date.now() })) print(line);
   });
 }

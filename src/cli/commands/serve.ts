@@ -10,7 +10,9 @@ import { systemdNotify } from '../../adapters/native/notify.js';
 import type { SessionHandlers, StreamingServer } from '../../adapters/streaming/contracts.js';
 import type { SessionPayload, StreamingSessions } from '../../commands/ports.js';
 import { CriLedgerError, LedgerLockedError, RuntimeUnavailableError } from '../../domain/errors.js';
+import type { LogRetention } from '../../adapters/eventlog/log-retention.js';
 import { ledgerDir, type Config } from '../config.js';
+import { retentionPolicy, startRetention } from '../retention.js';
 import type { CriServices } from '../cri-services.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { note, print } from './support/output.js';
@@ -76,6 +78,7 @@ export async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   let relay: NatsRelay | undefined;
+  let retention: LogRetention | undefined;
   let metricsServer: MetricsServer | undefined;
   let server: SocketServer | undefined;
   let streaming: StreamingServer<SessionPayload> | undefined;
@@ -118,8 +121,12 @@ export async function serve(config: Config): Promise<void> {
         },
       });
     }
+    // Retention, when configured, prunes ended streams in the background (src/cli/retention.ts).
+    retention = startRetention(config, log, ledger, logger);
     const service = createLedgerService({
       ledger,
+      pruned: log,
+      retention: retentionPolicy(config),
       node: config.node,
       ...(relay ? { relay } : {}),
       natsStream: config.nats.stream,
@@ -165,6 +172,7 @@ export async function serve(config: Config): Promise<void> {
     cri?.close();
     await streaming?.close().catch(() => undefined);
     await metricsServer?.close();
+    await retention?.stop();
     await relay?.stop().catch(() => undefined);
     await log.close();
     if (StreamConfigMismatch && error instanceof StreamConfigMismatch) {
@@ -197,6 +205,7 @@ export async function serve(config: Config): Promise<void> {
   process.once('SIGTERM', force);
   process.once('SIGINT', force);
 
+  await retention?.stop();
   process.exitCode = await shutdown({
     reason,
     code,
