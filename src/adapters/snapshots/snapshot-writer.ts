@@ -1,0 +1,125 @@
+import type { Ledger } from '../../commands/ledger.js';
+import { captureProjections, encodeSnapshot } from '../../projections/projection-snapshot.js';
+import type { Logger } from '../logging/logger.js';
+import type { FileSnapshotStore, SnapshotWriteStats } from './file-snapshot-store.js';
+
+export interface SnapshotWriterOptions {
+  ledger: Ledger;
+  store: FileSnapshotStore;
+  /** A snapshot once this many events came since the newest one (the `snapshots.*` config keys). */
+  everyEvents: number;
+  /** ... and every this long if any event came since. */
+  intervalMs: number;
+  /** Snapshots kept: the newest, and older ones to fall back on if it is damaged. */
+  keep: number;
+  logger: Logger;
+}
+
+/**
+ * Writes snapshots of the projections in the background: after `everyEvents` events,
+ * and every `intervalMs` when anything happened. One write at a time; a trigger during
+ * a write is taken up when it ends. A failed write is logged and changes nothing: the
+ * log stays the source of truth, and the next start replays a little more.
+ */
+export class SnapshotWriter {
+  /** The seq the newest snapshot covers (stored or being written). */
+  private coveredSeq: number;
+  private writing: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly o: SnapshotWriterOptions) {
+    this.coveredSeq = o.ledger.loadedFrom.snapshot?.seq ?? 0;
+  }
+
+  /** Starts watching the log; a log already `everyEvents` past the newest snapshot gets one at once. */
+  async start(): Promise<void> {
+    const newest = (await this.o.store.list().catch(() => []))[0];
+    this.coveredSeq = Math.max(this.coveredSeq, newest?.seq ?? 0);
+    this.unsubscribe = this.o.ledger.log.onCommit(() => {
+      if (this.due(this.o.everyEvents)) this.kick();
+    });
+    this.timer = setInterval(() => {
+      if (this.due(1)) this.kick();
+    }, this.o.intervalMs);
+    this.timer.unref();
+    if (this.due(this.o.everyEvents)) this.kick();
+  }
+
+  private due(events: number): boolean {
+    return this.o.ledger.projections.position() - this.coveredSeq >= events;
+  }
+
+  /** A trigger nobody waits for: what could fail is logged in writeOne; this is for the unforeseen. */
+  private kick(): void {
+    this.trigger().catch((error: unknown) => this.o.logger.warn({ err: error }, 'taking a snapshot failed'));
+  }
+
+  /** Takes a snapshot now (after the one being written, if any); resolves when it is written or failed. */
+  trigger(): Promise<void> {
+    if (this.writing) {
+      this.again = true;
+      return this.writing;
+    }
+    this.writing = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.writeOne();
+        } while (this.again && !this.stopped);
+      } finally {
+        this.writing = undefined;
+      }
+    })();
+    return this.writing;
+  }
+
+  private async writeOne(): Promise<void> {
+    const captureStarted = performance.now();
+    // Synchronous: the projections cannot move between the capture's first and last document.
+    const captured = captureProjections(this.o.ledger.projections);
+    const captureMs = performance.now() - captureStarted;
+    if (!captured || captured.header.seq <= this.coveredSeq) return;
+    const seq = captured.header.seq;
+    let stats: SnapshotWriteStats;
+    try {
+      stats = await this.o.store.write(seq, encodeSnapshot(captured));
+    } catch (error) {
+      this.o.logger.warn({ err: error, seq }, 'writing a snapshot of the projections failed; the log is unaffected');
+      return;
+    }
+    this.coveredSeq = seq;
+    const removed = await this.o.store.prune(this.o.keep).catch((error: unknown) => {
+      this.o.logger.warn({ err: error }, 'removing old snapshots failed');
+      return [];
+    });
+    this.o.logger.info(
+      {
+        seq,
+        file: stats.location,
+        bytes: stats.bytes,
+        documents: Object.values(captured.header.counts).reduce((a, b) => a + b, 0),
+        captureMs: round(captureMs),
+        longestSliceMs: round(stats.longestSliceMs),
+        totalMs: round(stats.totalMs),
+        removed: removed.length,
+      },
+      'wrote a snapshot of the projections',
+    );
+  }
+
+  /** Stops triggering; with `final`, writes one last snapshot if anything happened since the newest. */
+  async stop(options: { final: boolean }): Promise<void> {
+    this.unsubscribe?.();
+    if (this.timer) clearInterval(this.timer);
+    await this.writing;
+    if (options.final && this.due(1)) await this.trigger();
+    this.stopped = true;
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
