@@ -22,7 +22,7 @@ import { Projections, type AppliedEvent, type ModelName } from './projections.js
 export const SNAPSHOT_SCHEMA_VERSION = 1;
 export const SNAPSHOT_FORMAT = 'cri-ledger-projections';
 /** Documents encoded per chunk: the writer yields to the event loop between chunks. */
-export const DEFAULT_SNAPSHOT_CHUNK_DOCUMENTS = 256;
+export const DEFAULT_SNAPSHOT_CHUNK_DOCUMENTS = 64;
 
 export interface SnapshotHeader {
   format: typeof SNAPSHOT_FORMAT;

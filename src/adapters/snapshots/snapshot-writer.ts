@@ -34,10 +34,12 @@ export class SnapshotWriter {
     this.coveredSeq = o.ledger.loadedFrom.snapshot?.seq ?? 0;
   }
 
-  /** Starts watching the log; a log already `everyEvents` past the newest snapshot gets one at once. */
-  async start(): Promise<void> {
-    const newest = (await this.o.store.list().catch(() => []))[0];
-    this.coveredSeq = Math.max(this.coveredSeq, newest?.seq ?? 0);
+  /**
+   * Starts watching the log. The newest snapshot counted is the one the load used: if a
+   * newer one was skipped as damaged, the next write (at once when the log is
+   * `everyEvents` past, else at the interval or at stop) replaces it.
+   */
+  start(): void {
     this.unsubscribe = this.o.ledger.log.onCommit(() => {
       if (this.due(this.o.everyEvents)) this.kick();
     });

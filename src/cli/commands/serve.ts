@@ -194,7 +194,7 @@ export async function serve(config: Config): Promise<void> {
         keep: config.snapshots.keep,
         logger,
       });
-      await snapshotWriter.start();
+      snapshotWriter.start();
     }
   } catch (error) {
     process.off('SIGTERM', onSignal);
