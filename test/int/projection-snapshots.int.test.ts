@@ -217,6 +217,78 @@ describe('the background snapshot writer', () => {
     }
   });
 
+  it('writes one after the interval when fewer than N events came, and none when nothing did', async () => {
+    const root = await tempRoot('cri-ledger-snapshot-interval-');
+    try {
+      const dir = join(root.dir, 'ledger');
+      const log = await LevelDbEventLog.open({ dir, node: 'test-node' });
+      const store = new FileSnapshotStore(snapshotDir(dir));
+      const ledger = await Ledger.load(log);
+      const writer = new SnapshotWriter({
+        ledger,
+        store,
+        everyEvents: 1_000_000,
+        intervalMs: 50,
+        keep: 3,
+        logger: createLogger('silent', {}),
+      });
+      writer.start();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(await store.list(), [], 'an empty log has nothing to snapshot');
+      const c = container('interval', 'pod0', 'interval_pod0_ns_uid-0_0');
+      await ledger.append(streams.container(c), 0, [ev.nameReserved(c, 'req-i')]);
+      const deadline = Date.now() + 5_000;
+      while ((await store.list()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+      await writer.stop({ final: true });
+      assert.deepEqual(
+        (await store.list()).map((s) => s.seq),
+        [1],
+        'one snapshot, at seq 1: later ticks and the stop found nothing new',
+      );
+      await log.close();
+    } finally {
+      await root.cleanup();
+    }
+  });
+
+  it('logs a failed write and goes on: the log and the service are unaffected', async () => {
+    const root = await tempRoot('cri-ledger-snapshot-fail-');
+    try {
+      const dir = join(root.dir, 'ledger');
+      const log = await LevelDbEventLog.open({ dir, node: 'test-node' });
+      const ledger = await Ledger.load(log);
+      // A regular file where the snapshot directory should be: every write fails.
+      await writeFile(join(root.dir, 'not-a-dir'), '');
+      const warnings: string[] = [];
+      const logger = {
+        warn: (_o: unknown, msg: string) => warnings.push(msg),
+        info: () => undefined,
+      } as unknown as ReturnType<typeof createLogger>;
+      const writer = new SnapshotWriter({
+        ledger,
+        store: new FileSnapshotStore(join(root.dir, 'not-a-dir', 'snapshots')),
+        everyEvents: 1,
+        intervalMs: 60_000,
+        keep: 3,
+        logger,
+      });
+      writer.start();
+      const c = container('fails', 'pod0', 'fails_pod0_ns_uid-0_0');
+      await ledger.append(streams.container(c), 0, [ev.nameReserved(c, 'req-f')]);
+      await writer.stop({ final: true });
+      assert.ok(
+        warnings.some((w) => /writing a snapshot of the projections failed/.test(w)),
+        warnings.join('\n'),
+      );
+      await ledger.append(streams.container(c), 1, [ev.specGenerated('req-f')]);
+      assert.equal(log.head(), 2);
+      await log.close();
+    } finally {
+      await root.cleanup();
+    }
+  });
+
   it('snapshots 1,000 live containers without holding the event loop for long', async () => {
     const root = await tempRoot('cri-ledger-snapshot-size-');
     try {

@@ -58,7 +58,9 @@ export class SnapshotChecker {
         text = await store.read(snapshot);
       } catch (error) {
         const code = ((error as { cause?: { code?: string } }).cause ?? {}).code;
-        checker.note(snapshot, code === 'EACCES' || code === 'EPERM' ? 'unreadable' : 'corrupt', message(error));
+        // The running service prunes old snapshots: one listed a moment ago may be gone.
+        if (code === 'ENOENT') checker.note(snapshot, 'not-compared', 'removed while verify ran');
+        else checker.note(snapshot, code === 'EACCES' || code === 'EPERM' ? 'unreadable' : 'corrupt', message(error));
         continue;
       }
       try {
