@@ -25,7 +25,8 @@ export class SnapshotWriter {
   /** The seq the newest snapshot covers (stored or being written). */
   private coveredSeq: number;
   private writing: Promise<void> | undefined;
-  private again = false;
+  /** A trigger that came during a write: the fewest new events it asked for. */
+  private again: number | undefined;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -41,13 +42,13 @@ export class SnapshotWriter {
    */
   start(): void {
     this.unsubscribe = this.o.ledger.log.onCommit(() => {
-      if (this.due(this.o.everyEvents)) this.kick();
+      if (this.due(this.o.everyEvents)) this.kick(this.o.everyEvents);
     });
     this.timer = setInterval(() => {
-      if (this.due(1)) this.kick();
+      if (this.due(1)) this.kick(1);
     }, this.o.intervalMs);
     this.timer.unref();
-    if (this.due(this.o.everyEvents)) this.kick();
+    if (this.due(this.o.everyEvents)) this.kick(this.o.everyEvents);
   }
 
   private due(events: number): boolean {
@@ -55,22 +56,26 @@ export class SnapshotWriter {
   }
 
   /** A trigger nobody waits for: what could fail is logged in writeOne; this is for the unforeseen. */
-  private kick(): void {
-    this.trigger().catch((error: unknown) => this.o.logger.warn({ err: error }, 'taking a snapshot failed'));
+  private kick(minEvents: number): void {
+    this.trigger(minEvents).catch((error: unknown) => this.o.logger.warn({ err: error }, 'taking a snapshot failed'));
   }
 
-  /** Takes a snapshot now (after the one being written, if any); resolves when it is written or failed. */
-  trigger(): Promise<void> {
+  /**
+   * Takes a snapshot now, or after the one being written if `minEvents` have come since
+   * that one; resolves when it is written or has failed.
+   */
+  trigger(minEvents = 1): Promise<void> {
     if (this.writing) {
-      this.again = true;
+      this.again = Math.min(this.again ?? minEvents, minEvents);
       return this.writing;
     }
     this.writing = (async () => {
       try {
-        do {
-          this.again = false;
+        for (;;) {
+          this.again = undefined;
           await this.writeOne();
-        } while (this.again && !this.stopped);
+          if (this.again === undefined || this.stopped || !this.due(this.again)) break;
+        }
       } finally {
         this.writing = undefined;
       }
@@ -117,7 +122,7 @@ export class SnapshotWriter {
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
     await this.writing;
-    if (options.final && this.due(1)) await this.trigger();
+    if (options.final && this.due(1)) await this.trigger(1);
     this.stopped = true;
   }
 }
