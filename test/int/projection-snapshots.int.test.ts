@@ -406,10 +406,21 @@ describe('a service restarted on a snapshot', () => {
       await serve.stop();
       assert.match(serve.stderr(), /skipping a snapshot of the projections/);
 
-      // verify finds the snapshot the last shutdown wrote equal to a full replay.
+      // verify finds the snapshot the last shutdown wrote equal to a full replay: from the
+      // stopped service's directory, and through a running service's socket (which says
+      // where its snapshots are), but not when it keeps none.
       const verified = await runCli(['verify', '--db', dir]);
       assert.equal(verified.code, 0, verified.stdout + verified.stderr);
       assert.match(verified.stdout, /snapshots match a full replay\s+ok \(1\)/);
+      serve = await startServe({ root: root.dir, socket, args });
+      const throughSocket = await runCli(['verify', '--socket', socket]);
+      await serve.stop();
+      assert.equal(throughSocket.code, 0, throughSocket.stdout + throughSocket.stderr);
+      assert.match(throughSocket.stdout, /snapshots match a full replay\s+ok \(1\)/);
+      serve = await startServe({ root: root.dir, socket, args: [...args, '--snapshots-enabled', 'false'] });
+      const off = await runCli(['verify', '--socket', socket]);
+      await serve.stop();
+      assert.match(off.stdout, /snapshots match a full replay\s+not checked \(the service keeps no snapshots\)/);
     } finally {
       await root.cleanup();
     }

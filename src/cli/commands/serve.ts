@@ -150,6 +150,7 @@ export async function serve(config: Config): Promise<void> {
       ...(relay ? { relay } : {}),
       natsStream: config.nats.stream,
       containerd: { address: config.containerd.address, namespace: config.containerd.namespace },
+      ...(snapshotStore ? { snapshotDir: snapshotStore.dir } : {}),
     });
     // Every CRI RPC is registered: the ones not implemented yet answer UNIMPLEMENTED
     // naming the RPC, so kubelet and crictl never see "unknown service".

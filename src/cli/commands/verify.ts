@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { Projections } from '../../projections/projections.js';
 import { diffAgainstRuntime, inSync, orphanLabel } from '../../projections/runtime-diff.js';
-import { ledgerDir } from '../config.js';
+import { FileSnapshotStore, snapshotDir } from '../../adapters/snapshots/file-snapshot-store.js';
 import { configFrom, withConfigOptions } from '../options.js';
+import type { EventSource } from '../sources/event-source.js';
 import { chooseSource } from '../sources/open-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { containerdTarget } from './support/containerd-target.js';
@@ -43,9 +44,9 @@ export function registerVerify(program: Command): void {
 
 async function runVerify(options: { json?: boolean; againstContainerd?: boolean }, cmd: Command): Promise<void> {
   if (options.againstContainerd) return runAgainstContainerd(options, cmd);
-  // Listed and read before the log: a snapshot is never past the head read after it.
-  const snapshots = await openSnapshotChecker(cmd);
   const report = await withSource(cmd, async (source) => {
+    // Listed and read before the log: a snapshot is never past the head read after it.
+    const snapshots = await openSnapshotChecker(cmd, source);
     const verifier = new LogVerifier();
     const progress = startProgress('verifying', await source.size());
     let n = 0;
@@ -81,16 +82,21 @@ async function runVerify(options: { json?: boolean; againstContainerd?: boolean 
 }
 
 /**
- * The snapshots of the log being verified: in `<ledger>/snapshots` of the `--db`
- * directory, or of the configured root for the socket. None for NATS (no node's disk).
+ * The snapshots of the log being verified: in `<dir>/snapshots` for `--db DIR`, where the
+ * running service says it keeps them for the socket. None for NATS (no node's disk).
  */
-async function openSnapshotChecker(cmd: Command): Promise<SnapshotChecker | undefined> {
-  const config = configFrom(cmd);
-  const choice = chooseSource(cmd.opts<{ db?: string | boolean; nats?: string | boolean }>(), config);
+async function openSnapshotChecker(cmd: Command, source: EventSource): Promise<SnapshotChecker | undefined> {
+  const choice = chooseSource(cmd.opts<{ db?: string | boolean; nats?: string | boolean }>(), configFrom(cmd));
   if (choice.kind === 'nats') return undefined;
-  const { FileSnapshotStore, snapshotDir } = await import('../../adapters/snapshots/file-snapshot-store.js');
-  const dir = snapshotDir(choice.kind === 'db' ? choice.dir : ledgerDir(config));
-  return SnapshotChecker.open(new FileSnapshotStore(dir));
+  let dir: string | undefined;
+  if (choice.kind === 'db') dir = snapshotDir(choice.dir);
+  else {
+    const status = await source.status();
+    dir = status.kind === 'ledger' ? status.snapshotDir : undefined;
+  }
+  return dir === undefined
+    ? SnapshotChecker.none('the service keeps no snapshots')
+    : SnapshotChecker.open(new FileSnapshotStore(dir));
 }
 
 function snapshotsResult(checks: SnapshotCheck[] | undefined, failed: number, notChecked?: string): string {
