@@ -252,7 +252,7 @@ describe('the background snapshot writer', () => {
     }
   });
 
-  it('logs a failed write and goes on: the log and the service are unaffected', async () => {
+  it('logs a failed write and goes on, trying again only after N more events', async () => {
     const root = await tempRoot('cri-ledger-snapshot-fail-');
     try {
       const dir = join(root.dir, 'ledger');
@@ -268,7 +268,7 @@ describe('the background snapshot writer', () => {
       const writer = new SnapshotWriter({
         ledger,
         store: new FileSnapshotStore(join(root.dir, 'not-a-dir', 'snapshots')),
-        everyEvents: 1,
+        everyEvents: 3,
         intervalMs: 60_000,
         keep: 3,
         logger,
@@ -276,13 +276,16 @@ describe('the background snapshot writer', () => {
       writer.start();
       const c = container('fails', 'pod0', 'fails_pod0_ns_uid-0_0');
       await ledger.append(streams.container(c), 0, [ev.nameReserved(c, 'req-f')]);
+      for (let version = 1; version < 7; version++) {
+        await ledger.append(streams.container(c), version, [ev.containerStarted()]);
+        await new Promise((r) => setImmediate(r));
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      const failed = () => warnings.filter((w) => /writing a snapshot of the projections failed/.test(w)).length;
+      assert.equal(failed(), 2, `one attempt at seq 3 and one at 6, not one per event: ${warnings.join('; ')}`);
       await writer.stop({ final: true });
-      assert.ok(
-        warnings.some((w) => /writing a snapshot of the projections failed/.test(w)),
-        warnings.join('\n'),
-      );
-      await ledger.append(streams.container(c), 1, [ev.specGenerated('req-f')]);
-      assert.equal(log.head(), 2);
+      assert.equal(failed(), 3, 'and one more at stop');
+      assert.equal(log.head(), 7);
       await log.close();
     } finally {
       await root.cleanup();

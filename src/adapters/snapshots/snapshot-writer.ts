@@ -3,6 +3,9 @@ import { captureProjections, encodeSnapshot } from '../../projections/projection
 import type { Logger } from '../logging/logger.js';
 import type { FileSnapshotStore, SnapshotWriteStats } from './file-snapshot-store.js';
 
+/** Why a snapshot is taken: enough events since the last attempt, or any change at all (interval, stop). */
+type Reason = 'events' | 'changed';
+
 export interface SnapshotWriterOptions {
   ledger: Ledger;
   store: FileSnapshotStore;
@@ -24,15 +27,22 @@ export interface SnapshotWriterOptions {
 export class SnapshotWriter {
   /** The seq the newest snapshot covers (stored or being written). */
   private coveredSeq: number;
+  /**
+   * The seq of the last attempt, written or failed. The event count runs from here, so a
+   * disk that refuses every write sees one attempt per `everyEvents` events (and one per
+   * interval), not one per committed batch.
+   */
+  private attemptedSeq: number;
   private writing: Promise<void> | undefined;
-  /** A trigger that came during a write: the fewest new events it asked for. */
-  private again: number | undefined;
+  /** A trigger that came during a write, and what it asked for (`changed` asks less). */
+  private again: Reason | undefined;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly o: SnapshotWriterOptions) {
     this.coveredSeq = o.ledger.loadedFrom.snapshot?.seq ?? 0;
+    this.attemptedSeq = this.coveredSeq;
   }
 
   /**
@@ -42,31 +52,33 @@ export class SnapshotWriter {
    */
   start(): void {
     this.unsubscribe = this.o.ledger.log.onCommit(() => {
-      if (this.due(this.o.everyEvents)) this.kick(this.o.everyEvents);
+      if (this.due('events')) this.kick('events');
     });
     this.timer = setInterval(() => {
-      if (this.due(1)) this.kick(1);
+      if (this.due('changed')) this.kick('changed');
     }, this.o.intervalMs);
     this.timer.unref();
-    if (this.due(this.o.everyEvents)) this.kick(this.o.everyEvents);
+    if (this.due('events')) this.kick('events');
   }
 
-  private due(events: number): boolean {
-    return this.o.ledger.projections.position() - this.coveredSeq >= events;
+  /** `events`: everyEvents since the last attempt; `changed`: anything since the newest snapshot. */
+  private due(reason: Reason): boolean {
+    const position = this.o.ledger.projections.position();
+    return reason === 'events' ? position - this.attemptedSeq >= this.o.everyEvents : position > this.coveredSeq;
   }
 
   /** A trigger nobody waits for: what could fail is logged in writeOne; this is for the unforeseen. */
-  private kick(minEvents: number): void {
-    this.trigger(minEvents).catch((error: unknown) => this.o.logger.warn({ err: error }, 'taking a snapshot failed'));
+  private kick(reason: Reason): void {
+    this.trigger(reason).catch((error: unknown) => this.o.logger.warn({ err: error }, 'taking a snapshot failed'));
   }
 
   /**
-   * Takes a snapshot now, or after the one being written if `minEvents` have come since
-   * that one; resolves when it is written or has failed.
+   * Takes a snapshot now, or after the one being written if it is still `reason`-due
+   * then; resolves when it is written or has failed.
    */
-  trigger(minEvents = 1): Promise<void> {
+  trigger(reason: Reason = 'changed'): Promise<void> {
     if (this.writing) {
-      this.again = Math.min(this.again ?? minEvents, minEvents);
+      this.again = this.again === 'changed' ? 'changed' : reason;
       return this.writing;
     }
     this.writing = (async () => {
@@ -90,6 +102,7 @@ export class SnapshotWriter {
     const captureMs = performance.now() - captureStarted;
     if (!captured || captured.header.seq <= this.coveredSeq) return;
     const seq = captured.header.seq;
+    this.attemptedSeq = seq;
     let stats: SnapshotWriteStats;
     try {
       stats = await this.o.store.write(seq, encodeSnapshot(captured));
@@ -122,7 +135,7 @@ export class SnapshotWriter {
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
     await this.writing;
-    if (options.final && this.due(1)) await this.trigger(1);
+    if (options.final && this.due('changed')) await this.trigger('changed');
     this.stopped = true;
   }
 }
