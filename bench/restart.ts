@@ -1,265 +1,88 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
 import { runtimeServiceV1 } from '../src/adapters/cri/cri-definition.js';
+import { containerMessage, visibleContainers } from '../src/adapters/cri/cri-views.js';
 import { LevelDbEventLog } from '../src/adapters/eventlog/leveldb-event-log.js';
-import type { LedgerEvent, NewEvent } from '../src/domain/events.js';
-import { Projections } from '../src/projections/projections.js';
-import { accepts } from '../test/support/cli.js';
-import { container, ev, sandbox, streams } from '../test/support/fixtures.js';
-import { generateScenario, type ScenarioAppend } from '../test/support/scenario.js';
+import { FileSnapshotStore, snapshotDir } from '../src/adapters/snapshots/file-snapshot-store.js';
+import { Ledger } from '../src/commands/ledger.js';
+import { canonicalJson, diffProjections } from '../src/projections/projection-snapshot.js';
+import type { Projections } from '../src/projections/projections.js';
+import { fixtureRoot, NODE } from './restart-fixture.js';
 import { percentile, report, type Row } from './table.js';
 
 /*
- * `npm run bench -- restart`: the time from starting `cri-ledger serve` on a node's log
- * (1,000 live containers in 100,000 events) to its socket answering ListContainers with
- * all 1,000. The log is written directly through the LevelDB adapter; the service is
+ * `npm run bench -- restart`: how long `cri-ledger serve` takes to serve again on a
+ * node's log (1,000 live containers; 100,000 events by default, 10 million for the
+ * issue 16 target), with and without snapshots of the projections. The log is written
+ * directly through the LevelDB adapter (bench/restart-fixture.ts). The service is
  * pointed at a containerd socket that does not exist, which it tolerates: startup
- * recovery, reconciliation and the exit monitor wait for containerd, so nothing
- * touches the 1,000 containers and every run starts on the same log.
+ * recovery, reconciliation and the exit monitor wait for containerd, so nothing touches
+ * the 1,000 containers and every run starts on the same log. Each run's ListContainers
+ * is compared with an in-process full replay of the log.
  */
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI_MAIN = join(HERE, '..', 'src', 'cli', 'main.js');
-const NODE = 'bench';
-const SERVING_TIMEOUT_MS = 60_000;
-/** Concurrent appenders while the log is written. */
-const WRITERS = 64;
+/** A big log takes a while to replay in full: allow ~20,000 events/s on a loaded machine. */
+const servingTimeoutMs = (events: number): number => Math.max(60_000, events / 20);
+/** From this size on the fixture is cached unless --no-cache: writing it takes minutes. */
+const CACHE_FROM_EVENTS = 1_000_000;
 
 function flag(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : fallback;
 }
 
-/** An OCI spec of the size and shape a real container's has (~4 KB): what SpecGenerated carries. */
-function realisticSpec(i: number): Record<string, unknown> {
-  return {
-    ociVersion: '1.0.2-dev',
-    process: {
-      user: { uid: 0, gid: 0, additionalGids: [0, 1, 2, 3, 4, 6, 10, 11, 20, 26, 27] },
-      args: ['/bin/sh', '-c', `while true; do echo tick ${i}; sleep 5; done`],
-      env: [
-        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-        'HOSTNAME=app',
-        `POD_INDEX=${i}`,
-        'KUBERNETES_SERVICE_HOST=10.96.0.1',
-        'KUBERNETES_SERVICE_PORT=443',
-        'KUBERNETES_PORT=tcp://10.96.0.1:443',
-      ],
-      cwd: '/',
-      capabilities: Object.fromEntries(
-        ['bounding', 'effective', 'permitted'].map((k) => [
-          k,
-          [
-            'CAP_CHOWN',
-            'CAP_DAC_OVERRIDE',
-            'CAP_FSETID',
-            'CAP_FOWNER',
-            'CAP_MKNOD',
-            'CAP_NET_RAW',
-            'CAP_SETGID',
-            'CAP_SETUID',
-            'CAP_SETFCAP',
-            'CAP_SETPCAP',
-            'CAP_NET_BIND_SERVICE',
-            'CAP_SYS_CHROOT',
-            'CAP_KILL',
-            'CAP_AUDIT_WRITE',
-          ],
-        ]),
-      ),
-      oomScoreAdj: 1000,
-    },
-    root: { path: 'rootfs' },
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      {
-        destination: '/dev',
-        type: 'tmpfs',
-        source: 'tmpfs',
-        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
-      },
-      {
-        destination: '/dev/pts',
-        type: 'devpts',
-        source: 'devpts',
-        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
-      },
-      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-      {
-        destination: '/sys/fs/cgroup',
-        type: 'cgroup',
-        source: 'cgroup',
-        options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
-      },
-      {
-        destination: '/etc/hosts',
-        type: 'bind',
-        source: `/var/lib/cri-ledger/sandboxes/${i}/hosts`,
-        options: ['rbind', 'rprivate', 'rw'],
-      },
-      {
-        destination: '/etc/resolv.conf',
-        type: 'bind',
-        source: `/var/lib/cri-ledger/sandboxes/${i}/resolv.conf`,
-        options: ['rbind', 'rprivate', 'rw'],
-      },
-      {
-        destination: '/dev/shm',
-        type: 'bind',
-        source: `/run/cri-ledger/sandboxes/${i}/shm`,
-        options: ['rbind', 'rprivate', 'rw'],
-      },
-      {
-        destination: '/dev/termination-log',
-        type: 'bind',
-        source: `/var/lib/kubelet/pods/uid-${i}/containers/app/termination-log`,
-        options: ['rbind', 'rprivate', 'rw'],
-      },
-    ],
-    linux: {
-      resources: {
-        devices: [{ allow: false, access: 'rwm' }],
-        memory: { limit: 268435456 },
-        cpu: { shares: 256, quota: 50000, period: 100000 },
-      },
-      cgroupsPath: `/kubepods/burstable/poduid-${i}/${i}`,
-      namespaces: [
-        { type: 'pid' },
-        { type: 'ipc', path: `/proc/${1000 + i}/ns/ipc` },
-        { type: 'uts', path: `/proc/${1000 + i}/ns/uts` },
-        { type: 'mount' },
-        { type: 'network', path: `/var/run/netns/cni-${i}` },
-      ],
-      maskedPaths: [
-        '/proc/acpi',
-        '/proc/kcore',
-        '/proc/keys',
-        '/proc/latency_stats',
-        '/proc/timer_list',
-        '/proc/timer_stats',
-        '/proc/sched_debug',
-        '/proc/scsi',
-        '/sys/firmware',
-      ],
-      readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
-    },
-    annotations: {
-      'io.kubernetes.cri.container-type': 'container',
-      'io.kubernetes.cri.sandbox-id': String(i),
-      'io.kubernetes.cri.container-name': 'app',
-    },
-  };
+function stringFlag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
 }
 
-/** Gives every SpecGenerated a full-size spec instead of the fixtures' few bytes. */
-function withRealSpecs(append: ScenarioAppend, i: number): ScenarioAppend {
-  return {
-    ...append,
-    events: append.events.map((e) =>
-      e.type === 'SpecGenerated' ? { ...e, data: { ...e.data, spec: realisticSpec(i) } } : e,
-    ),
-  };
+interface CriClient extends Client {
+  version: (
+    request: object,
+    options: { deadline: number },
+    callback: (error: ServiceError | null, response: object) => void,
+  ) => void;
+  listContainers: (
+    request: object,
+    options: { deadline: number },
+    callback: (error: ServiceError | null, response: { containers: Array<Record<string, unknown>> }) => void,
+  ) => void;
 }
 
-/** The appends for `pods` pods of `perPod` containers that are created, started and still running. */
-function liveHistory(pods: number, perPod: number): ScenarioAppend[] {
-  const out: ScenarioAppend[] = [];
-  for (let p = 0; p < pods; p++) {
-    const pod = sandbox(`live-pod-${p}`, `live${p}_ns_uid-live-${p}_0`);
-    out.push({ stream: streams.sandbox(pod), expected: 0, events: [ev.sandboxReserved(pod, `req-live-pod-${p}`)] });
-    out.push({ stream: streams.sandbox(pod), expected: 1, events: [ev.sandboxReady()] });
-    for (let k = 0; k < perPod; k++) {
-      const c = { ...container(`live-c-${p}-${k}`, `live-pod-${p}`, `app${k}_${pod.name}`), sandboxId: pod.id };
-      const corr = `req-live-${p}-${k}`;
-      const s = streams.container(c);
-      out.push({ stream: s, expected: 0, events: [ev.nameReserved(c, corr), ev.specGenerated(corr)] });
-      out.push({ stream: s, expected: 2, events: [ev.snapshotPrepared(c, corr), ev.containerCreated(1, corr)] });
-      out.push({ stream: s, expected: 4, events: [ev.containerStarted()] });
-    }
-  }
-  return out;
+function criClient(socket: string): CriClient {
+  const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
+  return new Constructor(`unix://${socket}`, credentials.createInsecure()) as unknown as CriClient;
 }
 
-const execRan = (n: number): NewEvent<'ExecRan'> => ({
-  type: 'ExecRan',
-  correlationId: `req-exec-${n}`,
-  data: {
-    execId: `exec-${n}`,
-    cmd: ['sh', '-c', 'cat /tmp/healthy'],
-    exitCode: 0,
-    timedOut: false,
-    durationMs: 12.5,
-    stdoutBytes: 3,
-    stderrBytes: 0,
-    truncated: false,
-  },
-});
-
-/**
- * Writes the node's log: a long churn of pods that came and went (the shared scenario
- * generator, every pod torn down), then the live pods, then exec probes on the live
- * containers until the log holds exactly `events` events.
- */
-async function buildLog(
-  dir: string,
-  o: { events: number; live: number; perPod: number; fixtureSpecs?: boolean },
-): Promise<{ live: number; inFlight: number; bytes: number }> {
-  const live = liveHistory(Math.ceil(o.live / o.perPod), o.perPod);
-  const liveEvents = live.reduce((n, a) => n + a.events.length, 0);
-  // About 23 events per churned pod; stay under the budget and fill up with probes.
-  const churn = generateScenario({ pods: Math.floor((o.events - liveEvents) / 26), seed: 11, teardownRate: 1 });
-  const churnEvents = churn.reduce((n, a) => n + a.events.length, 0);
-  const probes = o.events - liveEvents - churnEvents;
-  if (probes < 0) throw new Error(`the churn alone is ${churnEvents} events; lower the pod count`);
-  let clock = Date.parse('2026-11-01T00:00:00.000Z');
-  const log = await LevelDbEventLog.open({ dir, node: NODE, now: () => (clock += 25) });
-  let bytes = 0;
-  const projections = new Projections();
-  try {
-    const appends = o.fixtureSpecs ? [...churn, ...live] : [...churn, ...live].map(withRealSpecs);
-    const liveContainers = live
-      .filter((a) => a.stream.startsWith('container-') && a.expected === 4)
-      .map((a) => a.stream);
-    for (let i = 0; i < probes; i++) {
-      const stream = liveContainers[i % liveContainers.length]!;
-      appends.push({ stream, expected: 5 + Math.floor(i / liveContainers.length), events: [execRan(i)] });
-    }
-    // Each stream's appends in order; many streams at once, so group commit shares the
-    // fsyncs (one append at a time would take minutes on a busy machine).
-    const byStream = new Map<string, ScenarioAppend[]>();
-    for (const a of appends) byStream.set(a.stream, [...(byStream.get(a.stream) ?? []), a]);
-    const queue = [...byStream.values()];
-    const written: LedgerEvent[] = [];
-    const worker = async (): Promise<void> => {
-      for (let lane = queue.shift(); lane; lane = queue.shift()) {
-        for (const a of lane) written.push(...(await log.append(a.stream, a.expected, a.events)));
-      }
-    };
-    await Promise.all(Array.from({ length: WRITERS }, worker));
-    written.sort((a, b) => a.seq - b.seq);
-    for (const e of written) {
-      bytes += JSON.stringify(e).length;
-      projections.apply(e);
-    }
-    if (log.head() !== o.events) throw new Error(`wrote ${log.head()} events, wanted ${o.events}`);
-  } finally {
-    await log.close();
-  }
-  const visible = [...projections.containers.values()].filter((c) => c.state !== 'CREATING').length;
-  if (visible !== o.live) throw new Error(`the log holds ${visible} live containers, wanted ${o.live}`);
-  return { live: visible, inFlight: projections.operations.size, bytes };
+/** The fields of a listed container that say which container it is and in what state. */
+function containerKey(c: Record<string, unknown>): string {
+  const metadata = c.metadata as { name: string; attempt: number };
+  const image = c.image as { image: string };
+  return canonicalJson({
+    id: c.id,
+    podSandboxId: c.podSandboxId,
+    metadata: { name: metadata.name, attempt: metadata.attempt },
+    image: image.image,
+    imageRef: c.imageRef,
+    state: c.state,
+    createdAt: String(c.createdAt),
+    labels: c.labels,
+    annotations: c.annotations,
+  });
 }
 
-type ListCall = (
-  request: object,
-  options: { deadline: number },
-  callback: (error: ServiceError | null, response: { containers: unknown[] }) => void,
-) => void;
+/** What ListContainers must return: the CRI view of a full replay's containers. */
+function expectedContainers(p: Projections): string[] {
+  return visibleContainers(p.containers.values())
+    .map((r) => containerKey(containerMessage(r) as unknown as Record<string, unknown>))
+    .sort();
+}
 
 const CLOCK_TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
@@ -271,17 +94,13 @@ async function cpuMs(pid: number): Promise<number> {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
 }
 
-/**
- * One restart: spawn serve, wait for the socket, then for ListContainers to return
- * `expect` containers; stop it. Also the CPU time serve had used by then: on a busy
- * machine the wall time is mostly waiting for a core.
- */
-async function restartOnce(
-  root: string,
-  expect: number,
-): Promise<{ socketMs: number; servingMs: number; cpuMs: number }> {
-  const socket = join(root, 'cri.sock');
-  const started = performance.now();
+interface Service {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function spawnServe(root: string, runDir: string, snapshots: boolean): Service {
   const child = spawn(
     process.execPath,
     [
@@ -290,59 +109,83 @@ async function restartOnce(
       '--root',
       root,
       '--state-dir',
-      join(root, 'state'),
+      join(runDir, 'state'),
       '--socket',
-      socket,
+      join(runDir, 'cri.sock'),
       '--node',
       NODE,
       '--log-level',
-      'warn',
+      'info',
       '--containerd-address',
-      join(root, 'no-containerd.sock'),
+      join(runDir, 'no-containerd.sock'),
+      '--snapshots-enabled',
+      String(snapshots),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  let exitCode: number | null | undefined;
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => {
-      exitCode = code;
-      resolve(code);
-    }),
-  );
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, stderr: () => stderr, exited };
+}
+
+/** Calls Version until it answers (the socket is bound last, once the projections are loaded). */
+async function untilVersion(socket: string, service: Service, timeoutMs: number): Promise<void> {
+  const started = performance.now();
+  const exited = (): boolean => service.child.exitCode !== null || service.child.signalCode !== null;
+  const client = criClient(socket);
   try {
-    while (!(await accepts(socket))) {
-      if (exitCode !== undefined) throw new Error(`serve exited (${exitCode}) before serving:\n${stderr}`);
-      if (performance.now() - started > SERVING_TIMEOUT_MS)
-        throw new Error(`serve did not bind its socket:\n${stderr}`);
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) =>
+        client.version({}, { deadline: Date.now() + 1_000 }, (e) => resolve(e === null)),
+      );
+      if (ok) return;
+      if (exited()) throw new Error(`serve exited before serving:\n${service.stderr()}`);
+      if (performance.now() - started > timeoutMs) throw new Error(`serve did not serve in time:\n${service.stderr()}`);
       await new Promise((r) => setTimeout(r, 2));
     }
-    const socketMs = performance.now() - started;
-    const Constructor = makeGenericClientConstructor(runtimeServiceV1, 'RuntimeService');
-    const client = new Constructor(`unix://${socket}`, credentials.createInsecure()) as unknown as Client & {
-      listContainers: ListCall;
-    };
-    try {
-      const response = await new Promise<{ containers: unknown[] }>((resolve, reject) =>
-        client.listContainers({}, { deadline: Date.now() + SERVING_TIMEOUT_MS }, (e, r) =>
-          e ? reject(e) : resolve(r),
-        ),
-      );
-      const servingMs = performance.now() - started;
-      const cpu = await cpuMs(child.pid!);
-      if (response.containers.length !== expect)
-        throw new Error(`ListContainers returned ${response.containers.length} containers, wanted ${expect}`);
-      return { socketMs, servingMs, cpuMs: cpu };
-    } finally {
-      client.close();
-    }
   } finally {
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    client.close();
   }
+}
+
+async function listContainers(socket: string): Promise<string[]> {
+  const client = criClient(socket);
+  try {
+    const response = await new Promise<{ containers: Array<Record<string, unknown>> }>((resolve, reject) =>
+      client.listContainers({}, { deadline: Date.now() + 60_000 }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    return response.containers.map(containerKey).sort();
+  } finally {
+    client.close();
+  }
+}
+
+async function stop(service: Service): Promise<number> {
+  const started = performance.now();
+  service.child.kill('SIGTERM');
+  const timer = setTimeout(() => service.child.kill('SIGKILL'), 60_000);
+  await service.exited;
+  clearTimeout(timer);
+  return performance.now() - started;
+}
+
+/** The `projections loaded` line the service logs: where its load started. */
+function loadedFrom(service: Service): { snapshotSeq: number; replayed: number; ms: number } | undefined {
+  for (const line of service.stderr().split('\n')) {
+    if (!line.includes('"projections loaded"')) continue;
+    return JSON.parse(line) as { snapshotSeq: number; replayed: number; ms: number };
+  }
+  return undefined;
+}
+
+function checkServed(served: string[], expected: string[], what: string): void {
+  if (served.length !== expected.length)
+    throw new Error(
+      `${what}: ListContainers returned ${served.length} containers, a full replay has ${expected.length}`,
+    );
+  const differing = served.filter((s, i) => s !== expected[i]).length;
+  if (differing > 0) throw new Error(`${what}: ${differing} containers differ from a full replay`);
 }
 
 export async function runRestartBench(args: string[]): Promise<void> {
@@ -351,54 +194,141 @@ export async function runRestartBench(args: string[]): Promise<void> {
   const runs = flag(args, 'runs', 7);
   // The fixtures' few-byte specs instead of full-size ones: shows what the spec bytes cost.
   const fixtureSpecs = args.includes('--fixture-specs');
-  const root = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-restart-'));
+  const cache =
+    !args.includes('--no-cache') &&
+    (args.includes('--cache') || stringFlag(args, 'cache-dir') !== undefined || events >= CACHE_FROM_EVENTS);
+  const cacheDir = cache ? (stringFlag(args, 'cache-dir') ?? join(tmpdir(), 'cri-ledger-bench-cache')) : undefined;
+  const timeoutMs = servingTimeoutMs(events);
+  const runDir = await mkdtemp(join(tmpdir(), 'cri-ledger-bench-restart-'));
+  const socket = join(runDir, 'cri.sock');
+  const services: Service[] = [];
   try {
-    const builtAt = performance.now();
-    const built = await buildLog(join(root, 'ledger'), { events, live, perPod: 4, fixtureSpecs });
-    console.log(
-      `wrote ${events} events (${(built.bytes / 1e6).toFixed(1)} MB of JSON, ${built.live} live containers, ${built.inFlight} sagas in flight) in ${((performance.now() - builtAt) / 1000).toFixed(1)}s`,
+    let lastReport = 0;
+    const fixture = await fixtureRoot(
+      { events, live, perPod: 4, fixtureSpecs },
+      { ...(cacheDir ? { cacheDir } : {}), tempDir: runDir },
+      (written) => {
+        if (performance.now() - lastReport < 10_000) return;
+        lastReport = performance.now();
+        console.log(`writing the log: ${written} of ${events} events`);
+      },
     );
+    const ledgerDir = join(fixture.root, 'ledger');
+    console.log(
+      fixture.cached
+        ? `the log (${events} events, ${live} live containers) from the cache: ${fixture.root}`
+        : `wrote ${events} events (${fixture.info.churnPods} churned pods, ${live} live containers, ${fixture.info.probes} probes) in ${fixture.info.writeSeconds.toFixed(1)} s${cacheDir ? `, cached in ${fixture.root}` : ''}`,
+    );
+
+    // The reference: a full replay in this process.
+    const replayStarted = performance.now();
+    const log = await LevelDbEventLog.open({ dir: ledgerDir, node: NODE });
+    const full = await Ledger.load(log);
+    const replayMs = performance.now() - replayStarted;
+    const head = log.head();
+    await log.close();
+    const expected = expectedContainers(full.projections);
+    if (expected.length !== live) throw new Error(`the log holds ${expected.length} live containers, wanted ${live}`);
+    console.log(`in-process full replay: ${head} events in ${(replayMs / 1000).toFixed(1)} s`);
+
     const loadBefore = loadavg()[0]!;
-    const socket: number[] = [];
-    const serving: number[] = [];
+    // Without snapshots: the whole log is replayed (what every start did before them).
+    const noSnapshots = spawnServe(fixture.root, runDir, false);
+    services.push(noSnapshots);
+    const replayServeStarted = performance.now();
+    await untilVersion(socket, noSnapshots, timeoutMs);
+    const fullReplayToVersionMs = performance.now() - replayServeStarted;
+    checkServed(await listContainers(socket), expected, 'without snapshots');
+    await stop(noSnapshots);
+    console.log(`without snapshots: start to Version ${fullReplayToVersionMs.toFixed(0)} ms`);
+
+    // With snapshots: the first start replays the log and writes one (at once when the
+    // log is past snapshots.everyEvents, else at its shutdown); every later one loads it.
+    let current = spawnServe(fixture.root, runDir, true);
+    services.push(current);
+    const firstStarted = performance.now();
+    await untilVersion(socket, current, timeoutMs);
+    const firstToVersionMs = performance.now() - firstStarted;
+    checkServed(await listContainers(socket), expected, 'first start with snapshots');
+
+    const sigtermToVersion: number[] = [];
+    const spawnToVersion: number[] = [];
+    const spawnToList: number[] = [];
+    const shutdown: number[] = [];
     const cpu: number[] = [];
-    // The first start reads the log cold from disk; it is reported apart, not in p50.
-    const cold = await restartOnce(root, live);
+    const replayed: number[] = [];
     for (let i = 0; i < runs; i++) {
-      const r = await restartOnce(root, live);
-      socket.push(r.socketMs);
-      serving.push(r.servingMs);
-      cpu.push(r.cpuMs);
+      const sigterm = performance.now();
+      shutdown.push(await stop(current));
+      const spawned = performance.now();
+      current = spawnServe(fixture.root, runDir, true);
+      services.push(current);
+      await untilVersion(socket, current, timeoutMs);
+      const versionAt = performance.now();
+      const served = await listContainers(socket);
+      const listAt = performance.now();
+      cpu.push(await cpuMs(current.child.pid!));
+      checkServed(served, expected, `restart ${i + 1}`);
+      const from = loadedFrom(current);
+      if (!from || from.snapshotSeq === 0)
+        throw new Error(`restart ${i + 1} did not load a snapshot:\n${current.stderr()}`);
+      replayed.push(from.replayed);
+      sigtermToVersion.push(versionAt - sigterm);
+      spawnToVersion.push(versionAt - spawned);
+      spawnToList.push(listAt - spawned);
       console.log(
-        `run ${i + 1}: socket ${r.socketMs.toFixed(0)} ms, ListContainers ${r.servingMs.toFixed(0)} ms, serve's CPU by then ${r.cpuMs.toFixed(0)} ms`,
+        `restart ${i + 1}: SIGTERM to Version ${(versionAt - sigterm).toFixed(0)} ms (shutdown ${shutdown.at(-1)!.toFixed(0)} ms, ` +
+          `start to Version ${(versionAt - spawned).toFixed(0)} ms, to ListContainers ${(listAt - spawned).toFixed(0)} ms), ` +
+          `snapshot at seq ${from.snapshotSeq}, ${from.replayed} events replayed, serve's CPU ${cpu.at(-1)!.toFixed(0)} ms`,
       );
     }
-    const after = await LevelDbEventLog.open({ dir: join(root, 'ledger'), node: NODE });
-    const head = after.head();
-    await after.close();
-    if (head !== events) throw new Error(`the restarts changed the log: ${head} events, wanted ${events}`);
-    socket.sort((a, b) => a - b);
-    serving.sort((a, b) => a - b);
-    cpu.sort((a, b) => a - b);
+    await stop(current);
+
+    // The snapshot left on disk, loaded in process, against the full replay, document by document.
+    const check = await LevelDbEventLog.open({ dir: ledgerDir, node: NODE });
+    const fromSnapshot = await Ledger.load(check, undefined, {
+      snapshots: new FileSnapshotStore(snapshotDir(ledgerDir)),
+    });
+    const differences = diffProjections(fromSnapshot.projections, full.projections);
+    const headAfter = check.head();
+    await check.close();
+    if (headAfter !== head) throw new Error(`the restarts changed the log: ${headAfter} events, wanted ${head}`);
+    if (!fromSnapshot.loadedFrom.snapshot) throw new Error('no snapshot was left to load');
+    if (differences.length > 0)
+      throw new Error(`the snapshot differs from a full replay: ${JSON.stringify(differences.slice(0, 5))}`);
+
+    const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
     const rows: Row[] = [
-      { metric: 'restart_to_serving_p50_ms', value: percentile(serving, 50), unit: 'ms', target: '< 2,000 ms' },
-      { metric: 'restart_to_serving_max_ms', value: serving[serving.length - 1]!, unit: 'ms' },
-      { metric: 'restart_to_socket_p50_ms', value: percentile(socket, 50), unit: 'ms' },
-      { metric: 'restart_cpu_p50_ms', value: percentile(cpu, 50), unit: 'ms' },
-      { metric: 'restart_to_serving_first_ms', value: cold.servingMs, unit: 'ms' },
-      { metric: 'log_events', value: events, unit: 'events' },
-      { metric: 'log_live_containers', value: built.live, unit: 'containers' },
-      { metric: 'log_json_mb', value: built.bytes / 1e6, unit: 'MB' },
+      {
+        metric: 'restart_sigterm_to_version_p50_ms',
+        value: percentile(sorted(sigtermToVersion), 50),
+        unit: 'ms',
+        target: '< 1,000 ms',
+      },
+      { metric: 'restart_sigterm_to_version_max_ms', value: Math.max(...sigtermToVersion), unit: 'ms' },
+      { metric: 'restart_to_version_p50_ms', value: percentile(sorted(spawnToVersion), 50), unit: 'ms' },
+      { metric: 'restart_to_serving_p50_ms', value: percentile(sorted(spawnToList), 50), unit: 'ms' },
+      { metric: 'restart_shutdown_p50_ms', value: percentile(sorted(shutdown), 50), unit: 'ms' },
+      { metric: 'restart_cpu_p50_ms', value: percentile(sorted(cpu), 50), unit: 'ms' },
+      { metric: 'restart_replayed_events_max', value: Math.max(...replayed), unit: 'events' },
+      { metric: 'first_start_with_snapshots_to_version_ms', value: firstToVersionMs, unit: 'ms' },
+      { metric: 'full_replay_to_version_ms', value: fullReplayToVersionMs, unit: 'ms' },
+      { metric: 'inprocess_full_replay_ms', value: replayMs, unit: 'ms' },
+      { metric: 'snapshot_state_differences', value: differences.length, unit: 'documents', target: '0' },
+      { metric: 'log_events', value: head, unit: 'events' },
+      { metric: 'log_live_containers', value: expected.length, unit: 'containers' },
     ];
     const round2 = (n: number): number => Math.round(n * 100) / 100;
     report(fixtureSpecs ? 'restart-fixture-specs' : 'restart', rows, {
       runs,
       spec: fixtureSpecs ? 'fixture (~200 bytes)' : 'full-size (~4 KB)',
+      fixture_cached: fixture.cached,
       load_avg_1m_before: round2(loadBefore),
       load_avg_1m_after: round2(loadavg()[0]!),
       cores: availableParallelism(),
     });
   } finally {
-    await rm(root, { recursive: true, force: true });
+    for (const s of services) if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
+    await rm(runDir, { recursive: true, force: true });
   }
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import {
   DEFAULT_STREAMING_ADDRESS,
@@ -35,6 +35,11 @@ export const DEFAULT_CONTAINER_EVENTS_MAX_LAG = 10_000;
  * CreateContainer deadline again, so one full retry of kubelet's fits.
  */
 export const DEFAULT_UNCLAIMED_RESULT_TIMEOUT_MS = 2 * 60_000;
+
+/** Snapshots of the projections: every 100,000 events or 10 minutes, the newest 3 kept. */
+export const DEFAULT_SNAPSHOT_EVERY_EVENTS = 100_000;
+export const DEFAULT_SNAPSHOT_INTERVAL_MS = 10 * 60_000;
+export const DEFAULT_SNAPSHOT_KEEP = 3;
 
 type Kind = 'string' | 'int' | 'bool' | 'duration';
 
@@ -230,6 +235,34 @@ export const CONFIG_KEYS = [
     kind: 'duration',
     help: 'how long an unused exec, attach or port-forward URL stays valid, e.g. 1m',
   },
+  {
+    key: 'snapshots.enabled',
+    env: 'CRI_LEDGER_SNAPSHOTS_ENABLED',
+    flag: 'snapshots-enabled',
+    kind: 'bool',
+    help: 'write snapshots of the projections and start from the newest valid one (false: replay the whole log)',
+  },
+  {
+    key: 'snapshots.everyEvents',
+    env: 'CRI_LEDGER_SNAPSHOTS_EVERY_EVENTS',
+    flag: 'snapshots-every-events',
+    kind: 'int',
+    help: 'write a snapshot after this many events since the last one',
+  },
+  {
+    key: 'snapshots.interval',
+    env: 'CRI_LEDGER_SNAPSHOTS_INTERVAL',
+    flag: 'snapshots-interval',
+    kind: 'duration',
+    help: 'and after this long if any event came since the last one, e.g. 10m',
+  },
+  {
+    key: 'snapshots.keep',
+    env: 'CRI_LEDGER_SNAPSHOTS_KEEP',
+    flag: 'snapshots-keep',
+    kind: 'int',
+    help: 'snapshots kept (the newest; older ones are the fallback if it is damaged)',
+  },
 ] as const satisfies ReadonlyArray<{ key: string; env: string; flag: string; kind: Kind; help: string }>;
 
 const DURATION = z.number().int().nonnegative();
@@ -346,6 +379,20 @@ export const ConfigSchema = z
         idleTimeout: DEFAULT_STREAMING_IDLE_TIMEOUT_MS,
         tokenTtl: DEFAULT_STREAMING_TOKEN_TTL_MS,
       }),
+    snapshots: z
+      .object({
+        enabled: z.boolean().default(true),
+        everyEvents: z.number().int().min(1).default(DEFAULT_SNAPSHOT_EVERY_EVENTS),
+        interval: DURATION.min(1000, 'must be at least 1s').default(DEFAULT_SNAPSHOT_INTERVAL_MS),
+        keep: z.number().int().min(1).max(100).default(DEFAULT_SNAPSHOT_KEEP),
+      })
+      .strict()
+      .default({
+        enabled: true,
+        everyEvents: DEFAULT_SNAPSHOT_EVERY_EVENTS,
+        interval: DEFAULT_SNAPSHOT_INTERVAL_MS,
+        keep: DEFAULT_SNAPSHOT_KEEP,
+      }),
   })
   .strict();
 
@@ -421,6 +468,15 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
   node[parts.at(-1)!] = value;
 }
 
+/**
+ * The YAML parser, loaded only for a YAML file: every start (and every CLI command)
+ * loads this module, and `yaml` costs ~100 ms of it, a tenth of a restart's budget.
+ */
+function parseYaml(text: string): unknown {
+  const yaml = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yaml.parse(text);
+}
+
 function readFile(path: string): Record<string, unknown> {
   let text: string;
   try {
@@ -453,6 +509,7 @@ function readFile(path: string): Record<string, unknown> {
   const durations: Array<[string, string[]]> = [
     ['nats', ['duplicateWindow', 'maxAge']],
     ['streaming', ['idleTimeout', 'tokenTtl']],
+    ['snapshots', ['interval']],
   ];
   for (const [section, keys] of durations) {
     const values = obj[section] as Record<string, unknown> | undefined;

@@ -43,6 +43,8 @@ export function startRetention(
   log: LevelDbEventLog,
   ledger: Ledger,
   logger: Logger,
+  /** The seq of the oldest snapshot a start may load (none: undefined); retention keeps what ended after it. */
+  snapshotSeq?: () => Promise<number | undefined>,
 ): LogRetention | undefined {
   const policy = retentionPolicy(config);
   if (!retentionEnabled(policy)) return undefined;
@@ -59,5 +61,6 @@ export function startRetention(
     isLive: liveIn(ledger),
     logger: logger.child({ component: 'retention' }),
     intervalMs: config.retention.interval,
+    ...(snapshotSeq ? { snapshotSeq } : {}),
   });
 }

@@ -55,6 +55,25 @@ export interface EventLog {
   close(): Promise<void>;
 }
 
+/** A stored snapshot of the projections, as its store lists it. */
+export interface StoredSnapshot {
+  /** The seq it covers (from its name; the header inside is what counts). */
+  seq: number;
+  /** Where it is, for messages: a file path. */
+  location: string;
+}
+
+/**
+ * Where snapshots of the projections are kept. Listing and reading never fail the
+ * caller for a bad snapshot: `read` throws SnapshotCorruptError, and the loader skips it.
+ */
+export interface SnapshotStore {
+  /** The stored snapshots, newest first. */
+  list(): Promise<StoredSnapshot[]>;
+  /** The snapshot's text, its checksum verified. */
+  read(snapshot: StoredSnapshot): Promise<string>;
+}
+
 /** The event types a filter may name; used to reject typos before reading. */
 export type KnownEventType = EventType;
 

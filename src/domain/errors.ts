@@ -157,3 +157,14 @@ export class ExecTimeoutError extends CriLedgerError {
     );
   }
 }
+
+/** A stored snapshot of the projections whose bytes are not what was written (checksum, truncation). */
+export class SnapshotCorruptError extends CriLedgerError {
+  constructor(
+    readonly location: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`snapshot ${location}: ${detail}`, options);
+  }
+}

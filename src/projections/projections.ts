@@ -23,6 +23,16 @@ export interface ProjectionsSnapshot {
   sessions: Record<string, OpenSession>;
 }
 
+/** The last event the projections applied: what a snapshot of them covers. */
+export interface AppliedEvent {
+  seq: number;
+  id: string;
+  at: string;
+}
+
+/** Every read model, by the name a snapshot stores it under. */
+export type ModelName = keyof Omit<ProjectionsSnapshot, 'position'>;
+
 export interface ProjectionCounts {
   containers: number;
   sandboxes: number;
@@ -58,9 +68,36 @@ export class Projections {
     this.undelivered,
     this.sessions,
   ] as const;
+  private last: AppliedEvent | undefined;
 
   apply(event: LedgerEvent): void {
     for (const model of this.all) model.apply(event);
+    if (this.last === undefined || event.seq > this.last.seq)
+      this.last = { seq: event.seq, id: event.id, at: event.at };
+  }
+
+  /** The last event applied (undefined before the first): a snapshot records it to prove which log it is of. */
+  lastApplied(): AppliedEvent | undefined {
+    return this.last;
+  }
+
+  /** Each read model under its snapshot name, in a fixed order. */
+  models(): ReadonlyArray<readonly [ModelName, ReadModel<unknown>]> {
+    return [
+      ['containers', this.containers],
+      ['containerNames', this.containerNames],
+      ['sandboxes', this.sandboxes],
+      ['sandboxNames', this.sandboxNames],
+      ['operations', this.operations],
+      ['images', this.images],
+      ['undelivered', this.undelivered],
+      ['sessions', this.sessions],
+    ] as ReadonlyArray<readonly [ModelName, ReadModel<unknown>]>;
+  }
+
+  /** Marks restored read models as having applied `last` (see `ReadModel.restore`). */
+  restoredAt(last: AppliedEvent): void {
+    this.last = last;
   }
 
   applyAll(events: Iterable<LedgerEvent>): void {

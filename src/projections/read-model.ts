@@ -67,6 +67,24 @@ export class ReadModel<Doc> {
     return twin;
   }
 
+  /**
+   * The documents as they stand, for a snapshot: a copy of the map's entries, so later
+   * events cannot change what was captured (the documents themselves never change).
+   */
+  entries(): Array<[string, Doc]> {
+    return [...this.docs.entries()];
+  }
+
+  /**
+   * Fills an empty read model with documents a snapshot captured at `position`: events
+   * at or below it are then skipped, the ones after it apply as usual.
+   */
+  restore(entries: Iterable<readonly [string, Doc]>, position: number): void {
+    if (this.docs.size > 0 || this.lastSeq > 0) throw new Error(`read model ${this.projection.name} is not empty`);
+    for (const [key, doc] of entries) this.docs.set(key, doc);
+    this.lastSeq = position;
+  }
+
   /** A plain, key-sorted copy of every document, for comparisons and `replay --json`. */
   snapshot(): Record<string, Doc> {
     return Object.fromEntries([...this.docs.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));

@@ -39,6 +39,13 @@ export function generateScenario(options: {
   sessions?: boolean;
   /** With sessions: leave about one in ten open (a service ends them at its next start). */
   openSessions?: boolean;
+  /**
+   * Number the pods from here (default 0), so histories generated a block at a time
+   * (the restart benchmark's millions of events) never reuse a stream or a name.
+   */
+  firstPod?: number;
+  /** Leave the last few sagas in flight (default true). */
+  leaveInFlight?: boolean;
 }): ScenarioAppend[] {
   const ends = (roll: number): boolean => !options.openSessions || roll < 0.9;
   const rnd = random(options.seed ?? 1);
@@ -50,7 +57,9 @@ export function generateScenario(options: {
     versions.set(stream, expected + events.length);
     lane.push({ stream, expected, events });
   };
-  for (let p = 0; p < options.pods; p++) {
+  const first = options.firstPod ?? 0;
+  for (let i = 0; i < options.pods; i++) {
+    const p = first + i;
     const lane: ScenarioAppend[] = [];
     const pod = sandbox(`pod${p}`, `pod${p % 50}_ns_uid-${p}_0`);
     const podStream = streams.sandbox(pod);
@@ -74,8 +83,8 @@ export function generateScenario(options: {
       const corr = `req-${label}`;
       push(lane, stream, [ev.nameReserved(c, corr)]);
       const roll = rnd();
-      const last = p === options.pods - 1 && k === perPod - 1;
-      if (last || (roll < 0.02 && p > options.pods - 20)) continue; // left in flight
+      const last = i === options.pods - 1 && k === perPod - 1;
+      if ((options.leaveInFlight ?? true) && (last || (roll < 0.02 && i > options.pods - 20))) continue; // left in flight
       push(lane, stream, [ev.specGenerated(corr)]);
       if (roll < 0.1) {
         push(lane, stream, [ev.compensated(c.name, 'SnapshotPrepared', corr)]);

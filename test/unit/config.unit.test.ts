@@ -162,6 +162,31 @@ describe('configuration', () => {
     rejects({ flags: { 'streaming-token-ttl': '10ms' } }, 'streaming.tokenTtl', /at least 1s/);
   });
 
+  it('snapshots the projections every 100,000 events or 10 minutes, keeping 3, by default', () => {
+    assert.deepEqual(loadConfig({ env: {} }).snapshots, {
+      enabled: true,
+      everyEvents: 100_000,
+      interval: 600_000,
+      keep: 3,
+    });
+  });
+
+  it('reads the snapshot keys from a file, the environment and flags, and refuses nonsense', () => {
+    const fromFile = loadConfig({
+      file: file('snap.yaml', 'snapshots:\n  everyEvents: 5000\n  interval: 90s\n  keep: 2\n'),
+      env: {},
+    }).snapshots;
+    assert.deepEqual(fromFile, { enabled: true, everyEvents: 5000, interval: 90_000, keep: 2 });
+    const layered = loadConfig({
+      env: { CRI_LEDGER_SNAPSHOTS_ENABLED: 'false', CRI_LEDGER_SNAPSHOTS_INTERVAL: '1h' },
+      flags: { 'snapshots-every-events': '20000', 'snapshots-keep': '5' },
+    }).snapshots;
+    assert.deepEqual(layered, { enabled: false, everyEvents: 20_000, interval: 3_600_000, keep: 5 });
+    rejects({ env: { CRI_LEDGER_SNAPSHOTS_KEEP: '0' } }, 'snapshots.keep', />=1/);
+    rejects({ flags: { 'snapshots-every-events': '0' } }, 'snapshots.everyEvents', />=1/);
+    rejects({ flags: { 'snapshots-interval': '10ms' } }, 'snapshots.interval', /at least 1s/);
+  });
+
   it('parses durations in the forms operators write', () => {
     assert.equal(parseDuration('250ms'), 250);
     assert.equal(parseDuration('1h30m'), 5_400_000);

@@ -31,6 +31,8 @@ export interface LedgerServiceOptions {
   natsStream?: string;
   /** The containerd address and namespace the service works on, for Status. */
   containerd?: { address: string; namespace: string };
+  /** Where the service keeps its snapshots of the projections (unset: they are off), for Status. */
+  snapshotDir?: string;
   now?: () => number;
 }
 
@@ -184,6 +186,7 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
       operations,
       startedAt,
       containerd: options.containerd ?? null,
+      snapshotDir: options.snapshotDir ?? '',
     };
   };
 

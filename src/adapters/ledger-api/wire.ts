@@ -67,6 +67,7 @@ export interface WireStatus {
   operations: WireOperationInFlight[];
   startedAt: string;
   containerd: { address: string; namespace: string } | null;
+  snapshotDir: string;
 }
 
 /** The domain filter of a request: empty strings and zeroes mean "not set". */

@@ -5,6 +5,7 @@ import { afterCommit, afterCommitOne } from '../../adapters/eventlog/after-commi
 import type { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
 import type { MetricsServer } from '../../adapters/metrics/metrics-server.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
+import type { SnapshotWriter } from '../../adapters/snapshots/snapshot-writer.js';
 import { createLogger, type Logger } from '../../adapters/logging/logger.js';
 import { systemdNotify } from '../../adapters/native/notify.js';
 import type { SessionHandlers, StreamingServer } from '../../adapters/streaming/contracts.js';
@@ -61,8 +62,14 @@ export async function serve(config: Config): Promise<void> {
   const metrics = config.metrics.address ? await createMetrics() : undefined;
   // Tracing too: the log stamps each event with the trace id of the call that caused it.
   const tracing = config.tracing.otlpEndpoint ? await createTracing(config) : undefined;
-  const [{ Ledger }, log] = await Promise.all([
+  const [{ Ledger }, snapshotModules, log] = await Promise.all([
     import('../../commands/ledger.js'),
+    config.snapshots.enabled
+      ? Promise.all([
+          import('../../adapters/snapshots/file-snapshot-store.js'),
+          import('../../adapters/snapshots/snapshot-writer.js'),
+        ])
+      : undefined,
     openLog(dir, config.node, {
       ...(metrics ? { onBatch: afterCommitOne((stats: BatchStats) => metrics.ledger.onBatch(stats)) } : {}),
       ...(tracing ? { traceId: (correlationId: string) => tracing.traceIdFor(correlationId) } : {}),
@@ -83,6 +90,7 @@ export async function serve(config: Config): Promise<void> {
   let server: SocketServer | undefined;
   let streaming: StreamingServer<SessionPayload> | undefined;
   let cri: CriServices | undefined;
+  let snapshotWriter: SnapshotWriter | undefined;
   // What serving needs is loaded while the projections are: the rebuild waits on
   // LevelDB's reads, and loading these modules (and parsing the CRI protos) fills those
   // waits. The NATS client only when a relay is configured.
@@ -99,7 +107,26 @@ export async function serve(config: Config): Promise<void> {
   let StreamConfigMismatch: (new (...args: never[]) => Error) | undefined;
   try {
     logger.info({ dir, head: log.head() }, 'loading projections');
-    const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
+    const snapshotStore = snapshotModules
+      ? new snapshotModules[0].FileSnapshotStore(snapshotModules[0].snapshotDir(dir))
+      : undefined;
+    const loadStarted = performance.now();
+    const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'), {
+      ...(snapshotStore ? { snapshots: snapshotStore } : {}),
+      // A bad snapshot costs time, never correctness: the next older one, or the log, is used.
+      onSnapshotSkipped: (snapshot, reason) =>
+        logger.warn({ snapshot: snapshot.location, reason }, 'skipping a snapshot of the projections'),
+    });
+    logger.info(
+      {
+        snapshot: ledger.loadedFrom.snapshot?.location ?? null,
+        snapshotSeq: ledger.loadedFrom.snapshot?.seq ?? 0,
+        replayed: ledger.loadedFrom.replayed,
+        head: log.head(),
+        ms: Math.round(performance.now() - loadStarted),
+      },
+      'projections loaded',
+    );
     if (tracing) log.onCommit(afterCommit((events) => tracing.onCommit(events)));
     const [{ startSocketServer }, { createLedgerService }, { createCriServices }, { startStreamingServer }, nats] =
       await modules;
@@ -122,7 +149,14 @@ export async function serve(config: Config): Promise<void> {
       });
     }
     // Retention, when configured, prunes ended streams in the background (src/cli/retention.ts).
-    retention = startRetention(config, log, ledger, logger);
+    retention = startRetention(
+      config,
+      log,
+      ledger,
+      logger,
+      // The oldest snapshot a start may load: what ended after it must stay (decision 48).
+      snapshotStore ? async () => (await snapshotStore.list()).at(-1)?.seq : undefined,
+    );
     const service = createLedgerService({
       ledger,
       pruned: log,
@@ -131,6 +165,7 @@ export async function serve(config: Config): Promise<void> {
       ...(relay ? { relay } : {}),
       natsStream: config.nats.stream,
       containerd: { address: config.containerd.address, namespace: config.containerd.namespace },
+      ...(snapshotStore ? { snapshotDir: snapshotStore.dir } : {}),
     });
     // Every CRI RPC is registered: the ones not implemented yet answer UNIMPLEMENTED
     // naming the RPC, so kubelet and crictl never see "unknown service".
@@ -166,9 +201,21 @@ export async function serve(config: Config): Promise<void> {
       interceptors: [...(metrics ? [metrics.rpc] : []), ...(tracing ? [tracing.interceptor] : [])],
     });
     criServices.start();
+    if (snapshotModules && snapshotStore) {
+      snapshotWriter = new snapshotModules[1].SnapshotWriter({
+        ledger,
+        store: snapshotStore,
+        everyEvents: config.snapshots.everyEvents,
+        intervalMs: config.snapshots.interval,
+        keep: config.snapshots.keep,
+        logger,
+      });
+      snapshotWriter.start();
+    }
   } catch (error) {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    await snapshotWriter?.stop({ final: false });
     cri?.close();
     await streaming?.close().catch(() => undefined);
     await metricsServer?.close();
@@ -215,6 +262,7 @@ export async function serve(config: Config): Promise<void> {
     logger,
     ...(cri ? { cri } : {}),
     ...(streaming ? { streaming } : {}),
+    ...(snapshotWriter ? { snapshotWriter } : {}),
   });
   await metricsServer?.close();
   await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, 'flushing traces failed'));
@@ -363,6 +411,7 @@ async function shutdown(
     logger: Logger;
     cri?: CriServices;
     streaming?: StreamingServer<SessionPayload>;
+    snapshotWriter?: SnapshotWriter;
   },
 ): Promise<number> {
   o.logger.info({ reason: o.reason }, 'shutting down');
@@ -381,6 +430,8 @@ async function shutdown(
   // Calls in flight have finished or compensated; task events stop before the log closes.
   await step('stopping task events and container output', async () => o.cri?.stop());
   await step('stopping the relay', async () => o.relay?.stop());
+  // Nothing appends any more: a last snapshot makes the next start replay nothing.
+  await step('writing a last snapshot', async () => o.snapshotWriter?.stop({ final: true }));
   await step('closing the log', () => o.log.close());
   o.logger.info({ code }, 'stopped');
   return code;

@@ -65,6 +65,8 @@ export interface LedgerStatus {
   startedAt?: string;
   /** The containerd the running service works on; unknown for a stopped service's log. */
   containerd?: { address: string; namespace: string };
+  /** Where the running service keeps its snapshots of the projections; unset when they are off (or unknown). */
+  snapshotDir?: string;
 }
 
 /** Where a JetStream stream stands, and this node's part of it. */

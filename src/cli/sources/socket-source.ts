@@ -159,6 +159,7 @@ function toLedgerStatus(s: WireStatus, source: string): LedgerStatus {
   if (s.headAt) out.headAt = s.headAt;
   if (s.startedAt) out.startedAt = s.startedAt;
   if (s.containerd?.namespace) out.containerd = { address: s.containerd.address, namespace: s.containerd.namespace };
+  if (s.snapshotDir) out.snapshotDir = s.snapshotDir;
   if (relay?.lastError) out.relay.lastError = relay.lastError;
   if (relay?.lastPublishAt) out.relay.lastPublishAt = relay.lastPublishAt;
   if (relay?.stream) out.relay.stream = relay.stream;

@@ -2,7 +2,7 @@ import { decodeEvent, SAGA_BEGIN, SAGA_END, type LedgerEvent } from '../../../do
 import { parseStream } from '../../../domain/ids.js';
 
 /** The checks `verify` runs, in the order it reports them. */
-export const CHECKS = ['decode', 'seq', 'version', 'time', 'names', 'sagas'] as const;
+export const CHECKS = ['decode', 'seq', 'version', 'time', 'names', 'sagas', 'snapshots'] as const;
 export type Check = (typeof CHECKS)[number];
 
 export interface Violation {
