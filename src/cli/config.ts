@@ -25,6 +25,8 @@ export const DEFAULT_NATS_REPLICAS = 1;
 export const DEFAULT_NATS_DUPLICATE_WINDOW_MS = 10 * 60_000;
 /** 0: keep events until the stream's other limits say otherwise. */
 export const DEFAULT_NATS_MAX_AGE_MS = 0;
+/** 0: no byte limit on the stream. */
+export const DEFAULT_NATS_MAX_BYTES = 0;
 export const DEFAULT_LOG_LEVEL = 'info';
 /** containerd's CRI buffers 1,000 events per subscriber; the log can afford to wait longer. */
 export const DEFAULT_CONTAINER_EVENTS_MAX_LAG = 10_000;
@@ -143,6 +145,13 @@ export const CONFIG_KEYS = [
     kind: 'duration',
     help: 'stream max age, 0 = unlimited',
   },
+  {
+    key: 'nats.maxBytes',
+    env: 'CRI_LEDGER_NATS_MAX_BYTES',
+    flag: 'nats-max-bytes',
+    kind: 'int',
+    help: 'stream size limit in bytes, 0 = unlimited',
+  },
   { key: 'node', env: 'CRI_LEDGER_NODE', flag: 'node', kind: 'string', help: 'node name (default: hostname)' },
   {
     key: 'logLevel',
@@ -246,6 +255,7 @@ export const ConfigSchema = z
         replicas: z.number().int().min(1).max(5).default(DEFAULT_NATS_REPLICAS),
         duplicateWindow: DURATION.min(1000, 'must be at least 1s').default(DEFAULT_NATS_DUPLICATE_WINDOW_MS),
         maxAge: DURATION.default(DEFAULT_NATS_MAX_AGE_MS),
+        maxBytes: z.number().int().nonnegative().default(DEFAULT_NATS_MAX_BYTES),
       })
       .strict()
       .default({
@@ -253,6 +263,7 @@ export const ConfigSchema = z
         replicas: DEFAULT_NATS_REPLICAS,
         duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS,
         maxAge: DEFAULT_NATS_MAX_AGE_MS,
+        maxBytes: DEFAULT_NATS_MAX_BYTES,
       }),
     node: z
       .string()

@@ -4,13 +4,14 @@ import type { Logger } from 'pino';
 import { encodeEvent, type LedgerEvent } from '../../domain/events.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_RETRY_BACKOFF_MAX_MS,
+  duplicateWindowWarning,
+  resendHorizonMs,
   resolveRelayOptions,
   type NatsRelayOptions,
   type RelayStatus,
   type ResolvedRelayOptions,
 } from './nats-relay-options.js';
-import { ensureStream, StreamConfigMismatchError } from './nats-stream-config.js';
+import { ensureStream, StreamConfigMismatchError, streamLimits, type StreamLimits } from './nats-stream-config.js';
 import { nodeSubjects, subjectFor } from './nats-subject.js';
 import { OutboxCursor } from './outbox-cursor.js';
 
@@ -36,6 +37,9 @@ export class NatsRelay {
   private lastError: string | undefined;
   private errors = 0;
   private lastPublishAt: string | undefined;
+  private server: string | undefined;
+  private limits: StreamLimits | undefined;
+  private readonly horizonMs: number;
   private round: AbortController | undefined;
   private readonly stopSignal = new AbortController();
   private waiters: Array<() => void> = [];
@@ -45,6 +49,7 @@ export class NatsRelay {
 
   private constructor(private readonly o: ResolvedRelayOptions) {
     this.logger = o.logger.child({ component: 'nats-relay', stream: o.stream.name, node: o.node });
+    this.horizonMs = resendHorizonMs(o);
   }
 
   /**
@@ -84,9 +89,17 @@ export class NatsRelay {
       head,
       lag: Math.max(0, head - cursor),
       errors: this.errors,
+      servers: this.o.serverList,
+      resendHorizonMs: this.horizonMs,
     };
     if (this.lastError !== undefined) s.lastError = this.lastError;
     if (this.lastPublishAt !== undefined) s.lastPublishAt = this.lastPublishAt;
+    if (this.connected && this.server !== undefined) s.server = this.server;
+    if (this.limits !== undefined) {
+      s.streamLimits = this.limits;
+      const warning = duplicateWindowWarning(this.o.stream.name, this.limits, this.horizonMs);
+      if (warning !== undefined) s.warnings = [warning];
+    }
     return s;
   }
 
@@ -130,7 +143,7 @@ export class NatsRelay {
         this.noteError(error, 'relay interrupted; resuming from the cursor after a pause');
         this.needsEnsure = true;
         await sleep(backoffMs, undefined, { signal: this.stopSignal.signal }).catch(() => undefined);
-        backoffMs = Math.min(backoffMs * 2, DEFAULT_RETRY_BACKOFF_MAX_MS);
+        backoffMs = Math.min(backoffMs * 2, this.o.retryBackoffMaxMs);
       }
     }
   }
@@ -202,15 +215,19 @@ export class NatsRelay {
     this.js = nc.jetstream();
     this.connected = true;
     this.needsEnsure = true;
-    this.logger.info({ server: nc.getServer(), ...this.status() }, 'NATS connected');
+    this.server = nc.getServer();
+    this.logger.info({ server: this.server, ...this.status() }, 'NATS connected');
     // Runs for the connection's life; it only records state, so a failure in it is logged, not thrown.
     void this.watch(nc).catch((error: unknown) => this.noteError(error, 'watching the NATS connection failed'));
   }
 
   private async ensure(): Promise<void> {
     if (!this.needsEnsure || this.nc === undefined) return;
-    const done = await ensureStream(await this.nc.jetstreamManager(), this.o.stream);
+    const { done, config } = await ensureStream(await this.nc.jetstreamManager(), this.o.stream);
     if (done !== 'unchanged') this.logger.info({ subjects: nodeSubjects(this.o.node) }, `stream ${done}`);
+    this.limits = streamLimits(config);
+    const warning = duplicateWindowWarning(this.o.stream.name, this.limits, this.horizonMs);
+    if (warning !== undefined) this.logger.warn({ resendHorizonMs: this.horizonMs, ...this.limits }, warning);
     this.needsEnsure = false;
   }
 
@@ -238,7 +255,8 @@ export class NatsRelay {
       } else if (s.type === Events.Reconnect) {
         this.connected = true;
         this.needsEnsure = true;
-        this.logger.info({ server: s.data, ...this.status() }, 'NATS reconnected');
+        this.server = nc.getServer();
+        this.logger.info({ server: this.server, ...this.status() }, 'NATS reconnected');
       } else if (s.type === Events.Error) {
         this.noteError(
           new Error(typeof s.data === 'string' ? s.data : JSON.stringify(s.data)),

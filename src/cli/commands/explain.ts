@@ -25,12 +25,22 @@ async function runExplain(ref: string, cmd: Command): Promise<void> {
     // Reservations and their endings come from a scan of the whole log, not from the
     // projections, so a container removed or compensated long ago is explained too.
     const scanned: LedgerEvent[] = [];
-    for await (const { event } of source.readEvents({ types: [...RESERVATION_TYPES] })) scanned.push(event);
+    const nodeOf = new Map<string, string>();
+    for await (const { event, node } of source.readEvents({ types: [...RESERVATION_TYPES] })) {
+      scanned.push(event);
+      if (node !== undefined) nodeOf.set(event.stream, node);
+    }
     const known = reservations(scanned);
     const { target, notes } = resolveReference(known, ref);
     for (const line of notes) note(line);
+    // Across nodes, the target is the stream on the node that reserved it.
+    const node = source.manyNodes ? nodeOf.get(target.stream) : undefined;
     const events: LedgerEvent[] = [];
-    for await (const { event } of source.readEvents({ streams: [target.stream] })) events.push(event);
-    for (const line of explain({ target, events, known, source: source.description, nowMs: Date.now() })) print(line);
+    for await (const e of source.readEvents({ streams: [target.stream] })) {
+      if (node === undefined || e.node === node) events.push(e.event);
+    }
+    const lines = explain({ target, events, known, source: source.description, nowMs: Date.now() });
+    if (node !== undefined) lines.splice(1, 0, `on node ${node}.`);
+    for (const line of lines) print(line);
   });
 }

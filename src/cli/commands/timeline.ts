@@ -21,6 +21,8 @@ interface Known {
   seq: number;
   /** A container's pod sandbox. */
   podId?: string;
+  /** The publishing node, when the source reads several (NATS). */
+  node?: string;
 }
 
 interface TimelineOptions {
@@ -50,7 +52,7 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
       // A pod's picture has its containers' lanes too.
       const streams = [target.stream, ...known.filter((k) => k.podId === target.id).map((k) => k.stream)];
       const events = [];
-      for await (const e of source.readEvents({ streams })) events.push(e.event);
+      for await (const e of source.readEvents({ streams })) if (onNode(target, e)) events.push(e.event);
       await writePicture(events, {
         title: `${target.kind} ${target.name}`,
         subtitle: `${target.id} · ${events.length} events · from ${source.description}`,
@@ -60,13 +62,18 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
       return;
     }
     const events: SourcedEvent[] = [];
-    for await (const e of source.readEvents({ streams: [target.stream] })) events.push(e);
+    for await (const e of source.readEvents({ streams: [target.stream] })) if (onNode(target, e)) events.push(e);
     if (options.json) {
       for (const e of events) print(e.json);
       return;
     }
     printTimeline(target, events);
   });
+}
+
+/** Whether `e` belongs to the target's node (always, when the source reads one node). */
+function onNode(target: Known, e: SourcedEvent): boolean {
+  return target.node === undefined || e.node === target.node;
 }
 
 /**
@@ -76,12 +83,20 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
  */
 async function resolve(source: EventSource, ref: string): Promise<{ target: Known; known: Known[] }> {
   const known: Known[] = [];
-  for await (const { event } of source.readEvents({ types: [...SAGA_BEGIN] })) {
+  for await (const { event, node } of source.readEvents({ types: [...SAGA_BEGIN] })) {
     if (event.type !== 'NameReserved' && event.type !== 'SandboxReserved') continue;
     const { kind, id } = parseStream(event.stream);
     if (kind !== 'container' && kind !== 'sandbox') continue;
     const podId = event.type === 'NameReserved' ? { podId: event.data.sandboxId } : {};
-    known.push({ kind, id, stream: event.stream, name: event.data.name, seq: event.seq, ...podId });
+    known.push({
+      kind,
+      id,
+      stream: event.stream,
+      name: event.data.name,
+      seq: event.seq,
+      ...podId,
+      ...(source.manyNodes && node !== undefined ? { node } : {}),
+    });
   }
   const byName = known.filter((k) => k.name === ref);
   if (byName.length > 0) {
@@ -108,6 +123,7 @@ async function resolve(source: EventSource, ref: string): Promise<{ target: Know
 function printTimeline(target: Known, events: SourcedEvent[]): void {
   print(`${target.kind} ${target.id}`);
   print(`name      ${target.name}`);
+  if (target.node !== undefined) print(`node      ${target.node}`);
   print('');
   let previous: number | undefined;
   const rows = events.map(({ seq, event }) => {
