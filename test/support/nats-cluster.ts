@@ -35,8 +35,8 @@ export interface NatsCluster {
   resume(name: string): void;
   /** Resolves once every running server answers /healthz ok (meta leader known, streams current). */
   waitHealthy(timeoutMs?: number): Promise<void>;
-  /** The server_name of `stream`'s RAFT leader, asked of any running server. */
-  streamLeader(stream: string): Promise<string>;
+  /** The server_name of `stream`'s RAFT leader, asked of any running server until one is known. */
+  streamLeader(stream: string, timeoutMs?: number): Promise<string>;
   /** Kills every server and removes the temp dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -187,16 +187,25 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
       frozen.delete(name);
     },
     waitHealthy,
-    streamLeader: async (stream) => {
-      const live = servers.filter((s) => procs.has(s.name) && !frozen.has(s.name)).map((s) => s.url);
-      const nc = await connect({ servers: live, timeout: 2_000 });
-      try {
-        const info = await (await nc.jetstreamManager({ timeout: 1_000 })).streams.info(stream);
-        const leader = info.cluster?.leader;
-        if (!leader) throw new Error(`stream ${stream} has no leader right now`);
-        return leader;
-      } finally {
-        await nc.close();
+    streamLeader: async (stream, timeoutMs = DEFAULT_CLUSTER_START_TIMEOUT_MS) => {
+      // Asked again until a leader is known: during an election requests time out or
+      // the stream reports none.
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const live = servers.filter((s) => procs.has(s.name) && !frozen.has(s.name)).map((s) => s.url);
+        try {
+          const nc = await connect({ servers: live, timeout: 1_000 });
+          try {
+            const info = await (await nc.jetstreamManager({ timeout: 1_000 })).streams.info(stream);
+            if (info.cluster?.leader) return info.cluster.leader;
+          } finally {
+            await nc.close();
+          }
+        } catch (error) {
+          if (Date.now() > deadline) throw error;
+        }
+        if (Date.now() > deadline) throw new Error(`stream ${stream} has no leader after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 100));
       }
     },
     stop,

@@ -21,6 +21,12 @@ export const DEFAULT_RECONNECT_WAIT_MS = 2_000;
 export const DEFAULT_RETRY_BACKOFF_MAX_MS = 30_000;
 /** A connect attempt (TCP + handshake) gives up after this, so an unreachable server delays start() only this long. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * How often the client pings its server; two unanswered pings mark the connection stale
+ * and it moves to another server. nats.js's 2-minute default left a relay on a frozen or
+ * partitioned server for 4 minutes or more.
+ */
+export const DEFAULT_PING_INTERVAL_MS = 5_000;
 /** How often a lagging relay logs its lag. */
 export const DEFAULT_LAG_LOG_INTERVAL_MS = 10_000;
 /** How long stop() waits for in-flight acks before it persists the cursor and closes. */
@@ -45,6 +51,7 @@ export interface NatsRelayOptions {
   publishTimeoutMs?: number;
   reconnectWaitMs?: number;
   retryBackoffMaxMs?: number;
+  pingIntervalMs?: number;
   lagLogIntervalMs?: number;
   stopTimeoutMs?: number;
   /**
@@ -86,6 +93,7 @@ export function resolveRelayOptions(o: NatsRelayOptions): ResolvedRelayOptions {
     publishTimeoutMs: o.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS,
     reconnectWaitMs: o.reconnectWaitMs ?? DEFAULT_RECONNECT_WAIT_MS,
     retryBackoffMaxMs: o.retryBackoffMaxMs ?? DEFAULT_RETRY_BACKOFF_MAX_MS,
+    pingIntervalMs: o.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
     lagLogIntervalMs: o.lagLogIntervalMs ?? DEFAULT_LAG_LOG_INTERVAL_MS,
     stopTimeoutMs: o.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS,
     onFatal: o.onFatal ?? (() => undefined),
@@ -95,6 +103,7 @@ export function resolveRelayOptions(o: NatsRelayOptions): ResolvedRelayOptions {
     'publishTimeoutMs',
     'reconnectWaitMs',
     'retryBackoffMaxMs',
+    'pingIntervalMs',
     'lagLogIntervalMs',
     'stopTimeoutMs',
   ] as const;

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, Events, type JetStreamClient, type NatsConnection } from 'nats';
+import { connect, ErrorCode, Events, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { encodeEvent, type LedgerEvent } from '../../domain/events.js';
 import {
@@ -142,6 +142,10 @@ export class NatsRelay {
         if (error instanceof StreamConfigMismatchError) return this.halt(error);
         this.noteError(error, 'relay interrupted; resuming from the cursor after a pause');
         this.needsEnsure = true;
+        // A publish that timed out on a live connection: the server may be frozen or cut
+        // off from the cluster while its socket stays open. Try another server rather
+        // than wait for the pings to call the connection stale.
+        if (isTimeout(error) && this.connected) void this.nc?.reconnect().catch(() => undefined);
         await sleep(backoffMs, undefined, { signal: this.stopSignal.signal }).catch(() => undefined);
         backoffMs = Math.min(backoffMs * 2, this.o.retryBackoffMaxMs);
       }
@@ -210,6 +214,8 @@ export class NatsRelay {
       noAsyncTraces: true,
       reconnectTimeWait: this.o.reconnectWaitMs,
       timeout: DEFAULT_CONNECT_TIMEOUT_MS,
+      pingInterval: this.o.pingIntervalMs,
+      maxPingOut: 2,
     });
     this.nc = nc;
     this.js = nc.jetstream();
@@ -308,4 +314,9 @@ export class NatsRelay {
     this.waiters = [];
     for (const wake of waiters) wake();
   }
+}
+
+function isTimeout(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === ErrorCode.Timeout || code === ErrorCode.JetStream408RequestTimeout;
 }
