@@ -1,4 +1,5 @@
 import { runCriBench } from './cri.js';
+import { runFleetBench } from './fleet.js';
 import { runImagesBench } from './images.js';
 import { runLedgerBench } from './ledger.js';
 import { runOverheadBench } from './overhead.js';
@@ -13,6 +14,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   restart: runRestartBench,
   overhead: runOverheadBench,
   streaming: runStreamingBench,
+  fleet: runFleetBench,
 };
 
 const [suite, ...args] = process.argv.slice(2);

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
@@ -6,6 +7,7 @@ import { pino } from 'pino';
 import { NatsRelay, type NatsRelayOptions } from '../../src/adapters/bus/nats-relay.js';
 import { parseSubjectToken } from '../../src/adapters/bus/nats-subject.js';
 import { LevelDbEventLog } from '../../src/adapters/eventlog/leveldb-event-log.js';
+import type { NatsCluster } from './nats-cluster.js';
 import { generateScenario, type ScenarioAppend } from './scenario.js';
 
 /*
@@ -222,4 +224,147 @@ export function auditFleet(nodes: Array<{ node: string; head: number }>, stored:
     maxLateBy,
     orderAfterHoldBack,
   };
+}
+
+/** What one fault did, beside the audit of the whole stream after it. */
+export interface FaultFigures extends FleetAudit {
+  /** Events appended while the fault ran (all nodes). */
+  appended: number;
+  /** The largest lag of any relay. */
+  peakLag: number;
+  /** The longest time any relay went without its cursor moving while it had a lag. */
+  longestStallMs: number;
+  /** From the heal until every relay's lag was 0 (writers stop at the heal). */
+  drainMs: number;
+}
+
+/** The cluster server a relay is connected to now, by server_name, from its status' host:port. */
+export function relayServer(cluster: NatsCluster, node: FleetNode): string | undefined {
+  const hostPort = node.relay.status().server;
+  return cluster.servers.find((s) => hostPort?.endsWith(`:${s.port}`))?.name;
+}
+
+/**
+ * Writes on every node at `eventsPerS` each, runs `fault` after `leadMs`, keeps writing
+ * `holdMs`, runs `heal`, stops the writers, waits for every relay to drain, and audits
+ * the whole stream against the logs.
+ */
+export async function measureFault(options: {
+  fleet: Fleet;
+  cluster: NatsCluster;
+  stream: string;
+  eventsPerS: number;
+  fault: () => Promise<void>;
+  heal: () => Promise<void>;
+  leadMs?: number;
+  holdMs: number;
+  drainTimeoutMs?: number;
+}): Promise<FaultFigures> {
+  const { fleet } = options;
+  const writers = startWriters(fleet.nodes, options.eventsPerS);
+  let peakLag = 0;
+  let longestStallMs = 0;
+  const lastMove = fleet.nodes.map(() => performance.now());
+  const lastCursor = fleet.nodes.map((n) => n.relay.status().cursor);
+  const sampler = setInterval(() => {
+    fleet.nodes.forEach((n, i) => {
+      const s = n.relay.status();
+      peakLag = Math.max(peakLag, s.lag);
+      const now = performance.now();
+      if (s.cursor !== lastCursor[i] || s.lag === 0) {
+        longestStallMs = Math.max(longestStallMs, now - lastMove[i]!);
+        lastMove[i] = now;
+        lastCursor[i] = s.cursor;
+      }
+    });
+  }, 20);
+  try {
+    await sleep(options.leadMs ?? 1_500);
+    await options.fault();
+    await sleep(options.holdMs);
+    await options.heal();
+    await writers.stop();
+    const drainMs = await waitDrained(fleet.nodes, options.drainTimeoutMs ?? 60_000);
+    clearInterval(sampler);
+    const stored = await readStream(options.cluster.urls, options.stream);
+    const audit = auditFleet(
+      fleet.nodes.map((n) => ({ node: n.node, head: n.log.head() })),
+      stored,
+    );
+    return { ...audit, appended: writers.appended(), peakLag, longestStallMs: Math.round(longestStallMs), drainMs };
+  } finally {
+    clearInterval(sampler);
+    await writers.stop();
+  }
+}
+
+/** The four faults of issue 17, each as a fault and its heal on `cluster`. */
+export function fleetFaults(
+  cluster: NatsCluster,
+  fleet: Fleet,
+  stream: string,
+): Array<{
+  name: string;
+  holdMs: number;
+  prepare: () => Promise<string>;
+  fault: () => Promise<void>;
+  heal: () => Promise<void>;
+}> {
+  let victim = '';
+  return [
+    {
+      name: 'follower killed and restarted',
+      holdMs: 4_000,
+      prepare: async () => {
+        const leader = await cluster.streamLeader(stream);
+        // A follower a relay is on if there is one: its relays must move.
+        const used = fleet.nodes.map((n) => relayServer(cluster, n)).filter((s): s is string => s !== undefined);
+        victim = used.find((s) => s !== leader) ?? cluster.servers.find((s) => s.name !== leader)!.name;
+        return `killing ${victim} (leader ${leader}; relays on ${used.join(', ')})`;
+      },
+      fault: () => cluster.kill(victim),
+      heal: async () => {
+        await cluster.start(victim);
+        await cluster.waitHealthy();
+      },
+    },
+    {
+      name: "the stream's leader killed",
+      holdMs: 4_000,
+      prepare: async () => {
+        victim = await cluster.streamLeader(stream);
+        return `killing ${victim}, the leader; relays on ${fleet.nodes.map((n) => relayServer(cluster, n)).join(', ')}`;
+      },
+      fault: () => cluster.kill(victim),
+      heal: async () => {
+        await cluster.start(victim);
+        await cluster.waitHealthy();
+      },
+    },
+    {
+      name: 'the leader frozen (SIGSTOP)',
+      holdMs: 6_000,
+      prepare: async () => {
+        victim = await cluster.streamLeader(stream);
+        return `freezing ${victim}, the leader; relays on ${fleet.nodes.map((n) => relayServer(cluster, n)).join(', ')}`;
+      },
+      fault: async () => cluster.pause(victim),
+      heal: async () => {
+        cluster.resume(victim);
+        await cluster.waitHealthy();
+      },
+    },
+    {
+      name: 'all three killed and restarted',
+      holdMs: 2_000,
+      prepare: async () => 'killing s1, s2 and s3',
+      fault: async () => {
+        for (const s of cluster.servers) await cluster.kill(s.name);
+      },
+      heal: async () => {
+        await Promise.all(cluster.servers.map((s) => cluster.start(s.name)));
+        await cluster.waitHealthy(30_000);
+      },
+    },
+  ];
 }
