@@ -416,6 +416,8 @@ export interface ConfigSources {
   env?: NodeJS.ProcessEnv;
   /** Flag values by flag name (`nats-url`), as strings. */
   flags?: Record<string, string | boolean | undefined>;
+  /** Keys whose environment variable and flag are not configuration here (a command reads them itself). */
+  skip?: readonly string[];
 }
 
 /**
@@ -446,6 +448,7 @@ export function loadConfigWithOrigins(sources: ConfigSources = {}): { config: Co
   ];
   for (const [layer, valueOf] of layers) {
     for (const def of CONFIG_KEYS) {
+      if (sources.skip?.includes(def.key)) continue;
       const raw = valueOf(def);
       if (raw === undefined || raw === '') continue;
       const where = layer === 'env' ? `from ${def.env}` : `from --${def.flag}`;
