@@ -141,7 +141,10 @@ describe('a fleet of cri-ledger serve processes on a JetStream cluster', () => {
   });
 
   it('timeline and explain find a container on whichever node holds it, and say which', async () => {
-    const created = nodes[1]!.events.find((e) => e.type === 'ContainerCreated')!;
+    // Generated histories reuse ids across nodes; take one only node-b has.
+    const onA = new Set(nodes[0]!.events.map((e) => e.stream));
+    const created = nodes[1]!.events.find((e) => e.type === 'ContainerCreated' && !onA.has(e.stream))!;
+    assert.ok(created, "node-b has a container node-a's history lacks");
     const id = created.stream.slice('container-'.length);
     const timeline = await nats('timeline', id, '--node', '*');
     assert.equal(timeline.code, 0, timeline.stderr);
@@ -152,6 +155,21 @@ describe('a fleet of cri-ledger serve processes on a JetStream cluster', () => {
     assert.equal(explain.code, 0, explain.stderr);
     assert.match(explain.stdout, /^on node node-b\.$/m);
     assert.match(explain.stdout, new RegExp(`${mine.length} events`));
+  });
+
+  it('refuses an id both nodes hold, naming them, and reads it with one --node', async () => {
+    const onB = new Set(nodes[1]!.events.map((e) => e.stream));
+    const shared = nodes[0]!.events.find((e) => e.type === 'ContainerCreated' && onB.has(e.stream))!;
+    assert.ok(shared, 'the two histories share a container id');
+    const id = shared.stream.slice('container-'.length, 'container-'.length + 12);
+    for (const command of ['timeline', 'explain']) {
+      const r = await nats(command, id, '--node', '*');
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /is on several nodes \(node-a, node-b\): pass --node with one of them/);
+    }
+    const one = await nats('timeline', id, '--node', 'node-a');
+    assert.equal(one.code, 0, one.stderr);
+    assert.doesNotMatch(one.stdout, /^node /m);
   });
 
   it("status --nats --node '*' lists each node's part, the leader and the limits", async () => {

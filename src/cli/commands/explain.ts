@@ -3,6 +3,7 @@ import type { LedgerEvent } from '../../domain/events.js';
 import { withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { explain, RESERVATION_TYPES, reservations, resolveReference } from './support/explanation.js';
+import { onOneNode } from './support/nodes.js';
 import { note, print } from './support/output.js';
 
 export function registerExplain(program: Command): void {
@@ -25,16 +26,18 @@ async function runExplain(ref: string, cmd: Command): Promise<void> {
     // Reservations and their endings come from a scan of the whole log, not from the
     // projections, so a container removed or compensated long ago is explained too.
     const scanned: LedgerEvent[] = [];
-    const nodeOf = new Map<string, string>();
+    const nodesOf = new Map<string, Set<string>>();
     for await (const { event, node } of source.readEvents({ types: [...RESERVATION_TYPES] })) {
       scanned.push(event);
-      if (node !== undefined) nodeOf.set(event.stream, node);
+      if (node !== undefined) nodesOf.set(event.stream, (nodesOf.get(event.stream) ?? new Set()).add(node));
     }
     const known = reservations(scanned);
     const { target, notes } = resolveReference(known, ref);
     for (const line of notes) note(line);
     // Across nodes, the target is the stream on the node that reserved it.
-    const node = source.manyNodes ? nodeOf.get(target.stream) : undefined;
+    const nodes = [...(nodesOf.get(target.stream) ?? [])].map((node) => ({ node }));
+    onOneNode(ref, nodes);
+    const node = source.manyNodes ? nodes[0]?.node : undefined;
     const events: LedgerEvent[] = [];
     for await (const e of source.readEvents({ streams: [target.stream] })) {
       if (node === undefined || e.node === node) events.push(e.event);

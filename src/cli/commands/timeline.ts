@@ -5,6 +5,7 @@ import { parseStream, resolveIdPrefix } from '../../domain/ids.js';
 import { withConfigOptions } from '../options.js';
 import type { EventSource, SourcedEvent } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
+import { onOneNode } from './support/nodes.js';
 import { note, print } from './support/output.js';
 import { pictureFormat, writePicture } from './support/pictures.js';
 import { sessionRows, sessionStories } from './support/sessions.js';
@@ -99,6 +100,7 @@ async function resolve(source: EventSource, ref: string): Promise<{ target: Know
     });
   }
   const byName = known.filter((k) => k.name === ref);
+  onOneNode(ref, byName);
   if (byName.length > 0) {
     const newest = byName[byName.length - 1]!;
     if (byName.length > 1) {
@@ -115,6 +117,10 @@ async function resolve(source: EventSource, ref: string): Promise<{ target: Know
   if (/^[0-9a-f]+$/.test(ref)) {
     const id = resolveIdPrefix(ref, new Set(known.map((k) => k.id)), 'ref');
     const found = id === undefined ? undefined : known.find((k) => k.id === id);
+    onOneNode(
+      ref,
+      known.filter((k) => k.id === id),
+    );
     if (found) return { target: found, known };
   }
   throw new NotFoundError('container or sandbox', ref);
