@@ -189,7 +189,7 @@ describe('the fleet audit consumer recipe on an R3 cluster', () => {
     await temp?.cleanup();
   });
 
-  it('reads every event once per id while the stream leader is killed mid-way', async () => {
+  it('reads every event once per id while the stream leader is killed mid-way', async (t) => {
     const seen = join(temp.dir, 'seen.txt');
     const args = ['--nats', cluster.urls, '--durable', 'audit', '--seen', seen];
     const leader = await cluster.streamLeader('CRI_LEDGER');
@@ -200,6 +200,10 @@ describe('the fleet audit consumer recipe on an R3 cluster', () => {
     // A consumer that idled out during the election reads the rest on its next run, as after
     // any restart; one that rode it out finds nothing left. Together: each event once.
     const rest = first.length < published.length ? await consume(args) : [];
+    t.diagnostic(
+      `leader ${leader} killed after 60 lines; the first run printed ${first.length}, the second ${rest.length}, ` +
+        `of ${published.length} events`,
+    );
     await cluster.start(leader);
     await cluster.waitHealthy();
     const all = [...first, ...rest].map((e) => e.id);

@@ -8,7 +8,10 @@ import {
   type StreamInfo,
 } from 'nats';
 import { CriLedgerError, InvalidArgumentError } from '../../domain/errors.js';
+import { formatDurationMs } from './duration-format.js';
 import { nodeSubjects, subjectCovers } from './nats-subject.js';
+
+export { formatDurationMs };
 
 /** The JetStream stream the relay publishes to when the config names none. */
 export const DEFAULT_STREAM_NAME = 'CRI_LEDGER';
@@ -101,25 +104,6 @@ export function validateStreamSettings(s: StreamSettings): void {
       `${formatDurationMs(s.duplicateWindowMs)} exceeds max age ${formatDurationMs(s.maxAgeMs)}`,
     );
   }
-}
-
-/** `600000` -> `10m`, `5400000` -> `1h30m`, `0` -> `0`: the way the nats CLI shows durations. */
-export function formatDurationMs(ms: number): string {
-  if (ms === 0) return '0';
-  const units: Array<[string, number]> = [
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1_000],
-  ];
-  let rest = ms;
-  let out = '';
-  for (const [unit, size] of units) {
-    const n = Math.floor(rest / size);
-    if (n > 0) out += `${n}${unit}`;
-    rest -= n * size;
-  }
-  if (rest > 0) out += `${Number(rest.toFixed(3))}ms`;
-  return out;
 }
 
 const maxAge = (ms: number): string => (ms === 0 ? '0 (unlimited)' : formatDurationMs(ms));

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { formatDurationMs, type StreamLimits } from '../../adapters/bus/nats-stream-config.js';
+import { formatDurationMs } from '../../adapters/bus/duration-format.js';
+import type { StreamLimits } from '../../adapters/bus/nats-stream-config.js';
 import { withConfigOptions } from '../options.js';
 import type { InFlight, LedgerStatus, StreamStatus } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
