@@ -11,6 +11,7 @@ import type { LedgerEvent } from '../../src/domain/events.js';
 import { tempRoot, writeScenarioLog } from '../support/cli.js';
 import { startNatsCluster, type NatsCluster } from '../support/nats-cluster.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { generateScenario } from '../support/scenario.js';
 import { until } from '../support/until.js';
 
 /*
@@ -189,20 +190,31 @@ describe('the fleet audit consumer recipe on an R3 cluster', () => {
     await temp?.cleanup();
   });
 
-  it('reads every event once per id while the stream leader is killed mid-way', async (t) => {
+  it('reads every event once per id while the stream leader is killed mid-way and the nodes go on', async (t) => {
     const seen = join(temp.dir, 'seen.txt');
     const args = ['--nats', cluster.urls, '--durable', 'audit', '--seen', seen];
     const leader = await cluster.streamLeader('CRI_LEDGER');
+    // After 60 lines the leader dies, and both nodes record another history that their
+    // relays publish through the election: the consumer must get those too, once.
     let killed: Promise<void> | undefined;
-    const first = await consume(args, undefined, { lines: 60, run: () => (killed = cluster.kill(leader)) });
-    assert.ok(killed, `the leader was killed mid-way (the first run printed ${first.length} of ${published.length})`);
+    const later = async (): Promise<void> => {
+      await cluster.kill(leader);
+      for (const [i, log] of logs.entries()) {
+        for (const a of generateScenario({ pods: 6, seed: 50 + i })) {
+          published.push(...(await log.append(`${a.stream}-late`, a.expected, a.events)));
+        }
+      }
+    };
+    const first = await consume(args, undefined, { lines: 60, run: () => (killed = later()) });
+    assert.ok(killed, `the leader was killed mid-way (the first run printed ${first.length})`);
     await killed;
-    // A consumer that idled out during the election reads the rest on its next run, as after
-    // any restart; one that rode it out finds nothing left. Together: each event once.
-    const rest = first.length < published.length ? await consume(args) : [];
+    await until('both relays to drain', async () => relays.every((r) => r.status().lag === 0), 30_000);
+    // A consumer that idled out during the election reads the rest on its next run, as
+    // after any restart; one that rode it out finds nothing left. Together: each once.
+    const rest = await consume(args);
     t.diagnostic(
-      `leader ${leader} killed after 60 lines; the first run printed ${first.length}, the second ${rest.length}, ` +
-        `of ${published.length} events`,
+      `leader ${leader} killed after 60 lines while both nodes recorded more; ` +
+        `the first run printed ${first.length}, the second ${rest.length}, of ${published.length} events`,
     );
     await cluster.start(leader);
     await cluster.waitHealthy();
