@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { NatsRelay } from '../../src/adapters/bus/nats-relay.js';
 import { LevelDbEventLog } from '../../src/adapters/eventlog/leveldb-event-log.js';
 import type { LedgerEvent } from '../../src/domain/events.js';
-import { tempRoot, writeScenarioLog } from '../support/cli.js';
+import { runCli, tempRoot, writeScenarioLog } from '../support/cli.js';
 import { startNatsCluster, type NatsCluster } from '../support/nats-cluster.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { generateScenario } from '../support/scenario.js';
@@ -221,5 +221,30 @@ describe('the fleet audit consumer recipe on an R3 cluster', () => {
     const all = [...first, ...rest].map((e) => e.id);
     assert.equal(new Set(all).size, all.length, 'no event twice');
     assert.deepEqual(new Set(all), new Set(published.map((e) => e.id)), 'every event of both nodes');
+  });
+
+  it("the CLI reads the fleet's stream (cri-ledger.>) with --node '*': each event once, in each node's order", async () => {
+    const r = await runCli(['events', '--json', '--nats', cluster.urls, '--node', '*'], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const got = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as LedgerEvent);
+    assert.equal(got.length, published.length);
+    for (const node of ['node-a', 'node-b']) {
+      const seqs = got.filter((e) => e.node === node).map((e) => e.seq);
+      assert.deepEqual(
+        seqs,
+        [...seqs].sort((a, b) => a - b),
+        `${node} in seq order`,
+      );
+      assert.equal(seqs.length, published.filter((e) => e.node === node).length);
+    }
+    const status = await runCli(['status', '--nats', cluster.urls, '--node', '*'], { timeoutMs: 30_000 });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^nodes +\\*: ${published.length} messages from 2 nodes$`, 'm'));
+    const replay = await runCli(['replay', '--until', '1', '--nats', cluster.urls, '--node', '*']);
+    assert.equal(replay.code, 1);
+    assert.match(replay.stderr, /replay folds one node's log: name one node/);
   });
 });

@@ -10,3 +10,10 @@ export function onOneNode(ref: string, matches: ReadonlyArray<{ node?: string }>
     );
   }
 }
+
+/** Refuses a source that reads several nodes, for commands that fold one node's log into projections. */
+export function requireOneNode(source: { manyNodes?: boolean }, command: string): void {
+  if (source.manyNodes) {
+    throw new InvalidArgumentError('--node', `${command} folds one node's log: name one node, not a list or '*'`);
+  }
+}
