@@ -205,7 +205,12 @@ describe('the fleet audit consumer recipe on an R3 cluster', () => {
         }
       }
     };
-    const first = await consume(args, undefined, { lines: 60, run: () => (killed = later()) });
+    const first = await consume(args, undefined, {
+      lines: 60,
+      run: () => {
+        killed = later();
+      },
+    });
     assert.ok(killed, `the leader was killed mid-way (the first run printed ${first.length})`);
     await killed;
     await until('both relays to drain', async () => relays.every((r) => r.status().lag === 0), 30_000);
