@@ -326,6 +326,7 @@ export async function runCriBench(args: string[]): Promise<void> {
     await mkdir(join(work, 'cni'));
     await mkdir(logRoot);
     serve = await startServe({
+      warmUp: true,
       ...(ledgerMain ? { main: ledgerMain } : {}),
       root: join(work, 'ledger'),
       socket: join(work, 'cri-ledger.sock'),

@@ -276,6 +276,7 @@ export async function runImagesBench(args: string[]): Promise<void> {
     containerd = await startContainerdWithCri({ registryConfigPath: hostsDir });
     await mkdir(join(work, 'cni'));
     serve = await startServe({
+      warmUp: true,
       root: join(work, 'ledger'),
       socket: join(work, 'cri-ledger.sock'),
       args: [

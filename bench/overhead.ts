@@ -74,6 +74,7 @@ export async function runOverheadBench(args: string[]): Promise<void> {
         await importTestImage(containerd.address, namespace, await buildTestImage(spec, join(work, 'images')));
       await mkdir(join(work, v.key, 'cni'), { recursive: true });
       const serve = await startServe({
+        warmUp: true,
         root: join(work, v.key),
         socket: join(work, `${v.key}.sock`),
         args: [

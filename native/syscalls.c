@@ -158,6 +158,23 @@ static napi_value js_mkfifo(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setPipeSize(fd, bytes): fcntl(F_SETPIPE_SZ); returns the size the kernel gave (it rounds up). */
+static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  double fd, size;
+  if (!number_arg(env, argv, argc, 0, &fd) || !number_arg(env, argv, argc, 1, &size)) return NULL;
+  int got = fcntl((int)fd, F_SETPIPE_SZ, (int)size);
+  if (got < 0) {
+    napi_throw(env, make_error(env, errno, "fcntl(F_SETPIPE_SZ)", NULL));
+    return NULL;
+  }
+  napi_value out;
+  napi_create_int32(env, got, &out);
+  return out;
+}
+
 /* mknod(path, mode, major, minor): synchronous; mode carries the file type (S_IFCHR, ...). */
 static napi_value js_mknod(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -471,6 +488,7 @@ static void set_constant(napi_env env, napi_value object, const char *name, doub
 static napi_value init(napi_env env, napi_value exports) {
   set_function(env, exports, "mkfifo", js_mkfifo);
   set_function(env, exports, "mknod", js_mknod);
+  set_function(env, exports, "setPipeSize", js_set_pipe_size);
   set_function(env, exports, "lsetxattr", js_lsetxattr);
   set_function(env, exports, "lgetxattr", js_lgetxattr);
   set_function(env, exports, "mount", js_mount);

@@ -8,6 +8,7 @@ import {
   DEFAULT_STREAMING_PORT,
   DEFAULT_STREAMING_TOKEN_TTL_MS,
 } from '../adapters/streaming/streaming-options.js';
+import { DEFAULT_RETENTION_INTERVAL_MS, RETENTION_OFF } from '../commands/retention-policy.js';
 import { InvalidArgumentError } from '../domain/errors.js';
 
 export const DEFAULT_ROOT = '/var/lib/cri-ledger';
@@ -90,6 +91,13 @@ export const CONFIG_KEYS = [
     help: "cgroupfs or systemd: must match kubelet's cgroupDriver",
   },
   {
+    key: 'warmUpCalls',
+    env: 'CRI_LEDGER_WARM_UP_CALLS',
+    flag: 'warm-up-calls',
+    kind: 'int',
+    help: "read-only calls the service makes to itself on a private socket at start, so kubelet's first calls find its code warm (0: none)",
+  },
+  {
     key: 'containerEvents.maxLag',
     env: 'CRI_LEDGER_CONTAINER_EVENTS_MAX_LAG',
     flag: 'container-events-max-lag',
@@ -152,6 +160,28 @@ export const CONFIG_KEYS = [
     kind: 'int',
     help: 'stream size limit in bytes, 0 = unlimited',
   },
+  {
+    key: 'retention.maxAge',
+    env: 'CRI_LEDGER_RETENTION_MAX_AGE',
+    flag: 'retention-max-age',
+    kind: 'duration',
+    help: "remove removed containers' and sandboxes' events older than this from the local log, e.g. 7d; 0 = off",
+  },
+  {
+    key: 'retention.maxBytes',
+    env: 'CRI_LEDGER_RETENTION_MAX_BYTES',
+    flag: 'retention-max-bytes',
+    // A size in words ("2GiB") or bytes, read by the schema (see `retention` there).
+    kind: 'string',
+    help: "above this log size, remove the oldest removed containers' and sandboxes' events, e.g. 2GiB; 0 = off",
+  },
+  {
+    key: 'retention.interval',
+    env: 'CRI_LEDGER_RETENTION_INTERVAL',
+    flag: 'retention-interval',
+    kind: 'duration',
+    help: 'how often retention checks its rules, e.g. 1m',
+  },
   { key: 'node', env: 'CRI_LEDGER_NODE', flag: 'node', kind: 'string', help: 'node name (default: hostname)' },
   {
     key: 'logLevel',
@@ -212,6 +242,8 @@ export const CONFIG_KEYS = [
 ] as const satisfies ReadonlyArray<{ key: string; env: string; flag: string; kind: Kind; help: string }>;
 
 const DURATION = z.number().int().nonnegative();
+/** A fresh process's first calls cost 2-4x a warm one's: this many self-calls at start take most of that. */
+export const DEFAULT_WARM_UP_CALLS = 1_000;
 
 export const ConfigSchema = z
   .object({
@@ -265,11 +297,27 @@ export const ConfigSchema = z
         maxAge: DEFAULT_NATS_MAX_AGE_MS,
         maxBytes: DEFAULT_NATS_MAX_BYTES,
       }),
+    // Durations and sizes in words are read here, so a file, the environment and a flag
+    // all take "7d" and "2GiB" (the other keys' words are read by readFile and convert).
+    retention: z
+      .object({
+        maxAge: inWords(parseDuration, DURATION).default(RETENTION_OFF),
+        maxBytes: inWords(
+          parseSize,
+          z.number({ error: 'must be a size, e.g. 800MiB, 2GB or 1073741824' }).int().nonnegative(),
+        ).default(RETENTION_OFF),
+        interval: inWords(parseDuration, DURATION.min(100, 'must be at least 100ms')).default(
+          DEFAULT_RETENTION_INTERVAL_MS,
+        ),
+      })
+      .strict()
+      .default({ maxAge: RETENTION_OFF, maxBytes: RETENTION_OFF, interval: DEFAULT_RETENTION_INTERVAL_MS }),
     node: z
       .string()
       .regex(/^[^\s.*>]+$/, 'must be one NATS subject token (no spaces, dots, * or >)')
       .default(() => nodeName()),
     cgroupDriver: z.enum(['cgroupfs', 'systemd']).default('cgroupfs'),
+    warmUpCalls: z.number().int().min(0).max(100_000).default(DEFAULT_WARM_UP_CALLS),
     containerEvents: z
       .object({ maxLag: z.number().int().min(1).default(DEFAULT_CONTAINER_EVENTS_MAX_LAG) })
       .strict()
@@ -334,6 +382,28 @@ export function parseDuration(value: string | number): number {
     rest = rest.slice(m[0].length);
   }
   return Math.round(total);
+}
+
+/** A number schema that also takes words ("7d", "2GiB") `parse` reads; words it cannot read fail the schema. */
+function inWords(parse: (text: string) => number, schema: z.ZodNumber) {
+  return z.preprocess((value) => {
+    if (typeof value !== 'string') return value;
+    try {
+      return parse(value);
+    } catch {
+      return value;
+    }
+  }, schema);
+}
+
+/** "512MiB", "2GB", "1.5GiB", "800k", or a number of bytes. */
+export function parseSize(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?$/i.exec(value.trim());
+  if (!m) throw new Error(`"${value}" is not a size (e.g. 800MiB, 2GB, 1073741824)`);
+  const power = ' kmgt'.indexOf((m[2] || ' ').toLowerCase());
+  const base = m[3] ? 1024 : 1000;
+  return Math.round(Number(m[1]) * base ** power);
 }
 
 function convert(kind: Kind, raw: string): unknown {

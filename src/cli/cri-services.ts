@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { staleWhileRevalidate } from '../adapters/cache/stale-while-revalidate.js';
 import { networkReady } from '../adapters/cni/cni-network.js';
 import { CniPodNetwork } from '../adapters/cni/pod-network.js';
 import { connectContainerd } from '../adapters/containerd/containerd-api.js';
@@ -62,6 +63,9 @@ import { NameReservations } from '../commands/name-reservations.js';
 import { nodeStream } from '../domain/ids.js';
 import type { Config } from './config.js';
 
+/** The CNI status read for Status is reused this long, then re-read while answered. */
+const NETWORK_STATUS_FRESH_MS = 1_000;
+const NETWORK_STATUS_STALE_MS = 30_000;
 /** The version in package.json (this file is compiled to dist/src/cli/). */
 export function packageVersion(): string {
   const path = fileURLToPath(new URL('../../../package.json', import.meta.url));
@@ -105,11 +109,18 @@ export function createCriServices(
   const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
   const health = new ContainerdHealth(api);
   const runtimeVersion = packageVersion();
+  // The CNI config and plugins are read from disk for kubelet's Status every few
+  // seconds: answered from the last read, re-read in the background (a changed config
+  // shows on the next poll).
+  const cachedNetworkReady = staleWhileRevalidate(() => networkReady(config.cni.confDir, config.cni.binDir), {
+    freshMs: NETWORK_STATUS_FRESH_MS,
+    maxStaleMs: NETWORK_STATUS_STALE_MS,
+  });
   const info = (apiVersion: RuntimeInfoDeps['apiVersion']): RuntimeInfoDeps => ({
     apiVersion,
     runtimeVersion,
     runtimeReady: () => health.check(),
-    networkReady: () => networkReady(config.cni.confDir, config.cni.binDir),
+    networkReady: cachedNetworkReady,
     effectiveConfig: () => config,
     cgroupDriver: config.cgroupDriver,
     podCidr: async () => {

@@ -17,6 +17,7 @@ import { RuntimeUnavailableError } from '../../src/domain/errors.js';
 import { startContainerd, type PrivateContainerd } from '../support/containerd.js';
 import { createTestContainer, tearDownRuncTests } from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
+import { until } from '../support/until.js';
 
 const NAMESPACE = 'cri-ledger-stats-test';
 const TEST_TIMEOUT_MS = 120_000;
@@ -194,6 +195,33 @@ describe('ContainerdStats writable layer', () => {
     await removeAll(c.id);
   });
 
+  it('answers a layer it has measured from its cache, and refreshes it in the background once it is old', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    const c = await startContainer(
+      'cached',
+      'until [ -e /go ]; do sleep 0.05; done; touch /a /b /c /written; sleep 1000 & wait',
+    );
+    const refs = { snapshots: new Map([[c.id, c.snapshot]]) };
+    const fresh = countingUsageCalls();
+    const keeping = new ContainerdStats({ api: fresh.api });
+    const first = (await keeping.containerStats([c.id], refs)).get(c.id)?.writableLayer;
+    assert.equal(fresh.usageCalls(), 1);
+    writeFileSync(join(rootfs(c.id), 'go'), '');
+    await waitForMarker(c.id, 'written');
+    const second = (await keeping.containerStats([c.id], refs)).get(c.id)?.writableLayer;
+    assert.equal(fresh.usageCalls(), 1, 'within the refresh interval, no walk of the layer');
+    assert.deepEqual(second, first);
+
+    const stale = countingUsageCalls();
+    const refreshing = new ContainerdStats({ api: stale.api, usageRefreshMs: 0 });
+    const before = (await refreshing.containerStats([c.id], refs)).get(c.id)?.writableLayer;
+    const answered = (await refreshing.containerStats([c.id], refs)).get(c.id)?.writableLayer;
+    assert.deepEqual(answered, before, 'an old figure is answered at once');
+    await until('the background refresh', async () => stale.usageCalls() >= 2, 30_000);
+    await removeAll(c.id);
+  });
+
   it('is undefined for a snapshot that does not exist, and left out of a sample without a snapshot ref', {
     timeout: TEST_TIMEOUT_MS,
   }, async () => {
@@ -277,6 +305,18 @@ async function removeAll(id: string): Promise<void> {
   await tasks.delete(id);
   await runtime.deleteContainer(id);
   await runtime.removeSnapshot(id, 'overlayfs');
+}
+
+/** The shared api with its snapshots client counting Usage calls. */
+function countingUsageCalls(): { api: ContainerdApi; usageCalls: () => number } {
+  let calls = 0;
+  const counted = new Proxy(api.snapshots, {
+    get(target, property, receiver) {
+      if (property === 'Usage') calls += 1;
+      return Reflect.get(target, property, receiver);
+    },
+  });
+  return { api: { ...api, snapshots: counted }, usageCalls: () => calls };
 }
 
 /** The shared api with its tasks client counting Metrics calls. */

@@ -87,6 +87,11 @@ export async function startServe(options: {
   socket: string;
   args?: readonly string[];
   env?: NodeJS.ProcessEnv;
+  /**
+   * Keep the service's start-up warm-up (warmUpCalls). Tests turn it off unless they ask
+   * (a second of CPU for each of the suite's many services); benchmarks keep it.
+   */
+  warmUp?: boolean;
 }): Promise<ServeProcess> {
   const args = [
     'serve',
@@ -102,8 +107,10 @@ export async function startServe(options: {
     'test-node',
     ...(options.args ?? []),
   ];
-  const child = spawn(process.execPath, [options.main ?? CLI_MAIN, ...args], {
-    env: cleanEnv(options.env),
+  // Node flags for the service (a bench's `--cpu-prof`), which NODE_OPTIONS refuses.
+  const nodeArgs = process.env.CRI_LEDGER_SERVE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, options.main ?? CLI_MAIN, ...args], {
+    env: cleanEnv({ ...(options.warmUp ? {} : { CRI_LEDGER_WARM_UP_CALLS: '0' }), ...options.env }),
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   children.add(child);

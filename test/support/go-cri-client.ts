@@ -43,6 +43,7 @@ interface Reply {
   code: number;
   message: string;
   response?: string;
+  elapsedUs: number;
 }
 
 export interface GoCriClient {
@@ -53,6 +54,13 @@ export interface GoCriClient {
     request: object,
     timeoutMs?: number,
   ): Promise<T>;
+  /** A call and its time inside the Go process (grpc-go's Invoke to its answer), for benchmarks. */
+  timed<T = Record<string, unknown>>(
+    service: CriServiceName,
+    method: string,
+    request: object,
+    timeoutMs?: number,
+  ): Promise<{ response: T; elapsedMs: number }>;
   /** runtime.v1.RuntimeService. */
   runtime<T = Record<string, unknown>>(method: string, request: object, timeoutMs?: number): Promise<T>;
   /** runtime.v1.ImageService. */
@@ -99,12 +107,12 @@ export function startGoCriClient(socket: string, o: { authority?: string } = {})
     pending.delete(reply.id);
   });
 
-  const call = async <T>(
+  const timed = async <T>(
     service: CriServiceName,
     method: string,
     request: object,
     timeoutMs = DEFAULT_GO_CALL_TIMEOUT_MS,
-  ): Promise<T> => {
+  ): Promise<{ response: T; elapsedMs: number }> => {
     const methods: ServiceDefinition = SERVICES[service];
     const definition = Object.hasOwn(methods, method) ? (methods[method] as MethodDefinition<object, T>) : undefined;
     if (!definition) throw new Error(`${service} has no method ${method}`);
@@ -116,11 +124,17 @@ export function startGoCriClient(socket: string, o: { authority?: string } = {})
       child.stdin.write(`${JSON.stringify({ id, method: definition.path, request: body, timeoutMs })}\n`);
     });
     if (reply.code !== Status.OK) throw serviceError(reply.code, reply.message);
-    return definition.responseDeserialize(Buffer.from(reply.response ?? '', 'base64'));
+    return {
+      response: definition.responseDeserialize(Buffer.from(reply.response ?? '', 'base64')),
+      elapsedMs: reply.elapsedUs / 1000,
+    };
   };
+  const call = async <T>(service: CriServiceName, method: string, request: object, timeoutMs?: number): Promise<T> =>
+    (await timed<T>(service, method, request, timeoutMs)).response;
 
   return {
     call,
+    timed,
     runtime: (method, request, timeoutMs) => call('runtime.v1.RuntimeService', method, request, timeoutMs),
     image: (method, request, timeoutMs) => call('runtime.v1.ImageService', method, request, timeoutMs),
     async close() {

@@ -37,6 +37,12 @@ export interface ExecSessionRequest {
   outputDrainMs?: number;
   /** containerd's id for the process (a streaming session's id); random by default. */
   execId?: string;
+  /**
+   * The process is made while this settles, and started only once it has resolved; if it
+   * rejects, nothing is started and the launch rejects with its reason. A streaming
+   * session's start is recorded this way: in parallel, but before anything runs.
+   */
+  startAfter?: Promise<unknown>;
 }
 
 /** One running exec process and its stdio. Each method may be called after the exit. */
@@ -83,9 +89,11 @@ export function startExecSession(
   const drainMs = request.outputDrainMs ?? DEFAULT_EXEC_OUTPUT_DRAIN_MS;
   const stdio = { tty, stdin, stdout, stderr };
   const launch = { ...o, containerId, cmd, stdio, ...(signal ? { signal } : {}) };
-  const launched = ExecProcess.launch({ ...launch, ...(request.execId ? { execId: request.execId } : {}) }).then(
-    (proc) => new ContainerdExecSession(proc, stdio, drainMs, signal),
-  );
+  const launched = ExecProcess.launch({
+    ...launch,
+    ...(request.execId ? { execId: request.execId } : {}),
+    ...(request.startAfter ? { startAfter: request.startAfter } : {}),
+  }).then((proc) => new ContainerdExecSession(proc, stdio, drainMs, signal));
   return unavailableAsRuntimeError(launched);
 }
 

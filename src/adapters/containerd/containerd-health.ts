@@ -1,4 +1,5 @@
 import { RuntimeUnavailableError } from '../../domain/errors.js';
+import { staleWhileRevalidate } from '../cache/stale-while-revalidate.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { unaryCall } from './containerd-calls.js';
 
@@ -6,6 +7,11 @@ import { unaryCall } from './containerd-calls.js';
 export const DEFAULT_HEALTH_PROBE_TIMEOUT_MS = 2_000;
 /** How long a probe's answer is reused: Status is polled by kubelet every few seconds. */
 export const DEFAULT_HEALTH_CACHE_MS = 1_000;
+/**
+ * Up to this age, an answer is given at once while a new probe runs (the next call sees
+ * it): kubelet's Status every 5 s does not wait for containerd's round trip.
+ */
+export const DEFAULT_HEALTH_STALE_MS = 10_000;
 
 export interface RuntimeHealth {
   ready: boolean;
@@ -22,19 +28,18 @@ export interface RuntimeHealth {
  * into UNAVAILABLE until it is back.
  */
 export class ContainerdHealth {
-  private cached: { at: number; health: RuntimeHealth } | undefined;
-  private inflight: Promise<RuntimeHealth> | undefined;
+  /** The probe's last answer while fresh; up to DEFAULT_HEALTH_STALE_MS, it is answered while a new probe runs. */
+  readonly check: () => Promise<RuntimeHealth>;
 
   constructor(
     private readonly api: ContainerdApi,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  async check(): Promise<RuntimeHealth> {
-    const cached = this.cached;
-    if (cached && this.now() - cached.at < DEFAULT_HEALTH_CACHE_MS) return cached.health;
-    this.inflight ??= this.probe().finally(() => (this.inflight = undefined));
-    return this.inflight;
+    now: () => number = Date.now,
+  ) {
+    this.check = staleWhileRevalidate(() => this.probe(), {
+      freshMs: DEFAULT_HEALTH_CACHE_MS,
+      maxStaleMs: DEFAULT_HEALTH_STALE_MS,
+      now,
+    });
   }
 
   /** Throws RuntimeUnavailableError when containerd does not answer. */
@@ -61,7 +66,6 @@ export class ContainerdHealth {
         message: `containerd at ${this.api.address} did not answer: ${detail}`,
       };
     }
-    this.cached = { at: this.now(), health };
     return health;
   }
 }

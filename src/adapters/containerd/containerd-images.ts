@@ -1,3 +1,4 @@
+import { type Revalidating, staleWhileRevalidate } from '../cache/stale-while-revalidate.js';
 import { status as Status } from '@grpc/grpc-js';
 import type { ImageCatalog, ResolvedImage } from '../../commands/ports.js';
 import { AmbiguousIdError } from '../../domain/errors.js';
@@ -26,6 +27,8 @@ export const DEFAULT_MAX_IMAGE_DOCUMENT_BYTES = 4 * 1024 * 1024;
  * service invalidate it at once; a change made behind its back (ctr) is seen within this.
  */
 export const DEFAULT_IMAGE_RECORDS_TTL_MS = 1_000;
+/** Up to this age, the image records are answered while re-read in the background. */
+export const DEFAULT_IMAGE_RECORDS_STALE_MS = 30_000;
 /** How many image targets' derived facts are kept (they never go stale: keyed by digest). */
 export const DEFAULT_IMAGE_CACHE_ENTRIES = 512;
 const MAX_INDEX_DEPTH = 4;
@@ -62,7 +65,10 @@ export interface ContainerdImageStoreOptions {
  *
  * The list of image records is read at most once a second (DEFAULT_IMAGE_RECORDS_TTL_MS)
  * and forgotten whenever this service pulls, imports or removes an image: its own
- * changes are seen at once, one made with ctr within a second. What a target digest
+ * changes are seen at once. An older list, up to DEFAULT_IMAGE_RECORDS_STALE_MS, is
+ * answered at once while it is read again in the background, so kubelet's ImageStatus
+ * before each container does not wait for containerd: a change made with ctr shows on
+ * the next call after the one that noticed it. What a target digest
  * leads to (config, chain id, size) is content-addressed and cannot change; it is kept
  * in a bounded map.
  */
@@ -72,7 +78,8 @@ export class ContainerdImageStore implements ImageCatalog {
   private readonly platform: Platform;
   private readonly targets = new Map<string, TargetInfo>();
   private readonly recordsTtlMs: number;
-  private cached: { at: number; images: WireImage[] } | undefined;
+  /** The image records: fresh for recordsTtlMs, then re-read (see the class comment). */
+  private readonly records: Revalidating<WireImage[]>;
   /** /etc/passwd and /etc/group by chain id: a chain id names the layers' content, so they cannot change. */
   private readonly userFiles = new Map<string, { passwd?: string; group?: string }>();
 
@@ -81,6 +88,14 @@ export class ContainerdImageStore implements ImageCatalog {
     this.snapshotter = options.snapshotter ?? DEFAULT_IMAGE_SNAPSHOTTER;
     this.platform = options.platform ?? hostPlatform();
     this.recordsTtlMs = options.recordsTtlMs ?? DEFAULT_IMAGE_RECORDS_TTL_MS;
+    this.records = staleWhileRevalidate(
+      async () => (await unaryCall<{ images: WireImage[] }>(this.api.images, 'List', { filters: [] })).images,
+      // recordsTtlMs 0: every lookup reads containerd.
+      {
+        freshMs: this.recordsTtlMs,
+        maxStaleMs: this.recordsTtlMs && Math.max(this.recordsTtlMs, DEFAULT_IMAGE_RECORDS_STALE_MS),
+      },
+    );
   }
 
   resolve(ref: string): Promise<ResolvedImage | undefined> {
@@ -109,16 +124,7 @@ export class ContainerdImageStore implements ImageCatalog {
    * import, a removal), the next lookup reads containerd again.
    */
   invalidate(): void {
-    this.cached = undefined;
-  }
-
-  /** The image records, from containerd at most `recordsTtlMs` ago (see the class comment). */
-  private async records(): Promise<WireImage[]> {
-    const now = performance.now();
-    if (this.cached && now - this.cached.at < this.recordsTtlMs) return this.cached.images;
-    const { images } = await unaryCall<{ images: WireImage[] }>(this.api.images, 'List', { filters: [] });
-    this.cached = { at: now, images };
-    return images;
+    this.records.invalidate();
   }
 
   deleteRecord(name: string, o: { collect: boolean }): Promise<void> {

@@ -15,6 +15,11 @@ export interface SnapshotRef {
 }
 
 /** What the snapshotter counts in a writable layer, as decimal strings (int64). */
+/** A cached writable-layer usage older than this is refreshed in the background (kubelet asks every 10 s). */
+export const USAGE_REFRESH_MS = 10_000;
+/** A layer nobody asked about for this long leaves the cache (its container is gone). */
+export const USAGE_FORGET_MS = 60_000;
+
 export interface WritableLayerUsage {
   /** Bytes the layer's own files take on disk (overlayfs: blocks of the upper dir). */
   usedBytes: string;
@@ -69,9 +74,17 @@ export function metricsFilters(containerIds: readonly string[]): string[] {
 export class ContainerdStats {
   private readonly api: ContainerdApi;
   private readonly logger: Logger;
+  private readonly usageCache = new Map<
+    string,
+    { usage: WritableLayerUsage | undefined; at: number; askedAt: number; refreshing?: boolean }
+  >();
+  private usageSweptAt = 0;
 
-  constructor(options: { api: ContainerdApi; logger?: Logger }) {
+  private readonly usageRefreshMs: number;
+
+  constructor(options: { api: ContainerdApi; logger?: Logger; usageRefreshMs?: number }) {
     this.api = options.api;
+    this.usageRefreshMs = options.usageRefreshMs ?? USAGE_REFRESH_MS;
     this.logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'containerd-stats' });
   }
 
@@ -130,12 +143,54 @@ export class ContainerdStats {
       await Promise.all(
         [...samples.values()].map(async (sample) => {
           const ref = snapshots.get(sample.containerId);
-          const layer = ref && (await this.usage(ref, call));
+          const layer = ref && (await this.cachedUsage(ref, call));
           if (layer) sample.writableLayer = layer;
         }),
       );
     }
     return samples;
+  }
+
+  /**
+   * A writable layer's usage walks its files, so a stats call over 220 containers would
+   * walk 220 trees while kubelet waits. The first call for a layer pays it; after that
+   * the last figure is answered at once and, once it is usageRefreshMs old, refreshed
+   * in the background (one refresh per layer at a time), as containerd's CRI answers
+   * from its snapshot syncer's cache. A layer not asked about for USAGE_FORGET_MS is
+   * dropped from the cache.
+   */
+  private async cachedUsage(ref: SnapshotRef, call: ContainerdCallOptions): Promise<WritableLayerUsage | undefined> {
+    const key = `${ref.snapshotter}/${ref.key}`;
+    const now = Date.now();
+    this.forgetStaleUsage(now);
+    const cached = this.usageCache.get(key);
+    if (!cached) {
+      const usage = await this.usage(ref, call);
+      this.usageCache.set(key, { usage, at: Date.now(), askedAt: now });
+      return usage;
+    }
+    cached.askedAt = now;
+    if (now - cached.at >= this.usageRefreshMs && !cached.refreshing) {
+      cached.refreshing = true;
+      this.usage(ref, {}).then(
+        (usage) => {
+          cached.usage = usage;
+          cached.at = Date.now();
+          cached.refreshing = false;
+        },
+        (error: unknown) => {
+          cached.refreshing = false;
+          this.logger.warn({ err: error, snapshot: key }, 'refreshing a writable layer usage failed');
+        },
+      );
+    }
+    return cached.usage;
+  }
+
+  private forgetStaleUsage(now: number): void {
+    if (now - this.usageSweptAt < USAGE_FORGET_MS) return;
+    this.usageSweptAt = now;
+    for (const [key, entry] of this.usageCache) if (now - entry.askedAt >= USAGE_FORGET_MS) this.usageCache.delete(key);
   }
 
   private async usage(ref: SnapshotRef, call: ContainerdCallOptions): Promise<WritableLayerUsage | undefined> {

@@ -66,6 +66,8 @@ export interface LaunchOptions {
   signal?: AbortSignal;
   /** The exec id to give containerd (a session's id, so recovery can find it); a random one by default. */
   execId?: string;
+  /** Awaited before tasks.Start (ExecSessionRequest.startAfter). */
+  startAfter?: Promise<unknown>;
 }
 
 /**
@@ -115,11 +117,15 @@ export class ExecProcess {
    */
   static async launch(o: LaunchOptions): Promise<ExecProcess> {
     o.signal?.throwIfAborted();
-    const spec = await execProcessSpec(o.api, o.containerId, o.cmd, o.stdio.tty);
     const execId = o.execId ?? `exec-${randomBytes(8).toString('hex')}`;
     const proc = new ExecProcess(o.api, o.containerId, execId, join(o.fifoDir, execId));
     try {
-      await proc.createAndStart(spec, o.stdio, o.signal);
+      await proc.createAndStart(
+        execProcessSpec(o.api, o.containerId, o.cmd, o.stdio.tty),
+        o.stdio,
+        o.signal,
+        o.startAfter,
+      );
     } catch (error) {
       await proc.cleanUp().catch(() => undefined);
       throw error;
@@ -155,8 +161,12 @@ export class ExecProcess {
     return this.cleaning;
   }
 
-  private async createAndStart(spec: OciProcess, stdio: ExecStdio, signal: AbortSignal | undefined): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+  private async createAndStart(
+    specFetch: Promise<OciProcess>,
+    stdio: ExecStdio,
+    signal: AbortSignal | undefined,
+    startAfter: Promise<unknown> | undefined,
+  ): Promise<void> {
     const path = (name: string): string => join(this.dir, name);
     // The shim (containerd 1.6) opens both output paths of a process without a tty, even
     // one nobody asked for, as containerd's CRI makes them: the caller drains what it did
@@ -164,10 +174,11 @@ export class ExecProcess {
     const wanted = (['stdin', 'stdout', 'stderr'] as const).filter((name) =>
       name === 'stdin' ? stdio.stdin : !(stdio.tty && name === 'stderr'),
     );
-    for (const name of wanted) mkfifo(path(name), 0o600);
-    for (const name of wanted)
-      this[name] =
-        name === 'stdin' ? await openFifoWriter(path(name), 'before-reader') : await openFifoReader(path(name));
+    // The FIFOs are made while containerd answers for the spec; both are done (or
+    // failed) before going on, so a cleanup never races an open still in flight.
+    const [spec, fifos] = await Promise.allSettled([specFetch, this.makeFifos(wanted, path)]);
+    if (spec.status === 'rejected') throw spec.reason;
+    if (fifos.status === 'rejected') throw fifos.reason;
     signal?.throwIfAborted();
     const request = {
       container_id: this.containerId,
@@ -176,7 +187,7 @@ export class ExecProcess {
       stdout: this.stdout ? path('stdout') : '',
       stderr: this.stderr ? path('stderr') : '',
       terminal: stdio.tty,
-      spec: jsonAny(OCI_PROCESS_TYPE_URL, spec),
+      spec: jsonAny(OCI_PROCESS_TYPE_URL, spec.value),
     };
     await unaryCall(this.api.tasks, 'Exec', request).catch((error: unknown) => {
       // The task went away between the check and now.
@@ -193,8 +204,25 @@ export class ExecProcess {
         signal: this.waitAbort.signal,
       }),
     );
+    await startAfter;
+    signal?.throwIfAborted();
     this.mayRun = true;
     await unaryCall(this.api.tasks, 'Start', ids);
+  }
+
+  private async makeFifos(
+    wanted: ReadonlyArray<'stdin' | 'stdout' | 'stderr'>,
+    path: (name: string) => string,
+  ): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    for (const name of wanted) mkfifo(path(name), 0o600);
+    const opened = await Promise.allSettled(
+      wanted.map(async (name) => {
+        this[name] =
+          name === 'stdin' ? await openFifoWriter(path(name), 'before-reader') : await openFifoReader(path(name));
+      }),
+    );
+    for (const result of opened) if (result.status === 'rejected') throw result.reason;
   }
 
   private async removeAll(): Promise<void> {

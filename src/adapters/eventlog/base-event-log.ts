@@ -89,6 +89,11 @@ export abstract class BaseEventLog implements EventLog {
   abstract readCursor(name: string): Promise<number>;
   abstract writeCursor(name: string, seq: number): Promise<void>;
 
+  /** Whether retention removed whole streams, whose versions only the store still knows. */
+  protected hasPrunedStreams(): boolean {
+    return false;
+  }
+
   /** Seeds the last seq and time from the store; called once by the subclass's open. */
   protected setHead(seq: number, lastAtMs: number): void {
     this.headSeq = seq;
@@ -103,7 +108,8 @@ export abstract class BaseEventLog implements EventLog {
   async streamVersion(stream: string): Promise<number> {
     const cached = this.versions.get(stream);
     if (cached !== undefined) return cached;
-    if (this.versionsComplete) return 0;
+    // A stream retention removed is in no scan, only in the store's record of the removal.
+    if (this.versionsComplete && !this.hasPrunedStreams()) return 0;
     const loaded = await this.loadStreamVersion(stream);
     // A batch may have moved the stream while we were reading the store.
     const now = this.versions.get(stream);
@@ -231,11 +237,9 @@ export abstract class BaseEventLog implements EventLog {
     // later appends to new streams need no disk seek to find that they are at 0.
     const learn = !this.versionsComplete && range.fromSeq === 1;
     const headAtStart = this.headSeq;
-    let last = 0;
     for await (const chunk of this.readRecordChunks(range)) {
       for (const record of chunk) {
         const event = decodeEvent(record.json, record.seq);
-        last = event.seq;
         if (learn && (this.versions.get(event.stream) ?? 0) < event.version)
           this.versions.set(event.stream, event.version);
         if (until !== undefined && Date.parse(event.at) > until) return;
@@ -244,7 +248,8 @@ export abstract class BaseEventLog implements EventLog {
         yield event;
       }
     }
-    if (learn && last >= headAtStart) this.versionsComplete = true;
+    // Read through to the head (retention may have removed its last events): every stream is known.
+    if (learn && range.toSeq >= headAtStart) this.versionsComplete = true;
   }
 
   async *follow(fromSeq: number, options: FollowOptions = {}): AsyncIterable<LedgerEvent> {
@@ -284,12 +289,16 @@ export abstract class BaseEventLog implements EventLog {
       while (!signal?.aborted && !this.closed) {
         if (!live) {
           if (next <= this.headSeq) {
-            for await (const chunk of this.readRecordChunks({ fromSeq: next, toSeq: this.headSeq })) {
+            const to = this.headSeq;
+            for await (const chunk of this.readRecordChunks({ fromSeq: next, toSeq: to })) {
               if (chunk.length === 0) continue;
               yield chunk.map((r) => decodeEvent(r.json, r.seq));
               next = chunk[chunk.length - 1]!.seq + 1;
               if (signal?.aborted) return;
             }
+            // The read got to `to`: seqs after the last record it found were removed by
+            // retention (the adapter refuses any other hole), so none is left to wait for.
+            next = Math.max(next, to + 1);
             continue;
           }
           live = true;

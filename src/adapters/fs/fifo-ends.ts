@@ -1,6 +1,7 @@
 import { constants, open } from 'node:fs';
 import { Socket } from 'node:net';
 import { promisify } from 'node:util';
+import { setPipeSize } from '../native/syscalls.js';
 
 /*
  * Our ends of the FIFOs a containerd shim connects a process's stdio to, as net.Sockets
@@ -9,6 +10,9 @@ import { promisify } from 'node:util';
  */
 
 const openFile = promisify(open);
+
+/** The capacity asked for an output FIFO: 1 MiB, the default `fs.pipe-max-size`. */
+export const OUTPUT_FIFO_BYTES = 1024 * 1024;
 
 /**
  * The read side of an output FIFO (stdout, stderr), opened O_RDONLY|O_NONBLOCK, which
@@ -19,6 +23,13 @@ const openFile = promisify(open);
  */
 export async function openFifoReader(path: string): Promise<Socket> {
   const fd = await openFile(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  // A larger pipe lets the shim write a burst without waiting for each of our reads: a
+  // 100 MB `cat` through exec stdout. Best effort: the default 64 KiB works too.
+  try {
+    setPipeSize(fd, OUTPUT_FIFO_BYTES);
+  } catch {
+    // EPERM past the user's pipe-buffer limits (fs.pipe-max-size, pipe-user-pages-soft)
+  }
   // The socket owns the fd from here and closes it when destroyed.
   return new Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
 }

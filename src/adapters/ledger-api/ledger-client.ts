@@ -10,7 +10,14 @@ import { fromServiceError } from '../grpc/status.js';
 import { MAX_MESSAGE_BYTES } from '../grpc/socket-server.js';
 import type { EventFilter } from './event-filter.js';
 import { ledgerServiceClass } from './ledger-definition.js';
-import { filterToWire, type EventRecord, type WireReadRequest, type WireStatus } from './wire.js';
+import {
+  filterToWire,
+  type EventRecord,
+  type WirePrunedRequest,
+  type WirePrunedResponse,
+  type WireReadRequest,
+  type WireStatus,
+} from './wire.js';
 
 /** How long a Status call may take before the client gives up. */
 export const DEFAULT_STATUS_DEADLINE_MS = 10_000;
@@ -23,6 +30,12 @@ type LedgerStub = Client & {
     metadata: Metadata,
     options: { deadline: number },
     callback: (error: ServiceError | null, response?: WireStatus) => void,
+  ): void;
+  Pruned(
+    request: WirePrunedRequest,
+    metadata: Metadata,
+    options: { deadline: number },
+    callback: (error: ServiceError | null, response?: WirePrunedResponse) => void,
   ): void;
 };
 
@@ -48,6 +61,17 @@ export class LedgerClient {
   /** Catch-up then live, until `signal` aborts or the iteration is left. */
   follow(filter: EventFilter = {}, signal?: AbortSignal): AsyncIterable<EventRecord> {
     return iterate(() => this.stub.Follow(filterToWire(filter), new Metadata()), 'Follow', signal);
+  }
+
+  /** What retention removed; undefined from a service that predates the Pruned RPC. */
+  pruned(request: WirePrunedRequest, deadlineMs = DEFAULT_STATUS_DEADLINE_MS): Promise<WirePrunedResponse | undefined> {
+    return new Promise((resolve, reject) => {
+      this.stub.Pruned(request, new Metadata(), { deadline: Date.now() + deadlineMs }, (error, response) => {
+        if (error?.code === Status.UNIMPLEMENTED) resolve(undefined);
+        else if (error) reject(fromServiceError(error, 'Pruned'));
+        else resolve(response!);
+      });
+    });
   }
 
   status(deadlineMs = DEFAULT_STATUS_DEADLINE_MS): Promise<WireStatus> {

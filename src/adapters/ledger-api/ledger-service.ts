@@ -6,15 +6,27 @@ import { disabledRelayStatus, type RelayStatus } from '../bus/nats-relay.js';
 import { ServiceShuttingDownError, toServiceError } from '../grpc/status.js';
 import { writeWithBackpressure } from '../grpc/stream-write.js';
 import type { SocketService } from '../grpc/socket-server.js';
+import { prunedReport, type PrunedRecord } from '../eventlog/pruned-report.js';
 import { compileFilter, type CompiledFilter } from './event-filter.js';
 import { ledgerServiceClass } from './ledger-definition.js';
-import { filterFromWire, type EventRecord, type WireReadRequest, type WireStatus } from './wire.js';
+import {
+  filterFromWire,
+  type EventRecord,
+  type WirePrunedRequest,
+  type WirePrunedResponse,
+  type WireReadRequest,
+  type WireStatus,
+} from './wire.js';
 
 export interface LedgerServiceOptions {
   ledger: Ledger;
   node: string;
   /** The running relay; absent when no NATS URL is configured. */
   relay?: { status(): RelayStatus };
+  /** Retention's record of what it removed (the LevelDB log), for Pruned. */
+  pruned?: PrunedRecord;
+  /** The retention policy the service runs with, for Pruned. */
+  retention?: { maxAgeMs: number; maxBytes: number };
   /** The JetStream stream the relay publishes to, for Status. */
   natsStream?: string;
   /** The containerd address and namespace the service works on, for Status. */
@@ -125,6 +137,24 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
         callback(toServiceError(error));
       }
     },
+
+    async Pruned(
+      call: ServerUnaryCall<WirePrunedRequest, WirePrunedResponse>,
+      callback: sendUnaryData<WirePrunedResponse>,
+    ): Promise<void> {
+      try {
+        const r = call.request;
+        const report = options.pruned
+          ? await prunedReport(options.pruned, r, options.retention)
+          : await prunedReport(NOTHING_PRUNED, r);
+        callback(null, {
+          ...report,
+          streamsAsked: report.streamsAsked.map((t) => ({ ...t, name: t.name ?? '' })),
+        });
+      } catch (error) {
+        callback(toServiceError(error));
+      }
+    },
   };
 
   const status = async (): Promise<WireStatus> => {
@@ -178,3 +208,12 @@ export function createLedgerService(options: LedgerServiceOptions): SocketServic
     },
   };
 }
+
+/** The record of a log retention never touched. */
+const NOTHING_PRUNED: PrunedRecord = {
+  head: () => 0,
+  prunedSummary: () => undefined,
+  prunedWithin: () => ({ ranges: [], events: 0 }),
+  tombstone: async () => undefined,
+  tombstonesNamed: async () => [],
+};

@@ -101,3 +101,40 @@ export function filterToWire(filter: EventFilter): WireReadRequest {
     },
   };
 }
+
+export interface WirePrunedRequest {
+  fromSeq: number;
+  toSeq: number;
+  streams: string[];
+  names: string[];
+}
+
+export interface WirePrunedStream {
+  stream: string;
+  version: number;
+  complete: boolean;
+  events: number;
+  firstSeq: number;
+  lastSeq: number;
+  firstAt: string;
+  lastAt: string;
+  prunedAt: string;
+  name: string;
+  bytes: number;
+}
+
+export interface WirePrunedResponse {
+  pruned: boolean;
+  events: number;
+  streams: number;
+  bytes: number;
+  firstPrunedAt: string;
+  lastPrunedAt: string;
+  eventsInRange: number;
+  firstInRange: number;
+  lastInRange: number;
+  streamsAsked: WirePrunedStream[];
+  maxAgeMs: number;
+  maxBytes: number;
+  policyKnown: boolean;
+}

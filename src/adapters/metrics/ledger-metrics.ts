@@ -6,6 +6,7 @@ import type { SagaObserver } from '../../commands/saga.js';
 import type { LedgerEvent } from '../../domain/events.js';
 import { parseStream } from '../../domain/ids.js';
 import type { RelayStatus } from '../bus/nats-relay-options.js';
+import { afterCommit } from '../eventlog/after-commit.js';
 import type { BatchStats } from '../eventlog/base-event-log.js';
 
 /*
@@ -116,9 +117,11 @@ export function ledgerMetrics(registry: Registry): LedgerMetrics {
       for (const ms of stats.appendMs) appendSeconds.observe(ms / 1000);
     },
     attach(sources) {
-      sources.ledger.log.onCommit((committed) => {
-        for (const e of committed) onEvent(e);
-      });
+      sources.ledger.log.onCommit(
+        afterCommit((committed) => {
+          for (const e of committed) onEvent(e);
+        }),
+      );
       stateGauges(registry, sources);
     },
   };

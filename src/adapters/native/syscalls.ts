@@ -12,6 +12,7 @@ import { CriLedgerError } from '../../domain/errors.js';
 
 interface NativeSyscalls {
   mkfifo(path: string, mode: number): void;
+  setPipeSize(fd: number, bytes: number): number;
   mount(
     source: string | null,
     target: string,
@@ -72,6 +73,11 @@ export const mountFlags = (): NativeSyscalls['flags'] => native().flags;
 /** mkfifo(3): creates a FIFO; throws an error with code EEXIST if `path` exists. */
 export function mkfifo(path: string, mode: number): void {
   native().mkfifo(path, mode);
+}
+
+/** fcntl(2) F_SETPIPE_SZ on a pipe or FIFO: the capacity the kernel gave (a power of two pages). */
+export function setPipeSize(fd: number, bytes: number): number {
+  return native().setPipeSize(fd, bytes);
 }
 
 /** mount(2). `source`, `fstype` and `data` may be null (a bind or a propagation change). */

@@ -50,6 +50,8 @@ export interface RemoteCommandStreams {
 /** One port-forward connection; the client opens a data (and error) stream per request. */
 export interface PortForwardStreams {
   readonly transport: 'spdy' | 'websocket';
+  /** The negotiated protocol: `portforward.k8s.io` (SPDY), `v4.channel.k8s.io`, `v4.base64.channel.k8s.io` or `channel.k8s.io` (WebSocket). */
+  readonly protocol: string;
   /** Called for each forwarding request: bridge `data` to the port; write a message to `error` on failure. */
   onRequest(listener: (request: { port: number; data: Duplex; error: Writable }) => void): void;
   readonly closed: Promise<SessionEnd>;

@@ -24,6 +24,7 @@ export interface PortForwardLink {
  */
 export class PortForwardSession implements PortForwardStreams {
   readonly transport: 'spdy' | 'websocket';
+  readonly protocol: string;
   readonly closed: Promise<SessionEnd>;
   #link: PortForwardLink | undefined;
   readonly #waiting: PortForwardRequest[] = [];
@@ -31,8 +32,9 @@ export class PortForwardSession implements PortForwardStreams {
   #ended = false;
   #settle!: (end: SessionEnd) => void;
 
-  constructor(transport: 'spdy' | 'websocket') {
+  constructor(transport: 'spdy' | 'websocket', protocol: string) {
     this.transport = transport;
+    this.protocol = protocol;
     this.closed = new Promise((resolve) => {
       this.#settle = resolve;
     });

@@ -31,8 +31,17 @@ export interface SessionBridgeDeps {
   records: SessionRecordDeps;
   startExec(containerId: string, request: ExecSessionRequest): Promise<ExecSession>;
   attach: Pick<ContainerdAttach, 'attachContainer'>;
+  /** DEFAULT_ATTACH_EXIT_WAIT_MS unless set. */
+  attachExitWaitMs?: number;
   logger: Logger;
 }
+
+/**
+ * How long an attach that ended with the container's output waits for the container's exit
+ * to be on the record, for its exit code: the task's exit event comes just after the FIFOs close.
+ */
+export const DEFAULT_ATTACH_EXIT_WAIT_MS = 2_000;
+const EXIT_POLL_MS = 25;
 
 const now = (): string => new Date().toISOString();
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
@@ -53,19 +62,35 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       return false;
     }
   };
-  /** Starts a session's backend; when it fails, records the error as the session's end and answers it. */
+  /**
+   * Starts a session's backend; when it fails, records the error as the session's end and
+   * answers it. With `recorded` (the start's recording, run alongside), a start that was
+   * not recorded was already answered by `started`: nothing more is said or written.
+   */
   const backend = async <T>(
     p: SessionPayload,
     streams: RemoteCommandStreams,
     start: () => Promise<T>,
+    recorded?: Promise<boolean>,
   ): Promise<T | undefined> => {
     try {
       return await start();
     } catch (error) {
+      if (recorded && !(await recorded)) return undefined;
       const text = message(error);
       await ended({ sessionId: p.sessionId, reason: 'error', error: text, bytes: streams.bytes(), endedAt: now() });
       await streams.finish({ error: text });
       return undefined;
+    }
+  };
+  /** The container's exit code once ContainerExited is on the record; undefined if it is not within the wait. */
+  const exitCodeOf = async (containerId: string): Promise<number | undefined> => {
+    const deadline = Date.now() + (d.attachExitWaitMs ?? DEFAULT_ATTACH_EXIT_WAIT_MS);
+    for (;;) {
+      const container = d.records.ledger.projections.containers.get(containerId);
+      if (container?.state === 'EXITED') return container.exitCode;
+      if (!container || Date.now() >= deadline) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, EXIT_POLL_MS));
     }
   };
   const ended = (finish: Parameters<typeof recordSessionEnded>[1]): Promise<void> =>
@@ -77,18 +102,30 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
   return {
     async exec(payload, streams) {
       const p = payload as ExecSessionPayload;
-      if (!(await started(p, streams, streams.protocol, (error) => streams.finish({ error })))) return;
+      // The process is made in containerd while the start is recorded, and runs only
+      // once the record is committed: on the record before anything runs, without
+      // waiting for the log in series.
+      const recorded = started(p, streams, streams.protocol, (error) => streams.finish({ error }));
+      const gate = recorded.then((ok) => {
+        if (!ok) throw new Error('the session start was not recorded');
+      });
+      gate.catch(() => undefined); // a launch that fails first never awaits it
       const abort = new AbortController();
-      const session = await backend(p, streams, () =>
-        d.startExec(p.containerId, {
-          cmd: p.cmd,
-          tty: p.tty,
-          stdin: p.stdin,
-          stdout: p.stdout,
-          stderr: p.stderr && !p.tty,
-          signal: abort.signal,
-          execId: p.sessionId,
-        }),
+      const session = await backend(
+        p,
+        streams,
+        () =>
+          d.startExec(p.containerId, {
+            cmd: p.cmd,
+            tty: p.tty,
+            stdin: p.stdin,
+            stdout: p.stdout,
+            stderr: p.stderr && !p.tty,
+            signal: abort.signal,
+            execId: p.sessionId,
+            startAfter: gate,
+          }),
+        recorded,
       );
       if (!session) return;
       bridge(streams, session, (w, h) => session.resize(w, h));
@@ -135,12 +172,33 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
         'end' in outcome ? (outcome.end === 'container-exited' ? 'container-exited' : 'client-gone') : outcome.reason;
       if ('end' in outcome) await streams.finish({ exitCode: 0 });
       await session.detach().catch(() => undefined);
-      await ended({ sessionId: p.sessionId, reason, bytes: streams.bytes(), endedAt: now() });
+      const exitCode = reason === 'container-exited' ? await exitCodeOf(p.containerId) : undefined;
+      await ended({
+        sessionId: p.sessionId,
+        reason,
+        ...(exitCode === undefined ? {} : { exitCode }),
+        bytes: streams.bytes(),
+        endedAt: now(),
+      });
     },
 
     async portForward(payload, streams) {
       const p = payload as PortForwardSessionPayload;
-      if (!(await started(p, streams, 'portforward.k8s.io', async () => undefined))) return;
+      let refusal: string | undefined;
+      const refuse = async (error: string): Promise<void> => {
+        refusal = error;
+      };
+      if (!(await started(p, streams, streams.protocol, refuse))) {
+        // As containerd answers a forward to a pod that is gone: each request gets the reason
+        // on its error stream, until the client leaves (or the idle timeout ends it).
+        streams.onRequest(({ port, data, error }) => {
+          error.end(forwardError(port, p.sandboxId, refusal));
+          data.end();
+          discard(data);
+        });
+        await streams.closed;
+        return;
+      }
       const perPort = new Map<number, ForwardedPort>();
       const stats = (port: number): ForwardedPort => {
         let s = perPort.get(port);
@@ -148,27 +206,42 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
         return s;
       };
       const open = new Set<Socket>();
+      let closing = false;
       streams.onRequest(({ port, data, error }) => {
         const s = stats(port);
+        // Every request counts, the failed ones too: `errors` says how many of them failed.
+        s.connections++;
         connectToPodPort(p.hostNetwork ? undefined : p.netnsPath, port).then(
           (socket) => {
-            s.connections++;
             open.add(socket);
-            socket.on('error', () => undefined);
+            let broken: Error | undefined;
+            socket.on('error', (e: Error) => (broken ??= e));
             data.on('data', (c: Buffer) => (s.bytesIn += c.length));
             socket.on('data', (c: Buffer) => (s.bytesOut += c.length));
             data.pipe(socket);
             socket.pipe(data);
-            socket.on('close', () => open.delete(socket));
+            socket.on('close', () => {
+              open.delete(socket);
+              // pipe() ends `data` only after an orderly end: a connection the pod reset
+              // would leave the client's request open for ever. Say why, as kubelet does.
+              if (broken && !closing) {
+                s.errors++;
+                error.write(forwardError(port, p.sandboxId, broken));
+              }
+              if (!data.writableEnded) data.end();
+              discard(data);
+            });
           },
           (failure: unknown) => {
             s.errors++;
-            error.end(message(failure));
+            error.end(forwardError(port, p.sandboxId, failure));
             data.end();
+            discard(data);
           },
         );
       });
       const reason = await streams.closed;
+      closing = true;
       for (const socket of open) socket.destroy();
       await ended({
         sessionId: p.sessionId,
@@ -179,6 +252,25 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       });
     },
   };
+}
+
+/**
+ * kubelet's text for a request that could not be forwarded, byte for byte: client-go shows
+ * it as is (`error forwarding port 80 to pod <id>, uid : ...`). Behind CRI the pod is the
+ * sandbox id and the uid is empty, as with containerd.
+ */
+function forwardError(port: number, sandboxId: string, failure: unknown): string {
+  return `error forwarding port ${port} to pod ${sandboxId}, uid : ${message(failure)}`;
+}
+
+/**
+ * Drops what the client still sends on a request whose pod side is gone. Left unread, it
+ * would fill the request's buffer, and a full buffer pauses the whole connection: every
+ * other request on it would stall.
+ */
+function discard(data: Readable): void {
+  data.unpipe();
+  data.resume();
 }
 
 /** Client stdin into the process, its output out to the client, resizes through. */

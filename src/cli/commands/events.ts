@@ -4,7 +4,9 @@ import { EVENT_TYPES } from '../../domain/events.js';
 import { withConfigOptions } from '../options.js';
 import type { EventFilter, SourcedEvent } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
+import { parseStream } from '../../domain/ids.js';
 import { note, print } from './support/output.js';
+import { prunedRecord, rangeNote, streamNote } from './support/pruned-notes.js';
 import { shortStream, summarize } from './support/summary.js';
 import { StreamingTable, type Column } from './support/table.js';
 import { parseSeqArg, parseTimeArg } from './support/time.js';
@@ -67,6 +69,18 @@ async function runEvents(options: EventsOptions, cmd: Command): Promise<void> {
   }
 
   await withSource(cmd, async (source) => {
+    // Said first, on stderr: what of the asked range retention removed, and where it is.
+    const report = await prunedRecord(source, {
+      ...(filter.fromSeq === undefined ? {} : { fromSeq: filter.fromSeq }),
+      ...(filter.streams ? { streams: filter.streams } : {}),
+    });
+    const notes = filter.streams
+      ? (report?.streamsAsked ?? []).map((t) => {
+          const { kind, id } = parseStream(t.stream);
+          return streamNote(kind, id, { ...report!, streamsAsked: [t] });
+        })
+      : [rangeNote(report)];
+    for (const line of notes) if (line) note(line);
     // Following prints each event as it comes; a finite read sizes its columns first.
     // Events of several nodes say which node published each (the envelope's node too, in --json).
     const nodes = source.manyNodes === true;

@@ -3,8 +3,10 @@ import type { LedgerEvent } from '../../domain/events.js';
 import { withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { explain, RESERVATION_TYPES, reservations, resolveReference } from './support/explanation.js';
+import { NotFoundError } from '../../domain/errors.js';
 import { onOneNode } from './support/nodes.js';
 import { note, print } from './support/output.js';
+import { notInLocalLog, prunedRecord, streamNote } from './support/pruned-notes.js';
 
 export function registerExplain(program: Command): void {
   const command = program
@@ -32,7 +34,13 @@ async function runExplain(ref: string, cmd: Command): Promise<void> {
       if (node !== undefined) nodesOf.set(event.stream, (nodesOf.get(event.stream) ?? new Set()).add(node));
     }
     const known = reservations(scanned);
-    const { target, notes } = resolveReference(known, ref);
+    let resolved: ReturnType<typeof resolveReference>;
+    try {
+      resolved = resolveReference(known, ref);
+    } catch (error) {
+      throw (error instanceof NotFoundError && (await notInLocalLog(source, ref))) || error;
+    }
+    const { target, notes } = resolved;
     for (const line of notes) note(line);
     // Across nodes, the target is the stream on the node that reserved it.
     const nodes = [...(nodesOf.get(target.stream) ?? [])].map((node) => ({ node }));
@@ -41,6 +49,10 @@ async function runExplain(ref: string, cmd: Command): Promise<void> {
     const events: LedgerEvent[] = [];
     for await (const e of source.readEvents({ streams: [target.stream] })) {
       if (node === undefined || e.node === node) events.push(e.event);
+    }
+    if ((events[0]?.version ?? 0) !== 1) {
+      const line = streamNote(target.kind, target.id, await prunedRecord(source, { streams: [target.stream] }));
+      if (line) note(line);
     }
     const lines = explain({ target, events, known, source: source.description, nowMs: Date.now() });
     if (node !== undefined) lines.splice(1, 0, `on node ${node}.`);

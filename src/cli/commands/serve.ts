@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { NatsRelay } from '../../adapters/bus/nats-relay.js';
 import type { BatchStats, EventLogOptions } from '../../adapters/eventlog/base-event-log.js';
+import { afterCommit, afterCommitOne } from '../../adapters/eventlog/after-commit.js';
 import type { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
 import type { MetricsServer } from '../../adapters/metrics/metrics-server.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
@@ -9,7 +10,9 @@ import { systemdNotify } from '../../adapters/native/notify.js';
 import type { SessionHandlers, StreamingServer } from '../../adapters/streaming/contracts.js';
 import type { SessionPayload, StreamingSessions } from '../../commands/ports.js';
 import { CriLedgerError, LedgerLockedError, RuntimeUnavailableError } from '../../domain/errors.js';
+import type { LogRetention } from '../../adapters/eventlog/log-retention.js';
 import { ledgerDir, type Config } from '../config.js';
+import { retentionPolicy, startRetention } from '../retention.js';
 import type { CriServices } from '../cri-services.js';
 import { configFrom, withConfigOptions } from '../options.js';
 import { note, print } from './support/output.js';
@@ -61,7 +64,7 @@ export async function serve(config: Config): Promise<void> {
   const [{ Ledger }, log] = await Promise.all([
     import('../../commands/ledger.js'),
     openLog(dir, config.node, {
-      ...(metrics ? { onBatch: (stats: BatchStats) => metrics.ledger.onBatch(stats) } : {}),
+      ...(metrics ? { onBatch: afterCommitOne((stats: BatchStats) => metrics.ledger.onBatch(stats)) } : {}),
       ...(tracing ? { traceId: (correlationId: string) => tracing.traceIdFor(correlationId) } : {}),
     }),
   ]);
@@ -75,6 +78,7 @@ export async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   let relay: NatsRelay | undefined;
+  let retention: LogRetention | undefined;
   let metricsServer: MetricsServer | undefined;
   let server: SocketServer | undefined;
   let streaming: StreamingServer<SessionPayload> | undefined;
@@ -96,7 +100,7 @@ export async function serve(config: Config): Promise<void> {
   try {
     logger.info({ dir, head: log.head() }, 'loading projections');
     const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'));
-    if (tracing) log.onCommit((events) => tracing.onCommit(events));
+    if (tracing) log.onCommit(afterCommit((events) => tracing.onCommit(events)));
     const [{ startSocketServer }, { createLedgerService }, { createCriServices }, { startStreamingServer }, nats] =
       await modules;
     StreamConfigMismatch = nats?.[1].StreamConfigMismatchError;
@@ -118,8 +122,12 @@ export async function serve(config: Config): Promise<void> {
         },
       });
     }
+    // Retention, when configured, prunes ended streams in the background (src/cli/retention.ts).
+    retention = startRetention(config, log, ledger, logger);
     const service = createLedgerService({
       ledger,
+      pruned: log,
+      retention: retentionPolicy(config),
       node: config.node,
       ...(relay ? { relay } : {}),
       natsStream: config.nats.stream,
@@ -165,6 +173,7 @@ export async function serve(config: Config): Promise<void> {
     cri?.close();
     await streaming?.close().catch(() => undefined);
     await metricsServer?.close();
+    await retention?.stop();
     await relay?.stop().catch(() => undefined);
     await log.close();
     if (StreamConfigMismatch && error instanceof StreamConfigMismatch) {
@@ -180,8 +189,13 @@ export async function serve(config: Config): Promise<void> {
   // Under systemd (Type=notify): the unit is started now, not when the process began.
   notifySystemd(logger, `READY=1\nSTATUS=serving on ${server.socketPath}\nMAINPID=${process.pid}`);
 
+  const warmUpStop = new AbortController();
+  const warming = config.warmUpCalls > 0 ? startWarmUp(config, cri, logger, warmUpStop.signal) : undefined;
+
   const { reason, code } = await stopRequested;
   notifySystemd(logger, `STOPPING=1\nSTATUS=stopping (${reason})`);
+  warmUpStop.abort();
+  await warming;
   // A second signal while shutting down means "now".
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
@@ -192,6 +206,7 @@ export async function serve(config: Config): Promise<void> {
   process.once('SIGTERM', force);
   process.once('SIGINT', force);
 
+  await retention?.stop();
   process.exitCode = await shutdown({
     reason,
     code,
@@ -206,6 +221,45 @@ export async function serve(config: Config): Promise<void> {
   await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: error }, 'flushing traces failed'));
   cri?.close();
   setTimeout(() => process.exit(), EXIT_AFTER_SHUTDOWN_MS).unref();
+}
+
+/**
+ * The warm-up (warm-up.ts) in the background, after the socket serves. Its failure is
+ * only logged: the service serves as it would have without it.
+ */
+async function startWarmUp(
+  config: Config,
+  cri: CriServices | undefined,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!cri) return;
+  try {
+    const [{ warmUp }, { imageServiceV1, runtimeServiceV1 }] = await Promise.all([
+      import('../../adapters/grpc/warm-up.js'),
+      import('../../adapters/cri/cri-definition.js'),
+    ]);
+    const unknown = 'warm-up-0000000000000000000000000000000000000000000000000000000000';
+    const result = await warmUp({
+      services: cri.services,
+      calls: [
+        { service: runtimeServiceV1, method: 'Version', request: { version: 'v1' } },
+        { service: runtimeServiceV1, method: 'Status', request: { verbose: false } },
+        { service: runtimeServiceV1, method: 'ListPodSandbox', request: {} },
+        { service: runtimeServiceV1, method: 'ListContainers', request: {} },
+        { service: runtimeServiceV1, method: 'PodSandboxStatus', request: { podSandboxId: unknown } },
+        { service: runtimeServiceV1, method: 'ContainerStatus', request: { containerId: unknown } },
+        { service: imageServiceV1, method: 'ImageStatus', request: { image: { image: 'warm-up.invalid/none:0' } } },
+      ],
+      total: config.warmUpCalls,
+      stateDir: config.stateDir,
+      logger,
+      signal,
+    });
+    logger.debug(result, 'warmed up');
+  } catch (error) {
+    logger.warn({ err: error }, 'the warm-up failed; serving without it');
+  }
 }
 
 /** Opens the log; a held lock means another service runs on this root. */

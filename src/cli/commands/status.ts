@@ -2,11 +2,12 @@ import type { Command } from 'commander';
 import { formatDurationMs } from '../../adapters/bus/duration-format.js';
 import type { StreamLimits } from '../../adapters/bus/nats-stream-config.js';
 import { withConfigOptions } from '../options.js';
-import type { InFlight, LedgerStatus, StreamStatus } from '../sources/event-source.js';
+import type { InFlight, LedgerStatus, PrunedReport, StreamStatus } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { formatInFlight } from './support/in-flight.js';
 import { print } from './support/output.js';
 import { startProgress } from './support/progress.js';
+import { formatDuration } from './support/time.js';
 
 export function registerStatus(program: Command): void {
   const command = program
@@ -26,8 +27,9 @@ async function runStatus(options: { json?: boolean }, cmd: Command): Promise<voi
       progress.update(done);
     });
     (progress as ReturnType<typeof startProgress> | undefined)?.stop();
-    if (options.json) print(JSON.stringify(status, null, 2));
-    else if (status.kind === 'ledger') printLedger(status);
+    const pruned = status.kind === 'ledger' ? await source.pruned?.({}) : undefined;
+    if (options.json) print(JSON.stringify(pruned ? { ...status, retention: pruned } : status, null, 2));
+    else if (status.kind === 'ledger') printLedger(status, pruned);
     else printStream(status);
   });
 }
@@ -37,7 +39,20 @@ function fields(rows: Array<[string, string]>): void {
   for (const [key, value] of rows) print(`${key.padEnd(width)}  ${value}`);
 }
 
-function printLedger(s: LedgerStatus): void {
+/** What retention removed from the local log, and the running service's rules. */
+function retentionLine(p: PrunedReport): string {
+  const rules = [
+    p.maxAgeMs > 0 ? `max age ${formatDuration(p.maxAgeMs)}` : '',
+    p.maxBytes > 0 ? `max ${(p.maxBytes / 1024 / 1024).toFixed(0)} MiB` : '',
+  ].filter(Boolean);
+  const removed = p.pruned
+    ? `${p.events} events of ${p.streams} ended streams removed, ${p.firstPrunedAt}..${p.lastPrunedAt} (NATS holds them: --nats)`
+    : 'nothing removed';
+  const policy = !p.policyKnown ? 'rules unknown (service stopped)' : rules.length > 0 ? rules.join(', ') : 'off';
+  return `${policy}; ${removed}`;
+}
+
+function printLedger(s: LedgerStatus, pruned?: PrunedReport): void {
   const r = s.relay;
   let relay: string;
   if (!r.running) relay = `service stopped; cursor ${r.cursor}, lag ${r.lag}`;
@@ -54,6 +69,7 @@ function printLedger(s: LedgerStatus): void {
     ['head', s.head === 0 ? '0 (empty log)' : `${s.head}${s.headAt ? ` (${s.headAt})` : ''}`],
     ['relay', relay],
   ];
+  if (pruned) rows.push(['retention', retentionLine(pruned)]);
   if (r.lastError) rows.push(['relay error', r.lastError]);
   if (r.streamLimits) rows.push(['stream limits', formatLimits(r.streamLimits)]);
   if (r.resendHorizonMs) rows.push(['re-send horizon', `${formatDurationMs(r.resendHorizonMs)} (worst case)`]);

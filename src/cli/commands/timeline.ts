@@ -7,6 +7,7 @@ import type { EventSource, SourcedEvent } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { onOneNode } from './support/nodes.js';
 import { note, print } from './support/output.js';
+import { notInLocalLog, partlyPruned, prunedRecord, streamNote } from './support/pruned-notes.js';
 import { pictureFormat, writePicture } from './support/pictures.js';
 import { sessionRows, sessionStories } from './support/sessions.js';
 import { shortId, summarize } from './support/summary.js';
@@ -48,7 +49,13 @@ export function registerTimeline(program: Command): void {
 async function runTimeline(ref: string, options: TimelineOptions, cmd: Command): Promise<void> {
   const format = pictureFormat(options.format);
   await withSource(cmd, async (source) => {
-    const { target, known } = await resolve(source, ref);
+    const { target, known } = await resolve(source, ref).catch(async (error: unknown) => {
+      if (!(error instanceof NotFoundError)) throw error;
+      // Retention may have removed the reservation but not yet the rest: show the rest.
+      const partly = await partlyPruned(source, ref);
+      if (partly) return { target: partly, known: [] };
+      throw (await notInLocalLog(source, ref)) ?? error;
+    });
     if (format !== 'text') {
       // A pod's picture has its containers' lanes too.
       const streams = [target.stream, ...known.filter((k) => k.podId === target.id).map((k) => k.stream)];
@@ -64,6 +71,10 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
     }
     const events: SourcedEvent[] = [];
     for await (const e of source.readEvents({ streams: [target.stream] })) if (onNode(target, e)) events.push(e);
+    if ((events[0]?.event.version ?? 0) !== 1) {
+      const line = streamNote(target.kind, target.id, await prunedRecord(source, { streams: [target.stream] }));
+      if (line) note(line);
+    }
     if (options.json) {
       for (const e of events) print(e.json);
       return;

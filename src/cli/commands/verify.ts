@@ -53,6 +53,8 @@ async function runVerify(options: { json?: boolean; againstContainerd?: boolean 
     } finally {
       progress.stop();
     }
+    // Holes retention made and recorded are not defects: say how many, keep the rest.
+    if (source.pruned) await verifier.explainPruned(source.pruned.bind(source));
     const out = verifier.report();
     return { source: source.description, ...out };
   });
@@ -64,6 +66,10 @@ async function runVerify(options: { json?: boolean; againstContainerd?: boolean 
 function printReport(report: VerifyReport & { source: string }): void {
   const range = report.firstSeq === undefined ? 'an empty log' : `seq ${report.firstSeq}..${report.lastSeq}`;
   print(`verified ${report.records} records (${range}), ${report.streams} streams, from ${report.source}`);
+  if (report.prunedGaps)
+    print(
+      `${report.prunedGaps} gaps are events retention removed and recorded (see \`cri-ledger events\`; NATS holds them: --nats)`,
+    );
   print('');
   const rows = CHECKS.map((check) => {
     const found = report.violations.filter((v) => v.check === check);

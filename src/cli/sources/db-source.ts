@@ -2,6 +2,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RELAY_CURSOR } from '../../adapters/bus/outbox-cursor.js';
 import { compileFilter } from '../../adapters/ledger-api/event-filter.js';
+import { prunedReport } from '../../adapters/eventlog/pruned-report.js';
 import { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
 import { Ledger } from '../../commands/ledger.js';
 import {
@@ -17,6 +18,8 @@ import {
   type EventFilter,
   type EventSource,
   type LedgerStatus,
+  type PrunedQuery,
+  type PrunedReport,
   type SourcedEvent,
   type SourcedRecord,
 } from './event-source.js';
@@ -122,6 +125,10 @@ export class DbSource implements EventSource {
     };
     if (headAt) out.headAt = headAt;
     return out;
+  }
+
+  async pruned(query: PrunedQuery): Promise<PrunedReport> {
+    return prunedReport(this.log, query);
   }
 
   async size(): Promise<number> {

@@ -1,5 +1,8 @@
 import type { EventFilter } from '../../adapters/ledger-api/event-filter.js';
+import type { PrunedQuery, PrunedReport } from '../../adapters/eventlog/pruned-report.js';
 import { decodeEvent, type LedgerEvent } from '../../domain/events.js';
+
+export type { PrunedQuery, PrunedReport };
 
 export type { EventFilter };
 
@@ -121,6 +124,11 @@ export interface EventSource {
   /** Catch-up from `filter.fromSeq`, then live until `signal` aborts. */
   follow(filter: EventFilter, signal?: AbortSignal): AsyncIterable<SourcedEvent>;
   status(onProgress?: (done: number, total: number) => void): Promise<SourceStatus>;
+  /**
+   * What retention removed from the node's local log (undefined where there is no such
+   * record: NATS holds everything the relay published, and a service too old to say).
+   */
+  pruned?(query: PrunedQuery): Promise<PrunedReport | undefined>;
   /** How many events a full read goes through, for progress bars. */
   size(): Promise<number>;
   close(): Promise<void>;

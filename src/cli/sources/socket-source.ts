@@ -9,6 +9,8 @@ import {
   type EventFilter,
   type EventSource,
   type LedgerStatus,
+  type PrunedQuery,
+  type PrunedReport,
   type SourcedEvent,
   type SourcedRecord,
 } from './event-source.js';
@@ -65,6 +67,22 @@ export class SocketSource implements EventSource {
 
   async status(): Promise<LedgerStatus> {
     return toLedgerStatus(await this.unreachable(() => this.client.status()), this.description);
+  }
+
+  async pruned(query: PrunedQuery): Promise<PrunedReport | undefined> {
+    const r = await this.unreachable(() =>
+      this.client.pruned({
+        fromSeq: query.fromSeq ?? 0,
+        toSeq: query.toSeq ?? 0,
+        streams: [...(query.streams ?? [])],
+        names: [...(query.names ?? [])],
+      }),
+    );
+    if (!r) return undefined;
+    return {
+      ...r,
+      streamsAsked: r.streamsAsked.map(({ name, ...t }) => (name ? { ...t, name } : t)),
+    };
   }
 
   async size(): Promise<number> {

@@ -33,7 +33,7 @@ export function acceptPortForwardStream(headers: SpdyHeaders): boolean {
  * its error stream. Any number of requests run at once on one connection.
  */
 export function openSpdyPortForward(ctx: SpdyPortForwardContext): PortForwardSession {
-  const session = new PortForwardSession('spdy');
+  const session = new PortForwardSession('spdy', 'portforward.k8s.io');
   const pairs = new Map<string, Pair>();
   const live = new Set<SpdyStream>();
   const total = { in: 0, out: 0 };

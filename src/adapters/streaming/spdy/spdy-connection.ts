@@ -44,6 +44,8 @@ export class SpdyConnection implements SpdyStreamHost {
   readonly #pausedBy = new Set<SpdyStream>();
   #pending: SpdyFrame[] = [];
   #decoding = false;
+  /** The last stream id answered with SYN_REPLY (see #replyEarly). */
+  #lastRepliedId = 0;
   #drainWaiters: Array<() => void> = [];
   #lastStreamId = 0;
   #closed = false;
@@ -85,12 +87,16 @@ export class SpdyConnection implements SpdyStreamHost {
     this.#events.onActivity();
     let ok = true;
     let offset = 0;
+    // Each frame's head and payload leave in one writev: no copy of the payload.
+    this.#socket.cork();
     do {
       const piece = chunk.subarray(offset, offset + MAX_DATA_FRAME_BYTES);
       offset += piece.length;
       const last = offset >= chunk.length;
-      ok = this.#socket.write(Buffer.concat([dataFrameHead(streamId, piece.length, fin && last), piece]));
+      ok = this.#socket.write(dataFrameHead(streamId, piece.length, fin && last));
+      if (piece.length > 0) ok = this.#socket.write(piece);
     } while (offset < chunk.length);
+    this.#socket.uncork();
     if (ok) done();
     else this.#drainWaiters.push(done);
   }
@@ -115,11 +121,28 @@ export class SpdyConnection implements SpdyStreamHost {
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
     try {
-      this.#pending.push(...this.#frames.push(chunk));
+      for (const frame of this.#frames.push(chunk)) {
+        if (frame.type === 'syn-stream') this.#replyEarly(frame.streamId);
+        this.#pending.push(frame);
+      }
       this.#process();
     } catch (error) {
       this.#fail(error as Error);
     }
+  }
+
+  /**
+   * A client opens a session's streams one at a time, each after the reply to the one
+   * before (client-go's CreateStream waits for SYN_REPLY), so the reply goes out as the
+   * SYN_STREAM arrives, before its header block is inflated off the event loop: the
+   * inflates overlap the client's next stream instead of adding up in series. A stream
+   * whose headers then turn out unwanted is reset. An id out of order gets no reply
+   * here, and a protocol-error reset when its turn comes.
+   */
+  #replyEarly(streamId: number): void {
+    if (streamId % 2 === 0 || streamId <= this.#lastRepliedId || this.#closed) return;
+    this.#lastRepliedId = streamId;
+    this.#socket.write(synReplyFrame(streamId, this.#headerWriter.encode()));
   }
 
   /** Frames are handled in order; a SYN_STREAM's header block is inflated first, asynchronously. */
@@ -157,7 +180,6 @@ export class SpdyConnection implements SpdyStreamHost {
     }
     const stream = new SpdyStream(this, streamId, headers);
     this.#streams.set(streamId, stream);
-    this.#socket.write(synReplyFrame(streamId, this.#headerWriter.encode()));
     if (fin) stream.receiveFin();
     this.#events.onStream(stream);
   }

@@ -71,7 +71,10 @@ function storedBlockHead(length: number): Buffer {
  * asynchronous in Node, so blocks are decoded strictly one after another, in order.
  */
 export class HeaderBlockReader {
-  readonly #inflate: Inflate = createInflate({ dictionary: SPDY3_HEADER_DICTIONARY });
+  readonly #inflate: Inflate = createInflate({
+    dictionary: SPDY3_HEADER_DICTIONARY,
+    flush: zlibConstants.Z_SYNC_FLUSH,
+  });
   #tail: Promise<unknown> = Promise.resolve();
   #failure: Error | undefined;
   #output: Buffer[] = [];
@@ -102,10 +105,9 @@ export class HeaderBlockReader {
   #inflateBlock(block: Buffer): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       if (this.#failure) return reject(new SpdyProtocolError(`header block: ${this.#failure.message}`));
-      this.#inflate.write(block);
-      // A sync flush hands over everything the block holds: its output is pushed before
-      // the flush completes, and whatever 'readable' has not drained yet is drained here.
-      this.#inflate.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+      // Every write is sync-flushed (the inflater's flush mode): one trip through the
+      // thread pool per block, its output pushed before the callback.
+      this.#inflate.write(block, () => {
         if (this.#failure) return reject(new SpdyProtocolError(`header block: ${this.#failure.message}`));
         this.#drain();
         const raw = Buffer.concat(this.#output);

@@ -5,6 +5,7 @@ import { ChannelSocket } from './channel-socket.js';
 
 export interface WebSocketPortForwardContext {
   readonly ws: WebSocket;
+  /** The chosen subprotocol; empty when the client named none (binary `channel.k8s.io`). */
   readonly protocol: string;
   readonly ports: readonly number[];
   readonly onActivity: () => void;
@@ -17,7 +18,7 @@ export interface WebSocketPortForwardContext {
  * bytes little-endian. The connection closes once every request's data has ended.
  */
 export function openWebSocketPortForward(ctx: WebSocketPortForwardContext): PortForwardSession {
-  const session = new PortForwardSession('websocket');
+  const session = new PortForwardSession('websocket', ctx.protocol || 'channel.k8s.io');
   const counted = { in: 0, out: 0 };
   const readers: Duplex[] = [];
   const readerOpen: boolean[] = [];

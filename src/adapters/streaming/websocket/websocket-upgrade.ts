@@ -63,7 +63,7 @@ export function acceptWebSocket(upgrade: WebSocketUpgrade): void {
         ? openWebSocketPortForward({ ws, protocol, ports, onActivity })
         : openWebSocketRemoteCommand({ ws, kind, protocol, options: upgrade.streams(), onActivity });
     idle = new IdleTimer(upgrade.idleTimeoutMs, () => session.end('idle-timeout'));
-    upgrade.start(session, idle, protocol || (kind === 'portforward' ? '' : 'channel.k8s.io'));
+    upgrade.start(session, idle, protocol || 'channel.k8s.io');
   };
   // The protocol is chosen above; ws only writes it into the 101.
   selectedProtocol.set(req, protocol);

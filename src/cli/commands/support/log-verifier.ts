@@ -10,6 +10,10 @@ export interface Violation {
   /** The seq of the record at fault, when it has one. */
   seq?: number;
   detail: string;
+  /** A seq violation's missing seqs: retention's record may explain them (verify asks it). */
+  gap?: readonly [from: number, to: number];
+  /** A version violation at a stream's first event: retention may have removed its beginning. */
+  streamStart?: { stream: string; version: number };
 }
 
 export interface OpenSaga {
@@ -32,6 +36,8 @@ export interface VerifyReport {
   streams: number;
   violations: Violation[];
   inFlight: OpenSaga[];
+  /** Seq gaps and stream starts explained by retention's record (not violations). */
+  prunedGaps?: number;
 }
 
 interface Hold {
@@ -59,6 +65,7 @@ export class LogVerifier {
   private firstSeq: number | undefined;
   private expectedSeq: number | undefined;
   private lastAt = -Infinity;
+  private prunedGaps = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -87,6 +94,14 @@ export class LogVerifier {
     this.checkSaga(event);
   }
 
+  /** Drops the seq gaps and stream starts retention's record explains (see `withoutPruned`). */
+  async explainPruned(pruned: PrunedLookup): Promise<void> {
+    if (!this.violations.some((v) => v.gap || v.streamStart)) return;
+    const { violations, explained } = await withoutPruned(this.violations, pruned);
+    this.violations.splice(0, this.violations.length, ...violations);
+    this.prunedGaps += explained;
+  }
+
   report(): VerifyReport {
     const now = this.now();
     const out: VerifyReport = {
@@ -95,6 +110,7 @@ export class LogVerifier {
       violations: [...this.violations],
       inFlight: [...this.sagas.values()].map((s) => ({ ...s, ageMs: Math.max(0, now - Date.parse(s.startedAt)) })),
     };
+    if (this.prunedGaps > 0) out.prunedGaps = this.prunedGaps;
     if (this.firstSeq !== undefined) out.firstSeq = this.firstSeq;
     if (this.expectedSeq !== undefined) out.lastSeq = this.expectedSeq - 1;
     return out;
@@ -108,13 +124,19 @@ export class LogVerifier {
     if (!(seq > 0)) return; // a record without a readable seq: the decode check reports it
     if (this.expectedSeq === undefined) {
       this.firstSeq = seq;
-      if (seq !== 1) this.fail('seq', 1, seq === 2 ? 'seq 1 is missing' : `seqs 1..${seq - 1} are missing`);
+      if (seq !== 1)
+        this.violations.push({
+          check: 'seq',
+          seq: 1,
+          detail: seq === 2 ? 'seq 1 is missing' : `seqs 1..${seq - 1} are missing`,
+          gap: [1, seq - 1],
+        });
     } else if (seq > this.expectedSeq) {
       const gap =
         seq - 1 === this.expectedSeq
           ? `seq ${this.expectedSeq} is missing`
           : `seqs ${this.expectedSeq}..${seq - 1} are missing`;
-      this.fail('seq', this.expectedSeq, gap);
+      this.violations.push({ check: 'seq', seq: this.expectedSeq, detail: gap, gap: [this.expectedSeq, seq - 1] });
     } else if (seq < this.expectedSeq) {
       this.fail('seq', seq, `seq ${seq} appears again after seq ${this.expectedSeq - 1}`);
       return;
@@ -140,7 +162,13 @@ export class LogVerifier {
   private checkVersion(event: LedgerEvent): void {
     const previous = this.versions.get(event.stream) ?? 0;
     if (event.version !== previous + 1) {
-      this.fail('version', event.seq, `${event.stream} is at version ${event.version}, expected ${previous + 1}`);
+      const detail = `${event.stream} is at version ${event.version}, expected ${previous + 1}`;
+      this.violations.push({
+        check: 'version',
+        seq: event.seq,
+        detail,
+        ...(previous === 0 ? { streamStart: { stream: event.stream, version: event.version } } : {}),
+      });
     }
     this.versions.set(event.stream, Math.max(previous, event.version));
   }
@@ -207,4 +235,41 @@ export class LogVerifier {
       this.fail('sagas', event.seq, `${event.type} in ${event.stream} ends no saga in flight`);
     }
   }
+}
+
+/** Retention's record of a log, as `EventSource.pruned` answers. */
+export type PrunedLookup = (query: {
+  fromSeq?: number;
+  toSeq?: number;
+  streams?: readonly string[];
+}) => Promise<{ eventsInRange: number; streamsAsked: Array<{ stream: string; version: number }> } | undefined>;
+
+/**
+ * Drops the violations that retention's record explains: seq gaps it removed whole, and
+ * streams whose first versions it removed. What is left is a real defect.
+ */
+export async function withoutPruned(
+  violations: readonly Violation[],
+  pruned: PrunedLookup,
+): Promise<{ violations: Violation[]; explained: number }> {
+  const kept: Violation[] = [];
+  let explained = 0;
+  for (const v of violations) {
+    if (v.gap) {
+      const r = await pruned({ fromSeq: v.gap[0], toSeq: v.gap[1] });
+      if (r && r.eventsInRange === v.gap[1] - v.gap[0] + 1) {
+        explained++;
+        continue;
+      }
+    } else if (v.streamStart) {
+      const r = await pruned({ streams: [v.streamStart.stream], fromSeq: 1, toSeq: 1 });
+      const t = r?.streamsAsked[0];
+      if (t && t.version === v.streamStart.version - 1) {
+        explained++;
+        continue;
+      }
+    }
+    kept.push(v);
+  }
+  return { violations: kept, explained };
 }

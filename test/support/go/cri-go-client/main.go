@@ -9,9 +9,9 @@
 //
 // gets one line on stdout (in completion order; calls run concurrently),
 //
-//	{"id":1,"code":0,"message":"","response":"<base64>"}
+//	{"id":1,"code":0,"message":"","response":"<base64>","elapsedUs":412}
 //
-// with code the gRPC status code. It exits once stdin is closed and every call answered.
+// with code the gRPC status code and elapsedUs the call's time in this process. It exits once stdin is closed and every call answered.
 package main
 
 import (
@@ -46,6 +46,9 @@ type response struct {
 	Code     uint32 `json:"code"`
 	Message  string `json:"message"`
 	Response []byte `json:"response"`
+	// ElapsedUs is the call's own time in this process, from Invoke to its answer: what a
+	// benchmark reads, without the pipe to the test in it.
+	ElapsedUs int64 `json:"elapsedUs"`
 }
 
 // rawCodec sends and receives messages as they are: the caller holds serialized protobuf.
@@ -143,7 +146,9 @@ func invoke(conn *grpc.ClientConn, req request) response {
 	defer cancel()
 	in := req.Request
 	var reply []byte
+	started := time.Now()
 	err := conn.Invoke(ctx, req.Method, &in, &reply, grpc.ForceCodec(rawCodec{}))
+	elapsed := time.Since(started).Microseconds()
 	s := status.Convert(err)
-	return response{ID: req.ID, Code: uint32(s.Code()), Message: s.Message(), Response: reply}
+	return response{ID: req.ID, Code: uint32(s.Code()), Message: s.Message(), Response: reply, ElapsedUs: elapsed}
 }

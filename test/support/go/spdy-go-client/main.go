@@ -337,7 +337,17 @@ func forwardOne(conn *spdystream.Connection, id int) (bool, string) {
 		payload[i] = byte(id + i)
 	}
 	go func() {
-		dataStream.Write(payload)
+		// In 32 KiB writes, as client-go's io.Copy from the local connection: one DATA
+		// frame each (a SPDY frame holds at most 16 MiB).
+		for offset := 0; offset < len(payload); offset += 32 * 1024 {
+			end := offset + 32*1024
+			if end > len(payload) {
+				end = len(payload)
+			}
+			if _, err := dataStream.Write(payload[offset:end]); err != nil {
+				break
+			}
+		}
 		dataStream.Close()
 	}()
 	echoed, _ := ioutil.ReadAll(dataStream)
