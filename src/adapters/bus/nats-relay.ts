@@ -129,16 +129,21 @@ export class NatsRelay {
 
   private async run(): Promise<void> {
     let backoffMs = this.o.reconnectWaitMs;
-    while (!this.stopping) {
+    while (!this.stopping && !this.halted) {
       try {
         if (this.nc === undefined) await this.connect();
         await this.whenConnected();
         if (this.stopping) return;
-        await this.ensure();
+        // The first check gates publishing (the stream may not exist yet). Later ones, after
+        // a reconnect or a failed round, run beside it: a stream check needs JetStream's meta
+        // leader, a publish only the stream's, and after losing the server that led the meta
+        // group the check waited out an election the publishes did not need.
+        if (this.limits === undefined) await this.ensure();
+        else this.checkInBackground();
         await this.publishRound();
         backoffMs = this.o.reconnectWaitMs;
       } catch (error) {
-        if (this.stopping) return;
+        if (this.stopping || this.halted) return;
         if (error instanceof StreamConfigMismatchError) return this.halt(error);
         this.noteError(error, 'relay interrupted; resuming from the cursor after a pause');
         this.needsEnsure = true;
@@ -225,6 +230,26 @@ export class NatsRelay {
     this.logger.info({ server: this.server, ...this.status() }, 'NATS connected');
     // Runs for the connection's life; it only records state, so a failure in it is logged, not thrown.
     void this.watch(nc).catch((error: unknown) => this.noteError(error, 'watching the NATS connection failed'));
+  }
+
+  private checking = false;
+  /** A background stream check found a mismatch: the run loop ends, stop() still cleans up. */
+  private halted = false;
+
+  /** ensure() without blocking the round; a mismatch halts the relay, other failures are retried next round. */
+  private checkInBackground(): void {
+    if (!this.needsEnsure || this.checking) return;
+    this.checking = true;
+    void this.ensure()
+      .catch((error: unknown) => {
+        if (this.stopping) return;
+        if (error instanceof StreamConfigMismatchError) {
+          this.halted = true;
+          this.round?.abort();
+          this.halt(error);
+        } else this.noteError(error, 'stream check failed; publishing on, checking again next round');
+      })
+      .finally(() => (this.checking = false));
   }
 
   private async ensure(): Promise<void> {
