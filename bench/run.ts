@@ -1,4 +1,5 @@
 import { runCriBench } from './cri.js';
+import { runFleetBench } from './fleet.js';
 import { runCriGoBench } from './cri-go.js';
 import { runImagesBench } from './images.js';
 import { runKubeletLoadBench } from './kubelet-load.js';
@@ -18,6 +19,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   retention: runRetentionBench,
   overhead: runOverheadBench,
   streaming: runStreamingBench,
+  fleet: runFleetBench,
   'kubelet-load': runKubeletLoadBench,
 };
 

@@ -26,6 +26,8 @@ export const DEFAULT_NATS_REPLICAS = 1;
 export const DEFAULT_NATS_DUPLICATE_WINDOW_MS = 10 * 60_000;
 /** 0: keep events until the stream's other limits say otherwise. */
 export const DEFAULT_NATS_MAX_AGE_MS = 0;
+/** 0: no byte limit on the stream. */
+export const DEFAULT_NATS_MAX_BYTES = 0;
 export const DEFAULT_LOG_LEVEL = 'info';
 /** containerd's CRI buffers 1,000 events per subscriber; the log can afford to wait longer. */
 export const DEFAULT_CONTAINER_EVENTS_MAX_LAG = 10_000;
@@ -155,6 +157,13 @@ export const CONFIG_KEYS = [
     flag: 'nats-max-age',
     kind: 'duration',
     help: 'stream max age, 0 = unlimited',
+  },
+  {
+    key: 'nats.maxBytes',
+    env: 'CRI_LEDGER_NATS_MAX_BYTES',
+    flag: 'nats-max-bytes',
+    kind: 'int',
+    help: 'stream size limit in bytes, 0 = unlimited',
   },
   {
     key: 'retention.maxAge',
@@ -311,6 +320,7 @@ export const ConfigSchema = z
         replicas: z.number().int().min(1).max(5).default(DEFAULT_NATS_REPLICAS),
         duplicateWindow: DURATION.min(1000, 'must be at least 1s').default(DEFAULT_NATS_DUPLICATE_WINDOW_MS),
         maxAge: DURATION.default(DEFAULT_NATS_MAX_AGE_MS),
+        maxBytes: z.number().int().nonnegative().default(DEFAULT_NATS_MAX_BYTES),
       })
       .strict()
       .default({
@@ -318,6 +328,7 @@ export const ConfigSchema = z
         replicas: DEFAULT_NATS_REPLICAS,
         duplicateWindow: DEFAULT_NATS_DUPLICATE_WINDOW_MS,
         maxAge: DEFAULT_NATS_MAX_AGE_MS,
+        maxBytes: DEFAULT_NATS_MAX_BYTES,
       }),
     // Durations and sizes in words are read here, so a file, the environment and a flag
     // all take "7d" and "2GiB" (the other keys' words are read by readFile and convert).
@@ -532,6 +543,8 @@ export interface ConfigSources {
   env?: NodeJS.ProcessEnv;
   /** Flag values by flag name (`nats-url`), as strings. */
   flags?: Record<string, string | boolean | undefined>;
+  /** Keys whose environment variable and flag are not configuration here (a command reads them itself). */
+  skip?: readonly string[];
 }
 
 /**
@@ -562,6 +575,7 @@ export function loadConfigWithOrigins(sources: ConfigSources = {}): { config: Co
   ];
   for (const [layer, valueOf] of layers) {
     for (const def of CONFIG_KEYS) {
+      if (sources.skip?.includes(def.key)) continue;
       const raw = valueOf(def);
       if (raw === undefined || raw === '') continue;
       const where = layer === 'env' ? `from ${def.env}` : `from --${def.flag}`;

@@ -14,13 +14,16 @@ export function withConfigOptions(command: Command): Command {
   return command;
 }
 
-/** The configuration for a command: file, then environment, then its flags. */
-export function configFrom(command: Command): Config {
-  return configWithOrigins(command).config;
+/** The configuration for a command: file, then environment, then its flags (but not those of `skip` keys). */
+export function configFrom(command: Command, skip: readonly string[] = []): Config {
+  return configWithOrigins(command, skip).config;
 }
 
 /** configFrom, and where each key's value came from (`default` when nothing set it). */
-export function configWithOrigins(command: Command): { config: Config; origins: ConfigOrigins } {
+export function configWithOrigins(
+  command: Command,
+  skip: readonly string[] = [],
+): { config: Config; origins: ConfigOrigins } {
   const opts = command.opts<Record<string, string | boolean | undefined>>();
   const flags: Record<string, string | boolean | undefined> = {};
   for (const def of CONFIG_KEYS) {
@@ -29,7 +32,7 @@ export function configWithOrigins(command: Command): { config: Config; origins: 
     if (command.getOptionValueSource(camel(def.flag)) === 'cli') flags[def.flag] = opts[camel(def.flag)];
   }
   const file = opts.config as string | undefined;
-  return loadConfigWithOrigins({ ...(file ? { file } : {}), env: process.env, flags });
+  return loadConfigWithOrigins({ ...(file ? { file } : {}), env: process.env, flags, skip });
 }
 
 function camel(flag: string): string {

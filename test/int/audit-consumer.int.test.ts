@@ -8,8 +8,10 @@ import { pino } from 'pino';
 import { NatsRelay } from '../../src/adapters/bus/nats-relay.js';
 import { LevelDbEventLog } from '../../src/adapters/eventlog/leveldb-event-log.js';
 import type { LedgerEvent } from '../../src/domain/events.js';
-import { tempRoot, writeScenarioLog } from '../support/cli.js';
+import { runCli, tempRoot, writeScenarioLog } from '../support/cli.js';
+import { startNatsCluster, type NatsCluster } from '../support/nats-cluster.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { generateScenario } from '../support/scenario.js';
 import { until } from '../support/until.js';
 
 /*
@@ -20,8 +22,16 @@ import { until } from '../support/until.js';
 
 const CONSUMER = fileURLToPath(new URL('../../examples/audit-consumer.js', import.meta.url));
 
-/** Runs the consumer until it has been idle 5 s (past its 2 s ack wait), or until `killAfter` lines (SIGKILL). */
-function consume(args: string[], killAfter?: number): Promise<Array<{ id: string; node: string; type: string }>> {
+/**
+ * Runs the consumer until it has been idle 5 s (past its 2 s ack wait), or until `killAfter`
+ * lines (SIGKILL); `at` runs once when that many lines have been printed.
+ */
+function consume(
+  args: string[],
+  killAfter?: number,
+  at?: { lines: number; run: () => void },
+): Promise<Array<{ id: string; node: string; type: string }>> {
+  let ran = false;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CONSUMER, ...args, '--ack-wait', '2s', '--idle-exit', '5s'], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -35,6 +45,10 @@ function consume(args: string[], killAfter?: number): Promise<Array<{ id: string
       const parts = buffer.split('\n');
       buffer = parts.pop()!;
       lines.push(...parts);
+      if (at && !ran && lines.length >= at.lines) {
+        ran = true;
+        at.run();
+      }
       if (killAfter !== undefined && lines.length >= killAfter) child.kill('SIGKILL');
     });
     child.on('exit', (code, signal) => {
@@ -126,5 +140,116 @@ describe('the fleet audit consumer recipe', () => {
       expected,
       "node-a's starts, in its log's order",
     );
+  });
+});
+
+describe('the fleet audit consumer recipe on an R3 cluster', () => {
+  let cluster: NatsCluster;
+  let temp: { dir: string; cleanup: () => Promise<void> };
+  const relays: NatsRelay[] = [];
+  const logs: LevelDbEventLog[] = [];
+  const published: LedgerEvent[] = [];
+
+  before(async () => {
+    [cluster, temp] = await Promise.all([startNatsCluster(3), tempRoot('cri-ledger-audit-r3-')]);
+    // The fleet's stream as docs/nats.md makes it, with --replicas 3.
+    const nc = await connect({ servers: cluster.urls.split(',') });
+    await (await nc.jetstreamManager()).streams.add({
+      name: 'CRI_LEDGER',
+      subjects: ['cri-ledger.>'],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      num_replicas: 3,
+      duplicate_window: nanos(120_000),
+      max_age: 0,
+    });
+    await nc.close();
+    for (const [i, node] of ['node-a', 'node-b'].entries()) {
+      const dir = join(temp.dir, node);
+      published.push(...(await writeScenarioLog(dir, { pods: 12, seed: 10 + i, node })));
+      const log = await LevelDbEventLog.open({ dir, node });
+      logs.push(log);
+      relays.push(
+        await NatsRelay.start({
+          log,
+          servers: cluster.urls,
+          node,
+          replicas: 3,
+          duplicateWindowMs: 120_000,
+          maxAgeMs: 0,
+          logger: pino({ level: 'silent' }),
+        }),
+      );
+    }
+    await until('both relays to drain', async () => relays.every((r) => r.status().lag === 0), 30_000);
+  });
+  after(async () => {
+    for (const r of relays) await r.stop();
+    for (const l of logs) await l.close();
+    await cluster?.stop();
+    await temp?.cleanup();
+  });
+
+  it('reads every event once per id while the stream leader is killed mid-way and the nodes go on', async (t) => {
+    const seen = join(temp.dir, 'seen.txt');
+    const args = ['--nats', cluster.urls, '--durable', 'audit', '--seen', seen];
+    const leader = await cluster.streamLeader('CRI_LEDGER');
+    // After 60 lines the leader dies, and both nodes record another history that their
+    // relays publish through the election: the consumer must get those too, once.
+    let killed: Promise<void> | undefined;
+    const later = async (): Promise<void> => {
+      await cluster.kill(leader);
+      for (const [i, log] of logs.entries()) {
+        for (const a of generateScenario({ pods: 6, seed: 50 + i })) {
+          published.push(...(await log.append(`${a.stream}-late`, a.expected, a.events)));
+        }
+      }
+    };
+    const first = await consume(args, undefined, {
+      lines: 60,
+      run: () => {
+        killed = later();
+      },
+    });
+    assert.ok(killed, `the leader was killed mid-way (the first run printed ${first.length})`);
+    await killed;
+    await until('both relays to drain', async () => relays.every((r) => r.status().lag === 0), 30_000);
+    // A consumer that idled out during the election reads the rest on its next run, as
+    // after any restart; one that rode it out finds nothing left. Together: each once.
+    const rest = await consume(args);
+    t.diagnostic(
+      `leader ${leader} killed after 60 lines while both nodes recorded more; ` +
+        `the first run printed ${first.length}, the second ${rest.length}, of ${published.length} events`,
+    );
+    await cluster.start(leader);
+    await cluster.waitHealthy();
+    const all = [...first, ...rest].map((e) => e.id);
+    assert.equal(new Set(all).size, all.length, 'no event twice');
+    assert.deepEqual(new Set(all), new Set(published.map((e) => e.id)), 'every event of both nodes');
+  });
+
+  it("the CLI reads the fleet's stream (cri-ledger.>) with --node '*': each event once, in each node's order", async () => {
+    const r = await runCli(['events', '--json', '--nats', cluster.urls, '--node', '*'], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const got = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as LedgerEvent);
+    assert.equal(got.length, published.length);
+    for (const node of ['node-a', 'node-b']) {
+      const seqs = got.filter((e) => e.node === node).map((e) => e.seq);
+      assert.deepEqual(
+        seqs,
+        [...seqs].sort((a, b) => a - b),
+        `${node} in seq order`,
+      );
+      assert.equal(seqs.length, published.filter((e) => e.node === node).length);
+    }
+    const status = await runCli(['status', '--nats', cluster.urls, '--node', '*'], { timeoutMs: 30_000 });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^nodes +\\*: ${published.length} messages from 2 nodes$`, 'm'));
+    const replay = await runCli(['replay', '--until', '1', '--nats', cluster.urls, '--node', '*']);
+    assert.equal(replay.code, 1);
+    assert.match(replay.stderr, /replay folds one node's log: name one node/);
   });
 });

@@ -257,7 +257,19 @@ describe('cri-ledger CLI', () => {
         { running: true, enabled: true, connected: true, cursor: serveEvents.length, lag: 0 },
       );
       const text = ok(await runCli(['status', '--socket', socket]));
-      assert.match(text, /^relay\s+on \(stream CRI_LEDGER\), connected; cursor \d+, lag 0/m);
+      // One server in nats.url: the one it is on, without "one of N".
+      const port = new URL(nats.url).port;
+      assert.match(
+        text,
+        new RegExp(
+          `^relay\\s+on \\(stream CRI_LEDGER\\), connected to 127\\.0\\.0\\.1:${port}; cursor \\d+, lag 0`,
+          'm',
+        ),
+      );
+      assert.match(
+        text,
+        /^stream limits\s+replicas 1, max age 0 \(unlimited\), max bytes 0 \(unlimited\), duplicate window 10m$/m,
+      );
     });
 
     it("via --nats: the stream, and this node's subjects and head", async () => {

@@ -51,7 +51,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
+/** True when something accepts TCP connections on 127.0.0.1:`port`. */
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = tcpConnect({ port, host: '127.0.0.1' });
     socket.once('connect', () => {
@@ -62,7 +63,8 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-function exited(proc: ChildProcess): Promise<void> {
+/** Resolves when `proc` has exited (at once if it already has). */
+export function exited(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => proc.once('exit', () => resolve()));
 }

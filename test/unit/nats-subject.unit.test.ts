@@ -125,7 +125,7 @@ describe('stream settings', () => {
       max_age: 0,
       ...over,
     }) as StreamConfig;
-  const wanted = { name: 'CRI_LEDGER', node: 'a', replicas: 1, duplicateWindowMs: 600_000, maxAgeMs: 0 };
+  const wanted = { name: 'CRI_LEDGER', node: 'a', replicas: 1, duplicateWindowMs: 600_000, maxAgeMs: 0, maxBytes: 0 };
 
   it('finds nothing to complain about in a matching stream', () => {
     assert.deepEqual(compareStreamConfig(config({}), wanted), []);
@@ -142,6 +142,14 @@ describe('stream settings', () => {
       'stream CRI_LEDGER: retention is workqueue, config wants limits; duplicate_window is 2m, config wants 10m; ' +
         'max_age is 1h, config wants 0 (unlimited)',
     );
+  });
+
+  it("reads JetStream's -1 max_bytes as the config's 0 (unlimited), and names a byte limit that differs", () => {
+    assert.deepEqual(compareStreamConfig(config({ max_bytes: -1 }), wanted), []);
+    assert.deepEqual(compareStreamConfig(config({ max_bytes: 1_000_000 }), wanted), [
+      { key: 'max_bytes', actual: '1000000', wanted: '0 (unlimited)' },
+    ]);
+    assert.deepEqual(compareStreamConfig(config({ max_bytes: 1_000_000 }), { ...wanted, maxBytes: 1_000_000 }), []);
   });
 
   it('formats durations the way the nats CLI shows them', () => {

@@ -1,16 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, Events, type JetStreamClient, type NatsConnection } from 'nats';
+import { connect, ErrorCode, Events, type JetStreamClient, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { encodeEvent, type LedgerEvent } from '../../domain/events.js';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
-  DEFAULT_RETRY_BACKOFF_MAX_MS,
+  duplicateWindowWarning,
+  resendHorizonMs,
   resolveRelayOptions,
   type NatsRelayOptions,
   type RelayStatus,
   type ResolvedRelayOptions,
 } from './nats-relay-options.js';
-import { ensureStream, StreamConfigMismatchError } from './nats-stream-config.js';
+import { ensureStream, StreamConfigMismatchError, streamLimits, type StreamLimits } from './nats-stream-config.js';
 import { nodeSubjects, subjectFor } from './nats-subject.js';
 import { OutboxCursor } from './outbox-cursor.js';
 
@@ -36,6 +37,9 @@ export class NatsRelay {
   private lastError: string | undefined;
   private errors = 0;
   private lastPublishAt: string | undefined;
+  private server: string | undefined;
+  private limits: StreamLimits | undefined;
+  private readonly horizonMs: number;
   private round: AbortController | undefined;
   private readonly stopSignal = new AbortController();
   private waiters: Array<() => void> = [];
@@ -45,6 +49,7 @@ export class NatsRelay {
 
   private constructor(private readonly o: ResolvedRelayOptions) {
     this.logger = o.logger.child({ component: 'nats-relay', stream: o.stream.name, node: o.node });
+    this.horizonMs = resendHorizonMs(o);
   }
 
   /**
@@ -84,9 +89,17 @@ export class NatsRelay {
       head,
       lag: Math.max(0, head - cursor),
       errors: this.errors,
+      servers: this.o.serverList,
+      resendHorizonMs: this.horizonMs,
     };
     if (this.lastError !== undefined) s.lastError = this.lastError;
     if (this.lastPublishAt !== undefined) s.lastPublishAt = this.lastPublishAt;
+    if (this.connected && this.server !== undefined) s.server = this.server;
+    if (this.limits !== undefined) {
+      s.streamLimits = this.limits;
+      const warning = duplicateWindowWarning(this.o.stream.name, this.limits, this.horizonMs);
+      if (warning !== undefined) s.warnings = [warning];
+    }
     return s;
   }
 
@@ -116,21 +129,30 @@ export class NatsRelay {
 
   private async run(): Promise<void> {
     let backoffMs = this.o.reconnectWaitMs;
-    while (!this.stopping) {
+    while (!this.stopping && !this.halted) {
       try {
         if (this.nc === undefined) await this.connect();
         await this.whenConnected();
         if (this.stopping) return;
-        await this.ensure();
+        // The first check gates publishing (the stream may not exist yet). Later ones, after
+        // a reconnect or a failed round, run beside it: a stream check needs JetStream's meta
+        // leader, a publish only the stream's, and after losing the server that led the meta
+        // group the check waited out an election the publishes did not need.
+        if (this.limits === undefined) await this.ensure();
+        else this.checkInBackground();
         await this.publishRound();
         backoffMs = this.o.reconnectWaitMs;
       } catch (error) {
-        if (this.stopping) return;
+        if (this.stopping || this.halted) return;
         if (error instanceof StreamConfigMismatchError) return this.halt(error);
         this.noteError(error, 'relay interrupted; resuming from the cursor after a pause');
         this.needsEnsure = true;
+        // A publish that timed out on a live connection: the server may be frozen or cut
+        // off from the cluster while its socket stays open. Try another server rather
+        // than wait for the pings to call the connection stale.
+        if (isTimeout(error) && this.connected) void this.nc?.reconnect().catch(() => undefined);
         await sleep(backoffMs, undefined, { signal: this.stopSignal.signal }).catch(() => undefined);
-        backoffMs = Math.min(backoffMs * 2, DEFAULT_RETRY_BACKOFF_MAX_MS);
+        backoffMs = Math.min(backoffMs * 2, this.o.retryBackoffMaxMs);
       }
     }
   }
@@ -197,20 +219,46 @@ export class NatsRelay {
       noAsyncTraces: true,
       reconnectTimeWait: this.o.reconnectWaitMs,
       timeout: DEFAULT_CONNECT_TIMEOUT_MS,
+      pingInterval: this.o.pingIntervalMs,
+      maxPingOut: 2,
     });
     this.nc = nc;
     this.js = nc.jetstream();
     this.connected = true;
     this.needsEnsure = true;
-    this.logger.info({ server: nc.getServer(), ...this.status() }, 'NATS connected');
+    this.server = nc.getServer();
+    this.logger.info({ server: this.server, ...this.status() }, 'NATS connected');
     // Runs for the connection's life; it only records state, so a failure in it is logged, not thrown.
     void this.watch(nc).catch((error: unknown) => this.noteError(error, 'watching the NATS connection failed'));
   }
 
+  private checking = false;
+  /** A background stream check found a mismatch: the run loop ends, stop() still cleans up. */
+  private halted = false;
+
+  /** ensure() without blocking the round; a mismatch halts the relay, other failures are retried next round. */
+  private checkInBackground(): void {
+    if (!this.needsEnsure || this.checking) return;
+    this.checking = true;
+    void this.ensure()
+      .catch((error: unknown) => {
+        if (this.stopping) return;
+        if (error instanceof StreamConfigMismatchError) {
+          this.halted = true;
+          this.round?.abort();
+          this.halt(error);
+        } else this.noteError(error, 'stream check failed; publishing on, checking again next round');
+      })
+      .finally(() => (this.checking = false));
+  }
+
   private async ensure(): Promise<void> {
     if (!this.needsEnsure || this.nc === undefined) return;
-    const done = await ensureStream(await this.nc.jetstreamManager(), this.o.stream);
+    const { done, config } = await ensureStream(await this.nc.jetstreamManager(), this.o.stream);
     if (done !== 'unchanged') this.logger.info({ subjects: nodeSubjects(this.o.node) }, `stream ${done}`);
+    this.limits = streamLimits(config);
+    const warning = duplicateWindowWarning(this.o.stream.name, this.limits, this.horizonMs);
+    if (warning !== undefined) this.logger.warn({ resendHorizonMs: this.horizonMs, ...this.limits }, warning);
     this.needsEnsure = false;
   }
 
@@ -238,7 +286,8 @@ export class NatsRelay {
       } else if (s.type === Events.Reconnect) {
         this.connected = true;
         this.needsEnsure = true;
-        this.logger.info({ server: s.data, ...this.status() }, 'NATS reconnected');
+        this.server = nc.getServer();
+        this.logger.info({ server: this.server, ...this.status() }, 'NATS reconnected');
       } else if (s.type === Events.Error) {
         this.noteError(
           new Error(typeof s.data === 'string' ? s.data : JSON.stringify(s.data)),
@@ -290,4 +339,9 @@ export class NatsRelay {
     this.waiters = [];
     for (const wake of waiters) wake();
   }
+}
+
+function isTimeout(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === ErrorCode.Timeout || code === ErrorCode.JetStream408RequestTimeout;
 }

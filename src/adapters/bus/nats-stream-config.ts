@@ -8,7 +8,10 @@ import {
   type StreamInfo,
 } from 'nats';
 import { CriLedgerError, InvalidArgumentError } from '../../domain/errors.js';
+import { formatDurationMs } from './duration-format.js';
 import { nodeSubjects, subjectCovers } from './nats-subject.js';
+
+export { formatDurationMs };
 
 /** The JetStream stream the relay publishes to when the config names none. */
 export const DEFAULT_STREAM_NAME = 'CRI_LEDGER';
@@ -20,6 +23,8 @@ export const DEFAULT_STREAM_NAME = 'CRI_LEDGER';
 export const DEFAULT_DUPLICATE_WINDOW_MS = 10 * 60_000;
 /** 0 keeps messages forever: the stream is an audit trail, pruning is an operator's call. */
 export const DEFAULT_MAX_AGE_MS = 0;
+/** 0 sets no byte limit (JetStream's -1): as with max age, pruning is an operator's call. */
+export const DEFAULT_MAX_BYTES = 0;
 export const DEFAULT_REPLICAS = 1;
 /** JetStream's own limit on stream replicas. */
 export const MAX_REPLICAS = 5;
@@ -35,11 +40,31 @@ export interface StreamSettings {
   replicas: number;
   duplicateWindowMs: number;
   maxAgeMs: number;
+  /** 0 = unlimited. */
+  maxBytes: number;
+}
+
+/** The limits of the stream as JetStream reports them, in the config's units (0 = unlimited). */
+export interface StreamLimits {
+  replicas: number;
+  maxAgeMs: number;
+  maxBytes: number;
+  duplicateWindowMs: number;
+}
+
+/** The limits `config` sets, with JetStream's -1 ("unlimited") as 0. */
+export function streamLimits(config: StreamConfig): StreamLimits {
+  return {
+    replicas: config.num_replicas,
+    maxAgeMs: millis(config.max_age ?? 0),
+    maxBytes: Math.max(0, config.max_bytes ?? -1),
+    duplicateWindowMs: millis(config.duplicate_window ?? 0),
+  };
 }
 
 /** One stream setting that differs from the config. */
 export interface StreamConfigMismatch {
-  key: 'storage' | 'retention' | 'num_replicas' | 'duplicate_window' | 'max_age';
+  key: 'storage' | 'retention' | 'num_replicas' | 'duplicate_window' | 'max_age' | 'max_bytes';
   actual: string;
   wanted: string;
 }
@@ -67,6 +92,11 @@ export function validateStreamSettings(s: StreamSettings): void {
   }
   if (!(s.duplicateWindowMs > 0)) throw new InvalidArgumentError('nats.duplicateWindowMs', 'must be positive');
   if (!(s.maxAgeMs >= 0)) throw new InvalidArgumentError('nats.maxAgeMs', 'must be 0 (unlimited) or positive');
+  if (!Number.isInteger(s.maxBytes) || s.maxBytes < 0)
+    throw new InvalidArgumentError(
+      'nats.maxBytes',
+      `must be 0 (unlimited) or a positive whole number, got ${s.maxBytes}`,
+    );
   if (s.maxAgeMs > 0 && s.duplicateWindowMs > s.maxAgeMs) {
     // JetStream refuses a dedupe window longer than the messages live.
     throw new InvalidArgumentError(
@@ -76,26 +106,8 @@ export function validateStreamSettings(s: StreamSettings): void {
   }
 }
 
-/** `600000` -> `10m`, `5400000` -> `1h30m`, `0` -> `0`: the way the nats CLI shows durations. */
-export function formatDurationMs(ms: number): string {
-  if (ms === 0) return '0';
-  const units: Array<[string, number]> = [
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1_000],
-  ];
-  let rest = ms;
-  let out = '';
-  for (const [unit, size] of units) {
-    const n = Math.floor(rest / size);
-    if (n > 0) out += `${n}${unit}`;
-    rest -= n * size;
-  }
-  if (rest > 0) out += `${Number(rest.toFixed(3))}ms`;
-  return out;
-}
-
 const maxAge = (ms: number): string => (ms === 0 ? '0 (unlimited)' : formatDurationMs(ms));
+const maxBytes = (n: number): string => (n <= 0 ? '0 (unlimited)' : String(n));
 
 /** The settings of `existing` that differ from `wanted`, in a fixed order. */
 export function compareStreamConfig(existing: StreamConfig, wanted: StreamSettings): StreamConfigMismatch[] {
@@ -119,6 +131,10 @@ export function compareStreamConfig(existing: StreamConfig, wanted: StreamSettin
   if ((existing.max_age ?? 0) !== nanos(wanted.maxAgeMs)) {
     out.push({ key: 'max_age', actual: maxAge(millis(existing.max_age ?? 0)), wanted: maxAge(wanted.maxAgeMs) });
   }
+  // JetStream says -1 for "no limit"; the config says 0.
+  if (Math.max(0, existing.max_bytes ?? -1) !== wanted.maxBytes) {
+    out.push({ key: 'max_bytes', actual: maxBytes(existing.max_bytes ?? -1), wanted: maxBytes(wanted.maxBytes) });
+  }
   return out;
 }
 
@@ -140,12 +156,12 @@ async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamIn
  * Makes sure the stream exists, captures `cri-ledger.<node>.>`, and has the configured
  * settings. Creates it when missing; adds this node's subjects to an existing one (many
  * nodes aggregate into one stream); throws StreamConfigMismatchError listing every key
- * that differs. Returns what it did.
+ * that differs. Returns what it did and the stream's config as it then stands.
  */
 export async function ensureStream(
   jsm: JetStreamManager,
   s: StreamSettings,
-): Promise<'created' | 'updated' | 'unchanged'> {
+): Promise<{ done: 'created' | 'updated' | 'unchanged'; config: StreamConfig }> {
   const ours = nodeSubjects(s.node);
   let updated = false;
   // A stream update replaces the whole subject list, so two nodes extending it at the same
@@ -154,7 +170,7 @@ export async function ensureStream(
     const info = await streamInfo(jsm, s.name);
     if (info === undefined) {
       try {
-        await jsm.streams.add({
+        const created = await jsm.streams.add({
           name: s.name,
           subjects: [ours],
           storage: StorageType.File,
@@ -162,8 +178,9 @@ export async function ensureStream(
           num_replicas: s.replicas,
           duplicate_window: nanos(s.duplicateWindowMs),
           max_age: nanos(s.maxAgeMs),
+          max_bytes: s.maxBytes === 0 ? -1 : s.maxBytes,
         });
-        return 'created';
+        return { done: 'created', config: created.config };
       } catch (error) {
         // Another node may have created it in the meantime; the next round reads it.
         if (attempt === UPDATE_ATTEMPTS) throw error;
@@ -172,7 +189,8 @@ export async function ensureStream(
     }
     const mismatches = compareStreamConfig(info.config, s);
     if (mismatches.length > 0) throw new StreamConfigMismatchError(s.name, mismatches);
-    if (info.config.subjects.some((pattern) => subjectCovers(pattern, ours))) return updated ? 'updated' : 'unchanged';
+    if (info.config.subjects.some((pattern) => subjectCovers(pattern, ours)))
+      return { done: updated ? 'updated' : 'unchanged', config: info.config };
     await jsm.streams.update(s.name, { ...info.config, subjects: [...info.config.subjects, ours] });
     updated = true;
   }

@@ -32,6 +32,11 @@ export interface WireRelayStatus {
   lastError: string;
   lastPublishAt: string;
   stream: string;
+  server: string;
+  servers: string[];
+  streamLimits: { replicas: number; maxAgeMs: number; maxBytes: number; duplicateWindowMs: number } | null;
+  resendHorizonMs: number;
+  warnings: string[];
 }
 
 export interface WireOperationInFlight {

@@ -30,6 +30,8 @@ const COLUMNS: Column[] = [
   { header: 'SUMMARY' },
 ];
 
+const NODE_COLUMN: Column = { header: 'NODE', width: 10 };
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -80,12 +82,15 @@ async function runEvents(options: EventsOptions, cmd: Command): Promise<void> {
       : [rangeNote(report)];
     for (const line of notes) if (line) note(line);
     // Following prints each event as it comes; a finite read sizes its columns first.
-    const table = new StreamingTable(COLUMNS, print, options.follow ? 1 : 200);
+    // Events of several nodes say which node published each (the envelope's node too, in --json).
+    const nodes = source.manyNodes === true;
+    const table = new StreamingTable(nodes ? [NODE_COLUMN, ...COLUMNS] : COLUMNS, print, options.follow ? 1 : 200);
     const show = (e: SourcedEvent): void => {
       if (options.json) print(e.json);
       else {
         const ev = e.event;
         table.row([
+          ...(nodes ? [e.node ?? ev.node] : []),
           String(e.seq),
           ev.at,
           shortStream(ev.stream),

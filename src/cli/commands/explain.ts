@@ -4,6 +4,7 @@ import { withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { explain, RESERVATION_TYPES, reservations, resolveReference } from './support/explanation.js';
 import { NotFoundError } from '../../domain/errors.js';
+import { onOneNode } from './support/nodes.js';
 import { note, print } from './support/output.js';
 import { notInLocalLog, prunedRecord, streamNote } from './support/pruned-notes.js';
 
@@ -27,7 +28,11 @@ async function runExplain(ref: string, cmd: Command): Promise<void> {
     // Reservations and their endings come from a scan of the whole log, not from the
     // projections, so a container removed or compensated long ago is explained too.
     const scanned: LedgerEvent[] = [];
-    for await (const { event } of source.readEvents({ types: [...RESERVATION_TYPES] })) scanned.push(event);
+    const nodesOf = new Map<string, Set<string>>();
+    for await (const { event, node } of source.readEvents({ types: [...RESERVATION_TYPES] })) {
+      scanned.push(event);
+      if (node !== undefined) nodesOf.set(event.stream, (nodesOf.get(event.stream) ?? new Set()).add(node));
+    }
     const known = reservations(scanned);
     let resolved: ReturnType<typeof resolveReference>;
     try {
@@ -37,12 +42,20 @@ async function runExplain(ref: string, cmd: Command): Promise<void> {
     }
     const { target, notes } = resolved;
     for (const line of notes) note(line);
+    // Across nodes, the target is the stream on the node that reserved it.
+    const nodes = [...(nodesOf.get(target.stream) ?? [])].map((node) => ({ node }));
+    onOneNode(ref, nodes);
+    const node = source.manyNodes ? nodes[0]?.node : undefined;
     const events: LedgerEvent[] = [];
-    for await (const { event } of source.readEvents({ streams: [target.stream] })) events.push(event);
+    for await (const e of source.readEvents({ streams: [target.stream] })) {
+      if (node === undefined || e.node === node) events.push(e.event);
+    }
     if ((events[0]?.version ?? 0) !== 1) {
       const line = streamNote(target.kind, target.id, await prunedRecord(source, { streams: [target.stream] }));
       if (line) note(line);
     }
-    for (const line of explain({ target, events, known, source: source.description, nowMs: Date.now() })) print(line);
+    const lines = explain({ target, events, known, source: source.description, nowMs: Date.now() });
+    if (node !== undefined) lines.splice(1, 0, `on node ${node}.`);
+    for (const line of lines) print(line);
   });
 }

@@ -9,6 +9,7 @@ import { startProgress } from './support/progress.js';
 import { shortId } from './support/summary.js';
 import { formatTable } from './support/table.js';
 import { formatDuration, parseUntilArg } from './support/time.js';
+import { requireOneNode } from './support/nodes.js';
 
 interface ReplayOptions {
   until: string;
@@ -32,6 +33,7 @@ async function runReplay(options: ReplayOptions, cmd: Command): Promise<void> {
   const bound = parseUntilArg(options.until);
   const filter: EventFilter = 'toSeq' in bound ? { toSeq: bound.toSeq } : { until: bound.until };
   await withSource(cmd, async (source) => {
+    requireOneNode(source, 'replay');
     const projections = new Projections();
     const total = 'toSeq' in bound ? Math.min(bound.toSeq, await source.size()) : await source.size();
     const progress = startProgress('replaying', total);

@@ -5,6 +5,7 @@ import { withConfigOptions } from '../options.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
 import { pictureFormat, writePicture } from './support/pictures.js';
 import { parseTimeArg } from './support/time.js';
+import { requireOneNode } from './support/nodes.js';
 
 interface ReportOptions {
   since: string;
@@ -37,6 +38,7 @@ async function runReport(options: ReportOptions, cmd: Command): Promise<void> {
   const since = parseTimeArg(options.since, '--since');
   const until = options.until === undefined ? undefined : parseTimeArg(options.until, '--until');
   await withSource(cmd, async (source) => {
+    requireOneNode(source, 'report');
     const events: LedgerEvent[] = [];
     for await (const e of source.readEvents({ since, ...(until ? { until } : {}) })) events.push(e.event);
     await writePicture(events, {

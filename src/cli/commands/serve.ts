@@ -140,6 +140,7 @@ export async function serve(config: Config): Promise<void> {
         replicas: config.nats.replicas,
         duplicateWindowMs: config.nats.duplicateWindow,
         maxAgeMs: config.nats.maxAge,
+        maxBytes: config.nats.maxBytes,
         logger,
         // The stream changed under a running relay: same verdict as at startup.
         onFatal: (error) => {

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { formatDurationMs } from '../../adapters/bus/duration-format.js';
+import type { StreamLimits } from '../../adapters/bus/nats-stream-config.js';
 import { withConfigOptions } from '../options.js';
 import type { InFlight, LedgerStatus, PrunedReport, StreamStatus } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
@@ -56,7 +58,9 @@ function printLedger(s: LedgerStatus, pruned?: PrunedReport): void {
   if (!r.running) relay = `service stopped; cursor ${r.cursor}, lag ${r.lag}`;
   else if (!r.enabled) relay = `off (no NATS URL); cursor ${r.cursor}, lag ${r.lag}`;
   else {
-    relay = `on${r.stream ? ` (stream ${r.stream})` : ''}, ${r.connected ? 'connected' : 'DISCONNECTED'}; cursor ${r.cursor}, lag ${r.lag}`;
+    const servers = r.servers && r.servers.length > 1 ? ` (one of ${r.servers.length} servers)` : '';
+    const link = r.connected ? `connected${r.server ? ` to ${r.server}${servers}` : ''}` : 'DISCONNECTED';
+    relay = `on${r.stream ? ` (stream ${r.stream})` : ''}, ${link}; cursor ${r.cursor}, lag ${r.lag}`;
     if (r.lastPublishAt) relay += `, last publish ${r.lastPublishAt}`;
   }
   const rows: Array<[string, string]> = [
@@ -67,6 +71,9 @@ function printLedger(s: LedgerStatus, pruned?: PrunedReport): void {
   ];
   if (pruned) rows.push(['retention', retentionLine(pruned)]);
   if (r.lastError) rows.push(['relay error', r.lastError]);
+  if (r.streamLimits) rows.push(['stream limits', formatLimits(r.streamLimits)]);
+  if (r.resendHorizonMs) rows.push(['re-send horizon', `${formatDurationMs(r.resendHorizonMs)} (worst case)`]);
+  for (const warning of r.warnings ?? []) rows.push(['WARNING', warning]);
   if (s.startedAt) rows.push(['started', s.startedAt]);
   rows.push(
     ['containers', String(s.counts.containers)],
@@ -82,6 +89,13 @@ function printLedger(s: LedgerStatus, pruned?: PrunedReport): void {
   printInFlight(s.operations);
 }
 
+/** `replicas 3, max age 0 (unlimited), max bytes 1073741824, duplicate window 10m`. */
+export function formatLimits(l: StreamLimits): string {
+  const age = l.maxAgeMs === 0 ? '0 (unlimited)' : formatDurationMs(l.maxAgeMs);
+  const bytes = l.maxBytes === 0 ? '0 (unlimited)' : String(l.maxBytes);
+  return `replicas ${l.replicas}, max age ${age}, max bytes ${bytes}, duplicate window ${formatDurationMs(l.duplicateWindowMs)}`;
+}
+
 function printInFlight(operations: InFlight[]): void {
   if (operations.length === 0) return;
   print('');
@@ -93,14 +107,39 @@ function printStream(s: StreamStatus): void {
   const rows: Array<[string, string]> = [
     ['source', s.source],
     ['stream', s.stream],
-    ['messages', `${s.messages} (${s.bytes} bytes, all nodes)`],
   ];
+  if (s.server) rows.push(['server', s.server]);
+  rows.push(['messages', `${s.messages} (${s.bytes} bytes, all nodes)`]);
   if (s.first) rows.push(['first', `stream seq ${s.first.seq} (${s.first.at})`]);
   if (s.last) rows.push(['last', `stream seq ${s.last.seq} (${s.last.at})`]);
-  rows.push(
-    ['node', s.node],
-    ['subjects', `${s.nodeSubjects}: ${s.nodeMessages} messages on ${s.nodeSubjectCount} subjects`],
-  );
-  if (s.nodeHead) rows.push(['node head', `ledger seq ${s.nodeHead.seq} (${s.nodeHead.at})`]);
+  if (s.limits) rows.push(['limits', formatLimits(s.limits)]);
+  if (s.cluster) {
+    const replicas = s.cluster.replicas
+      .map((r) => `${r.name}${r.name === s.cluster?.leader ? ' (leader)' : ''} ${replicaState(r)}`)
+      .join(', ');
+    rows.push(['replicas', replicas || '(none reported)']);
+  }
+  if (s.resendHorizonMs) {
+    rows.push(['re-send horizon', `${formatDurationMs(s.resendHorizonMs)} (a relay's worst case, default settings)`]);
+  }
+  for (const warning of s.warnings ?? []) rows.push(['WARNING', warning]);
+  if (s.nodes) {
+    rows.push(['nodes', `${s.node}: ${s.nodeMessages} messages from ${s.nodes.length} nodes`]);
+    for (const n of s.nodes) {
+      const head = n.head ? `, head ledger seq ${n.head.seq} (${n.head.at})` : '';
+      rows.push([`  ${n.node}`, `${n.messages} messages${head}`]);
+    }
+  } else {
+    rows.push(
+      ['node', s.node],
+      ['subjects', `${s.nodeSubjects}: ${s.nodeMessages} messages on ${s.nodeSubjectCount} subjects`],
+    );
+    if (s.nodeHead) rows.push(['node head', `ledger seq ${s.nodeHead.seq} (${s.nodeHead.at})`]);
+  }
   fields(rows);
+}
+
+function replicaState(r: { current: boolean; lag?: number; offline?: boolean }): string {
+  if (r.offline) return 'offline';
+  return r.current ? 'current' : `behind${r.lag !== undefined ? ` by ${r.lag}` : ''}`;
 }

@@ -5,6 +5,7 @@ import { parseStream, resolveIdPrefix } from '../../domain/ids.js';
 import { withConfigOptions } from '../options.js';
 import type { EventSource, SourcedEvent } from '../sources/event-source.js';
 import { withSource, withSourceOptions } from '../sources/open-source.js';
+import { onOneNode } from './support/nodes.js';
 import { note, print } from './support/output.js';
 import { notInLocalLog, partlyPruned, prunedRecord, streamNote } from './support/pruned-notes.js';
 import { pictureFormat, writePicture } from './support/pictures.js';
@@ -22,6 +23,8 @@ interface Known {
   seq: number;
   /** A container's pod sandbox. */
   podId?: string;
+  /** The publishing node, when the source reads several (NATS). */
+  node?: string;
 }
 
 interface TimelineOptions {
@@ -57,7 +60,7 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
       // A pod's picture has its containers' lanes too.
       const streams = [target.stream, ...known.filter((k) => k.podId === target.id).map((k) => k.stream)];
       const events = [];
-      for await (const e of source.readEvents({ streams })) events.push(e.event);
+      for await (const e of source.readEvents({ streams })) if (onNode(target, e)) events.push(e.event);
       await writePicture(events, {
         title: `${target.kind} ${target.name}`,
         subtitle: `${target.id} · ${events.length} events · from ${source.description}`,
@@ -67,7 +70,7 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
       return;
     }
     const events: SourcedEvent[] = [];
-    for await (const e of source.readEvents({ streams: [target.stream] })) events.push(e);
+    for await (const e of source.readEvents({ streams: [target.stream] })) if (onNode(target, e)) events.push(e);
     if ((events[0]?.event.version ?? 0) !== 1) {
       const line = streamNote(target.kind, target.id, await prunedRecord(source, { streams: [target.stream] }));
       if (line) note(line);
@@ -80,6 +83,11 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
   });
 }
 
+/** Whether `e` belongs to the target's node (always, when the source reads one node). */
+function onNode(target: Known, e: SourcedEvent): boolean {
+  return target.node === undefined || e.node === target.node;
+}
+
 /**
  * Finds what `ref` names by scanning the reservations in the log, not the projections,
  * so a container that was removed or compensated long ago still has a timeline. A name
@@ -87,14 +95,23 @@ async function runTimeline(ref: string, options: TimelineOptions, cmd: Command):
  */
 async function resolve(source: EventSource, ref: string): Promise<{ target: Known; known: Known[] }> {
   const known: Known[] = [];
-  for await (const { event } of source.readEvents({ types: [...SAGA_BEGIN] })) {
+  for await (const { event, node } of source.readEvents({ types: [...SAGA_BEGIN] })) {
     if (event.type !== 'NameReserved' && event.type !== 'SandboxReserved') continue;
     const { kind, id } = parseStream(event.stream);
     if (kind !== 'container' && kind !== 'sandbox') continue;
     const podId = event.type === 'NameReserved' ? { podId: event.data.sandboxId } : {};
-    known.push({ kind, id, stream: event.stream, name: event.data.name, seq: event.seq, ...podId });
+    known.push({
+      kind,
+      id,
+      stream: event.stream,
+      name: event.data.name,
+      seq: event.seq,
+      ...podId,
+      ...(source.manyNodes && node !== undefined ? { node } : {}),
+    });
   }
   const byName = known.filter((k) => k.name === ref);
+  onOneNode(ref, byName);
   if (byName.length > 0) {
     const newest = byName[byName.length - 1]!;
     if (byName.length > 1) {
@@ -111,6 +128,10 @@ async function resolve(source: EventSource, ref: string): Promise<{ target: Know
   if (/^[0-9a-f]+$/.test(ref)) {
     const id = resolveIdPrefix(ref, new Set(known.map((k) => k.id)), 'ref');
     const found = id === undefined ? undefined : known.find((k) => k.id === id);
+    onOneNode(
+      ref,
+      known.filter((k) => k.id === id),
+    );
     if (found) return { target: found, known };
   }
   throw new NotFoundError('container or sandbox', ref);
@@ -119,6 +140,7 @@ async function resolve(source: EventSource, ref: string): Promise<{ target: Know
 function printTimeline(target: Known, events: SourcedEvent[]): void {
   print(`${target.kind} ${target.id}`);
   print(`name      ${target.name}`);
+  if (target.node !== undefined) print(`node      ${target.node}`);
   print('');
   let previous: number | undefined;
   const rows = events.map(({ seq, event }) => {

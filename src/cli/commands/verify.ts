@@ -13,6 +13,7 @@ import { print } from './support/output.js';
 import { SnapshotChecker, snapshotViolates, type SnapshotCheck } from './support/snapshot-checker.js';
 import { startProgress } from './support/progress.js';
 import { formatTable } from './support/table.js';
+import { requireOneNode } from './support/nodes.js';
 
 /** The exit code when the log breaks an invariant (1 is "could not run", 2 is usage). */
 export const VIOLATION_EXIT_CODE = 3;
@@ -45,6 +46,7 @@ export function registerVerify(program: Command): void {
 async function runVerify(options: { json?: boolean; againstContainerd?: boolean }, cmd: Command): Promise<void> {
   if (options.againstContainerd) return runAgainstContainerd(options, cmd);
   const report = await withSource(cmd, async (source) => {
+    requireOneNode(source, 'verify');
     // Listed and read before the log: a snapshot is never past the head read after it.
     const snapshots = await openSnapshotChecker(cmd, source);
     const verifier = new LogVerifier();
@@ -171,6 +173,7 @@ async function runAgainstContainerd(options: { json?: boolean }, cmd: Command): 
     import('../../adapters/containerd/containerd-images.js'),
   ]);
   const { target, projections } = await withSource(cmd, async (source) => {
+    requireOneNode(source, 'verify');
     const target = await containerdTarget(cmd, source);
     const p = new Projections();
     for await (const { event } of source.readEvents()) p.apply(event);

@@ -11,6 +11,8 @@ export interface SourcedEvent {
   seq: number;
   json: string;
   event: LedgerEvent;
+  /** The node whose relay published it (the subject's node token); set by the NATS source. */
+  node?: string;
 }
 
 /** One record before decoding. `where` locates it when its seq cannot be trusted (NATS). */
@@ -51,6 +53,12 @@ export interface LedgerStatus {
     lastError?: string;
     lastPublishAt?: string;
     stream?: string;
+    /** host:port of the NATS server the relay is on now. */
+    server?: string;
+    servers?: string[];
+    streamLimits?: { replicas: number; maxAgeMs: number; maxBytes: number; duplicateWindowMs: number };
+    resendHorizonMs?: number;
+    warnings?: string[];
   };
   counts: {
     containers: number;
@@ -84,6 +92,20 @@ export interface StreamStatus {
   nodeSubjectCount: number;
   /** The last event this node published, if the server can tell. */
   nodeHead?: { seq: number; at: string };
+  /** With several nodes (`--node '*'` or a list): each one's part of the stream. */
+  nodes?: Array<{ node: string; messages: number; head?: { seq: number; at: string } }>;
+  /** host:port of the server the command read from. */
+  server?: string;
+  limits?: { replicas: number; maxAgeMs: number; maxBytes: number; duplicateWindowMs: number };
+  /** The RAFT group of a replicated stream: its leader and each replica's state. */
+  cluster?: {
+    name?: string;
+    leader?: string;
+    replicas: Array<{ name: string; current: boolean; lag?: number; offline?: boolean }>;
+  };
+  /** A relay's worst-case re-send with its default settings, and what the duplicate window makes of it. */
+  resendHorizonMs?: number;
+  warnings?: string[];
 }
 
 export type SourceStatus = LedgerStatus | StreamStatus;
@@ -95,6 +117,8 @@ export type SourceStatus = LedgerStatus | StreamStatus;
 export interface EventSource {
   /** Says what is being read, for messages: `socket /run/cri-ledger/cri-ledger.sock`. */
   readonly description: string;
+  /** True when events of several nodes are read (NATS with `--node '*'` or a list): each carries `node`. */
+  readonly manyNodes?: boolean;
   /** Events the filter selects, in seq order, then the iteration ends. */
   readEvents(filter?: EventFilter): AsyncIterable<SourcedEvent>;
   /** Every record, undecoded, in order; `verify` decodes (and reports) them itself. */

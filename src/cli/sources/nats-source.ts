@@ -1,7 +1,21 @@
 import { connect, type JetStreamManager, type JsMsg, type NatsConnection, type OrderedConsumerOptions } from 'nats';
-import { nodeSubjects, SUBJECT_PREFIX, subjectCovers, subjectToken } from '../../adapters/bus/nats-subject.js';
+import {
+  DEFAULT_PUBLISH_TIMEOUT_MS,
+  DEFAULT_RECONNECT_WAIT_MS,
+  DEFAULT_RETRY_BACKOFF_MAX_MS,
+  duplicateWindowWarning,
+  resendHorizonMs,
+} from '../../adapters/bus/nats-relay-options.js';
+import { streamLimits } from '../../adapters/bus/nats-stream-config.js';
+import {
+  nodeSubjects,
+  parseSubjectToken,
+  SUBJECT_PREFIX,
+  subjectCovers,
+  subjectToken,
+} from '../../adapters/bus/nats-subject.js';
 import { compileFilter } from '../../adapters/ledger-api/event-filter.js';
-import { CriLedgerError, NotFoundError } from '../../domain/errors.js';
+import { CriLedgerError, InvalidArgumentError, NotFoundError } from '../../domain/errors.js';
 import { decodeEvent } from '../../domain/events.js';
 import { parseStream } from '../../domain/ids.js';
 import {
@@ -11,6 +25,7 @@ import {
   type SourcedRecord,
   type StreamStatus,
 } from './event-source.js';
+import { orderAcrossNodes, parseNodeSpec } from './node-order.js';
 
 /** A connect attempt gives up after this. */
 export const DEFAULT_NATS_CONNECT_TIMEOUT_MS = 5_000;
@@ -21,28 +36,38 @@ const STREAM_NOT_FOUND = 10059;
 
 /**
  * Reads the JetStream stream the relays publish to: for a machine that is not the node.
- * Only `cri-ledger.<node>.>` is read, so the node must be the publishing node's name
- * (`--node`; the default is this machine's hostname, right only on the node itself).
+ * It reads `cri-ledger.<node>.>` of the nodes `--node` names: one (the default is this
+ * machine's hostname, right only on the node itself), a comma list, or `*` for every
+ * node the stream holds. Each event says which node published it.
  *
  * Each read is an ordered consumer (ephemeral, no acks, server-side subject filter); it
  * ends once the consumer has nothing pending, unless following. NATS stream sequences
  * are not ledger seqs (many nodes share a stream), so `--from` filters client-side and
- * `--since` becomes the consumer's start time.
+ * `--since` becomes the consumer's start time. A finite read holds the selected events
+ * to put them in log order (orderAcrossNodes); a follow prints them as they arrive.
  */
 export class NatsSource implements EventSource {
   readonly description: string;
+  readonly manyNodes: boolean;
 
   private constructor(
     private readonly nc: NatsConnection,
     private readonly jsm: JetStreamManager,
     url: string,
     private readonly stream: string,
-    private readonly node: string,
+    private readonly nodeText: string,
+    /** The nodes read, each by its own filter; empty with `*` over a stream that takes `cri-ledger.>`. */
+    private readonly nodes: string[],
+    /** `*` over a stream whose subjects cover every node: one consumer reads them all. */
+    private readonly anyNode: boolean,
   ) {
-    this.description = `nats ${url} stream ${stream} node ${node}`;
+    this.description = `nats ${url} stream ${stream} node ${nodeText}`;
+    this.manyNodes = anyNode || nodes.length > 1;
   }
 
   static async open(options: { url: string; stream: string; node: string }): Promise<NatsSource> {
+    const spec = parseNodeSpec(options.node);
+    if (spec.kind === 'list' && spec.nodes.length === 0) throw new InvalidArgumentError('--node', 'names no node');
     let nc: NatsConnection;
     try {
       nc = await connect({
@@ -56,16 +81,29 @@ export class NatsSource implements EventSource {
     try {
       const jsm = await nc.jetstreamManager();
       const info = await jsm.streams.info(options.stream);
+      const subjects = info.config.subjects;
+      if (spec.kind === 'all') {
+        if (subjects.some((pattern) => subjectCovers(pattern, `${SUBJECT_PREFIX}.*.>`))) {
+          return new NatsSource(nc, jsm, options.url, options.stream, options.node, [], true);
+        }
+        // Relays that made the stream alone give it one `cri-ledger.<node>.>` each.
+        const nodes = subjects.flatMap((pattern) => {
+          const m = /^cri-ledger\.([^.*>]+)\.>$/.exec(pattern);
+          return m ? [parseSubjectToken(m[1]!)] : [];
+        });
+        return new NatsSource(nc, jsm, options.url, options.stream, options.node, nodes, false);
+      }
       // A consumer filter outside the stream's subjects is refused (and the ordered
       // consumer would retry it forever), so say which nodes the stream does hold.
-      const wanted = nodeSubjects(options.node);
-      if (!info.config.subjects.some((pattern) => subjectCovers(pattern, wanted))) {
-        throw new CriLedgerError(
-          `stream ${options.stream} holds no events of node "${options.node}" (it captures ${info.config.subjects.join(', ')}); ` +
-            "off the node, pass --node with the publishing node's name",
-        );
+      for (const node of spec.nodes) {
+        if (!subjects.some((pattern) => subjectCovers(pattern, nodeSubjects(node)))) {
+          throw new CriLedgerError(
+            `stream ${options.stream} holds no events of node "${node}" (it captures ${subjects.join(', ')}); ` +
+              "off the node, pass --node with the publishing node's name (or '*' for every node)",
+          );
+        }
       }
-      return new NatsSource(nc, jsm, options.url, options.stream, options.node);
+      return new NatsSource(nc, jsm, options.url, options.stream, options.node, spec.nodes, false);
     } catch (error) {
       await nc.close();
       if (error instanceof CriLedgerError) throw error;
@@ -76,37 +114,53 @@ export class NatsSource implements EventSource {
     }
   }
 
+  /** The subject filters a read uses: one for `*` over a stream of all nodes, else one per node. */
+  private filters(filter: EventFilter): string[] {
+    if (this.anyNode) return [subjectFilter(ANY_NODE, filter)];
+    return this.nodes.map((node) => subjectFilter(node, filter));
+  }
+
   async *readEvents(filter: EventFilter = {}): AsyncIterable<SourcedEvent> {
-    yield* this.events(filter, false);
+    const f = compileFilter(filter);
+    const start = startAt(filter);
+    const read: Array<SourcedEvent & { node: string }> = [];
+    for (const subject of this.filters(filter)) {
+      for await (const m of this.messages(subject, start, false)) {
+        const json = m.string();
+        const event = decodeEvent(json);
+        if (f.matches(event)) read.push({ seq: event.seq, json, event, node: nodeOf(m.subject) });
+      }
+    }
+    yield* orderAcrossNodes(read);
   }
 
   async *readRecords(): AsyncIterable<SourcedRecord> {
-    for await (const m of this.messages(nodeSubjects(this.node), {}, false)) {
+    if (this.anyNode || this.nodes.length !== 1) {
+      throw new InvalidArgumentError('--node', "this command reads one node's log: name one node");
+    }
+    for await (const m of this.messages(nodeSubjects(this.nodes[0]!), {}, false)) {
       const json = m.string();
       const seq = /"seq":(\d+)/.exec(json);
       yield { seq: seq ? Number(seq[1]) : 0, json, where: `stream seq ${m.seq} (${m.subject})` };
     }
   }
 
-  follow(filter: EventFilter, signal?: AbortSignal): AsyncIterable<SourcedEvent> {
-    return this.events(filter, true, signal);
-  }
-
-  private async *events(filter: EventFilter, follow: boolean, signal?: AbortSignal): AsyncIterable<SourcedEvent> {
+  async *follow(filter: EventFilter, signal?: AbortSignal): AsyncIterable<SourcedEvent> {
     const f = compileFilter(filter);
-    const start: Partial<OrderedConsumerOptions> = filter.since
-      ? { opt_start_time: new Date(filter.since).toISOString() }
-      : {};
     // A relay that restarted may re-send events the dedupe window no longer remembers:
-    // each node's seqs only grow, so anything at or below the last one is a duplicate.
-    let last = 0;
-    for await (const m of this.messages(subjectFilter(this.node, filter), start, follow, signal)) {
+    // a node's seq names one event, so a seq seen before is a copy.
+    const seen = new Map<string, Set<number>>();
+    const subjects = this.filters(filter);
+    const streams = subjects.map((subject) => this.messages(subject, startAt(filter), true, signal));
+    for await (const m of interleave(streams)) {
       const json = m.string();
       const event = decodeEvent(json);
-      if (event.seq <= last) continue;
-      last = event.seq;
-      if (f.ended(event)) return;
-      if (f.matches(event)) yield { seq: event.seq, json, event };
+      const node = nodeOf(m.subject);
+      let seqs = seen.get(node);
+      if (!seqs) seen.set(node, (seqs = new Set()));
+      if (seqs.has(event.seq)) continue;
+      seqs.add(event.seq);
+      if (f.matches(event)) yield { seq: event.seq, json, event, node };
     }
   }
 
@@ -138,39 +192,99 @@ export class NatsSource implements EventSource {
   }
 
   async status(): Promise<StreamStatus> {
-    const subjects = nodeSubjects(this.node);
-    const info = await this.jsm.streams.info(this.stream, { subjects_filter: subjects });
+    const info = await this.jsm.streams.info(this.stream);
     const state = info.state;
+    const limits = streamLimits(info.config);
+    const horizonMs = resendHorizonMs({
+      publishTimeoutMs: DEFAULT_PUBLISH_TIMEOUT_MS,
+      reconnectWaitMs: DEFAULT_RECONNECT_WAIT_MS,
+      retryBackoffMaxMs: DEFAULT_RETRY_BACKOFF_MAX_MS,
+    });
     const out: StreamStatus = {
       kind: 'stream',
       source: this.description,
       stream: this.stream,
       messages: state.messages,
       bytes: state.bytes,
-      node: this.node,
-      nodeSubjects: subjects,
-      nodeMessages: await this.size(),
-      nodeSubjectCount: Object.keys(state.subjects ?? {}).length,
+      node: this.nodeText,
+      nodeSubjects: this.filters({}).join(', '),
+      nodeMessages: 0,
+      nodeSubjectCount: 0,
+      server: this.nc.getServer(),
+      limits,
+      resendHorizonMs: horizonMs,
     };
+    const warning = duplicateWindowWarning(this.stream, limits, horizonMs);
+    if (warning !== undefined) out.warnings = [warning];
+    if (info.cluster) {
+      out.cluster = {
+        replicas: [
+          ...(info.cluster.leader ? [{ name: info.cluster.leader, current: true }] : []),
+          ...(info.cluster.replicas ?? []).map((r) => ({
+            name: r.name,
+            current: r.current,
+            ...(r.lag !== undefined ? { lag: r.lag } : {}),
+            ...(r.offline ? { offline: true } : {}),
+          })),
+        ],
+      };
+      if (info.cluster.name) out.cluster.name = info.cluster.name;
+      if (info.cluster.leader) out.cluster.leader = info.cluster.leader;
+    }
     if (state.messages > 0) {
       out.first = { seq: state.first_seq, at: state.first_ts };
       out.last = { seq: state.last_seq, at: state.last_ts };
     }
-    if (out.nodeMessages > 0) {
-      try {
-        const last = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subjects });
-        const event = decodeEvent(last.string());
-        out.nodeHead = { seq: event.seq, at: event.at };
-      } catch {
-        // Older servers refuse a wildcard here; the head is a convenience, not essential.
-      }
+    const nodes = this.anyNode ? await this.discoverNodes() : this.nodes;
+    const parts = [];
+    for (const node of nodes) {
+      const part: { node: string; messages: number; head?: { seq: number; at: string } } = {
+        node,
+        messages: await this.pending(nodeSubjects(node)),
+      };
+      const head = part.messages > 0 ? await this.headOf(node) : undefined;
+      if (head) part.head = head;
+      parts.push(part);
+    }
+    out.nodeMessages = parts.reduce((n, p) => n + p.messages, 0);
+    if (nodes.length === 1 && !this.anyNode) {
+      const subjects = nodeSubjects(nodes[0]!);
+      const detail = await this.jsm.streams.info(this.stream, { subjects_filter: subjects });
+      out.nodeSubjectCount = Object.keys(detail.state.subjects ?? {}).length;
+      if (parts[0]?.head) out.nodeHead = parts[0].head;
+    } else {
+      out.nodes = parts;
     }
     return out;
   }
 
-  /** This node's messages in the stream (exact: an ordered consumer's pending count). */
+  /** Every node token among the stream's subjects (a stream that takes `cri-ledger.>`). */
+  private async discoverNodes(): Promise<string[]> {
+    const detail = await this.jsm.streams.info(this.stream, { subjects_filter: `${SUBJECT_PREFIX}.*.>` });
+    const nodes = new Set(Object.keys(detail.state.subjects ?? {}).map((subject) => nodeOf(subject)));
+    return [...nodes].sort();
+  }
+
+  private async headOf(node: string): Promise<{ seq: number; at: string } | undefined> {
+    try {
+      const last = await this.jsm.streams.getMessage(this.stream, { last_by_subj: nodeSubjects(node) });
+      const event = decodeEvent(last.string());
+      return { seq: event.seq, at: event.at };
+    } catch {
+      // Older servers refuse a wildcard here; the head is a convenience, not essential.
+      return undefined;
+    }
+  }
+
+  /** Messages of the nodes read (exact: ordered consumers' pending counts). */
   async size(): Promise<number> {
-    const consumer = await this.nc.jetstream().consumers.get(this.stream, { filterSubjects: nodeSubjects(this.node) });
+    let total = 0;
+    for (const subject of this.filters({})) total += await this.pending(subject);
+    return total;
+  }
+
+  private async pending(subject: string): Promise<number> {
+    const consumer = await this.nc.jetstream().consumers.get(this.stream, { filterSubjects: subject });
     try {
       return (await consumer.info()).num_pending;
     } finally {
@@ -183,6 +297,46 @@ export class NatsSource implements EventSource {
   }
 }
 
+/** The node token of a relay subject `cri-ledger.<node>.<kind>.<id>.<type>`, unescaped. */
+function nodeOf(subject: string): string {
+  return parseSubjectToken(subject.split('.')[1] ?? '');
+}
+
+function startAt(filter: EventFilter): Partial<OrderedConsumerOptions> {
+  return filter.since ? { opt_start_time: new Date(filter.since).toISOString() } : {};
+}
+
+/** Yields from every iterable as items arrive, until all have ended. */
+async function* interleave<T>(sources: Array<AsyncIterable<T>>): AsyncIterable<T> {
+  const iterators = sources.map((s) => s[Symbol.asyncIterator]());
+  const pending = new Map<number, Promise<{ i: number; r: IteratorResult<T> }>>();
+  const pull = (i: number): void => {
+    pending.set(
+      i,
+      iterators[i]!.next().then((r) => ({ i, r })),
+    );
+  };
+  iterators.forEach((_, i) => pull(i));
+  try {
+    while (pending.size > 0) {
+      const { i, r } = await Promise.race(pending.values());
+      if (r.done) {
+        pending.delete(i);
+        continue;
+      }
+      pull(i);
+      yield r.value;
+    }
+  } finally {
+    // A source may be waiting for its next message; its return() runs once that comes
+    // (or the read's signal stops it), so it is not awaited here.
+    for (const it of iterators) void it.return?.()?.catch(() => undefined);
+  }
+}
+
+/** subjectFilter's node for "every node": a `*` token (a node named `*` is escaped, so none is). */
+export const ANY_NODE = '*';
+
 /**
  * The narrowest single subject filter for a read (nats-server before 2.10 takes only
  * one): one stream and/or one type narrow it; anything else reads the node's subjects
@@ -191,7 +345,7 @@ export class NatsSource implements EventSource {
 export function subjectFilter(node: string, filter: EventFilter): string {
   const streams = filter.streams ?? [];
   const types = filter.types ?? [];
-  const base = `${SUBJECT_PREFIX}.${subjectToken(node)}`;
+  const base = `${SUBJECT_PREFIX}.${node === ANY_NODE ? '*' : subjectToken(node)}`;
   if (streams.length > 1 || types.length > 1 || (streams.length === 0 && types.length === 0)) return `${base}.>`;
   let kindAndId = '*.*';
   if (streams.length === 1) {

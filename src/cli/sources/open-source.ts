@@ -13,7 +13,7 @@ export function withSourceOptions(command: Command): Command {
     .option('--db [dir]', "read a stopped service's ledger directory (default: <root>/ledger)")
     .option(
       '--nats [url]',
-      'read the JetStream stream (default: the configured nats.url); off the node, also pass --node <publishing node>',
+      "read the JetStream stream (default: the configured nats.url); off the node, also pass --node <publishing node>, a comma list, or '*' for every node",
     );
 }
 
@@ -41,8 +41,13 @@ export function chooseSource(opts: { db?: string | boolean; nats?: string | bool
  * library (level, nats, grpc-js) is loaded only when chosen: a CLI run pays for one.
  */
 export async function openSource(command: Command): Promise<EventSource> {
-  const config = configFrom(command);
-  const choice = chooseSource(command.opts<{ db?: string | boolean; nats?: string | boolean }>(), config);
+  const opts = command.opts<{ db?: string | boolean; nats?: string | boolean; node?: string }>();
+  // With --nats, --node may name several nodes (`a,b`) or all (`*`): a read's selection,
+  // not this machine's node name, so it is kept out of the configuration's checks.
+  const nodes = opts.nats !== undefined && opts.node !== undefined && /[*,]/.test(opts.node) ? opts.node : undefined;
+  const config = configFrom(command, nodes === undefined ? [] : ['node']);
+  const choice = chooseSource(opts, config);
+  if (choice.kind === 'nats' && nodes !== undefined) choice.node = nodes;
   switch (choice.kind) {
     case 'db':
       return (await import('./db-source.js')).DbSource.open(choice.dir, config.node);

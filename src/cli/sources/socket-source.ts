@@ -163,5 +163,10 @@ function toLedgerStatus(s: WireStatus, source: string): LedgerStatus {
   if (relay?.lastError) out.relay.lastError = relay.lastError;
   if (relay?.lastPublishAt) out.relay.lastPublishAt = relay.lastPublishAt;
   if (relay?.stream) out.relay.stream = relay.stream;
+  if (relay?.server) out.relay.server = relay.server;
+  if (relay?.servers.length) out.relay.servers = relay.servers;
+  if (relay?.streamLimits) out.relay.streamLimits = relay.streamLimits;
+  if (relay?.resendHorizonMs) out.relay.resendHorizonMs = relay.resendHorizonMs;
+  if (relay?.warnings.length) out.relay.warnings = relay.warnings;
   return out;
 }
