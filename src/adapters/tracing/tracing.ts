@@ -31,8 +31,12 @@ import { CORRELATION_METADATA_KEYS, correlationIdFrom } from '../grpc/rpc-loggin
  * correlation id already ties an event to its call.
  */
 
-/** Spans are batched and sent this often, so a trace shows up within seconds. */
-export const DEFAULT_TRACE_EXPORT_INTERVAL_MS = 1_000;
+/**
+ * Spans are batched and sent this often: the OpenTelemetry SDK's default. Each export
+ * serializes the batch on the event loop; every second, it delayed enough calls to
+ * show in CreateContainer's p50 (docs/benchmarks.md, overhead).
+ */
+export const DEFAULT_TRACE_EXPORT_INTERVAL_MS = 5_000;
 /** A call's events are traced this long after it answered: a saga goes on past its caller's deadline. */
 export const TRACE_GRACE_MS = 60_000;
 
