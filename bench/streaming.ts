@@ -60,7 +60,11 @@ async function forwardOnce(
     '-size',
     String(bytes),
   ]);
-  return { ok: result.code === 0, ms: performance.now() - started, detail: `${result.stdout.toString()}${result.stderr}` };
+  return {
+    ok: result.code === 0,
+    ms: performance.now() - started,
+    detail: `${result.stdout.toString()}${result.stderr}`,
+  };
 }
 
 export async function runStreamingBench(_args: string[]): Promise<void> {
