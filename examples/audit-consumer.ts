@@ -2,21 +2,26 @@
  * An audit consumer for a fleet of cri-ledger nodes: a durable JetStream pull consumer on
  * `cri-ledger.*.>` that reads every node's events once per event id, resumes after its
  * own restart where it stopped, and can narrow to a node, a kind of stream or an event
- * type. It prints each event as one JSON line (the envelope, as the node's log holds it).
+ * type. It appends each event as one JSON line (the envelope, as the node's log holds it)
+ * to the --out file, and echoes the line on stdout.
  *
  *   node dist/examples/audit-consumer.js --nats nats://nats:4222 --durable audit \
- *     [--node worker-3] [--kind container] [--type ExecStarted] [--seen seen-ids.txt] [--ack-wait 30s] [--idle-exit 5s]
+ *     [--node worker-3] [--kind container] [--type ExecStarted] [--out audit-events.ndjson] [--ack-wait 30s] [--idle-exit 5s]
  *
  * The stream must take every node's subjects (`cri-ledger.>`), as the fleet's stream is
  * made (docs/nats.md): nats-server 2.9 takes a consumer filter only within one subject
  * of the stream, and relays that create it alone give it `cri-ledger.<node>.>` each.
  *
  * Once per id: JetStream redelivers what was not acked, so an event can arrive twice if
- * the consumer dies between handling it and acking it. The ids handled are appended to
- * the --seen file before the ack and loaded at start, so a redelivery is skipped.
+ * the consumer dies between handling it and acking it. The --out file is both the output
+ * and the record of what was handled: each event is one append (one write), made before
+ * the ack, and the ids in the file are loaded at start, so a redelivery is skipped. A
+ * line cut short by a crash is cut off at start (its event comes again). Handling and
+ * recording are one write, so the file holds every event exactly once; stdout is a
+ * copy for a person watching, and may repeat a line across a crash.
  * (docs/nats.md quotes this file; test/int/audit-consumer.int.test.ts runs it.)
  */
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, truncateSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { AckPolicy, connect, DeliverPolicy, nanos } from 'nats';
 
@@ -28,7 +33,7 @@ const { values: o } = parseArgs({
     node: { type: 'string', default: '*' },
     kind: { type: 'string', default: '*' },
     type: { type: 'string', default: '*' },
-    seen: { type: 'string', default: 'audit-seen-ids.txt' },
+    out: { type: 'string', default: 'audit-events.ndjson' },
     // What a consumer that died holding messages waits before they come again.
     'ack-wait': { type: 'string', default: '30s' },
     'idle-exit': { type: 'string' },
@@ -40,7 +45,14 @@ const ms = (text: string): number => Number.parseFloat(text) * (text.endsWith('m
 
 // Subjects are cri-ledger.<node>.<kind>.<id>.<EventType>: one filter narrows on all three.
 const filter = `cri-ledger.${o.node}.${o.kind}.*.${o.type}`;
-const seen = new Set(existsSync(o.seen!) ? readFileSync(o.seen!, 'utf8').split('\n').filter(Boolean) : []);
+const seen = new Set<string>();
+if (existsSync(o.out!)) {
+  const text = readFileSync(o.out!, 'utf8');
+  const whole = text.lastIndexOf('\n') + 1;
+  if (whole < text.length) truncateSync(o.out!, Buffer.byteLength(text.slice(0, whole)));
+  for (const line of text.slice(0, whole).split('\n').filter(Boolean))
+    seen.add((JSON.parse(line) as { id: string }).id);
+}
 
 const nc = await connect({ servers: o.nats!.split(',') });
 const jsm = await nc.jetstreamManager();
@@ -70,9 +82,9 @@ armIdle();
 for await (const m of messages) {
   const event = JSON.parse(m.string()) as { id: string; node: string };
   if (!seen.has(event.id)) {
-    process.stdout.write(`${m.string()}\n`);
-    appendFileSync(o.seen!, `${event.id}\n`);
+    appendFileSync(o.out!, `${m.string()}\n`);
     seen.add(event.id);
+    process.stdout.write(`${m.string()}\n`);
   }
   m.ack();
   armIdle();
