@@ -286,11 +286,18 @@ export async function measureFault(options: {
     await writers.stop();
     const drainMs = await waitDrained(fleet.nodes, options.drainTimeoutMs ?? 60_000);
     clearInterval(sampler);
-    const stored = await readStream(options.cluster.urls, options.stream);
-    const audit = auditFleet(
-      fleet.nodes.map((n) => ({ node: n.node, head: n.log.head() })),
-      stored,
-    );
+    const heads = fleet.nodes.map((n) => ({ node: n.node, head: n.log.head() }));
+    let audit = auditFleet(heads, await readStream(options.cluster.urls, options.stream));
+    if (audit.lost > 0) {
+      // A read right after the heal may meet a cluster still electing: read again once it
+      // settled, and say so, so a read that came too early is told from a loss.
+      await sleep(5_000);
+      const again = auditFleet(heads, await readStream(options.cluster.urls, options.stream));
+      process.stderr.write(
+        `# fleet audit: ${audit.lost} missing on the first read, ${again.lost} five seconds later\n`,
+      );
+      audit = again;
+    }
     return { ...audit, appended: writers.appended(), peakLag, longestStallMs: Math.round(longestStallMs), drainMs };
   } finally {
     clearInterval(sampler);
