@@ -172,6 +172,14 @@ describe('a fleet of cri-ledger serve processes on a JetStream cluster', () => {
     assert.doesNotMatch(one.stdout, /^node /m);
   });
 
+  it("report --node '*' draws the fleet's window: each lane and anomaly named with its node", async () => {
+    const r = await nats('report', '--node', '*', '--since', '24h', '--format', 'svg');
+    assert.equal(r.code, 0, r.stderr);
+    for (const node of NODES) assert.match(r.stdout, new RegExp(`>${node}: `), `a lane of ${node}`);
+    const total = nodes.reduce((n, node) => n + node.events.length, 0);
+    assert.match(r.stdout, new RegExp(`${total} events`), 'every event of both nodes counted');
+  });
+
   it("status --nats --node '*' lists each node's part, the leader and the limits", async () => {
     const r = await nats('status', '--node', '*');
     assert.equal(r.code, 0, r.stderr);

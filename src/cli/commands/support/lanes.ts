@@ -77,6 +77,9 @@ export interface Picture {
 /** Builds the picture of `events` (any order of streams, seq order within each). */
 export function picture(title: string, events: readonly LedgerEvent[]): Picture {
   const lanes = new Map<string, Lane>();
+  /** Each lane's node: a fleet report (events of several nodes) names it in the lane. */
+  const nodeOf = new Map<string, string>();
+  const anomalyNodes: string[] = [];
   const previous = new Map<string, number>();
   const inSaga = new Set<string>();
   const states = new Map<string, { label: string; kind: 'running' | 'idle'; at: number }>();
@@ -87,44 +90,51 @@ export function picture(title: string, events: readonly LedgerEvent[]): Picture 
     const { kind, id } = parseStream(e.stream);
     if (kind !== 'container' && kind !== 'sandbox') continue;
     const at = Date.parse(e.at);
-    const lane = lanes.get(e.stream) ?? newLane(e.stream, kind, id);
-    lanes.set(e.stream, lane);
+    // A lane per node and stream: two nodes may hold the same id.
+    const key = `${e.node}\0${e.stream}`;
+    const lane = lanes.get(key) ?? newLane(e.stream, kind, id);
+    lanes.set(key, lane);
+    nodeOf.set(key, e.node);
     if (SAGA_BEGIN.has(e.type) && 'name' in e.data) lane.name = String(e.data.name);
     if (e.type === 'NameReserved') lane.podId = e.data.sandboxId;
-    const from = previous.get(e.stream) ?? at;
-    previous.set(e.stream, at);
+    const from = previous.get(key) ?? at;
+    previous.set(key, at);
     const detail = `seq ${e.seq} ${e.type}: ${summarize(e)}`;
-    if (SAGA_BEGIN.has(e.type)) inSaga.add(e.stream);
-    else if (inSaga.has(e.stream)) {
+    if (SAGA_BEGIN.has(e.type)) inSaga.add(key);
+    else if (inSaga.has(key)) {
       const kind = e.type === 'Compensated' ? 'failed' : at - from >= SLOW_STEP_MS ? 'slow' : 'step';
       lane.bars.push({ label: e.type, startMs: from, endMs: at, kind, detail });
-      if (SAGA_END.has(e.type)) inSaga.delete(e.stream);
+      if (SAGA_END.has(e.type)) inSaga.delete(key);
     }
     const next = STATE_AFTER[e.type];
     if (next !== undefined) {
-      const current = states.get(e.stream);
+      const current = states.get(key);
       if (current) lane.bars.unshift(stateBar(current, at));
-      if (next) states.set(e.stream, { ...next, at });
-      else states.delete(e.stream);
+      if (next) states.set(key, { ...next, at });
+      else states.delete(key);
     }
     const mark = markOf(e);
     if (mark) {
       lane.marks.push({ ...mark, atMs: at, detail });
-      if (mark.kind !== 'exec' && !(mark.kind === 'exit' && mark.label === 'exit 0'))
-        anomalies.push({
-          at: e.at,
-          stream: e.stream,
-          name: lane.name,
-          what: mark.kind,
-          detail: `${mark.label}: ${summarize(e)}`,
-        });
+      if (mark.kind !== 'exec' && !(mark.kind === 'exit' && mark.label === 'exit 0')) anomalyNodes.push(e.node);
+      anomalies.push({
+        at: e.at,
+        stream: e.stream,
+        name: lane.name,
+        what: mark.kind,
+        detail: `${mark.label}: ${summarize(e)}`,
+      });
     }
   }
   const times = events.map((e) => Date.parse(e.at));
   const fromMs = times.length ? Math.min(...times) : 0;
   const toMs = times.length ? Math.max(...times) : 0;
   // A container or pod still in a state at the end of the window: its band reaches the end.
-  for (const [stream, state] of states) lanes.get(stream)?.bars.unshift(stateBar(state, toMs));
+  for (const [key, state] of states) lanes.get(key)?.bars.unshift(stateBar(state, toMs));
+  if (new Set(nodeOf.values()).size > 1) {
+    for (const [key, lane] of lanes) lane.name = `${nodeOf.get(key)}: ${lane.name}`;
+    for (const [i, a] of anomalies.entries()) a.name = `${anomalyNodes[i]}: ${a.name}`;
+  }
   return {
     title,
     fromMs,
