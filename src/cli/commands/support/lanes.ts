@@ -53,6 +53,8 @@ export interface Lane {
   name: string;
   /** A container's pod sandbox id, when its reservation is in the events. */
   podId?: string;
+  /** The node whose log holds it (a fleet report draws several). */
+  node?: string;
   bars: Bar[];
   marks: Mark[];
 }
@@ -94,6 +96,7 @@ export function picture(title: string, events: readonly LedgerEvent[]): Picture 
     const key = `${e.node}\0${e.stream}`;
     const lane = lanes.get(key) ?? newLane(e.stream, kind, id);
     lanes.set(key, lane);
+    lane.node = e.node;
     nodeOf.set(key, e.node);
     if (SAGA_BEGIN.has(e.type) && 'name' in e.data) lane.name = String(e.data.name);
     if (e.type === 'NameReserved') lane.podId = e.data.sandboxId;
@@ -184,7 +187,7 @@ function podOrder(lanes: Lane[]): Lane[] {
   const out: Lane[] = [];
   for (const pod of pods) {
     out.push(pod);
-    for (const c of containers.filter((c) => c.podId === pod.id)) {
+    for (const c of containers.filter((c) => c.podId === pod.id && c.node === pod.node)) {
       out.push(c);
       placed.add(c);
     }
