@@ -9,7 +9,12 @@ import { containerMessage, visibleContainers } from '../src/adapters/cri/cri-vie
 import { LevelDbEventLog } from '../src/adapters/eventlog/leveldb-event-log.js';
 import { FileSnapshotStore, snapshotDir } from '../src/adapters/snapshots/file-snapshot-store.js';
 import { Ledger } from '../src/commands/ledger.js';
-import { canonicalJson, diffProjections } from '../src/projections/projection-snapshot.js';
+import {
+  canonicalJson,
+  captureProjections,
+  diffProjections,
+  encodeSnapshot,
+} from '../src/projections/projection-snapshot.js';
 import type { Projections } from '../src/projections/projections.js';
 import { fixtureRoot, NODE } from './restart-fixture.js';
 import { percentile, report, type Row } from './table.js';
@@ -230,6 +235,20 @@ export async function runRestartBench(args: string[]): Promise<void> {
     const expected = expectedContainers(full.projections);
     if (expected.length !== live) throw new Error(`the log holds ${expected.length} live containers, wanted ${live}`);
     console.log(`in-process full replay: ${head} events in ${(replayMs / 1000).toFixed(1)} s`);
+    // What writing a snapshot of these projections costs a running service: the capture
+    // (synchronous) and the longest hold of the event loop while it is encoded and written.
+    const captureStarted = performance.now();
+    const captured = captureProjections(full.projections);
+    const captureMs = performance.now() - captureStarted;
+    if (!captured) throw new Error('the replayed projections could not be captured');
+    const written = await new FileSnapshotStore(join(runDir, 'snapshot-write')).write(
+      captured.header.seq,
+      encodeSnapshot(captured),
+    );
+    console.log(
+      `a snapshot of the ${live} live containers: ${written.bytes} bytes, capture ${captureMs.toFixed(2)} ms, ` +
+        `longest slice ${written.longestSliceMs.toFixed(2)} ms, total ${written.totalMs.toFixed(1)} ms`,
+    );
 
     const loadBefore = loadavg()[0]!;
     // Without snapshots: the whole log is replayed (what every start did before them).
@@ -314,6 +333,10 @@ export async function runRestartBench(args: string[]): Promise<void> {
       { metric: 'first_start_with_snapshots_to_version_ms', value: firstToVersionMs, unit: 'ms' },
       { metric: 'full_replay_to_version_ms', value: fullReplayToVersionMs, unit: 'ms' },
       { metric: 'inprocess_full_replay_ms', value: replayMs, unit: 'ms' },
+      { metric: 'snapshot_capture_ms', value: captureMs, unit: 'ms' },
+      { metric: 'snapshot_longest_slice_ms', value: written.longestSliceMs, unit: 'ms' },
+      { metric: 'snapshot_write_total_ms', value: written.totalMs, unit: 'ms' },
+      { metric: 'snapshot_bytes', value: written.bytes, unit: 'bytes' },
       { metric: 'snapshot_state_differences', value: differences.length, unit: 'documents', target: '0' },
       { metric: 'log_events', value: head, unit: 'events' },
       { metric: 'log_live_containers', value: expected.length, unit: 'containers' },
