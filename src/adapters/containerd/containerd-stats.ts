@@ -1,3 +1,4 @@
+import { type Revalidating, staleWhileRevalidate } from '../cache/stale-while-revalidate.js';
 import { status as Status } from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import type { ContainerdApi } from './containerd-api.js';
@@ -74,9 +75,10 @@ export function metricsFilters(containerIds: readonly string[]): string[] {
 export class ContainerdStats {
   private readonly api: ContainerdApi;
   private readonly logger: Logger;
+  /** Writable-layer usage by snapshot, each read kept and refreshed (see cachedUsage). */
   private readonly usageCache = new Map<
     string,
-    { usage: WritableLayerUsage | undefined; at: number; askedAt: number; refreshing?: boolean }
+    { read: Revalidating<WritableLayerUsage | undefined>; askedAt: number }
   >();
   private usageSweptAt = 0;
 
@@ -143,7 +145,7 @@ export class ContainerdStats {
       await Promise.all(
         [...samples.values()].map(async (sample) => {
           const ref = snapshots.get(sample.containerId);
-          const layer = ref && (await this.cachedUsage(ref, call));
+          const layer = ref && (await this.cachedUsage(ref));
           if (layer) sample.writableLayer = layer;
         }),
       );
@@ -159,32 +161,23 @@ export class ContainerdStats {
    * from its snapshot syncer's cache. A layer not asked about for USAGE_FORGET_MS is
    * dropped from the cache.
    */
-  private async cachedUsage(ref: SnapshotRef, call: ContainerdCallOptions): Promise<WritableLayerUsage | undefined> {
+  private cachedUsage(ref: SnapshotRef): Promise<WritableLayerUsage | undefined> {
     const key = `${ref.snapshotter}/${ref.key}`;
     const now = Date.now();
     this.forgetStaleUsage(now);
-    const cached = this.usageCache.get(key);
-    if (!cached) {
-      const usage = await this.usage(ref, call);
-      this.usageCache.set(key, { usage, at: Date.now(), askedAt: now });
-      return usage;
+    let entry = this.usageCache.get(key);
+    if (!entry) {
+      // Never too old to answer at once: the walk is what the cache spares kubelet. The
+      // reads outlive the call that began them, so they carry no call's deadline.
+      const read = staleWhileRevalidate(() => this.usage(ref, {}), {
+        freshMs: this.usageRefreshMs,
+        maxStaleMs: Number.POSITIVE_INFINITY,
+      });
+      entry = { read, askedAt: now };
+      this.usageCache.set(key, entry);
     }
-    cached.askedAt = now;
-    if (now - cached.at >= this.usageRefreshMs && !cached.refreshing) {
-      cached.refreshing = true;
-      this.usage(ref, {}).then(
-        (usage) => {
-          cached.usage = usage;
-          cached.at = Date.now();
-          cached.refreshing = false;
-        },
-        (error: unknown) => {
-          cached.refreshing = false;
-          this.logger.warn({ err: error, snapshot: key }, 'refreshing a writable layer usage failed');
-        },
-      );
-    }
-    return cached.usage;
+    entry.askedAt = now;
+    return entry.read();
   }
 
   private forgetStaleUsage(now: number): void {

@@ -74,9 +74,9 @@ export interface LaunchOptions {
  * One exec process in a container's shim, and our ends of its stdio FIFOs, from launch
  * to deletion (ExecSync and interactive exec sessions alike):
  *
- *   containers.Get (process spec) + tasks.Get (running?)
- *   -> mkdir <fifoDir>/<execId>, mkfifo, open our ends -> tasks.Exec
- *   -> tasks.Wait (pending, so the exit cannot be missed) -> tasks.Start
+ *   containers.Get (process spec) + tasks.Get (running?), while
+ *     mkdir <fifoDir>/<execId>, mkfifo, open our ends -> tasks.Exec
+ *   -> tasks.Wait (pending, so the exit cannot be missed) -> startAfter settled -> tasks.Start
  *   -> cleanUp: SIGKILL if it may still run, DeleteProcess, close our ends, remove the dir
  *
  * Our ends are open before Exec because the shim's open of an output FIFO's write side
