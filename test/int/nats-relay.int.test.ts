@@ -23,6 +23,7 @@ import type { EventLog, RawRecord } from '../../src/commands/ports.js';
 import type { LedgerEvent } from '../../src/domain/events.js';
 import { container, ev, streams } from '../support/fixtures.js';
 import { MemoryEventLog } from '../support/memory-event-log.js';
+import { startNatsProxy } from '../support/nats-proxy.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 
 let server: NatsServer;
@@ -227,6 +228,58 @@ it('loses nothing and duplicates nothing when the server is killed mid-drain', a
     messages.map(seqOf).sort((a, b) => a - b),
     Array.from({ length: total }, (_, i) => i + 1),
   );
+});
+
+it('sends nothing past cursor + window while a lost publish waits for its timeout, so its re-send is less than a window late', async () => {
+  const total = 120;
+  const window = 8;
+  const log = new MemoryEventLog({ node: 'lost-one' });
+  const c = container('l');
+  const events = await log.append(
+    streams.container(c),
+    0,
+    Array.from({ length: total }, (_, i) => ev.containerStarted(i)),
+  );
+  const seqById = new Map(events.map((e) => [e.id, e.seq]));
+  const lost = events[19]!; // seq 20
+  // The proxy drops seq 20's first publish, as a leader dying with it in flight does; the
+  // publishes after it reach the server and are acked.
+  let dropped = false;
+  const proxy = await startNatsProxy(server.port, (id) => {
+    if (dropped || id !== lost.id) return false;
+    dropped = true;
+    return true;
+  });
+  cleanups.push(() => proxy.stop());
+  const relay = await startRelay(log, {
+    servers: proxy.url,
+    node: 'lost-one',
+    stream: 'LOSTONE',
+    window,
+    publishTimeoutMs: 1_500,
+  });
+  await waitFor('the drain to finish', () => relay.status().cursor === total, 20_000);
+
+  assert.ok(dropped, 'the proxy dropped the first publish of seq 20');
+  const resent = proxy.forwarded.indexOf(lost.id);
+  assert.ok(resent > 0, 'seq 20 was re-sent after its timeout');
+  const sentBefore = proxy.forwarded.slice(0, resent).map((id) => seqById.get(id)!);
+  const furthest = Math.max(...sentBefore);
+  // How far it got depends on when the window last half drained; past cursor + window it may not go.
+  assert.ok(furthest > lost.seq, `the relay went on publishing past the lost one (to ${furthest})`);
+  assert.ok(
+    furthest <= lost.seq - 1 + window,
+    `nothing past the cursor (19) + ${window} before the re-send (${furthest})`,
+  );
+  const order = (await streamMessages('LOSTONE')).map(seqOf);
+  assert.deepEqual(
+    [...order].sort((a, b) => a - b),
+    Array.from({ length: total }, (_, i) => i + 1),
+    'every event stored once',
+  );
+  const lateBy = order.slice(0, order.indexOf(lost.seq)).filter((seq) => seq > lost.seq).length;
+  assert.equal(lateBy, furthest - lost.seq, 'the re-sent event landed right after what was sent before it');
+  assert.ok(lateBy < window, `less than one window late (${lateBy})`);
 });
 
 it('creates the stream with file storage, limits retention and the configured windows', async () => {

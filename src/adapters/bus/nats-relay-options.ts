@@ -45,7 +45,7 @@ export interface NatsRelayOptions {
   maxAgeMs: number;
   /** The stream's byte limit, 0 = unlimited (DEFAULT_MAX_BYTES). */
   maxBytes?: number;
-  /** Defaults to DEFAULT_RELAY_WINDOW. */
+  /** How far past the cursor (the last seq acked with none missing) the relay publishes; DEFAULT_RELAY_WINDOW. */
   window?: number;
   logger: Logger;
   publishTimeoutMs?: number;

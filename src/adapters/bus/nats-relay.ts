@@ -174,14 +174,20 @@ export class NatsRelay {
     };
     round.signal.addEventListener('abort', () => this.notify());
     try {
+      // The window is a distance from the cursor, not a count of publishes awaiting their
+      // ack: nothing past cursor + window is sent. Counting only the awaiting ones let a
+      // publish lost to a dead or frozen leader wait out its timeout while hundreds after
+      // it were acked and more sent, and its re-send landed 910 positions late; bounded by
+      // distance, an event re-sent after a failure lands less than one window late.
       // Publishes issued in one tick go out in one socket write, so the relay takes the
       // log a batch at a time and, once the window is full, waits for it to half drain
       // rather than trickling one publish per ack.
-      const lowWater = Math.floor(this.o.window / 2);
+      const window = this.o.window;
+      const lowWater = Math.floor(window / 2);
       for await (const batch of this.o.log.followBatches(this.cursor.value + 1, { signal: round.signal })) {
         for (const event of batch) {
-          if (this.inflight >= this.o.window) {
-            while (this.inflight > lowWater && !round.signal.aborted) await this.changed();
+          if (event.seq - this.cursor.value > window) {
+            while (event.seq - this.cursor.value > lowWater && !round.signal.aborted) await this.changed();
           }
           if (round.signal.aborted) break;
           this.publish(js, event).catch(fail);
