@@ -11,6 +11,7 @@ import {
   synReplyFrame,
 } from '../../src/adapters/streaming/spdy/spdy-frames.js';
 import { HeaderBlockReader, HeaderBlockWriter } from '../../src/adapters/streaming/spdy/spdy-headers.js';
+import { SpdyStream, type SpdyStreamHost } from '../../src/adapters/streaming/spdy/spdy-stream.js';
 import { TokenRegistry } from '../../src/adapters/streaming/token-registry.js';
 
 describe('streaming protocol pieces', () => {
@@ -133,6 +134,31 @@ describe('streaming protocol pieces', () => {
       const data = frames[1];
       assert.ok(data?.type === 'data' && data.fin && data.streamId === 3 && data.data.toString() === 'hello');
     }
+  });
+
+  it('lets go of the socket when a stream that paused it gets its FIN, though nobody asks it for more', async () => {
+    const pausedBy = new Set<SpdyStream>();
+    const host: SpdyStreamHost = {
+      sendData: (_id, _chunk, _fin, done) => done(),
+      sendReset: () => undefined,
+      pauseFor: (stream) => pausedBy.add(stream),
+      resumeFor: (stream) => pausedBy.delete(stream),
+      forget: () => undefined,
+    };
+    const stream = new SpdyStream(host, 1, new Map());
+    stream.pause();
+    stream.read(0); // a reader is there, so a full buffer pauses the socket
+    await new Promise((r) => setImmediate(r));
+    // The last DATA frame and the FIN, as one socket read brings them: the DATA overfills
+    // the buffer of a reader that is busy (paused) and the FIN ends the stream.
+    stream.receive(Buffer.alloc(32 * 1024));
+    assert.ok(pausedBy.has(stream), 'an overfull buffer pauses the socket');
+    stream.receiveFin();
+    assert.equal(pausedBy.size, 0, 'the FIN lets go: no more data can come for it');
+    let read = 0;
+    stream.on('data', (chunk: Buffer) => (read += chunk.length)).resume();
+    await new Promise((r) => stream.once('end', r));
+    assert.equal(read, 32 * 1024);
   });
 
   it('decodes resize messages split anywhere, back to back, in any letter case; stops at garbage', () => {

@@ -279,8 +279,15 @@ function bridge(
   session: { stdin?: Writable; stdout?: Readable; stderr?: Readable },
   resize: (width: number, height: number) => Promise<void>,
 ): void {
-  if (streams.stdin && session.stdin) streams.stdin.pipe(session.stdin);
-  else streams.stdin?.resume();
+  const clientStdin = streams.stdin;
+  if (clientStdin && session.stdin) {
+    clientStdin.pipe(session.stdin);
+    // Once the process's stdin is gone (EPIPE, closed), what the client still types is
+    // dropped: left unread it would fill the stream and, over SPDY, pause the socket that
+    // also carries the resizes and the other streams.
+    session.stdin.once('error', () => discard(clientStdin));
+    session.stdin.once('close', () => discard(clientStdin));
+  } else clientStdin?.resume();
   // The protocol server ends its streams itself with finish(); the backends' streams end first.
   if (session.stdout && streams.stdout) session.stdout.pipe(streams.stdout, { end: false });
   if (session.stderr && streams.stderr) session.stderr.pipe(streams.stderr, { end: false });

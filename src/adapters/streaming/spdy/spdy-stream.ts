@@ -56,11 +56,17 @@ export class SpdyStream extends Duplex {
     if (!this.push(data) && (this.#reading || this.readableLength > UNREAD_LIMIT_BYTES)) this.#host.pauseFor(this);
   }
 
-  /** From the connection: the client half-closed (FIN). */
+  /**
+   * From the connection: the client half-closed (FIN). Nothing more can come for this
+   * stream, so it stops holding the socket: once ended, a Readable never asks for more
+   * (_read), and a pause taken by the DATA frame that arrived with the FIN would stay
+   * forever, stalling every stream on the connection.
+   */
   receiveFin(): void {
     if (this.#remoteDone) return;
     this.#remoteDone = true;
     this.push(null);
+    this.#host.resumeFor(this);
     this.#maybeForget();
   }
 
