@@ -12,7 +12,7 @@ const program = new Command('cri-ledger')
   .showHelpAfterError()
   .exitOverride();
 
-registerCommands(program);
+await registerCommands(program, process.argv);
 
 try {
   await program.parseAsync(process.argv);

@@ -4,11 +4,11 @@ import { InvalidArgumentError } from '../../domain/errors.js';
 import {
   DEFAULT_MAX_BYTES,
   DEFAULT_STREAM_NAME,
-  formatDurationMs,
   validateStreamSettings,
   type StreamLimits,
   type StreamSettings,
-} from './nats-stream-config.js';
+} from './nats-stream-settings.js';
+import { formatDurationMs } from './duration-format.js';
 import { RELAY_CURSOR } from './outbox-cursor.js';
 
 /** Publishes awaiting their JetStream ack at once. */

@@ -2,7 +2,7 @@ import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc
 import type { Ledger } from '../../commands/ledger.js';
 import { LedgerClosedError } from '../../domain/errors.js';
 import { decodeEvent, encodeEvent } from '../../domain/events.js';
-import { disabledRelayStatus, type RelayStatus } from '../bus/nats-relay.js';
+import { disabledRelayStatus, type RelayStatus } from '../bus/nats-relay-options.js';
 import { ServiceShuttingDownError, toServiceError } from '../grpc/status.js';
 import { writeWithBackpressure } from '../grpc/stream-write.js';
 import type { SocketService } from '../grpc/socket-server.js';
