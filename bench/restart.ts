@@ -116,6 +116,8 @@ function spawnServe(root: string, runDir: string, snapshots: boolean): Service {
   const child = spawn(
     process.execPath,
     [
+      // e.g. "--cpu-prof --cpu-prof-dir=DIR", to see where a start goes (as startServe takes it).
+      ...(process.env.CRI_LEDGER_SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean),
       CLI_MAIN,
       'serve',
       '--root',

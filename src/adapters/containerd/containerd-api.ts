@@ -8,9 +8,10 @@ import {
   type Interceptor,
   type ServiceClientConstructor,
 } from '@grpc/grpc-js';
-import { loadSync, type Options } from '@grpc/proto-loader';
+import type { Options } from '@grpc/proto-loader';
 import { MAX_MESSAGE_BYTES } from '../grpc/socket-server.js';
-import { PROTO_DIR } from '../grpc/proto.js';
+import { loadServices, PROTO_DIR } from '../grpc/proto.js';
+import { CONTAINERD_PROTO_SET } from '../grpc/proto-sets.js';
 
 /** The header containerd reads to pick the namespace a call works in. */
 export const NAMESPACE_HEADER = 'containerd-namespace';
@@ -30,27 +31,6 @@ export const CONTAINERD_SERVICES = {
 } as const;
 
 export type ContainerdServiceName = keyof typeof CONTAINERD_SERVICES;
-
-/** Every proto file under proto/containerd, relative to proto/. */
-export const CONTAINERD_PROTO_FILES = [
-  'containerd/types/mount.proto',
-  'containerd/types/descriptor.proto',
-  'containerd/types/platform.proto',
-  'containerd/types/metrics.proto',
-  'containerd/types/task/task.proto',
-  'containerd/events/task.proto',
-  'containerd/runc/options/oci.proto',
-  'containerd/services/version/v1/version.proto',
-  'containerd/services/namespaces/v1/namespace.proto',
-  'containerd/services/containers/v1/containers.proto',
-  'containerd/services/snapshots/v1/snapshots.proto',
-  'containerd/services/content/v1/content.proto',
-  'containerd/services/images/v1/images.proto',
-  'containerd/services/diff/v1/diff.proto',
-  'containerd/services/tasks/v1/tasks.proto',
-  'containerd/services/leases/v1/leases.proto',
-  'containerd/services/events/v1/events.proto',
-];
 
 /**
  * How messages look on the JavaScript side. google/protobuf/{any,empty,timestamp,
@@ -82,7 +62,7 @@ let loaded: GrpcObject | undefined;
 
 /** The containerd package tree (`containerd.services...`), loaded once per process. */
 export function loadContainerdProtos(): GrpcObject {
-  loaded ??= loadPackageDefinition(loadSync(CONTAINERD_PROTO_FILES, CONTAINERD_LOADER_OPTIONS));
+  loaded ??= loadPackageDefinition(loadServices(CONTAINERD_PROTO_SET, CONTAINERD_LOADER_OPTIONS));
   return loaded;
 }
 

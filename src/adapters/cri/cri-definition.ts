@@ -6,9 +6,10 @@ import {
   type UntypedHandleCall,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
+import type { Options } from '@grpc/proto-loader';
 import { NotImplementedError } from '../../domain/errors.js';
-import { PROTO_DIR } from '../grpc/proto.js';
+import { loadServices, PROTO_DIR } from '../grpc/proto.js';
+import { CRI_PROTO_SET, CRI_V1_PROTO, CRI_V1ALPHA2_PROTO } from '../grpc/proto-sets.js';
 import { toServiceError } from '../grpc/status.js';
 import type { ImageServiceDefinition as ImageServiceV1Definition } from './generated/runtime/v1/ImageService.js';
 import type { RuntimeServiceDefinition as RuntimeServiceV1Definition } from './generated/runtime/v1/RuntimeService.js';
@@ -25,9 +26,7 @@ import type { RuntimeServiceDefinition as RuntimeServiceV1alpha2Definition } fro
  * decimal string or a safe number).
  */
 
-/** The proto files, relative to proto/. v1alpha2 declares only services, over v1's messages. */
-export const CRI_V1_PROTO = 'cri/runtime/v1/api.proto';
-export const CRI_V1ALPHA2_PROTO = 'cri/runtime/v1alpha2/api.proto';
+export { CRI_V1_PROTO, CRI_V1ALPHA2_PROTO } from '../grpc/proto-sets.js';
 
 /**
  * How decoded messages look to handlers:
@@ -49,13 +48,12 @@ export const CRI_LOADER_OPTIONS: Options = {
   oneofs: true,
 };
 
-const criPackage: PackageDefinition = loadSync([CRI_V1_PROTO, CRI_V1ALPHA2_PROTO], CRI_LOADER_OPTIONS);
+const criServices = loadServices(CRI_PROTO_SET, CRI_LOADER_OPTIONS);
 
 function serviceDefinition<T extends ServiceDefinition>(fullName: string): T {
-  const definition = criPackage[fullName];
-  if (definition === undefined || 'format' in definition) {
+  const definition = criServices[fullName];
+  if (definition === undefined)
     throw new Error(`${fullName} is not a service in ${CRI_V1_PROTO} or ${CRI_V1ALPHA2_PROTO}`);
-  }
   return definition as unknown as T;
 }
 
