@@ -57,7 +57,8 @@ describe('a fleet publishing into an R3 JetStream cluster', () => {
       t.diagnostic(
         `${name}: ${figures.appended} events appended during the test, ${figures.events} in the logs, ` +
           `${figures.messages} messages; lost ${figures.lost}, stored twice ${figures.storedTwice}, duplicated after ` +
-          `dedupe ${figures.duplicatedAfterDedupe}; out of order ${figures.outOfOrder} (max ${figures.maxLateBy} late); ` +
+          `dedupe ${figures.duplicatedAfterDedupe}; published again after the stream lost them ${figures.mended}; ` +
+          `out of order ${figures.outOfOrder} (max ${figures.maxLateBy} late); ` +
           `peak lag ${figures.peakLag}, longest publish stall ${figures.longestStallMs} ms, ` +
           `drained ${figures.drainMs} ms after the heal`,
       );

@@ -109,7 +109,12 @@ async function streamMessages(stream: string): Promise<StoredMsg[]> {
     const info = await jsm.streams.info(stream);
     const out: StoredMsg[] = [];
     for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-      out.push(await jsm.streams.getMessage(stream, { seq }));
+      // A deleted message leaves a hole in the stream's sequence.
+      const message = await jsm.streams.getMessage(stream, { seq }).catch((error: Error) => {
+        if (error.message === 'no message found') return undefined;
+        throw error;
+      });
+      if (message) out.push(message);
     }
     return out;
   });
@@ -280,6 +285,66 @@ it('sends nothing past cursor + window while a lost publish waits for its timeou
   const lateBy = order.slice(0, order.indexOf(lost.seq)).filter((seq) => seq > lost.seq).length;
   assert.equal(lateBy, furthest - lost.seq, 'the re-sent event landed right after what was sent before it');
   assert.ok(lateBy < window, `less than one window late (${lateBy})`);
+});
+
+it('re-sends its recent acks after the server went away: an event acked and then lost is stored again, nothing twice', async () => {
+  const log = new MemoryEventLog({ node: 'acked-lost' });
+  const relay = await startRelay(log, { node: 'acked-lost', stream: 'ACKEDLOST' });
+  await appendContainers(log, 'a', 20);
+  await waitFor('twenty acks', () => relay.status().cursor === 20);
+  // What a crash of every replica does to an event acked a moment before it was on disk
+  // (nats-server#7564): the stream no longer has it. A server restart also rebuilds the
+  // dedupe window from what is stored, so the id of the lost event is forgotten too.
+  await withJsm((jsm) => jsm.streams.deleteMessage('ACKEDLOST', 18, false));
+  // Shut down, not killed: a SIGKILL could lose the deletion the same way.
+  await server.down();
+  await server.restart();
+  await appendContainers(log, 'b', 2);
+  await waitFor('the two after the restart', () => relay.status().cursor === 22, 20_000);
+  const seqs = (await streamMessages('ACKEDLOST')).map(seqOf);
+  assert.deepEqual(
+    [...seqs].sort((a, b) => a - b),
+    Array.from({ length: 22 }, (_, i) => i + 1),
+    'seq 18 is back, and the re-sent ones were dropped as duplicates',
+  );
+  assert.ok(seqs.indexOf(18) < seqs.indexOf(21), 'the lost one was re-sent before the new ones');
+});
+
+it('reads the stream back after an interruption and publishes again what it lost further back than one window', async () => {
+  const log = new MemoryEventLog({ node: 'mend' });
+  // A window of 4: the re-sends after the restart reach back to seq 27 only.
+  const relay = await startRelay(log, { node: 'mend', stream: 'MEND', window: 4 });
+  await appendContainers(log, 'a', 30);
+  await waitFor('thirty acks', () => relay.status().cursor === 30);
+  // A cluster that came back without messages it had acked and served (nats-fleet-faults).
+  await withJsm(async (jsm) => {
+    for (const seq of [10, 11, 12]) await jsm.streams.deleteMessage('MEND', seq, false);
+  });
+  await server.down();
+  await server.restart();
+  await appendContainers(log, 'b', 2);
+  await waitFor('the read-back to end', () => relay.status().cursor === 32 && !relay.status().mending, 20_000);
+  const seqs = (await streamMessages('MEND')).map(seqOf);
+  assert.deepEqual(
+    [...seqs].sort((a, b) => a - b),
+    Array.from({ length: 32 }, (_, i) => i + 1),
+  );
+  assert.equal(relay.status().mended, 3);
+  assert.deepEqual(relay.recentlyMended(), [10, 11, 12]);
+});
+
+it('does not re-send acks older than half the dedupe window: the server may have forgotten their ids', async () => {
+  const log = new MemoryEventLog({ node: 'old-acks' });
+  const relay = await startRelay(log, { node: 'old-acks', stream: 'OLDACKS', duplicateWindowMs: 2_000 });
+  await appendContainers(log, 'a', 5);
+  await waitFor('five acks', () => relay.status().cursor === 5);
+  // Past the whole 2 s window: a re-send would be stored a second time.
+  await new Promise((r) => setTimeout(r, 2_500));
+  await server.kill();
+  await server.restart();
+  await appendContainers(log, 'b', 1);
+  await waitFor('the one after the restart', () => relay.status().cursor === 6, 20_000);
+  assert.deepEqual((await streamMessages('OLDACKS')).map(seqOf), [1, 2, 3, 4, 5, 6]);
 });
 
 it('creates the stream with file storage, limits retention and the configured windows', async () => {

@@ -113,7 +113,8 @@ export function startWriters(nodes: FleetNode[], eventsPerS: number): { stop(): 
 /** Resolves with the ms it took until every relay has published its whole log (lag 0). */
 export async function waitDrained(nodes: FleetNode[], timeoutMs: number): Promise<number> {
   const started = performance.now();
-  while (!nodes.every((n) => n.relay.status().lag === 0)) {
+  // Drained, and any read-back of the stream after an interruption (NatsRelay.mend) done.
+  while (!nodes.every((n) => n.relay.status().lag === 0 && !n.relay.status().mending)) {
     if (performance.now() - started > timeoutMs) {
       const lags = nodes.map(
         (n) => `${n.node} lag ${n.relay.status().lag} (${n.relay.status().lastError ?? 'no error'})`,
@@ -156,12 +157,28 @@ export async function readStream(servers: string, stream: string): Promise<Store
   }
 }
 
+/** The stream's state as its leader reports it (counts, first and last seq, deletions, data it knows it lost). */
+export async function streamState(servers: string, stream: string): Promise<unknown> {
+  const nc = await connect({ servers: servers.split(','), timeout: 5_000 });
+  try {
+    const info = await (await nc.jetstreamManager()).streams.info(stream);
+    const { messages, first_seq, last_seq, num_deleted, lost } = info.state;
+    return { messages, first_seq, last_seq, num_deleted, lost, leader: info.cluster?.leader };
+  } finally {
+    await nc.close();
+  }
+}
+
 /** What the stream holds against the logs: the figures the fault tests assert and print. */
 export interface FleetAudit {
   events: number;
   messages: number;
   /** Events some log holds that the stream does not. */
   lost: number;
+  /** The first few of them, as `node/seq`. */
+  missing: string[];
+  /** Events the relays published again after the stream lost them (left out of the order figures). */
+  mended: number;
   /** Ids stored more than once (the dedupe window missed a re-send). */
   storedTwice: number;
   /** Ids seen more than once after deduplication by id: 0 by construction, kept as the check. */
@@ -175,17 +192,25 @@ export interface FleetAudit {
 }
 
 /** Compares the stream's messages with every node's log head (seqs 1..head each). */
-export function auditFleet(nodes: Array<{ node: string; head: number }>, stored: StoredEvent[]): FleetAudit {
+export function auditFleet(
+  nodes: Array<{ node: string; head: number; mended?: readonly number[] }>,
+  stored: StoredEvent[],
+): FleetAudit {
   const ids = new Map<string, number>();
   for (const s of stored) ids.set(s.id, (ids.get(s.id) ?? 0) + 1);
   const storedTwice = [...ids.values()].filter((n) => n > 1).length;
   const seen = new Set<string>();
   let duplicatedAfterDedupe = 0;
   let lost = 0;
+  const missing: string[] = [];
   let outOfOrder = 0;
   let maxLateBy = 0;
   let orderAfterHoldBack = true;
-  for (const { node, head } of nodes) {
+  let mendedCount = 0;
+  for (const { node, head, mended = [] } of nodes) {
+    // Published again after the stream lost them: they land where the relay re-published them.
+    const republished = new Set(mended);
+    mendedCount += republished.size;
     const mine = stored.filter((s) => s.node === node);
     const unique: StoredEvent[] = [];
     const once = new Set<string>();
@@ -199,12 +224,17 @@ export function auditFleet(nodes: Array<{ node: string; head: number }>, stored:
       seen.add(`${node}/${s.seq}`);
     }
     const seqs = new Set(unique.map((s) => s.seq));
-    for (let seq = 1; seq <= head; seq++) if (!seqs.has(seq)) lost++;
+    for (let seq = 1; seq <= head; seq++) {
+      if (seqs.has(seq)) continue;
+      lost++;
+      if (missing.length < 10) missing.push(`${node}/${seq}`);
+    }
     // An event is late when a later seq of its node was stored before it.
     let highest = 0;
     const position = new Map<number, number>();
     unique.forEach((s, i) => position.set(s.seq, i));
     for (const s of unique) {
+      if (republished.has(s.seq)) continue;
       if (s.seq < highest) {
         outOfOrder++;
         maxLateBy = Math.max(maxLateBy, position.get(s.seq)! - (s.seq - 1));
@@ -218,6 +248,8 @@ export function auditFleet(nodes: Array<{ node: string; head: number }>, stored:
     events: nodes.reduce((n, x) => n + x.head, 0),
     messages: stored.length,
     lost,
+    missing,
+    mended: mendedCount,
     storedTwice,
     duplicatedAfterDedupe,
     outOfOrder,
@@ -280,21 +312,44 @@ export async function measureFault(options: {
   }, 20);
   try {
     await sleep(options.leadMs ?? 1_500);
+    const headsAtFault = fleet.nodes.map((n) => `${n.node}/${n.log.head()} (cursor ${n.relay.status().cursor})`);
     await options.fault();
     await sleep(options.holdMs);
     await options.heal();
     await writers.stop();
     const drainMs = await waitDrained(fleet.nodes, options.drainTimeoutMs ?? 60_000);
+    if (drainMs > 5_000) {
+      const errors = fleet.nodes.map((n) => `${n.node}: ${n.relay.status().lastError ?? 'no error'}`);
+      process.stderr.write(`# slow drain (${drainMs} ms); last errors: ${errors.join('; ')}\n`);
+    }
     clearInterval(sampler);
-    const heads = fleet.nodes.map((n) => ({ node: n.node, head: n.log.head() }));
+    // What a relay's periodic read-back would do a little later: mend what the cluster lost.
+    // Right after a heal the cluster may still be electing: a few tries, a second apart.
+    for (const n of fleet.nodes) {
+      for (let attempt = 1; ; attempt++) {
+        const failed = await n.relay.checkStream().then(
+          () => undefined,
+          (error: Error) => error,
+        );
+        if (!failed) break;
+        if (attempt === 10) throw failed;
+        await sleep(1_000);
+      }
+    }
+    const heads = fleet.nodes.map((n) => ({ node: n.node, head: n.log.head(), mended: n.relay.recentlyMended() }));
     let audit = auditFleet(heads, await readStream(options.cluster.urls, options.stream));
     if (audit.lost > 0) {
       // A read right after the heal may meet a cluster still electing: read again once it
       // settled, and say so, so a read that came too early is told from a loss.
       await sleep(5_000);
       const again = auditFleet(heads, await readStream(options.cluster.urls, options.stream));
+      if (again.lost > 0)
+        process.stderr.write(
+          `# stream state: ${JSON.stringify(await streamState(options.cluster.urls, options.stream))}\n`,
+        );
       process.stderr.write(
-        `# fleet audit: ${audit.lost} missing on the first read, ${again.lost} five seconds later\n`,
+        `# fleet audit: ${audit.lost} missing on the first read, ${again.lost} five seconds later` +
+          `${again.lost > 0 ? ` (${again.missing.join(', ')} of heads ${heads.map((h) => `${h.node}/${h.head}`).join(', ')}; at the fault ${headsAtFault.join(', ')})` : ''}\n`,
       );
       audit = again;
     }
