@@ -310,29 +310,6 @@ it('re-sends its recent acks after the server went away: an event acked and then
   assert.ok(seqs.indexOf(18) < seqs.indexOf(21), 'the lost one was re-sent before the new ones');
 });
 
-it('reads the stream back after an interruption and publishes again what it lost further back than one window', async () => {
-  const log = new MemoryEventLog({ node: 'mend' });
-  // A window of 4: the re-sends after the restart reach back to seq 27 only.
-  const relay = await startRelay(log, { node: 'mend', stream: 'MEND', window: 4 });
-  await appendContainers(log, 'a', 30);
-  await waitFor('thirty acks', () => relay.status().cursor === 30);
-  // A cluster that came back without messages it had acked and served (nats-fleet-faults).
-  await withJsm(async (jsm) => {
-    for (const seq of [10, 11, 12]) await jsm.streams.deleteMessage('MEND', seq, false);
-  });
-  await server.down();
-  await server.restart();
-  await appendContainers(log, 'b', 2);
-  await waitFor('the read-back to end', () => relay.status().cursor === 32 && !relay.status().mending, 20_000);
-  const seqs = (await streamMessages('MEND')).map(seqOf);
-  assert.deepEqual(
-    [...seqs].sort((a, b) => a - b),
-    Array.from({ length: 32 }, (_, i) => i + 1),
-  );
-  assert.equal(relay.status().mended, 3);
-  assert.deepEqual(relay.recentlyMended(), [10, 11, 12]);
-});
-
 it('does not re-send acks older than half the dedupe window: the server may have forgotten their ids', async () => {
   const log = new MemoryEventLog({ node: 'old-acks' });
   const relay = await startRelay(log, { node: 'old-acks', stream: 'OLDACKS', duplicateWindowMs: 2_000 });

@@ -113,8 +113,7 @@ export function startWriters(nodes: FleetNode[], eventsPerS: number): { stop(): 
 /** Resolves with the ms it took until every relay has published its whole log (lag 0). */
 export async function waitDrained(nodes: FleetNode[], timeoutMs: number): Promise<number> {
   const started = performance.now();
-  // Drained, and any read-back of the stream after an interruption (NatsRelay.mend) done.
-  while (!nodes.every((n) => n.relay.status().lag === 0 && !n.relay.status().mending)) {
+  while (!nodes.every((n) => n.relay.status().lag === 0)) {
     if (performance.now() - started > timeoutMs) {
       const lags = nodes.map(
         (n) => `${n.node} lag ${n.relay.status().lag} (${n.relay.status().lastError ?? 'no error'})`,
@@ -323,20 +322,7 @@ export async function measureFault(options: {
       process.stderr.write(`# slow drain (${drainMs} ms); last errors: ${errors.join('; ')}\n`);
     }
     clearInterval(sampler);
-    // What a relay's periodic read-back would do a little later: mend what the cluster lost.
-    // Right after a heal the cluster may still be electing: a few tries, a second apart.
-    for (const n of fleet.nodes) {
-      for (let attempt = 1; ; attempt++) {
-        const failed = await n.relay.checkStream().then(
-          () => undefined,
-          (error: Error) => error,
-        );
-        if (!failed) break;
-        if (attempt === 10) throw failed;
-        await sleep(1_000);
-      }
-    }
-    const heads = fleet.nodes.map((n) => ({ node: n.node, head: n.log.head(), mended: n.relay.recentlyMended() }));
+    const heads = fleet.nodes.map((n) => ({ node: n.node, head: n.log.head() }));
     let audit = auditFleet(heads, await readStream(options.cluster.urls, options.stream));
     if (audit.lost > 0) {
       // A read right after the heal may meet a cluster still electing: read again once it

@@ -29,8 +29,6 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_PING_INTERVAL_MS = 5_000;
 /** How often a lagging relay logs its lag. */
 export const DEFAULT_LAG_LOG_INTERVAL_MS = 10_000;
-/** How often the relay reads its recent messages back from the stream to mend what the stream lost. */
-export const DEFAULT_STREAM_CHECK_INTERVAL_MS = 60_000;
 /** How long stop() waits for in-flight acks before it persists the cursor and closes. */
 export const DEFAULT_STOP_TIMEOUT_MS = 2_000;
 
@@ -55,8 +53,6 @@ export interface NatsRelayOptions {
   retryBackoffMaxMs?: number;
   pingIntervalMs?: number;
   lagLogIntervalMs?: number;
-  /** DEFAULT_STREAM_CHECK_INTERVAL_MS: the read-back besides the one after each interruption. */
-  streamCheckIntervalMs?: number;
   stopTimeoutMs?: number;
   /**
    * Called when the relay gives up for good: a StreamConfigMismatchError found after a
@@ -99,7 +95,6 @@ export function resolveRelayOptions(o: NatsRelayOptions): ResolvedRelayOptions {
     retryBackoffMaxMs: o.retryBackoffMaxMs ?? DEFAULT_RETRY_BACKOFF_MAX_MS,
     pingIntervalMs: o.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
     lagLogIntervalMs: o.lagLogIntervalMs ?? DEFAULT_LAG_LOG_INTERVAL_MS,
-    streamCheckIntervalMs: o.streamCheckIntervalMs ?? DEFAULT_STREAM_CHECK_INTERVAL_MS,
     stopTimeoutMs: o.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS,
     onFatal: o.onFatal ?? (() => undefined),
   };
@@ -110,7 +105,6 @@ export function resolveRelayOptions(o: NatsRelayOptions): ResolvedRelayOptions {
     'retryBackoffMaxMs',
     'pingIntervalMs',
     'lagLogIntervalMs',
-    'streamCheckIntervalMs',
     'stopTimeoutMs',
   ] as const;
   for (const key of positive) {
@@ -185,10 +179,6 @@ export interface RelayStatus {
   resendHorizonMs?: number;
   /** Problems worth an operator's attention that do not stop the relay. */
   warnings?: string[];
-  /** Events published again because the stream had lost them after acking them (NatsRelay.mend). */
-  mended?: number;
-  /** An interruption's read-back of the stream is due or running. */
-  mending?: boolean;
 }
 
 /** The status to report when no NATS URL is configured: the log keeps everything. */

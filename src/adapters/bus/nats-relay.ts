@@ -18,12 +18,6 @@ import { OutboxCursor } from './outbox-cursor.js';
 export * from './nats-relay-options.js';
 
 const UTF8 = new TextEncoder();
-const CHECKPOINT_EVERY_MS = 1_000;
-const MEND_READ_MARGIN_MS = 5_000;
-const MENDED_SEQS_KEPT = 10_000;
-const MEND_IDLE_TIMEOUT_MS = 5_000;
-/** A background read-back that takes longer gives up (and is tried again); the log keeps everything. */
-const MEND_TIMEOUT_MS = 30_000;
 
 /**
  * The transactional outbox: follows the event log from the durable cursor and publishes
@@ -51,20 +45,11 @@ export class NatsRelay {
   private waiters: Array<() => void> = [];
   private loop: Promise<void> = Promise.resolve();
   private lagTimer: NodeJS.Timeout | undefined;
-  private checkTimer: NodeJS.Timeout | undefined;
   private cursor!: OutboxCursor;
   /** The last `window` acks, oldest first: what a round after an interruption re-sends. */
   private readonly recentAcks: Array<{ seq: number; at: number }> = [];
   /** A round was cut short (disconnect, failed publish): the next one re-sends the recent acks. */
   private interrupted = false;
-  /** The cursor once a second, oldest first, over the mend window: which seqs were acked since when. */
-  private readonly checkpoints: Array<{ at: number; seq: number }> = [];
-  /** After an interruption, once publishes are acked again: read back the mend window (mend()). */
-  private mendWanted = false;
-  private mending: Promise<void> | undefined;
-  private mended = 0;
-  private mendFailures = 0;
-  private readonly mendedSeqs: number[] = [];
 
   private constructor(private readonly o: ResolvedRelayOptions) {
     this.logger = o.logger.child({ component: 'nats-relay', stream: o.stream.name, node: o.node });
@@ -91,10 +76,6 @@ export class NatsRelay {
       relay.noteError(error, 'NATS not ready; the log keeps the backlog, retrying in the background');
     }
     relay.loop = relay.run();
-    relay.checkTimer = setInterval(() => {
-      if (relay.connected && relay.js !== undefined && relay.mending === undefined && !relay.stopping)
-        relay.startMend(relay.js, 2 * relay.o.streamCheckIntervalMs);
-    }, relay.o.streamCheckIntervalMs).unref();
     relay.lagTimer = setInterval(() => {
       const s = relay.status();
       if (s.lag > 0) relay.logger.warn(s, 'relay lagging');
@@ -115,8 +96,6 @@ export class NatsRelay {
       servers: this.o.serverList,
       resendHorizonMs: this.horizonMs,
     };
-    if (this.mended > 0) s.mended = this.mended;
-    if (this.mending !== undefined || this.mendWanted) s.mending = true;
     if (this.lastError !== undefined) s.lastError = this.lastError;
     if (this.lastPublishAt !== undefined) s.lastPublishAt = this.lastPublishAt;
     if (this.connected && this.server !== undefined) s.server = this.server;
@@ -133,7 +112,6 @@ export class NatsRelay {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.lagTimer);
-    clearInterval(this.checkTimer);
     this.stopSignal.abort();
     this.round?.abort();
     this.notify();
@@ -242,7 +220,6 @@ export class NatsRelay {
     const next = this.cursor.value + 1;
     if (!this.interrupted) return next;
     this.interrupted = false;
-    this.mendWanted = true;
     const dedupeMs = this.limits?.duplicateWindowMs ?? this.o.stream.duplicateWindowMs;
     const youngest = Date.now() - dedupeMs / 2;
     let from = next;
@@ -254,155 +231,6 @@ export class NatsRelay {
       );
     }
     return from;
-  }
-
-  /** Runs mend() once in the background; a failed one is tried again after a pause. */
-  private startMend(js: JetStreamClient, backMs?: number): void {
-    this.mendWanted = false;
-    this.mending = withTimeout(this.mend(js, backMs), MEND_TIMEOUT_MS, 'reading the stream back')
-      .then(() => {
-        this.mendFailures = 0;
-      })
-      .catch((error: unknown) => {
-        if (this.stopping) return;
-        this.mendWanted = true;
-        this.noteError(error, 'reading the stream back after an interruption failed; trying again');
-        // Right after a heal the cluster may still be electing: try again soon, then less often.
-        const delayMs = Math.min(this.o.reconnectWaitMs * 2 ** this.mendFailures++, this.o.retryBackoffMaxMs);
-        setTimeout(() => {
-          if (this.mendWanted && this.mending === undefined && this.js !== undefined && !this.stopping)
-            this.startMend(this.js);
-        }, delayMs).unref();
-      })
-      .finally(() => {
-        this.mending = undefined;
-        this.notify();
-      });
-  }
-
-  /** How far back mend() reads: half the dedupe window, and half the stream's max age if it has one. */
-  private mendWindowMs(): number {
-    const limits = this.limits ?? {
-      duplicateWindowMs: this.o.stream.duplicateWindowMs,
-      maxAgeMs: this.o.stream.maxAgeMs,
-    };
-    const halves = [limits.duplicateWindowMs / 2, ...(limits.maxAgeMs > 0 ? [limits.maxAgeMs / 2] : [])];
-    return Math.min(...halves);
-  }
-
-  private checkpoint(): void {
-    const now = Date.now();
-    const last = this.checkpoints.at(-1);
-    if (last !== undefined && now - last.at < CHECKPOINT_EVERY_MS) return;
-    this.checkpoints.push({ at: now, seq: this.cursor.value });
-    const oldest = now - this.mendWindowMs() - CHECKPOINT_EVERY_MS;
-    while ((this.checkpoints[0]?.at ?? now) < oldest) this.checkpoints.shift();
-  }
-
-  /**
-   * Reads this node's messages of the mend window back from the stream and publishes
-   * again every event acked in it that the stream no longer holds. A JetStream cluster
-   * can lose messages it acked and served: with nats-server 2.9, the leader frozen and
-   * then all three servers killed, a restarted R3 stream came back without 139 and 210
-   * events acked tens of seconds before, its sequence without a hole (nats-fleet-faults,
-   * 2 runs in 6). The re-sends after an interruption reach back one window only; this
-   * reaches back half the dedupe window, so a message the stream still has is dropped as
-   * a duplicate rather than stored twice. A mended event lands where it is re-published.
-   */
-  private async mend(js: JetStreamClient, backMs = Infinity): Promise<void> {
-    const since = Date.now() - Math.min(backMs, this.mendWindowMs());
-    const from = this.checkpoints.find((c) => c.at >= since);
-    const high = this.cursor.value;
-    if (from === undefined || from.seq >= high) return;
-    const expected = new Map<string, number>();
-    for await (const e of this.o.log.readAll({ fromSeq: from.seq + 1, toSeq: high })) expected.set(e.id, e.seq);
-    const step = async <T>(what: string, work: Promise<T>): Promise<T> =>
-      work.catch((error: unknown) => {
-        throw new Error(
-          `reading the stream back (${what}): ${error instanceof Error ? error.message : String(error)}`,
-          {
-            cause: error,
-          },
-        );
-      });
-    const consumer = await step(
-      'making the consumer',
-      js.consumers.get(this.o.stream.name, {
-        filterSubjects: nodeSubjects(this.o.node),
-        // A little earlier than the first expected ack: the stream stamps a message when it stores it.
-        opt_start_time: new Date(from.at - MEND_READ_MARGIN_MS).toISOString(),
-      }),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      // Read up to the stream's end as it is now: events keep arriving while the relay works.
-      const nc = this.nc;
-      if (nc === undefined) throw new Error('NATS connection closed');
-      const jsm = await step('its stream', nc.jetstreamManager());
-      const end = (await step('its stream', jsm.streams.info(this.o.stream.name))).state.last_seq;
-      if ((await step('its info', consumer.info())).num_pending > 0) {
-        const messages = await step('consuming', consumer.consume({ max_messages: 512 }));
-        // A cluster still settling can leave a read-back waiting: one that gets nothing for
-        // a while gives up and is tried again.
-        let timedOut = false;
-        const idle = (): void => {
-          clearTimeout(timer);
-          timer = setTimeout(() => {
-            timedOut = true;
-            messages.stop();
-          }, MEND_IDLE_TIMEOUT_MS);
-        };
-        idle();
-        for await (const m of messages) {
-          idle();
-          const id = m.headers?.get('Nats-Msg-Id');
-          if (id) expected.delete(id);
-          if (m.info.pending === 0 || m.seq >= end || expected.size === 0) {
-            messages.stop();
-            break;
-          }
-        }
-        if (timedOut) throw new Error(`reading the stream back: nothing came for ${MEND_IDLE_TIMEOUT_MS} ms`);
-      }
-    } finally {
-      clearTimeout(timer);
-      await consumer.delete().catch(() => undefined);
-    }
-    if (expected.size === 0) return;
-    const missing = [...expected.values()].sort((a, b) => a - b);
-    this.logger.warn(
-      { missing: missing.length, first: missing[0], last: missing.at(-1), from: from.seq + 1, to: high },
-      'the stream lost events it had acked; publishing them again from the log',
-    );
-    for await (const e of this.o.log.readAll({ fromSeq: missing[0], toSeq: missing.at(-1) })) {
-      if (!expected.has(e.id)) continue;
-      await js.publish(subjectFor(e, this.o.node), UTF8.encode(encodeEvent(e)), {
-        msgID: e.id,
-        timeout: this.o.publishTimeoutMs,
-      });
-      this.mended++;
-      this.mendedSeqs.push(e.seq);
-      if (this.mendedSeqs.length > MENDED_SEQS_KEPT) this.mendedSeqs.shift();
-    }
-  }
-
-  /**
-   * Reads the recent messages back now (after one already running) and publishes again
-   * what the stream lost; resolves with how many. For tests, and for anyone who knows
-   * the cluster just had trouble. Rejects if the read-back fails.
-   */
-  async checkStream(): Promise<number> {
-    await this.mending;
-    const js = this.js;
-    if (js === undefined) throw new Error('NATS connection closed');
-    const before = this.mended;
-    await this.mend(js);
-    return this.mended - before;
-  }
-
-  /** The seqs mend() published again, the latest MENDED_SEQS_KEPT (for tests and incident notes). */
-  recentlyMended(): readonly number[] {
-    return this.mendedSeqs;
   }
 
   private async publish(js: JetStreamClient, event: LedgerEvent): Promise<void> {
@@ -420,8 +248,6 @@ export class NatsRelay {
         this.recentAcks.push({ seq: event.seq, at: Date.now() });
         if (this.recentAcks.length > this.o.window) this.recentAcks.shift();
       }
-      this.checkpoint();
-      if (this.mendWanted && this.mending === undefined) this.startMend(js);
     } finally {
       this.inflight--;
       this.notify();
@@ -563,14 +389,4 @@ export class NatsRelay {
 function isTimeout(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
   return code === ErrorCode.Timeout || code === ErrorCode.JetStream408RequestTimeout;
-}
-
-/** `work`, or a rejection after `ms` (the work goes on unwatched). */
-function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
-  });
-  work.catch(() => undefined);
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
