@@ -176,8 +176,6 @@ export interface FleetAudit {
   lost: number;
   /** The first few of them, as `node/seq`. */
   missing: string[];
-  /** Events the relays published again after the stream lost them (left out of the order figures). */
-  mended: number;
   /** Ids stored more than once (the dedupe window missed a re-send). */
   storedTwice: number;
   /** Ids seen more than once after deduplication by id: 0 by construction, kept as the check. */
@@ -191,10 +189,7 @@ export interface FleetAudit {
 }
 
 /** Compares the stream's messages with every node's log head (seqs 1..head each). */
-export function auditFleet(
-  nodes: Array<{ node: string; head: number; mended?: readonly number[] }>,
-  stored: StoredEvent[],
-): FleetAudit {
+export function auditFleet(nodes: Array<{ node: string; head: number }>, stored: StoredEvent[]): FleetAudit {
   const ids = new Map<string, number>();
   for (const s of stored) ids.set(s.id, (ids.get(s.id) ?? 0) + 1);
   const storedTwice = [...ids.values()].filter((n) => n > 1).length;
@@ -205,11 +200,7 @@ export function auditFleet(
   let outOfOrder = 0;
   let maxLateBy = 0;
   let orderAfterHoldBack = true;
-  let mendedCount = 0;
-  for (const { node, head, mended = [] } of nodes) {
-    // Published again after the stream lost them: they land where the relay re-published them.
-    const republished = new Set(mended);
-    mendedCount += republished.size;
+  for (const { node, head } of nodes) {
     const mine = stored.filter((s) => s.node === node);
     const unique: StoredEvent[] = [];
     const once = new Set<string>();
@@ -233,7 +224,6 @@ export function auditFleet(
     const position = new Map<number, number>();
     unique.forEach((s, i) => position.set(s.seq, i));
     for (const s of unique) {
-      if (republished.has(s.seq)) continue;
       if (s.seq < highest) {
         outOfOrder++;
         maxLateBy = Math.max(maxLateBy, position.get(s.seq)! - (s.seq - 1));
@@ -248,7 +238,6 @@ export function auditFleet(
     messages: stored.length,
     lost,
     missing,
-    mended: mendedCount,
     storedTwice,
     duplicatedAfterDedupe,
     outOfOrder,
