@@ -10,7 +10,7 @@ import {
 } from '@grpc/grpc-js';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { pino } from 'pino';
-import { correlationIdFrom } from '../../src/adapters/grpc/rpc-logging.js';
+import { correlationIdFrom } from '../../src/adapters/grpc/correlation.js';
 import { type SocketServer, startSocketServer } from '../../src/adapters/grpc/socket-server.js';
 import { startTracing, type Tracing } from '../../src/adapters/tracing/tracing.js';
 import type { LedgerEvent } from '../../src/domain/events.js';
@@ -39,7 +39,7 @@ describe('tracing with an in-process exporter', () => {
 
   before(async () => {
     temp = await tempRoot('cri-ledger-tracing-');
-    tracing = startTracing({ exporter, node: 'test-node', version: '0.0.0' });
+    tracing = startTracing({ exporter, node: 'test-node', version: '0.0.0', exportIntervalMs: 200 });
     server = await startSocketServer({
       socketPath: join(temp.dir, 'cri.sock'),
       services: [
@@ -66,7 +66,7 @@ describe('tracing with an in-process exporter', () => {
         },
       ],
       logger: pino({ level: 'silent' }),
-      interceptors: [tracing.interceptor],
+      observers: [tracing.observer],
     });
     const Constructor = makeGenericClientConstructor(service, 'Traced');
     client = new Constructor(`unix://${server.socketPath}`, credentials.createInsecure()) as unknown as Traced;

@@ -4,7 +4,7 @@ import type { Ledger } from '../../commands/ledger.js';
 import type { ImageCatalog, ImageFsUsageSource, RegistryAuth, ResolvedImage } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { pullTarget } from '../../domain/image-ref.js';
-import { correlationIdOf } from '../grpc/rpc-logging.js';
+import { correlationIdOf } from '../grpc/correlation.js';
 import { unary } from './runtime-info.js';
 
 /*

@@ -27,7 +27,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '..
 import { containerStream, nodeStream, sandboxStream } from '../../domain/ids.js';
 import type { ContainerRecord } from '../../projections/container-store.js';
 import type { SandboxRecord } from '../../projections/sandbox-store.js';
-import { correlationIdOf } from '../grpc/rpc-logging.js';
+import { correlationIdOf } from '../grpc/correlation.js';
 import {
   containerMessage,
   containerStatsMessage,

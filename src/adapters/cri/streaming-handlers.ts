@@ -1,7 +1,7 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { attach, exec, portForward, type StreamingDeps } from '../../commands/streaming-sessions.js';
 import type { SessionEndReason, SessionKind as DomainSessionKind } from '../../domain/events.js';
-import { correlationIdOf } from '../grpc/rpc-logging.js';
+import { correlationIdOf } from '../grpc/correlation.js';
 import { newEventId } from '../ids/event-id.js';
 import type { SessionEnd, SessionKind } from '../streaming/contracts.js';
 import type { AttachRequest__Output } from './generated/runtime/v1/AttachRequest.js';

@@ -1,18 +1,11 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type Server as NetServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import {
-  Server,
-  ServerCredentials,
-  type ServerInterceptor,
-  type ServiceDefinition,
-  type UntypedServiceImplementation,
-} from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../../domain/errors.js';
+import { type CallObserver, callInterceptor } from './call-interceptor.js';
 import { handOver } from './filtered-connection.js';
-import { rpcLoggingInterceptor } from './rpc-logging.js';
-import { boundedStatusInterceptor } from './status-limit.js';
 
 /** kubelet's CRI client uses 16 MiB both ways; so do we (ListContainers can be large). */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -32,8 +25,8 @@ export interface SocketServerOptions {
   socketPath: string;
   services: readonly SocketService[];
   logger: Logger;
-  /** Run inside the logging and status-bound interceptors (metrics). */
-  interceptors?: readonly ServerInterceptor[];
+  /** Told of every call as it starts and ends (metrics, tracing). */
+  observers?: readonly CallObserver[];
 }
 
 export interface SocketServer {
@@ -64,8 +57,7 @@ export async function startSocketServer(options: SocketServerOptions): Promise<S
   const server = new Server({
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-    // The last interceptor is the outermost: a handler's status passes the bound first, then the log.
-    interceptors: [...(options.interceptors ?? []), rpcLoggingInterceptor(options.logger), boundedStatusInterceptor()],
+    interceptors: [callInterceptor(options.logger, options.observers)],
   });
   for (const service of options.services) server.addService(service.definition, service.implementation);
 

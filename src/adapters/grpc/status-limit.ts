@@ -1,5 +1,3 @@
-import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
-
 /**
  * The longest status message a call ends with, in UTF-16 code units. Many refusals quote
  * the value they refuse, and a request can carry megabytes in one field. grpc-js sends
@@ -17,18 +15,4 @@ export function boundedDetails(details: string): string {
   const last = details.charCodeAt(end - 1);
   if (last >= 0xd800 && last <= 0xdbff) end--;
   return `${details.slice(0, end)}… (${details.length - end} more characters)`;
-}
-
-/** Bounds every status message the server sends; registered outermost so the log line sees the bounded one too. */
-export function boundedStatusInterceptor(): ServerInterceptor {
-  return (_method, call) =>
-    new ServerInterceptingCall(call, {
-      sendStatus(status, next) {
-        next(
-          status.details.length > MAX_STATUS_DETAILS_CHARS
-            ? { ...status, details: boundedDetails(status.details) }
-            : status,
-        );
-      },
-    });
 }

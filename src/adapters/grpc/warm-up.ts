@@ -10,7 +10,7 @@ import { type SocketService, startSocketServer } from './socket-server.js';
  * one (V8 compiles and optimizes as it goes), and kubelet's first minutes after a node
  * reboot are when it starts every pod. So right after the socket serves, the service
  * calls itself: the same services behind a second socket server (private, in the state
- * dir, without the metrics and tracing interceptors, its log silenced), read-only calls
+ * dir, without the metrics and tracing observers, its log silenced), read-only calls
  * in turn, one at a time with a turn of the event loop between them so kubelet's calls
  * on the real socket go first. Half go through the authority filter (as Go clients'
  * do), half natively. Nothing is written: unknown ids are NOT_FOUND.

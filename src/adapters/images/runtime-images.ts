@@ -6,7 +6,7 @@ import type { ImagePuller, PullProgress, PullResult, RegistryAuth } from '../../
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { imageStream } from '../../domain/ids.js';
 import type { ContainerdPuller, PulledImage } from '../containerd/containerd-pull.js';
-import { correlationIdOf } from '../grpc/rpc-logging.js';
+import { correlationIdOf } from '../grpc/correlation.js';
 import { unary } from '../cri/runtime-info.js';
 import { openImageArchive } from './archive-source.js';
 import type { ImageSource } from './image-source.js';

@@ -1,5 +1,6 @@
-import { ServerInterceptingCall, status as Status, type ServerInterceptor } from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import type { CallObserver, ObservedCall } from '../grpc/call-interceptor.js';
 
 /*
  * Per-RPC metrics under the names go-grpc-prometheus gives them, which is what
@@ -14,7 +15,7 @@ export const RPC_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0
 
 const LABELS = ['grpc_type', 'grpc_service', 'grpc_method'] as const;
 
-export function rpcMetricsInterceptor(registry: Registry): ServerInterceptor {
+export function rpcMetricsObserver(registry: Registry): CallObserver {
   const started = new Counter({
     name: 'grpc_server_started_total',
     help: 'RPCs started on the server.',
@@ -34,31 +35,44 @@ export function rpcMetricsInterceptor(registry: Registry): ServerInterceptor {
     buckets: RPC_BUCKETS_S,
     registers: [registry],
   });
-  return (method, call) => {
-    const slash = method.path.lastIndexOf('/');
-    const labels = {
-      grpc_type: callType(method.requestStream, method.responseStream),
-      grpc_service: method.path.slice(1, slash),
-      grpc_method: method.path.slice(slash + 1),
-    };
-    const startedAt = performance.now();
-    started.inc(labels);
-    let done = false;
-    const finish = (code: Status): void => {
-      if (done) return;
-      done = true;
-      handled.inc({ ...labels, grpc_code: Status[code] ?? String(code) });
-      seconds.observe(labels, (performance.now() - startedAt) / 1000);
-    };
-    return new ServerInterceptingCall(call, {
-      start(next) {
-        next({ onCancel: () => finish(Status.CANCELLED) });
-      },
-      sendStatus(status, next) {
-        finish(status.code);
-        next(status);
-      },
-    });
+  type Labels = Record<(typeof LABELS)[number], string>;
+  interface Children {
+    labels: Labels;
+    started: Counter.Internal;
+    seconds: Histogram.Internal<string>;
+    handled: Map<Status, Counter.Internal>;
+  }
+  // Each method's labelled children, made once: prom-client hashes a label set on every inc() otherwise.
+  const byPath = new Map<string, Children>();
+  const childrenOf = (call: ObservedCall): Children => {
+    let children = byPath.get(call.path);
+    if (!children) {
+      const slash = call.path.lastIndexOf('/');
+      const labels: Labels = {
+        grpc_type: callType(call.requestStream, call.responseStream),
+        grpc_service: call.path.slice(1, slash),
+        grpc_method: call.path.slice(slash + 1),
+      };
+      children = { labels, started: started.labels(labels), seconds: seconds.labels(labels), handled: new Map() };
+      byPath.set(call.path, children);
+    }
+    return children;
+  };
+  return {
+    callStarted(call) {
+      const children = childrenOf(call);
+      const startedAt = performance.now();
+      children.started.inc();
+      return (code) => {
+        let handledChild = children.handled.get(code);
+        if (!handledChild) {
+          handledChild = handled.labels({ ...children.labels, grpc_code: Status[code] ?? String(code) });
+          children.handled.set(code, handledChild);
+        }
+        handledChild.inc();
+        children.seconds.observe((performance.now() - startedAt) / 1000);
+      };
+    },
   };
 }
 

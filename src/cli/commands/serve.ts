@@ -61,7 +61,7 @@ export async function serve(config: Config): Promise<void> {
   // Metrics, when configured, are made first: the log reports each batch to them.
   const metrics = config.metrics.address ? await createMetrics() : undefined;
   // Tracing too: the log stamps each event with the trace id of the call that caused it.
-  const tracing = config.tracing.otlpEndpoint ? await createTracing(config) : undefined;
+  const tracing = config.tracing.otlpEndpoint ? await createTracing(config, logger) : undefined;
   const [{ Ledger }, snapshotModules, log] = await Promise.all([
     import('../../commands/ledger.js'),
     config.snapshots.enabled
@@ -199,7 +199,7 @@ export async function serve(config: Config): Promise<void> {
       socketPath: config.socket,
       services: [service, ...criServices.services],
       logger,
-      interceptors: [...(metrics ? [metrics.rpc] : []), ...(tracing ? [tracing.interceptor] : [])],
+      observers: [...(metrics ? [metrics.rpc] : []), ...(tracing ? [tracing.observer] : [])],
     });
     criServices.start();
     if (snapshotModules && snapshotStore) {
@@ -353,7 +353,7 @@ async function startStreaming(
 
 /** The metrics, loaded only when an address is configured (prom-client is not free to load). */
 async function createMetrics() {
-  const [{ Registry }, { rpcMetricsInterceptor }, { ledgerMetrics }, { startMetricsServer }] = await Promise.all([
+  const [{ Registry }, { rpcMetricsObserver }, { ledgerMetrics }, { startMetricsServer }] = await Promise.all([
     import('prom-client'),
     import('../../adapters/metrics/rpc-metrics.js'),
     import('../../adapters/metrics/ledger-metrics.js'),
@@ -361,19 +361,33 @@ async function createMetrics() {
   ]);
   const registry = new Registry();
   return {
-    rpc: rpcMetricsInterceptor(registry),
+    rpc: rpcMetricsObserver(registry),
     ledger: ledgerMetrics(registry),
     serve: (address: string, logger: Logger) => startMetricsServer(registry, address, logger),
   };
 }
 
 /** Tracing, loaded only when an OTLP endpoint is configured. */
-async function createTracing(config: Config) {
+async function createTracing(config: Config, logger: Logger) {
   const [{ startTracing }, { packageVersion }] = await Promise.all([
     import('../../adapters/tracing/tracing.js'),
     import('../cri-services.js'),
   ]);
-  return startTracing({ endpoint: config.tracing.otlpEndpoint!, node: config.node, version: packageVersion() });
+  let lastExportWarning = 0;
+  return startTracing({
+    endpoint: config.tracing.otlpEndpoint!,
+    node: config.node,
+    version: packageVersion(),
+    onExportProblem: ({ dropped, error }) => {
+      // A collector that is down fails every export: one warning a minute says so.
+      if (!dropped && Date.now() - lastExportWarning < 60_000) return;
+      lastExportWarning = Date.now();
+      logger.warn(
+        { endpoint: config.tracing.otlpEndpoint, ...(dropped ? { dropped } : {}), ...(error ? { err: error } : {}) },
+        dropped ? 'spans dropped: the OTLP export cannot keep up' : 'exporting spans failed',
+      );
+    },
+  });
 }
 
 async function openLog(
