@@ -251,12 +251,14 @@ export function createCriServices(
       sandboxes: { ledger, names: sandboxNames, runtime, tasks, network, files: podFiles },
     },
   });
+  // One exec backend for ExecSync and exec sessions: they share its cache of process specs.
+  const execBackend = new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') });
   const handlers = runtimeHandlers({
     ledger,
     node: config.node,
     lifecycle,
     ...(wiring.server ? { streaming: wiring.server } : {}),
-    exec: new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') }),
+    exec: execBackend,
     stats: new ContainerdStats({ api }),
     sandboxes: {
       names: sandboxNames,
@@ -305,7 +307,6 @@ export function createCriServices(
     imageFs: new ContainerdImageFs({ api, snapshotter: DEFAULT_IMAGE_SNAPSHOTTER }),
     sandboxImage: normalizeImageRef(config.sandboxImage),
   });
-  const execBackend = new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') });
   const sessionHandlersOf = sessionHandlers({
     records: { ledger, locks: lifecycle.locks },
     startExec: (containerId, request) => execBackend.startExecSession(containerId, request),

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { decodeEvent, type LedgerEvent } from '../../src/domain/events.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
@@ -112,6 +115,32 @@ describe('exec sessions end to end, over SPDY', () => {
       timeout: 10,
     });
     assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 600/);
+  });
+
+  it('removes the process made for a client that leaves before opening its streams, and records client-gone', async () => {
+    const before = (await sessionEvents()).length;
+    // The process is made in containerd while the client opens its streams; this one never does.
+    const url = await execUrl(['sh', '-c', 'echo abandoned; sleep 601']);
+    assert.equal((await runSpdyClient(['-url', url, '-mode', 'exec', '-abandon'])).code, 0);
+    await until(
+      'ExecEnded',
+      async () => (await sessionEvents()).slice(before).some((e) => e.type === 'ExecEnded'),
+      30_000,
+    );
+    const [start, end] = (await sessionEvents()).slice(before);
+    assert.equal(start?.type, 'ExecStarted');
+    assert.equal(end?.type === 'ExecEnded' && end.data.reason, 'client-gone');
+    // Nothing ran, and nothing is left: no process in the shim, no FIFO directory.
+    const ps = await h.call<{ stdout: Buffer }>('execSync', { containerId, cmd: ['ps'], timeout: 10 });
+    assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 601/);
+    const execId = start?.type === 'ExecStarted' ? start.data.sessionId : '';
+    await until('the exec process deleted from the shim', async () => {
+      const process = await unaryCall(h.api.tasks, 'Get', { container_id: containerId, exec_id: execId }).then(
+        () => true,
+        () => false,
+      );
+      return !process && !existsSync(join(h.root, 'state', 'exec', execId));
+    });
   });
 
   it('refuses a URL used twice', async () => {

@@ -5,7 +5,7 @@ import { closeWriter } from '../fs/fifo-ends.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { unavailableAsRuntimeError } from './containerd-errors.js';
 import { signalNumber } from './containerd-tasks.js';
-import { checkCmd, checkTerminalSize, ExecProcess, type ExecStdio } from './exec-process.js';
+import { checkCmd, checkTerminalSize, ExecProcess, type ExecStdio, type ProcessSpecs } from './exec-process.js';
 
 /*
  * An interactive exec (the backend of CRI Exec): the process runs with the stdio the
@@ -75,7 +75,7 @@ export interface ExecSession {
  * having left nothing behind.
  */
 export function startExecSession(
-  o: { api: ContainerdApi; fifoDir: string },
+  o: { api: ContainerdApi; fifoDir: string; specs?: ProcessSpecs },
   containerId: string,
   request: ExecSessionRequest,
 ): Promise<ExecSession> {

@@ -5,7 +5,7 @@ import { ExecTimeoutError, InvalidArgumentError } from '../../domain/errors.js';
 import type { ContainerdApi } from './containerd-api.js';
 import { unavailableAsRuntimeError } from './containerd-errors.js';
 import { type ExecSession, type ExecSessionRequest, startExecSession } from './containerd-exec-session.js';
-import { checkCmd, ExecProcess } from './exec-process.js';
+import { checkCmd, ExecProcess, ProcessSpecs } from './exec-process.js';
 
 export { ContainerNotRunningError, DEFAULT_EXEC_CLEANUP_TIMEOUT_MS, OCI_PROCESS_TYPE_URL } from './exec-process.js';
 
@@ -64,6 +64,8 @@ export class ContainerdExec {
   private readonly api: ContainerdApi;
   private readonly fifoDir: string;
   private readonly maxOutputBytes: number;
+  /** The process specs of containers exec'd into, for every exec this backend starts. */
+  private readonly specs = new ProcessSpecs();
 
   constructor(options: ContainerdExecOptions) {
     this.api = options.api;
@@ -98,9 +100,17 @@ export class ContainerdExec {
   private async run(containerId: string, request: ExecSyncRequest): Promise<ExecSyncResult> {
     const began = performance.now();
     const stdio = { stdin: false, stdout: true, stderr: true, tty: false };
-    const { api, fifoDir } = this;
+    const { api, fifoDir, specs } = this;
     const { cmd, signal } = request;
-    const proc = await ExecProcess.launch({ api, fifoDir, containerId, cmd, stdio, ...(signal ? { signal } : {}) });
+    const proc = await ExecProcess.launch({
+      api,
+      fifoDir,
+      specs,
+      containerId,
+      cmd,
+      stdio,
+      ...(signal ? { signal } : {}),
+    });
     let result: Omit<ExecSyncResult, 'durationMs'>;
     try {
       result = await this.collect(proc, request);
@@ -141,7 +151,7 @@ export class ContainerdExec {
 
   /** An interactive exec (Exec's backend): see containerd-exec-session.ts. */
   startExecSession(containerId: string, request: ExecSessionRequest): Promise<ExecSession> {
-    return startExecSession({ api: this.api, fifoDir: this.fifoDir }, containerId, request);
+    return startExecSession({ api: this.api, fifoDir: this.fifoDir, specs: this.specs }, containerId, request);
   }
 }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -55,8 +56,33 @@ export interface ExecStdio {
 /** An OCI process spec; only the fields the exec replaces are named. */
 type OciProcess = Record<string, unknown> & { args?: string[]; terminal?: boolean; env?: string[] };
 
+/** Containers whose process spec a ProcessSpecs keeps; past it the oldest is forgotten. */
+export const MAX_CACHED_PROCESS_SPECS = 4_096;
+
+/**
+ * The process spec of each container an exec went into, as containerd holds it. A
+ * container's spec is fixed at creation (UpdateContainerResources changes its resources,
+ * never its process) and its id is never reused, so the first exec reads it with
+ * containers.Get and later ones (kubelet's exec probes, every few seconds) do not: that
+ * call and the decoding of the whole OCI spec were a third of an exec's start.
+ */
+export class ProcessSpecs {
+  private readonly specs = new Map<string, OciProcess>();
+
+  async of(api: ContainerdApi, containerId: string): Promise<OciProcess> {
+    const known = this.specs.get(containerId);
+    if (known) return known;
+    const own = await containerProcess(api, containerId);
+    if (this.specs.size >= MAX_CACHED_PROCESS_SPECS) this.specs.delete(this.specs.keys().next().value!);
+    this.specs.set(containerId, own);
+    return own;
+  }
+}
+
 export interface LaunchOptions {
   api: ContainerdApi;
+  /** Where the container's process spec comes from; a fresh one (read each time) unless given. */
+  specs?: ProcessSpecs;
   /** The parent of the exec's own FIFO directory. */
   fifoDir: string;
   containerId: string;
@@ -74,9 +100,10 @@ export interface LaunchOptions {
  * One exec process in a container's shim, and our ends of its stdio FIFOs, from launch
  * to deletion (ExecSync and interactive exec sessions alike):
  *
- *   containers.Get (process spec) + tasks.Get (running?), while
+ *   process spec (containers.Get, once per container: ProcessSpecs), while
  *     mkdir <fifoDir>/<execId>, mkfifo, open our ends -> tasks.Exec
- *   -> tasks.Wait (pending, so the exit cannot be missed) -> startAfter settled -> tasks.Start
+ *   -> tasks.Wait (pending, so the exit cannot be missed)
+ *   -> tasks.Get said running (asked at the start) and startAfter settled -> tasks.Start
  *   -> cleanUp: SIGKILL if it may still run, DeleteProcess, close our ends, remove the dir
  *
  * Our ends are open before Exec because the shim's open of an output FIFO's write side
@@ -121,7 +148,10 @@ export class ExecProcess {
     const proc = new ExecProcess(o.api, o.containerId, execId, join(o.fifoDir, execId));
     try {
       await proc.createAndStart(
-        execProcessSpec(o.api, o.containerId, o.cmd, o.stdio.tty),
+        (o.specs ?? new ProcessSpecs())
+          .of(o.api, o.containerId)
+          .then((own) => execProcessSpec(own, o.cmd, o.stdio.tty)),
+        runningTask(o.api, o.containerId),
         o.stdio,
         o.signal,
         o.startAfter,
@@ -163,6 +193,7 @@ export class ExecProcess {
 
   private async createAndStart(
     specFetch: Promise<OciProcess>,
+    running: Promise<void>,
     stdio: ExecStdio,
     signal: AbortSignal | undefined,
     startAfter: Promise<unknown> | undefined,
@@ -176,8 +207,17 @@ export class ExecProcess {
     );
     // The FIFOs are made while containerd answers for the spec; both are done (or
     // failed) before going on, so a cleanup never races an open still in flight.
+    // The task's state is asked alongside and awaited only before Start: tasks.Exec only
+    // registers the process in the shim, and a task that is not running fails it or is
+    // caught before anything runs.
+    running.catch(() => undefined);
     const [spec, fifos] = await Promise.allSettled([specFetch, this.makeFifos(wanted, path)]);
-    if (spec.status === 'rejected') throw spec.reason;
+    if (spec.status === 'rejected') {
+      // A missing container explains a missing task: NotFoundError first.
+      if (spec.reason instanceof NotFoundError) throw spec.reason;
+      await running;
+      throw spec.reason;
+    }
     if (fifos.status === 'rejected') throw fifos.reason;
     signal?.throwIfAborted();
     const request = {
@@ -189,8 +229,9 @@ export class ExecProcess {
       terminal: stdio.tty,
       spec: jsonAny(OCI_PROCESS_TYPE_URL, spec.value),
     };
-    await unaryCall(this.api.tasks, 'Exec', request).catch((error: unknown) => {
-      // The task went away between the check and now.
+    await unaryCall(this.api.tasks, 'Exec', request).catch(async (error: unknown) => {
+      // A task that is not running says so (its state), else containerd's refusal.
+      await running;
       if (hasStatus(error, Status.NOT_FOUND))
         throw new ContainerNotRunningError(this.containerId, 'no task', { cause: error });
       throw error;
@@ -204,6 +245,7 @@ export class ExecProcess {
         signal: this.waitAbort.signal,
       }),
     );
+    await running;
     await startAfter;
     signal?.throwIfAborted();
     this.mayRun = true;
@@ -214,7 +256,9 @@ export class ExecProcess {
     wanted: ReadonlyArray<'stdin' | 'stdout' | 'stderr'>,
     path: (name: string) => string,
   ): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // On the loop, like the mkfifo and the opens: calls of microseconds that cannot
+    // block, which waited milliseconds for the thread pool during an exec's start.
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     for (const name of wanted) mkfifo(path(name), 0o600);
     const opened = await Promise.allSettled(
       wanted.map(async (name) => {
@@ -256,33 +300,15 @@ export class ExecProcess {
   }
 }
 
-/**
- * The container's own process spec with `args` = cmd, as containerd's CRI builds an
- * exec's: with a tty, `terminal` and TERM=xterm (replacing the container's TERM).
- */
-async function execProcessSpec(
-  api: ContainerdApi,
-  containerId: string,
-  cmd: readonly string[],
-  tty: boolean,
-): Promise<OciProcess> {
-  // Both at once: one round trip. A missing container explains a missing task.
-  const [record, task] = await Promise.allSettled([
-    unaryCall<{ container: { spec: WireAny | null } }>(api.containers, 'Get', { id: containerId }),
-    unaryCall<{ process: { status: string } }>(api.tasks, 'Get', { container_id: containerId, exec_id: '' }),
-  ]);
-  if (record.status === 'rejected') {
-    if (hasStatus(record.reason, Status.NOT_FOUND)) throw new NotFoundError('container', containerId);
-    throw record.reason;
-  }
-  if (task.status === 'rejected') {
-    if (hasStatus(task.reason, Status.NOT_FOUND))
-      throw new ContainerNotRunningError(containerId, 'no task', { cause: task.reason });
-    throw task.reason;
-  }
-  const status = task.value.process.status;
-  if (status !== 'RUNNING') throw new ContainerNotRunningError(containerId, status.toLowerCase());
-  const any = record.value.container.spec;
+/** The container's own process spec, from containers.Get. */
+async function containerProcess(api: ContainerdApi, containerId: string): Promise<OciProcess> {
+  const record = await unaryCall<{ container: { spec: WireAny | null } }>(api.containers, 'Get', {
+    id: containerId,
+  }).catch((error: unknown) => {
+    if (hasStatus(error, Status.NOT_FOUND)) throw new NotFoundError('container', containerId);
+    throw error;
+  });
+  const any = record.container.spec;
   if (!any || any.type_url !== OCI_SPEC_TYPE_URL) {
     throw new CriLedgerError(
       `container ${containerId} has no OCI spec (type ${any?.type_url ?? 'none'}) to take the exec's process from`,
@@ -290,6 +316,28 @@ async function execProcessSpec(
   }
   const own = parseJsonAny<{ process?: OciProcess }>(any).process;
   if (!own) throw new CriLedgerError(`container ${containerId}'s OCI spec has no process to take the exec's from`);
+  return own;
+}
+
+/** Resolves if the container's task runs; else rejects with ContainerNotRunningError (or containerd's error). */
+async function runningTask(api: ContainerdApi, containerId: string): Promise<void> {
+  const task = await unaryCall<{ process: { status: string } }>(api.tasks, 'Get', {
+    container_id: containerId,
+    exec_id: '',
+  }).catch((error: unknown) => {
+    if (hasStatus(error, Status.NOT_FOUND))
+      throw new ContainerNotRunningError(containerId, 'no task', { cause: error });
+    throw error;
+  });
+  const status = task.process.status;
+  if (status !== 'RUNNING') throw new ContainerNotRunningError(containerId, status.toLowerCase());
+}
+
+/**
+ * The container's own process spec with `args` = cmd, as containerd's CRI builds an
+ * exec's: with a tty, `terminal` and TERM=xterm (replacing the container's TERM).
+ */
+function execProcessSpec(own: OciProcess, cmd: readonly string[], tty: boolean): OciProcess {
   if (!tty) return { ...own, args: [...cmd], terminal: false };
   const env = [...(own.env ?? []).filter((entry) => !entry.startsWith('TERM=')), 'TERM=xterm'];
   return { ...own, args: [...cmd], terminal: true, env };

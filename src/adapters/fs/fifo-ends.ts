@@ -1,6 +1,5 @@
-import { constants, open } from 'node:fs';
+import { constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { promisify } from 'node:util';
 import { setPipeSize } from '../native/syscalls.js';
 
 /*
@@ -9,7 +8,11 @@ import { setPipeSize } from '../native/syscalls.js';
  * a FIFO (fs streams would hold one per pending read or write).
  */
 
-const openFile = promisify(open);
+/*
+ * Every open here is one that cannot block (O_NONBLOCK, or O_RDWR on a FIFO), so it is
+ * made on the event loop: a few microseconds, where a thread-pool round trip took
+ * milliseconds during an exec's start (docs/streaming.md).
+ */
 
 /** The capacity asked for an output FIFO: 1 MiB, the default `fs.pipe-max-size`. */
 export const OUTPUT_FIFO_BYTES = 1024 * 1024;
@@ -22,7 +25,7 @@ export const OUTPUT_FIFO_BYTES = 1024 * 1024;
  * The shim's own open of the write side blocks until this reader exists.
  */
 export async function openFifoReader(path: string): Promise<Socket> {
-  const fd = await openFile(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   // A larger pipe lets the shim write a burst without waiting for each of our reads: a
   // 100 MB `cat` through exec stdout. Best effort: the default 64 KiB works too.
   try {
@@ -49,7 +52,7 @@ export async function openFifoReader(path: string): Promise<Socket> {
  */
 export async function openFifoWriter(path: string, when: 'before-reader' | 'reader-required'): Promise<Socket> {
   const flags = when === 'before-reader' ? constants.O_RDWR : constants.O_WRONLY | constants.O_NONBLOCK;
-  const fd = await openFile(path, flags);
+  const fd = openSync(path, flags);
   return new Socket({ fd, readable: false, writable: true });
 }
 

@@ -58,8 +58,22 @@ export interface PortForwardStreams {
   bytes(): { in: number; out: number };
 }
 
+/** A remote command session whose client has connected and negotiated, and is opening its streams. */
+export interface SessionOpening {
+  readonly transport: 'spdy' | 'websocket';
+  readonly protocol: string;
+  /** Resolves once the streams are open (the handler is called next); rejects if they never will be. */
+  readonly opened: Promise<void>;
+}
+
 /** What the protocol server calls once a client has used a token. `payload` is what register() was given. */
 export interface SessionHandlers<P = unknown> {
+  /**
+   * Optional: called when an exec's client has connected, before its streams are open
+   * (a SPDY client opens them one after another), so the handler can get ready meanwhile.
+   * exec() follows once they are open, for the same payload.
+   */
+  execOpening?(payload: P, opening: SessionOpening): void;
   exec(payload: P, streams: RemoteCommandStreams): Promise<void>;
   attach(payload: P, streams: RemoteCommandStreams): Promise<void>;
   portForward(payload: P, streams: PortForwardStreams): Promise<void>;

@@ -46,6 +46,13 @@ const EXIT_POLL_MS = 25;
 const now = (): string => new Date().toISOString();
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+/** An exec session's start under way: its record (the refusal, if refused) and its process. */
+interface ExecStart {
+  refusal: Promise<string | undefined>;
+  launched: Promise<ExecSession>;
+  abort: AbortController;
+}
+
 export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPayload> {
   /** Records the start; on refusal, answers the client with the reason and records nothing. */
   const started = async (
@@ -99,35 +106,76 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       (error: unknown) => d.logger.warn({ err: error, sessionId: finish.sessionId }, 'recording a session end failed'),
     );
 
+  /**
+   * Starts an exec session's record and its process side by side: the process is made in
+   * containerd while the start is recorded, and runs only once the record is committed
+   * (and, when it began at the upgrade, once the client's streams are open): on the
+   * record before anything runs, without waiting for the log in series.
+   */
+  const beginExec = (
+    p: ExecSessionPayload,
+    start: { transport: 'spdy' | 'websocket'; protocol: string },
+    streamsOpen?: Promise<void>,
+  ): ExecStart => {
+    const refusal = recordSessionStarted(d.records, p, { ...start, startedAt: now() }).then(
+      () => undefined,
+      (error: unknown) => message(error),
+    );
+    const gate = Promise.all([
+      refusal.then((refused) => {
+        if (refused !== undefined) throw new Error('the session start was not recorded');
+      }),
+      streamsOpen,
+    ]);
+    gate.catch(() => undefined); // a launch that fails first never awaits it
+    const abort = new AbortController();
+    const launched = d.startExec(p.containerId, {
+      cmd: p.cmd,
+      tty: p.tty,
+      stdin: p.stdin,
+      stdout: p.stdout,
+      stderr: p.stderr && !p.tty,
+      signal: abort.signal,
+      execId: p.sessionId,
+      startAfter: gate,
+    });
+    launched.catch(() => undefined); // awaited by exec(), or dropped with the client
+    return { refusal, launched, abort };
+  };
+  /** Exec sessions begun at the upgrade (execOpening) whose streams are not all open yet. */
+  const opening = new Map<string, ExecStart>();
+
   return {
+    execOpening(payload, o) {
+      const p = payload as ExecSessionPayload;
+      const start = beginExec(p, o, o.opened);
+      opening.set(p.sessionId, start);
+      o.opened.catch(async () => {
+        // The client left before opening its streams: the launch fails at its gate and
+        // removes what it made; a recorded start gets its end.
+        opening.delete(p.sessionId);
+        start.abort.abort();
+        if ((await start.refusal) === undefined)
+          await ended({ sessionId: p.sessionId, reason: 'client-gone', bytes: { in: 0, out: 0 }, endedAt: now() });
+      });
+    },
+
     async exec(payload, streams) {
       const p = payload as ExecSessionPayload;
-      // The process is made in containerd while the start is recorded, and runs only
-      // once the record is committed: on the record before anything runs, without
-      // waiting for the log in series.
-      const recorded = started(p, streams, streams.protocol, (error) => streams.finish({ error }));
-      const gate = recorded.then((ok) => {
-        if (!ok) throw new Error('the session start was not recorded');
-      });
-      gate.catch(() => undefined); // a launch that fails first never awaits it
-      const abort = new AbortController();
-      const session = await backend(
-        p,
-        streams,
-        () =>
-          d.startExec(p.containerId, {
-            cmd: p.cmd,
-            tty: p.tty,
-            stdin: p.stdin,
-            stdout: p.stdout,
-            stderr: p.stderr && !p.tty,
-            signal: abort.signal,
-            execId: p.sessionId,
-            startAfter: gate,
-          }),
-        recorded,
-      );
-      if (!session) return;
+      const start = opening.get(p.sessionId) ?? beginExec(p, streams);
+      opening.delete(p.sessionId);
+      let session: ExecSession;
+      try {
+        session = await start.launched;
+      } catch (error) {
+        const refused = await start.refusal;
+        // A refused start was recorded as nothing: the client hears why.
+        if (refused !== undefined) return void (await streams.finish({ error: refused }).catch(() => undefined));
+        const text = message(error);
+        await ended({ sessionId: p.sessionId, reason: 'error', error: text, bytes: streams.bytes(), endedAt: now() });
+        await streams.finish({ error: text });
+        return;
+      }
       bridge(streams, session, (w, h) => session.resize(w, h));
       const outcome = await Promise.race([
         session.wait().then((r) => ({ exitCode: r.exitCode })),
@@ -144,7 +192,7 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
         });
       } else {
         // The client is gone (or the session timed out, or the service stops): the process must not outlive it.
-        abort.abort();
+        start.abort.abort();
         await ended({ sessionId: p.sessionId, reason: outcome.reason, bytes: streams.bytes(), endedAt: now() });
       }
       await session.cleanup().catch((error: unknown) => d.logger.warn({ err: error }, 'cleaning up an exec failed'));

@@ -1,5 +1,5 @@
 import type { Logger } from '../logging/logger.js';
-import type { SessionEnd, SessionHandlers, SessionKind } from './contracts.js';
+import type { SessionEnd, SessionHandlers, SessionKind, SessionOpening } from './contracts.js';
 import type { IdleTimer } from './idle-timer.js';
 import { PortForwardSession } from './port-forward-session.js';
 import type { RemoteCommandSession } from './remote-command-session.js';
@@ -38,6 +38,11 @@ export class SessionRunner<P> {
       () => this.#running.delete(entry),
       () => this.#running.delete(entry),
     );
+  }
+
+  /** An exec's client is opening its streams: tells the handlers, which may start getting ready. */
+  opening(kind: SessionKind, payload: P, opening: SessionOpening): void {
+    if (kind === 'exec') this.handlers.execOpening?.(payload, opening);
   }
 
   endAll(reason: SessionEnd): void {

@@ -178,6 +178,14 @@ class HttpStreamingServer<P> implements StreamingServer<P> {
       return;
     }
     const streams = this.#options.streamsOf(claim.payload);
+    // The handler may get ready while the client opens its streams (one after another,
+    // each after the previous one's reply): an exec's process is made meanwhile.
+    let streamsOpen!: (open: boolean) => void;
+    const opened = new Promise<void>((resolve, reject) => {
+      streamsOpen = (open) => (open ? resolve() : reject(new Error('the client did not open its streams')));
+    });
+    opened.catch(() => undefined);
+    this.#runner.opening(claim.kind, claim.payload, { transport: 'spdy', protocol, opened });
     openSpdyRemoteCommand({
       socket,
       head,
@@ -188,6 +196,7 @@ class HttpStreamingServer<P> implements StreamingServer<P> {
       onActivity,
     }).then(
       (session) => {
+        streamsOpen(session !== undefined);
         if (!session)
           return this.#options.logger.warn(
             { session: claim.kind },
@@ -197,7 +206,10 @@ class HttpStreamingServer<P> implements StreamingServer<P> {
         if (this.#closing) session.end('shutdown');
         this.#runner.run(claim.kind, claim.payload, session, idle, protocol);
       },
-      (error: unknown) => this.#options.logger.warn({ err: error }, 'SPDY session failed to start'),
+      (error: unknown) => {
+        streamsOpen(false);
+        this.#options.logger.warn({ err: error }, 'SPDY session failed to start');
+      },
     );
   }
 

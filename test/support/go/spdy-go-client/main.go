@@ -55,7 +55,32 @@ var (
 	requests  = flag.Int("requests", 1, "portforward: concurrent requests")
 	size      = flag.Int("size", 1024, "portforward: bytes each request sends and expects back")
 	holdMs    = flag.Int("hold-ms", 0, "portforward: keep the connection open this long after the requests, or until the server closes it")
+	abandon   = flag.Bool("abandon", false, "leave right after the upgrade, before opening any stream (a client that goes away)")
+	traceOut  = flag.Bool("trace", false, "print when each phase ended to stderr, as 'trace PHASE MICROSECONDS' (benchmarks)")
 )
+
+var started = time.Now()
+
+// trace notes that a phase ended, for -trace.
+func trace(phase string) {
+	if *traceOut {
+		fmt.Fprintf(os.Stderr, "trace %s %d\n", phase, time.Since(started).Microseconds())
+	}
+}
+
+// firstByte notes the first read that returned bytes, once.
+type firstByte struct {
+	r    io.Reader
+	once sync.Once
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 {
+		f.once.Do(func() { trace("first-stdout") })
+	}
+	return n, err
+}
 
 func main() {
 	flag.Parse()
@@ -72,6 +97,10 @@ func main() {
 		os.Exit(2)
 	}
 	defer conn.Close()
+	if *abandon {
+		conn.Close()
+		os.Exit(0)
+	}
 	if *pingMs > 0 {
 		go func() {
 			for range time.Tick(time.Duration(*pingMs) * time.Millisecond) {
@@ -125,6 +154,7 @@ func dial() (*spdystream.Connection, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	trace("connected")
 	req, _ := http.NewRequest("POST", u.String(), nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "SPDY/3.1")
@@ -148,6 +178,7 @@ func dial() (*spdystream.Connection, string, error) {
 	if !strings.Contains(strings.ToLower(resp.Header.Get("Upgrade")), "spdy/3.1") {
 		return nil, "", fmt.Errorf("upgrade refused: Upgrade %q", resp.Header.Get("Upgrade"))
 	}
+	trace("upgraded")
 	conn, err := spdystream.NewConnection(&bufferedConn{Conn: raw, r: reader}, false)
 	if err != nil {
 		return nil, "", err
@@ -195,7 +226,8 @@ func remoteCommand(conn *spdystream.Connection, protocol string) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			io.Copy(os.Stdout, out)
+			io.Copy(os.Stdout, &firstByte{r: out})
+			trace("stdout-end")
 		}()
 	}
 	if *stderr && !*tty {
@@ -216,8 +248,11 @@ func remoteCommand(conn *spdystream.Connection, protocol string) int {
 			}
 		}
 	}
+	trace("streams")
 	status, _ := ioutil.ReadAll(errorStream)
+	trace("status")
 	wg.Wait()
+	trace("done")
 	if *statusOut != "" {
 		ioutil.WriteFile(*statusOut, status, 0o644)
 	}
