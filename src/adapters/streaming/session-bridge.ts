@@ -170,7 +170,10 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       } catch (error) {
         const refused = await start.refusal;
         // A refused start was recorded as nothing: the client hears why.
-        if (refused !== undefined) return void (await streams.finish({ error: refused }).catch(() => undefined));
+        if (refused !== undefined) {
+          await streams.finish({ error: refused }).catch(() => undefined);
+          return;
+        }
         const text = message(error);
         await ended({ sessionId: p.sessionId, reason: 'error', error: text, bytes: streams.bytes(), endedAt: now() });
         await streams.finish({ error: text });
