@@ -17,6 +17,7 @@ import {
   type Runtime,
   throwIfInterrupted,
 } from './support/cri-runtime.js';
+import { removeCgroupParents } from './support/side-by-side.js';
 import { percentile, report, type Row } from './table.js';
 
 /*
@@ -179,6 +180,8 @@ export async function runOverheadBench(args: string[]): Promise<void> {
     }
     for (const serve of serves) await serve.stop('SIGTERM').catch(() => undefined);
     await containerd?.stop().catch(() => undefined);
+    // runc's cgroup parents for pods without one are named after each namespace.
+    await removeCgroupParents(runtimes.map((r) => `overhead-${r.key.replaceAll('_', '-')}`));
     for (const mount of mountsUnder(work)) execFileSync('umount', ['-l', mount]);
     await rm(work, { recursive: true, force: true });
     receiver.close();

@@ -51,17 +51,26 @@ export async function startSideBySide(s: SideBySide): Promise<{ containerd: Priv
   return { containerd, serve };
 }
 
-/** Stops the service and containerd, unmounts and removes the work dir and the pods' cgroups. */
+/** Stops the service and containerd, unmounts and removes the work dir and the pods' cgroups (and their empty parents). */
 export async function stopSideBySide(s: SideBySide): Promise<void> {
   await s.serve?.stop('SIGTERM').catch(() => undefined);
   await s.containerd?.stop().catch(() => undefined);
   for (const mount of mountsUnder(s.work)) execFileSync('umount', ['-l', mount]);
   await rm(s.work, { recursive: true, force: true });
+  // And the parents runc makes for pods without one, named after each namespace.
+  await removeCgroupParents([...s.cgroupParents, LEDGER_NAMESPACE, CONTAINERD_CRI_NAMESPACE]);
+}
+
+/**
+ * Removes these top-level cgroups (and what is under them) in every controller, once
+ * empty: rmdir refuses a cgroup that still has tasks or children, so one in use stays.
+ */
+export async function removeCgroupParents(parents: readonly string[]): Promise<void> {
   const remove = async (dir: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => []))
       if (entry.isDirectory()) await remove(join(dir, entry.name));
     await rmdir(dir).catch(() => undefined);
   };
   for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[]))
-    for (const parent of s.cgroupParents) await remove(join('/sys/fs/cgroup', controller, parent));
+    for (const parent of parents) await remove(join('/sys/fs/cgroup', controller, parent));
 }
