@@ -21,7 +21,7 @@ import { ContainerdPuller } from '../adapters/containerd/containerd-pull.js';
 import { normalizeImageRef, pullTarget } from '../adapters/containerd/image-ref.js';
 import { containerEventsService } from '../adapters/cri/container-events.js';
 import { ContainerdAttach } from '../adapters/containerd/containerd-attach.js';
-import { killExec } from '../adapters/containerd/exec-process.js';
+import { execDirsLeft, killExec, sweepExecDirs } from '../adapters/containerd/exec-process.js';
 import type { SessionHandlers } from '../adapters/streaming/contracts.js';
 import { sessionHandlers } from '../adapters/streaming/session-bridge.js';
 import { ExitMonitor } from '../adapters/cri/exit-monitor.js';
@@ -106,6 +106,10 @@ export function createCriServices(
 ): CriServices {
   // Leases of cri-ledger's older than this belong to operations of an earlier process.
   const startedAt = new Date().toISOString();
+  const execDir = join(config.stateDir, 'exec');
+  // What execs of an earlier run left (listed now, before this one can make any), swept
+  // at the first connection to containerd.
+  let execLeftovers: string[] | undefined = execDirsLeft(execDir);
   const api = connectContainerd({ address: config.containerd.address, namespace: config.containerd.namespace });
   const health = new ContainerdHealth(api);
   const runtimeVersion = packageVersion();
@@ -182,6 +186,11 @@ export function createCriServices(
     now: () => new Date().toISOString(),
   };
   const recover = async (): Promise<void> => {
+    if (execLeftovers) {
+      const swept = await sweepExecDirs(api, execDir, execLeftovers);
+      execLeftovers = undefined;
+      if (swept > 0) logger.warn({ swept }, 'removed the exec processes and FIFO directories an earlier run left');
+    }
     if (toRecover.length > 0) {
       const outcomes = await recoverInFlight(recovery, toRecover);
       for (const o of outcomes) {
@@ -252,7 +261,7 @@ export function createCriServices(
     },
   });
   // One exec backend for ExecSync and exec sessions: they share its cache of process specs.
-  const execBackend = new ContainerdExec({ api, fifoDir: join(config.stateDir, 'exec') });
+  const execBackend = new ContainerdExec({ api, fifoDir: execDir });
   const handlers = runtimeHandlers({
     ledger,
     node: config.node,

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { unaryCall } from '../../src/adapters/containerd/containerd-calls.js';
+import { jsonAny, parseJsonAny, type WireAny } from '../../src/adapters/containerd/containerd-wire.js';
+import { OCI_PROCESS_TYPE_URL } from '../../src/adapters/containerd/exec-process.js';
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { decodeEvent, type LedgerEvent } from '../../src/domain/events.js';
 import { startCriHarness, type CriHarness } from '../support/cri-harness.js';
@@ -141,6 +143,37 @@ describe('exec sessions end to end, over SPDY', () => {
       );
       return !process && !existsSync(join(h.root, 'state', 'exec', execId));
     });
+  });
+
+  it('removes at start what an earlier run left of an exec: its process in the shim and its FIFO directory', async () => {
+    // What a service killed between tasks.Exec and tasks.Start leaves: a process made in
+    // the shim and never started, and its directory naming the container.
+    const execId = 'left-by-a-killed-service';
+    const dir = join(h.root, 'state', 'exec', execId);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'container'), containerId);
+    const record = await unaryCall<{ container: { spec: WireAny } }>(h.api.containers, 'Get', { id: containerId });
+    const own = parseJsonAny<{ process: object }>(record.container.spec).process;
+    const ids = { container_id: containerId, exec_id: execId };
+    await unaryCall(h.api.tasks, 'Exec', {
+      ...ids,
+      stdin: '',
+      stdout: '',
+      stderr: '',
+      terminal: false,
+      spec: jsonAny(OCI_PROCESS_TYPE_URL, { ...own, args: ['sleep', '602'] }),
+    });
+    const inShim = () =>
+      unaryCall(h.api.tasks, 'Get', ids).then(
+        () => true,
+        () => false,
+      );
+    assert.ok(await inShim(), 'the leftover process is in the shim');
+    await h.restart();
+    await until('the leftover swept', async () => !existsSync(dir) && !(await inShim()), 30_000);
+    // The container and its sessions go on as before.
+    const url = await execUrl(['echo', 'after']);
+    assert.equal((await runSpdyClient(['-url', url, '-mode', 'exec'])).stdout.toString(), 'after\n');
   });
 
   it('refuses a URL used twice', async () => {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -259,6 +259,9 @@ export class ExecProcess {
     // On the loop, like the mkfifo and the opens: calls of microseconds that cannot
     // block, which waited milliseconds for the thread pool during an exec's start.
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    // Whose exec this is, for the sweep of a later start (sweepExecDirs) if this process
+    // dies before removing the directory.
+    writeFileSync(path(CONTAINER_FILE), this.containerId, { mode: 0o600 });
     for (const name of wanted) mkfifo(path(name), 0o600);
     const opened = await Promise.allSettled(
       wanted.map(async (name) => {
@@ -341,6 +344,40 @@ function execProcessSpec(own: OciProcess, cmd: readonly string[], tty: boolean):
   if (!tty) return { ...own, args: [...cmd], terminal: false };
   const env = [...(own.env ?? []).filter((entry) => !entry.startsWith('TERM=')), 'TERM=xterm'];
   return { ...own, args: [...cmd], terminal: true, env };
+}
+
+/** The file in an exec's FIFO directory that names its container. */
+const CONTAINER_FILE = 'container';
+
+/** The exec directories in `fifoDir` now: at start, before any exec of this process makes one. */
+export function execDirsLeft(fifoDir: string): string[] {
+  try {
+    return readdirSync(fifoDir);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Removes what execs of an earlier run of the service left (it died, or a process made
+ * for an exec URL was never used): each process is deleted from its shim (killed first
+ * if it runs), then its FIFO directory. Best effort: a directory goes even when
+ * containerd does not answer. Returns how many there were.
+ */
+export async function sweepExecDirs(api: ContainerdApi, fifoDir: string, execIds: readonly string[]): Promise<number> {
+  for (const execId of execIds) {
+    const dir = join(fifoDir, execId);
+    const containerId = await readFile(join(dir, CONTAINER_FILE), 'utf8').catch(() => '');
+    if (containerId) {
+      const ids = { container_id: containerId, exec_id: execId };
+      const options = { timeoutMs: DEFAULT_EXEC_CLEANUP_TIMEOUT_MS };
+      await ignoreNotFound(unaryCall(api.tasks, 'DeleteProcess', ids, options))
+        .catch(() => killExec(api, containerId, execId))
+        .catch(() => undefined);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+  return execIds.length;
 }
 
 /**
