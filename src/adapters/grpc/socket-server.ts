@@ -5,6 +5,9 @@ import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceI
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { type CallObserver, callInterceptor } from './call-interceptor.js';
+
+// The serve command loads this module lazily and takes the warm-up's activity count from it.
+export { CallActivity } from './call-interceptor.js';
 import { handOver } from './filtered-connection.js';
 
 /** kubelet's CRI client uses 16 MiB both ways; so do we (ListContainers can be large). */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { credentials, type Client, makeGenericClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { CallActivity } from './call-interceptor.js';
 import { type SocketService, startSocketServer } from './socket-server.js';
 
 /*
@@ -15,6 +16,9 @@ import { type SocketService, startSocketServer } from './socket-server.js';
  * on the real socket go first. Half go through the authority filter (as Go clients'
  * do), half natively. Nothing is written: unknown ids are NOT_FOUND.
  */
+
+/** How long the real socket must have had no call running before a warm-up call goes. */
+export const QUIET_BEFORE_WARM_UP_MS = 2;
 
 /** One read-only call: a method of one of the services and its request. */
 export interface WarmUpCall {
@@ -32,6 +36,8 @@ export async function warmUp(o: {
   logger: Logger;
   /** Aborting it stops the calls (the service is stopping). */
   signal?: AbortSignal;
+  /** The real socket's calls: each warm-up call waits until it has been quiet for QUIET_BEFORE_WARM_UP_MS. */
+  activity?: CallActivity;
 }): Promise<{ calls: number; ms: number }> {
   if (o.total <= 0 || o.calls.length === 0) return { calls: 0, ms: 0 };
   const started = performance.now();
@@ -58,6 +64,9 @@ export async function warmUp(o: {
   let made = 0;
   try {
     for (; made < o.total && !o.signal?.aborted; made++) {
+      // Real calls first: a warm-up call running when one arrives makes it wait.
+      while (o.activity && !o.activity.quietFor(QUIET_BEFORE_WARM_UP_MS) && !o.signal?.aborted)
+        await new Promise((resolve) => setTimeout(resolve, QUIET_BEFORE_WARM_UP_MS));
       const { service, method, request } = o.calls[made % o.calls.length]!;
       const client = clientFor(service, made % 2 === 1) as Client & Record<string, unknown>;
       const invoke = client[method] as (

@@ -4,6 +4,7 @@ import type { BatchStats, EventLogOptions } from '../../adapters/eventlog/base-e
 import { afterCommit, afterCommitOne } from '../../adapters/eventlog/after-commit.js';
 import type { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
 import type { MetricsServer } from '../../adapters/metrics/metrics-server.js';
+import type { CallActivity } from '../../adapters/grpc/call-interceptor.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
 import type { SnapshotWriter } from '../../adapters/snapshots/snapshot-writer.js';
 import { createLogger, type Logger } from '../../adapters/logging/logger.js';
@@ -90,6 +91,8 @@ export async function serve(config: Config): Promise<void> {
   let server: SocketServer | undefined;
   let streaming: StreamingServer<SessionPayload> | undefined;
   let cri: CriServices | undefined;
+  // The real socket's calls, so the warm-up goes in the gaps between them.
+  let activity: CallActivity | undefined;
   let snapshotWriter: SnapshotWriter | undefined;
   // What serving needs is loaded while the projections are: the rebuild waits on
   // LevelDB's reads, and loading these modules (and parsing the CRI protos) fills those
@@ -128,8 +131,13 @@ export async function serve(config: Config): Promise<void> {
       'projections loaded',
     );
     if (tracing) log.onCommit(afterCommit((events) => tracing.onCommit(events)));
-    const [{ startSocketServer }, { createLedgerService }, { createCriServices }, { startStreamingServer }, nats] =
-      await modules;
+    const [
+      { startSocketServer, CallActivity },
+      { createLedgerService },
+      { createCriServices },
+      { startStreamingServer },
+      nats,
+    ] = await modules;
     StreamConfigMismatch = nats?.[1].StreamConfigMismatchError;
     if (config.nats.url && nats) {
       relay = await nats[0].NatsRelay.start({
@@ -195,11 +203,16 @@ export async function serve(config: Config): Promise<void> {
       });
       metricsServer = await metrics.serve(config.metrics.address, logger);
     }
+    if (config.warmUpCalls > 0) activity = new CallActivity();
     server = await startSocketServer({
       socketPath: config.socket,
       services: [service, ...criServices.services],
       logger,
-      observers: [...(metrics ? [metrics.rpc] : []), ...(tracing ? [tracing.observer] : [])],
+      observers: [
+        ...(metrics ? [metrics.rpc] : []),
+        ...(tracing ? [tracing.observer] : []),
+        ...(activity ? [activity] : []),
+      ],
     });
     criServices.start();
     if (snapshotModules && snapshotStore) {
@@ -237,7 +250,7 @@ export async function serve(config: Config): Promise<void> {
   notifySystemd(logger, `READY=1\nSTATUS=serving on ${server.socketPath}\nMAINPID=${process.pid}`);
 
   const warmUpStop = new AbortController();
-  const warming = config.warmUpCalls > 0 ? startWarmUp(config, cri, logger, warmUpStop.signal) : undefined;
+  const warming = config.warmUpCalls > 0 ? startWarmUp(config, cri, logger, warmUpStop.signal, activity) : undefined;
 
   const { reason, code } = await stopRequested;
   notifySystemd(logger, `STOPPING=1\nSTATUS=stopping (${reason})`);
@@ -280,6 +293,7 @@ async function startWarmUp(
   cri: CriServices | undefined,
   logger: Logger,
   signal: AbortSignal,
+  activity: CallActivity | undefined,
 ): Promise<void> {
   if (!cri) return;
   try {
@@ -303,6 +317,7 @@ async function startWarmUp(
       stateDir: config.stateDir,
       logger,
       signal,
+      ...(activity ? { activity } : {}),
     });
     logger.debug(result, 'warmed up');
   } catch (error) {
