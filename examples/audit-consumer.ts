@@ -54,25 +54,44 @@ if (existsSync(o.out!)) {
     seen.add((JSON.parse(line) as { id: string }).id);
 }
 
+/**
+ * JetStream's API does not answer while a cluster elects a stream or consumer leader (a
+ * server died): TIMEOUT, or 503 when nothing responds. Such a call is tried again, every
+ * 2 s for up to a minute; any other error ends the consumer.
+ */
+async function retrying<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (attempt >= 30 || (code !== 'TIMEOUT' && code !== '503')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
+  }
+}
+
 const nc = await connect({ servers: o.nats!.split(',') });
 const jsm = await nc.jetstreamManager();
 // Created once, then found again on every restart: the server keeps its position.
-await jsm.consumers
-  .info(o.stream!, o.durable!)
-  .catch(() =>
-    jsm.consumers.add(o.stream!, {
+await retrying(() =>
+  jsm.consumers.info(o.stream!, o.durable!).catch((error: unknown) => {
+    if (['TIMEOUT', '503'].includes((error as { code?: string }).code ?? '')) throw error; // tried again
+    return jsm.consumers.add(o.stream!, {
       durable_name: o.durable!,
       filter_subject: filter,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(ms(o['ack-wait']!)),
       deliver_policy: DeliverPolicy.All,
-    }),
-  );
-const consumer = await nc.jetstream().consumers.get(o.stream!, o.durable!);
+    });
+  }),
+);
+const consumer = await retrying(() => nc.jetstream().consumers.get(o.stream!, o.durable!));
 
 const idleMs = o['idle-exit'] ? ms(o['idle-exit']) : 0;
 let idle: NodeJS.Timeout | undefined;
-const messages = await consumer.consume();
+// Once consuming, the client rides out elections itself (it asks again until the consumer answers).
+const messages = await retrying(() => consumer.consume());
 const armIdle = (): void => {
   if (!idleMs) return;
   clearTimeout(idle);
