@@ -45,11 +45,28 @@ export function hasStatus(error: unknown, code: Status): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
 }
 
-function callError(client: ContainerdClient, name: string, error: ServiceError): ContainerdCallError {
+/**
+ * The error of a call that failed. containerd sees the deadline too (grpc-timeout): when
+ * it ends the call first, some of its services answer UNKNOWN with the context's error
+ * (Events.Subscribe: `subscription error: context deadline exceeded`) where the client's
+ * own timer would have said DEADLINE_EXCEEDED. Past the deadline, that is what it is.
+ */
+function callError(
+  client: ContainerdClient,
+  name: string,
+  error: ServiceError,
+  deadline: number | undefined,
+): ContainerdCallError {
   const service = (client.constructor as ServiceClientConstructor).serviceName;
-  return new ContainerdCallError(`${service}.${name}`, error.code ?? Status.UNKNOWN, error.details ?? error.message, {
-    cause: error,
-  });
+  const details = error.details ?? error.message;
+  const code =
+    error.code === Status.UNKNOWN &&
+    deadline !== undefined &&
+    Date.now() >= deadline &&
+    details.includes('context deadline exceeded')
+      ? Status.DEADLINE_EXCEEDED
+      : (error.code ?? Status.UNKNOWN);
+  return new ContainerdCallError(`${service}.${name}`, code, details, { cause: error });
 }
 
 function callOptions(options: ContainerdCallOptions): { deadline?: number } {
@@ -83,14 +100,15 @@ export function unaryCall<Response = Record<string, unknown>>(
     if (options.signal?.aborted) return reject(options.signal.reason);
     let call: { cancel(): void } | undefined;
     const cancel = (): void => call?.cancel();
+    const timing = callOptions(options);
     call = method(client, name).call(
       client,
       request,
       metadata(options),
-      callOptions(options),
+      timing,
       (error: ServiceError | null, response: Response) => {
         options.signal?.removeEventListener('abort', cancel);
-        if (error) reject(callError(client, name, error));
+        if (error) reject(callError(client, name, error, timing.deadline));
         else resolve(response);
       },
     ) as { cancel(): void };
@@ -110,11 +128,12 @@ export function collectStream<Message = Record<string, unknown>>(
 ): Promise<Message[]> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(options.signal.reason);
+    const timing = callOptions(options);
     const stream = method(client, name).call(
       client,
       request,
       metadata(options),
-      callOptions(options),
+      timing,
     ) as ClientReadableStream<Message>;
     const cancel = (): void => stream.cancel();
     options.signal?.addEventListener('abort', cancel, { once: true });
@@ -122,7 +141,7 @@ export function collectStream<Message = Record<string, unknown>>(
     stream.on('data', (message: Message) => messages.push(message));
     stream.on('error', (error: ServiceError) => {
       options.signal?.removeEventListener('abort', cancel);
-      reject(callError(client, name, error));
+      reject(callError(client, name, error, timing.deadline));
     });
     stream.on('end', () => {
       options.signal?.removeEventListener('abort', cancel);
