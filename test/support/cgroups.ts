@@ -80,3 +80,13 @@ export async function removeRuncCgroups(runcRoot: string): Promise<string[]> {
   for (const path of await recordedCgroups(runcRoot)) if (!(await rmdirWhenEmpty(path))) left.push(path);
   return left;
 }
+
+/**
+ * Removes the parent runc made for a containerd namespace of a test's own (`/<namespace>`
+ * under every controller), once empty. Not for `cri-ledger`, which tests share (the
+ * suite's script removes that one at the end).
+ */
+export async function removeNamespaceCgroup(namespace: string): Promise<void> {
+  for (const controller of await readdir(CGROUP_ROOT).catch(() => [] as string[]))
+    await rmdirWhenEmpty(join(CGROUP_ROOT, controller, namespace));
+}

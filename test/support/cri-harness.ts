@@ -13,7 +13,7 @@ import { connectContainerd, type ContainerdApi } from '../../src/adapters/contai
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 import { runCli, startServe, tempRoot, type ServeProcess } from './cli.js';
-import { removeLedgerCgroups, removeRuncCgroups } from './cgroups.js';
+import { removeLedgerCgroups, removeNamespaceCgroup, removeRuncCgroups } from './cgroups.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from './containerd.js';
 import {
   removeNetworkHostports,
@@ -96,6 +96,8 @@ export async function startCriHarness(
   const bridge = withNetwork ? `crle${tag}` : undefined;
   const subnet = withNetwork ? `10.232.${randomInt(1, 255)}` : undefined;
   const network = `crl-e2e-${tag}`;
+  // The service's containerd namespace: runc names the pods' default cgroup parent after it.
+  const namespace = o.env?.CRI_LEDGER_CONTAINERD_NAMESPACE ?? CRI_NAMESPACE;
   const madeSharedHostportChains = o.portmap === true && !sharedHostportChainsExist();
   if (bridge && subnet) {
     const ipam = { type: 'host-local', ranges: [[{ subnet: `${subnet}.0/24` }]], dataDir: join(root, 'ipam') };
@@ -179,7 +181,8 @@ export async function startCriHarness(
       await step(() => containerd.stop());
       // The shims died with containerd, so runc never deleted the pods' cgroups.
       await step(() => removeRuncCgroups(join(root, 'state', 'runc')));
-      await removeLedgerCgroups(join(root, 'ledger'), CRI_NAMESPACE).catch(() => undefined);
+      await removeLedgerCgroups(join(root, 'ledger'), namespace).catch(() => undefined);
+      if (namespace !== CRI_NAMESPACE) await removeNamespaceCgroup(namespace).catch(() => undefined);
       // Pod /dev/shm tmpfs and netns files live under the service's state dir.
       await step(() => {
         for (const mount of mountsUnder(root)) execFileSync('umount', ['-l', mount]);
