@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -355,8 +355,10 @@ function removeExecDir(dir: string): void {
   let names: string[];
   try {
     names = readdirSync(dir);
-  } catch {
-    return; // never made, or gone
+  } catch (error) {
+    // Never made, or gone; anything else there (not a directory) goes as it is.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') rmSync(dir, { force: true, recursive: true });
+    return;
   }
   try {
     for (const name of names) unlinkSync(join(dir, name));
@@ -379,10 +381,10 @@ export function execDirsLeft(fifoDir: string): string[] {
 }
 
 /**
- * Removes what execs of an earlier run of the service left (it died, or a process made
- * for an exec URL was never used): each process is deleted from its shim (killed first
- * if it runs), then its FIFO directory. Best effort: a directory goes even when
- * containerd does not answer. Returns how many there were.
+ * Removes what execs of an earlier run of the service left (it died during an ExecSync,
+ * or between making a session's process and starting it): each process is deleted from
+ * its shim (killed first if it runs), then its FIFO directory. Best effort: a directory
+ * goes even when containerd does not answer. Returns how many there were.
  */
 export async function sweepExecDirs(api: ContainerdApi, fifoDir: string, execIds: readonly string[]): Promise<number> {
   for (const execId of execIds) {
@@ -395,7 +397,7 @@ export async function sweepExecDirs(api: ContainerdApi, fifoDir: string, execIds
         .catch(() => killExec(api, containerId, execId))
         .catch(() => undefined);
     }
-    await rm(dir, { recursive: true, force: true });
+    removeExecDir(dir);
   }
   return execIds.length;
 }

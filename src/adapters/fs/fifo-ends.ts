@@ -5,13 +5,10 @@ import { setPipeSize } from '../native/syscalls.js';
 /*
  * Our ends of the FIFOs a containerd shim connects a process's stdio to, as net.Sockets
  * on the descriptor: libuv polls them with epoll, so no thread-pool thread ever blocks on
- * a FIFO (fs streams would hold one per pending read or write).
- */
-
-/*
- * Every open here is one that cannot block (O_NONBLOCK, or O_RDWR on a FIFO), so it is
- * made on the event loop: a few microseconds, where a thread-pool round trip took
- * milliseconds during an exec's start (docs/streaming.md).
+ * a FIFO (fs streams would hold one per pending read or write). Every open here is one
+ * that cannot block (O_NONBLOCK, or O_RDWR on a FIFO), so it is made on the event loop:
+ * a few microseconds, where a thread-pool round trip took milliseconds during an exec's
+ * start (docs/streaming.md).
  */
 
 /** The capacity asked for an output FIFO: 1 MiB, the default `fs.pipe-max-size`. */

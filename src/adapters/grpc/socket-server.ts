@@ -5,10 +5,10 @@ import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceI
 import type { Logger } from 'pino';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { type CallObserver, callInterceptor } from './call-interceptor.js';
+import { handOver } from './filtered-connection.js';
 
 // The serve command loads this module lazily and takes the warm-up's activity count from it.
 export { CallActivity } from './call-interceptor.js';
-import { handOver } from './filtered-connection.js';
 
 /** kubelet's CRI client uses 16 MiB both ways; so do we (ListContainers can be large). */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;

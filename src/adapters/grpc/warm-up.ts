@@ -12,8 +12,8 @@ import { type SocketService, startSocketServer } from './socket-server.js';
  * reboot are when it starts every pod. So right after the socket serves, the service
  * calls itself: the same services behind a second socket server (private, in the state
  * dir, without the metrics and tracing observers, its log silenced), read-only calls
- * in turn, one at a time with a turn of the event loop between them so kubelet's calls
- * on the real socket go first. Half go through the authority filter (as Go clients'
+ * in turn, one at a time, each only once the real socket has been quiet for
+ * QUIET_BEFORE_WARM_UP_MS (CallActivity), so kubelet's calls go first. Half go through the authority filter (as Go clients'
  * do), half natively. Nothing is written: unknown ids are NOT_FOUND.
  */
 

@@ -71,19 +71,23 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
   };
   /**
    * Starts a session's backend; when it fails, records the error as the session's end and
-   * answers it. With `recorded` (the start's recording, run alongside), a start that was
-   * not recorded was already answered by `started`: nothing more is said or written.
+   * answers it. With `refusal` (the start's recording, run alongside): a start that was
+   * refused was recorded as nothing, and the client hears why.
    */
   const backend = async <T>(
     p: SessionPayload,
     streams: RemoteCommandStreams,
     start: () => Promise<T>,
-    recorded?: Promise<boolean>,
+    refusal?: Promise<string | undefined>,
   ): Promise<T | undefined> => {
     try {
       return await start();
     } catch (error) {
-      if (recorded && !(await recorded)) return undefined;
+      const refused = await refusal;
+      if (refused !== undefined) {
+        await streams.finish({ error: refused }).catch(() => undefined);
+        return undefined;
+      }
       const text = message(error);
       await ended({ sessionId: p.sessionId, reason: 'error', error: text, bytes: streams.bytes(), endedAt: now() });
       await streams.finish({ error: text });
@@ -164,21 +168,8 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       const p = payload as ExecSessionPayload;
       const start = opening.get(p.sessionId) ?? beginExec(p, streams);
       opening.delete(p.sessionId);
-      let session: ExecSession;
-      try {
-        session = await start.launched;
-      } catch (error) {
-        const refused = await start.refusal;
-        // A refused start was recorded as nothing: the client hears why.
-        if (refused !== undefined) {
-          await streams.finish({ error: refused }).catch(() => undefined);
-          return;
-        }
-        const text = message(error);
-        await ended({ sessionId: p.sessionId, reason: 'error', error: text, bytes: streams.bytes(), endedAt: now() });
-        await streams.finish({ error: text });
-        return;
-      }
+      const session = await backend(p, streams, () => start.launched, start.refusal);
+      if (!session) return;
       bridge(streams, session, (w, h) => session.resize(w, h));
       const outcome = await Promise.race([
         session.wait().then((r) => ({ exitCode: r.exitCode })),
