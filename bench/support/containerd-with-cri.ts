@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { containerdConfig, startContainerd, type PrivateContainerd } from '../../test/support/containerd.js';
@@ -20,6 +21,11 @@ export interface CriPluginOptions {
    * files, read at each pull. Unset, the plugin pulls over HTTPS from the standard hosts.
    */
   registryConfigPath?: string;
+  /**
+   * containerd's state dir (shim sockets, FIFOs, the CRI's sandbox files) on a tmpfs, as
+   * `/run/containerd` is on a node. Unmounted by stop() with the rest under its temp dir.
+   */
+  stateOnTmpfs?: boolean;
 }
 
 /**
@@ -67,6 +73,7 @@ export function startContainerdWithCri(options: CriPluginOptions = {}): Promise<
     config: (dir) => containerdWithCriConfig(dir, options),
     prepare: (dir) => {
       for (const d of [join(dir, 'cni', 'bin'), join(dir, 'cni', 'net.d')]) mkdirSync(d, { recursive: true });
+      if (options.stateOnTmpfs) mountTmpfs(join(dir, 'state'));
     },
     // containerd keeps serving when a plugin fails to load; a CRI that did not load would
     // make every containerd-CRI call UNIMPLEMENTED, so say why up front.
@@ -75,4 +82,10 @@ export function startContainerdWithCri(options: CriPluginOptions = {}): Promise<
       if (failed) throw new Error(`containerd's CRI plugin did not load: ${failed[0]}`);
     },
   });
+}
+
+/** Mounts a fresh tmpfs at `dir` (made if missing), traversable by root only, as `/run/containerd` is. */
+export function mountTmpfs(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0711', 'tmpfs', dir]);
 }

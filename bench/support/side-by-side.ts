@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { startServe, type ServeProcess } from '../../test/support/cli.js';
 import { mountsUnder, type PrivateContainerd } from '../../test/support/containerd.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../../test/support/oci-image.js';
-import { CONTAINERD_CRI_NAMESPACE, startContainerdWithCri } from './containerd-with-cri.js';
+import { CONTAINERD_CRI_NAMESPACE, mountTmpfs, startContainerdWithCri } from './containerd-with-cri.js';
 
 /** cri-ledger's containerd namespace beside containerd's CRI one. */
 export const LEDGER_NAMESPACE = 'cri-ledger';
@@ -12,8 +12,10 @@ export const LEDGER_NAMESPACE = 'cri-ledger';
 /**
  * What a side-by-side bench runs on: one private containerd with its CRI plugin on and
  * one cri-ledger on it (its default warm-up kept), busybox and pause imported in both
- * namespaces, an empty CNI dir (host-network pods), a pod log root. Filled in as it
- * starts, so `stopSideBySide` cleans up after a start that failed half way.
+ * namespaces, an empty CNI dir (host-network pods), a pod log root. Both runtimes' state
+ * dirs (FIFOs, sockets, netns files) are on a tmpfs, as `/run` is on a node; their roots
+ * stay on the disk. Filled in as it starts, so `stopSideBySide` cleans up after a start
+ * that failed half way.
  */
 export interface SideBySide {
   work: string;
@@ -25,7 +27,7 @@ export interface SideBySide {
 }
 
 export async function startSideBySide(s: SideBySide): Promise<{ containerd: PrivateContainerd; serve: ServeProcess }> {
-  const containerd = await startContainerdWithCri();
+  const containerd = await startContainerdWithCri({ stateOnTmpfs: true });
   s.containerd = containerd;
   for (const spec of [BUSYBOX_IMAGE, PAUSE_IMAGE]) {
     const image = await buildTestImage(spec, join(s.work, 'images'));
@@ -34,6 +36,8 @@ export async function startSideBySide(s: SideBySide): Promise<{ containerd: Priv
   }
   await mkdir(join(s.work, 'cni'));
   await mkdir(s.logRoot, { recursive: true });
+  // startServe puts the state dir at <root>/state.
+  mountTmpfs(join(s.work, 'ledger', 'state'));
   const serve = await startServe({
     warmUp: true,
     root: join(s.work, 'ledger'),

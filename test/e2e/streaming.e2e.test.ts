@@ -119,11 +119,12 @@ describe('exec sessions end to end, over SPDY', () => {
     assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 600/);
   });
 
-  it('removes the process made for a client that leaves before opening its streams, and records client-gone', async () => {
-    const before = (await sessionEvents()).length;
-    // The process is made in containerd while the client opens its streams; this one never does.
-    const url = await execUrl(['sh', '-c', 'echo abandoned; sleep 601']);
-    assert.equal((await runSpdyClient(['-url', url, '-mode', 'exec', '-abandon'])).code, 0);
+  /** Whether `path` exists in the container (an ExecSync of `test -e`). */
+  const existsInContainer = async (path: string): Promise<boolean> =>
+    (await h.call<{ exitCode: number }>('execSync', { containerId, cmd: ['test', '-e', path], timeout: 10 }))
+      .exitCode === 0;
+  /** The session of the last ExecStarted since `before` ended client-gone, and nothing of its process is left. */
+  const endedClientGoneLeavingNothing = async (before: number, sleeper: RegExp): Promise<void> => {
     await until(
       'ExecEnded',
       async () => (await sessionEvents()).slice(before).some((e) => e.type === 'ExecEnded'),
@@ -132,9 +133,8 @@ describe('exec sessions end to end, over SPDY', () => {
     const [start, end] = (await sessionEvents()).slice(before);
     assert.equal(start?.type, 'ExecStarted');
     assert.equal(end?.type === 'ExecEnded' && end.data.reason, 'client-gone');
-    // Nothing ran, and nothing is left: no process in the shim, no FIFO directory.
     const ps = await h.call<{ stdout: Buffer }>('execSync', { containerId, cmd: ['ps'], timeout: 10 });
-    assert.doesNotMatch(Buffer.from(ps.stdout).toString(), /sleep 601/);
+    assert.doesNotMatch(Buffer.from(ps.stdout).toString(), sleeper);
     const execId = start?.type === 'ExecStarted' ? start.data.sessionId : '';
     await until('the exec process deleted from the shim', async () => {
       const process = await unaryCall(h.api.tasks, 'Get', { container_id: containerId, exec_id: execId }).then(
@@ -143,6 +143,26 @@ describe('exec sessions end to end, over SPDY', () => {
       );
       return !process && !existsSync(join(h.root, 'state', 'exec', execId));
     });
+  };
+
+  it('never runs a tty process for a client that leaves before opening its streams, and records client-gone', async () => {
+    const before = (await sessionEvents()).length;
+    // A tty process is made while the client opens its streams, and waits for them; this client never opens any.
+    const url = await execUrl(['sh', '-c', 'touch /tmp/ran-601; sleep 601'], { tty: true });
+    assert.equal((await runSpdyClient(['-url', url, '-mode', 'exec', '-tty', '-abandon'])).code, 0);
+    await endedClientGoneLeavingNothing(before, /sleep 601/);
+    assert.equal(await existsInContainer('/tmp/ran-601'), false);
+  });
+
+  it('runs a process without a tty while the client opens its streams, and kills it when the client leaves before', async () => {
+    const before = (await sessionEvents()).length;
+    const url = await execUrl(['sh', '-c', 'touch /tmp/ran-603; sleep 603']);
+    // The client upgrades, opens no stream, and leaves when its stdin ends.
+    const client = startSpdyClient(['-url', url, '-mode', 'exec', '-stall']);
+    await until('the process runs before any stream is open', () => existsInContainer('/tmp/ran-603'), 30_000);
+    client.child.stdin?.end();
+    assert.equal((await client.result).code, 0);
+    await endedClientGoneLeavingNothing(before, /sleep 603/);
   });
 
   it('removes at start what an earlier run left of an exec: its process in the shim and its FIFO directory', async () => {

@@ -112,9 +112,15 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
 
   /**
    * Starts an exec session's record and its process side by side: the process is made in
-   * containerd while the start is recorded, and runs only once the record is committed
-   * (and, when it began at the upgrade, once the client's streams are open): on the
-   * record before anything runs, without waiting for the log in series.
+   * containerd while the start is recorded, and runs only once the record is committed:
+   * on the record before anything runs, without waiting for the log in series.
+   *
+   * Begun at the upgrade, a process without a tty starts while the client still opens its
+   * streams (runc's exec is most of a round trip, and client-go opens them one after
+   * another): its output waits in the FIFOs and our unread ends, its stdin read blocks
+   * until bytes come, and its exit is kept until the streams are there. A tty process
+   * waits for the streams, so its first terminal size comes before it runs. A client
+   * that leaves before its streams are open aborts the start, which kills the process.
    */
   const beginExec = (
     p: ExecSessionPayload,
@@ -129,7 +135,7 @@ export function sessionHandlers(d: SessionBridgeDeps): SessionHandlers<SessionPa
       refusal.then((refused) => {
         if (refused !== undefined) throw new Error('the session start was not recorded');
       }),
-      streamsOpen,
+      p.tty ? streamsOpen : undefined,
     ]);
     gate.catch(() => undefined); // a launch that fails first never awaits it
     const abort = new AbortController();

@@ -56,6 +56,7 @@ var (
 	size      = flag.Int("size", 1024, "portforward: bytes each request sends and expects back")
 	holdMs    = flag.Int("hold-ms", 0, "portforward: keep the connection open this long after the requests, or until the server closes it")
 	abandon   = flag.Bool("abandon", false, "leave right after the upgrade, before opening any stream (a client that goes away)")
+	stall     = flag.Bool("stall", false, "after the upgrade, open no stream and leave once stdin ends (a client that goes away later)")
 	traceOut  = flag.Bool("trace", false, "print when each phase ended to stderr, as 'trace PHASE MICROSECONDS' (benchmarks)")
 )
 
@@ -97,7 +98,10 @@ func main() {
 		os.Exit(2)
 	}
 	defer conn.Close()
-	if *abandon {
+	if *abandon || *stall {
+		if *stall {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+		}
 		conn.Close()
 		os.Exit(0)
 	}
