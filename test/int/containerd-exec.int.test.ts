@@ -20,6 +20,7 @@ import { startContainerd, type PrivateContainerd } from '../support/containerd.j
 import { createTestContainer, tearDownRuncTests, SYSFS_MOUNT } from '../support/runc-containers.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage } from '../support/oci-image.js';
 import { openFdsUnder } from '../support/streams.js';
+import { until } from '../support/until.js';
 
 const NAMESPACE = 'cri-ledger-exec-test';
 const MIB = 1024 * 1024;
@@ -280,6 +281,34 @@ describe('ContainerdExec.execSync', () => {
     });
     await assert.rejects(exec.execSync(newId('absent'), { cmd: ['true'], timeoutMs: 1_000 }), NotFoundError);
     assert.deepEqual(readdirSync(fifoDir), []);
+  });
+
+  it('fails with ContainerNotRunningError naming the state of a task that has exited or is paused, leaving nothing', {
+    timeout: TEST_TIMEOUT_MS,
+  }, async () => {
+    // The task's state is asked only once tasks.Exec or tasks.Start has failed.
+    const state = async (id: string): Promise<string> =>
+      (await unaryCall<{ process: { status: string } }>(api.tasks, 'Get', { container_id: id })).process.status;
+    const exited = await createContainer('exited', ['true']);
+    await tasks.start(exited, { terminal: false });
+    await until('the task has exited', async () => (await state(exited)) === 'STOPPED');
+    const paused = await createContainer('paused', ['sleep', '1000']);
+    await tasks.start(paused, { terminal: false });
+    await unaryCall(api.tasks, 'Pause', { container_id: paused });
+    for (const [id, name] of [
+      [exited, 'stopped'],
+      [paused, 'paused'],
+    ] as const) {
+      await assert.rejects(exec.execSync(id, { cmd: ['true'], timeoutMs: 10_000 }), (error: unknown) => {
+        assert.ok(error instanceof ContainerNotRunningError, String(error));
+        assert.match(error.message, new RegExp(`not running \\(${name}\\)`));
+        return true;
+      });
+    }
+    assert.deepEqual(readdirSync(fifoDir), []);
+    assert.deepEqual(openFifoFds(), []);
+    await unaryCall(api.tasks, 'Resume', { container_id: paused });
+    assert.deepEqual((await pids(paused)).length, 1, 'no exec process left in the paused container');
   });
 
   it('fails with RuntimeUnavailableError when containerd does not answer', { timeout: TEST_TIMEOUT_MS }, async () => {

@@ -103,7 +103,8 @@ export interface LaunchOptions {
  *   process spec (containers.Get, once per container: ProcessSpecs), while
  *     mkdir <fifoDir>/<execId>, mkfifo, open our ends -> tasks.Exec
  *   -> tasks.Wait (pending, so the exit cannot be missed)
- *   -> tasks.Get said running (asked at the start) and startAfter settled -> tasks.Start
+ *   -> startAfter settled -> tasks.Start
+ *   (a failed step asks tasks.Get whether the task runs: ContainerNotRunningError if not)
  *   -> cleanUp: SIGKILL if it may still run, DeleteProcess, close our ends, remove the dir
  *
  * Our ends are open before Exec because the shim's open of an output FIFO's write side
@@ -151,7 +152,6 @@ export class ExecProcess {
         (o.specs ?? new ProcessSpecs())
           .of(o.api, o.containerId)
           .then((own) => execProcessSpec(own, o.cmd, o.stdio.tty)),
-        runningTask(o.api, o.containerId),
         o.stdio,
         o.signal,
         o.startAfter,
@@ -193,7 +193,6 @@ export class ExecProcess {
 
   private async createAndStart(
     specFetch: Promise<OciProcess>,
-    running: Promise<void>,
     stdio: ExecStdio,
     signal: AbortSignal | undefined,
     startAfter: Promise<unknown> | undefined,
@@ -207,16 +206,14 @@ export class ExecProcess {
     );
     // The FIFOs are made while containerd answers for the spec; both are done (or
     // failed) before going on, so a cleanup never races an open still in flight.
-    // The task's state is asked alongside and awaited only before Start: tasks.Exec only
-    // registers the process in the shim, and a task that is not running fails it or is
-    // caught before anything runs.
-    running.catch(() => undefined);
+    // The task's state is not asked first: the caller saw the container running, and a
+    // task that is not fails tasks.Exec or tasks.Start, whose error is then explained by
+    // the task's state (notRunningOr).
     const [spec, fifos] = await Promise.allSettled([specFetch, this.makeFifos(wanted, path)]);
     if (spec.status === 'rejected') {
       // A missing container explains a missing task: NotFoundError first.
       if (spec.reason instanceof NotFoundError) throw spec.reason;
-      await running;
-      throw spec.reason;
+      throw await notRunningOr(this.api, this.containerId, spec.reason);
     }
     if (fifos.status === 'rejected') throw fifos.reason;
     signal?.throwIfAborted();
@@ -231,10 +228,7 @@ export class ExecProcess {
     };
     await unaryCall(this.api.tasks, 'Exec', request).catch(async (error: unknown) => {
       // A task that is not running says so (its state), else containerd's refusal.
-      await running;
-      if (hasStatus(error, Status.NOT_FOUND))
-        throw new ContainerNotRunningError(this.containerId, 'no task', { cause: error });
-      throw error;
+      throw await notRunningOr(this.api, this.containerId, error);
     });
     this.created = true;
     const ids = { container_id: this.containerId, exec_id: this.execId };
@@ -245,11 +239,12 @@ export class ExecProcess {
         signal: this.waitAbort.signal,
       }),
     );
-    await running;
     await startAfter;
     signal?.throwIfAborted();
     this.mayRun = true;
-    await unaryCall(this.api.tasks, 'Start', ids);
+    await unaryCall(this.api.tasks, 'Start', ids).catch(async (error: unknown) => {
+      throw await notRunningOr(this.api, this.containerId, error);
+    });
   }
 
   private async makeFifos(
@@ -322,18 +317,20 @@ async function containerProcess(api: ContainerdApi, containerId: string): Promis
   return own;
 }
 
-/** Resolves if the container's task runs; else rejects with ContainerNotRunningError (or containerd's error). */
-async function runningTask(api: ContainerdApi, containerId: string): Promise<void> {
-  const task = await unaryCall<{ process: { status: string } }>(api.tasks, 'Get', {
+/**
+ * What to throw for `error`, a failed step of an exec's start: ContainerNotRunningError
+ * when the container's task is missing or not running (tasks.Get, asked only now), else
+ * `error` itself (also when containerd cannot say).
+ */
+async function notRunningOr(api: ContainerdApi, containerId: string, error: unknown): Promise<unknown> {
+  const state = await unaryCall<{ process: { status: string } }>(api.tasks, 'Get', {
     container_id: containerId,
     exec_id: '',
-  }).catch((error: unknown) => {
-    if (hasStatus(error, Status.NOT_FOUND))
-      throw new ContainerNotRunningError(containerId, 'no task', { cause: error });
-    throw error;
-  });
-  const status = task.process.status;
-  if (status !== 'RUNNING') throw new ContainerNotRunningError(containerId, status.toLowerCase());
+  }).then(
+    (task) => task.process.status.toLowerCase(),
+    (getError: unknown) => (hasStatus(getError, Status.NOT_FOUND) ? 'no task' : 'running'),
+  );
+  return state === 'running' ? error : new ContainerNotRunningError(containerId, state, { cause: error });
 }
 
 /**

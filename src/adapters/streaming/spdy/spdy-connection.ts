@@ -51,6 +51,8 @@ export class SpdyConnection implements SpdyStreamHost {
   #closed = false;
   #linger: NodeJS.Timeout | undefined;
   #closeError: Error | undefined;
+  /** Writes are being gathered until the end of this tick (#write). */
+  #corked = false;
 
   constructor(socket: Socket, head: Buffer, events: SpdyConnectionEvents) {
     this.#socket = socket;
@@ -72,7 +74,7 @@ export class SpdyConnection implements SpdyStreamHost {
     // Whatever the client still sends is dropped; a paused socket would not see it leave.
     this.#pausedBy.clear();
     this.#socket.resume();
-    this.#socket.write(goAwayFrame(this.#lastStreamId));
+    this.#write(goAwayFrame(this.#lastStreamId));
     this.#socket.end();
     this.#linger = setTimeout(() => this.#socket.destroy(), LINGER_MS);
     this.#linger.unref();
@@ -87,22 +89,37 @@ export class SpdyConnection implements SpdyStreamHost {
     this.#events.onActivity();
     let ok = true;
     let offset = 0;
-    // Each frame's head and payload leave in one writev: no copy of the payload.
-    this.#socket.cork();
+    // Each frame's head and payload leave in one writev (#write corks): no copy of the payload.
     do {
       const piece = chunk.subarray(offset, offset + MAX_DATA_FRAME_BYTES);
       offset += piece.length;
       const last = offset >= chunk.length;
-      ok = this.#socket.write(dataFrameHead(streamId, piece.length, fin && last));
-      if (piece.length > 0) ok = this.#socket.write(piece);
+      ok = this.#write(dataFrameHead(streamId, piece.length, fin && last));
+      if (piece.length > 0) ok = this.#write(piece);
     } while (offset < chunk.length);
-    this.#socket.uncork();
     if (ok) done();
     else this.#drainWaiters.push(done);
   }
 
   sendReset(streamId: number): void {
-    if (!this.#closed) this.#socket.write(rstStreamFrame(streamId, RST.cancel));
+    if (!this.#closed) this.#write(rstStreamFrame(streamId, RST.cancel));
+  }
+
+  /**
+   * Frames written in one turn of the event loop leave in one writev, when the turn's
+   * synchronous work is done (before any I/O): a session's end (its status, a FIN on
+   * each stream, GOAWAY) is one segment on the wire, not five, for us and the client.
+   */
+  #write(bytes: Buffer): boolean {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.#socket.uncork();
+      });
+    }
+    return this.#socket.write(bytes);
   }
 
   pauseFor(stream: SpdyStream): void {
@@ -142,7 +159,7 @@ export class SpdyConnection implements SpdyStreamHost {
   #replyEarly(streamId: number): void {
     if (streamId % 2 === 0 || streamId <= this.#lastRepliedId || this.#closed) return;
     this.#lastRepliedId = streamId;
-    this.#socket.write(synReplyFrame(streamId, this.#headerWriter.encode()));
+    this.#write(synReplyFrame(streamId, this.#headerWriter.encode()));
   }
 
   /** Frames are handled in order; a SYN_STREAM's header block is inflated first, asynchronously. */
@@ -169,13 +186,13 @@ export class SpdyConnection implements SpdyStreamHost {
   #open(streamId: number, fin: boolean, headers: SpdyHeaders): void {
     if (this.#closed) return;
     if (streamId % 2 === 0 || streamId <= this.#lastStreamId) {
-      this.#socket.write(rstStreamFrame(streamId, RST.protocolError));
+      this.#write(rstStreamFrame(streamId, RST.protocolError));
       return;
     }
     this.#lastStreamId = streamId;
     this.#events.onActivity();
     if (!this.#events.accept(headers)) {
-      this.#socket.write(rstStreamFrame(streamId, RST.cancel));
+      this.#write(rstStreamFrame(streamId, RST.cancel));
       return;
     }
     const stream = new SpdyStream(this, streamId, headers);
@@ -199,7 +216,7 @@ export class SpdyConnection implements SpdyStreamHost {
         this.#streams.delete(frame.streamId);
         return;
       case 'ping':
-        this.#socket.write(pingFrame(frame.id));
+        this.#write(pingFrame(frame.id));
         return;
       case 'goaway':
         // The client is leaving: nothing it opened will be read any more.
@@ -213,7 +230,9 @@ export class SpdyConnection implements SpdyStreamHost {
   #fail(error: Error): void {
     if (this.#closed) return;
     this.#closeError = error instanceof SpdyProtocolError ? error : new SpdyProtocolError(error.message);
-    this.#socket.write(goAwayFrame(this.#lastStreamId));
+    this.#write(goAwayFrame(this.#lastStreamId));
+    // What this turn gathered goes before the socket does.
+    this.#socket.uncork();
     this.#socket.destroy();
   }
 
