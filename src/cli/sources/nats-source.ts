@@ -31,6 +31,13 @@ import { orderAcrossNodes, parseNodeSpec } from './node-order.js';
 export const DEFAULT_NATS_CONNECT_TIMEOUT_MS = 5_000;
 /** Messages requested from the server per pull. */
 const PULL_BATCH = 256;
+/**
+ * How long each pull lasts before the client asks again (nats.js's default is 30 s). The
+ * client also counts a pull lost when two heartbeats (half this apart) do not come, and
+ * then recreates the consumer: with the default, a pull that a server lost while the
+ * stream's leader changed left a read waiting 30 s for nothing.
+ */
+export const PULL_EXPIRES_MS = 4_000;
 // JetStream API error code for "stream not found" (nats-server's errors.json).
 const STREAM_NOT_FOUND = 10059;
 
@@ -176,7 +183,7 @@ export class NatsSource implements EventSource {
       await consumer.delete().catch(() => undefined);
       return;
     }
-    const messages = await consumer.consume({ max_messages: PULL_BATCH });
+    const messages = await consumer.consume({ max_messages: PULL_BATCH, expires: PULL_EXPIRES_MS });
     const stop = (): void => messages.stop();
     signal?.addEventListener('abort', stop);
     try {
