@@ -1,4 +1,5 @@
 import { LevelDbEventLog } from '../src/adapters/eventlog/leveldb-event-log.js';
+import { withBoundedHeapGrowth } from '../src/adapters/memory/heap-growth.js';
 import { Ledger } from '../src/commands/ledger.js';
 
 /*
@@ -8,7 +9,8 @@ import { Ledger } from '../src/commands/ledger.js';
 const dir = process.argv[2]!;
 const log = await LevelDbEventLog.open({ dir, node: 'bench' });
 const started = performance.now();
-const ledger = await Ledger.load(log);
+// As the service loads its projections at startup (serve.ts).
+const ledger = await withBoundedHeapGrowth(() => Ledger.load(log));
 const ms = performance.now() - started;
 const events = ledger.projections.position();
 await log.close();

@@ -1,6 +1,7 @@
 import { assertNever, type LedgerEvent } from '../domain/events.js';
 import { parseStream } from '../domain/ids.js';
 import type { Projection } from './read-model.js';
+import { sharedStrings } from './string-pool.js';
 
 /*
  * Container store: container id -> metadata and status, as ListContainers and
@@ -82,16 +83,35 @@ export const containerStore: Projection<ContainerRecord> = {
     return event.stream.startsWith('container-') ? [parseStream(event.stream).id] : [];
   },
 
+  share(doc) {
+    const shared: ContainerRecord = {
+      ...doc,
+      sandboxId: sharedStrings.of(doc.sandboxId),
+      image: sharedStrings.of(doc.image),
+      imageRef: sharedStrings.of(doc.imageRef),
+    };
+    if (doc.runtimeHandler !== undefined) shared.runtimeHandler = sharedStrings.of(doc.runtimeHandler);
+    if (doc.reason !== undefined) shared.reason = sharedStrings.of(doc.reason);
+    if (doc.snapshot)
+      shared.snapshot = {
+        ...doc.snapshot,
+        snapshotter: sharedStrings.of(doc.snapshot.snapshotter),
+        key: doc.snapshot.key === doc.id ? doc.id : doc.snapshot.key,
+        parent: sharedStrings.of(doc.snapshot.parent),
+      };
+    return shared;
+  },
+
   evolve(doc, event) {
     if (event.type === 'NameReserved') {
       if (doc) return doc;
       const d = event.data;
       return {
         id: d.containerId,
-        sandboxId: d.sandboxId,
+        sandboxId: sharedStrings.of(d.sandboxId),
         name: d.name,
         metadata: d.metadata,
-        image: d.image,
+        image: sharedStrings.of(d.image),
         imageRef: '',
         requestDigest: d.requestDigest,
         state: 'CREATING',
@@ -110,20 +130,25 @@ export const containerStore: Projection<ContainerRecord> = {
     switch (event.type) {
       case 'SpecGenerated':
         return touch(doc, event, {
-          runtimeHandler: event.data.runtimeHandler,
+          runtimeHandler: sharedStrings.of(event.data.runtimeHandler),
           specDigest: event.data.specDigest,
-          imageRef: event.data.imageRef,
+          imageRef: sharedStrings.of(event.data.imageRef),
         });
       case 'SnapshotPrepared':
         // The key is the container id by design; keep one copy of that string, not two.
         return touch(doc, event, {
-          snapshot: { ...event.data, key: event.data.key === doc.id ? doc.id : event.data.key },
+          snapshot: {
+            ...event.data,
+            snapshotter: sharedStrings.of(event.data.snapshotter),
+            key: event.data.key === doc.id ? doc.id : event.data.key,
+            parent: sharedStrings.of(event.data.parent),
+          },
         });
       case 'ContainerCreated':
         return touch(doc, event, {
           state: 'CREATED',
           createdAt: event.data.createdAt,
-          imageRef: event.data.imageRef,
+          imageRef: sharedStrings.of(event.data.imageRef),
           logPath: event.data.logPath,
           labels: event.data.labels,
           annotations: event.data.annotations,
@@ -143,7 +168,7 @@ export const containerStore: Projection<ContainerRecord> = {
           state: 'EXITED',
           exitCode: event.data.exitCode,
           finishedAt: event.data.finishedAt,
-          reason: event.data.reason,
+          reason: sharedStrings.of(event.data.reason),
           message: event.data.message,
         });
       case 'ContainerStopped':

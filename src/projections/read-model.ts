@@ -12,6 +12,12 @@ export interface Projection<Doc> {
   /** The keys of the documents an event touches (often none). */
   keysOf(event: LedgerEvent): readonly string[];
   evolve(doc: Doc | undefined, event: LedgerEvent): Doc | undefined;
+  /**
+   * Optional: the document with the strings many documents repeat taken from the shared
+   * pool (string-pool.ts), for documents that come from a snapshot rather than from
+   * evolve (which takes them from the pool as it sets them). An equal document.
+   */
+  share?(doc: Doc): Doc;
 }
 
 /**
@@ -81,7 +87,8 @@ export class ReadModel<Doc> {
    */
   restore(entries: Iterable<readonly [string, Doc]>, position: number): void {
     if (this.docs.size > 0 || this.lastSeq > 0) throw new Error(`read model ${this.projection.name} is not empty`);
-    for (const [key, doc] of entries) this.docs.set(key, doc);
+    const share = this.projection.share;
+    for (const [key, doc] of entries) this.docs.set(key, share ? share(doc) : doc);
     this.lastSeq = position;
   }
 

@@ -1,6 +1,7 @@
 import { assertNever, type EventData, type LedgerEvent } from '../domain/events.js';
 import { parseStream } from '../domain/ids.js';
 import type { Projection } from './read-model.js';
+import { sharedStrings } from './string-pool.js';
 
 /*
  * Sandbox store: sandbox id -> metadata and state, as ListPodSandbox will show it.
@@ -57,6 +58,14 @@ export const sandboxStore: Projection<SandboxRecord> = {
     return event.stream.startsWith('sandbox-') ? [parseStream(event.stream).id] : [];
   },
 
+  share(doc) {
+    return {
+      ...doc,
+      metadata: { ...doc.metadata, namespace: sharedStrings.of(doc.metadata.namespace) },
+      runtimeHandler: sharedStrings.of(doc.runtimeHandler),
+    };
+  },
+
   evolve(doc, event) {
     if (event.type === 'SandboxReserved') {
       if (doc) return doc;
@@ -64,9 +73,9 @@ export const sandboxStore: Projection<SandboxRecord> = {
       return {
         id: d.sandboxId,
         name: d.name,
-        metadata: d.metadata,
+        metadata: { ...d.metadata, namespace: sharedStrings.of(d.metadata.namespace) },
         state: 'CREATING',
-        runtimeHandler: d.runtimeHandler,
+        runtimeHandler: sharedStrings.of(d.runtimeHandler),
         hostNetwork: d.hostNetwork,
         namespaceOptions: d.namespaceOptions ?? {
           network: d.hostNetwork ? 'NODE' : 'POD',

@@ -270,8 +270,11 @@ const SCHEMA_SOURCES = [
   'src/projections/sandbox-store.ts',
   'src/projections/undelivered-results.ts',
 ];
-/** The fingerprint of SCHEMA_SOURCES that SNAPSHOT_SCHEMA_VERSION was set for. */
-const SCHEMA_FINGERPRINT = { version: 1, sha256: '2635e10a070b8405' };
+/**
+ * The fingerprint of SCHEMA_SOURCES that SNAPSHOT_SCHEMA_VERSION was set for. Still schema 1
+ * after the stores took repeated strings from a shared pool: the documents are equal, byte for byte.
+ */
+const SCHEMA_FINGERPRINT = { version: 1, sha256: '4d67d182c0502fcc' };
 
 it('asks for a new snapshot schema version when the projections or the events change', () => {
   const code = SCHEMA_SOURCES.map((file) =>

@@ -8,6 +8,7 @@ import type { CallActivity } from '../../adapters/grpc/call-interceptor.js';
 import type { SocketServer } from '../../adapters/grpc/socket-server.js';
 import type { SnapshotWriter } from '../../adapters/snapshots/snapshot-writer.js';
 import { createLogger, type Logger } from '../../adapters/logging/logger.js';
+import { withBoundedHeapGrowth } from '../../adapters/memory/heap-growth.js';
 import { systemdNotify } from '../../adapters/native/notify.js';
 import type { SessionHandlers, StreamingServer } from '../../adapters/streaming/contracts.js';
 import type { SessionPayload, StreamingSessions } from '../../commands/ports.js';
@@ -114,12 +115,14 @@ export async function serve(config: Config): Promise<void> {
       ? new snapshotModules[0].FileSnapshotStore(snapshotModules[0].snapshotDir(dir))
       : undefined;
     const loadStarted = performance.now();
-    const ledger = await Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'), {
-      ...(snapshotStore ? { snapshots: snapshotStore } : {}),
-      // A bad snapshot costs time, never correctness: the next older one, or the log, is used.
-      onSnapshotSkipped: (snapshot, reason) =>
-        logger.warn({ snapshot: snapshot.location, reason }, 'skipping a snapshot of the projections'),
-    });
+    const ledger = await withBoundedHeapGrowth(() =>
+      Ledger.load(log, (applied, head) => logger.info({ applied, head }, 'loading projections'), {
+        ...(snapshotStore ? { snapshots: snapshotStore } : {}),
+        // A bad snapshot costs time, never correctness: the next older one, or the log, is used.
+        onSnapshotSkipped: (snapshot, reason) =>
+          logger.warn({ snapshot: snapshot.location, reason }, 'skipping a snapshot of the projections'),
+      }),
+    );
     logger.info(
       {
         snapshot: ledger.loadedFrom.snapshot?.location ?? null,

@@ -4,6 +4,7 @@ import { RELAY_CURSOR } from '../../adapters/bus/outbox-cursor.js';
 import { compileFilter } from '../../adapters/ledger-api/event-filter.js';
 import { prunedReport } from '../../adapters/eventlog/pruned-report.js';
 import { LevelDbEventLog } from '../../adapters/eventlog/leveldb-event-log.js';
+import { withBoundedHeapGrowth } from '../../adapters/memory/heap-growth.js';
 import { Ledger } from '../../commands/ledger.js';
 import {
   MissingRecordError,
@@ -105,7 +106,7 @@ export class DbSource implements EventSource {
   async status(onProgress?: (done: number, total: number) => void): Promise<LedgerStatus> {
     const head = this.log.head();
     const cursor = await this.log.readCursor(RELAY_CURSOR);
-    const ledger = await Ledger.load(this.log, onProgress);
+    const ledger = await withBoundedHeapGrowth(() => Ledger.load(this.log, onProgress));
     const p = ledger.projections;
     let headAt: string | undefined;
     let node = this.node;
