@@ -87,8 +87,8 @@ export class ReadModel<Doc> {
    */
   restore(entries: Iterable<readonly [string, Doc]>, position: number): void {
     if (this.docs.size > 0 || this.lastSeq > 0) throw new Error(`read model ${this.projection.name} is not empty`);
-    const share = this.projection.share;
-    for (const [key, doc] of entries) this.docs.set(key, share ? share(doc) : doc);
+    const { projection } = this;
+    for (const [key, doc] of entries) this.docs.set(key, projection.share ? projection.share(doc) : doc);
     this.lastSeq = position;
   }
 
