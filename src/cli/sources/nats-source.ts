@@ -1,4 +1,13 @@
-import { connect, type JetStreamManager, type JsMsg, type NatsConnection, type OrderedConsumerOptions } from 'nats';
+import { randomBytes } from 'node:crypto';
+import {
+  AckPolicy,
+  connect,
+  type JetStreamManager,
+  type JsMsg,
+  type NatsConnection,
+  nanos,
+  type OrderedConsumerOptions,
+} from 'nats';
 import {
   DEFAULT_PUBLISH_TIMEOUT_MS,
   DEFAULT_RECONNECT_WAIT_MS,
@@ -38,8 +47,10 @@ const PULL_BATCH = 256;
  * stream's leader changed left a read waiting 30 s for nothing.
  */
 export const PULL_EXPIRES_MS = 4_000;
-// JetStream API error code for "stream not found" (nats-server's errors.json).
+// JetStream API error codes (nats-server's errors.json): "stream not found", and "consumer
+// filter subject is not a valid subset of the interest subjects".
 const STREAM_NOT_FOUND = 10059;
+const FILTER_NOT_SUBSET = 10093;
 
 /**
  * Reads the JetStream stream the relays publish to: for a machine that is not the node.
@@ -56,6 +67,8 @@ const STREAM_NOT_FOUND = 10059;
 export class NatsSource implements EventSource {
   readonly description: string;
   readonly manyNodes: boolean;
+  /** filterAccepted's answers, per subject filter. */
+  private readonly accepted = new Map<string, boolean>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -177,7 +190,10 @@ export class NatsSource implements EventSource {
     follow: boolean,
     signal?: AbortSignal,
   ): AsyncIterable<JsMsg> {
-    const consumer = await this.nc.jetstream().consumers.get(this.stream, { filterSubjects: subject, ...start });
+    const filtered = await this.filterAccepted(subject);
+    const consumer = await this.nc
+      .jetstream()
+      .consumers.get(this.stream, { ...(filtered ? { filterSubjects: subject } : {}), ...start });
     const info = await consumer.info();
     if (info.num_pending === 0 && !follow) {
       await consumer.delete().catch(() => undefined);
@@ -188,7 +204,7 @@ export class NatsSource implements EventSource {
     signal?.addEventListener('abort', stop);
     try {
       for await (const m of messages) {
-        yield m;
+        if (filtered || subjectCovers(subject, m.subject)) yield m;
         if (!follow && m.info.pending === 0) return;
       }
     } finally {
@@ -196,6 +212,40 @@ export class NatsSource implements EventSource {
       messages.stop();
       await consumer.delete().catch(() => undefined);
     }
+  }
+
+  /**
+   * Whether the cluster takes a consumer filtered to `subject`. nats-server 2.9 can refuse
+   * a filter that the stream's subjects cover (FILTER_NOT_SUBSET) after one of its
+   * servers restarted, for as long as a minute and more, though the stream's info lists
+   * the subject; nats.js's ordered consumer then retries its creation 30 times, backing
+   * off, and the read waits for all of them. So a throwaway consumer is made first, the
+   * way the ordered consumer will be; when it is refused, the read goes unfiltered and
+   * drops other subjects itself.
+   */
+  private async filterAccepted(subject: string): Promise<boolean> {
+    const known = this.accepted.get(subject);
+    if (known !== undefined) return known;
+    let accepted = true;
+    try {
+      // Named, as the ordered consumer's are: a named consumer's creation goes the way its
+      // will (CONSUMER.CREATE.<stream>.<name>.<filter>); an unnamed one's is answered
+      // elsewhere in the cluster, and was accepted while the named one was refused.
+      const probe = await this.jsm.consumers.add(this.stream, {
+        name: `cri_ledger_cli_probe_${randomBytes(6).toString('hex')}`,
+        filter_subject: subject,
+        ack_policy: AckPolicy.None,
+        mem_storage: true,
+        num_replicas: 1,
+        inactive_threshold: nanos(10_000),
+      });
+      await this.jsm.consumers.delete(this.stream, probe.name).catch(() => undefined);
+    } catch (error) {
+      if ((error as { api_error?: { err_code?: number } }).api_error?.err_code !== FILTER_NOT_SUBSET) throw error;
+      accepted = false;
+    }
+    this.accepted.set(subject, accepted);
+    return accepted;
   }
 
   async status(): Promise<StreamStatus> {
