@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
 import type { EventData, NewEvent } from '../domain/events.js';
 import { containerStream, RESOURCE_ID } from '../domain/ids.js';
-import { envVar, plainText, textMap } from '../domain/text.js';
+import { envVar, labelMap, plainText, textMap } from '../domain/text.js';
 import type { SandboxRecord } from '../projections/sandbox-store.js';
 import type { Ledger } from './ledger.js';
 import type { KeyedLock } from './keyed-lock.js';
@@ -102,7 +102,7 @@ export function validateCreateContainer(command: CreateContainerCommand) {
     throw new InvalidArgumentError('config.image.image', 'must name an image');
   plainText(config.metadata.name, 'config.metadata.name');
   plainText(config.image.image, 'config.image.image');
-  textMap(config.labels, 'config.labels');
+  labelMap(config.labels, 'config.labels');
   textMap(config.annotations, 'config.annotations');
   config.envs.forEach((kv, i) => envVar(kv.key, kv.value, `config.envs[${i}]`));
   return { podSandboxId, config: { ...config, metadata: config.metadata, image: config.image } };

@@ -2,7 +2,15 @@ import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.js';
 import type { NewEvent } from '../domain/events.js';
 import { RESOURCE_ID, sandboxStream } from '../domain/ids.js';
-import { absolutePath, namespacedSysctls, plainText, runtimeHandler, sysctls, textMap } from '../domain/text.js';
+import {
+  absolutePath,
+  labelMap,
+  namespacedSysctls,
+  plainText,
+  runtimeHandler,
+  sysctls,
+  textMap,
+} from '../domain/text.js';
 import type { Ledger } from './ledger.js';
 import { resultUndelivered, retryServed, runOnce, type NameReservations } from './name-reservations.js';
 import type {
@@ -158,7 +166,7 @@ export function validateRunPodSandbox(command: RunPodSandboxCommand) {
     if (m[field].length === 0) throw new InvalidArgumentError(`config.metadata.${field}`, 'must be set');
     plainText(m[field], `config.metadata.${field}`);
   }
-  textMap(config.labels, 'config.labels');
+  labelMap(config.labels, 'config.labels');
   textMap(config.annotations, 'config.annotations');
   plainText(config.hostname, 'config.hostname');
   sysctls(config.linux?.sysctls ?? {}, 'config.linux.sysctls');

@@ -34,6 +34,27 @@ export function textMap(map: Record<string, string>, field: string): Record<stri
   return map;
 }
 
+/** containerd's limit on one label, key and value together (its `labels.Validate`). */
+export const MAX_LABEL_BYTES = 4096;
+
+/**
+ * Labels, which become containerd labels: a textMap whose keys are not empty and whose
+ * key and value together fit containerd's limit. containerd refuses either when the
+ * container record is written, after the request's first events.
+ */
+export function labelMap(map: Record<string, string>, field: string): Record<string, string> {
+  for (const [key, value] of Object.entries(map)) {
+    if (key.length === 0) throw new InvalidArgumentError(`${field} key`, 'is empty');
+    const bytes = Buffer.byteLength(key) + Buffer.byteLength(value);
+    if (bytes > MAX_LABEL_BYTES)
+      throw new InvalidArgumentError(
+        `${field}[${JSON.stringify(key.slice(0, 64))}]`,
+        `key and value are ${bytes} bytes; containerd takes at most ${MAX_LABEL_BYTES}`,
+      );
+  }
+  return textMap(map, field);
+}
+
 /** An environment variable: a non-empty key without `=` or control bytes; any value but NUL. */
 export function envVar(key: string, value: string, field: string): void {
   if (key.length === 0) throw new InvalidArgumentError(`${field}.key`, 'is empty');

@@ -7,6 +7,8 @@ import {
   namespacedSysctls,
   runtimeHandler,
   freeText,
+  labelMap,
+  MAX_LABEL_BYTES,
   plainText,
   sysctls,
   textMap,
@@ -31,6 +33,17 @@ describe('request text that could split one value into two', () => {
     refused(() => freeText('a\u0000b', 'config.labels["a"]'), /NUL/);
     refused(() => textMap({ 'bad\nkey': 'v' }, 'config.labels'), /^config\.labels key/);
     refused(() => textMap({ ok: 'v\u0000' }, 'config.annotations'), /^config\.annotations\["ok"\]/);
+  });
+
+  it('refuses a label containerd would refuse after the first events: an empty key, or key and value over 4096 bytes', () => {
+    refused(() => labelMap({ '': '../../etc' }, 'config.labels'), /^config\.labels key: is empty/);
+    refused(
+      () => labelMap({ big: 'x'.repeat(MAX_LABEL_BYTES - 2) }, 'config.labels'),
+      /^config\.labels\["big"\]: key and value are 4097 bytes/,
+    );
+    const fits = { big: 'x'.repeat(MAX_LABEL_BYTES - 3) };
+    assert.equal(labelMap(fits, 'config.labels'), fits);
+    refused(() => labelMap({ 'bad\nkey': 'v' }, 'config.labels'), /^config\.labels key/);
   });
 
   it('refuses a path that is relative, holds a ".." component or a control byte, naming the field', () => {
