@@ -17,7 +17,7 @@ import {
   type Runtime,
   throwIfInterrupted,
 } from './support/cri-runtime.js';
-import { removeCgroupParents } from './support/side-by-side.js';
+import { removeCgroupParents } from '../test/support/cgroups.js';
 import { percentile, report, type Row } from './table.js';
 
 /*

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { removeCgroupParents } from '../../test/support/cgroups.js';
 import { startServe, type ServeProcess } from '../../test/support/cli.js';
 import { mountsUnder, type PrivateContainerd } from '../../test/support/containerd.js';
 import { BUSYBOX_IMAGE, buildTestImage, importTestImage, PAUSE_IMAGE } from '../../test/support/oci-image.js';
@@ -63,18 +64,4 @@ export async function stopSideBySide(s: SideBySide): Promise<void> {
   await rm(s.work, { recursive: true, force: true });
   // And the parents runc makes for pods without one, named after each namespace.
   await removeCgroupParents([...s.cgroupParents, LEDGER_NAMESPACE, CONTAINERD_CRI_NAMESPACE]);
-}
-
-/**
- * Removes these top-level cgroups (and what is under them) in every controller, once
- * empty: rmdir refuses a cgroup that still has tasks or children, so one in use stays.
- */
-export async function removeCgroupParents(parents: readonly string[]): Promise<void> {
-  const remove = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => []))
-      if (entry.isDirectory()) await remove(join(dir, entry.name));
-    await rmdir(dir).catch(() => undefined);
-  };
-  for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[]))
-    for (const parent of parents) await remove(join('/sys/fs/cgroup', controller, parent));
 }

@@ -82,11 +82,18 @@ export async function removeRuncCgroups(runcRoot: string): Promise<string[]> {
 }
 
 /**
- * Removes the parent runc made for a containerd namespace of a test's own (`/<namespace>`
- * under every controller), once empty. Not for `cri-ledger`, which tests share (the
- * suite's script removes that one at the end).
+ * Removes these top-level cgroups (and what is under them) in every controller, once
+ * empty: rmdir refuses a cgroup that still has tasks or children, so one in use stays.
+ * runc names a pod's default parent after its containerd namespace (`/<namespace>`):
+ * a test or bench running in a namespace of its own removes that one. Not `cri-ledger`,
+ * which tests share (the suite's script removes that one at the end).
  */
-export async function removeNamespaceCgroup(namespace: string): Promise<void> {
+export async function removeCgroupParents(parents: readonly string[]): Promise<void> {
+  const remove = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => []))
+      if (entry.isDirectory()) await remove(join(dir, entry.name));
+    await rmdirWhenEmpty(dir);
+  };
   for (const controller of await readdir(CGROUP_ROOT).catch(() => [] as string[]))
-    await rmdirWhenEmpty(join(CGROUP_ROOT, controller, namespace));
+    for (const parent of parents) await remove(join(CGROUP_ROOT, controller, parent));
 }

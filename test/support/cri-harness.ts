@@ -13,7 +13,7 @@ import { connectContainerd, type ContainerdApi } from '../../src/adapters/contai
 import { LedgerClient } from '../../src/adapters/ledger-api/ledger-client.js';
 import { imageServiceV1, runtimeServiceV1 } from '../../src/adapters/cri/cri-definition.js';
 import { runCli, startServe, tempRoot, type ServeProcess } from './cli.js';
-import { removeLedgerCgroups, removeNamespaceCgroup, removeRuncCgroups } from './cgroups.js';
+import { removeCgroupParents, removeLedgerCgroups, removeRuncCgroups } from './cgroups.js';
 import { mountsUnder, startContainerd, type PrivateContainerd } from './containerd.js';
 import {
   removeNetworkHostports,
@@ -182,7 +182,7 @@ export async function startCriHarness(
       // The shims died with containerd, so runc never deleted the pods' cgroups.
       await step(() => removeRuncCgroups(join(root, 'state', 'runc')));
       await removeLedgerCgroups(join(root, 'ledger'), namespace).catch(() => undefined);
-      if (namespace !== CRI_NAMESPACE) await removeNamespaceCgroup(namespace).catch(() => undefined);
+      if (namespace !== CRI_NAMESPACE) await removeCgroupParents([namespace]).catch(() => undefined);
       // Pod /dev/shm tmpfs and netns files live under the service's state dir.
       await step(() => {
         for (const mount of mountsUnder(root)) execFileSync('umount', ['-l', mount]);

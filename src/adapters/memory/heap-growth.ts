@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8';
  * A rebuild of the projections decodes events far faster than V8 expects garbage to come,
  * and V8 answers by letting the old generation grow to several times what survives each
  * GC. On the ledger bench's stress log (60,000 live containers) that was 345 MB of peak
- * RSS for 117 MB of live heap. While a rebuild runs, the heap may grow only this much
+ * RSS for 135 MB of live heap. While a rebuild runs, the heap may grow only this much
  * past what the last GC left live; afterwards V8 decides again (0: its own factor).
  */
 
