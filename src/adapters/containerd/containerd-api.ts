@@ -12,6 +12,7 @@ import type { Options } from '@grpc/proto-loader';
 import { MAX_MESSAGE_BYTES } from '../grpc/socket-server.js';
 import { loadServices, PROTO_DIR } from '../grpc/proto.js';
 import { CONTAINERD_PROTO_SET } from '../grpc/proto-sets.js';
+import { Http2UnaryTransport } from './unary-http2.js';
 
 /** The header containerd reads to pick the namespace a call works in. */
 export const NAMESPACE_HEADER = 'containerd-namespace';
@@ -129,6 +130,11 @@ export function connectContainerd({ address, namespace }: ContainerdConnectOptio
     'grpc.enable_channelz': 0,
   });
   const interceptors = [namespaceInterceptor(namespace)];
+  const unary = new Http2UnaryTransport(
+    address.replace(/^unix:(\/\/)?/, ''),
+    { [NAMESPACE_HEADER]: namespace },
+    MAX_MESSAGE_BYTES,
+  );
   const clients = {} as Record<ContainerdServiceName, ContainerdClient>;
   for (const [key, fullName] of Object.entries(CONTAINERD_SERVICES) as Array<[ContainerdServiceName, string]>) {
     const Ctor = serviceConstructor(fullName);
@@ -137,6 +143,23 @@ export function connectContainerd({ address, namespace }: ContainerdConnectOptio
       channelOverride: channel,
       interceptors,
     }) as ContainerdClient;
+    bindUnaryTransport(clients[key], unary);
   }
-  return { ...clients, namespace, address, close: () => channel.close() };
+  const close = (): void => {
+    unary.close();
+    channel.close();
+  };
+  return { ...clients, namespace, address, close };
+}
+
+const unaryTransports = new WeakMap<Client, Http2UnaryTransport>();
+
+/** Unary calls of `client` go over `transport` (unaryCall), its streaming calls over grpc-js. */
+function bindUnaryTransport(client: Client, transport: Http2UnaryTransport): void {
+  unaryTransports.set(client, transport);
+}
+
+/** The transport connectContainerd gave `client`'s unary calls; none for a stand-in client. */
+export function unaryTransportOf(client: Client): Http2UnaryTransport | undefined {
+  return unaryTransports.get(client);
 }

@@ -6,7 +6,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { CriLedgerError } from '../../domain/errors.js';
-import type { ContainerdClient } from './containerd-api.js';
+import { type ContainerdClient, unaryTransportOf } from './containerd-api.js';
 
 /** How long a containerd call may take unless the caller says otherwise. */
 export const DEFAULT_CONTAINERD_CALL_TIMEOUT_MS = 10_000;
@@ -96,6 +96,23 @@ export function unaryCall<Response = Record<string, unknown>>(
   request: object,
   options: ContainerdCallOptions = {},
 ): Promise<Response> {
+  const transport = unaryTransportOf(client);
+  if (transport) {
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
+    const timing = callOptions(options);
+    const definition = (client.constructor as ServiceClientConstructor).service[name];
+    if (!definition) return Promise.reject(new TypeError(`containerd client has no method ${name}`));
+    return transport
+      .call(definition, request, {
+        ...timing,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.lease ? { headers: { [LEASE_HEADER]: options.lease } } : {}),
+      })
+      .then(
+        (response) => response as Response,
+        (error: ServiceError) => Promise.reject(callError(client, name, error, timing.deadline)),
+      );
+  }
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(options.signal.reason);
     let call: { cancel(): void } | undefined;
