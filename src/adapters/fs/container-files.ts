@@ -1,10 +1,11 @@
-import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import type { ContainerDirs, ContainerFiles, ContainerIo, CreatedHostPath, MountSource } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { RESOURCE_ID } from '../../domain/ids.js';
 import { mkfifo } from '../native/syscalls.js';
 import { checkMountSource, createHostDirectory } from './host-paths.js';
+import { removeTrees } from './tree-remover.js';
 
 /** The pins of a container's mount host paths, in its persistent dir. */
 const MOUNT_SOURCES_FILE = 'mount-sources.json';
@@ -94,7 +95,6 @@ export class HostContainerFiles implements ContainerFiles {
 
   async removeDirs(containerId: string): Promise<void> {
     const dirs = this.dirsFor(containerId);
-    await rm(dirs.volatile, { recursive: true, force: true });
-    await rm(dirs.root, { recursive: true, force: true });
+    await removeTrees([dirs.volatile, dirs.root]);
   }
 }

@@ -1,10 +1,11 @@
-import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { PodFiles } from '../../commands/ports.js';
 import { InvalidArgumentError } from '../../domain/errors.js';
 import { RESOURCE_ID } from '../../domain/ids.js';
 import { mount, mountFlags, umount } from '../native/syscalls.js';
 import type { SandboxFiles } from '../oci/spec-input.js';
+import { removeTrees } from './tree-remover.js';
 
 /** The pod's /dev/shm: 64 MiB, as Docker and containerd give it. */
 export const DEFAULT_SHM_SIZE_BYTES = 64 * 1024 * 1024;
@@ -68,8 +69,7 @@ export class HostPodFiles implements PodFiles {
     const shm = join(volatile, 'shm');
     // Busy (a reader we do not know of): detach it now, the kernel finishes later.
     if (await isMountPoint(shm)) await umount(shm).catch(() => umount(shm, { detach: true }));
-    await rm(volatile, { recursive: true, force: true });
-    await rm(root, { recursive: true, force: true });
+    await removeTrees([volatile, root]);
   }
 }
 
