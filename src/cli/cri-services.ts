@@ -161,6 +161,7 @@ export function createCriServices(
     files: containerFiles,
     runtime,
     oomed: new Set(),
+    tasksDeleted: new Set(),
     snapshotter: DEFAULT_IMAGE_SNAPSHOTTER,
     failpoints,
   };

@@ -39,6 +39,12 @@ export interface LifecycleDeps {
   runtime: ContainerRuntime;
   /** Containers containerd reported an OOM for; their next exit is `OOMKilled`. */
   oomed: Set<string>;
+  /**
+   * Containers whose task this process deleted once their exit was recorded (a stop, or
+   * an exit containerd reported): RemoveContainer skips asking containerd again, a call
+   * that would only answer NOT_FOUND. Empty after a restart, when it asks.
+   */
+  tasksDeleted: Set<string>;
   /** The snapshotter, for records that predate SnapshotPrepared. */
   snapshotter: string;
   failpoints?: Failpoints;
@@ -200,6 +206,7 @@ async function stopLocked(deps: LifecycleDeps, o: LifecycleCommand & { timeoutMs
   await appendTo(deps, current, [stopped, exitedEvent(deps, o, current, finished)]);
   await hit(deps, 'StopContainer.ContainerStopped');
   await deps.tasks.delete(c.id);
+  deps.tasksDeleted.add(c.id);
   await hit(deps, 'StopContainer.TaskDeleted');
 }
 
@@ -218,7 +225,7 @@ export async function removeContainer(deps: LifecycleDeps, o: LifecycleCommand):
     await stopLocked(deps, { ...o, containerId: c.id, timeoutMs: 0 }, c.id);
     await hit(deps, 'RemoveContainer.Stopped');
     // containerd refuses to delete a container that has a task; the rest is independent.
-    await deps.tasks.delete(c.id);
+    if (!deps.tasksDeleted.delete(c.id)) await deps.tasks.delete(c.id);
     await hit(deps, 'RemoveContainer.TaskDeleted');
     await Promise.all([
       deps.logs.detach(c.id),
@@ -255,6 +262,7 @@ export async function recordExit(
     // The exit is in the log now: the task (and its shim) can go, as containerd's CRI
     // deletes it on exit. RemoveContainer deletes it too, for exits recorded before.
     await deps.tasks.delete(c.id);
+    deps.tasksDeleted.add(c.id);
     return true;
   });
 }

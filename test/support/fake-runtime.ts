@@ -265,8 +265,11 @@ export class FakeTasks extends Failures implements TaskRuntime {
     this.exits.set(containerId, exit);
     return exit;
   }
+  /** Every delete asked, in order. */
+  readonly deleted: string[] = [];
   async delete(containerId: string): Promise<void> {
     this.check('delete');
+    this.deleted.push(containerId);
     this.running.delete(containerId);
   }
   readonly updates = new Map<string, Record<string, unknown>>();

@@ -39,6 +39,7 @@ async function world() {
     files,
     runtime,
     oomed: new Set(),
+    tasksDeleted: new Set(),
     snapshotter: 'overlayfs',
   };
   const create = async (logPath = '/logs/app.log') =>
@@ -221,6 +222,27 @@ describe('container lifecycle', () => {
     assert.deepEqual((await w.types(id)).slice(-3), ['ContainerStopped', 'ContainerExited', 'ContainerRemoved']);
     await removeContainer(w.deps, op(id));
     await removeContainer(w.deps, op(hexId('never-there')));
+  });
+
+  it('deletes a task once: a removal after a stop does not ask again, one after a restart (nothing remembered) does', async () => {
+    const w = await world();
+    const stopped = await w.create();
+    await startContainer(w.deps, op(stopped));
+    await stopContainer(w.deps, { ...op(stopped), timeoutMs: 0 });
+    assert.deepEqual(w.tasks.deleted, [stopped]);
+    await removeContainer(w.deps, op(stopped));
+    assert.deepEqual(w.tasks.deleted, [stopped]);
+    assert.equal(w.deps.tasksDeleted.size, 0);
+
+    const exited = await w.create();
+    await startContainer(w.deps, op(exited));
+    assert.equal(
+      await recordExit(w.deps, { containerId: exited, exitCode: 0, exitedAt: NOW, correlationId: 'exit' }),
+      true,
+    );
+    w.deps.tasksDeleted.clear(); // what a restarted service knows
+    await removeContainer(w.deps, op(exited));
+    assert.deepEqual(w.tasks.deleted, [stopped, exited, exited]);
   });
 
   it("updates a running container's resources and records them; any other state is refused", async () => {

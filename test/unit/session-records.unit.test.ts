@@ -154,6 +154,7 @@ describe('recording a session', () => {
       files: new FakeFiles(),
       runtime: new FakeRuntime(),
       oomed: new Set(),
+      tasksDeleted: new Set(),
       snapshotter: 'overlayfs',
     };
     await recordSessionStarted(w.records, execPayload('s1'), START);

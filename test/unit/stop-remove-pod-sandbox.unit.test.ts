@@ -82,6 +82,7 @@ async function podWithContainer(
     files: containerFiles,
     runtime,
     oomed: new Set<string>(),
+    tasksDeleted: new Set<string>(),
     snapshotter: 'overlayfs',
   };
   const deps = { ledger, tasks, network, runtime, containerFiles, podFiles, snapshotter: 'overlayfs', lifecycle };
