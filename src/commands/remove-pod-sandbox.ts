@@ -33,9 +33,13 @@ export async function removePodSandbox(
   for (const container of [...deps.ledger.projections.containers.values()].filter((c) => c.sandboxId === sandbox.id)) {
     await removeContainer(deps.lifecycle, { containerId: container.id, correlationId: o.correlationId, now: o.now });
   }
-  await deps.runtime.deleteContainer(sandbox.id);
-  await deps.runtime.removeSnapshot(sandbox.id, deps.snapshotter);
-  await deps.podFiles.remove(sandbox.id);
+  // The pause task is gone (stopPodSandbox deleted it, now or at an earlier stop), so
+  // its record, its snapshot and the pod's files are independent, as a container's are.
+  await Promise.all([
+    deps.runtime.deleteContainer(sandbox.id),
+    deps.runtime.removeSnapshot(sandbox.id, deps.snapshotter),
+    deps.podFiles.remove(sandbox.id),
+  ]);
   const current = deps.ledger.projections.sandboxes.get(sandbox.id);
   if (current) {
     await deps.ledger.append(sandboxStream(sandbox.id), current.version, [
