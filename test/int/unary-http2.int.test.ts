@@ -12,7 +12,11 @@ import {
   type ServiceError,
   status as Status,
 } from '@grpc/grpc-js';
-import { Http2UnaryTransport, type UnaryMethod } from '../../src/adapters/containerd/unary-http2.js';
+import {
+  Http2UnaryTransport,
+  type UnaryCallTiming,
+  type UnaryMethod,
+} from '../../src/adapters/containerd/unary-http2.js';
 
 /*
  * The unary transport containerd's calls go over, against a gRPC server of another
@@ -85,6 +89,18 @@ async function stopServer(): Promise<void> {
   server = undefined;
 }
 
+/** A call the server holds unanswered, once the server has it, and when the server saw it end. */
+async function heldCall(
+  t: Http2UnaryTransport,
+  timing: UnaryCallTiming = {},
+): Promise<{ call: Promise<unknown>; cancelled: Promise<void> }> {
+  const before = held.length;
+  const call = t.call(ECHO, { action: 'hold' }, timing);
+  call.catch(() => undefined); // asserted by the test
+  while (held.length === before) await new Promise((resolve) => setTimeout(resolve, 10));
+  return { call, cancelled: held[before]!.cancelled };
+}
+
 const codeOf = async (call: Promise<unknown>): Promise<{ code: Status; details: string; metadata: Metadata }> => {
   const error = (await call.then(
     () => assert.fail('the call succeeded'),
@@ -141,12 +157,10 @@ describe('a unary call over the HTTP/2 transport', () => {
     await startServer();
     const t = new Http2UnaryTransport(socketPath, {}, 1024 * 1024);
     const abort = new AbortController();
-    const call = t.call(ECHO, { action: 'hold' }, { signal: abort.signal });
-    while (held.length === 0 || server === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
-    const count = held.length;
+    const { call, cancelled } = await heldCall(t, { signal: abort.signal });
     abort.abort();
     assert.equal((await codeOf(call)).code, Status.CANCELLED);
-    await held[count - 1]!.cancelled;
+    await cancelled;
     t.close();
   });
 
@@ -161,9 +175,7 @@ describe('a unary call over the HTTP/2 transport', () => {
   it('is UNAVAILABLE when the server goes away during a call, and reconnects for the next', async () => {
     await startServer();
     const t = new Http2UnaryTransport(socketPath, {}, 1024 * 1024);
-    const before = held.length;
-    const call = t.call(ECHO, { action: 'hold' }, { deadline: Date.now() + 30_000 });
-    while (held.length === before) await new Promise((resolve) => setTimeout(resolve, 10));
+    const { call } = await heldCall(t, { deadline: Date.now() + 30_000 });
     await stopServer();
     assert.equal((await codeOf(call)).code, Status.UNAVAILABLE);
     await startServer();
@@ -182,9 +194,7 @@ describe('a unary call over the HTTP/2 transport', () => {
   it('after close, fails the calls in flight with CANCELLED and new ones with UNAVAILABLE', async () => {
     await startServer();
     const t = new Http2UnaryTransport(socketPath, {}, 1024 * 1024);
-    const before = held.length;
-    const call = t.call(ECHO, { action: 'hold' });
-    while (held.length === before) await new Promise((resolve) => setTimeout(resolve, 10));
+    const { call } = await heldCall(t);
     t.close();
     assert.equal((await codeOf(call)).code, Status.CANCELLED);
     assert.equal((await codeOf(t.call(ECHO, { action: 'after' }))).code, Status.UNAVAILABLE);
