@@ -87,8 +87,10 @@ function method(client: ContainerdClient, name: string): Function {
 }
 
 /**
- * One unary call, e.g. `unaryCall(api.containers, 'Get', { id })`. Resolves with the
- * response as proto-loader decodes it; rejects with a ContainerdCallError.
+ * One unary call, e.g. `unaryCall(api.containers, 'Get', { id })`, the method named as in
+ * the proto. Resolves with the response as proto-loader decodes it; rejects with a
+ * ContainerdCallError. A client from connectContainerd sends it over its node:http2
+ * transport (unary-http2.ts); any other client (a test's stand-in) is called as grpc-js's.
  */
 export function unaryCall<Response = Record<string, unknown>>(
   client: ContainerdClient,
