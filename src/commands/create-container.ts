@@ -10,7 +10,6 @@ import { resultUndelivered, retryServed, runOnce, type NameReservations } from '
 import type { Caller, ContainerFiles, ContainerRuntime, ImageStore, SnapshotRef, SpecFactory } from './ports.js';
 import { KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaObserver, type SagaStep } from './saga.js';
-import { specDigest } from './spec-digest.js';
 import { discardContainerResult, supersededMessage } from './undelivered-results.js';
 
 /*
@@ -204,7 +203,7 @@ async function create(
     userFiles,
     dirs: deps.files.dirsFor(id),
   });
-  const digest = await specDigest(built.spec);
+  const digest = built.specDigest;
 
   // Claim the name before touching containerd: two concurrent calls with one name
   // must not both prepare a snapshot.

@@ -323,6 +323,8 @@ export interface ContainerSpecInput {
 export interface SpecFactory {
   containerSpec(input: ContainerSpecInput): Promise<{
     spec: Record<string, unknown>;
+    /** `sha256:` of the spec's JSON, as specDigest (spec-digest.ts) computes it, computed here without a trip through Web Crypto's thread pool. */
+    specDigest: string;
     /** Image volumes to create on the host (already checked to stay under the root dir). */
     volumeHostPaths: string[];
     /** The mount host paths the spec names, resolved and pinned. */
@@ -430,7 +432,7 @@ export interface SandboxSpecFactory {
     config: unknown;
     image: ResolvedImage;
     netnsPath: string;
-  }): Promise<{ spec: Record<string, unknown>; notes: string[] }>;
+  }): Promise<{ spec: Record<string, unknown>; specDigest: string; notes: string[] }>;
 }
 
 /*

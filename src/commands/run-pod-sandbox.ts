@@ -26,7 +26,6 @@ import type {
 } from './ports.js';
 import { endPauseTask, KIND_LABEL, runtimeFor } from './pod-runtime.js';
 import { runSaga, type Failpoints, type SagaObserver, type SagaStep } from './saga.js';
-import { specDigest } from './spec-digest.js';
 import { discardSandboxResult, supersededMessage } from './undelivered-results.js';
 
 /*
@@ -319,7 +318,7 @@ async function run(
           correlationId: c,
           data: {
             spec: built.spec,
-            specDigest: await specDigest(built.spec),
+            specDigest: built.specDigest,
             runtimeHandler: v.runtimeHandler,
             imageRef: image.id,
           },

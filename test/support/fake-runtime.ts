@@ -21,6 +21,7 @@ import type {
   StoredContainer,
 } from '../../src/commands/ports.js';
 import { InvalidArgumentError } from '../../src/domain/errors.js';
+import { ociSpecDigest } from '../../src/adapters/oci/oci-spec-factory.js';
 import { digest } from './fixtures.js';
 
 /*
@@ -192,8 +193,10 @@ export class FakeSpecs extends Failures implements SpecFactory {
     if (sc?.runAsGroup && !sc.runAsUser)
       throw new InvalidArgumentError('config.linux.security_context.run_as_group', 'set without run_as_user');
     this.inputs.push(input);
+    const spec = { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } };
     return {
-      spec: { ociVersion: '1.0.2', process: { args: ['sh'] }, root: { path: 'rootfs' } },
+      spec,
+      specDigest: ociSpecDigest(spec),
       volumeHostPaths: [],
       ...(this.o.mountSources ? { mountSources: this.o.mountSources } : {}),
       logPath: this.o.logPath ?? '',
@@ -312,12 +315,14 @@ export class FakeLogs extends Failures implements ContainerLogs {
 export class FakeSandboxSpecs extends Failures implements SandboxSpecFactory {
   async sandboxSpec(input: { sandboxId: string; netnsPath: string }) {
     this.check('sandboxSpec');
+    const spec = {
+      ociVersion: '1.0.2',
+      process: { args: ['/pause'] },
+      linux: { namespaces: [{ type: 'network', path: input.netnsPath }] },
+    };
     return {
-      spec: {
-        ociVersion: '1.0.2',
-        process: { args: ['/pause'] },
-        linux: { namespaces: [{ type: 'network', path: input.netnsPath }] },
-      },
+      spec,
+      specDigest: ociSpecDigest(spec),
       notes: [],
     };
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type {
   MountSource,
   ContainerSpecInput as PortInput,
@@ -76,6 +77,7 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
     });
     return {
       spec: result.spec as unknown as Record<string, unknown>,
+      specDigest: ociSpecDigest(result.spec),
       volumeHostPaths: volumes.map((v) => v.hostPath),
       mountSources,
       logPath,
@@ -96,8 +98,21 @@ export class OciSpecFactory implements SpecFactory, SandboxSpecFactory {
       host: this.o.host,
       options: this.o.options,
     });
-    return { spec: result.spec as unknown as Record<string, unknown>, notes: result.notes };
+    return {
+      spec: result.spec as unknown as Record<string, unknown>,
+      specDigest: ociSpecDigest(result.spec),
+      notes: result.notes,
+    };
   }
+}
+
+/**
+ * `sha256:` of a spec's JSON: what specDigest in src/commands/spec-digest.ts computes with
+ * Web Crypto (the core imports no node modules), here synchronously: Web Crypto's digest
+ * is a trip through the thread pool, on CreateContainer's and RunPodSandbox's path.
+ */
+export function ociSpecDigest(spec: object): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify(spec)).digest('hex')}`;
 }
 
 function loadLocalhostProfile(path: string): string {
